@@ -1,0 +1,155 @@
+/*
+ * accesslog: formats entries into an evbuffer and writes it out in whole
+ * lines.
+ */
+#include "accesslog.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#define ACCESSLOG_FLUSH_BYTES 32768
+
+/* An open access log. */
+struct accesslog {
+    int fd;
+    int owns_fd;
+    struct evbuffer *buf;
+    struct event *flush_timer;
+};
+
+static void accesslog_flush(struct accesslog *log)
+{
+    while (evbuffer_get_length(log->buf) > 0) {
+        if (evbuffer_write(log->buf, log->fd) < 0 && errno != EINTR) {
+            evbuffer_drain(log->buf, evbuffer_get_length(log->buf));
+            return;
+        }
+    }
+}
+
+static void on_flush_timer(evutil_socket_t fd, short what, void *arg)
+{
+    accesslog_flush(arg);
+}
+
+struct accesslog *accesslog_open(struct event_base *base, const char *where,
+                                 const char **err)
+{
+    *err = NULL;
+    if (strcmp(where, "off") == 0) {
+        return NULL;
+    }
+    struct accesslog *log = calloc(1, sizeof(*log));
+    if (log == NULL) {
+        *err = "out of memory";
+        return NULL;
+    }
+    if (strcmp(where, "stderr") == 0) {
+        log->fd = STDERR_FILENO;
+    } else {
+        log->fd = open(where, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (log->fd < 0) {
+            *err = "cannot open access log";
+            free(log);
+            return NULL;
+        }
+        log->owns_fd = 1;
+    }
+    log->buf = evbuffer_new();
+    log->flush_timer = event_new(base, -1, 0, on_flush_timer, log);
+    if (log->buf == NULL || log->flush_timer == NULL) {
+        *err = "out of memory";
+        accesslog_close(log);
+        return NULL;
+    }
+    return log;
+}
+
+/* Print a phase time, or "-" when it did not happen. */
+static void add_ms(struct evbuffer *b, const char *name, double ms)
+{
+    if (ms < 0) {
+        evbuffer_add_printf(b, " %s=-", name);
+    } else {
+        evbuffer_add_printf(b, " %s=%.1f", name, ms);
+    }
+}
+
+void accesslog_write(struct accesslog *log, const struct accesslog_entry *e)
+{
+    if (log == NULL) {
+        return;
+    }
+    static time_t cached_at;
+    static char stamp[32];
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    if (tv.tv_sec != cached_at) {
+        struct tm tm;
+        gmtime_r(&tv.tv_sec, &tm);
+        strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+        cached_at = tv.tv_sec;
+    }
+    struct evbuffer *b = log->buf;
+    evbuffer_add_printf(b, "%s.%03dZ %s \"%s ", stamp,
+                        (int)(tv.tv_usec / 1000), e->client,
+                        e->method ? e->method : "-");
+    if (e->target != NULL && e->target_len > 0) {
+        /* Never let a target break the line or the quoting. */
+        for (int i = 0; i < e->target_len; i++) {
+            unsigned char c = (unsigned char)e->target[i];
+            if (c < 0x20 || c == '"' || c == '\\' || c >= 0x7f) {
+                evbuffer_add_printf(b, "\\x%02x", c);
+            } else {
+                evbuffer_add(b, &e->target[i], 1);
+            }
+        }
+    } else {
+        evbuffer_add(b, "-", 1);
+    }
+    evbuffer_add_printf(b, " HTTP/%d.%d\" %d %llu %llu %s", e->http_major,
+                        e->http_minor, e->status,
+                        (unsigned long long)e->bytes_in,
+                        (unsigned long long)e->bytes_out,
+                        e->upstream ? e->upstream : "-");
+    add_ms(b, "head", e->head_ms);
+    add_ms(b, "latency", e->latency_ms);
+    add_ms(b, "connect", e->connect_ms);
+    add_ms(b, "first_byte", e->first_byte_ms);
+    add_ms(b, "total", e->total_ms);
+    evbuffer_add_printf(b, " term=%s\n", e->term);
+
+    if (evbuffer_get_length(b) >= ACCESSLOG_FLUSH_BYTES) {
+        accesslog_flush(log);
+    } else if (!evtimer_pending(log->flush_timer, NULL)) {
+        struct timeval later = {0, 100 * 1000};
+        evtimer_add(log->flush_timer, &later);
+    }
+}
+
+void accesslog_close(struct accesslog *log)
+{
+    if (log == NULL) {
+        return;
+    }
+    if (log->buf != NULL) {
+        accesslog_flush(log);
+        evbuffer_free(log->buf);
+    }
+    if (log->flush_timer != NULL) {
+        event_free(log->flush_timer);
+    }
+    if (log->owns_fd) {
+        close(log->fd);
+    }
+    free(log);
+}

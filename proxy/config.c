@@ -1,0 +1,1236 @@
+/*
+ * config: reads the conf through one table of directives, then validates the
+ * result in one place (config_validate).
+ *
+ * Owns the grammar of the file, every default, every range and every error
+ * message about the conf. It must not touch sockets, resolve names, open the
+ * access log or log anything: the first error goes back to the caller as
+ * "FILE:LINE: message" and parsing stops there.
+ *
+ * inih does the splitting into sections and name = value pairs, but its
+ * handler is never told the line number and never sees a section that has no
+ * directives. So the line reader we hand it also classifies each line the way
+ * inih r55 will (comment, [section], name = value, or an indented line that
+ * continues the previous value): it counts lines, opens sections as their
+ * headers go past, and reports malformed and over-long lines itself.
+ */
+/* strtok_r: POSIX, whatever the build defines. */
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ini.h>
+
+#include "util.h"
+
+/* Refuse to read a conf bigger than this (a typo'd path to a huge file). */
+#define CONFIG_FILE_MAX ((size_t)4 << 20)
+
+#define SECONDS(n) ((uint64_t)(n) * 1000)
+#define MINUTES(n) (SECONDS(n) * 60)
+#define HOURS(n) (MINUTES(n) * 60)
+#define KIB(n) ((uint64_t)(n) << 10)
+#define MIB(n) ((uint64_t)(n) << 20)
+
+enum section_kind {
+    SECTION_NONE, /* before the first header */
+    SECTION_SERVER,
+    SECTION_UPSTREAM,
+    SECTION_ROUTE,
+};
+
+/* How a directive's value is written and parsed. */
+enum directive_type {
+    TYPE_DURATION, /* "250ms", "30s", "2m", "1h" -> milliseconds */
+    TYPE_SIZE,     /* "512", "64k", "1m" -> bytes */
+    TYPE_INT,      /* a plain number, or the directive's keyword */
+    TYPE_ENUM,     /* one of the directive's names -> its index */
+    TYPE_STRING,   /* any non-empty text */
+    TYPE_NAME,     /* an upstream's name: [A-Za-z0-9_.-]+ */
+    TYPE_ADDR,     /* host:port, appended to an array (listen) */
+    TYPE_SERVER,   /* host:port [weight=N], appended to an array (server) */
+};
+
+/* The C type of a numeric field, so one store serves every number. */
+enum store_kind {
+    STORE_INT,
+    STORE_SIZE,
+    STORE_U64,
+    STORE_LOG_LEVEL,
+};
+
+/*
+ * One row of the directive table: where the directive may appear, how its
+ * value is read, which field of the section's struct (struct config,
+ * config_upstream or config_route) receives it, and its default and range.
+ * Arrays (TYPE_ADDR, TYPE_SERVER) also name their count field and capacity.
+ */
+struct directive {
+    const char *name;
+    enum section_kind section;
+    enum directive_type type;
+    enum store_kind store; /* numbers only */
+    size_t offset;         /* the field */
+    size_t size;           /* strings: the field's capacity in bytes */
+    size_t count_offset;   /* arrays: the int counting the elements */
+    int capacity;          /* arrays: how many fit */
+    uint64_t def, min, max;
+    const char *def_str;      /* strings */
+    const char *keyword;      /* TYPE_INT: a word that stands for... */
+    uint64_t keyword_value;   /* ...this value ("auto" -> 0) */
+    const char *const *names; /* TYPE_ENUM: NULL-terminated, by value */
+    int repeatable;
+};
+
+static const char *const log_level_names[] = {"error", "warn", "info",
+                                              "debug", NULL};
+
+#define F_SERVER(f) offsetof(struct config, f)
+#define F_UPSTREAM(f) offsetof(struct config_upstream, f)
+#define F_ROUTE(f) offsetof(struct config_route, f)
+
+#define DURATION(sec, nm, off, d, lo, hi)                                      \
+    {.name = nm, .section = sec, .type = TYPE_DURATION, .store = STORE_INT,    \
+     .offset = off, .def = d, .min = lo, .max = hi}
+#define SIZE(sec, nm, st, off, d, lo, hi)                                      \
+    {.name = nm, .section = sec, .type = TYPE_SIZE, .store = st,               \
+     .offset = off, .def = d, .min = lo, .max = hi}
+#define INT(sec, nm, off, d, lo, hi)                                           \
+    {.name = nm, .section = sec, .type = TYPE_INT, .store = STORE_INT,         \
+     .offset = off, .def = d, .min = lo, .max = hi}
+
+static const struct directive directives[] = {
+    /* [server] */
+    {.name = "listen", .section = SECTION_SERVER, .type = TYPE_ADDR,
+     .offset = F_SERVER(listen), .count_offset = F_SERVER(n_listen),
+     .capacity = CONFIG_MAX_LISTEN, .repeatable = 1},
+    {.name = "workers", .section = SECTION_SERVER, .type = TYPE_INT,
+     .store = STORE_INT, .offset = F_SERVER(workers), .def = 0, .min = 1,
+     .max = 64, .keyword = "auto", .keyword_value = 0},
+    INT(SECTION_SERVER, "max_connections", F_SERVER(max_connections), 8192, 1,
+        1000000),
+    INT(SECTION_SERVER, "backlog", F_SERVER(backlog), 4096, 1, 65535),
+    DURATION(SECTION_SERVER, "client_header_timeout",
+             F_SERVER(client_header_timeout_ms), SECONDS(10), 1, HOURS(24)),
+    DURATION(SECTION_SERVER, "client_body_timeout",
+             F_SERVER(client_body_timeout_ms), SECONDS(60), 1, HOURS(24)),
+    /* 0: no keep-alive, the session closes after each exchange */
+    DURATION(SECTION_SERVER, "keepalive_timeout",
+             F_SERVER(keepalive_timeout_ms), SECONDS(75), 0, HOURS(24)),
+    DURATION(SECTION_SERVER, "send_timeout", F_SERVER(send_timeout_ms),
+             SECONDS(60), 1, HOURS(24)),
+    SIZE(SECTION_SERVER, "buffer_size", STORE_SIZE, F_SERVER(buffer_size),
+         KIB(64), KIB(4), MIB(64)),
+    SIZE(SECTION_SERVER, "max_header_size", STORE_SIZE,
+         F_SERVER(max_header_size), KIB(16), KIB(1), MIB(1)),
+    /* 0: unlimited */
+    SIZE(SECTION_SERVER, "max_body_size", STORE_U64, F_SERVER(max_body_size),
+         0, 0, UINT64_MAX),
+    {.name = "access_log", .section = SECTION_SERVER, .type = TYPE_STRING,
+     .offset = F_SERVER(access_log),
+     .size = sizeof(((struct config *)0)->access_log), .def_str = "stderr"},
+    {.name = "log_level", .section = SECTION_SERVER, .type = TYPE_ENUM,
+     .store = STORE_LOG_LEVEL, .offset = F_SERVER(log_level),
+     .def = LOG_LEVEL_INFO, .names = log_level_names},
+
+    /* [upstream NAME] */
+    {.name = "server", .section = SECTION_UPSTREAM, .type = TYPE_SERVER,
+     .offset = F_UPSTREAM(servers), .count_offset = F_UPSTREAM(n_servers),
+     .capacity = CONFIG_MAX_SERVERS, .repeatable = 1},
+    INT(SECTION_UPSTREAM, "keepalive", F_UPSTREAM(keepalive), 32, 0, 100000),
+    /* 0: a connection is not kept once its exchange is done */
+    DURATION(SECTION_UPSTREAM, "keepalive_timeout",
+             F_UPSTREAM(keepalive_timeout_ms), SECONDS(60), 0, HOURS(24)),
+    DURATION(SECTION_UPSTREAM, "connect_timeout",
+             F_UPSTREAM(connect_timeout_ms), SECONDS(5), 1, HOURS(24)),
+    DURATION(SECTION_UPSTREAM, "read_timeout", F_UPSTREAM(read_timeout_ms),
+             SECONDS(60), 1, HOURS(24)),
+    DURATION(SECTION_UPSTREAM, "send_timeout", F_UPSTREAM(send_timeout_ms),
+             SECONDS(60), 1, HOURS(24)),
+    DURATION(SECTION_UPSTREAM, "latency", F_UPSTREAM(latency_ms), 0, 0,
+             HOURS(1)),
+    DURATION(SECTION_UPSTREAM, "latency_jitter",
+             F_UPSTREAM(latency_jitter_ms), 0, 0, HOURS(1)),
+
+    /* [route PREFIX] */
+    {.name = "upstream", .section = SECTION_ROUTE, .type = TYPE_NAME,
+     .offset = F_ROUTE(upstream_name),
+     .size = sizeof(((struct config_route *)0)->upstream_name)},
+};
+
+#define N_DIRECTIVES (sizeof(directives) / sizeof(directives[0]))
+
+/* What the reader decided the current line is (inih will agree). */
+enum line_kind {
+    LINE_BLANK, /* empty or a comment */
+    LINE_SECTION,
+    LINE_PAIR,         /* name = value */
+    LINE_CONTINUATION, /* indented: another value for the previous name */
+};
+
+/* The state of one parse: the input, where we are, and the first error. */
+struct parser {
+    struct config *cfg;
+    const char *name; /* the file, for messages */
+    const char *text;
+    size_t len, pos;
+    int line;             /* the line inih is working on */
+    enum line_kind kind;  /* ...and what it is */
+    int after_name;       /* inih has a previous name in this section */
+    enum section_kind section;
+    int server_seen[N_DIRECTIVES];  /* line where each was first set */
+    int section_seen[N_DIRECTIVES]; /* the same for this upstream/route */
+    int route_upstream_line[CONFIG_MAX_ROUTES];
+    int failed;
+    int fail_line;
+    char *err;
+    size_t errlen;
+};
+
+static void vformat_error(char *err, size_t errlen, const char *name,
+                          int line, const char *fmt, va_list ap)
+{
+    int n;
+
+    if (err == NULL || errlen == 0) {
+        return;
+    }
+    if (line > 0) {
+        n = snprintf(err, errlen, "%s:%d: ", name, line);
+    } else {
+        n = snprintf(err, errlen, "%s: ", name);
+    }
+    if (n < 0 || (size_t)n >= errlen) {
+        return;
+    }
+    vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+}
+
+static void format_error(char *err, size_t errlen, const char *name, int line,
+                         const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static void format_error(char *err, size_t errlen, const char *name, int line,
+                         const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vformat_error(err, errlen, name, line, fmt, ap);
+    va_end(ap);
+}
+
+/*
+ * Record an error at line (0: none applies). Only the first one counts;
+ * validation may find several, and then the earliest line wins.
+ */
+static void fail(struct parser *p, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void fail(struct parser *p, int line, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (p->failed && (line == 0 || line >= p->fail_line)) {
+        return;
+    }
+    p->failed = 1;
+    p->fail_line = line;
+    va_start(ap, fmt);
+    vformat_error(p->err, p->errlen, p->name, line, fmt, ap);
+    va_end(ap);
+}
+
+/* Copy s for quoting in a message, control characters shown as '?'. */
+static const char *shown(char *buf, size_t n, const char *s)
+{
+    size_t i;
+
+    for (i = 0; i + 1 < n && s[i] != '\0'; i++) {
+        unsigned char c = (unsigned char)s[i];
+        buf[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+    }
+    buf[i] = '\0';
+    return buf;
+}
+
+/* "[upstream origin]" for the section being read, for messages. */
+static const char *section_label(const struct parser *p, char *buf, size_t n)
+{
+    const struct config *cfg = p->cfg;
+
+    switch (p->section) {
+    case SECTION_SERVER:
+        snprintf(buf, n, "[server]");
+        break;
+    case SECTION_UPSTREAM:
+        snprintf(buf, n, "[upstream %s]",
+                 cfg->upstreams[cfg->n_upstreams - 1].name);
+        break;
+    case SECTION_ROUTE:
+        snprintf(buf, n, "[route %s]", cfg->routes[cfg->n_routes - 1].prefix);
+        break;
+    default:
+        snprintf(buf, n, "(no section)");
+        break;
+    }
+    return buf;
+}
+
+static const char *kind_label(enum section_kind k)
+{
+    switch (k) {
+    case SECTION_SERVER:
+        return "[server]";
+    case SECTION_UPSTREAM:
+        return "[upstream NAME]";
+    case SECTION_ROUTE:
+        return "[route PREFIX]";
+    default:
+        return "no section";
+    }
+}
+
+/* A unit a value can be shown in: the largest that divides it is used. */
+struct unit {
+    uint64_t mult;
+    const char *unit;
+};
+
+/* A value as the user would write it: "30s", "64k"; for range messages. */
+static const char *format_value(const struct directive *d, uint64_t v,
+                                char *buf, size_t n)
+{
+    static const struct unit durations[] = {
+        {HOURS(1), "h"}, {MINUTES(1), "m"}, {SECONDS(1), "s"}, {1, "ms"}};
+    static const struct unit sizes[] = {
+        {MIB(1024), "g"}, {MIB(1), "m"}, {KIB(1), "k"}, {1, ""}};
+    const struct unit *units = NULL;
+
+    if (d->type == TYPE_DURATION) {
+        units = durations;
+    } else if (d->type == TYPE_SIZE) {
+        units = sizes;
+    }
+    if (units == NULL || v == 0) {
+        snprintf(buf, n, "%llu", (unsigned long long)v);
+        return buf;
+    }
+    for (int i = 0;; i++) {
+        if (v % units[i].mult == 0) {
+            snprintf(buf, n, "%llu%s", (unsigned long long)(v / units[i].mult),
+                     units[i].unit);
+            return buf;
+        }
+    }
+}
+
+static void *field_at(void *base, size_t offset)
+{
+    return (char *)base + offset;
+}
+
+static void store_number(void *field, enum store_kind store, uint64_t v)
+{
+    switch (store) {
+    case STORE_INT:
+        *(int *)field = (int)v;
+        break;
+    case STORE_SIZE:
+        *(size_t *)field = (size_t)v;
+        break;
+    case STORE_U64:
+        *(uint64_t *)field = v;
+        break;
+    case STORE_LOG_LEVEL:
+        *(enum config_log_level *)field = (enum config_log_level)v;
+        break;
+    }
+}
+
+/* Write the table's defaults for one kind of section into base. */
+static void apply_defaults(enum section_kind section, void *base)
+{
+    for (size_t i = 0; i < N_DIRECTIVES; i++) {
+        const struct directive *d = &directives[i];
+        if (d->section != section) {
+            continue;
+        }
+        switch (d->type) {
+        case TYPE_DURATION:
+        case TYPE_SIZE:
+        case TYPE_INT:
+        case TYPE_ENUM:
+            store_number(field_at(base, d->offset), d->store, d->def);
+            break;
+        case TYPE_STRING:
+        case TYPE_NAME:
+            util_strlcpy(field_at(base, d->offset),
+                         d->def_str != NULL ? d->def_str : "", d->size);
+            break;
+        case TYPE_ADDR:
+        case TYPE_SERVER:
+            *(int *)field_at(base, d->count_offset) = 0;
+            break;
+        }
+    }
+}
+
+void config_defaults(struct config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    apply_defaults(SECTION_SERVER, cfg);
+}
+
+struct config *config_new(void)
+{
+    struct config *cfg = malloc(sizeof(*cfg));
+
+    if (cfg != NULL) {
+        config_defaults(cfg);
+    }
+    return cfg;
+}
+
+void config_free(struct config *cfg)
+{
+    free(cfg);
+}
+
+static const struct directive *find_directive(enum section_kind section,
+                                              const char *name)
+{
+    for (size_t i = 0; i < N_DIRECTIVES; i++) {
+        if (directives[i].section == section &&
+            strcmp(directives[i].name, name) == 0) {
+            return &directives[i];
+        }
+    }
+    return NULL;
+}
+
+static int is_name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+}
+
+static int valid_name(const char *s)
+{
+    if (*s == '\0') {
+        return 0;
+    }
+    for (; *s != '\0'; s++) {
+        if (!is_name_char(*s)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* host:port for messages, with brackets back around an IPv6 literal. */
+static const char *addr_label(const struct config_addr *a, char *buf,
+                              size_t n)
+{
+    const char *fmt = strchr(a->host, ':') != NULL ? "[%s]:%u" : "%s:%u";
+
+    snprintf(buf, n, fmt, a->host, (unsigned)a->port);
+    return buf;
+}
+
+/* --- values ------------------------------------------------------------ */
+
+static void bad_value(struct parser *p, const struct directive *d,
+                      const char *value, const char *expected)
+{
+    char v[256];
+
+    fail(p, p->line, "bad value \"%s\" for %s: expected %s",
+         shown(v, sizeof(v), value), d->name, expected);
+}
+
+static void out_of_range(struct parser *p, const struct directive *d,
+                         const char *value)
+{
+    char v[256], lo[32], hi[32];
+
+    format_value(d, d->min, lo, sizeof(lo));
+    format_value(d, d->max, hi, sizeof(hi));
+    fail(p, p->line, "value \"%s\" for %s is out of range: expected %s%s%s..%s",
+         shown(v, sizeof(v), value), d->name,
+         d->keyword != NULL ? d->keyword : "", d->keyword != NULL ? " or " : "",
+         lo, hi);
+}
+
+/* Claim the next slot of an array directive; NULL (and an error) if full. */
+static void *array_slot(struct parser *p, const struct directive *d,
+                        void *base, size_t elem_size)
+{
+    int *count = field_at(base, d->count_offset);
+    char label[CONFIG_PATH_MAX + 32];
+
+    if (*count >= d->capacity) {
+        if (d->section == SECTION_SERVER) {
+            fail(p, p->line, "too many %s directives (at most %d)", d->name,
+                 d->capacity);
+        } else {
+            fail(p, p->line, "too many %s directives in %s (at most %d)",
+                 d->name, section_label(p, label, sizeof(label)), d->capacity);
+        }
+        return NULL;
+    }
+    return (char *)field_at(base, d->offset) + (size_t)(*count)++ * elem_size;
+}
+
+static const char expect_addr[] =
+    "host:port like 127.0.0.1:8080 or [::1]:8080";
+
+/* "host:port [weight=N]": the address, then options separated by blanks. */
+static int set_server(struct parser *p, const struct directive *d,
+                      void *base, const char *value)
+{
+    static const char expected[] =
+        "host:port [weight=N] like 10.0.0.1:8080 weight=2";
+    char buf[INI_MAX_LINE + 1], v[256];
+    struct config_server srv = {.weight = 1};
+    char *tok, *save = NULL;
+    int have_weight = 0;
+
+    if (util_strlcpy(buf, value, sizeof(buf)) >= sizeof(buf)) {
+        fail(p, p->line, "value for %s is too long", d->name);
+        return -1;
+    }
+    tok = strtok_r(buf, " \t", &save);
+    if (tok == NULL || util_parse_hostport(tok, srv.addr.host,
+                                           sizeof(srv.addr.host),
+                                           &srv.addr.port) < 0) {
+        bad_value(p, d, value, expected);
+        return -1;
+    }
+    if (srv.addr.port == 0) {
+        fail(p, p->line,
+             "value \"%s\" for %s is out of range: expected a port in "
+             "1..65535",
+             shown(v, sizeof(v), tok), d->name);
+        return -1;
+    }
+    while ((tok = strtok_r(NULL, " \t", &save)) != NULL) {
+        uint64_t w;
+        if (strncmp(tok, "weight=", 7) != 0 || have_weight ||
+            util_parse_uint(tok + 7, &w) < 0) {
+            bad_value(p, d, value, expected);
+            return -1;
+        }
+        if (w < 1 || w > 1000) {
+            fail(p, p->line,
+                 "value \"%s\" for %s is out of range: expected weight=1..1000",
+                 shown(v, sizeof(v), tok), d->name);
+            return -1;
+        }
+        srv.weight = (int)w;
+        have_weight = 1;
+    }
+    srv.addr.line = p->line;
+
+    struct config_server *slot = array_slot(p, d, base, sizeof(srv));
+    if (slot == NULL) {
+        return -1;
+    }
+    *slot = srv;
+    return 0;
+}
+
+/* Parse value as directive d and store it into the section struct base. */
+static int set_value(struct parser *p, const struct directive *d, void *base,
+                     const char *value)
+{
+    void *field = field_at(base, d->offset);
+    uint64_t v = 0;
+    int64_t ms;
+
+    switch (d->type) {
+    case TYPE_DURATION:
+        if (util_parse_duration(value, &ms) < 0) {
+            bad_value(p, d, value, "a duration like 250ms, 30s or 2m");
+            return -1;
+        }
+        v = (uint64_t)ms;
+        break;
+    case TYPE_SIZE:
+        if (util_parse_size(value, &v) < 0) {
+            bad_value(p, d, value, "a size like 512, 64k or 1m");
+            return -1;
+        }
+        break;
+    case TYPE_INT:
+        if (d->keyword != NULL && strcmp(value, d->keyword) == 0) {
+            store_number(field, d->store, d->keyword_value);
+            return 0;
+        }
+        if (util_parse_uint(value, &v) < 0) {
+            bad_value(p, d, value,
+                      d->keyword != NULL ? "a whole number or auto"
+                                         : "a whole number");
+            return -1;
+        }
+        break;
+    case TYPE_ENUM: {
+        char expected[128] = "one of ";
+        for (int i = 0; d->names[i] != NULL; i++) {
+            if (strcmp(value, d->names[i]) == 0) {
+                store_number(field, d->store, (uint64_t)i);
+                return 0;
+            }
+            if (i > 0) {
+                strncat(expected, ", ",
+                        sizeof(expected) - strlen(expected) - 1);
+            }
+            strncat(expected, d->names[i],
+                    sizeof(expected) - strlen(expected) - 1);
+        }
+        bad_value(p, d, value, expected);
+        return -1;
+    }
+    case TYPE_STRING:
+    case TYPE_NAME:
+        if (*value == '\0' || (d->type == TYPE_NAME && !valid_name(value))) {
+            bad_value(p, d, value,
+                      d->type == TYPE_NAME
+                          ? "an upstream name (letters, digits, '_', '.', '-')"
+                          : "a non-empty value");
+            return -1;
+        }
+        if (strlen(value) >= d->size) {
+            fail(p, p->line, "value for %s is too long (at most %zu characters)",
+                 d->name, d->size - 1);
+            return -1;
+        }
+        util_strlcpy(field, value, d->size);
+        return 0;
+    case TYPE_ADDR: {
+        struct config_addr a;
+        if (util_parse_hostport(value, a.host, sizeof(a.host), &a.port) < 0) {
+            bad_value(p, d, value, expect_addr);
+            return -1;
+        }
+        a.line = p->line;
+        struct config_addr *slot = array_slot(p, d, base, sizeof(a));
+        if (slot == NULL) {
+            return -1;
+        }
+        *slot = a;
+        return 0;
+    }
+    case TYPE_SERVER:
+        return set_server(p, d, base, value);
+    }
+    if (v < d->min || v > d->max) {
+        out_of_range(p, d, value);
+        return -1;
+    }
+    store_number(field, d->store, v);
+    return 0;
+}
+
+/* --- sections ---------------------------------------------------------- */
+
+/* Open the section whose header holds [b, e) between its brackets. */
+static int open_section(struct parser *p, const char *b, const char *e)
+{
+    struct config *cfg = p->cfg;
+    char kind[16], arg[INI_MAX_LINE + 1], v[256];
+    size_t kn, an;
+    const char *a;
+
+    while (b < e && isspace((unsigned char)*b)) {
+        b++;
+    }
+    while (e > b && isspace((unsigned char)e[-1])) {
+        e--;
+    }
+    for (a = b; a < e && !isspace((unsigned char)*a); a++) {
+    }
+    kn = (size_t)(a - b);
+    while (a < e && isspace((unsigned char)*a)) {
+        a++;
+    }
+    an = (size_t)(e - a);
+    if (an >= sizeof(arg)) {
+        an = sizeof(arg) - 1; /* cannot happen: lines are shorter */
+    }
+    memcpy(arg, a, an);
+    arg[an] = '\0';
+    if (kn >= sizeof(kind)) {
+        kn = sizeof(kind) - 1; /* long enough to be unknown */
+    }
+    memcpy(kind, b, kn);
+    kind[kn] = '\0';
+
+    memset(p->section_seen, 0, sizeof(p->section_seen));
+    if (strcmp(kind, "server") == 0) {
+        if (an > 0) {
+            fail(p, p->line, "[server] takes no name (found \"%s\")",
+                 shown(v, sizeof(v), arg));
+            return -1;
+        }
+        p->section = SECTION_SERVER;
+        return 0;
+    }
+    if (strcmp(kind, "upstream") == 0) {
+        if (an == 0) {
+            fail(p, p->line, "[upstream] needs a name, like [upstream origin]");
+            return -1;
+        }
+        if (!valid_name(arg)) {
+            fail(p, p->line,
+                 "bad upstream name \"%s\": use letters, digits, '_', '.' "
+                 "and '-'",
+                 shown(v, sizeof(v), arg));
+            return -1;
+        }
+        if (an >= CONFIG_NAME_MAX) {
+            fail(p, p->line,
+                 "upstream name \"%s\" is too long (at most %d characters)",
+                 arg, CONFIG_NAME_MAX - 1);
+            return -1;
+        }
+        for (int i = 0; i < cfg->n_upstreams; i++) {
+            if (strcmp(cfg->upstreams[i].name, arg) == 0) {
+                fail(p, p->line, "duplicate [upstream %s] (first at line %d)",
+                     arg, cfg->upstreams[i].line);
+                return -1;
+            }
+        }
+        if (cfg->n_upstreams >= CONFIG_MAX_UPSTREAMS) {
+            fail(p, p->line, "too many [upstream] sections (at most %d)",
+                 CONFIG_MAX_UPSTREAMS);
+            return -1;
+        }
+        struct config_upstream *up = &cfg->upstreams[cfg->n_upstreams++];
+        memset(up, 0, sizeof(*up));
+        apply_defaults(SECTION_UPSTREAM, up);
+        util_strlcpy(up->name, arg, sizeof(up->name));
+        up->line = p->line;
+        p->section = SECTION_UPSTREAM;
+        return 0;
+    }
+    if (strcmp(kind, "route") == 0) {
+        if (an == 0) {
+            fail(p, p->line, "[route] needs a path prefix, like [route /api]");
+            return -1;
+        }
+        int ok = arg[0] == '/';
+        for (size_t i = 0; ok && i < an; i++) {
+            ok = arg[i] > 0x20 && arg[i] < 0x7f;
+        }
+        if (!ok) {
+            fail(p, p->line,
+                 "bad route prefix \"%s\": expected a path starting with /, "
+                 "like /api",
+                 shown(v, sizeof(v), arg));
+            return -1;
+        }
+        if (an >= CONFIG_PATH_MAX) {
+            fail(p, p->line, "route prefix is too long (at most %d characters)",
+                 CONFIG_PATH_MAX - 1);
+            return -1;
+        }
+        for (int i = 0; i < cfg->n_routes; i++) {
+            if (strcmp(cfg->routes[i].prefix, arg) == 0) {
+                fail(p, p->line, "duplicate [route %s] (first at line %d)", arg,
+                     cfg->routes[i].line);
+                return -1;
+            }
+        }
+        if (cfg->n_routes >= CONFIG_MAX_ROUTES) {
+            fail(p, p->line, "too many [route] sections (at most %d)",
+                 CONFIG_MAX_ROUTES);
+            return -1;
+        }
+        struct config_route *r = &cfg->routes[cfg->n_routes++];
+        memset(r, 0, sizeof(*r));
+        apply_defaults(SECTION_ROUTE, r);
+        util_strlcpy(r->prefix, arg, sizeof(r->prefix));
+        r->upstream = -1;
+        r->line = p->line;
+        p->section = SECTION_ROUTE;
+        return 0;
+    }
+    fail(p, p->line,
+         "unknown section [%s]: expected [server], [upstream NAME] or "
+         "[route PREFIX]",
+         shown(v, sizeof(v), kind));
+    return -1;
+}
+
+/* --- the line reader and the handler inih calls ------------------------ */
+
+/*
+ * inih's scan for the first of chars, or for an inline comment (a prefix
+ * character right after whitespace), within [s, e). Returns where it stopped.
+ */
+static const char *find_chars_or_comment(const char *s, const char *e,
+                                         const char *chars)
+{
+    int was_space = 0;
+
+    for (; s < e; s++) {
+        if (chars != NULL && strchr(chars, *s) != NULL) {
+            break;
+        }
+        if (INI_ALLOW_INLINE_COMMENTS && was_space &&
+            strchr(INI_INLINE_COMMENT_PREFIXES, *s) != NULL) {
+            break;
+        }
+        was_space = isspace((unsigned char)*s);
+    }
+    return s;
+}
+
+/*
+ * Decide what inih r55 will make of line, as its ini_parse_stream does:
+ * comment first, then an indented continuation if a name came before in this
+ * section, then a [section], then name = value (or name: value). Opens
+ * sections and reports malformed lines; returns -1 on an error.
+ */
+static int classify_line(struct parser *p, const char *line)
+{
+    const char *b = line, *e, *sep;
+
+    if (INI_ALLOW_BOM && p->line == 1 && (unsigned char)line[0] == 0xEF &&
+        (unsigned char)line[1] == 0xBB && (unsigned char)line[2] == 0xBF) {
+        b += 3;
+    }
+    while (*b != '\0' && isspace((unsigned char)*b)) {
+        b++;
+    }
+    e = b + strlen(b);
+    while (e > b && isspace((unsigned char)e[-1])) {
+        e--;
+    }
+
+    if (b == e || strchr(INI_START_COMMENT_PREFIXES, *b) != NULL) {
+        p->kind = LINE_BLANK;
+        return 0;
+    }
+    if (INI_ALLOW_MULTILINE && p->after_name && b > line) {
+        p->kind = LINE_CONTINUATION;
+        return 0;
+    }
+    if (*b == '[') {
+        const char *close = find_chars_or_comment(b + 1, e, "]");
+        if (close == e || *close != ']') {
+            fail(p, p->line, "section header without a closing ]");
+            return -1;
+        }
+        const char *rest = close + 1;
+        while (rest < e && isspace((unsigned char)*rest)) {
+            rest++;
+        }
+        if (rest < e && strchr(INI_INLINE_COMMENT_PREFIXES, *rest) == NULL) {
+            fail(p, p->line, "unexpected text after the section header");
+            return -1;
+        }
+        p->kind = LINE_SECTION;
+        p->after_name = 0;
+        return open_section(p, b + 1, close);
+    }
+    sep = find_chars_or_comment(b, e, "=:");
+    if (sep == e || (*sep != '=' && *sep != ':')) {
+        fail(p, p->line, "expected \"name = value\" or a [section] header");
+        return -1;
+    }
+    p->kind = LINE_PAIR;
+    /* inih remembers the name (for continuations) only if it is not empty */
+    while (sep > b && isspace((unsigned char)sep[-1])) {
+        sep--;
+    }
+    p->after_name = sep > b;
+    return 0;
+}
+
+/*
+ * inih's reader: hand over the next line without its line break, after
+ * counting and classifying it. Returns NULL at the end or after an error,
+ * which stops the parse at the first error.
+ */
+static char *on_read_line(char *str, int num, void *stream)
+{
+    struct parser *p = stream;
+    const char *s, *nl;
+    size_t n, max;
+
+    if (p->failed || p->pos >= p->len) {
+        return NULL;
+    }
+    s = p->text + p->pos;
+    nl = memchr(s, '\n', p->len - p->pos);
+    n = nl != NULL ? (size_t)(nl - s) : p->len - p->pos;
+    p->pos += n + (nl != NULL);
+    p->line++;
+    if (n > 0 && s[n - 1] == '\r') {
+        n--;
+    }
+    /* inih needs room for "\r\n\0" after the longest line. */
+    max = num > 3 ? (size_t)num - 3 : 0;
+    if (n > max) {
+        fail(p, p->line, "line too long (%zu characters, at most %zu)", n,
+             max);
+        return NULL;
+    }
+    memcpy(str, s, n);
+    str[n] = '\0';
+    if (classify_line(p, str) < 0) {
+        return NULL;
+    }
+    return str;
+}
+
+/* inih's handler: one name = value pair (or continuation line). 1 = ok. */
+static int on_directive(void *user, const char *section, const char *name,
+                        const char *value)
+{
+    struct parser *p = user;
+    struct config *cfg = p->cfg;
+    const struct directive *d;
+    char buf[INI_MAX_LINE + 1], label[CONFIG_PATH_MAX + 32], n[256];
+    void *base;
+    int *seen;
+
+    if (p->failed) {
+        return 0;
+    }
+    if (p->kind == LINE_CONTINUATION) {
+        /* r55 keeps an inline comment on a continuation line: drop it. */
+        if (util_strlcpy(buf, value, sizeof(buf)) >= sizeof(buf)) {
+            fail(p, p->line, "line too long");
+            return 0;
+        }
+        char *end = (char *)find_chars_or_comment(buf, buf + strlen(buf),
+                                                  NULL);
+        while (end > buf && isspace((unsigned char)end[-1])) {
+            end--;
+        }
+        *end = '\0';
+        value = buf;
+    } else if (p->kind != LINE_PAIR) {
+        fail(p, p->line, "internal error: the ini parser saw a directive "
+                         "where none was expected");
+        return 0;
+    }
+
+    if (p->section == SECTION_NONE) {
+        fail(p, p->line, "directive \"%s\" appears before any section header",
+             shown(n, sizeof(n), name));
+        return 0;
+    }
+    d = find_directive(p->section, name);
+    if (d == NULL) {
+        const struct directive *other = NULL;
+        for (size_t i = 0; i < N_DIRECTIVES && other == NULL; i++) {
+            if (strcmp(directives[i].name, name) == 0) {
+                other = &directives[i];
+            }
+        }
+        if (other != NULL) {
+            fail(p, p->line, "unknown directive \"%s\" in %s (it belongs in %s)",
+                 name, section_label(p, label, sizeof(label)),
+                 kind_label(other->section));
+        } else {
+            fail(p, p->line, "unknown directive \"%s\" in %s",
+                 shown(n, sizeof(n), name),
+                 section_label(p, label, sizeof(label)));
+        }
+        return 0;
+    }
+
+    seen = p->section == SECTION_SERVER ? p->server_seen : p->section_seen;
+    size_t idx = (size_t)(d - directives);
+    if (!d->repeatable) {
+        if (p->kind == LINE_CONTINUATION) {
+            fail(p, p->line,
+                 "indented line continues \"%s\", which takes one value "
+                 "(do not indent directives)",
+                 d->name);
+            return 0;
+        }
+        if (seen[idx] != 0) {
+            fail(p, p->line, "duplicate directive \"%s\" (first set at line %d)",
+                 d->name, seen[idx]);
+            return 0;
+        }
+    }
+
+    switch (p->section) {
+    case SECTION_UPSTREAM:
+        base = &cfg->upstreams[cfg->n_upstreams - 1];
+        break;
+    case SECTION_ROUTE:
+        base = &cfg->routes[cfg->n_routes - 1];
+        /* Validation names this line if the upstream does not exist. */
+        p->route_upstream_line[cfg->n_routes - 1] = p->line;
+        break;
+    default:
+        base = cfg;
+        break;
+    }
+    if (set_value(p, d, base, value) < 0) {
+        return 0;
+    }
+    if (seen[idx] == 0) {
+        seen[idx] = p->line;
+    }
+    return 1;
+}
+
+/* --- validation -------------------------------------------------------- */
+
+/*
+ * Everything that needs the whole file: the default listener, duplicate
+ * addresses, upstreams without servers, routes resolved to upstream indexes,
+ * and the implicit route. Several problems are possible here; the one on
+ * the earliest line is reported.
+ */
+static int config_validate(struct parser *p)
+{
+    struct config *cfg = p->cfg;
+    char a[CONFIG_HOST_MAX + 16];
+
+    if (cfg->n_listen == 0) {
+        struct config_addr *l = &cfg->listen[cfg->n_listen++];
+        util_strlcpy(l->host, "127.0.0.1", sizeof(l->host));
+        l->port = 8080;
+        l->line = 0;
+    }
+    /* Two SO_REUSEPORT sockets on one address would both bind, silently. */
+    for (int i = 0; i < cfg->n_listen; i++) {
+        for (int j = 0; j < i; j++) {
+            const struct config_addr *x = &cfg->listen[i], *y = &cfg->listen[j];
+            if (x->port != 0 && x->port == y->port &&
+                strcmp(x->host, y->host) == 0) {
+                fail(p, x->line, "duplicate listen %s (first at line %d)",
+                     addr_label(x, a, sizeof(a)), y->line);
+                break;
+            }
+        }
+    }
+
+    for (int u = 0; u < cfg->n_upstreams; u++) {
+        const struct config_upstream *up = &cfg->upstreams[u];
+        if (up->n_servers == 0) {
+            fail(p, up->line, "[upstream %s] has no server", up->name);
+        }
+        for (int i = 0; i < up->n_servers; i++) {
+            for (int j = 0; j < i; j++) {
+                const struct config_addr *x = &up->servers[i].addr;
+                const struct config_addr *y = &up->servers[j].addr;
+                if (x->port == y->port && strcmp(x->host, y->host) == 0) {
+                    fail(p, x->line,
+                         "duplicate server %s in [upstream %s] (first at line "
+                         "%d); use weight= to send it more",
+                         addr_label(x, a, sizeof(a)), up->name, y->line);
+                    break;
+                }
+            }
+        }
+    }
+
+    for (int r = 0; r < cfg->n_routes; r++) {
+        struct config_route *route = &cfg->routes[r];
+        if (route->upstream_name[0] == '\0') {
+            fail(p, route->line, "[route %s] has no upstream directive",
+                 route->prefix);
+            continue;
+        }
+        route->upstream = -1;
+        for (int u = 0; u < cfg->n_upstreams; u++) {
+            if (strcmp(cfg->upstreams[u].name, route->upstream_name) == 0) {
+                route->upstream = u;
+                break;
+            }
+        }
+        if (route->upstream < 0) {
+            fail(p, p->route_upstream_line[r],
+                 "upstream \"%s\" in [route %s] is not defined (no [upstream "
+                 "%s] section)",
+                 route->upstream_name, route->prefix, route->upstream_name);
+        }
+    }
+    if (p->failed) {
+        return -1;
+    }
+
+    if (cfg->n_upstreams == 0) {
+        fail(p, 0, "no [upstream NAME] section: nothing to proxy to");
+        return -1;
+    }
+
+    /*
+     * With a single upstream and no [route /], everything goes to it. With
+     * several upstreams and no [route /] nothing is added: a path that no
+     * route matches gets a 404 from the proxy.
+     */
+    int have_root = 0;
+    for (int r = 0; r < cfg->n_routes; r++) {
+        have_root |= strcmp(cfg->routes[r].prefix, "/") == 0;
+    }
+    if (!have_root && cfg->n_upstreams == 1) {
+        if (cfg->n_routes >= CONFIG_MAX_ROUTES) {
+            fail(p, 0,
+                 "too many [route] sections to add the implicit [route /] "
+                 "(at most %d)",
+                 CONFIG_MAX_ROUTES);
+            return -1;
+        }
+        struct config_route *route = &cfg->routes[cfg->n_routes++];
+        memset(route, 0, sizeof(*route));
+        util_strlcpy(route->prefix, "/", sizeof(route->prefix));
+        util_strlcpy(route->upstream_name, cfg->upstreams[0].name,
+                     sizeof(route->upstream_name));
+        route->upstream = 0;
+        route->line = 0;
+    }
+    return 0;
+}
+
+/* --- entry points ------------------------------------------------------ */
+
+static int parse_text(struct config *cfg, const char *text, size_t len,
+                      const char *name, char *err, size_t errlen)
+{
+    struct parser p;
+    int rc;
+
+    memset(&p, 0, sizeof(p));
+    p.cfg = cfg;
+    p.name = name;
+    p.text = text;
+    p.len = len;
+    p.err = err;
+    p.errlen = errlen;
+    if (err != NULL && errlen > 0) {
+        err[0] = '\0';
+    }
+
+    config_defaults(cfg);
+    if (util_strlcpy(cfg->path, name, sizeof(cfg->path)) >=
+        sizeof(cfg->path)) {
+        fail(&p, 0, "file name too long (at most %d characters)",
+             CONFIG_PATH_MAX - 1);
+        return -1;
+    }
+
+    rc = ini_parse_stream(on_read_line, &p, on_directive, &p);
+    if (!p.failed && rc > 0) {
+        /* The reader rejects every malformed line first; kept as a net. */
+        fail(&p, rc, "malformed line");
+    } else if (!p.failed && rc < 0) {
+        fail(&p, 0, "cannot parse (inih error %d)", rc);
+    }
+    if (!p.failed) {
+        config_validate(&p);
+    }
+    return p.failed ? -1 : 0;
+}
+
+int config_load_string(struct config *cfg, const char *text, const char *name,
+                       char *err, size_t errlen)
+{
+    return parse_text(cfg, text, strlen(text), name, err, errlen);
+}
+
+int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *f;
+    char *text = NULL;
+    size_t len = 0, cap = 0;
+    const char *nul;
+    int rc, saved;
+
+    f = fopen(path, "rb");
+    if (f == NULL) {
+        saved = errno;
+        format_error(err, errlen, path, 0, "cannot open: %s", strerror(saved));
+        return -1;
+    }
+    for (;;) {
+        if (len == cap) {
+            size_t ncap = cap == 0 ? 8192 : cap * 2;
+            char *t;
+            if (cap >= CONFIG_FILE_MAX) {
+                format_error(err, errlen, path, 0,
+                             "too large (more than %zu bytes)",
+                             CONFIG_FILE_MAX);
+                goto fail;
+            }
+            t = realloc(text, ncap);
+            if (t == NULL) {
+                format_error(err, errlen, path, 0, "out of memory");
+                goto fail;
+            }
+            text = t;
+            cap = ncap;
+        }
+        size_t got = fread(text + len, 1, cap - len, f);
+        len += got;
+        if (got == 0) {
+            break;
+        }
+    }
+    if (ferror(f)) {
+        saved = errno;
+        format_error(err, errlen, path, 0, "cannot read: %s", strerror(saved));
+        goto fail;
+    }
+    fclose(f);
+    f = NULL;
+
+    nul = len > 0 ? memchr(text, '\0', len) : NULL;
+    if (nul != NULL) {
+        int line = 1;
+        for (const char *c = text; c < nul; c++) {
+            line += *c == '\n';
+        }
+        format_error(err, errlen, path, line, "contains a NUL byte");
+        goto fail;
+    }
+    rc = parse_text(cfg, text != NULL ? text : "", len, path, err, errlen);
+    free(text);
+    return rc;
+
+fail:
+    if (f != NULL) {
+        fclose(f);
+    }
+    free(text);
+    return -1;
+}
+
+int config_route_match(const struct config *cfg, const char *path,
+                       size_t len)
+{
+    int best = -1;
+    size_t best_len = 0;
+
+    if (path == NULL) {
+        return -1;
+    }
+    for (int i = 0; i < cfg->n_routes; i++) {
+        size_t n = strlen(cfg->routes[i].prefix);
+        if (n <= len && (best < 0 || n > best_len) &&
+            memcmp(path, cfg->routes[i].prefix, n) == 0) {
+            best = i;
+            best_len = n;
+        }
+    }
+    return best;
+}

@@ -1,0 +1,115 @@
+/*
+ * config: the conf file, read through one table of directives.
+ *
+ * Owns parsing (inih), validation and the in-memory struct config. It never
+ * touches sockets or the event loop: the master reads a conf, the workers get
+ * a copy by fork. Errors come back as "FILE:LINE: message" in a caller's
+ * buffer; this module never logs.
+ */
+#ifndef SWITCHBOARD_CONFIG_H
+#define SWITCHBOARD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_MAX_LISTEN 16
+#define CONFIG_MAX_SERVERS 64
+#define CONFIG_MAX_UPSTREAMS 64
+#define CONFIG_MAX_ROUTES 256
+#define CONFIG_NAME_MAX 64
+#define CONFIG_HOST_MAX 256
+#define CONFIG_PATH_MAX 1024
+
+/* A host:port pair as written in the conf (host is a literal or a name). */
+struct config_addr {
+    char host[CONFIG_HOST_MAX];
+    uint16_t port;
+    int line; /* where it was declared, for later errors */
+};
+
+/* One `server = host:port [weight=N]` line of an upstream. */
+struct config_server {
+    struct config_addr addr;
+    int weight; /* 1..1000, default 1 */
+};
+
+/* One [upstream NAME] section: a pool. Durations are in milliseconds. */
+struct config_upstream {
+    char name[CONFIG_NAME_MAX];
+    int line;
+    struct config_server servers[CONFIG_MAX_SERVERS];
+    int n_servers;
+    int keepalive;            /* idle connections kept per worker; default 32 */
+    int keepalive_timeout_ms; /* idle pooled connection lifetime; 60s */
+    int connect_timeout_ms;   /* 5s */
+    int read_timeout_ms;      /* idle time between reads from upstream; 60s */
+    int send_timeout_ms;      /* idle time between writes to upstream; 60s */
+    int latency_ms;           /* injected before forwarding; 0 */
+    int latency_jitter_ms;    /* +/- uniform around latency; 0 */
+};
+
+/* One [route PREFIX] section. */
+struct config_route {
+    char prefix[CONFIG_PATH_MAX];
+    char upstream_name[CONFIG_NAME_MAX];
+    int upstream; /* index into config.upstreams, set by validation */
+    int line;
+};
+
+enum config_log_level {
+    LOG_LEVEL_ERROR,
+    LOG_LEVEL_WARN,
+    LOG_LEVEL_INFO,
+    LOG_LEVEL_DEBUG,
+};
+
+/* The whole conf. Plain data: copy it with memcpy, free nothing. */
+struct config {
+    char path[CONFIG_PATH_MAX]; /* the file it came from */
+
+    /* [server] */
+    struct config_addr listen[CONFIG_MAX_LISTEN];
+    int n_listen;               /* default: one, 127.0.0.1:8080 */
+    int workers;                /* 0 means auto: one per core */
+    int max_connections;        /* client sessions per worker; 8192 */
+    int backlog;                /* listen(2) backlog; 4096 */
+    int client_header_timeout_ms; /* deadline for a whole request head; 10s */
+    int client_body_timeout_ms;   /* idle time between body reads; 60s */
+    int keepalive_timeout_ms;     /* idle client between requests; 75s */
+    int send_timeout_ms;          /* idle time between writes to client; 60s */
+    size_t buffer_size;           /* high watermark per direction; 64k */
+    size_t max_header_size;       /* request head limit; 16k */
+    uint64_t max_body_size;       /* request body limit; 0 = unlimited; 0 */
+    char access_log[CONFIG_PATH_MAX]; /* "stderr", "off" or a path */
+    enum config_log_level log_level;  /* info */
+
+    struct config_upstream upstreams[CONFIG_MAX_UPSTREAMS];
+    int n_upstreams;
+    struct config_route routes[CONFIG_MAX_ROUTES];
+    int n_routes;
+};
+
+/* Fill cfg with every default (no listen, no upstream, no route yet). */
+void config_defaults(struct config *cfg);
+
+/*
+ * Read and validate the file at path into cfg. Returns 0 on success; on the
+ * first error returns -1 and writes "FILE:LINE: message" (or "FILE: message"
+ * when no line applies) into err. cfg is heap-free; it may be large, so
+ * callers allocate it (config_new) rather than keep it on the stack.
+ */
+int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
+
+/* The same from a string; name stands for the file in messages. */
+int config_load_string(struct config *cfg, const char *text, const char *name,
+                       char *err, size_t errlen);
+
+/* Allocate a struct config with defaults; free with config_free. */
+struct config *config_new(void);
+void config_free(struct config *cfg);
+
+/* The route for a request path: longest matching prefix, or -1. */
+int config_route_match(const struct config *cfg, const char *path,
+                       size_t len);
+
+#endif

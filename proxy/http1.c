@@ -1,0 +1,566 @@
+/*
+ * http1: stored heads, intermediary rules and head regeneration.
+ *
+ * Header names are compared case-insensitively; values are copied byte for
+ * byte. Every regenerated head is written straight into an evbuffer in one
+ * pass over the stored headers; nothing is allocated per message once a
+ * head's buffers have grown to fit.
+ */
+#include "http1.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+
+#include "util.h"
+
+void http1_head_init(struct http1_head *h, uint32_t limit, uint32_t max_hdrs)
+{
+    memset(h, 0, sizeof(*h));
+    h->limit = limit;
+    h->max_hdrs = max_hdrs;
+}
+
+void http1_head_deinit(struct http1_head *h)
+{
+    free(h->buf);
+    free(h->hdrs);
+    h->buf = NULL;
+    h->hdrs = NULL;
+    h->cap = h->cap_hdrs = 0;
+    http1_head_reset(h);
+}
+
+void http1_head_reset(struct http1_head *h)
+{
+    h->len = 0;
+    h->n_hdrs = 0;
+    h->target = h->target_len = 0;
+    h->last = HTTP1_PIECE_NONE;
+}
+
+/* Make room for len more bytes; -1 past the limit or on allocation failure. */
+static int head_reserve(struct http1_head *h, size_t len)
+{
+    if ((size_t)h->len + len > h->limit) {
+        return -1;
+    }
+    if (h->len + len <= h->cap) {
+        return 0;
+    }
+    uint32_t cap = h->cap ? h->cap : 512;
+    while (cap < h->len + len) {
+        cap *= 2;
+    }
+    if (cap > h->limit) {
+        cap = h->limit;
+    }
+    char *buf = realloc(h->buf, cap);
+    if (buf == NULL) {
+        return -1;
+    }
+    h->buf = buf;
+    h->cap = cap;
+    return 0;
+}
+
+int http1_head_add(struct http1_head *h, enum http1_piece kind,
+                   const char *at, size_t len)
+{
+    if (head_reserve(h, len) < 0) {
+        return -1;
+    }
+    uint32_t off = h->len;
+    memcpy(h->buf + off, at, len);
+    h->len += (uint32_t)len;
+
+    int continues = (h->last == kind);
+    h->last = kind;
+    switch (kind) {
+    case HTTP1_PIECE_URL:
+    case HTTP1_PIECE_STATUS:
+        if (!continues) {
+            h->target = off;
+            h->target_len = 0;
+        }
+        h->target_len += (uint32_t)len;
+        return 0;
+    case HTTP1_PIECE_FIELD:
+        if (!continues) {
+            if (h->n_hdrs == h->max_hdrs) {
+                return -1;
+            }
+            if (h->n_hdrs == h->cap_hdrs) {
+                uint32_t cap = h->cap_hdrs ? h->cap_hdrs * 2 : 16;
+                if (cap > h->max_hdrs) {
+                    cap = h->max_hdrs;
+                }
+                struct http1_header *hdrs =
+                    realloc(h->hdrs, cap * sizeof(*hdrs));
+                if (hdrs == NULL) {
+                    return -1;
+                }
+                h->hdrs = hdrs;
+                h->cap_hdrs = cap;
+            }
+            struct http1_header *hd = &h->hdrs[h->n_hdrs++];
+            hd->name = off;
+            hd->name_len = 0;
+            hd->value = off;
+            hd->value_len = 0;
+        }
+        h->hdrs[h->n_hdrs - 1].name_len += (uint32_t)len;
+        return 0;
+    case HTTP1_PIECE_VALUE:
+        if (h->n_hdrs == 0) {
+            return -1;
+        }
+        if (!continues) {
+            h->hdrs[h->n_hdrs - 1].value = off;
+            h->hdrs[h->n_hdrs - 1].value_len = 0;
+        }
+        h->hdrs[h->n_hdrs - 1].value_len += (uint32_t)len;
+        return 0;
+    case HTTP1_PIECE_NONE:
+        break;
+    }
+    return -1;
+}
+
+int http1_head_find(const struct http1_head *h, const char *name, int from)
+{
+    for (uint32_t i = (uint32_t)from; i < h->n_hdrs; i++) {
+        if (util_strieq(h->buf + h->hdrs[i].name, h->hdrs[i].name_len,
+                        name)) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+/* Does the comma-separated list v (len bytes) hold token, ignoring case? */
+static int list_has(const char *v, size_t len, const char *tok, size_t toklen)
+{
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ',')) {
+            i++;
+        }
+        size_t start = i;
+        while (i < len && v[i] != ',') {
+            i++;
+        }
+        size_t end = i;
+        while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t')) {
+            end--;
+        }
+        if (end - start == toklen && strncasecmp(v + start, tok, toklen) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int http1_connection_has(const struct http1_head *h, const char *token)
+{
+    size_t toklen = strlen(token);
+    for (int i = http1_head_find(h, "connection", 0); i >= 0;
+         i = http1_head_find(h, "connection", i + 1)) {
+        if (list_has(h->buf + h->hdrs[i].value, h->hdrs[i].value_len, token,
+                     toklen)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Hop-by-hop by definition (RFC 9110 7.6.1), plus framing we regenerate. */
+static const char *const hop_by_hop[] = {
+    "connection", "keep-alive", "proxy-connection", "te",
+    "trailer", "transfer-encoding", "upgrade", "content-length",
+};
+
+int http1_is_hop_by_hop(const struct http1_head *h, const char *name,
+                        size_t len)
+{
+    for (size_t i = 0; i < sizeof(hop_by_hop) / sizeof(hop_by_hop[0]); i++) {
+        if (util_strieq(name, len, hop_by_hop[i])) {
+            return 1;
+        }
+    }
+    for (int i = http1_head_find(h, "connection", 0); i >= 0;
+         i = http1_head_find(h, "connection", i + 1)) {
+        if (list_has(h->buf + h->hdrs[i].value, h->hdrs[i].value_len, name,
+                     len)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* A Host value: host [":" port], no userinfo, path, spaces or second port. */
+static int host_valid(const char *v, size_t len)
+{
+    size_t i = 0;
+    if (len > 0 && v[0] == '[') {
+        while (i < len && v[i] != ']') {
+            char c = v[i];
+            if (!(c == '[' || c == ':' || c == '.' ||
+                  (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+                  (c >= 'A' && c <= 'F'))) {
+                return 0;
+            }
+            i++;
+        }
+        if (i == len) {
+            return 0;
+        }
+        i++;
+    } else {
+        for (; i < len && v[i] != ':'; i++) {
+            char c = v[i];
+            int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                     (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+                     c == '_' || c == '~' || c == '%' || c == '!' ||
+                     c == '$' || c == '&' || c == '\'' || c == '(' ||
+                     c == ')' || c == '*' || c == '+' || c == ',' ||
+                     c == ';' || c == '=';
+            if (!ok) {
+                return 0;
+            }
+        }
+    }
+    if (i == len) {
+        return 1;
+    }
+    if (v[i] != ':') {
+        return 0;
+    }
+    i++;
+    size_t digits = 0;
+    for (; i < len; i++, digits++) {
+        if (v[i] < '0' || v[i] > '9' || digits == 5) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* No control characters other than HTAB in a field value. */
+static int value_valid(const char *v, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int fail(struct http1_error *err, int status, const char *reason)
+{
+    err->status = status;
+    err->reason = reason;
+    return -1;
+}
+
+int http1_check_request(const struct http1_head *h, const http_parser *p,
+                        struct http1_error *err)
+{
+    if (p->http_major != 1 || p->http_minor > 1) {
+        return fail(err, 505, "HTTP version not supported");
+    }
+    if (p->method == HTTP_CONNECT) {
+        return fail(err, 405, "CONNECT is not supported: not a forward proxy");
+    }
+    for (uint32_t i = 0; i < h->n_hdrs; i++) {
+        if (h->hdrs[i].name_len == 0) {
+            return fail(err, 400, "empty header name");
+        }
+        if (!value_valid(h->buf + h->hdrs[i].value, h->hdrs[i].value_len)) {
+            return fail(err, 400, "control character in a header value");
+        }
+    }
+    int host = http1_head_find(h, "host", 0);
+    if (host >= 0 && http1_head_find(h, "host", host + 1) >= 0) {
+        return fail(err, 400, "more than one Host header");
+    }
+    if (host < 0 && p->http_minor == 1) {
+        return fail(err, 400, "missing Host header");
+    }
+    if (host >= 0 &&
+        !host_valid(h->buf + h->hdrs[host].value, h->hdrs[host].value_len)) {
+        return fail(err, 400, "invalid Host header");
+    }
+    if (h->target_len == 0) {
+        return fail(err, 400, "empty request target");
+    }
+    char first = h->buf[h->target];
+    if (first != '/' && !(h->target_len == 1 && first == '*' &&
+                          p->method == HTTP_OPTIONS)) {
+        struct http_parser_url u;
+        http_parser_url_init(&u);
+        if (http_parser_parse_url(h->buf + h->target, h->target_len, 0, &u) !=
+                0 ||
+            !(u.field_set & (1 << UF_HOST))) {
+            return fail(err, 400, "invalid request target");
+        }
+    }
+    return 0;
+}
+
+int http1_check_response(const struct http1_head *h, const http_parser *p,
+                         struct http1_error *err)
+{
+    if (p->http_major != 1 || p->http_minor > 1) {
+        return fail(err, 502, "upstream sent an unsupported HTTP version");
+    }
+    if (p->status_code < 100 || p->status_code > 999) {
+        return fail(err, 502, "upstream sent an invalid status code");
+    }
+    if (p->status_code == 101) {
+        return fail(err, 502, "upstream switched protocols unasked");
+    }
+    for (uint32_t i = 0; i < h->n_hdrs; i++) {
+        if (!value_valid(h->buf + h->hdrs[i].value, h->hdrs[i].value_len)) {
+            return fail(err, 502, "upstream sent a control character in a "
+                                  "header value");
+        }
+    }
+    return 0;
+}
+
+enum http1_body http1_request_body(const http_parser *p)
+{
+    if (p->flags & F_CHUNKED) {
+        return HTTP1_BODY_CHUNKED;
+    }
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length > 0) {
+        return HTTP1_BODY_LENGTH;
+    }
+    return HTTP1_BODY_NONE;
+}
+
+enum http1_body http1_response_body(const http_parser *p, int head_request)
+{
+    int status = p->status_code;
+    if (head_request || status / 100 == 1 || status == 204 || status == 304) {
+        return HTTP1_BODY_NONE;
+    }
+    if (p->flags & F_CHUNKED) {
+        return HTTP1_BODY_CHUNKED;
+    }
+    if (p->flags & F_CONTENTLENGTH) {
+        return p->content_length > 0 ? HTTP1_BODY_LENGTH : HTTP1_BODY_NONE;
+    }
+    return HTTP1_BODY_EOF;
+}
+
+enum http1_body http1_client_framing(enum http1_body upstream,
+                                     int client_major, int client_minor)
+{
+    int http11 = client_major > 1 || (client_major == 1 && client_minor >= 1);
+    switch (upstream) {
+    case HTTP1_BODY_NONE:
+    case HTTP1_BODY_LENGTH:
+        return upstream;
+    case HTTP1_BODY_CHUNKED:
+    case HTTP1_BODY_EOF:
+        return http11 ? HTTP1_BODY_CHUNKED : HTTP1_BODY_EOF;
+    }
+    return HTTP1_BODY_EOF;
+}
+
+/* Copy one stored header line "Name: value\r\n". */
+static void add_header(struct evbuffer *out, const struct http1_head *h,
+                       const struct http1_header *hd)
+{
+    evbuffer_add(out, h->buf + hd->name, hd->name_len);
+    evbuffer_add(out, ": ", 2);
+    evbuffer_add(out, h->buf + hd->value, hd->value_len);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+int http1_write_request(struct evbuffer *out, const struct http1_head *h,
+                        const struct http1_request_info *info)
+{
+    evbuffer_add_printf(out, "%s ", info->method);
+    evbuffer_add(out, info->target, info->target_len);
+    evbuffer_add(out, " HTTP/1.1\r\n", 11);
+
+    int have_host = 0;
+    int first_xff = -1;
+    for (uint32_t i = 0; i < h->n_hdrs; i++) {
+        const struct http1_header *hd = &h->hdrs[i];
+        const char *name = h->buf + hd->name;
+        size_t len = hd->name_len;
+        if (http1_is_hop_by_hop(h, name, len) ||
+            util_strieq(name, len, "expect") ||
+            util_strieq(name, len, "x-forwarded-proto")) {
+            continue;
+        }
+        if (util_strieq(name, len, "x-forwarded-for")) {
+            if (first_xff < 0) {
+                first_xff = (int)i;
+            }
+            continue;
+        }
+        if (util_strieq(name, len, "host")) {
+            have_host = 1;
+            if (info->authority != NULL) {
+                evbuffer_add(out, "Host: ", 6);
+                evbuffer_add(out, info->authority, info->authority_len);
+                evbuffer_add(out, "\r\n", 2);
+                continue;
+            }
+        }
+        add_header(out, h, hd);
+    }
+    if (!have_host) {
+        evbuffer_add(out, "Host: ", 6);
+        if (info->authority != NULL) {
+            evbuffer_add(out, info->authority, info->authority_len);
+        } else {
+            evbuffer_add(out, info->host, strlen(info->host));
+        }
+        evbuffer_add(out, "\r\n", 2);
+    }
+    evbuffer_add(out, "X-Forwarded-For: ", 17);
+    for (int i = first_xff; i >= 0;
+         i = http1_head_find(h, "x-forwarded-for", i + 1)) {
+        evbuffer_add(out, h->buf + h->hdrs[i].value, h->hdrs[i].value_len);
+        evbuffer_add(out, ", ", 2);
+    }
+    evbuffer_add_printf(out,
+                        "%s\r\nX-Forwarded-Proto: %s\r\n"
+                        "Via: %d.%d switchboard\r\n",
+                        info->client_ip, info->proto, info->client_major,
+                        info->client_minor);
+    if (info->body == HTTP1_BODY_LENGTH) {
+        evbuffer_add_printf(out, "Content-Length: %llu\r\n",
+                            (unsigned long long)info->content_length);
+    } else if (info->body == HTTP1_BODY_CHUNKED) {
+        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+    }
+    if (info->close) {
+        evbuffer_add(out, "Connection: close\r\n", 19);
+    }
+    return evbuffer_add(out, "\r\n", 2);
+}
+
+int http1_write_response(struct evbuffer *out, const struct http1_head *h,
+                         const struct http1_response_info *info)
+{
+    evbuffer_add_printf(out, "HTTP/1.1 %03d ", info->status);
+    if (h->target_len > 0) {
+        evbuffer_add(out, h->buf + h->target, h->target_len);
+    } else {
+        const char *text = http1_status_text(info->status);
+        evbuffer_add(out, text, strlen(text));
+    }
+    evbuffer_add(out, "\r\n", 2);
+
+    int have_date = 0;
+    for (uint32_t i = 0; i < h->n_hdrs; i++) {
+        const struct http1_header *hd = &h->hdrs[i];
+        const char *name = h->buf + hd->name;
+        size_t len = hd->name_len;
+        if (info->no_body && info->status != 204 &&
+            util_strieq(name, len, "content-length")) {
+            add_header(out, h, hd); /* a HEAD or 304 keeps its length */
+            continue;
+        }
+        if (http1_is_hop_by_hop(h, name, len)) {
+            continue;
+        }
+        if (util_strieq(name, len, "date")) {
+            have_date = 1;
+        }
+        add_header(out, h, hd);
+    }
+    evbuffer_add_printf(out, "Via: %d.%d switchboard\r\n",
+                        info->upstream_major, info->upstream_minor);
+    if (info->interim) {
+        return evbuffer_add(out, "\r\n", 2);
+    }
+    if (!have_date) {
+        char date[30];
+        evbuffer_add_printf(out, "Date: %s\r\n", http1_date(date));
+    }
+    if (info->framing == HTTP1_BODY_LENGTH) {
+        evbuffer_add_printf(out, "Content-Length: %llu\r\n",
+                            (unsigned long long)info->content_length);
+    } else if (info->framing == HTTP1_BODY_CHUNKED) {
+        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+    }
+    if (!info->keep_alive) {
+        evbuffer_add(out, "Connection: close\r\n", 19);
+    } else if (info->client_http10) {
+        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+    }
+    return evbuffer_add(out, "\r\n", 2);
+}
+
+int http1_write_error(struct evbuffer *out, int status, const char *reason)
+{
+    char date[30];
+    return evbuffer_add_printf(
+        out,
+        "HTTP/1.1 %03d %s\r\nServer: switchboard\r\nDate: %s\r\n"
+        "Content-Type: text/plain\r\nContent-Length: %zu\r\n"
+        "Connection: close\r\n\r\n%s\n",
+        status, http1_status_text(status), http1_date(date),
+        strlen(reason) + 1, reason);
+}
+
+const char *http1_status_text(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 417: return "Expectation Failed";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}
+
+const char *http1_date(char buf[30])
+{
+    static time_t cached_at;
+    static char cached[30];
+    time_t now = time(NULL);
+    if (now != cached_at) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(cached, sizeof(cached), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        cached_at = now;
+    }
+    memcpy(buf, cached, sizeof(cached));
+    return buf;
+}

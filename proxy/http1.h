@@ -1,0 +1,188 @@
+/*
+ * http1: the HTTP/1.1 rules an intermediary lives by, kept apart from I/O.
+ *
+ * Owns the stored message head (request or response line plus headers, as
+ * received, in one buffer), the checks http-parser does not make, the
+ * hop-by-hop rules, the framing decisions and the regeneration of a head for
+ * the other side. The parser itself (Debian's http-parser 2.9) stays behind
+ * this header so it can be swapped for llhttp. Nothing here touches a socket,
+ * a timer or a log.
+ */
+#ifndef SWITCHBOARD_HTTP1_H
+#define SWITCHBOARD_HTTP1_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <http_parser.h>
+
+struct evbuffer;
+
+/* One header: offsets into http1_head.buf, as received (case kept). */
+struct http1_header {
+    uint32_t name;
+    uint32_t name_len;
+    uint32_t value;
+    uint32_t value_len;
+};
+
+/* Which callback of the parser delivered the last piece. */
+enum http1_piece {
+    HTTP1_PIECE_NONE,
+    HTTP1_PIECE_URL,
+    HTTP1_PIECE_STATUS,
+    HTTP1_PIECE_FIELD,
+    HTTP1_PIECE_VALUE,
+};
+
+/*
+ * A message head as it arrives: the target (requests) or reason (responses)
+ * and the header fields, appended piece by piece by the parser callbacks, so
+ * however the bytes were split the stored head is whole. Bounded by limit.
+ */
+struct http1_head {
+    char *buf;
+    uint32_t len;
+    uint32_t cap;
+    uint32_t limit; /* most bytes stored (max_header_size) */
+    struct http1_header *hdrs;
+    uint32_t n_hdrs;
+    uint32_t cap_hdrs;
+    uint32_t max_hdrs;
+    uint32_t target; /* request target, or response reason phrase */
+    uint32_t target_len;
+    enum http1_piece last;
+};
+
+/* Result of a failed check: an HTTP status and a one-line reason. */
+struct http1_error {
+    int status;
+    const char *reason;
+};
+
+/* Initialise an empty head that may hold limit bytes and max_hdrs fields. */
+void http1_head_init(struct http1_head *h, uint32_t limit, uint32_t max_hdrs);
+/* Free the head's buffers; the struct may be initialised again. */
+void http1_head_deinit(struct http1_head *h);
+/* Forget the stored message, keep the buffers. */
+void http1_head_reset(struct http1_head *h);
+
+/*
+ * Append a piece delivered by a parser callback. Returns 0, or -1 when the
+ * head would exceed its limit (the caller answers 431 or 414).
+ */
+int http1_head_add(struct http1_head *h, enum http1_piece kind,
+                   const char *at, size_t len);
+
+/* Pointer to a stored string at offset off. */
+static inline const char *http1_str(const struct http1_head *h, uint32_t off)
+{
+    return h->buf + off;
+}
+
+/* Index of the first header named name (case-insensitive), from index from;
+ * -1 when there is none. */
+int http1_head_find(const struct http1_head *h, const char *name, int from);
+
+/* True when the header is hop-by-hop, either by RFC 9110 section 7.6.1 or by
+ * being named in one of the message's Connection headers. */
+int http1_is_hop_by_hop(const struct http1_head *h, const char *name,
+                        size_t len);
+
+/* True when a Connection header of h lists token (case-insensitive). */
+int http1_connection_has(const struct http1_head *h, const char *token);
+
+/*
+ * The checks on a parsed request head that http-parser does not make: Host
+ * present exactly once in HTTP/1.1 and well formed, no control characters in
+ * values, supported version, a target in origin or absolute form. Returns 0,
+ * or -1 and fills err.
+ */
+int http1_check_request(const struct http1_head *h, const http_parser *p,
+                        struct http1_error *err);
+
+/* The same for a response head from an upstream (status and version). */
+int http1_check_response(const struct http1_head *h, const http_parser *p,
+                         struct http1_error *err);
+
+/* How a message body is delimited. */
+enum http1_body {
+    HTTP1_BODY_NONE,    /* no body at all */
+    HTTP1_BODY_LENGTH,  /* Content-Length bytes */
+    HTTP1_BODY_CHUNKED, /* chunked transfer coding */
+    HTTP1_BODY_EOF,     /* until the connection closes (responses only) */
+};
+
+/* How the parsed request's body is delimited (after headers complete). */
+enum http1_body http1_request_body(const http_parser *p);
+
+/* How the parsed response's body is delimited, given the request method was
+ * HEAD or not. */
+enum http1_body http1_response_body(const http_parser *p, int head_request);
+
+/*
+ * How the body goes to the client: a length stays a length; chunked or
+ * close-delimited becomes chunked for HTTP/1.1 clients and close-delimited
+ * for HTTP/1.0 ones.
+ */
+enum http1_body http1_client_framing(enum http1_body upstream,
+                                     int client_major, int client_minor);
+
+/* What http1_write_request needs beyond the head itself. */
+struct http1_request_info {
+    const char *method;      /* "GET" */
+    const char *target;      /* origin-form target to send */
+    size_t target_len;
+    const char *authority;   /* Host from an absolute-form target, or NULL */
+    size_t authority_len;
+    const char *client_ip;   /* appended to X-Forwarded-For */
+    const char *proto;       /* X-Forwarded-Proto: "http" */
+    const char *host;        /* Host to send when the client sent none */
+    int client_major;        /* for Via */
+    int client_minor;
+    enum http1_body body;    /* framing to send upstream */
+    uint64_t content_length; /* with HTTP1_BODY_LENGTH */
+    int close;               /* send Connection: close (no upstream keep-alive) */
+};
+
+/*
+ * Regenerate the request head for the upstream into out: origin-form target,
+ * HTTP/1.1, hop-by-hop and framing headers removed, Expect removed (the proxy
+ * answers 100-continue itself), X-Forwarded-For appended, X-Forwarded-Proto
+ * set, Via added, Host preserved, framing regenerated.
+ */
+int http1_write_request(struct evbuffer *out, const struct http1_head *h,
+                        const struct http1_request_info *info);
+
+/* What http1_write_response needs beyond the head itself. */
+struct http1_response_info {
+    int status;
+    int upstream_major; /* for Via */
+    int upstream_minor;
+    enum http1_body framing;  /* to the client (http1_client_framing) */
+    uint64_t content_length;  /* with HTTP1_BODY_LENGTH */
+    int keep_alive;           /* the client connection stays open */
+    int client_http10;        /* say Connection: keep-alive explicitly */
+    int interim;              /* a 1xx: status line and headers only */
+    int no_body;              /* HEAD/204/304: keep the origin's length */
+};
+
+/*
+ * Regenerate the response head for the client into out: HTTP/1.1 status line
+ * with the origin's reason, hop-by-hop and framing headers removed, Via
+ * added, Date added when missing, framing and Connection regenerated.
+ */
+int http1_write_response(struct evbuffer *out, const struct http1_head *h,
+                         const struct http1_response_info *info);
+
+/* Write a complete error response (Connection: close, text body). */
+int http1_write_error(struct evbuffer *out, int status, const char *reason);
+
+/* The standard reason phrase for a status ("Bad Gateway"), or "Unknown". */
+const char *http1_status_text(int status);
+
+/* Format the current time as an IMF-fixdate into a 30-byte buffer; cached
+ * per second. Returns buf. */
+const char *http1_date(char buf[30]);
+
+#endif

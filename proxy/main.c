@@ -1,0 +1,87 @@
+/*
+ * main: the command line. Reads the conf, then either checks it (-t) or
+ * hands it to the master. Nothing else lives here.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <http_parser.h>
+
+#include "config.h"
+#include "log.h"
+#include "master.h"
+
+#ifndef SWITCHBOARD_CONF
+#define SWITCHBOARD_CONF "/usr/local/etc/switchboard.conf"
+#endif
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: switchboard [-c FILE] [-t] [-v] [-h]\n"
+            "  -c FILE  configuration file (default %s)\n"
+            "  -t       check the configuration and exit: prints \"ok\", or\n"
+            "           FILE:LINE: message for the first error (exit 1)\n"
+            "  -v       print the version and exit\n"
+            "  -h       print this help and exit\n",
+            SWITCHBOARD_CONF);
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = SWITCHBOARD_CONF;
+    int test_only = 0;
+    int opt;
+    while ((opt = getopt(argc, argv, "c:tvh")) != -1) {
+        switch (opt) {
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            test_only = 1;
+            break;
+        case 'v':
+            printf("switchboard %s (libevent %s, http-parser %d.%d.%d)\n",
+                   PACKAGE_VERSION, "2.1", HTTP_PARSER_VERSION_MAJOR,
+                   HTTP_PARSER_VERSION_MINOR, HTTP_PARSER_VERSION_PATCH);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    struct config *cfg = config_new();
+    if (cfg == NULL) {
+        fprintf(stderr, "switchboard: out of memory\n");
+        return 1;
+    }
+    char err[512];
+    if (config_load(cfg, path, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s\n", err);
+        config_free(cfg);
+        return 1;
+    }
+    if (test_only) {
+        printf("ok\n");
+        config_free(cfg);
+        return 0;
+    }
+    /* Our own limits answer 431 before the parser's global one trips. */
+    http_parser_set_max_header_size((uint32_t)cfg->max_header_size * 2 +
+                                    4096);
+    int rc = master_run(cfg);
+    config_free(cfg);
+    return rc;
+}

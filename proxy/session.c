@@ -1,0 +1,1165 @@
+/*
+ * session: the relay between one client and the upstreams it is served by.
+ *
+ *  client ──► client bufferevent (input watermark: buffer_size)
+ *               │ request parser (http-parser, REQUEST); head stored whole
+ *               │ head complete → checks → route → injected latency (timer)
+ *               ▼
+ *             pool: balancer picks a server → idle connection or connect
+ *               │ request head regenerated (http1_write_request)
+ *               │ body streamed: parsed only while the upstream's output
+ *               │ holds less than buffer_size; its write callback resumes
+ *               ▼
+ *           upstream bufferevent (input watermark: buffer_size)
+ *               │ response parser (RESPONSE); head regenerated for the client
+ *               │ body streamed, re-framed: parsed only while the client's
+ *               │ output holds less than buffer_size; its write callback
+ *               │ resumes
+ *               ▼
+ *             exchange done → access log line → connection back to the pool
+ *             (if clean) → next pipelined request, keep-alive wait or close
+ *
+ * Backpressure lives in client_process() and upstream_process(): neither
+ * consumes its input while the peer's output is above high water, so the
+ * input fills up to its watermark and libevent stops reading that socket.
+ * Nothing else enables or disables reads. Memory per session is thus a few
+ * buffer_sizes whatever the size of a body or the speed of a reader.
+ *
+ * Callbacks of the parsers never close the session (the parser lives inside
+ * it): they record what happened and the code after http_parser_execute()
+ * acts. Every path that may close returns -1, after which the caller
+ * returns without touching the session. session_close() is the one exit.
+ */
+#include "session.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "accesslog.h"
+#include "http1.h"
+#include "log.h"
+#include "pool.h"
+#include "util.h"
+#include "worker.h"
+
+/* Where the request direction is. */
+enum client_state {
+    CLIENT_IDLE,         /* between requests: keep-alive timer */
+    CLIENT_READING_HEAD, /* header deadline running */
+    CLIENT_WAITING,      /* head complete; the body waits for an upstream */
+    CLIENT_READING_BODY, /* the rest of the request streams upstream */
+    CLIENT_REQUEST_DONE, /* request read whole; the response is under way */
+    CLIENT_CLOSING,      /* flushing a last response, then close */
+};
+
+/* Where the response direction is. */
+enum upstream_state {
+    UPSTREAM_NONE,
+    UPSTREAM_LATENCY,        /* injected latency timer running */
+    UPSTREAM_CONNECTING,     /* connect timer running */
+    UPSTREAM_READING_HEAD,   /* waiting for the response head */
+    UPSTREAM_STREAMING_BODY, /* relaying the response body */
+};
+
+/* What the session's one timer is waiting for. */
+enum session_timer {
+    TIMER_NONE,
+    TIMER_HEADER,    /* client_header_timeout: deadline for a whole head */
+    TIMER_KEEPALIVE, /* keepalive_timeout: idle client between requests */
+    TIMER_LATENCY,   /* injected latency before forwarding */
+};
+
+/* What a parser callback saw, for the code after http_parser_execute(). */
+enum parsed {
+    PARSED_NOTHING,
+    PARSED_HEAD,    /* request head complete (parser paused) */
+    PARSED_MESSAGE, /* message complete (parser paused) */
+};
+
+/* One side of a session: a socket with its parser and stored head. */
+struct side {
+    struct bufferevent *bev;
+    http_parser parser;
+    struct http1_head head;
+    enum parsed parsed;
+    uint64_t bytes_in;  /* this exchange */
+    uint64_t bytes_out; /* this exchange */
+};
+
+/* A client connection and the exchange in progress on it. */
+struct session {
+    struct worker *w;
+    struct side client;
+    struct side upstream; /* bev borrowed from conn */
+    enum client_state cstate;
+    enum upstream_state ustate;
+    struct upconn *conn;
+    struct pool *pool;
+    struct event *timer;
+    enum session_timer timer_kind;
+
+    /* The exchange in progress. */
+    int in_exchange;   /* bytes of a request arrived */
+    int logged;        /* its access log line is written */
+    int method;
+    int http_major, http_minor;
+    const char *target; /* origin-form, inside client.head */
+    size_t target_len;
+    const char *authority; /* from an absolute-form target */
+    size_t authority_len;
+    enum http1_body req_body;
+    enum http1_body framing; /* of the response to the client */
+    int keep_alive;          /* the client connection outlives it */
+    int expect_continue;
+    int interim;          /* the response being parsed is a 1xx */
+    int response_started; /* a final response head went to the client */
+    int status;
+    int retried;
+    int upstream_eof;
+    int client_eof;
+    uint64_t body_received;
+    struct http1_error error; /* set by a failing parser callback */
+    double t_start, t_head, t_forward, t_connected, t_first_byte;
+    double latency_ms;
+    const char *close_reason;
+
+    char client_addr[INET6_ADDRSTRLEN + 8];
+    char client_ip[INET6_ADDRSTRLEN];
+    TAILQ_ENTRY(session) link;
+};
+
+static int client_process(struct session *s);
+static int upstream_process(struct session *s);
+static int upstream_start(struct session *s);
+static int session_close(struct session *s, const char *reason);
+
+static const char *const TERM_DONE = "done";
+
+/* ---- timers ------------------------------------------------------------ */
+
+static void timer_set(struct session *s, enum session_timer kind,
+                      const struct timeval *tv)
+{
+    s->timer_kind = kind;
+    evtimer_add(s->timer, tv);
+}
+
+static void timer_cancel(struct session *s)
+{
+    if (s->timer_kind != TIMER_NONE) {
+        evtimer_del(s->timer);
+        s->timer_kind = TIMER_NONE;
+    }
+}
+
+/* ---- exchange bookkeeping ---------------------------------------------- */
+
+static double since(double from, double to)
+{
+    return (from < 0 || to < 0) ? -1 : to - from;
+}
+
+/* Write the access log line of the exchange in progress, once. */
+static void exchange_log(struct session *s, const char *term)
+{
+    if (!s->in_exchange || s->logged) {
+        return;
+    }
+    s->logged = 1;
+    double now = util_now_ms();
+    struct accesslog_entry e = {
+        .client = s->client_addr,
+        .method = s->t_head >= 0 ? http_method_str(s->method) : NULL,
+        .target = s->t_head >= 0 ? s->target : NULL,
+        .target_len = (int)s->target_len,
+        .http_major = s->http_major,
+        .http_minor = s->http_minor,
+        .status = s->status,
+        .bytes_in = s->client.bytes_in,
+        .bytes_out = s->client.bytes_out,
+        .upstream = s->conn ? s->conn->server->name : NULL,
+        .head_ms = since(s->t_start, s->t_head),
+        .latency_ms = s->t_forward >= 0 ? s->latency_ms : -1,
+        .connect_ms = since(s->t_forward, s->t_connected),
+        .first_byte_ms = since(s->t_forward, s->t_first_byte),
+        .total_ms = since(s->t_start, now),
+        .term = term,
+    };
+    accesslog_write(s->w->access_log, &e);
+}
+
+/* Forget the finished exchange; keep the buffers. */
+static void exchange_reset(struct session *s)
+{
+    s->in_exchange = s->logged = 0;
+    s->status = 0;
+    s->response_started = s->expect_continue = s->interim = 0;
+    s->retried = s->upstream_eof = 0;
+    s->body_received = 0;
+    s->error.status = 0;
+    s->error.reason = NULL;
+    s->client.bytes_in = s->client.bytes_out = 0;
+    s->upstream.bytes_in = s->upstream.bytes_out = 0;
+    s->client.parsed = s->upstream.parsed = PARSED_NOTHING;
+    s->t_start = s->t_head = s->t_forward = s->t_connected = -1;
+    s->t_first_byte = -1;
+    s->latency_ms = 0;
+    s->target = s->authority = NULL;
+    s->target_len = s->authority_len = 0;
+    s->pool = NULL;
+    s->ustate = UPSTREAM_NONE;
+    s->req_body = HTTP1_BODY_NONE;
+    s->framing = HTTP1_BODY_NONE;
+}
+
+/* Let go of the upstream connection: back to its pool if clean. */
+static void upstream_detach(struct session *s, int reusable)
+{
+    if (s->conn == NULL) {
+        return;
+    }
+    if (reusable) {
+        pool_release(s->conn);
+    } else {
+        upconn_free(s->conn);
+    }
+    s->conn = NULL;
+    s->upstream.bev = NULL;
+}
+
+/* ---- the one exit ------------------------------------------------------ */
+
+static int session_close(struct session *s, const char *reason)
+{
+    exchange_log(s, reason);
+    log_debug("session %s closed: %s", s->client_addr, reason);
+    if (s->timer != NULL) {
+        event_free(s->timer);
+    }
+    upstream_detach(s, 0);
+    if (s->client.bev != NULL) {
+        bufferevent_free(s->client.bev);
+    }
+    http1_head_deinit(&s->client.head);
+    http1_head_deinit(&s->upstream.head);
+    struct worker *w = s->w;
+    TAILQ_REMOVE(&w->sessions, s, link);
+    free(s);
+    worker_session_closed(w);
+    return -1;
+}
+
+void session_abort(struct session *s, const char *reason)
+{
+    session_close(s, reason);
+}
+
+/* Close once what is queued for the client has been written. */
+static int close_after_flush(struct session *s, const char *reason)
+{
+    timer_cancel(s);
+    s->cstate = CLIENT_CLOSING;
+    s->close_reason = reason;
+    bufferevent_disable(s->client.bev, EV_READ);
+    bufferevent_set_timeouts(s->client.bev, NULL, s->w->tv.send);
+    if (evbuffer_get_length(bufferevent_get_output(s->client.bev)) == 0) {
+        return session_close(s, reason);
+    }
+    return 0;
+}
+
+/*
+ * Answer the exchange with an error of our own (status and a one-line
+ * reason) and close. If a response has already started, the client
+ * connection is closed instead: it must never see a complete-looking one.
+ */
+static int reply_error(struct session *s, int status, const char *term,
+                       const char *reason)
+{
+    if (s->response_started) {
+        /* Deliver what the client already has coming, then cut it off. */
+        exchange_log(s, term);
+        upstream_detach(s, 0);
+        s->ustate = UPSTREAM_NONE;
+        return close_after_flush(s, term);
+    }
+    struct evbuffer *out = bufferevent_get_output(s->client.bev);
+    size_t before = evbuffer_get_length(out);
+    http1_write_error(out, status, reason);
+    s->client.bytes_out += evbuffer_get_length(out) - before;
+    s->status = status;
+    s->response_started = 1;
+    s->in_exchange = 1;
+    exchange_log(s, term);
+    upstream_detach(s, 0);
+    s->ustate = UPSTREAM_NONE;
+    log_debug("%s: %d %s", s->client_addr, status, reason);
+    return close_after_flush(s, term);
+}
+
+/* ---- request parser callbacks ------------------------------------------ */
+
+static int on_req_message_begin(http_parser *p)
+{
+    struct session *s = p->data;
+    http1_head_reset(&s->client.head);
+    s->in_exchange = 1;
+    return 0;
+}
+
+static int head_piece(struct session *s, struct side *side,
+                      enum http1_piece kind, const char *at, size_t len,
+                      int status, const char *reason)
+{
+    if (http1_head_add(&side->head, kind, at, len) < 0) {
+        s->error.status = status;
+        s->error.reason = reason;
+        return -1;
+    }
+    return 0;
+}
+
+static int on_req_url(http_parser *p, const char *at, size_t len)
+{
+    struct session *s = p->data;
+    return head_piece(s, &s->client, HTTP1_PIECE_URL, at, len, 414,
+                      "request target too long");
+}
+
+static int on_req_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct session *s = p->data;
+    if (p->flags & F_TRAILING) {
+        return 0; /* trailers of a chunked upload are dropped */
+    }
+    return head_piece(s, &s->client, HTTP1_PIECE_FIELD, at, len, 431,
+                      "request header section too large");
+}
+
+static int on_req_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct session *s = p->data;
+    if (p->flags & F_TRAILING) {
+        return 0;
+    }
+    return head_piece(s, &s->client, HTTP1_PIECE_VALUE, at, len, 431,
+                      "request header section too large");
+}
+
+static int on_req_headers_complete(http_parser *p)
+{
+    struct session *s = p->data;
+    s->client.parsed = PARSED_HEAD;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static int on_req_body(http_parser *p, const char *at, size_t len)
+{
+    struct session *s = p->data;
+    uint64_t limit = s->w->cfg->max_body_size;
+    s->body_received += len;
+    if (limit > 0 && s->body_received > limit) {
+        s->error.status = 413;
+        s->error.reason = "request body too large";
+        return -1;
+    }
+    struct evbuffer *out = bufferevent_get_output(s->upstream.bev);
+    if (s->req_body == HTTP1_BODY_CHUNKED) {
+        evbuffer_add_printf(out, "%zx\r\n", len);
+        evbuffer_add(out, at, len);
+        evbuffer_add(out, "\r\n", 2);
+    } else {
+        evbuffer_add(out, at, len);
+    }
+    return 0;
+}
+
+static int on_req_message_complete(http_parser *p)
+{
+    struct session *s = p->data;
+    if (s->req_body == HTTP1_BODY_CHUNKED) {
+        evbuffer_add(bufferevent_get_output(s->upstream.bev), "0\r\n\r\n", 5);
+    }
+    s->client.parsed = PARSED_MESSAGE;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings request_settings = {
+    .on_message_begin = on_req_message_begin,
+    .on_url = on_req_url,
+    .on_header_field = on_req_header_field,
+    .on_header_value = on_req_header_value,
+    .on_headers_complete = on_req_headers_complete,
+    .on_body = on_req_body,
+    .on_message_complete = on_req_message_complete,
+};
+
+/* ---- response parser callbacks ----------------------------------------- */
+
+static int on_resp_message_begin(http_parser *p)
+{
+    struct session *s = p->data;
+    http1_head_reset(&s->upstream.head);
+    return 0;
+}
+
+static int on_resp_status(http_parser *p, const char *at, size_t len)
+{
+    struct session *s = p->data;
+    return head_piece(s, &s->upstream, HTTP1_PIECE_STATUS, at, len, 502,
+                      "upstream response head too large");
+}
+
+static int on_resp_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct session *s = p->data;
+    if (p->flags & F_TRAILING) {
+        return 0;
+    }
+    return head_piece(s, &s->upstream, HTTP1_PIECE_FIELD, at, len, 502,
+                      "upstream response head too large");
+}
+
+static int on_resp_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct session *s = p->data;
+    if (p->flags & F_TRAILING) {
+        return 0;
+    }
+    return head_piece(s, &s->upstream, HTTP1_PIECE_VALUE, at, len, 502,
+                      "upstream response head too large");
+}
+
+/* Queue bytes for the client and count them. */
+static void client_send(struct session *s, const void *data, size_t len)
+{
+    evbuffer_add(bufferevent_get_output(s->client.bev), data, len);
+    s->client.bytes_out += len;
+}
+
+static int on_resp_headers_complete(http_parser *p)
+{
+    struct session *s = p->data;
+    struct evbuffer *out = bufferevent_get_output(s->client.bev);
+    if (http1_check_response(&s->upstream.head, p, &s->error) < 0) {
+        return -1;
+    }
+    int http11 = s->http_major == 1 && s->http_minor == 1;
+    if (p->status_code / 100 == 1) {
+        /* Interim: relay 102/103 to HTTP/1.1 clients; 100 was ours to send. */
+        s->interim = 1;
+        if (http11 && p->status_code != 100) {
+            struct http1_response_info info = {
+                .status = p->status_code,
+                .upstream_major = p->http_major,
+                .upstream_minor = p->http_minor,
+                .interim = 1,
+            };
+            size_t before = evbuffer_get_length(out);
+            http1_write_response(out, &s->upstream.head, &info);
+            s->client.bytes_out += evbuffer_get_length(out) - before;
+        }
+        return 0;
+    }
+    enum http1_body body = http1_response_body(p, s->method == HTTP_HEAD);
+    s->framing = http1_client_framing(body, s->http_major, s->http_minor);
+    if (s->framing == HTTP1_BODY_EOF) {
+        s->keep_alive = 0;
+    }
+    struct http1_response_info info = {
+        .status = p->status_code,
+        .upstream_major = p->http_major,
+        .upstream_minor = p->http_minor,
+        .framing = s->framing,
+        .content_length = p->content_length,
+        .keep_alive = s->keep_alive,
+        .client_http10 = !http11,
+        .no_body = body == HTTP1_BODY_NONE,
+    };
+    size_t before = evbuffer_get_length(out);
+    http1_write_response(out, &s->upstream.head, &info);
+    s->client.bytes_out += evbuffer_get_length(out) - before;
+    s->status = p->status_code;
+    s->response_started = 1;
+    s->ustate = UPSTREAM_STREAMING_BODY;
+    return s->method == HTTP_HEAD ? 1 : 0;
+}
+
+static int on_resp_body(http_parser *p, const char *at, size_t len)
+{
+    struct session *s = p->data;
+    if (s->framing == HTTP1_BODY_CHUNKED) {
+        char size[24];
+        int n = snprintf(size, sizeof(size), "%zx\r\n", len);
+        client_send(s, size, (size_t)n);
+        client_send(s, at, len);
+        client_send(s, "\r\n", 2);
+    } else {
+        client_send(s, at, len);
+    }
+    return 0;
+}
+
+static int on_resp_message_complete(http_parser *p)
+{
+    struct session *s = p->data;
+    if (s->interim) {
+        s->interim = 0;
+        return 0; /* the final response follows on the same connection */
+    }
+    s->upstream.parsed = PARSED_MESSAGE;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings response_settings = {
+    .on_message_begin = on_resp_message_begin,
+    .on_status = on_resp_status,
+    .on_header_field = on_resp_header_field,
+    .on_header_value = on_resp_header_value,
+    .on_headers_complete = on_resp_headers_complete,
+    .on_body = on_resp_body,
+    .on_message_complete = on_resp_message_complete,
+};
+
+/* ---- the request direction --------------------------------------------- */
+
+/* Wait for the next request on a persistent connection. */
+static int exchange_next(struct session *s)
+{
+    exchange_reset(s);
+    s->cstate = CLIENT_IDLE;
+    bufferevent_set_timeouts(s->client.bev, NULL, s->w->tv.send);
+    timer_set(s, TIMER_KEEPALIVE, s->w->tv.keepalive);
+    return client_process(s);
+}
+
+/* The response is queued whole: log, then next request or close. */
+static int exchange_end(struct session *s)
+{
+    exchange_log(s, TERM_DONE);
+    if (!s->keep_alive || s->client_eof || s->cstate != CLIENT_REQUEST_DONE) {
+        return close_after_flush(s, TERM_DONE);
+    }
+    return exchange_next(s);
+}
+
+/* Split an absolute-form target into origin-form and authority. */
+static int target_normalise(struct session *s)
+{
+    const struct http1_head *h = &s->client.head;
+    const char *t = http1_str(h, h->target);
+    s->target = t;
+    s->target_len = h->target_len;
+    if (t[0] == '/' || (h->target_len == 1 && t[0] == '*')) {
+        return 0;
+    }
+    struct http_parser_url u;
+    http_parser_url_init(&u);
+    if (http_parser_parse_url(t, h->target_len, 0, &u) != 0 ||
+        !(u.field_set & (1 << UF_HOST))) {
+        return -1;
+    }
+    size_t start = u.field_data[UF_HOST].off;
+    size_t end = start + u.field_data[UF_HOST].len;
+    if (u.field_set & (1 << UF_PORT)) {
+        end = (size_t)u.field_data[UF_PORT].off + u.field_data[UF_PORT].len;
+    }
+    s->authority = t + start;
+    s->authority_len = end - start;
+    if (u.field_set & (1 << UF_PATH)) {
+        size_t pstart = u.field_data[UF_PATH].off;
+        size_t pend = pstart + u.field_data[UF_PATH].len;
+        if (u.field_set & (1 << UF_QUERY)) {
+            pend = (size_t)u.field_data[UF_QUERY].off +
+                   u.field_data[UF_QUERY].len;
+        }
+        s->target = t + pstart;
+        s->target_len = pend - pstart;
+    } else {
+        s->target = "/";
+        s->target_len = 1;
+    }
+    return 0;
+}
+
+/* A whole request head is in: check it, route it, forward it. */
+static int exchange_begin(struct session *s)
+{
+    const struct config *cfg = s->w->cfg;
+    http_parser *p = &s->client.parser;
+    timer_cancel(s);
+    s->t_head = util_now_ms();
+    s->cstate = CLIENT_WAITING;
+    s->method = p->method;
+    s->http_major = p->http_major;
+    s->http_minor = p->http_minor;
+    s->keep_alive = http_should_keep_alive(p) && cfg->keepalive_timeout_ms > 0;
+
+    struct http1_error err;
+    if (http1_check_request(&s->client.head, p, &err) < 0) {
+        s->target = http1_str(&s->client.head, s->client.head.target);
+        s->target_len = s->client.head.target_len;
+        return reply_error(s, err.status, "bad_request", err.reason);
+    }
+    if (target_normalise(s) < 0) {
+        return reply_error(s, 400, "bad_request", "invalid request target");
+    }
+    s->req_body = http1_request_body(p);
+    if (s->req_body == HTTP1_BODY_LENGTH && cfg->max_body_size > 0 &&
+        p->content_length > cfg->max_body_size) {
+        return reply_error(s, 413, "bad_request", "request body too large");
+    }
+    int expect = http1_head_find(&s->client.head, "expect", 0);
+    if (expect >= 0) {
+        const struct http1_header *hd = &s->client.head.hdrs[expect];
+        if (!util_strieq(http1_str(&s->client.head, hd->value), hd->value_len,
+                         "100-continue")) {
+            return reply_error(s, 417, "bad_request",
+                               "unsupported expectation");
+        }
+        s->expect_continue = s->http_minor == 1;
+    }
+    /* Route on the path alone: the query does not choose a pool. */
+    size_t path_len = 0;
+    while (path_len < s->target_len && s->target[path_len] != '?') {
+        path_len++;
+    }
+    int route = config_route_match(cfg, s->target, path_len);
+    if (route < 0) {
+        return reply_error(s, 404, "no_route", "no route for this path");
+    }
+    int up = cfg->routes[route].upstream;
+    s->pool = s->w->pools[up];
+
+    const struct config_upstream *ucfg = &cfg->upstreams[up];
+    int latency = ucfg->latency_ms;
+    if (ucfg->latency_jitter_ms > 0) {
+        latency += worker_random(s->w, 2 * ucfg->latency_jitter_ms) -
+                   ucfg->latency_jitter_ms;
+        if (latency < 0) {
+            latency = 0;
+        }
+    }
+    s->latency_ms = latency;
+    if (latency > 0) {
+        s->ustate = UPSTREAM_LATENCY;
+        struct timeval tv = {latency / 1000, (latency % 1000) * 1000};
+        timer_set(s, TIMER_LATENCY, &tv);
+        return 0;
+    }
+    return upstream_start(s);
+}
+
+/* The request has been read whole. */
+static int request_done(struct session *s)
+{
+    s->cstate = CLIENT_REQUEST_DONE;
+    bufferevent_set_timeouts(s->client.bev, NULL, s->w->tv.send);
+    if (s->ustate == UPSTREAM_READING_HEAD ||
+        s->ustate == UPSTREAM_STREAMING_BODY) {
+        int up = s->pool->cfg - s->w->cfg->upstreams;
+        bufferevent_set_timeouts(s->upstream.bev, s->w->tv.up_read[up],
+                                 s->w->tv.up_send[up]);
+    }
+    if (s->ustate == UPSTREAM_NONE) {
+        /* The response ended before the request: it cannot go on. */
+        return close_after_flush(s, TERM_DONE);
+    }
+    return 0;
+}
+
+/* The client sent something http-parser or our limits refuse. */
+static int client_parse_error(struct session *s, enum http_errno e)
+{
+    if (s->error.status != 0) {
+        return reply_error(s, s->error.status, "bad_request", s->error.reason);
+    }
+    if (s->cstate == CLIENT_READING_BODY) {
+        return reply_error(s, 400, "bad_request", "malformed request body");
+    }
+    switch (e) {
+    case HPE_HEADER_OVERFLOW:
+        return reply_error(s, 431, "bad_request",
+                           "request header section too large");
+    case HPE_INVALID_VERSION:
+        return reply_error(s, 505, "bad_request",
+                           "HTTP version not supported");
+    case HPE_INVALID_METHOD:
+        return reply_error(s, 501, "bad_request", "unknown method");
+    case HPE_INVALID_TRANSFER_ENCODING:
+        return reply_error(s, 501, "bad_request",
+                           "unsupported transfer coding");
+    case HPE_UNEXPECTED_CONTENT_LENGTH:
+    case HPE_INVALID_CONTENT_LENGTH:
+        return reply_error(s, 400, "bad_request", "invalid Content-Length");
+    default:
+        return reply_error(s, 400, "bad_request", http_errno_description(e));
+    }
+}
+
+/*
+ * Feed the client's input to the request parser, as far as the state and
+ * the upstream's output level allow. Returns -1 if the session closed.
+ */
+static int client_process(struct session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->client.bev);
+    size_t high = s->w->cfg->buffer_size;
+    for (;;) {
+        if (s->cstate == CLIENT_WAITING || s->cstate == CLIENT_REQUEST_DONE ||
+            s->cstate == CLIENT_CLOSING) {
+            return 0;
+        }
+        if (s->cstate == CLIENT_READING_BODY &&
+            evbuffer_get_length(bufferevent_get_output(s->upstream.bev)) >=
+                high) {
+            return 0; /* upstream's on_write resumes us */
+        }
+        size_t avail = evbuffer_get_length(in);
+        if (avail == 0) {
+            if (s->client_eof) {
+                return session_close(s, "client_closed");
+            }
+            return 0;
+        }
+        if (s->cstate == CLIENT_IDLE) {
+            s->cstate = CLIENT_READING_HEAD;
+            s->t_start = util_now_ms();
+            timer_cancel(s);
+            timer_set(s, TIMER_HEADER, s->w->tv.client_header);
+        }
+        struct evbuffer_iovec v;
+        evbuffer_peek(in, -1, NULL, &v, 1);
+        http_parser *p = &s->client.parser;
+        size_t n = http_parser_execute(p, &request_settings, v.iov_base,
+                                       v.iov_len);
+        evbuffer_drain(in, n);
+        s->client.bytes_in += n;
+        enum http_errno e = HTTP_PARSER_ERRNO(p);
+        if (e == HPE_OK && n < v.iov_len) {
+            return reply_error(s, 400, "bad_request", "unexpected bytes");
+        }
+        if (e == HPE_PAUSED) {
+            http_parser_pause(p, 0);
+            enum parsed what = s->client.parsed;
+            s->client.parsed = PARSED_NOTHING;
+            int rc = what == PARSED_HEAD ? exchange_begin(s) : request_done(s);
+            if (rc < 0) {
+                return -1;
+            }
+        } else if (e != HPE_OK) {
+            return client_parse_error(s, e);
+        }
+    }
+}
+
+/* ---- the response direction -------------------------------------------- */
+
+/* The response is complete: settle the upstream connection, end exchange. */
+static int response_done(struct session *s)
+{
+    if (s->framing == HTTP1_BODY_CHUNKED) {
+        client_send(s, "0\r\n\r\n", 5);
+    }
+    int reusable =
+        http_should_keep_alive(&s->upstream.parser) &&
+        s->cstate == CLIENT_REQUEST_DONE && !s->upstream_eof &&
+        evbuffer_get_length(bufferevent_get_input(s->upstream.bev)) == 0 &&
+        evbuffer_get_length(bufferevent_get_output(s->upstream.bev)) == 0;
+    s->ustate = UPSTREAM_NONE;
+    exchange_log(s, TERM_DONE);
+    upstream_detach(s, reusable);
+    if (s->cstate != CLIENT_REQUEST_DONE) {
+        /* Answered before the request was read whole: no reuse. */
+        s->keep_alive = 0;
+        return close_after_flush(s, TERM_DONE);
+    }
+    return exchange_end(s);
+}
+
+/* An idempotent, bodiless request that failed on a reused connection
+ * before any response byte may be sent once more on a fresh one. */
+static int retry_allowed(struct session *s)
+{
+    return !s->retried && s->conn != NULL && s->conn->exchanges > 0 &&
+           s->upstream.bytes_in == 0 && s->req_body == HTTP1_BODY_NONE &&
+           (s->method == HTTP_GET || s->method == HTTP_HEAD ||
+            s->method == HTTP_OPTIONS);
+}
+
+/* The upstream failed: retry, answer status, or cut the client off. */
+static int upstream_fail(struct session *s, int status, const char *term,
+                         const char *reason)
+{
+    if (retry_allowed(s)) {
+        log_info("%s: retrying on a fresh connection to %s (%s)",
+                 s->client_addr, s->conn->server->name, term);
+        s->retried = 1;
+        upstream_detach(s, 0);
+        s->ustate = UPSTREAM_NONE;
+        return upstream_start(s);
+    }
+    if (s->conn != NULL) {
+        log_warn("%s: upstream %s: %s", s->client_addr,
+                 s->conn->server->name, reason);
+    }
+    return reply_error(s, status, term, reason);
+}
+
+/*
+ * Feed the upstream's input to the response parser, as far as the client's
+ * output level allows. Returns -1 if the session closed.
+ */
+static int upstream_process(struct session *s)
+{
+    size_t high = s->w->cfg->buffer_size;
+    while (s->ustate == UPSTREAM_READING_HEAD ||
+           s->ustate == UPSTREAM_STREAMING_BODY) {
+        struct evbuffer *in = bufferevent_get_input(s->upstream.bev);
+        if (evbuffer_get_length(bufferevent_get_output(s->client.bev)) >=
+            high) {
+            return 0; /* client's on_write resumes us */
+        }
+        http_parser *p = &s->upstream.parser;
+        size_t avail = evbuffer_get_length(in);
+        size_t n = 0;
+        if (avail > 0) {
+            if (s->t_first_byte < 0) {
+                s->t_first_byte = util_now_ms();
+            }
+            struct evbuffer_iovec v;
+            evbuffer_peek(in, -1, NULL, &v, 1);
+            n = http_parser_execute(p, &response_settings, v.iov_base,
+                                    v.iov_len);
+            evbuffer_drain(in, n);
+            s->upstream.bytes_in += n;
+            if (HTTP_PARSER_ERRNO(p) == HPE_OK && n < v.iov_len) {
+                return reply_error(s, 502, "bad_response",
+                                   "upstream sent an invalid response");
+            }
+        } else if (s->upstream_eof) {
+            http_parser_execute(p, &response_settings, NULL, 0);
+            if (HTTP_PARSER_ERRNO(p) == HPE_OK &&
+                s->upstream.parsed != PARSED_MESSAGE) {
+                return upstream_fail(s, 502, "upstream_closed",
+                                     "upstream closed the connection "
+                                     "before responding");
+            }
+        } else {
+            return 0;
+        }
+        enum http_errno e = HTTP_PARSER_ERRNO(p);
+        if (e == HPE_PAUSED) {
+            http_parser_pause(p, 0);
+            s->upstream.parsed = PARSED_NOTHING;
+            return response_done(s);
+        }
+        if (e != HPE_OK) {
+            if (s->error.status == 0) {
+                s->error.status = 502;
+                s->error.reason = e == HPE_INVALID_EOF_STATE
+                                      ? "upstream closed the connection "
+                                        "mid-response"
+                                      : "upstream sent an invalid response";
+            }
+            if (s->conn != NULL) {
+                log_warn("%s: upstream %s: %s (%s)", s->client_addr,
+                         s->conn->server->name, s->error.reason,
+                         http_errno_name(e));
+            }
+            return reply_error(s, s->error.status,
+                               e == HPE_INVALID_EOF_STATE ? "upstream_closed"
+                                                          : "bad_response",
+                               s->error.reason);
+        }
+    }
+    return 0;
+}
+
+/* ---- upstream connection ----------------------------------------------- */
+
+static void on_upstream_read(struct bufferevent *bev, void *arg)
+{
+    upstream_process(arg);
+}
+
+static void on_upstream_write(struct bufferevent *bev, void *arg)
+{
+    struct session *s = arg;
+    if (s->cstate == CLIENT_READING_BODY) {
+        client_process(s);
+    }
+}
+
+static void on_upstream_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct session *s = arg;
+    int up = s->pool->cfg - s->w->cfg->upstreams;
+    if (what & BEV_EVENT_CONNECTED) {
+        s->conn->connected = 1;
+        s->t_connected = util_now_ms();
+        s->ustate = UPSTREAM_READING_HEAD;
+        int one = 1;
+        setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one,
+                   sizeof(one));
+        bufferevent_set_timeouts(
+            bev, s->cstate == CLIENT_REQUEST_DONE ? s->w->tv.up_read[up] : NULL,
+            s->w->tv.up_send[up]);
+        return;
+    }
+    if (what & BEV_EVENT_EOF) {
+        s->upstream_eof = 1;
+        upstream_process(s);
+        return;
+    }
+    char reason[160];
+    if (what & BEV_EVENT_TIMEOUT) {
+        if (s->ustate == UPSTREAM_CONNECTING) {
+            upstream_fail(s, 504, "upstream_connect_timeout",
+                          "upstream connect timed out");
+        } else if (what & BEV_EVENT_WRITING) {
+            upstream_fail(s, 504, "upstream_send_timeout",
+                          "upstream did not accept the request in time");
+        } else {
+            upstream_fail(s, 504, "upstream_read_timeout",
+                          "upstream did not respond in time");
+        }
+        return;
+    }
+    int err = EVUTIL_SOCKET_ERROR();
+    const char *why = err != 0 ? evutil_socket_error_to_string(err)
+                               : "connection refused or reset";
+    if (s->ustate == UPSTREAM_CONNECTING) {
+        snprintf(reason, sizeof(reason), "cannot connect to upstream: %s",
+                 why);
+        upstream_fail(s, 502, "upstream_connect_error", reason);
+    } else {
+        snprintf(reason, sizeof(reason), "upstream connection failed: %s",
+                 why);
+        upstream_fail(s, 502, "upstream_error", reason);
+    }
+}
+
+/* Pick a server, borrow or open a connection, send the request head. */
+static int upstream_start(struct session *s)
+{
+    const struct config *cfg = s->w->cfg;
+    int up = s->pool->cfg - cfg->upstreams;
+    s->t_forward = util_now_ms();
+    struct pool_server *server = pool_pick(s->pool);
+    struct upconn *c = pool_acquire(s->pool, server);
+    if (c == NULL) {
+        return reply_error(s, 502, "upstream_connect_error",
+                           "cannot open an upstream connection");
+    }
+    s->conn = c;
+    s->upstream.bev = c->bev;
+    s->t_connected = s->t_first_byte = -1;
+    s->upstream.bytes_in = 0;
+    http_parser_init(&s->upstream.parser, HTTP_RESPONSE);
+    s->upstream.parser.data = s;
+    http1_head_reset(&s->upstream.head);
+    bufferevent_setcb(c->bev, on_upstream_read, on_upstream_write,
+                      on_upstream_event, s);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, cfg->buffer_size);
+    bufferevent_setwatermark(c->bev, EV_WRITE, cfg->buffer_size / 2, 0);
+
+    struct http1_request_info info = {
+        .method = http_method_str(s->method),
+        .target = s->target,
+        .target_len = s->target_len,
+        .authority = s->authority,
+        .authority_len = s->authority_len,
+        .client_ip = s->client_ip,
+        .proto = "http",
+        .host = server->host_header,
+        .client_major = s->http_major,
+        .client_minor = s->http_minor,
+        .body = s->req_body,
+        .content_length = s->client.parser.content_length,
+        .close = s->pool->cfg->keepalive == 0,
+    };
+    http1_write_request(bufferevent_get_output(c->bev), &s->client.head,
+                        &info);
+
+    if (c->exchanges > 0) {
+        s->t_connected = s->t_forward;
+        s->ustate = UPSTREAM_READING_HEAD;
+        bufferevent_set_timeouts(
+            c->bev,
+            s->cstate == CLIENT_REQUEST_DONE ? s->w->tv.up_read[up] : NULL,
+            s->w->tv.up_send[up]);
+        bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    } else {
+        s->ustate = UPSTREAM_CONNECTING;
+        bufferevent_set_timeouts(c->bev, NULL, s->w->tv.up_connect[up]);
+        if (bufferevent_socket_connect(c->bev,
+                                       (struct sockaddr *)&server->addr,
+                                       (int)server->addrlen) < 0) {
+            char reason[160];
+            snprintf(reason, sizeof(reason), "cannot connect to upstream: %s",
+                     strerror(errno));
+            return reply_error(s, 502, "upstream_connect_error", reason);
+        }
+        bufferevent_enable(c->bev, EV_READ);
+    }
+    if (s->cstate == CLIENT_WAITING) {
+        if (s->expect_continue && s->req_body != HTTP1_BODY_NONE) {
+            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+            client_send(s, cont, sizeof(cont) - 1);
+        }
+        s->cstate = CLIENT_READING_BODY;
+        if (s->req_body != HTTP1_BODY_NONE) {
+            bufferevent_set_timeouts(s->client.bev, s->w->tv.client_body,
+                                     s->w->tv.send);
+        }
+    }
+    return 0;
+}
+
+/* ---- client connection ------------------------------------------------- */
+
+static void on_client_read(struct bufferevent *bev, void *arg)
+{
+    client_process(arg);
+}
+
+static void on_client_write(struct bufferevent *bev, void *arg)
+{
+    struct session *s = arg;
+    if (s->cstate == CLIENT_CLOSING) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+            session_close(s, s->close_reason);
+        }
+        return;
+    }
+    if (s->conn != NULL) {
+        upstream_process(s);
+    }
+}
+
+static void on_client_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct session *s = arg;
+    if (what & BEV_EVENT_EOF) {
+        s->client_eof = 1;
+        s->keep_alive = 0;
+        if (s->cstate == CLIENT_CLOSING) {
+            return; /* keep flushing: the client may only have half-closed */
+        }
+        client_process(s);
+        return;
+    }
+    if (what & BEV_EVENT_TIMEOUT) {
+        if (what & BEV_EVENT_READING) {
+            reply_error(s, 408, "client_body_timeout",
+                        "request body not received in time");
+        } else {
+            session_close(s, "client_send_timeout");
+        }
+        return;
+    }
+    session_close(s, "client_closed");
+}
+
+static void on_session_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct session *s = arg;
+    enum session_timer kind = s->timer_kind;
+    s->timer_kind = TIMER_NONE;
+    switch (kind) {
+    case TIMER_HEADER:
+        s->in_exchange = 1;
+        reply_error(s, 408, "client_header_timeout",
+                    "request head not received in time");
+        return;
+    case TIMER_KEEPALIVE:
+        session_close(s, "keepalive_timeout");
+        return;
+    case TIMER_LATENCY:
+        if (upstream_start(s) == 0) {
+            client_process(s);
+        }
+        return;
+    case TIMER_NONE:
+        return;
+    }
+}
+
+int session_start(struct worker *w, evutil_socket_t fd,
+                  const struct sockaddr *sa, int socklen)
+{
+    const struct config *cfg = w->cfg;
+    struct session *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        evutil_closesocket(fd);
+        return -1;
+    }
+    s->w = w;
+    s->client.bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    s->timer = evtimer_new(w->base, on_session_timer, s);
+    if (s->client.bev == NULL || s->timer == NULL) {
+        if (s->client.bev == NULL) {
+            evutil_closesocket(fd);
+        } else {
+            bufferevent_free(s->client.bev);
+        }
+        if (s->timer != NULL) {
+            event_free(s->timer);
+        }
+        free(s);
+        return -1;
+    }
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        evutil_inet_ntop(AF_INET, &in->sin_addr, s->client_ip,
+                         sizeof(s->client_ip));
+        snprintf(s->client_addr, sizeof(s->client_addr), "%s:%u",
+                 s->client_ip, ntohs(in->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        evutil_inet_ntop(AF_INET6, &in6->sin6_addr, s->client_ip,
+                         sizeof(s->client_ip));
+        snprintf(s->client_addr, sizeof(s->client_addr), "[%s]:%u",
+                 s->client_ip, ntohs(in6->sin6_port));
+    } else {
+        util_strlcpy(s->client_ip, "unknown", sizeof(s->client_ip));
+        util_strlcpy(s->client_addr, "unknown", sizeof(s->client_addr));
+    }
+    (void)socklen;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+    http_parser_init(&s->client.parser, HTTP_REQUEST);
+    s->client.parser.data = s;
+    http1_head_init(&s->client.head, (uint32_t)cfg->max_header_size, 256);
+    http1_head_init(&s->upstream.head, (uint32_t)cfg->max_header_size, 256);
+    exchange_reset(s);
+    TAILQ_INSERT_TAIL(&w->sessions, s, link);
+    w->n_sessions++;
+
+    bufferevent_setcb(s->client.bev, on_client_read, on_client_write,
+                      on_client_event, s);
+    bufferevent_setwatermark(s->client.bev, EV_READ, 0, cfg->buffer_size);
+    bufferevent_setwatermark(s->client.bev, EV_WRITE, cfg->buffer_size / 2,
+                             0);
+    bufferevent_set_timeouts(s->client.bev, NULL, w->tv.send);
+    bufferevent_enable(s->client.bev, EV_READ | EV_WRITE);
+    /* A new connection must deliver its first head in time. */
+    s->cstate = CLIENT_READING_HEAD;
+    s->t_start = util_now_ms();
+    timer_set(s, TIMER_HEADER, w->tv.client_header);
+    return 0;
+}

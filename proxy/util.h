@@ -1,0 +1,45 @@
+/*
+ * util: small pure helpers shared by every module: parsing durations, sizes
+ * and host:port strings, and clocks. Nothing here logs or allocates.
+ */
+#ifndef SWITCHBOARD_UTIL_H
+#define SWITCHBOARD_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Parse a duration: digits with an optional unit `ms`, `s` (default), `m`
+ * or `h`; "250ms" -> 250, "30s" -> 30000, "2m" -> 120000, "5" -> 5000.
+ * Returns 0 and stores milliseconds in *ms, or -1 on a malformed value or
+ * an overflow past INT64_MAX.
+ */
+int util_parse_duration(const char *s, int64_t *ms);
+
+/*
+ * Parse a size: digits with an optional unit `k`, `m`, `g` (powers of 1024,
+ * case-insensitive, an optional trailing `b`); "64k" -> 65536, "10" -> 10.
+ * Returns 0 and stores bytes in *bytes, or -1 on a malformed value/overflow.
+ */
+int util_parse_size(const char *s, uint64_t *bytes);
+
+/* Parse a plain non-negative decimal integer; 0 or -1 as above. */
+int util_parse_uint(const char *s, uint64_t *out);
+
+/*
+ * Split "host:port" (or "[v6]:port") into host (NUL-terminated, at most
+ * hostlen-1 bytes) and port 0..65535. Returns 0, or -1 if malformed.
+ */
+int util_parse_hostport(const char *s, char *host, size_t hostlen,
+                        uint16_t *port);
+
+/* Milliseconds from a monotonic clock, as a double (microsecond precision). */
+double util_now_ms(void);
+
+/* Copy at most dstlen-1 bytes and NUL-terminate; returns strlen(src). */
+size_t util_strlcpy(char *dst, const char *src, size_t dstlen);
+
+/* ASCII case-insensitive compare of a (alen bytes) with NUL-terminated b. */
+int util_strieq(const char *a, size_t alen, const char *b);
+
+#endif

@@ -1,0 +1,232 @@
+/*
+ * worker: sets up one event loop over inherited listening sockets and runs
+ * it. Admission control lives here: at max_connections the listeners stop
+ * accepting (the kernel queues new clients in the backlog) and resume when a
+ * session ends; when accept fails for lack of descriptors the listeners
+ * pause for 100 ms instead of spinning.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "accesslog.h"
+#include "log.h"
+#include "pool.h"
+#include "session.h"
+
+/* Common timeouts: many events share a duration, libevent keeps a queue. */
+static const struct timeval *common_tv(struct event_base *base, int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    const struct timeval *c = event_base_init_common_timeout(base, &tv);
+    return c;
+}
+
+static void accepting_set(struct worker *w, int on)
+{
+    if (w->accepting == on) {
+        return;
+    }
+    w->accepting = on;
+    for (int i = 0; i < w->n_listeners; i++) {
+        if (on) {
+            evconnlistener_enable(w->listeners[i]);
+        } else {
+            evconnlistener_disable(w->listeners[i]);
+        }
+    }
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
+                      struct sockaddr *sa, int socklen, void *arg)
+{
+    struct worker *w = arg;
+    session_start(w, fd, sa, socklen);
+    if (w->n_sessions >= w->cfg->max_connections) {
+        log_warn("max_connections (%d) reached: not accepting",
+                 w->cfg->max_connections);
+        accepting_set(w, 0);
+    }
+}
+
+static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    if (w->n_sessions < w->cfg->max_connections) {
+        accepting_set(w, 1);
+    }
+}
+
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+    struct worker *w = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    log_error("accept: %s; pausing for 100 ms",
+              evutil_socket_error_to_string(err));
+    accepting_set(w, 0);
+    struct timeval tv = {0, 100 * 1000};
+    evtimer_add(w->accept_retry, &tv);
+}
+
+void worker_session_closed(struct worker *w)
+{
+    w->n_sessions--;
+    if (!w->accepting && w->n_listeners > 0 &&
+        w->n_sessions < w->cfg->max_connections &&
+        !evtimer_pending(w->accept_retry, NULL)) {
+        accepting_set(w, 1);
+    }
+}
+
+int worker_random(struct worker *w, int n)
+{
+    /* xorshift64: plenty for jitter. */
+    uint64_t x = w->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    w->rng = x;
+    return n <= 0 ? 0 : (int)(x % (uint64_t)(n + 1));
+}
+
+/* Stop: close the listeners and every session, then leave the loop. */
+static void worker_stop(struct worker *w, const char *why)
+{
+    log_info("stopping (%s), %d open sessions", why, w->n_sessions);
+    for (int i = 0; i < w->n_listeners; i++) {
+        evconnlistener_free(w->listeners[i]);
+    }
+    w->n_listeners = 0;
+    struct session *s;
+    while ((s = TAILQ_FIRST(&w->sessions)) != NULL) {
+        session_abort(s, "shutdown");
+    }
+    event_base_loopexit(w->base, NULL);
+}
+
+static void on_worker_signal(evutil_socket_t sig, short what, void *arg)
+{
+    worker_stop(arg, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/* Build everything the loop needs; -1 and a log line on failure. */
+static int worker_setup(struct worker *w, const int *fds, int n_fds)
+{
+    const struct config *cfg = w->cfg;
+    w->base = event_base_new();
+    if (w->base == NULL) {
+        log_error("cannot create an event base");
+        return -1;
+    }
+    w->tv.client_header = common_tv(w->base, cfg->client_header_timeout_ms);
+    w->tv.client_body = common_tv(w->base, cfg->client_body_timeout_ms);
+    w->tv.keepalive = common_tv(w->base, cfg->keepalive_timeout_ms);
+    w->tv.send = common_tv(w->base, cfg->send_timeout_ms);
+    for (int i = 0; i < cfg->n_upstreams; i++) {
+        const struct config_upstream *u = &cfg->upstreams[i];
+        w->tv.up_keepalive[i] = common_tv(w->base, u->keepalive_timeout_ms);
+        w->tv.up_connect[i] = common_tv(w->base, u->connect_timeout_ms);
+        w->tv.up_read[i] = common_tv(w->base, u->read_timeout_ms);
+        w->tv.up_send[i] = common_tv(w->base, u->send_timeout_ms);
+        char err[256];
+        w->pools[i] = pool_new(w->base, u, w->tv.up_keepalive[i],
+                               w->tv.up_connect[i], err, sizeof(err));
+        if (w->pools[i] == NULL) {
+            log_error("%s", err);
+            return -1;
+        }
+    }
+    const char *err = NULL;
+    w->access_log = accesslog_open(w->base, cfg->access_log, &err);
+    if (err != NULL) {
+        log_error("access_log %s: %s: %s", cfg->access_log, err,
+                  strerror(errno));
+        return -1;
+    }
+    w->accept_retry = evtimer_new(w->base, on_accept_retry, w);
+    w->sig_term = evsignal_new(w->base, SIGTERM, on_worker_signal, w);
+    w->sig_int = evsignal_new(w->base, SIGINT, on_worker_signal, w);
+    if (w->accept_retry == NULL || w->sig_term == NULL || w->sig_int == NULL ||
+        evsignal_add(w->sig_term, NULL) < 0 ||
+        evsignal_add(w->sig_int, NULL) < 0) {
+        log_error("cannot set up worker events");
+        return -1;
+    }
+    for (int i = 0; i < n_fds; i++) {
+        struct evconnlistener *l = evconnlistener_new(
+            w->base, on_accept, w, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+            0, fds[i]);
+        if (l == NULL) {
+            log_error("cannot listen on inherited socket %d", fds[i]);
+            return -1;
+        }
+        evconnlistener_set_error_cb(l, on_accept_error);
+        w->listeners[w->n_listeners++] = l;
+    }
+    w->accepting = 1;
+    return 0;
+}
+
+static void worker_teardown(struct worker *w)
+{
+    for (int i = 0; i < w->n_listeners; i++) {
+        evconnlistener_free(w->listeners[i]);
+    }
+    struct session *s;
+    while ((s = TAILQ_FIRST(&w->sessions)) != NULL) {
+        session_abort(s, "shutdown");
+    }
+    for (int i = 0; i < CONFIG_MAX_UPSTREAMS; i++) {
+        pool_free(w->pools[i]);
+    }
+    accesslog_close(w->access_log);
+    if (w->accept_retry != NULL) {
+        event_free(w->accept_retry);
+    }
+    if (w->sig_term != NULL) {
+        event_free(w->sig_term);
+    }
+    if (w->sig_int != NULL) {
+        event_free(w->sig_int);
+    }
+    if (w->base != NULL) {
+        event_base_free(w->base);
+    }
+}
+
+int worker_run(const struct config *cfg, int index, const int *fds, int n_fds)
+{
+    char role[32];
+    snprintf(role, sizeof(role), "worker %d", index);
+    log_init(cfg->log_level, role);
+    /* A worker never outlives its master. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() == 1) {
+        return 1;
+    }
+
+    struct worker w;
+    memset(&w, 0, sizeof(w));
+    w.index = index;
+    w.cfg = cfg;
+    w.rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
+    TAILQ_INIT(&w.sessions);
+    int rc = 1;
+    if (worker_setup(&w, fds, n_fds) == 0) {
+        log_info("started");
+        event_base_dispatch(w.base);
+        rc = 0;
+    }
+    worker_teardown(&w);
+    return rc;
+}

@@ -1,0 +1,67 @@
+/*
+ * worker: one process, one event_base. Owns its listeners (inherited from
+ * the master), its sessions, its upstream pools and its access log. Nothing
+ * here is shared with another worker.
+ */
+#ifndef SWITCHBOARD_WORKER_H
+#define SWITCHBOARD_WORKER_H
+
+#include <sys/queue.h>
+#include <sys/time.h>
+
+#include "config.h"
+
+struct event_base;
+struct event;
+struct evconnlistener;
+struct accesslog;
+struct pool;
+struct session;
+
+TAILQ_HEAD(session_list, session);
+
+/* Timeouts as libevent common timeouts (O(1) add/remove for 10k timers). */
+struct worker_timeouts {
+    const struct timeval *client_header;
+    const struct timeval *client_body;
+    const struct timeval *keepalive;
+    const struct timeval *send;
+    const struct timeval *up_keepalive[CONFIG_MAX_UPSTREAMS];
+    const struct timeval *up_connect[CONFIG_MAX_UPSTREAMS];
+    const struct timeval *up_read[CONFIG_MAX_UPSTREAMS];
+    const struct timeval *up_send[CONFIG_MAX_UPSTREAMS];
+};
+
+/* A worker process's whole state. */
+struct worker {
+    int index;
+    const struct config *cfg;
+    struct event_base *base;
+    struct evconnlistener *listeners[CONFIG_MAX_LISTEN];
+    int n_listeners;
+    int accepting;           /* listeners enabled */
+    struct event *accept_retry; /* re-enables accepting after EMFILE */
+    struct pool *pools[CONFIG_MAX_UPSTREAMS];
+    struct accesslog *access_log;
+    struct session_list sessions;
+    int n_sessions;
+    struct worker_timeouts tv;
+    struct event *sig_term;
+    struct event *sig_int;
+    uint64_t rng; /* latency jitter */
+};
+
+/*
+ * Run worker index on the listening sockets fds (one per listen address,
+ * already bound and listening) until SIGTERM/SIGINT. Returns the process
+ * exit status.
+ */
+int worker_run(const struct config *cfg, int index, const int *fds, int n_fds);
+
+/* A session ended: update counts and resume accepting if it was capped. */
+void worker_session_closed(struct worker *w);
+
+/* Uniform random integer in [0, n]. */
+int worker_random(struct worker *w, int n);
+
+#endif

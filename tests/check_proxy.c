@@ -1,0 +1,864 @@
+/*
+ * check_proxy: integration suite for the data path (proxy/session.c and
+ * proxy/http1.c as a whole). Each test starts the real switchboard in front
+ * of the real slow-origin, or of a scripted upstream that plays exact bytes,
+ * on loopback ports the kernel picks, and stops them at the end.
+ */
+#include <check.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+/* A conf: one worker, one upstream "origin" at port, route / to it. */
+#define CONF                                                                 \
+    "[server]\nlisten = 127.0.0.1:0\naccess_log = stderr\n%s\n"             \
+    "[upstream origin]\nserver = 127.0.0.1:%d\n%s\n"                         \
+    "[route /]\nupstream = origin\n"
+
+static struct proc origin, proxy, script;
+
+/* [server] lines for a test: one worker unless the test says otherwise. */
+static const char *server_lines(const char *extra)
+{
+    static char buf[1024];
+    snprintf(buf, sizeof(buf), "%s%s", strstr(extra, "workers") ? "" :
+             "workers = 1\n", extra);
+    return buf;
+}
+
+/* Wait until the master has forked n workers; returns their count. */
+static int wait_workers(pid_t master, pid_t *out, int n)
+{
+    double t0 = harness_now();
+    int got = 0;
+    while (harness_now() - t0 < 5000 * harness_scale()) {
+        got = harness_children(master, out, 8);
+        if (got == n) {
+            break;
+        }
+        usleep(10 * 1000);
+    }
+    return got;
+}
+
+/* Start the slow origin with no delay and the proxy in front of it. */
+static void start_default(const char *server_extra, const char *up_extra)
+{
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    harness_proxy(&proxy, CONF, server_lines(server_extra), origin.port,
+                  up_extra);
+}
+
+static void teardown(void)
+{
+    harness_stop(&proxy);
+    harness_stop(&origin);
+    harness_stop(&script);
+}
+
+/* Read and drop a request head from a scripted upstream's connection. */
+static void read_request_head(int fd)
+{
+    char buf[8192];
+    size_t len = 0;
+    while (len < sizeof(buf) - 1) {
+        ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+        if (n <= 0) {
+            return;
+        }
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (strstr(buf, "\r\n\r\n") != NULL) {
+            return;
+        }
+    }
+}
+
+/* Scripted upstream: answer each request with the bytes in arg, then close. */
+static void reply_and_close(int fd, void *arg)
+{
+    read_request_head(fd);
+    harness_send(fd, arg);
+    shutdown(fd, SHUT_WR);
+    usleep(100 * 1000);
+}
+
+static void start_script(harness_handler h, void *arg, const char *up_extra)
+{
+    harness_script(&script, h, arg, 1);
+    harness_proxy(&proxy, CONF, server_lines(""), script.port, up_extra);
+}
+
+/* ---- forwarding and headers -------------------------------------------- */
+
+START_TEST(test_get_forwards_and_rewrites_headers)
+{
+    start_default("", "");
+    struct response r;
+    ck_assert_int_eq(harness_exchange(proxy.port,
+                                      "GET /echo?x=1 HTTP/1.1\r\n"
+                                      "Host: example.test\r\n"
+                                      "X-Forwarded-For: 10.1.2.3\r\n"
+                                      "X-Dup: a\r\nX-Dup: b\r\n"
+                                      "Connection: close\r\n\r\n",
+                                      &r, 5000),
+                     0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert(r.complete);
+    ck_assert_ptr_nonnull(strstr(r.body, "target: /echo?x=1"));
+    ck_assert_ptr_nonnull(strstr(r.body, "header: Host: example.test\n"));
+    ck_assert_ptr_nonnull(
+        strstr(r.body, "header: X-Forwarded-For: 10.1.2.3, 127.0.0.1\n"));
+    ck_assert_ptr_nonnull(strstr(r.body, "header: X-Forwarded-Proto: http\n"));
+    ck_assert_ptr_nonnull(strstr(r.body, "header: Via: 1.1 switchboard\n"));
+    ck_assert_ptr_nonnull(strstr(r.body, "header: X-Dup: a\nheader: X-Dup: b\n"));
+    ck_assert_ptr_null(strstr(r.body, "header: Connection"));
+    ck_assert_str_eq(response_header(&r, "via"), "1.1 switchboard");
+    ck_assert_ptr_nonnull(response_header(&r, "date"));
+    ck_assert_str_eq(response_header(&r, "connection"), "close");
+    response_free(&r);
+}
+END_TEST
+
+START_TEST(test_hop_by_hop_removed_from_request)
+{
+    start_default("", "");
+    struct response r;
+    harness_exchange(proxy.port,
+                     "GET /echo HTTP/1.1\r\nHost: a\r\n"
+                     "Connection: keep-alive, X-Secret\r\n"
+                     "X-Secret: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\n"
+                     "Proxy-Connection: keep-alive\r\nUpgrade: foo/1\r\n"
+                     "Trailer: X-T\r\nX-Kept: yes\r\n\r\n",
+                     &r, 5000);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.body, "header: X-Kept: yes\n"));
+    const char *gone[] = {"X-Secret", "Keep-Alive", "TE:", "Proxy-Connection",
+                          "Upgrade", "Trailer", "Connection"};
+    for (size_t i = 0; i < sizeof(gone) / sizeof(gone[0]); i++) {
+        char needle[64];
+        snprintf(needle, sizeof(needle), "header: %s", gone[i]);
+        ck_assert_msg(strstr(r.body, needle) == NULL, "%s was forwarded",
+                      gone[i]);
+    }
+    response_free(&r);
+}
+END_TEST
+
+static char hop_response[] =
+    "HTTP/1.1 200 OK\r\nConnection: X-Internal\r\nX-Internal: secret\r\n"
+    "Keep-Alive: timeout=5\r\nDate: Tue, 01 Jan 2030 00:00:00 GMT\r\n"
+    "Set-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 2\r\n\r\nok";
+
+START_TEST(test_hop_by_hop_removed_from_response)
+{
+    start_script(reply_and_close, hop_response, "");
+    struct response r;
+    harness_exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r,
+                     5000);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "ok");
+    ck_assert_ptr_null(response_header(&r, "x-internal"));
+    ck_assert_ptr_null(response_header(&r, "keep-alive"));
+    ck_assert_int_eq(response_header_count(&r, "date"), 1);
+    ck_assert_str_eq(response_header(&r, "date"),
+                     "Tue, 01 Jan 2030 00:00:00 GMT");
+    ck_assert_int_eq(response_header_count(&r, "set-cookie"), 2);
+    ck_assert_ptr_nonnull(strstr(r.head, "Set-Cookie: a=1\r\nSet-Cookie: b=2"));
+    response_free(&r);
+}
+END_TEST
+
+/* ---- persistence ------------------------------------------------------- */
+
+START_TEST(test_keepalive_and_pipelining_in_order)
+{
+    start_default("", "");
+    int fd = harness_connect(proxy.port);
+    /* Three requests in one write; the first is the slowest. */
+    harness_send(fd, "GET /?size=300&delay=200ms HTTP/1.1\r\nHost: a\r\n\r\n"
+                     "GET /?size=100 HTTP/1.1\r\nHost: a\r\n\r\n"
+                     "GET /?size=200 HTTP/1.1\r\nHost: a\r\n\r\n");
+    size_t sizes[] = {300, 100, 200};
+    for (int i = 0; i < 3; i++) {
+        struct response r;
+        ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+        ck_assert_int_eq(r.status, 200);
+        ck_assert(r.complete);
+        ck_assert_uint_eq(r.body_len, sizes[i]);
+        response_free(&r);
+    }
+    /* And the connection is still usable afterwards. */
+    harness_send(fd, "GET /?size=7 HTTP/1.1\r\nHost: a\r\n\r\n");
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+    ck_assert_uint_eq(r.body_len, 7);
+    response_free(&r);
+    close(fd);
+    /* All four went over one upstream connection, kept alive. */
+    ck_assert(harness_log_wait(&proxy, "GET /?size=7 HTTP/1.1\" 200", 2000));
+}
+END_TEST
+
+START_TEST(test_http10_gets_close_delimited_body)
+{
+    start_default("", "");
+    struct response r;
+    harness_exchange(proxy.port,
+                     "GET /stream?chunks=3&interval=10ms HTTP/1.0\r\n\r\n", &r,
+                     5000);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_null(response_header(&r, "transfer-encoding"));
+    ck_assert_ptr_null(response_header(&r, "content-length"));
+    ck_assert(r.closed);
+    ck_assert_ptr_nonnull(strstr(r.body, "chunk 1 of 3"));
+    ck_assert_ptr_nonnull(strstr(r.body, "chunk 3 of 3"));
+    response_free(&r);
+}
+END_TEST
+
+START_TEST(test_http10_keepalive_with_length)
+{
+    start_default("", "");
+    int fd = harness_connect(proxy.port);
+    for (int i = 0; i < 2; i++) {
+        harness_send(fd, "GET /?size=10 HTTP/1.0\r\n"
+                         "Connection: keep-alive\r\n\r\n");
+        struct response r;
+        ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_str_eq(response_header(&r, "connection"), "keep-alive");
+        ck_assert_uint_eq(r.body_len, 10);
+        response_free(&r);
+    }
+    close(fd);
+}
+END_TEST
+
+/* ---- bodies and framing ------------------------------------------------ */
+
+/* Send a body of n pseudo-random bytes; returns the origin's echo. */
+static void check_upload(int chunked)
+{
+    start_default("", "");
+    size_t n = 3 * 1024 * 1024 + 17;
+    char *body = malloc(n);
+    for (size_t i = 0; i < n; i++) {
+        body[i] = (char)((i * 2654435761u) >> 13);
+    }
+    int fd = harness_connect(proxy.port);
+    char head[256];
+    if (chunked) {
+        snprintf(head, sizeof(head), "POST /echo HTTP/1.1\r\nHost: a\r\n"
+                                     "Transfer-Encoding: chunked\r\n\r\n");
+        harness_send(fd, head);
+        size_t off = 0;
+        size_t step = 1;
+        while (off < n) {
+            size_t len = step < n - off ? step : n - off;
+            char size[32];
+            snprintf(size, sizeof(size), "%zx\r\n", len);
+            harness_send(fd, size);
+            harness_write(fd, body + off, len);
+            harness_send(fd, "\r\n");
+            off += len;
+            step = step * 3 + 1;
+        }
+        harness_send(fd, "0\r\n\r\n");
+    } else {
+        snprintf(head, sizeof(head),
+                 "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: %zu\r\n\r\n",
+                 n);
+        harness_send(fd, head);
+        harness_write(fd, body, n);
+    }
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 10000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    char want[64];
+    snprintf(want, sizeof(want), "body-length: %zu\n", n);
+    ck_assert_msg(strstr(r.body, want) != NULL, "echo said:\n%s", r.body);
+    /* The origin's SHA-256 of what arrived, against ours of what we sent. */
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/sb-body-%d", (int)getpid());
+    FILE *f = fopen(path, "w");
+    fwrite(body, 1, n, f);
+    fclose(f);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "sha256sum %s", path);
+    FILE *s = popen(cmd, "r");
+    char sum[65] = {0};
+    ck_assert_int_eq(fread(sum, 1, 64, s), 64);
+    pclose(s);
+    unlink(path);
+    char want_sum[128];
+    snprintf(want_sum, sizeof(want_sum), "body-sha256: %s", sum);
+    ck_assert_msg(strstr(r.body, want_sum) != NULL, "echo said:\n%s", r.body);
+    if (chunked) {
+        ck_assert_ptr_nonnull(
+            strstr(r.body, "header: Transfer-Encoding: chunked\n"));
+    }
+    response_free(&r);
+    free(body);
+    close(fd);
+}
+
+START_TEST(test_upload_content_length)
+{
+    check_upload(0);
+}
+END_TEST
+
+START_TEST(test_upload_chunked)
+{
+    check_upload(1);
+}
+END_TEST
+
+static char close_delimited[] = "HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\nhello, world";
+
+START_TEST(test_close_delimited_rechunked_for_http11)
+{
+    start_script(reply_and_close, close_delimited, "");
+    struct response r;
+    harness_exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r,
+                     5000);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert(r.chunked);
+    ck_assert(r.complete);
+    ck_assert_str_eq(r.body, "hello, world");
+    response_free(&r);
+}
+END_TEST
+
+START_TEST(test_chunked_response_streams_to_http11)
+{
+    start_default("", "");
+    struct response r;
+    harness_exchange(proxy.port,
+                     "GET /stream?chunks=4&interval=10ms HTTP/1.1\r\n"
+                     "Host: a\r\n\r\n",
+                     &r, 5000);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert(r.chunked);
+    ck_assert(r.complete);
+    ck_assert_ptr_nonnull(strstr(r.body, "chunk 4 of 4"));
+    response_free(&r);
+}
+END_TEST
+
+START_TEST(test_head_204_304_have_no_body)
+{
+    start_default("", "");
+    int fd = harness_connect(proxy.port);
+    harness_send(fd, "HEAD /?size=100 HTTP/1.1\r\nHost: a\r\n\r\n");
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 1), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(response_header(&r, "content-length"), "100");
+    response_free(&r);
+    for (int i = 0; i < 2; i++) {
+        int status = i == 0 ? 204 : 304;
+        char req[128];
+        snprintf(req, sizeof(req),
+                 "GET /?status=%d HTTP/1.1\r\nHost: a\r\n\r\n", status);
+        harness_send(fd, req);
+        ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+        ck_assert_int_eq(r.status, status);
+        ck_assert_ptr_null(response_header(&r, "transfer-encoding"));
+        response_free(&r);
+    }
+    /* Nothing stray followed: the next exchange parses cleanly. */
+    harness_send(fd, "GET /?size=3 HTTP/1.1\r\nHost: a\r\n\r\n");
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(r.body_len, 3);
+    response_free(&r);
+    close(fd);
+}
+END_TEST
+
+START_TEST(test_expect_100_continue)
+{
+    start_default("", "");
+    int fd = harness_connect(proxy.port);
+    harness_send(fd, "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+                     "Expect: 100-continue\r\n\r\n");
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    ck_assert_int_eq(poll(&pfd, 1, 3000), 1);
+    char buf[64] = {0};
+    ssize_t n = read(fd, buf, 25);
+    ck_assert_int_eq(n, 25);
+    ck_assert_str_eq(buf, "HTTP/1.1 100 Continue\r\n\r\n");
+    harness_send(fd, "hello");
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.body, "body-length: 5\n"));
+    ck_assert_ptr_null(strstr(r.body, "Expect"));
+    response_free(&r);
+    close(fd);
+}
+END_TEST
+
+/* ---- failures ---------------------------------------------------------- */
+
+START_TEST(test_502_when_upstream_refuses)
+{
+    int dead = harness_dead_port();
+    harness_proxy(&proxy, CONF, server_lines(""), dead, "");
+    struct response r;
+    ck_assert_int_eq(
+        harness_exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r,
+                         5000),
+        0);
+    ck_assert_int_eq(r.status, 502);
+    ck_assert_str_eq(response_header(&r, "connection"), "close");
+    ck_assert_ptr_nonnull(strstr(r.body, "cannot connect to upstream"));
+    ck_assert(r.complete);
+    response_free(&r);
+    ck_assert(harness_log_wait(&proxy, "term=upstream_connect_error", 2000));
+}
+END_TEST
+
+/* Scripted upstream: read the request, then say nothing for a while. */
+static void silent(int fd, void *arg)
+{
+    read_request_head(fd);
+    sleep(5);
+}
+
+START_TEST(test_504_when_upstream_is_silent)
+{
+    start_script(silent, NULL, "read_timeout = 300ms");
+    double t0 = harness_now();
+    struct response r;
+    ck_assert_int_eq(
+        harness_exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r,
+                         5000),
+        0);
+    double took = harness_now() - t0;
+    ck_assert_int_eq(r.status, 504);
+    ck_assert_str_eq(response_header(&r, "connection"), "close");
+    ck_assert_msg(took >= 290 && took < 2000 * harness_scale(),
+                  "504 after %.0f ms", took);
+    response_free(&r);
+    ck_assert(harness_log_wait(&proxy, "504", 2000));
+    ck_assert(harness_log_wait(&proxy, "term=upstream_read_timeout", 2000));
+}
+END_TEST
+
+static char truncated_length[] =
+    "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nonly this much";
+static char truncated_chunked[] =
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n";
+
+START_TEST(test_upstream_dies_mid_body_content_length)
+{
+    start_script(reply_and_close, truncated_length, "");
+    struct response r;
+    harness_exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r,
+                     5000);
+    ck_assert_msg(r.status == 200, "status %d; log:\n%s", r.status,
+                  harness_log(&proxy));
+    ck_assert(!r.complete);
+    ck_assert(r.closed);
+    ck_assert_str_eq(r.body, "only this much");
+    response_free(&r);
+    ck_assert(harness_log_wait(&proxy, "term=upstream_closed", 2000));
+}
+END_TEST
+
+START_TEST(test_upstream_dies_mid_body_chunked)
+{
+    start_script(reply_and_close, truncated_chunked, "");
+    struct response r;
+    harness_exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r,
+                     5000);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert(r.chunked);
+    ck_assert(!r.complete); /* no terminating chunk: never looks whole */
+    ck_assert(r.closed);
+    ck_assert_str_eq(r.body, "hello");
+    response_free(&r);
+}
+END_TEST
+
+static char garbage[] = "HTTP/1.1 2x0 Nope\r\n\r\n";
+
+START_TEST(test_502_on_garbage_status_line)
+{
+    start_script(reply_and_close, garbage, "");
+    struct response r;
+    harness_exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r,
+                     5000);
+    ck_assert_int_eq(r.status, 502);
+    ck_assert_str_eq(response_header(&r, "connection"), "close");
+    response_free(&r);
+}
+END_TEST
+
+/* ---- concurrency, streaming and backpressure --------------------------- */
+
+START_TEST(test_1000_concurrent_delayed_requests)
+{
+    harness_origin(&origin, "--delay", "200ms", NULL);
+    harness_proxy(&proxy, CONF, "workers = 2", origin.port, "keepalive = 1000");
+    enum { N = 1000 };
+    static int fds[N];
+    static int done[N];
+    static struct pollfd pfds[N];
+    double t0 = harness_now();
+    for (int i = 0; i < N; i++) {
+        fds[i] = harness_connect(proxy.port);
+        harness_send(fds[i], "GET / HTTP/1.1\r\nHost: a\r\n"
+                             "Connection: close\r\n\r\n");
+        done[i] = 0;
+    }
+    int finished = 0;
+    int ok = 0;
+    static char buf[8192];
+    while (finished < N && harness_now() - t0 < 20000) {
+        int n = 0;
+        int map[N];
+        for (int i = 0; i < N; i++) {
+            if (!done[i]) {
+                pfds[n].fd = fds[i];
+                pfds[n].events = POLLIN;
+                map[n++] = i;
+            }
+        }
+        if (poll(pfds, (nfds_t)n, 1000) <= 0) {
+            continue;
+        }
+        for (int k = 0; k < n; k++) {
+            if (!(pfds[k].revents & (POLLIN | POLLHUP | POLLERR))) {
+                continue;
+            }
+            int i = map[k];
+            ssize_t got = read(fds[i], buf, sizeof(buf));
+            if (got > 12 && strncmp(buf, "HTTP/1.1 200", 12) == 0) {
+                ok++;
+            }
+            if (got <= 0) {
+                done[i] = 1;
+                finished++;
+                close(fds[i]);
+            }
+        }
+    }
+    double took = harness_now() - t0;
+    ck_assert_int_eq(finished, N);
+    ck_assert_int_eq(ok, N);
+    /* Serially this would take 200 s; concurrently a small multiple of
+     * 200 ms (connect setup included). */
+    ck_assert_msg(took < 2000 * harness_scale(), "1000 requests took %.0f ms",
+                  took);
+}
+END_TEST
+
+START_TEST(test_first_chunk_arrives_before_origin_finishes)
+{
+    start_default("", "");
+    int fd = harness_connect(proxy.port);
+    double t0 = harness_now();
+    harness_send(fd, "GET /stream?chunks=3&interval=1s HTTP/1.1\r\n"
+                     "Host: a\r\n\r\n");
+    char buf[4096];
+    size_t len = 0;
+    double first = -1;
+    while (harness_now() - t0 < 5000) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 100) <= 0) {
+            continue;
+        }
+        ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+        if (n <= 0) {
+            break;
+        }
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (first < 0 && strstr(buf, "chunk 1 of 3") != NULL) {
+            first = harness_now() - t0;
+        }
+        if (strstr(buf, "\r\n0\r\n\r\n") != NULL) {
+            break;
+        }
+    }
+    double total = harness_now() - t0;
+    ck_assert_msg(first >= 0 && first < 500 * harness_scale(),
+                  "first chunk after %.0f ms", first);
+    ck_assert_msg(total >= 1900, "whole response after %.0f ms", total);
+    close(fd);
+}
+END_TEST
+
+/* Scripted upstream: a 1 GiB response written as fast as TCP allows. */
+static void one_gib(int fd, void *arg)
+{
+    read_request_head(fd);
+    harness_send(fd, "HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n");
+    static char block[65536];
+    memset(block, 'x', sizeof(block));
+    for (long sent = 0; sent < 1073741824L; sent += (long)sizeof(block)) {
+        if (harness_write(fd, block, sizeof(block)) < 0) {
+            return;
+        }
+    }
+}
+
+START_TEST(test_slow_reader_bounded_memory_and_others_unaffected)
+{
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    harness_script(&script, one_gib, NULL, 1);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "buffer_size = 64k\naccess_log = off\n"
+                  "[upstream big]\nserver = 127.0.0.1:%d\n"
+                  "[upstream origin]\nserver = 127.0.0.1:%d\n"
+                  "[route /big]\nupstream = big\n"
+                  "[route /]\nupstream = origin\n",
+                  script.port, origin.port);
+    pid_t workers[8];
+    ck_assert_int_eq(wait_workers(proxy.pid, workers, 1), 1);
+    /* Warm up so allocator arenas exist before the baseline. */
+    struct response r;
+    harness_exchange(proxy.port, "GET /?size=100000 HTTP/1.1\r\nHost: a\r\n\r\n",
+                     &r, 5000);
+    response_free(&r);
+    long base = harness_rss_kb(workers[0]);
+
+    int slow = harness_connect(proxy.port);
+    int small = 4096;
+    setsockopt(slow, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    harness_send(slow, "GET /big HTTP/1.1\r\nHost: a\r\n\r\n");
+    /* Read at about 1 MiB/s for 3 s. */
+    static char buf[16384];
+    long got = 0;
+    long max_growth = 0;
+    double t0 = harness_now();
+    double worst_other = 0;
+    for (int iter = 0; harness_now() - t0 < 3000; iter++) {
+        ssize_t n = read(slow, buf, sizeof(buf));
+        ck_assert_int_gt(n, 0);
+        got += n;
+        usleep(16 * 1000);
+        long growth = harness_rss_kb(workers[0]) - base;
+        if (growth > max_growth) {
+            max_growth = growth;
+        }
+        if (iter % 10 == 0) {
+            double s = harness_now();
+            harness_exchange(proxy.port,
+                             "GET /?size=1000 HTTP/1.1\r\nHost: a\r\n\r\n", &r,
+                             5000);
+            ck_assert_int_eq(r.status, 200);
+            response_free(&r);
+            double took = harness_now() - s;
+            if (took > worst_other) {
+                worst_other = took;
+            }
+        }
+    }
+    close(slow);
+    /* The reader got a trickle while the upstream could send gigabytes. */
+    ck_assert_msg(got < 64L * 1024 * 1024, "slow reader got %ld bytes", got);
+    /* A few buffer_sizes (64 KiB each) at most, not the backlog. */
+    ck_assert_msg(max_growth < 1024, "worker RSS grew by %ld KiB", max_growth);
+    ck_assert_msg(worst_other < 500 * harness_scale(),
+                  "another client waited %.0f ms", worst_other);
+}
+END_TEST
+
+START_TEST(test_idle_crowd_does_not_delay_others)
+{
+    start_default("", "");
+    enum { IDLE = 500 };
+    static int fds[IDLE];
+    for (int i = 0; i < IDLE; i++) {
+        fds[i] = harness_connect(proxy.port);
+        if (i % 2 == 0) {
+            /* Half of them are keep-alive clients between requests. */
+            struct response r;
+            harness_send(fds[i], "GET /?size=10 HTTP/1.1\r\nHost: a\r\n\r\n");
+            ck_assert_int_eq(harness_read_response(fds[i], &r, 5000, 0), 0);
+            response_free(&r);
+        }
+    }
+    double t0 = harness_now();
+    struct response r;
+    harness_exchange(proxy.port, "GET /?size=10 HTTP/1.1\r\nHost: a\r\n\r\n", &r,
+                     5000);
+    double took = harness_now() - t0;
+    ck_assert_int_eq(r.status, 200);
+    response_free(&r);
+    ck_assert_msg(took < 200 * harness_scale(), "took %.0f ms", took);
+    for (int i = 0; i < IDLE; i++) {
+        close(fds[i]);
+    }
+}
+END_TEST
+
+START_TEST(test_injected_latency)
+{
+    start_default("", "latency = 300ms");
+    double t0 = harness_now();
+    struct response r;
+    harness_exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r, 5000);
+    double took = harness_now() - t0;
+    ck_assert_int_eq(r.status, 200);
+    response_free(&r);
+    ck_assert_msg(took >= 295 && took < 300 + 500 * harness_scale(),
+                  "took %.0f ms", took);
+    ck_assert(harness_log_wait(&proxy, "latency=300.0", 2000));
+}
+END_TEST
+
+START_TEST(test_injected_latency_with_jitter)
+{
+    start_default("", "latency = 200ms\nlatency_jitter = 100ms");
+    for (int i = 0; i < 5; i++) {
+        double t0 = harness_now();
+        struct response r;
+        harness_exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r,
+                         5000);
+        double took = harness_now() - t0;
+        ck_assert_int_eq(r.status, 200);
+        response_free(&r);
+        ck_assert_msg(took >= 95 && took < 300 + 500 * harness_scale(),
+                      "took %.0f ms", took);
+    }
+}
+END_TEST
+
+/* ---- process model ----------------------------------------------------- */
+
+START_TEST(test_dead_worker_is_replaced)
+{
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    harness_proxy(&proxy, CONF, "workers = 2", origin.port, "");
+    pid_t w[8];
+    ck_assert_int_eq(wait_workers(proxy.pid, w, 2), 2);
+    kill(w[0], SIGKILL);
+    ck_assert(harness_log_wait(&proxy, "killed by signal 9; restarting", 3000));
+    double t0 = harness_now();
+    int n = 0;
+    while (harness_now() - t0 < 5000 * harness_scale()) {
+        n = harness_children(proxy.pid, w, 8);
+        if (n == 2 && harness_log_wait(&proxy, "worker 0 started", 10)) {
+            break;
+        }
+        usleep(50 * 1000);
+    }
+    ck_assert_int_eq(n, 2);
+    for (int i = 0; i < 20; i++) {
+        struct response r;
+        harness_exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r,
+                         5000);
+        ck_assert_int_eq(r.status, 200);
+        response_free(&r);
+    }
+}
+END_TEST
+
+START_TEST(test_sigterm_exits_cleanly)
+{
+    start_default("workers = 2", "");
+    struct response r;
+    harness_exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r, 5000);
+    response_free(&r);
+    int idle = harness_connect(proxy.port);
+    int status = harness_stop(&proxy);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "status %d", status);
+    close(idle);
+}
+END_TEST
+
+START_TEST(test_access_log_line)
+{
+    start_default("", "");
+    struct response r;
+    harness_exchange(proxy.port,
+                     "GET /?size=5 HTTP/1.1\r\nHost: a\r\n\r\n", &r, 5000);
+    response_free(&r);
+    ck_assert(harness_log_wait(&proxy, "term=done", 2000));
+    const char *log = harness_log(&proxy);
+    const char *line = strstr(log, "\"GET /?size=5 HTTP/1.1\" 200 ");
+    ck_assert_ptr_nonnull(line);
+    char upstream[64];
+    snprintf(upstream, sizeof(upstream), " 127.0.0.1:%d head=", origin.port);
+    const char *eol = strchr(line, '\n');
+    ck_assert_ptr_nonnull(eol);
+    char copy[512];
+    size_t len = (size_t)(eol - line) < sizeof(copy) - 1 ? (size_t)(eol - line)
+                                                          : sizeof(copy) - 1;
+    memcpy(copy, line, len);
+    copy[len] = '\0';
+    ck_assert_msg(strstr(copy, upstream) != NULL, "line: %s", copy);
+    const char *fields[] = {" latency=", " connect=", " first_byte=", " total=",
+                            " term=done"};
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        ck_assert_msg(strstr(copy, fields[i]) != NULL, "line: %s", copy);
+    }
+    unsigned long in = 0, out = 0;
+    ck_assert_int_eq(sscanf(copy, "\"GET /?size=5 HTTP/1.1\" 200 %lu %lu", &in,
+                            &out),
+                     2);
+    ck_assert_uint_eq(in, strlen("GET /?size=5 HTTP/1.1\r\nHost: a\r\n\r\n"));
+    ck_assert_uint_gt(out, 5);
+}
+END_TEST
+
+static Suite *proxy_suite(void)
+{
+    Suite *s = suite_create("proxy");
+    TCase *tc = tcase_create("data path");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_get_forwards_and_rewrites_headers);
+    tcase_add_test(tc, test_hop_by_hop_removed_from_request);
+    tcase_add_test(tc, test_hop_by_hop_removed_from_response);
+    tcase_add_test(tc, test_keepalive_and_pipelining_in_order);
+    tcase_add_test(tc, test_http10_gets_close_delimited_body);
+    tcase_add_test(tc, test_http10_keepalive_with_length);
+    tcase_add_test(tc, test_upload_content_length);
+    tcase_add_test(tc, test_upload_chunked);
+    tcase_add_test(tc, test_close_delimited_rechunked_for_http11);
+    tcase_add_test(tc, test_chunked_response_streams_to_http11);
+    tcase_add_test(tc, test_head_204_304_have_no_body);
+    tcase_add_test(tc, test_expect_100_continue);
+    tcase_add_test(tc, test_502_when_upstream_refuses);
+    tcase_add_test(tc, test_504_when_upstream_is_silent);
+    tcase_add_test(tc, test_upstream_dies_mid_body_content_length);
+    tcase_add_test(tc, test_upstream_dies_mid_body_chunked);
+    tcase_add_test(tc, test_502_on_garbage_status_line);
+    tcase_add_test(tc, test_1000_concurrent_delayed_requests);
+    tcase_add_test(tc, test_first_chunk_arrives_before_origin_finishes);
+    tcase_add_test(tc, test_slow_reader_bounded_memory_and_others_unaffected);
+    tcase_add_test(tc, test_idle_crowd_does_not_delay_others);
+    tcase_add_test(tc, test_injected_latency);
+    tcase_add_test(tc, test_injected_latency_with_jitter);
+    tcase_add_test(tc, test_dead_worker_is_replaced);
+    tcase_add_test(tc, test_sigterm_exits_cleanly);
+    tcase_add_test(tc, test_access_log_line);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(proxy_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,728 @@
+/*
+ * harness: processes, sockets and HTTP reading for the integration suites.
+ * Failures to set up abort the test with ck_abort_msg, so a test body only
+ * holds what it asserts.
+ */
+#include "harness.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_PROCS 32
+
+static struct proc *started[MAX_PROCS];
+static int n_started;
+static int atexit_set;
+
+static void stop_all(void)
+{
+    for (int i = 0; i < n_started; i++) {
+        if (started[i] != NULL) {
+            harness_stop(started[i]);
+        }
+    }
+}
+
+static void track(struct proc *p)
+{
+    if (!atexit_set) {
+        atexit(stop_all);
+        atexit_set = 1;
+        signal(SIGPIPE, SIG_IGN);
+    }
+    if (n_started < MAX_PROCS) {
+        started[n_started++] = p;
+    }
+}
+
+double harness_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
+}
+
+double harness_scale(void)
+{
+    const char *s = getenv("SB_TIME_SCALE");
+    double v = s ? atof(s) : 1.0;
+    return v >= 1.0 ? v : 1.0;
+}
+
+const char *harness_path(const char *rel)
+{
+    static char buf[4][1024];
+    static int next;
+    char *out = buf[next++ % 4];
+    snprintf(out, sizeof(buf[0]), "%s/%s", TOP_BUILDDIR, rel);
+    return out;
+}
+
+/*
+ * fork/exec argv with stdout on a pipe (to read the port line) and stderr
+ * into a log file; waits up to 10 s (times the scale) for the port.
+ */
+static void spawn(struct proc *p, char *const argv[])
+{
+    static int counter;
+    snprintf(p->log_path, sizeof(p->log_path), "/tmp/sb-test-%d-%d.log",
+             (int)getpid(), counter++);
+    int pipefd[2];
+    ck_assert_int_eq(pipe(pipefd), 0);
+    int logfd = open(p->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ck_assert_int_ge(logfd, 0);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) {
+            _exit(127);
+        }
+        dup2(pipefd[1], STDOUT_FILENO);
+        dup2(logfd, STDERR_FILENO);
+        close(pipefd[0]);
+        close(pipefd[1]);
+        close(logfd);
+        execv(argv[0], argv);
+        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(pipefd[1]);
+    close(logfd);
+    p->pid = pid;
+    p->port = 0;
+    track(p);
+
+    char line[512];
+    size_t len = 0;
+    double deadline = harness_now() + 10000 * harness_scale();
+    while (p->port == 0 && harness_now() < deadline) {
+        struct pollfd pfd = {.fd = pipefd[0], .events = POLLIN};
+        if (poll(&pfd, 1, 100) <= 0) {
+            continue;
+        }
+        ssize_t n = read(pipefd[0], line + len, sizeof(line) - 1 - len);
+        if (n <= 0) {
+            break;
+        }
+        len += (size_t)n;
+        line[len] = '\0';
+        char *at = strstr(line, "listening on ");
+        char *colon = at ? strrchr(at, ':') : NULL;
+        if (colon != NULL && strchr(colon, '\n') != NULL) {
+            p->port = atoi(colon + 1);
+        }
+    }
+    close(pipefd[0]);
+    if (p->port == 0) {
+        harness_stop(p);
+        ck_abort_msg("%s did not print its port; its log:\n%s", argv[0],
+                     harness_log(p));
+    }
+}
+
+void harness_origin(struct proc *p, ...)
+{
+    char *argv[32];
+    int n = 0;
+    argv[n++] = (char *)harness_path("bench/slow-origin");
+    argv[n++] = "--listen";
+    argv[n++] = "127.0.0.1:0";
+    va_list ap;
+    va_start(ap, p);
+    char *a;
+    while ((a = va_arg(ap, char *)) != NULL && n < 30) {
+        argv[n++] = a;
+    }
+    va_end(ap);
+    argv[n] = NULL;
+    memset(p, 0, sizeof(*p));
+    spawn(p, argv);
+}
+
+void harness_proxy(struct proc *p, const char *conf_fmt, ...)
+{
+    static int counter;
+    memset(p, 0, sizeof(*p));
+    snprintf(p->conf_path, sizeof(p->conf_path), "/tmp/sb-test-%d-%d.conf",
+             (int)getpid(), counter++);
+    FILE *f = fopen(p->conf_path, "w");
+    ck_assert_ptr_nonnull(f);
+    va_list ap;
+    va_start(ap, conf_fmt);
+    vfprintf(f, conf_fmt, ap);
+    va_end(ap);
+    fclose(f);
+
+    char *argv[16];
+    int n = 0;
+    char vglog[512];
+    if (getenv("SB_VALGRIND") && atoi(getenv("SB_VALGRIND")) > 0) {
+        const char *dir = getenv("SB_VALGRIND_DIR");
+        snprintf(vglog, sizeof(vglog), "--log-file=%s/vg-%%p.log",
+                 dir ? dir : "/tmp");
+        argv[n++] = "/usr/bin/valgrind";
+        argv[n++] = "--leak-check=full";
+        argv[n++] = "--errors-for-leak-kinds=definite";
+        argv[n++] = "--error-exitcode=99";
+        argv[n++] = vglog;
+    }
+    argv[n++] = (char *)harness_path("proxy/switchboard");
+    argv[n++] = "-c";
+    argv[n++] = p->conf_path;
+    argv[n] = NULL;
+    spawn(p, argv);
+}
+
+int harness_stop(struct proc *p)
+{
+    if (p->pid <= 0) {
+        return -1;
+    }
+    int status = -1;
+    kill(p->pid, SIGTERM);
+    double deadline = harness_now() + 5000 * harness_scale();
+    for (;;) {
+        pid_t r = waitpid(p->pid, &status, WNOHANG);
+        if (r == p->pid || r < 0) {
+            break;
+        }
+        if (harness_now() > deadline) {
+            kill(p->pid, SIGKILL);
+            waitpid(p->pid, &status, 0);
+            status = -1;
+            break;
+        }
+        usleep(5000);
+    }
+    p->pid = 0;
+    for (int i = 0; i < n_started; i++) {
+        if (started[i] == p) {
+            started[i] = NULL;
+        }
+    }
+    if (p->conf_path[0]) {
+        unlink(p->conf_path);
+    }
+    return status;
+}
+
+const char *harness_log(const struct proc *p)
+{
+    static char buf[1 << 20];
+    buf[0] = '\0';
+    FILE *f = fopen(p->log_path, "r");
+    if (f == NULL) {
+        return buf;
+    }
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+int harness_log_wait(const struct proc *p, const char *text, int ms)
+{
+    double deadline = harness_now() + ms * harness_scale();
+    do {
+        if (strstr(harness_log(p), text) != NULL) {
+            return 1;
+        }
+        usleep(10000);
+    } while (harness_now() < deadline);
+    return 0;
+}
+
+/* A listening socket on 127.0.0.1, kernel-picked port. */
+static int listen_any(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(listen(fd, 1024), 0);
+    socklen_t len = sizeof(sa);
+    getsockname(fd, (struct sockaddr *)&sa, &len);
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
+int harness_dead_port(void)
+{
+    int port;
+    int fd = listen_any(&port);
+    close(fd);
+    return port;
+}
+
+void harness_script(struct proc *p, harness_handler handler, void *arg,
+                    int concurrent)
+{
+    memset(p, 0, sizeof(*p));
+    int lfd = listen_any(&p->port);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) {
+            _exit(0);
+        }
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGCHLD, SIG_IGN); /* concurrent handlers reap themselves */
+        for (;;) {
+            int fd = accept(lfd, NULL, NULL);
+            if (fd < 0) {
+                if (errno == EINTR) {
+                    continue;
+                }
+                _exit(0);
+            }
+            if (concurrent) {
+                if (fork() == 0) {
+                    close(lfd);
+                    handler(fd, arg);
+                    _exit(0);
+                }
+                close(fd);
+            } else {
+                handler(fd, arg);
+                close(fd);
+            }
+        }
+    }
+    close(lfd);
+    p->pid = pid;
+    track(p);
+}
+
+int harness_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        ck_abort_msg("connect to 127.0.0.1:%d: %s", port, strerror(errno));
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return fd;
+}
+
+int harness_write(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int harness_send(int fd, const char *s)
+{
+    return harness_write(fd, s, strlen(s));
+}
+
+/* A buffered reader over a socket with one deadline. */
+struct reader {
+    int fd;
+    double deadline;
+    char buf[65536];
+    size_t start, end;
+    int eof;
+};
+
+/* Make at least one more byte available; 0, or -1 on EOF/timeout. */
+static int fill(struct reader *rd)
+{
+    if (rd->start == rd->end) {
+        rd->start = rd->end = 0;
+    }
+    if (rd->end == sizeof(rd->buf)) {
+        memmove(rd->buf, rd->buf + rd->start, rd->end - rd->start);
+        rd->end -= rd->start;
+        rd->start = 0;
+    }
+    for (;;) {
+        int left = (int)(rd->deadline - harness_now());
+        if (left <= 0) {
+            return -1;
+        }
+        struct pollfd pfd = {.fd = rd->fd, .events = POLLIN};
+        int r = poll(&pfd, 1, left);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            return -1;
+        }
+        ssize_t n = read(rd->fd, rd->buf + rd->end, sizeof(rd->buf) - rd->end);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            rd->eof = 1;
+            return -1;
+        }
+        rd->end += (size_t)n;
+        return 0;
+    }
+}
+
+/* Read a CRLF- (or LF-) terminated line into out (without the newline). */
+static int read_line(struct reader *rd, char *out, size_t cap)
+{
+    size_t len = 0;
+    for (;;) {
+        while (rd->start < rd->end) {
+            char c = rd->buf[rd->start++];
+            if (c == '\n') {
+                if (len > 0 && out[len - 1] == '\r') {
+                    len--;
+                }
+                out[len] = '\0';
+                return 0;
+            }
+            if (len + 1 < cap) {
+                out[len++] = c;
+            }
+        }
+        if (fill(rd) < 0) {
+            return -1;
+        }
+    }
+}
+
+static int read_bytes(struct reader *rd, char *out, size_t n)
+{
+    while (n > 0) {
+        if (rd->start == rd->end && fill(rd) < 0) {
+            return -1;
+        }
+        size_t take = rd->end - rd->start;
+        if (take > n) {
+            take = n;
+        }
+        memcpy(out, rd->buf + rd->start, take);
+        rd->start += take;
+        out += take;
+        n -= take;
+    }
+    return 0;
+}
+
+/* The reader is per call: responses are read one at a time, and any bytes
+ * past the response stay queued in a per-fd leftover. */
+static struct {
+    int fd;
+    char data[65536];
+    size_t len;
+} leftover = {.fd = -1};
+
+static void body_append(struct response *r, size_t *cap, const char *p,
+                        size_t n)
+{
+    if (r->body_len + n + 1 > *cap) {
+        while (r->body_len + n + 1 > *cap) {
+            *cap = *cap ? *cap * 2 : 4096;
+        }
+        r->body = realloc(r->body, *cap);
+        ck_assert_ptr_nonnull(r->body);
+    }
+    memcpy(r->body + r->body_len, p, n);
+    r->body_len += n;
+    r->body[r->body_len] = '\0';
+}
+
+const char *response_header(const struct response *r, const char *name)
+{
+    static char value[8192];
+    size_t nlen = strlen(name);
+    const char *line = strchr(r->head, '\n');
+    while (line != NULL) {
+        line++;
+        if (strncasecmp(line, name, nlen) == 0 && line[nlen] == ':') {
+            const char *v = line + nlen + 1;
+            while (*v == ' ' || *v == '\t') {
+                v++;
+            }
+            size_t len = strcspn(v, "\r\n");
+            if (len >= sizeof(value)) {
+                len = sizeof(value) - 1;
+            }
+            memcpy(value, v, len);
+            value[len] = '\0';
+            return value;
+        }
+        line = strchr(line, '\n');
+    }
+    return NULL;
+}
+
+int response_header_count(const struct response *r, const char *name)
+{
+    int count = 0;
+    size_t nlen = strlen(name);
+    const char *line = strchr(r->head, '\n');
+    while (line != NULL) {
+        line++;
+        if (strncasecmp(line, name, nlen) == 0 && line[nlen] == ':') {
+            count++;
+        }
+        line = strchr(line, '\n');
+    }
+    return count;
+}
+
+int harness_read_response(int fd, struct response *r, int timeout_ms,
+                          int head_only)
+{
+    memset(r, 0, sizeof(*r));
+    struct reader *rd = calloc(1, sizeof(*rd));
+    ck_assert_ptr_nonnull(rd);
+    rd->fd = fd;
+    rd->deadline = harness_now() + timeout_ms * harness_scale();
+    if (leftover.fd == fd && leftover.len > 0) {
+        memcpy(rd->buf, leftover.data, leftover.len);
+        rd->end = leftover.len;
+    }
+    leftover.len = 0;
+    int rc = -1;
+    char line[8192];
+    size_t hlen = 0;
+    size_t cap = 0;
+    /* Status line and headers; interim 1xx heads are kept in head too. */
+    for (;;) {
+        if (read_line(rd, line, sizeof(line)) < 0) {
+            r->closed = rd->eof;
+            goto out;
+        }
+        if (hlen == 0 && line[0] == '\0') {
+            continue;
+        }
+        if (hlen == 0 && strncmp(line, "HTTP/1.", 7) == 0) {
+            r->status = atoi(line + 9);
+        }
+        int n = snprintf(r->head + hlen, sizeof(r->head) - hlen, "%s\r\n",
+                         line);
+        if (n > 0 && hlen + (size_t)n < sizeof(r->head)) {
+            hlen += (size_t)n;
+        }
+        if (line[0] == '\0') {
+            if (r->status >= 100 && r->status < 200) {
+                hlen = 0; /* interim response: read the final one */
+                r->head[0] = '\0';
+                continue;
+            }
+            break;
+        }
+    }
+    rc = 0;
+    r->body = calloc(1, 1);
+    if (head_only || r->status == 204 || r->status == 304) {
+        r->complete = 1;
+        goto out;
+    }
+    const char *te = response_header(r, "transfer-encoding");
+    const char *cl = response_header(r, "content-length");
+    if (te != NULL && strcasestr(te, "chunked") != NULL) {
+        r->chunked = 1;
+        for (;;) {
+            if (read_line(rd, line, sizeof(line)) < 0) {
+                goto out;
+            }
+            unsigned long size = strtoul(line, NULL, 16);
+            if (size == 0) {
+                do {
+                    if (read_line(rd, line, sizeof(line)) < 0) {
+                        goto out;
+                    }
+                } while (line[0] != '\0');
+                r->complete = 1;
+                goto out;
+            }
+            char *chunk = malloc(size);
+            ck_assert_ptr_nonnull(chunk);
+            int ok = read_bytes(rd, chunk, size) == 0;
+            if (ok) {
+                body_append(r, &cap, chunk, size);
+            }
+            free(chunk);
+            if (!ok || read_line(rd, line, sizeof(line)) < 0) {
+                goto out;
+            }
+        }
+    } else if (cl != NULL) {
+        size_t want = strtoull(cl, NULL, 10);
+        while (r->body_len < want) {
+            if (rd->start == rd->end && fill(rd) < 0) {
+                goto out;
+            }
+            size_t take = rd->end - rd->start;
+            if (take > want - r->body_len) {
+                take = want - r->body_len;
+            }
+            body_append(r, &cap, rd->buf + rd->start, take);
+            rd->start += take;
+        }
+        r->complete = 1;
+    } else {
+        /* Close-delimited. */
+        for (;;) {
+            if (rd->start < rd->end) {
+                body_append(r, &cap, rd->buf + rd->start, rd->end - rd->start);
+                rd->start = rd->end;
+            }
+            if (fill(rd) < 0) {
+                r->complete = rd->eof;
+                r->closed = rd->eof;
+                goto out;
+            }
+        }
+    }
+out:
+    if (rd->start < rd->end) {
+        leftover.fd = fd;
+        leftover.len = rd->end - rd->start;
+        memcpy(leftover.data, rd->buf + rd->start, leftover.len);
+    }
+    if (rd->eof) {
+        r->closed = 1;
+    }
+    free(rd);
+    return rc;
+}
+
+void response_free(struct response *r)
+{
+    free(r->body);
+    r->body = NULL;
+}
+
+int harness_exchange(int port, const char *raw, struct response *r,
+                     int timeout_ms)
+{
+    int fd = harness_connect(port);
+    ck_assert_int_eq(harness_send(fd, raw), 0);
+    int rc = harness_read_response(fd, r, timeout_ms, 0);
+    close(fd);
+    return rc;
+}
+
+char *harness_read_all(int fd, size_t *len, int timeout_ms)
+{
+    size_t cap = 65536;
+    char *buf = malloc(cap);
+    ck_assert_ptr_nonnull(buf);
+    *len = 0;
+    if (leftover.fd == fd && leftover.len > 0) {
+        memcpy(buf, leftover.data, leftover.len);
+        *len = leftover.len;
+        leftover.len = 0;
+    }
+    for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int r = poll(&pfd, 1, (int)(timeout_ms * harness_scale()));
+        if (r <= 0) {
+            break;
+        }
+        if (*len + 4096 > cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            ck_assert_ptr_nonnull(buf);
+        }
+        ssize_t n = read(fd, buf + *len, cap - *len - 1);
+        if (n <= 0) {
+            break;
+        }
+        *len += (size_t)n;
+    }
+    buf[*len] = '\0';
+    return buf;
+}
+
+int harness_wait_closed(int fd, int timeout_ms)
+{
+    double deadline = harness_now() + timeout_ms * harness_scale();
+    char buf[65536];
+    for (;;) {
+        int left = (int)(deadline - harness_now());
+        if (left <= 0) {
+            return 0;
+        }
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, left) <= 0) {
+            return 0;
+        }
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+            return 1;
+        }
+    }
+}
+
+long harness_rss_kb(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return -1;
+    }
+    char line[256];
+    long kb = -1;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            kb = atol(line + 6);
+        }
+    }
+    fclose(f);
+    return kb;
+}
+
+int harness_children(pid_t pid, pid_t *out, int max)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid,
+             (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return 0;
+    }
+    int n = 0;
+    int v;
+    while (n < max && fscanf(f, "%d", &v) == 1) {
+        out[n++] = v;
+    }
+    fclose(f);
+    return n;
+}

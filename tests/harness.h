@@ -1,0 +1,120 @@
+/*
+ * harness: what the integration suites need to drive the real programs.
+ *
+ * Starts `switchboard` and `slow-origin` as processes on 127.0.0.1 with
+ * ports the kernel picks (each prints "listening on 127.0.0.1:PORT", which
+ * the harness reads back), scripted upstreams (a forked process that plays a
+ * test's handler on each connection), and raw-socket clients with deadlines.
+ * Every process it starts is stopped by harness_stop(), at exit, and by
+ * PR_SET_PDEATHSIG if the test process dies. Nothing here reaches beyond the
+ * loopback interface.
+ *
+ * Environment: SB_VALGRIND=1 runs switchboard under valgrind (leak check,
+ * logs in SB_VALGRIND_DIR or /tmp); SB_TIME_SCALE=N multiplies the time
+ * bounds the tests assert (for sanitizer and valgrind runs).
+ */
+#ifndef SWITCHBOARD_HARNESS_H
+#define SWITCHBOARD_HARNESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* A process the harness started. */
+struct proc {
+    pid_t pid;
+    int port;            /* from its "listening on" line */
+    char log_path[256];  /* its stderr */
+    char conf_path[256]; /* switchboard's conf, if any */
+};
+
+/* Start slow-origin with extra arguments (NULL-terminated list). */
+void harness_origin(struct proc *p, ...);
+
+/*
+ * Start switchboard on a conf: conf is a printf format; the harness appends
+ * nothing, so the test writes every section it needs. The listen address
+ * should be 127.0.0.1:0.
+ */
+void harness_proxy(struct proc *p, const char *conf_fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* SIGTERM, wait (5 s), then SIGKILL. Returns the exit status as waitpid
+ * encodes it, or -1. Safe to call twice. */
+int harness_stop(struct proc *p);
+
+/* Contents of a started process's stderr so far (static buffer). */
+const char *harness_log(const struct proc *p);
+
+/* Wait up to ms for text to appear in the process's stderr; 1 if it did. */
+int harness_log_wait(const struct proc *p, const char *text, int ms);
+
+/* A scripted upstream: handler runs in a forked child for each accepted
+ * connection (one at a time, or in its own process if concurrent != 0),
+ * with arg. */
+typedef void (*harness_handler)(int fd, void *arg);
+void harness_script(struct proc *p, harness_handler handler, void *arg,
+                    int concurrent);
+
+/* A port nobody listens on (bound then closed). */
+int harness_dead_port(void);
+
+/* Blocking connect to 127.0.0.1:port; aborts the test on failure. */
+int harness_connect(int port);
+
+/* Write all of len bytes; 0 or -1. */
+int harness_write(int fd, const void *buf, size_t len);
+int harness_send(int fd, const char *s);
+
+/* Read one byte-exact HTTP/1.x response (head + body by its framing). */
+struct response {
+    int status;
+    char head[16384];       /* status line and headers, NUL-terminated */
+    char *body;             /* malloc'd, NUL-terminated; free with response_free */
+    size_t body_len;
+    int chunked;
+    int complete;           /* body ended by its framing (or by close when
+                               close-delimited) */
+    int closed;             /* the connection was closed after it */
+};
+
+/*
+ * Read a response from fd within timeout_ms. head_only: for HEAD requests.
+ * Returns 0 when a head was read (check complete), -1 on timeout/close
+ * before a head.
+ */
+int harness_read_response(int fd, struct response *r, int timeout_ms,
+                          int head_only);
+void response_free(struct response *r);
+
+/* The value of header name in r->head (first one), or NULL (static). */
+const char *response_header(const struct response *r, const char *name);
+/* Number of headers named name. */
+int response_header_count(const struct response *r, const char *name);
+
+/* One-shot: connect, send raw, read one response. */
+int harness_exchange(int port, const char *raw, struct response *r,
+                     int timeout_ms);
+
+/* Bytes readable until EOF or timeout_ms of silence; malloc'd. */
+char *harness_read_all(int fd, size_t *len, int timeout_ms);
+
+/* 1 if the peer closed fd within timeout_ms (reads and drops data). */
+int harness_wait_closed(int fd, int timeout_ms);
+
+/* Milliseconds, monotonic. */
+double harness_now(void);
+
+/* Time bound scale from SB_TIME_SCALE (default 1). */
+double harness_scale(void);
+
+/* Resident memory of pid and its children, in KiB. */
+long harness_rss_kb(pid_t pid);
+
+/* Pids of the children of pid (the workers of a master); count returned. */
+int harness_children(pid_t pid, pid_t *out, int max);
+
+/* Path of a built program ("proxy/switchboard"). */
+const char *harness_path(const char *rel);
+
+#endif
