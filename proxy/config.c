@@ -610,8 +610,9 @@ static int set_value(struct parser *p, const struct directive *d, void *base,
             return -1;
         }
         if (strlen(value) >= d->size) {
-            fail(p, p->line, "value for %s is too long (at most %zu characters)",
-                 d->name, d->size - 1);
+            fail(p, p->line,
+                 "value for %s is too long (at most %zu characters)", d->name,
+                 d->size - 1);
             return -1;
         }
         util_strlcpy(field, value, d->size);
@@ -906,6 +907,7 @@ static int on_directive(void *user, const char *section, const char *name,
     void *base;
     int *seen;
 
+    (void)section; /* ours is p->section: inih's is cut at 49 bytes */
     if (p->failed) {
         return 0;
     }
@@ -942,8 +944,9 @@ static int on_directive(void *user, const char *section, const char *name,
             }
         }
         if (other != NULL) {
-            fail(p, p->line, "unknown directive \"%s\" in %s (it belongs in %s)",
-                 name, section_label(p, label, sizeof(label)),
+            fail(p, p->line,
+                 "unknown directive \"%s\" in %s (it belongs in %s)", name,
+                 section_label(p, label, sizeof(label)),
                  kind_label(other->section));
         } else {
             fail(p, p->line, "unknown directive \"%s\" in %s",
@@ -964,8 +967,9 @@ static int on_directive(void *user, const char *section, const char *name,
             return 0;
         }
         if (seen[idx] != 0) {
-            fail(p, p->line, "duplicate directive \"%s\" (first set at line %d)",
-                 d->name, seen[idx]);
+            fail(p, p->line,
+                 "duplicate directive \"%s\" (first set at line %d)", d->name,
+                 seen[idx]);
             return 0;
         }
     }

@@ -75,7 +75,9 @@ int http1_head_add(struct http1_head *h, enum http1_piece kind,
         return -1;
     }
     uint32_t off = h->len;
-    memcpy(h->buf + off, at, len);
+    if (len > 0) {
+        memcpy(h->buf + off, at, len);
+    }
     h->len += (uint32_t)len;
 
     int continues = (h->last == kind);
@@ -129,6 +131,19 @@ int http1_head_add(struct http1_head *h, enum http1_piece kind,
         break;
     }
     return -1;
+}
+
+void http1_head_trim(struct http1_head *h)
+{
+    for (uint32_t i = 0; i < h->n_hdrs; i++) {
+        struct http1_header *hd = &h->hdrs[i];
+        while (hd->value_len > 0 && (h->buf[hd->value + hd->value_len - 1] ==
+                                         ' ' ||
+                                     h->buf[hd->value + hd->value_len - 1] ==
+                                         '\t')) {
+            hd->value_len--;
+        }
+    }
 }
 
 int http1_head_find(const struct http1_head *h, const char *name, int from)
@@ -242,12 +257,14 @@ static int host_valid(const char *v, size_t len)
     }
     i++;
     size_t digits = 0;
+    unsigned port = 0;
     for (; i < len; i++, digits++) {
         if (v[i] < '0' || v[i] > '9' || digits == 5) {
             return 0;
         }
+        port = port * 10 + (unsigned)(v[i] - '0');
     }
-    return 1;
+    return port <= 65535;
 }
 
 /* No control characters other than HTAB in a field value. */
@@ -433,8 +450,10 @@ int http1_write_request(struct evbuffer *out, const struct http1_head *h,
     evbuffer_add(out, "X-Forwarded-For: ", 17);
     for (int i = first_xff; i >= 0;
          i = http1_head_find(h, "x-forwarded-for", i + 1)) {
-        evbuffer_add(out, h->buf + h->hdrs[i].value, h->hdrs[i].value_len);
-        evbuffer_add(out, ", ", 2);
+        if (h->hdrs[i].value_len > 0) {
+            evbuffer_add(out, h->buf + h->hdrs[i].value, h->hdrs[i].value_len);
+            evbuffer_add(out, ", ", 2);
+        }
     }
     evbuffer_add_printf(out,
                         "%s\r\nX-Forwarded-Proto: %s\r\n"

@@ -74,6 +74,10 @@ void http1_head_reset(struct http1_head *h);
 int http1_head_add(struct http1_head *h, enum http1_piece kind,
                    const char *at, size_t len);
 
+/* Drop trailing whitespace from every stored value (RFC 9112 section 5: it
+ * is not part of the value). Call once the head is complete. */
+void http1_head_trim(struct http1_head *h);
+
 /* Pointer to a stored string at offset off. */
 static inline const char *http1_str(const struct http1_head *h, uint32_t off)
 {

@@ -358,6 +358,7 @@ static int on_req_header_value(http_parser *p, const char *at, size_t len)
 static int on_req_headers_complete(http_parser *p)
 {
     struct session *s = p->data;
+    http1_head_trim(&s->client.head);
     s->client.parsed = PARSED_HEAD;
     http_parser_pause(p, 1);
     return 0;
@@ -452,6 +453,7 @@ static int on_resp_headers_complete(http_parser *p)
 {
     struct session *s = p->data;
     struct evbuffer *out = bufferevent_get_output(s->client.bev);
+    http1_head_trim(&s->upstream.head);
     if (http1_check_response(&s->upstream.head, p, &s->error) < 0) {
         return -1;
     }

@@ -7,6 +7,11 @@
  * config_load: the shipped conf/switchboard.conf and files that cannot be
  * read. Nothing here touches the network.
  */
+/* mkstemp: POSIX, whatever the build defines. */
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L
+#endif
+
 #include <check.h>
 #include <stdarg.h>
 #include <stdio.h>

@@ -671,8 +671,15 @@ START_TEST(test_slow_reader_bounded_memory_and_others_unaffected)
     close(slow);
     /* The reader got a trickle while the upstream could send gigabytes. */
     ck_assert_msg(got < 64L * 1024 * 1024, "slow reader got %ld bytes", got);
-    /* A few buffer_sizes (64 KiB each) at most, not the backlog. */
-    ck_assert_msg(max_growth < 1024, "worker RSS grew by %ld KiB", max_growth);
+    /* A few buffer_sizes (64 KiB each) at most, not the backlog. Under
+     * AddressSanitizer or valgrind freed memory sits in a quarantine, so
+     * RSS says nothing there: the plain build asserts the bound. */
+#ifndef __SANITIZE_ADDRESS__
+    if (getenv("SB_VALGRIND") == NULL) {
+        ck_assert_msg(max_growth < 1024, "worker RSS grew by %ld KiB",
+                      max_growth);
+    }
+#endif
     ck_assert_msg(worst_other < 500 * harness_scale(),
                   "another client waited %.0f ms", worst_other);
 }

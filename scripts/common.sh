@@ -1,0 +1,47 @@
+# Shared by scripts/demo, scripts/test and bench/: install what is missing
+# (Debian 12 packages only), then configure and build out of tree.
+# Sourced, not run.
+
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# The Debian packages a build and `make check` need.
+build_packages=(gcc make autoconf automake pkg-config libevent-dev
+    libhttp-parser-dev libevhtp-dev libinih-dev libssl-dev check valgrind
+    procps)
+
+# Install each named package that is not installed yet.
+ensure_packages() {
+    local missing=()
+    local p
+    for p in "$@"; do
+        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
+            grep -q "install ok installed"; then
+            missing+=("$p")
+        fi
+    done
+    if ((${#missing[@]} > 0)); then
+        echo "installing: ${missing[*]}"
+        local sudo=
+        if [[ $(id -u) != 0 ]]; then sudo=sudo; fi
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+            --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+}
+
+# build DIR [configure args...]: configure (once) and make in DIR.
+build() {
+    local dir=$1
+    shift
+    if [[ ! -x $top/configure ]]; then
+        (cd "$top" && autoreconf -fi >/dev/null 2>&1) || {
+            echo "autoreconf failed" >&2
+            return 1
+        }
+    fi
+    mkdir -p "$dir"
+    if [[ ! -f $dir/Makefile ]]; then
+        (cd "$dir" && "$top/configure" -q "$@") || return 1
+    fi
+    make -C "$dir" -j"$(nproc)" -s >/dev/null || make -C "$dir" -j1
+}

@@ -1,0 +1,1171 @@
+/*
+ * check_limits: integration suite for the proxy's timers, limits and
+ * refusals (proxy/session.c, proxy/http1.c, proxy/worker.c, proxy/balancer.c
+ * and the -t mode of proxy/main.c as a whole).
+ *
+ * Each test starts the real switchboard on a conf of its own, in front of
+ * the real slow-origin, a scripted upstream that plays exact bytes (or
+ * records what reached it), or a socket the test holds, all on loopback
+ * ports the kernel picks. A test asserts the status the client reads, that
+ * the connection closes, when it happens (never before the configured
+ * timeout, and within the timeout plus a margin scaled by SB_TIME_SCALE),
+ * and the access log's termination code for that client's connection.
+ * The checked teardown stops every process and closes every socket a test
+ * opened, pass or fail.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+/* A conf: one upstream "origin" at port, route / to it. The first %s holds
+ * the [server] lines (see server_lines), the last the [upstream] extras. */
+#define CONF                                                                 \
+    "[server]\nlisten = 127.0.0.1:0\naccess_log = stderr\n%s\n"             \
+    "[upstream origin]\nserver = 127.0.0.1:%d\n%s\n"                         \
+    "[route /]\nupstream = origin\n"
+
+/* How late past its timeout a timer may fire before a test fails, in ms
+ * (multiplied by harness_scale()). Generous: loaded CI machines. */
+#define MARGIN_MS 400.0
+
+/* How early a timer may appear to fire, in ms: the test's clock starts a
+ * little after or before the proxy's, and libevent rounds to the ms. */
+#define EARLY_MS 10.0
+
+/* The 64 MiB of tests 5 and 8. */
+#define BIG (64L * 1024 * 1024)
+
+static struct proc origin, origin2, proxy, script;
+
+/* Sockets the running test owns; the teardown closes what is left. */
+static int owned[32];
+static int n_owned;
+
+/* Where a recording upstream writes what reached it ("" when unused). */
+static char record_path[256];
+
+/* [server] lines for a test: one worker unless the test says otherwise. */
+static const char *server_lines(const char *extra)
+{
+    static char buf[1024];
+    snprintf(buf, sizeof(buf), "%s%s",
+             strstr(extra, "workers") ? "" : "workers = 1\n", extra);
+    return buf;
+}
+
+/* Wait until the master has forked n workers; returns their count. */
+static int wait_workers(pid_t master, pid_t *out, int n)
+{
+    double t0 = harness_now();
+    int got = 0;
+    while (harness_now() - t0 < 5000 * harness_scale()) {
+        got = harness_children(master, out, 8);
+        if (got == n) {
+            break;
+        }
+        usleep(10 * 1000);
+    }
+    return got;
+}
+
+/* Remember fd for the teardown; returns it. */
+static int own(int fd)
+{
+    ck_assert_int_lt(n_owned, (int)(sizeof(owned) / sizeof(owned[0])));
+    owned[n_owned++] = fd;
+    return fd;
+}
+
+/* Close an owned socket now (the teardown then leaves it alone). */
+static void close_owned(int fd)
+{
+    for (int i = 0; i < n_owned; i++) {
+        if (owned[i] == fd) {
+            owned[i] = -1;
+        }
+    }
+    close(fd);
+}
+
+static void teardown(void)
+{
+    harness_stop(&proxy);
+    harness_stop(&origin);
+    harness_stop(&origin2);
+    harness_stop(&script);
+    for (int i = 0; i < n_owned; i++) {
+        if (owned[i] >= 0) {
+            close(owned[i]);
+        }
+    }
+    n_owned = 0;
+    if (record_path[0] != '\0') {
+        unlink(record_path);
+        record_path[0] = '\0';
+    }
+}
+
+/* The local port of a connected socket: the proxy logs the client by it. */
+static int client_port(int fd)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    return ntohs(sa.sin_port);
+}
+
+/*
+ * Wait up to ms (scaled) for the access log line of the client at
+ * 127.0.0.1:port and copy it (without the newline) into out. Returns 1 if
+ * it appeared.
+ */
+static int log_line(int port, char *out, size_t cap, int ms)
+{
+    char needle[64];
+    snprintf(needle, sizeof(needle), "Z 127.0.0.1:%d \"", port);
+    out[0] = '\0';
+    if (!harness_log_wait(&proxy, needle, ms)) {
+        return 0;
+    }
+    const char *line = strstr(harness_log(&proxy), needle);
+    size_t len = strcspn(line, "\n");
+    if (len >= cap) {
+        len = cap - 1;
+    }
+    memcpy(out, line, len);
+    out[len] = '\0';
+    return 1;
+}
+
+/* Assert that the access log line of the client at port holds each of the
+ * NULL-terminated strings that follow. */
+static void assert_logged(int port, ...)
+{
+    char line[1024];
+    ck_assert_msg(log_line(port, line, sizeof(line), 2000),
+                  "no access log line for 127.0.0.1:%d; log:\n%s", port,
+                  harness_log(&proxy));
+    va_list ap;
+    va_start(ap, port);
+    const char *want;
+    while ((want = va_arg(ap, const char *)) != NULL) {
+        ck_assert_msg(strstr(line, want) != NULL, "\"%s\" not in: %s", want,
+                      line);
+    }
+    va_end(ap);
+}
+
+/* Assert a timer fired not before timeout_ms and within the margin. */
+static void assert_timely(double took, int timeout_ms, const char *what)
+{
+    ck_assert_msg(took >= timeout_ms - EARLY_MS &&
+                      took <= timeout_ms + MARGIN_MS * harness_scale(),
+                  "%s after %.0f ms (timeout %d ms)", what, took, timeout_ms);
+}
+
+/* Assert an error response of the proxy's own: status, Connection: close,
+ * a short text body, and the connection closed after it. */
+static void assert_error_response(int fd, const struct response *r,
+                                  int status)
+{
+    ck_assert_msg(r->status == status, "got %d, want %d; head:\n%s",
+                  r->status, status, r->head);
+    const char *conn = response_header(r, "connection");
+    ck_assert_msg(conn != NULL && strcmp(conn, "close") == 0,
+                  "Connection: %s", conn ? conn : "(none)");
+    const char *type = response_header(r, "content-type");
+    ck_assert_msg(type != NULL && strncmp(type, "text/plain", 10) == 0,
+                  "Content-Type: %s", type ? type : "(none)");
+    ck_assert(r->complete);
+    ck_assert_uint_gt(r->body_len, 1);
+    ck_assert_msg(r->closed || harness_wait_closed(fd, 2000),
+                  "connection still open after a %d", status);
+}
+
+/* Connect, send raw, read one response. Returns the client's port. */
+static int exchange_on(int port, const char *raw, size_t len,
+                       struct response *r, int *fd_out)
+{
+    int fd = own(harness_connect(port));
+    int cport = client_port(fd);
+    ck_assert_int_eq(harness_write(fd, raw, len), 0);
+    ck_assert_msg(harness_read_response(fd, r, 5000, 0) == 0,
+                  "no response to %.40s...; log:\n%s", raw,
+                  harness_log(&proxy));
+    *fd_out = fd;
+    return cport;
+}
+
+/* ---- scripted upstreams ------------------------------------------------- */
+
+/* Read and drop a request head from a scripted upstream's connection. */
+static void read_request_head(int fd)
+{
+    char buf[8192];
+    size_t len = 0;
+    while (len < sizeof(buf) - 1) {
+        ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+        if (n <= 0) {
+            return;
+        }
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (strstr(buf, "\r\n\r\n") != NULL) {
+            return;
+        }
+    }
+}
+
+/* Wait until the peer closes fd or ms pass, reading nothing (a peer that
+ * never reads). Runs in the acceptor itself (concurrent = 0), which the
+ * teardown kills. */
+static void stall(int fd, int ms)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLRDHUP};
+    poll(&pfd, 1, ms);
+}
+
+/* Upstream for test 7: a head promising 1000 bytes, 10 of them, silence. */
+static void head_and_ten_bytes(int fd, void *arg)
+{
+    read_request_head(fd);
+    harness_send(fd, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+                     "0123456789");
+    /* Silent until the proxy hangs up (reading, so its FIN is seen). */
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    char buf[4096];
+    while (poll(&pfd, 1, 20000) > 0 && read(fd, buf, sizeof(buf)) > 0) {
+    }
+}
+
+/* Upstream for test 8: accepts and never reads. */
+static void never_reads(int fd, void *arg)
+{
+    stall(fd, 30000);
+}
+
+/*
+ * Upstream that records: for each connection it appends "<accept>", every
+ * byte it reads, and "<eof>" to the file at arg, and never answers.
+ */
+static void recorder(int fd, void *arg)
+{
+    int out = open(arg, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (out < 0) {
+        return;
+    }
+    if (write(out, "<accept>", 8) < 0) {
+        close(out);
+        return;
+    }
+    char buf[8192];
+    for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 10000) <= 0) {
+            break;
+        }
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n <= 0) {
+            break;
+        }
+        if (write(out, buf, (size_t)n) < 0) {
+            break;
+        }
+    }
+    if (write(out, "<eof>", 5) < 0) {
+        /* nothing to do: the test reads what is there */
+    }
+    close(out);
+}
+
+/* Start a recording upstream and the proxy in front of it. */
+static void start_recorder(const char *server_extra)
+{
+    snprintf(record_path, sizeof(record_path), "/tmp/sb-limits-%d.rec",
+             (int)getpid());
+    unlink(record_path);
+    harness_script(&script, recorder, record_path, 0);
+    harness_proxy(&proxy, CONF, server_lines(server_extra), script.port, "");
+}
+
+/* What the recording upstream holds so far (static buffer). */
+static const char *recorded(void)
+{
+    static char buf[65536];
+    buf[0] = '\0';
+    FILE *f = fopen(record_path, "r");
+    if (f == NULL) {
+        return buf;
+    }
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* Assert nothing ever connected to the recording upstream (after giving a
+ * stray connection time to show). */
+static void assert_upstream_untouched(void)
+{
+    usleep((useconds_t)(200 * 1000 * harness_scale()));
+    ck_assert_msg(recorded()[0] == '\0', "the upstream was reached: %.200s",
+                  recorded());
+}
+
+/* ---- 1, 2: client_header_timeout ---------------------------------------- */
+
+START_TEST(test_header_deadline_not_extended_by_trickle)
+{
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    harness_proxy(&proxy, CONF,
+                  server_lines("client_header_timeout = 300ms\n"),
+                  origin.port, "");
+    double t0 = harness_now();
+    int fd = own(harness_connect(proxy.port));
+    int port = client_port(fd);
+    ck_assert_int_eq(harness_send(fd, "GET / HTTP/1.1\r\nHo"), 0);
+    /* One byte every 100 ms of a head that never ends: an idle timer
+     * would never fire; a deadline fires at 300 ms all the same. */
+    static const char more[] = "st: a\r\nX-Slow: ";
+    size_t sent = 0;
+    int other_served = 0;
+    double answered = -1;
+    while (harness_now() - t0 < 5000 * harness_scale()) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 100) > 0) {
+            answered = harness_now() - t0;
+            break;
+        }
+        char c = sent < sizeof(more) - 1 ? more[sent] : 'a';
+        if (write(fd, &c, 1) != 1) {
+            break;
+        }
+        sent++;
+        if (sent == 1) {
+            /* Meanwhile another client is served normally. */
+            struct response other;
+            ck_assert_int_eq(
+                harness_exchange(proxy.port,
+                                 "GET /?size=10 HTTP/1.1\r\nHost: a\r\n"
+                                 "Connection: close\r\n\r\n",
+                                 &other, 2000),
+                0);
+            ck_assert_int_eq(other.status, 200);
+            ck_assert_uint_eq(other.body_len, 10);
+            response_free(&other);
+            other_served = 1;
+        }
+    }
+    ck_assert(other_served);
+    ck_assert_msg(sent >= 2, "only %zu bytes trickled", sent);
+    assert_timely(answered, 300, "408");
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 1000, 0), 0);
+    assert_error_response(fd, &r, 408);
+    response_free(&r);
+    assert_logged(port, "\" 408 ", " term=client_header_timeout", NULL);
+}
+END_TEST
+
+START_TEST(test_header_deadline_silent_client)
+{
+    harness_proxy(&proxy, CONF,
+                  server_lines("client_header_timeout = 300ms\n"),
+                  harness_dead_port(), "");
+    double t0 = harness_now();
+    int fd = own(harness_connect(proxy.port));
+    int port = client_port(fd);
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 2000, 0), 0);
+    assert_timely(harness_now() - t0, 300, "408");
+    assert_error_response(fd, &r, 408);
+    response_free(&r);
+    assert_logged(port, "\" 408 ", " term=client_header_timeout", NULL);
+}
+END_TEST
+
+/* ---- 3: keepalive_timeout ----------------------------------------------- */
+
+START_TEST(test_keepalive_timeout_closes_idle_client)
+{
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    harness_proxy(&proxy, CONF, server_lines("keepalive_timeout = 300ms\n"),
+                  origin.port, "");
+    int fd = own(harness_connect(proxy.port));
+    struct response r;
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(
+            harness_send(fd, "GET /?size=10 HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+        ck_assert_int_eq(harness_read_response(fd, &r, 2000, 0), 0);
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_uint_eq(r.body_len, 10);
+        const char *conn = response_header(&r, "connection");
+        ck_assert_msg(conn == NULL || strcmp(conn, "close") != 0,
+                      "keep-alive response says Connection: close");
+        response_free(&r);
+        if (i == 0) {
+            /* Half the idle time: the connection is still there, and the
+             * next exchange starts the idle clock again. */
+            usleep(150 * 1000);
+        }
+    }
+    double t0 = harness_now();
+    ck_assert_msg(harness_wait_closed(fd, 3000), "idle connection not closed");
+    /* t0 is taken just after the proxy armed its timer. */
+    assert_timely(harness_now() - t0, 300, "idle close");
+}
+END_TEST
+
+START_TEST(test_keepalive_timeout_zero_closes_every_response)
+{
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    harness_proxy(&proxy, CONF, server_lines("keepalive_timeout = 0\n"),
+                  origin.port, "");
+    static const char *const asks[] = {
+        "GET /?size=10 HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET /?size=10 HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n",
+        "GET /?size=10 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(asks) / sizeof(asks[0]); i++) {
+        struct response r;
+        int fd;
+        exchange_on(proxy.port, asks[i], strlen(asks[i]), &r, &fd);
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_uint_eq(r.body_len, 10);
+        const char *conn = response_header(&r, "connection");
+        ck_assert_msg(conn != NULL && strcmp(conn, "close") == 0,
+                      "request %zu: Connection: %s", i,
+                      conn ? conn : "(none)");
+        ck_assert_msg(r.closed || harness_wait_closed(fd, 2000),
+                      "request %zu: connection left open", i);
+        response_free(&r);
+    }
+}
+END_TEST
+
+/* ---- 4: client_body_timeout --------------------------------------------- */
+
+START_TEST(test_client_body_timeout)
+{
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    harness_proxy(&proxy, CONF, server_lines("client_body_timeout = 300ms\n"),
+                  origin.port, "");
+    int fd = own(harness_connect(proxy.port));
+    int port = client_port(fd);
+    double t0 = harness_now();
+    ck_assert_int_eq(harness_send(fd, "POST /echo HTTP/1.1\r\nHost: a\r\n"
+                                      "Content-Length: 100\r\n\r\n"
+                                      "0123456789"),
+                     0);
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 2000, 0), 0);
+    assert_timely(harness_now() - t0, 300, "408");
+    assert_error_response(fd, &r, 408);
+    response_free(&r);
+    assert_logged(port, "\"POST /echo HTTP/1.1\" 408 ",
+                  " term=client_body_timeout", NULL);
+}
+END_TEST
+
+/* ---- 5: send_timeout ---------------------------------------------------- */
+
+START_TEST(test_send_timeout_client_never_reads)
+{
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    harness_proxy(&proxy, CONF,
+                  server_lines("send_timeout = 300ms\nbuffer_size = 4k\n"),
+                  origin.port, "");
+    int fd = own(harness_connect(proxy.port));
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    int port = client_port(fd);
+    double t0 = harness_now();
+    ck_assert_int_eq(
+        harness_send(fd, "GET /?size=64m HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    /* Never read: the proxy must give up on its own. */
+    char line[1024];
+    ck_assert_msg(log_line(port, line, sizeof(line), 5000),
+                  "no access log line within 5 s; log:\n%s",
+                  harness_log(&proxy));
+    double took = harness_now() - t0;
+    ck_assert_msg(strstr(line, " term=client_send_timeout") != NULL,
+                  "line: %s", line);
+    ck_assert_msg(strstr(line, "\" 200 ") != NULL, "line: %s", line);
+    ck_assert_msg(took >= 300 && took < 5000 * harness_scale(),
+                  "client_send_timeout logged after %.0f ms", took);
+    /* What the kernels hold still drains, then the client sees the end
+     * (FIN or RST), short of the whole body. */
+    static char buf[65536];
+    long got = 0;
+    int ended = 0;
+    double deadline = harness_now() + 10000 * harness_scale();
+    while (harness_now() < deadline) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 1000) <= 0) {
+            continue;
+        }
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+            ended = 1;
+            break;
+        }
+        if (n < 0) {
+            break;
+        }
+        got += n;
+    }
+    ck_assert_msg(ended, "no EOF/RST after draining %ld bytes", got);
+    ck_assert_msg(got < BIG, "got %ld bytes: the whole response", got);
+}
+END_TEST
+
+/* ---- 6: upstream connect_timeout ---------------------------------------- */
+
+/* Connect to 127.0.0.1:port without waiting; returns the socket. */
+static int connect_nowait(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+    ck_assert_msg(rc == 0 || errno == EINPROGRESS, "connect: %s",
+                  strerror(errno));
+    return fd;
+}
+
+START_TEST(test_upstream_connect_timeout)
+{
+    /*
+     * An upstream that never completes a handshake, on loopback: a socket
+     * listening with backlog 0 whose accept queue is already full. Linux
+     * queues backlog + 1 = 1 connection; the SYN of any further one is
+     * dropped in tcp_conn_request() ("if (sk_acceptq_is_full(sk)) goto
+     * drop", counted as ListenOverflows) whatever tcp_syncookies says, so
+     * the connecting side stays in SYN-SENT, retransmitting after 1 s.
+     * The test checks that this holds before relying on it.
+     */
+    int lfd = own(socket(AF_INET, SOCK_STREAM, 0));
+    ck_assert_int_ge(lfd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(listen(lfd, 0), 0);
+    socklen_t len = sizeof(sa);
+    getsockname(lfd, (struct sockaddr *)&sa, &len);
+    int port = ntohs(sa.sin_port);
+    own(harness_connect(port)); /* fills the accept queue */
+    int probe = own(connect_nowait(port));
+    own(connect_nowait(port));
+    struct pollfd pfd = {.fd = probe, .events = POLLOUT};
+    ck_assert_msg(poll(&pfd, 1, 200) == 0,
+                  "the kernel completed a handshake past a full accept "
+                  "queue: this test needs another black hole");
+
+    harness_proxy(&proxy, CONF, server_lines(""), port,
+                  "connect_timeout = 300ms");
+    int fd = own(harness_connect(proxy.port));
+    int cport = client_port(fd);
+    double t0 = harness_now();
+    ck_assert_int_eq(harness_send(fd, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 3000, 0), 0);
+    assert_timely(harness_now() - t0, 300, "504");
+    assert_error_response(fd, &r, 504);
+    response_free(&r);
+    assert_logged(cport, "\" 504 ", " term=upstream_connect_timeout", NULL);
+}
+END_TEST
+
+/* ---- 7: upstream read_timeout mid-body ---------------------------------- */
+
+START_TEST(test_upstream_read_timeout_mid_body)
+{
+    harness_script(&script, head_and_ten_bytes, NULL, 0);
+    harness_proxy(&proxy, CONF, server_lines(""), script.port,
+                  "read_timeout = 300ms");
+    int fd = own(harness_connect(proxy.port));
+    int port = client_port(fd);
+    double t0 = harness_now();
+    ck_assert_int_eq(harness_send(fd, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 3000, 0), 0);
+    double took = harness_now() - t0;
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(response_header(&r, "content-length"), "1000");
+    ck_assert_uint_eq(r.body_len, 10);
+    ck_assert_str_eq(r.body, "0123456789");
+    /* Cut off: never a complete-looking response. */
+    ck_assert(!r.complete);
+    ck_assert(r.closed);
+    assert_timely(took, 300, "close");
+    response_free(&r);
+    assert_logged(port, "\" 200 ", " term=upstream_read_timeout", NULL);
+}
+END_TEST
+
+/* ---- 8: upstream send_timeout ------------------------------------------- */
+
+START_TEST(test_upstream_send_timeout)
+{
+    harness_script(&script, never_reads, NULL, 0);
+    harness_proxy(&proxy, CONF, server_lines(""), script.port,
+                  "send_timeout = 300ms");
+    int fd = own(harness_connect(proxy.port));
+    int port = client_port(fd);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    char head[128];
+    int hlen = snprintf(head, sizeof(head),
+                        "POST / HTTP/1.1\r\nHost: a\r\n"
+                        "Content-Length: %ld\r\n\r\n",
+                        BIG);
+    ck_assert_int_eq(write(fd, head, (size_t)hlen), hlen);
+    static char block[65536];
+    memset(block, 'u', sizeof(block));
+    static char got[65536];
+    size_t got_len = 0;
+    long sent = 0;
+    int writing = 1;
+    int ended = 0;
+    double t0 = harness_now();
+    double deadline = t0 + 15000 * harness_scale();
+    /* Upload as fast as the proxy takes it while watching for an answer. */
+    while (!ended && harness_now() < deadline) {
+        struct pollfd pfd = {.fd = fd,
+                             .events = POLLIN | (writing ? POLLOUT : 0)};
+        if (poll(&pfd, 1, 100) <= 0) {
+            continue;
+        }
+        if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) {
+            ssize_t n = read(fd, got + got_len, sizeof(got) - 1 - got_len);
+            if (n > 0) {
+                got_len += (size_t)n;
+            } else if (n == 0 || errno != EAGAIN) {
+                ended = 1;
+            }
+        }
+        if (writing && (pfd.revents & POLLOUT)) {
+            size_t want = sizeof(block);
+            if (BIG - sent < (long)want) {
+                want = (size_t)(BIG - sent);
+            }
+            ssize_t n = write(fd, block, want);
+            if (n > 0) {
+                sent += n;
+            } else if (n < 0 && errno != EAGAIN) {
+                writing = 0; /* the proxy closed: read what it said */
+            }
+            if (sent == BIG) {
+                writing = 0;
+            }
+        }
+    }
+    got[got_len] = '\0';
+    ck_assert_msg(ended, "connection still open after %.0f ms",
+                  harness_now() - t0);
+    ck_assert_msg(sent < BIG, "the whole body was taken");
+    /* The proxy gave up: a 504, or a close without a response. */
+    if (got_len > 0) {
+        ck_assert_msg(strncmp(got, "HTTP/1.1 504 ", 13) == 0,
+                      "answer: %.200s", got);
+        ck_assert_ptr_nonnull(strstr(got, "\r\nConnection: close\r\n"));
+    }
+    assert_logged(port, " term=upstream_send_timeout", NULL);
+}
+END_TEST
+
+/* ---- 9: max_body_size --------------------------------------------------- */
+
+START_TEST(test_max_body_size_content_length)
+{
+    start_recorder("max_body_size = 1k\n");
+    char req[4096];
+    int n = snprintf(req, sizeof(req),
+                     "POST / HTTP/1.1\r\nHost: a\r\n"
+                     "Content-Length: 2000\r\n\r\n");
+    memset(req + n, 'b', 2000);
+    struct response r;
+    int fd;
+    int port = exchange_on(proxy.port, req, (size_t)n + 2000, &r, &fd);
+    assert_error_response(fd, &r, 413);
+    response_free(&r);
+    assert_logged(port, "\" 413 ", " term=bad_request", NULL);
+    assert_upstream_untouched();
+}
+END_TEST
+
+START_TEST(test_max_body_size_chunked)
+{
+    start_recorder("max_body_size = 1k\n");
+    int fd = own(harness_connect(proxy.port));
+    int port = client_port(fd);
+    ck_assert_int_eq(harness_send(fd, "POST / HTTP/1.1\r\nHost: a\r\n"
+                                      "Transfer-Encoding: chunked\r\n\r\n"),
+                     0);
+    /* 8 chunks of 256 bytes: the limit is crossed by the fifth. */
+    char chunk[256 + 16];
+    int n = snprintf(chunk, sizeof(chunk), "100\r\n");
+    memset(chunk + n, 'c', 256);
+    memcpy(chunk + n + 256, "\r\n", 2);
+    for (int i = 0; i < 8; i++) {
+        if (harness_write(fd, chunk, (size_t)n + 258) < 0) {
+            break; /* already refused and closed */
+        }
+    }
+    harness_send(fd, "0\r\n\r\n");
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 3000, 0), 0);
+    assert_error_response(fd, &r, 413);
+    response_free(&r);
+    assert_logged(port, "\" 413 ", " term=bad_request", NULL);
+    /* The upstream may have seen the head and part of the body, never a
+     * request that looks complete. */
+    double t0 = harness_now();
+    while (strstr(recorded(), "<eof>") == NULL &&
+           harness_now() - t0 < 3000 * harness_scale()) {
+        usleep(20 * 1000);
+    }
+    const char *rec = recorded();
+    ck_assert_msg(strstr(rec, "<eof>") != NULL,
+                  "the upstream connection was not closed: %.200s", rec);
+    ck_assert_msg(strstr(rec, "\r\n0\r\n\r\n") == NULL,
+                  "the upstream got a complete chunked body");
+}
+END_TEST
+
+/* ---- 10: max_header_size ------------------------------------------------ */
+
+START_TEST(test_max_header_size_header)
+{
+    start_recorder("max_header_size = 1k\n");
+    char req[4096];
+    int n = snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: a\r\nX-Big: ");
+    memset(req + n, 'h', 2048);
+    n += 2048;
+    n += snprintf(req + n, sizeof(req) - (size_t)n, "\r\n\r\n");
+    struct response r;
+    int fd;
+    int port = exchange_on(proxy.port, req, (size_t)n, &r, &fd);
+    assert_error_response(fd, &r, 431);
+    response_free(&r);
+    assert_logged(port, "\" 431 ", " term=bad_request", NULL);
+    assert_upstream_untouched();
+}
+END_TEST
+
+START_TEST(test_max_header_size_target)
+{
+    start_recorder("max_header_size = 1k\n");
+    char req[4096];
+    int n = snprintf(req, sizeof(req), "GET /");
+    memset(req + n, 't', 2048);
+    n += 2048;
+    n += snprintf(req + n, sizeof(req) - (size_t)n,
+                  " HTTP/1.1\r\nHost: a\r\n\r\n");
+    struct response r;
+    int fd;
+    int port = exchange_on(proxy.port, req, (size_t)n, &r, &fd);
+    /* Either is right by RFC 9110; this proxy says which part is too long. */
+    ck_assert_msg(r.status == 414 || r.status == 431, "status %d", r.status);
+    assert_error_response(fd, &r, 414);
+    response_free(&r);
+    assert_logged(port, "\" 414 ", " term=bad_request", NULL);
+    assert_upstream_untouched();
+}
+END_TEST
+
+/* ---- 11: bad requests --------------------------------------------------- */
+
+/* A request the proxy must refuse on its own, and the status it owes. */
+struct bad_case {
+    const char *name;
+    const char *raw;
+    size_t len; /* 0: strlen(raw) */
+    int status;
+};
+
+static const struct bad_case bad_cases[] = {
+    {"missing Host in HTTP/1.1", "GET / HTTP/1.1\r\nX-A: 1\r\n\r\n", 0, 400},
+    {"two Host headers", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 0,
+     400},
+    {"userinfo in Host", "GET / HTTP/1.1\r\nHost: a@b\r\n\r\n", 0, 400},
+    /* A TLS ClientHello sent to the plain port: not a request line at all
+     * (0x16 is no token character), so 400 (RFC 9112 section 3), not 501
+     * (which is for a method token the server does not know). */
+    {"garbage request line (TLS handshake)",
+     "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 0, 400},
+    /* Junk after the version: a malformed line, not another version. */
+    {"garbage request line (junk after version)",
+     "GET / HTTP/1.1 junk\r\nHost: a\r\n\r\n", 0, 400},
+    {"garbage request line (control byte in target)",
+     "GET /\x01 HTTP/1.1\r\nHost: a\r\n\r\n", 0, 400},
+    /* http-parser 2.9 reads the version digits; the proxy refuses it. */
+    {"HTTP/2.0 request line", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 0, 505},
+    {"CONNECT", "CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n", 0,
+     405},
+    {"Content-Length with Transfer-Encoding",
+     "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+     "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+     0, 400},
+};
+
+START_TEST(test_bad_request)
+{
+    const struct bad_case *c = &bad_cases[_i];
+    start_recorder("");
+    struct response r;
+    int fd;
+    size_t len = c->len ? c->len : strlen(c->raw);
+    int port = exchange_on(proxy.port, c->raw, len, &r, &fd);
+    ck_assert_msg(r.status == c->status, "%s: got %d, want %d (body: %s)",
+                  c->name, r.status, c->status, r.body);
+    assert_error_response(fd, &r, c->status);
+    response_free(&r);
+    char status[16];
+    snprintf(status, sizeof(status), "\" %d ", c->status);
+    assert_logged(port, status, " term=bad_request", NULL);
+    assert_upstream_untouched();
+}
+END_TEST
+
+/* ---- 12: max_connections ------------------------------------------------ */
+
+START_TEST(test_max_connections_queues_the_third)
+{
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    harness_proxy(&proxy, CONF, server_lines("max_connections = 2\n"),
+                  origin.port, "");
+    /* One worker, so one listener and one session count. */
+    pid_t workers[8];
+    ck_assert_int_eq(wait_workers(proxy.pid, workers, 1), 1);
+    static const char ask[] = "GET /?size=10 HTTP/1.1\r\nHost: a\r\n\r\n";
+    int idle[2];
+    for (int i = 0; i < 2; i++) {
+        /* One exchange each proves the session exists; then they idle. */
+        idle[i] = own(harness_connect(proxy.port));
+        struct response r;
+        ck_assert_int_eq(harness_send(idle[i], ask), 0);
+        ck_assert_int_eq(harness_read_response(idle[i], &r, 2000, 0), 0);
+        ck_assert_int_eq(r.status, 200);
+        response_free(&r);
+    }
+    ck_assert(harness_log_wait(&proxy, "max_connections (2) reached", 2000));
+    /* The kernel completes the handshake (backlog); nobody serves it. */
+    int third = own(harness_connect(proxy.port));
+    ck_assert_int_eq(harness_send(third, ask), 0);
+    struct pollfd pfd = {.fd = third, .events = POLLIN};
+    ck_assert_msg(poll(&pfd, 1, 500) == 0,
+                  "the third client was served past max_connections");
+    /* One of the two leaves: the third is accepted and served. */
+    double t0 = harness_now();
+    close_owned(idle[0]);
+    struct response r;
+    ck_assert_int_eq(harness_read_response(third, &r, 2000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(r.body_len, 10);
+    response_free(&r);
+    double took = harness_now() - t0;
+    ck_assert_msg(took < 500 * harness_scale(), "served %.0f ms after a slot "
+                  "freed", took);
+    /* The one still connected is still served. */
+    ck_assert_int_eq(harness_send(idle[1], ask), 0);
+    ck_assert_int_eq(harness_read_response(idle[1], &r, 2000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    response_free(&r);
+}
+END_TEST
+
+/* ---- 13: weighted round-robin ------------------------------------------- */
+
+/* Occurrences of needle in hay. */
+static int count(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(hay, needle); p != NULL;
+         p = strstr(p + 1, needle)) {
+        n++;
+    }
+    return n;
+}
+
+START_TEST(test_weighted_round_robin)
+{
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    harness_origin(&origin2, "--delay", "0ms", NULL);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "access_log = stderr\n"
+                  "[upstream origin]\n"
+                  "server = 127.0.0.1:%d weight=3\n"
+                  "server = 127.0.0.1:%d weight=1\n"
+                  "[route /]\nupstream = origin\n",
+                  origin.port, origin2.port);
+    /* One worker, one balancer: the split is exact. */
+    pid_t workers[8];
+    ck_assert_int_eq(wait_workers(proxy.pid, workers, 1), 1);
+    for (int i = 0; i < 40; i++) {
+        struct response r;
+        ck_assert_int_eq(harness_exchange(proxy.port,
+                                          "GET /?size=1 HTTP/1.1\r\n"
+                                          "Host: a\r\n\r\n",
+                                          &r, 2000),
+                         0);
+        ck_assert_int_eq(r.status, 200);
+        response_free(&r);
+    }
+    double t0 = harness_now();
+    while (count(harness_log(&proxy), " term=done") < 40 &&
+           harness_now() - t0 < 3000 * harness_scale()) {
+        usleep(20 * 1000);
+    }
+    const char *log = harness_log(&proxy);
+    ck_assert_int_eq(count(log, " term=done"), 40);
+    char a[64], b[64];
+    snprintf(a, sizeof(a), " 127.0.0.1:%d head=", origin.port);
+    snprintf(b, sizeof(b), " 127.0.0.1:%d head=", origin2.port);
+    int na = count(log, a);
+    int nb = count(log, b);
+    ck_assert_msg(na == 30 && nb == 10, "weight 3: %d, weight 1: %d", na, nb);
+}
+END_TEST
+
+/* ---- 14: switchboard -t ------------------------------------------------- */
+
+/* Output of one `switchboard -t -c path` run. */
+struct check_run {
+    int status; /* exit code, or -1 if it did not exit normally */
+    char out[4096];
+    char err[4096];
+};
+
+/* Read a small file into buf (NUL-terminated), then unlink it. */
+static void slurp(const char *path, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+        size_t n = fread(buf, 1, cap - 1, f);
+        buf[n] = '\0';
+        fclose(f);
+    }
+    unlink(path);
+}
+
+static void run_check(const char *path, struct check_run *run)
+{
+    char out_path[128], err_path[128];
+    snprintf(out_path, sizeof(out_path), "/tmp/sb-limits-%d.out",
+             (int)getpid());
+    snprintf(err_path, sizeof(err_path), "/tmp/sb-limits-%d.err",
+             (int)getpid());
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (out < 0 || err < 0) {
+            _exit(126);
+        }
+        dup2(out, STDOUT_FILENO);
+        dup2(err, STDERR_FILENO);
+        const char *bin = harness_path("proxy/switchboard");
+        execl(bin, bin, "-t", "-c", path, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    double deadline = harness_now() + 5000 * harness_scale();
+    pid_t r;
+    while ((r = waitpid(pid, &status, WNOHANG)) == 0 &&
+           harness_now() < deadline) {
+        usleep(5000);
+    }
+    if (r == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        ck_abort_msg("switchboard -t did not exit within 5 s");
+    }
+    run->status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    slurp(out_path, run->out, sizeof(run->out));
+    slurp(err_path, run->err, sizeof(run->err));
+}
+
+/* Write text to a fresh conf file; its path goes in path. */
+static void write_conf(char *path, size_t cap, const char *text)
+{
+    static int counter;
+    snprintf(path, cap, "/tmp/sb-limits-%d-%d.conf", (int)getpid(),
+             counter++);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+START_TEST(test_check_mode)
+{
+    char path[128];
+    char want[256];
+    struct check_run run;
+
+    /* A valid conf. */
+    write_conf(path, sizeof(path),
+               "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+               "[upstream origin]\nserver = 127.0.0.1:9\n"
+               "[route /]\nupstream = origin\n");
+    run_check(path, &run);
+    unlink(path);
+    ck_assert_msg(run.status == 0, "exit %d, stderr: %s", run.status,
+                  run.err);
+    ck_assert_str_eq(run.out, "ok\n");
+
+    /* A bad value on line 4. */
+    write_conf(path, sizeof(path),
+               "[server]\n"
+               "listen = 127.0.0.1:0\n"
+               "workers = 1\n"
+               "client_header_timeout = banana\n"
+               "[upstream origin]\nserver = 127.0.0.1:9\n");
+    run_check(path, &run);
+    unlink(path);
+    ck_assert_msg(run.status == 1, "exit %d", run.status);
+    snprintf(want, sizeof(want), "%s:4: ", path);
+    ck_assert_msg(strncmp(run.err, want, strlen(want)) == 0, "stderr: %s",
+                  run.err);
+    ck_assert_msg(strstr(run.err, "client_header_timeout") != NULL,
+                  "stderr: %s", run.err);
+    ck_assert_msg(strstr(run.out, "ok") == NULL, "stdout: %s", run.out);
+
+    /* A route naming an upstream that does not exist: its line (6). */
+    write_conf(path, sizeof(path),
+               "[server]\n"
+               "listen = 127.0.0.1:0\n"
+               "[upstream origin]\n"
+               "server = 127.0.0.1:9\n"
+               "[route /api]\n"
+               "upstream = missing\n");
+    run_check(path, &run);
+    unlink(path);
+    ck_assert_msg(run.status == 1, "exit %d", run.status);
+    snprintf(want, sizeof(want), "%s:6: ", path);
+    ck_assert_msg(strncmp(run.err, want, strlen(want)) == 0, "stderr: %s",
+                  run.err);
+    ck_assert_msg(strstr(run.err, "missing") != NULL, "stderr: %s", run.err);
+
+    /* A file that does not exist: named. */
+    snprintf(path, sizeof(path), "/tmp/sb-limits-%d-absent.conf",
+             (int)getpid());
+    unlink(path);
+    run_check(path, &run);
+    ck_assert_msg(run.status == 1, "exit %d", run.status);
+    ck_assert_msg(strstr(run.err, path) != NULL, "stderr: %s", run.err);
+    ck_assert_msg(strstr(run.out, "ok") == NULL, "stdout: %s", run.out);
+}
+END_TEST
+
+/* ---- 15: no route ------------------------------------------------------- */
+
+START_TEST(test_no_route_404)
+{
+    /*
+     * With a single upstream and no [route /] the conf implies one
+     * (conf/switchboard.conf, config.c); so the pool behind /api is one of
+     * two, and nothing routes the rest.
+     */
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "access_log = stderr\n"
+                  "[upstream api]\nserver = 127.0.0.1:%d\n"
+                  "[upstream other]\nserver = 127.0.0.1:%d\n"
+                  "[route /api]\nupstream = api\n",
+                  origin.port, harness_dead_port());
+    struct response r;
+    int fd;
+    static const char miss[] = "GET /other HTTP/1.1\r\nHost: a\r\n\r\n";
+    int port = exchange_on(proxy.port, miss, strlen(miss), &r, &fd);
+    assert_error_response(fd, &r, 404);
+    response_free(&r);
+    assert_logged(port, "\"GET /other HTTP/1.1\" 404 ", " term=no_route",
+                  NULL);
+    /* The route itself works. */
+    static const char hit[] = "GET /api/x?size=3 HTTP/1.1\r\nHost: a\r\n\r\n";
+    exchange_on(proxy.port, hit, strlen(hit), &r, &fd);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(r.body_len, 3);
+    response_free(&r);
+}
+END_TEST
+
+START_TEST(test_single_upstream_implies_root_route)
+{
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "access_log = stderr\n"
+                  "[upstream api]\nserver = 127.0.0.1:%d\n"
+                  "[route /api]\nupstream = api\n",
+                  origin.port);
+    struct response r;
+    ck_assert_int_eq(harness_exchange(proxy.port,
+                                      "GET /other?size=2 HTTP/1.1\r\n"
+                                      "Host: a\r\n\r\n",
+                                      &r, 2000),
+                     0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(r.body_len, 2);
+    response_free(&r);
+}
+END_TEST
+
+static Suite *limits_suite(void)
+{
+    Suite *s = suite_create("limits");
+    TCase *tc = tcase_create("timers and limits");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_header_deadline_not_extended_by_trickle);
+    tcase_add_test(tc, test_header_deadline_silent_client);
+    tcase_add_test(tc, test_keepalive_timeout_closes_idle_client);
+    tcase_add_test(tc, test_keepalive_timeout_zero_closes_every_response);
+    tcase_add_test(tc, test_client_body_timeout);
+    tcase_add_test(tc, test_send_timeout_client_never_reads);
+    tcase_add_test(tc, test_upstream_connect_timeout);
+    tcase_add_test(tc, test_upstream_read_timeout_mid_body);
+    tcase_add_test(tc, test_upstream_send_timeout);
+    tcase_add_test(tc, test_max_body_size_content_length);
+    tcase_add_test(tc, test_max_body_size_chunked);
+    tcase_add_test(tc, test_max_header_size_header);
+    tcase_add_test(tc, test_max_header_size_target);
+    tcase_add_loop_test(tc, test_bad_request, 0,
+                        (int)(sizeof(bad_cases) / sizeof(bad_cases[0])));
+    tcase_add_test(tc, test_max_connections_queues_the_third);
+    tcase_add_test(tc, test_weighted_round_robin);
+    tcase_add_test(tc, test_check_mode);
+    tcase_add_test(tc, test_no_route_404);
+    tcase_add_test(tc, test_single_upstream_implies_root_route);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(limits_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}
