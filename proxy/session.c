@@ -20,10 +20,11 @@
  *             (if clean) → next pipelined request, keep-alive wait or close
  *
  * Backpressure lives in client_process() and upstream_process(): neither
- * consumes its input while the peer's output is above high water, so the
- * input fills up to its watermark and libevent stops reading that socket.
- * Nothing else enables or disables reads. Memory per session is thus a few
- * buffer_sizes whatever the size of a body or the speed of a reader.
+ * consumes its input while the peer's output is above high water; they turn
+ * that side's reads off (relay_pause) until the peer's write callback fires
+ * below half (relay_resume). Unparsed input is also capped by a read
+ * watermark of buffer_size. Memory per session is thus a few buffer_sizes
+ * whatever the size of a body or the speed of a reader.
  *
  * Callbacks of the parsers never close the session (the parser lives inside
  * it): they record what happened and the code after http_parser_execute()
@@ -91,6 +92,7 @@ struct side {
     http_parser parser;
     struct http1_head head;
     enum parsed parsed;
+    int paused;         /* reads off: the peer's output is above high water */
     uint64_t bytes_in;  /* this exchange */
     uint64_t bytes_out; /* this exchange */
 };
@@ -158,6 +160,31 @@ static void timer_cancel(struct session *s)
     if (s->timer_kind != TIMER_NONE) {
         evtimer_del(s->timer);
         s->timer_kind = TIMER_NONE;
+    }
+}
+
+/* ---- the relay's switch ------------------------------------------------ */
+
+/*
+ * Stop reading a side whose peer cannot take more (its output holds
+ * buffer_size), and start again once it drained below half. Turning reads
+ * off also stops that side's read timer, so a slow reader on one side never
+ * trips an idle timeout on the other. This pair is the only code that turns
+ * reads on and off for backpressure.
+ */
+static void relay_pause(struct side *side)
+{
+    if (!side->paused) {
+        side->paused = 1;
+        bufferevent_disable(side->bev, EV_READ);
+    }
+}
+
+static void relay_resume(struct side *side)
+{
+    if (side->paused) {
+        side->paused = 0;
+        bufferevent_enable(side->bev, EV_READ);
     }
 }
 
@@ -727,8 +754,10 @@ static int client_process(struct session *s)
         if (s->cstate == CLIENT_READING_BODY &&
             evbuffer_get_length(bufferevent_get_output(s->upstream.bev)) >=
                 high) {
-            return 0; /* upstream's on_write resumes us */
+            relay_pause(&s->client); /* upstream's on_write resumes us */
+            return 0;
         }
+        relay_resume(&s->client);
         size_t avail = evbuffer_get_length(in);
         if (avail == 0) {
             if (s->client_eof) {
@@ -832,8 +861,10 @@ static int upstream_process(struct session *s)
         struct evbuffer *in = bufferevent_get_input(s->upstream.bev);
         if (evbuffer_get_length(bufferevent_get_output(s->client.bev)) >=
             high) {
-            return 0; /* client's on_write resumes us */
+            relay_pause(&s->upstream); /* client's on_write resumes us */
+            return 0;
         }
+        relay_resume(&s->upstream);
         http_parser *p = &s->upstream.parser;
         size_t avail = evbuffer_get_length(in);
         size_t n = 0;
@@ -968,6 +999,7 @@ static int upstream_start(struct session *s)
     }
     s->conn = c;
     s->upstream.bev = c->bev;
+    s->upstream.paused = 0;
     s->t_connected = s->t_first_byte = -1;
     s->upstream.bytes_in = 0;
     http_parser_init(&s->upstream.parser, HTTP_RESPONSE);

@@ -11,7 +11,9 @@
  * timeout, and within the timeout plus a margin scaled by SB_TIME_SCALE),
  * and the access log's termination code for that client's connection.
  * The checked teardown stops every process and closes every socket a test
- * opened, pass or fail.
+ * opened. (When an assertion fails, Check 0.15 ends the test process with
+ * _exit() and no teardown runs: the harness's PR_SET_PDEATHSIG then stops
+ * the processes, and this file leaves no file of its own behind.)
  */
 #include <check.h>
 #include <errno.h>
@@ -24,7 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -41,8 +42,12 @@
  * (multiplied by harness_scale()). Generous: loaded CI machines. */
 #define MARGIN_MS 400.0
 
-/* How early a timer may appear to fire, in ms: the test's clock starts a
- * little after or before the proxy's, and libevent rounds to the ms. */
+/*
+ * How early a timer may appear to fire, in ms. Each test starts its clock
+ * before the proxy can arm the timer it measures, but libevent arms timers
+ * from its cached loop time, read from CLOCK_MONOTONIC_COARSE (a jiffy
+ * behind): the proxy's 300 ms can be 297 ms on the test's clock.
+ */
 #define EARLY_MS 10.0
 
 /* The 64 MiB of tests 5 and 8. */
@@ -54,8 +59,13 @@ static struct proc origin, origin2, proxy, script;
 static int owned[32];
 static int n_owned;
 
-/* Where a recording upstream writes what reached it ("" when unused). */
-static char record_path[256];
+/*
+ * Where a recording upstream writes what reached it: a temp file unlinked
+ * at once (nothing is left behind even when a failed assertion skips the
+ * teardown), opened O_APPEND before the recorder forks so both share it;
+ * -1 when unused.
+ */
+static int record_fd = -1;
 
 /* [server] lines for a test: one worker unless the test says otherwise. */
 static const char *server_lines(const char *extra)
@@ -112,9 +122,9 @@ static void teardown(void)
         }
     }
     n_owned = 0;
-    if (record_path[0] != '\0') {
-        unlink(record_path);
-        record_path[0] = '\0';
+    if (record_fd >= 0) {
+        close(record_fd);
+        record_fd = -1;
     }
 }
 
@@ -195,6 +205,21 @@ static void assert_error_response(int fd, const struct response *r,
                   "connection still open after a %d", status);
 }
 
+/* Blocking connect to 127.0.0.1:port with SO_RCVBUF set beforehand. */
+static int connect_rcvbuf(int port, int rcvbuf)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_msg(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0,
+                  "connect: %s", strerror(errno));
+    return fd;
+}
+
 /* Connect, send raw, read one response. Returns the client's port. */
 static int exchange_on(int port, const char *raw, size_t len,
                        struct response *r, int *fd_out)
@@ -229,15 +254,6 @@ static void read_request_head(int fd)
     }
 }
 
-/* Wait until the peer closes fd or ms pass, reading nothing (a peer that
- * never reads). Runs in the acceptor itself (concurrent = 0), which the
- * teardown kills. */
-static void stall(int fd, int ms)
-{
-    struct pollfd pfd = {.fd = fd, .events = POLLRDHUP};
-    poll(&pfd, 1, ms);
-}
-
 /* Upstream for test 7: a head promising 1000 bytes, 10 of them, silence. */
 static void head_and_ten_bytes(int fd, void *arg)
 {
@@ -251,24 +267,22 @@ static void head_and_ten_bytes(int fd, void *arg)
     }
 }
 
-/* Upstream for test 8: accepts and never reads. */
+/* Upstream for test 8: accepts and never reads. It runs in the acceptor
+ * itself (concurrent = 0), which the teardown kills. */
 static void never_reads(int fd, void *arg)
 {
-    stall(fd, 30000);
+    sleep(30);
 }
 
 /*
  * Upstream that records: for each connection it appends "<accept>", every
- * byte it reads, and "<eof>" to the file at arg, and never answers.
+ * byte it reads, and "<eof>" to the file whose descriptor arg points to,
+ * and never answers.
  */
 static void recorder(int fd, void *arg)
 {
-    int out = open(arg, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (out < 0) {
-        return;
-    }
+    int out = *(const int *)arg;
     if (write(out, "<accept>", 8) < 0) {
-        close(out);
         return;
     }
     char buf[8192];
@@ -288,16 +302,16 @@ static void recorder(int fd, void *arg)
     if (write(out, "<eof>", 5) < 0) {
         /* nothing to do: the test reads what is there */
     }
-    close(out);
 }
 
 /* Start a recording upstream and the proxy in front of it. */
 static void start_recorder(const char *server_extra)
 {
-    snprintf(record_path, sizeof(record_path), "/tmp/sb-limits-%d.rec",
-             (int)getpid());
-    unlink(record_path);
-    harness_script(&script, recorder, record_path, 0);
+    char path[] = "/tmp/sb-limits-rec-XXXXXX";
+    record_fd = mkostemp(path, O_APPEND | O_CLOEXEC);
+    ck_assert_int_ge(record_fd, 0);
+    unlink(path);
+    harness_script(&script, recorder, &record_fd, 0);
     harness_proxy(&proxy, CONF, server_lines(server_extra), script.port, "");
 }
 
@@ -305,14 +319,8 @@ static void start_recorder(const char *server_extra)
 static const char *recorded(void)
 {
     static char buf[65536];
-    buf[0] = '\0';
-    FILE *f = fopen(record_path, "r");
-    if (f == NULL) {
-        return buf;
-    }
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
+    ssize_t n = pread(record_fd, buf, sizeof(buf) - 1, 0);
+    buf[n > 0 ? n : 0] = '\0';
     return buf;
 }
 
@@ -406,7 +414,11 @@ START_TEST(test_keepalive_timeout_closes_idle_client)
                   origin.port, "");
     int fd = own(harness_connect(proxy.port));
     struct response r;
+    double t0 = 0;
     for (int i = 0; i < 2; i++) {
+        /* The proxy arms its idle timer after this request arrived: time
+         * from here is never shorter than the proxy's. */
+        t0 = harness_now();
         ck_assert_int_eq(
             harness_send(fd, "GET /?size=10 HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
         ck_assert_int_eq(harness_read_response(fd, &r, 2000, 0), 0);
@@ -422,9 +434,7 @@ START_TEST(test_keepalive_timeout_closes_idle_client)
             usleep(150 * 1000);
         }
     }
-    double t0 = harness_now();
     ck_assert_msg(harness_wait_closed(fd, 3000), "idle connection not closed");
-    /* t0 is taken just after the proxy armed its timer. */
     assert_timely(harness_now() - t0, 300, "idle close");
 }
 END_TEST
@@ -453,6 +463,42 @@ START_TEST(test_keepalive_timeout_zero_closes_every_response)
                       "request %zu: connection left open", i);
         response_free(&r);
     }
+}
+END_TEST
+
+START_TEST(test_keepalive_timeout_waits_for_response_to_drain)
+{
+    /*
+     * The idle clock starts when the client has the whole response, not
+     * when the last byte is queued for it: a reader slower than
+     * keepalive_timeout still gets all of it (send_timeout is what limits
+     * a client that stops reading). buffer_size = 16m lets the proxy queue
+     * most of the response itself whatever the kernels hold, so the test
+     * does not depend on socket buffer sizes; with the default 64k the same
+     * happens to the last buffer_size bytes of a response.
+     */
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    harness_proxy(&proxy, CONF,
+                  server_lines("keepalive_timeout = 300ms\n"
+                               "buffer_size = 16m\n"),
+                  origin.port, "");
+    int fd = own(connect_rcvbuf(proxy.port, 4096));
+    int port = client_port(fd);
+    ck_assert_int_eq(
+        harness_send(fd, "GET /?size=8m HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    /* The whole response is queued: the exchange is logged... */
+    assert_logged(port, "\" 200 ", " term=done", NULL);
+    /* ...and the client takes longer than keepalive_timeout to read it. */
+    usleep(600 * 1000);
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_msg(r.complete && r.body_len == 8 * 1024 * 1024,
+                  "got %zu of 8388608 body bytes%s", r.body_len,
+                  r.closed ? ", then the proxy closed the connection" : "");
+    response_free(&r);
+    /* Now it is idle, and the idle clock runs. */
+    ck_assert_msg(harness_wait_closed(fd, 2000), "idle connection not closed");
 }
 END_TEST
 
@@ -488,9 +534,10 @@ START_TEST(test_send_timeout_client_never_reads)
     harness_proxy(&proxy, CONF,
                   server_lines("send_timeout = 300ms\nbuffer_size = 4k\n"),
                   origin.port, "");
-    int fd = own(harness_connect(proxy.port));
-    int small = 4096;
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    /* A small receive buffer fixed before the handshake: the kernels on
+     * both ends then hold a bounded amount, whatever tcp_rmem allows, and
+     * the window scale still fits what is left to drain at the end. */
+    int fd = own(connect_rcvbuf(proxy.port, 4096));
     int port = client_port(fd);
     double t0 = harness_now();
     ck_assert_int_eq(
@@ -675,8 +722,11 @@ START_TEST(test_upstream_send_timeout)
         }
     }
     got[got_len] = '\0';
-    ck_assert_msg(ended, "connection still open after %.0f ms",
-                  harness_now() - t0);
+    double took = harness_now() - t0;
+    ck_assert_msg(ended, "connection still open after %.0f ms", took);
+    /* Buffers fill first, then 300 ms without progress. */
+    ck_assert_msg(took >= 300 && took < 5000 * harness_scale(),
+                  "gave up after %.0f ms", took);
     ck_assert_msg(sent < BIG, "the whole body was taken");
     /* The proxy gave up: a 504, or a close without a response. */
     if (got_len > 0) {
@@ -747,6 +797,81 @@ START_TEST(test_max_body_size_chunked)
 }
 END_TEST
 
+/* Read from fd until needle has arrived (1) or ms (scaled) pass or the
+ * connection ends (0); what came is in buf (NUL-terminated), its length in
+ * *len. */
+static int read_until(int fd, char *buf, size_t cap, size_t *len,
+                      const char *needle, int ms)
+{
+    double deadline = harness_now() + ms * harness_scale();
+    buf[*len] = '\0';
+    while (needle == NULL || strstr(buf, needle) == NULL) {
+        int left = (int)(deadline - harness_now());
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (left <= 0 || poll(&pfd, 1, left) <= 0) {
+            return 0;
+        }
+        ssize_t n = read(fd, buf + *len, cap - 1 - *len);
+        if (n <= 0) {
+            return needle == NULL; /* the end is what NULL waits for */
+        }
+        *len += (size_t)n;
+        buf[*len] = '\0';
+    }
+    return 1;
+}
+
+/* Upstream: answers as soon as the request head is in, with a head that
+ * promises 100000 bytes and 5 of them, then reads until the proxy hangs up. */
+static void answers_early(int fd, void *arg)
+{
+    read_request_head(fd);
+    harness_send(fd, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"
+                     "early");
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    char buf[4096];
+    while (poll(&pfd, 1, 20000) > 0 && read(fd, buf, sizeof(buf)) > 0) {
+    }
+}
+
+START_TEST(test_max_body_size_after_response_started)
+{
+    harness_script(&script, answers_early, NULL, 0);
+    harness_proxy(&proxy, CONF, server_lines("max_body_size = 1k\n"),
+                  script.port, "");
+    int fd = own(harness_connect(proxy.port));
+    int port = client_port(fd);
+    char chunk[256 + 16];
+    int n = snprintf(chunk, sizeof(chunk), "100\r\n");
+    memset(chunk + n, 'c', 256);
+    memcpy(chunk + n + 256, "\r\n", 2);
+    ck_assert_int_eq(harness_send(fd, "POST / HTTP/1.1\r\nHost: a\r\n"
+                                      "Transfer-Encoding: chunked\r\n\r\n"),
+                     0);
+    ck_assert_int_eq(harness_write(fd, chunk, (size_t)n + 258), 0);
+    /* The response starts while the body is still coming. */
+    static char got[65536];
+    size_t len = 0;
+    ck_assert_msg(read_until(fd, got, sizeof(got), &len, "\r\n\r\nearly",
+                             3000),
+                  "no early response; got: %s", got);
+    ck_assert_int_eq(strncmp(got, "HTTP/1.1 200 ", 13), 0);
+    /* Now the body crosses 1k: too late for a 413, so a close. */
+    for (int i = 0; i < 4; i++) {
+        if (harness_write(fd, chunk, (size_t)n + 258) < 0) {
+            break;
+        }
+    }
+    harness_send(fd, "0\r\n\r\n");
+    ck_assert_msg(read_until(fd, got, sizeof(got), &len, NULL, 3000),
+                  "connection not closed");
+    /* Nothing after the 5 bytes: no 413 glued onto the started response. */
+    const char *body = strstr(got, "\r\n\r\n") + 4;
+    ck_assert_msg(strcmp(body, "early") == 0, "after the head: %s", body);
+    assert_logged(port, "\" 200 ", " term=bad_request", NULL);
+}
+END_TEST
+
 /* ---- 10: max_header_size ------------------------------------------------ */
 
 START_TEST(test_max_header_size_header)
@@ -788,39 +913,75 @@ START_TEST(test_max_header_size_target)
 }
 END_TEST
 
+START_TEST(test_max_header_size_counts_the_whole_head)
+{
+    /*
+     * conf/switchboard.conf: "Largest request head accepted: request line
+     * plus headers". A 2 KiB head of 250 short headers is as large on the
+     * wire as one 2 KiB header, and must get the same 431.
+     */
+    start_recorder("max_header_size = 1k\n");
+    char req[4096];
+    int n = snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: a\r\n");
+    for (int i = 0; i < 250; i++) {
+        n += snprintf(req + n, sizeof(req) - (size_t)n, "Abc: d\r\n");
+    }
+    n += snprintf(req + n, sizeof(req) - (size_t)n, "\r\n");
+    ck_assert_int_gt(n, 2000);
+    int fd = own(harness_connect(proxy.port));
+    int port = client_port(fd);
+    ck_assert_int_eq(harness_write(fd, req, (size_t)n), 0);
+    struct response r;
+    /* The recorder never answers: no response means it was forwarded. */
+    ck_assert_msg(harness_read_response(fd, &r, 2000, 0) == 0,
+                  "a %d-byte head (limit 1k) got no 431; the upstream got "
+                  "%zu bytes: %.14s ...", n, strlen(recorded()), recorded());
+    ck_assert_msg(r.status == 431, "a %d-byte head got %d (limit 1k)", n,
+                  r.status);
+    assert_error_response(fd, &r, 431);
+    response_free(&r);
+    assert_logged(port, "\" 431 ", " term=bad_request", NULL);
+    assert_upstream_untouched();
+}
+END_TEST
+
 /* ---- 11: bad requests --------------------------------------------------- */
 
 /* A request the proxy must refuse on its own, and the status it owes. */
 struct bad_case {
     const char *name;
     const char *raw;
-    size_t len; /* 0: strlen(raw) */
+    size_t len;
     int status;
 };
 
+/* A string literal and its length (it may hold NUL bytes). */
+#define RAW(s) s, sizeof(s) - 1
+
 static const struct bad_case bad_cases[] = {
-    {"missing Host in HTTP/1.1", "GET / HTTP/1.1\r\nX-A: 1\r\n\r\n", 0, 400},
-    {"two Host headers", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 0,
+    {"missing Host in HTTP/1.1", RAW("GET / HTTP/1.1\r\nX-A: 1\r\n\r\n"),
      400},
-    {"userinfo in Host", "GET / HTTP/1.1\r\nHost: a@b\r\n\r\n", 0, 400},
-    /* A TLS ClientHello sent to the plain port: not a request line at all
-     * (0x16 is no token character), so 400 (RFC 9112 section 3), not 501
-     * (which is for a method token the server does not know). */
+    {"two Host headers",
+     RAW("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400},
+    {"userinfo in Host", RAW("GET / HTTP/1.1\r\nHost: a@b\r\n\r\n"), 400},
+    /* The start of a TLS ClientHello sent to the plain port: not a request
+     * line at all (0x16 is no token character), so 400 (RFC 9112 section
+     * 3), not 501 (for a method token the server does not know). */
     {"garbage request line (TLS handshake)",
-     "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 0, 400},
+     RAW("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"), 400},
     /* Junk after the version: a malformed line, not another version. */
     {"garbage request line (junk after version)",
-     "GET / HTTP/1.1 junk\r\nHost: a\r\n\r\n", 0, 400},
+     RAW("GET / HTTP/1.1 junk\r\nHost: a\r\n\r\n"), 400},
     {"garbage request line (control byte in target)",
-     "GET /\x01 HTTP/1.1\r\nHost: a\r\n\r\n", 0, 400},
+     RAW("GET /\x01 HTTP/1.1\r\nHost: a\r\n\r\n"), 400},
     /* http-parser 2.9 reads the version digits; the proxy refuses it. */
-    {"HTTP/2.0 request line", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 0, 505},
-    {"CONNECT", "CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n", 0,
-     405},
+    {"HTTP/2.0 request line", RAW("GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 505},
+    {"CONNECT",
+     RAW("CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n"), 405},
     {"Content-Length with Transfer-Encoding",
-     "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
-     "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-     0, 400},
+     RAW("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+     400},
 };
 
 START_TEST(test_bad_request)
@@ -829,8 +990,7 @@ START_TEST(test_bad_request)
     start_recorder("");
     struct response r;
     int fd;
-    size_t len = c->len ? c->len : strlen(c->raw);
-    int port = exchange_on(proxy.port, c->raw, len, &r, &fd);
+    int port = exchange_on(proxy.port, c->raw, c->len, &r, &fd);
     ck_assert_msg(r.status == c->status, "%s: got %d, want %d (body: %s)",
                   c->name, r.status, c->status, r.body);
     assert_error_response(fd, &r, c->status);
@@ -965,6 +1125,7 @@ static void slurp(const char *path, char *buf, size_t cap)
     unlink(path);
 }
 
+/* Run `switchboard -t -c path` (killed after 5 s) into run. */
 static void run_check(const char *path, struct check_run *run)
 {
     char out_path[128], err_path[128];
@@ -1140,6 +1301,7 @@ static Suite *limits_suite(void)
     tcase_add_test(tc, test_header_deadline_not_extended_by_trickle);
     tcase_add_test(tc, test_header_deadline_silent_client);
     tcase_add_test(tc, test_keepalive_timeout_closes_idle_client);
+    tcase_add_test(tc, test_keepalive_timeout_waits_for_response_to_drain);
     tcase_add_test(tc, test_keepalive_timeout_zero_closes_every_response);
     tcase_add_test(tc, test_client_body_timeout);
     tcase_add_test(tc, test_send_timeout_client_never_reads);
@@ -1148,8 +1310,10 @@ static Suite *limits_suite(void)
     tcase_add_test(tc, test_upstream_send_timeout);
     tcase_add_test(tc, test_max_body_size_content_length);
     tcase_add_test(tc, test_max_body_size_chunked);
+    tcase_add_test(tc, test_max_body_size_after_response_started);
     tcase_add_test(tc, test_max_header_size_header);
     tcase_add_test(tc, test_max_header_size_target);
+    tcase_add_test(tc, test_max_header_size_counts_the_whole_head);
     tcase_add_loop_test(tc, test_bad_request, 0,
                         (int)(sizeof(bad_cases) / sizeof(bad_cases[0])));
     tcase_add_test(tc, test_max_connections_queues_the_third);
