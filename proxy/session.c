@@ -564,13 +564,27 @@ static const http_parser_settings response_settings = {
 
 /* ---- the request direction --------------------------------------------- */
 
+/*
+ * An idle client's keep-alive timer runs only once everything queued for it
+ * has been written: a slow reader of the last response is bounded by
+ * send_timeout, never cut off by keepalive_timeout. on_client_write arms it
+ * when the output drains.
+ */
+static void keepalive_arm(struct session *s)
+{
+    if (s->cstate == CLIENT_IDLE && s->timer_kind == TIMER_NONE &&
+        evbuffer_get_length(bufferevent_get_output(s->client.bev)) == 0) {
+        timer_set(s, TIMER_KEEPALIVE, s->w->tv.keepalive);
+    }
+}
+
 /* Wait for the next request on a persistent connection. */
 static int exchange_next(struct session *s)
 {
     exchange_reset(s);
     s->cstate = CLIENT_IDLE;
     bufferevent_set_timeouts(s->client.bev, NULL, s->w->tv.send);
-    timer_set(s, TIMER_KEEPALIVE, s->w->tv.keepalive);
+    keepalive_arm(s);
     return client_process(s);
 }
 
@@ -709,6 +723,31 @@ static int request_done(struct session *s)
     return 0;
 }
 
+/*
+ * http-parser stopped at an unknown method: was it a well-formed token (an
+ * unknown method, 501) or not a request line at all (400)? The parser has
+ * matched a known method's prefix and stopped at the first byte that
+ * differs, which is where the client's input now starts.
+ */
+static int method_well_formed(struct session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->client.bev);
+    size_t avail = evbuffer_get_length(in);
+    unsigned char buf[32];
+    size_t n = avail < sizeof(buf) ? avail : sizeof(buf);
+    evbuffer_copyout(in, buf, n);
+    for (size_t i = 0; i < n; i++) {
+        if (buf[i] == ' ') {
+            return i > 0 || s->client.bytes_in > 0;
+        }
+        if (!(buf[i] > 0x20 && buf[i] < 0x7f && !strchr("\"(),/:;<=>?@[\\]{}",
+                                                      buf[i]))) {
+            return 0;
+        }
+    }
+    return n < sizeof(buf); /* a token still arriving */
+}
+
 /* The client sent something http-parser or our limits refuse. */
 static int client_parse_error(struct session *s, enum http_errno e)
 {
@@ -723,10 +762,14 @@ static int client_parse_error(struct session *s, enum http_errno e)
         return reply_error(s, 431, "bad_request",
                            "request header section too large");
     case HPE_INVALID_VERSION:
-        return reply_error(s, 505, "bad_request",
-                           "HTTP version not supported");
+        /* Well-formed versions other than 1.x get 505 from
+         * http1_check_request; what the parser refuses is malformed. */
+        return reply_error(s, 400, "bad_request", "malformed request line");
     case HPE_INVALID_METHOD:
-        return reply_error(s, 501, "bad_request", "unknown method");
+        if (method_well_formed(s)) {
+            return reply_error(s, 501, "bad_request", "unknown method");
+        }
+        return reply_error(s, 400, "bad_request", "malformed request line");
     case HPE_INVALID_TRANSFER_ENCODING:
         return reply_error(s, 501, "bad_request",
                            "unsupported transfer coding");
@@ -779,8 +822,18 @@ static int client_process(struct session *s)
         evbuffer_drain(in, n);
         s->client.bytes_in += n;
         enum http_errno e = HTTP_PARSER_ERRNO(p);
+        if (e != HPE_OK && e != HPE_PAUSED) {
+            return client_parse_error(s, e);
+        }
         if (e == HPE_OK && n < v.iov_len) {
             return reply_error(s, 400, "bad_request", "unexpected bytes");
+        }
+        /* max_header_size counts the whole head: request line, fields,
+         * separators and line ends. */
+        if (s->cstate == CLIENT_READING_HEAD &&
+            s->client.bytes_in > s->w->cfg->max_header_size) {
+            return reply_error(s, 431, "bad_request",
+                               "request header section too large");
         }
         if (e == HPE_PAUSED) {
             http_parser_pause(p, 0);
@@ -790,8 +843,6 @@ static int client_process(struct session *s)
             if (rc < 0) {
                 return -1;
             }
-        } else if (e != HPE_OK) {
-            return client_parse_error(s, e);
         }
     }
 }
@@ -1081,7 +1132,9 @@ static void on_client_write(struct bufferevent *bev, void *arg)
     }
     if (s->conn != NULL) {
         upstream_process(s);
+        return;
     }
+    keepalive_arm(s);
 }
 
 static void on_client_event(struct bufferevent *bev, short what, void *arg)
