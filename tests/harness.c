@@ -94,6 +94,12 @@ static void spawn(struct proc *p, char *const argv[])
         if (getppid() != parent) {
             _exit(127);
         }
+        /* Sanitizer settings meant for the programs under test (leak
+         * checks, report files) rather than for the test process. */
+        const char *child_asan = getenv("SB_CHILD_ASAN_OPTIONS");
+        if (child_asan != NULL) {
+            setenv("ASAN_OPTIONS", child_asan, 1);
+        }
         dup2(pipefd[1], STDOUT_FILENO);
         dup2(logfd, STDERR_FILENO);
         close(pipefd[0]);
