@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
 #include <http_parser.h>
 
 #include "config.h"
@@ -45,7 +46,7 @@ int main(int argc, char **argv)
             break;
         case 'v':
             printf("switchboard %s (libevent %s, http-parser %d.%d.%d)\n",
-                   PACKAGE_VERSION, "2.1", HTTP_PARSER_VERSION_MAJOR,
+                   PACKAGE_VERSION, event_get_version(), HTTP_PARSER_VERSION_MAJOR,
                    HTTP_PARSER_VERSION_MINOR, HTTP_PARSER_VERSION_PATCH);
             return 0;
         case 'h':

@@ -506,6 +506,115 @@ START_TEST(test_502_on_garbage_status_line)
 }
 END_TEST
 
+/* Scripted upstream: read the request, then reset the connection. */
+static void reset_after_request(int fd, void *arg)
+{
+    read_request_head(fd);
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(fd);
+}
+
+START_TEST(test_502_when_upstream_resets_before_responding)
+{
+    start_script(reset_after_request, NULL, "");
+    struct response r;
+    ck_assert_int_eq(
+        harness_exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r,
+                         5000),
+        0);
+    ck_assert_int_eq(r.status, 502);
+    ck_assert_str_eq(response_header(&r, "connection"), "close");
+    ck_assert(r.complete);
+    response_free(&r);
+}
+END_TEST
+
+/*
+ * Scripted keep-alive upstream: answers every request on a connection with
+ * "ok"; when the proxy closes the idle connection, writes how long after
+ * the last response that was (ms) to the file named by arg.
+ */
+static void keepalive_upstream(int fd, void *arg)
+{
+    char buf[4096] = {0};
+    double last = harness_now();
+    for (;;) {
+        size_t len = 0;
+        while (strstr(buf, "\r\n\r\n") == NULL || len == 0) {
+            ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+            if (n <= 0) {
+                FILE *f = fopen(arg, "a");
+                fprintf(f, "%.0f\n", harness_now() - last);
+                fclose(f);
+                return;
+            }
+            len += (size_t)n;
+            buf[len] = '\0';
+        }
+        buf[0] = '\0';
+        harness_send(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        last = harness_now();
+    }
+}
+
+START_TEST(test_idle_upstream_connection_closed_after_keepalive_timeout)
+{
+    static char path[64];
+    snprintf(path, sizeof(path), "/tmp/sb-ka-%d", (int)getpid());
+    unlink(path);
+    start_script(keepalive_upstream, path, "keepalive_timeout = 300ms");
+    for (int i = 0; i < 3; i++) {
+        struct response r;
+        harness_exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r,
+                         5000);
+        ck_assert_int_eq(r.status, 200);
+        response_free(&r);
+    }
+    /* One pooled connection served all three; the proxy closes it after
+     * 300 ms idle. */
+    usleep(1000 * 1000);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    int idle_ms = -1, count = 0, v;
+    while (fscanf(f, "%d", &v) == 1) {
+        idle_ms = v;
+        count++;
+    }
+    fclose(f);
+    unlink(path);
+    ck_assert_int_eq(count, 1);
+    ck_assert_msg(idle_ms >= 280 && idle_ms < 300 + 500 * harness_scale(),
+                  "closed after %d ms idle", idle_ms);
+}
+END_TEST
+
+/* Scripted upstream: one response with keep-alive, then close 100 ms later
+ * (as an origin with a short keep-alive timeout does). */
+static void answer_then_close(int fd, void *arg)
+{
+    read_request_head(fd);
+    harness_send(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    usleep(100 * 1000);
+}
+
+START_TEST(test_upstream_closing_idle_connection_is_detected)
+{
+    start_script(answer_then_close, NULL, "");
+    for (int i = 0; i < 3; i++) {
+        struct response r;
+        harness_exchange(proxy.port, "POST / HTTP/1.1\r\nHost: a\r\n"
+                                     "Content-Length: 1\r\n\r\nx",
+                         &r, 5000);
+        /* A POST is never replayed: this passes only because the pooled
+         * connection's close was noticed while it was idle. */
+        ck_assert_int_eq(r.status, 200);
+        response_free(&r);
+        usleep(300 * 1000);
+    }
+}
+END_TEST
+
 /* ---- concurrency, streaming and backpressure --------------------------- */
 
 START_TEST(test_1000_concurrent_delayed_requests)
@@ -848,6 +957,9 @@ static Suite *proxy_suite(void)
     tcase_add_test(tc, test_upstream_dies_mid_body_content_length);
     tcase_add_test(tc, test_upstream_dies_mid_body_chunked);
     tcase_add_test(tc, test_502_on_garbage_status_line);
+    tcase_add_test(tc, test_502_when_upstream_resets_before_responding);
+    tcase_add_test(tc, test_idle_upstream_connection_closed_after_keepalive_timeout);
+    tcase_add_test(tc, test_upstream_closing_idle_connection_is_detected);
     tcase_add_test(tc, test_1000_concurrent_delayed_requests);
     tcase_add_test(tc, test_first_chunk_arrives_before_origin_finishes);
     tcase_add_test(tc, test_slow_reader_bounded_memory_and_others_unaffected);
