@@ -33,10 +33,7 @@
 
 /* A conf: one upstream "origin" at port, route / to it. The first %s holds
  * the [server] lines (see server_lines), the last the [upstream] extras. */
-#define CONF                                                                 \
-    "[server]\nlisten = 127.0.0.1:0\naccess_log = stderr\n%s\n"             \
-    "[upstream origin]\nserver = 127.0.0.1:%d\n%s\n"                         \
-    "[route /]\nupstream = origin\n"
+#define CONF HARNESS_CONF
 
 /* How late past its timeout a timer may fire before a test fails, in ms
  * (multiplied by harness_scale()). Generous: loaded CI machines. */
@@ -66,30 +63,6 @@ static int n_owned;
  * -1 when unused.
  */
 static int record_fd = -1;
-
-/* [server] lines for a test: one worker unless the test says otherwise. */
-static const char *server_lines(const char *extra)
-{
-    static char buf[1024];
-    snprintf(buf, sizeof(buf), "%s%s",
-             strstr(extra, "workers") ? "" : "workers = 1\n", extra);
-    return buf;
-}
-
-/* Wait until the master has forked n workers; returns their count. */
-static int wait_workers(pid_t master, pid_t *out, int n)
-{
-    double t0 = harness_now();
-    int got = 0;
-    while (harness_now() - t0 < 5000 * harness_scale()) {
-        got = harness_children(master, out, 8);
-        if (got == n) {
-            break;
-        }
-        usleep(10 * 1000);
-    }
-    return got;
-}
 
 /* Remember fd for the teardown; returns it. */
 static int own(int fd)
@@ -236,28 +209,10 @@ static int exchange_on(int port, const char *raw, size_t len,
 
 /* ---- scripted upstreams ------------------------------------------------- */
 
-/* Read and drop a request head from a scripted upstream's connection. */
-static void read_request_head(int fd)
-{
-    char buf[8192];
-    size_t len = 0;
-    while (len < sizeof(buf) - 1) {
-        ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
-        if (n <= 0) {
-            return;
-        }
-        len += (size_t)n;
-        buf[len] = '\0';
-        if (strstr(buf, "\r\n\r\n") != NULL) {
-            return;
-        }
-    }
-}
-
 /* Upstream for test 7: a head promising 1000 bytes, 10 of them, silence. */
 static void head_and_ten_bytes(int fd, void *arg)
 {
-    read_request_head(fd);
+    harness_read_request_head(fd);
     harness_send(fd, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
                      "0123456789");
     /* Silent until the proxy hangs up (reading, so its FIN is seen). */
@@ -312,7 +267,7 @@ static void start_recorder(const char *server_extra)
     ck_assert_int_ge(record_fd, 0);
     unlink(path);
     harness_script(&script, recorder, &record_fd, 0);
-    harness_proxy(&proxy, CONF, server_lines(server_extra), script.port, "");
+    harness_proxy(&proxy, CONF, harness_server_lines(server_extra), script.port, "");
 }
 
 /* What the recording upstream holds so far (static buffer). */
@@ -339,7 +294,7 @@ START_TEST(test_header_deadline_not_extended_by_trickle)
 {
     harness_origin(&origin, "--delay", "0ms", NULL);
     harness_proxy(&proxy, CONF,
-                  server_lines("client_header_timeout = 300ms\n"),
+                  harness_server_lines("client_header_timeout = 300ms\n"),
                   origin.port, "");
     double t0 = harness_now();
     int fd = own(harness_connect(proxy.port));
@@ -391,7 +346,7 @@ END_TEST
 START_TEST(test_header_deadline_silent_client)
 {
     harness_proxy(&proxy, CONF,
-                  server_lines("client_header_timeout = 300ms\n"),
+                  harness_server_lines("client_header_timeout = 300ms\n"),
                   harness_dead_port(), "");
     double t0 = harness_now();
     int fd = own(harness_connect(proxy.port));
@@ -410,7 +365,7 @@ END_TEST
 START_TEST(test_keepalive_timeout_closes_idle_client)
 {
     harness_origin(&origin, "--delay", "0ms", NULL);
-    harness_proxy(&proxy, CONF, server_lines("keepalive_timeout = 300ms\n"),
+    harness_proxy(&proxy, CONF, harness_server_lines("keepalive_timeout = 300ms\n"),
                   origin.port, "");
     int fd = own(harness_connect(proxy.port));
     struct response r;
@@ -442,7 +397,7 @@ END_TEST
 START_TEST(test_keepalive_timeout_zero_closes_every_response)
 {
     harness_origin(&origin, "--delay", "0ms", NULL);
-    harness_proxy(&proxy, CONF, server_lines("keepalive_timeout = 0\n"),
+    harness_proxy(&proxy, CONF, harness_server_lines("keepalive_timeout = 0\n"),
                   origin.port, "");
     static const char *const asks[] = {
         "GET /?size=10 HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -479,7 +434,7 @@ START_TEST(test_keepalive_timeout_waits_for_response_to_drain)
      */
     harness_origin(&origin, "--delay", "0ms", NULL);
     harness_proxy(&proxy, CONF,
-                  server_lines("keepalive_timeout = 300ms\n"
+                  harness_server_lines("keepalive_timeout = 300ms\n"
                                "buffer_size = 16m\n"),
                   origin.port, "");
     int fd = own(connect_rcvbuf(proxy.port, 4096));
@@ -507,7 +462,7 @@ END_TEST
 START_TEST(test_client_body_timeout)
 {
     harness_origin(&origin, "--delay", "0ms", NULL);
-    harness_proxy(&proxy, CONF, server_lines("client_body_timeout = 300ms\n"),
+    harness_proxy(&proxy, CONF, harness_server_lines("client_body_timeout = 300ms\n"),
                   origin.port, "");
     int fd = own(harness_connect(proxy.port));
     int port = client_port(fd);
@@ -532,7 +487,7 @@ START_TEST(test_send_timeout_client_never_reads)
 {
     harness_origin(&origin, "--delay", "0ms", NULL);
     harness_proxy(&proxy, CONF,
-                  server_lines("send_timeout = 300ms\nbuffer_size = 4k\n"),
+                  harness_server_lines("send_timeout = 300ms\nbuffer_size = 4k\n"),
                   origin.port, "");
     /* A small receive buffer fixed before the handshake: the kernels on
      * both ends then hold a bounded amount, whatever tcp_rmem allows, and
@@ -623,7 +578,7 @@ START_TEST(test_upstream_connect_timeout)
                   "the kernel completed a handshake past a full accept "
                   "queue: this test needs another black hole");
 
-    harness_proxy(&proxy, CONF, server_lines(""), port,
+    harness_proxy(&proxy, CONF, harness_server_lines(""), port,
                   "connect_timeout = 300ms");
     int fd = own(harness_connect(proxy.port));
     int cport = client_port(fd);
@@ -643,7 +598,7 @@ END_TEST
 START_TEST(test_upstream_read_timeout_mid_body)
 {
     harness_script(&script, head_and_ten_bytes, NULL, 0);
-    harness_proxy(&proxy, CONF, server_lines(""), script.port,
+    harness_proxy(&proxy, CONF, harness_server_lines(""), script.port,
                   "read_timeout = 300ms");
     int fd = own(harness_connect(proxy.port));
     int port = client_port(fd);
@@ -670,7 +625,7 @@ END_TEST
 START_TEST(test_upstream_send_timeout)
 {
     harness_script(&script, never_reads, NULL, 0);
-    harness_proxy(&proxy, CONF, server_lines(""), script.port,
+    harness_proxy(&proxy, CONF, harness_server_lines(""), script.port,
                   "send_timeout = 300ms");
     int fd = own(harness_connect(proxy.port));
     int port = client_port(fd);
@@ -825,7 +780,7 @@ static int read_until(int fd, char *buf, size_t cap, size_t *len,
  * promises 100000 bytes and 5 of them, then reads until the proxy hangs up. */
 static void answers_early(int fd, void *arg)
 {
-    read_request_head(fd);
+    harness_read_request_head(fd);
     harness_send(fd, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"
                      "early");
     struct pollfd pfd = {.fd = fd, .events = POLLIN};
@@ -837,7 +792,7 @@ static void answers_early(int fd, void *arg)
 START_TEST(test_max_body_size_after_response_started)
 {
     harness_script(&script, answers_early, NULL, 0);
-    harness_proxy(&proxy, CONF, server_lines("max_body_size = 1k\n"),
+    harness_proxy(&proxy, CONF, harness_server_lines("max_body_size = 1k\n"),
                   script.port, "");
     int fd = own(harness_connect(proxy.port));
     int port = client_port(fd);
@@ -1007,11 +962,11 @@ END_TEST
 START_TEST(test_max_connections_queues_the_third)
 {
     harness_origin(&origin, "--delay", "0ms", NULL);
-    harness_proxy(&proxy, CONF, server_lines("max_connections = 2\n"),
+    harness_proxy(&proxy, CONF, harness_server_lines("max_connections = 2\n"),
                   origin.port, "");
     /* One worker, so one listener and one session count. */
     pid_t workers[8];
-    ck_assert_int_eq(wait_workers(proxy.pid, workers, 1), 1);
+    ck_assert_int_eq(harness_wait_children(proxy.pid, workers, 1), 1);
     static const char ask[] = "GET /?size=10 HTTP/1.1\r\nHost: a\r\n\r\n";
     int idle[2];
     for (int i = 0; i < 2; i++) {
@@ -1076,7 +1031,7 @@ START_TEST(test_weighted_round_robin)
                   origin.port, origin2.port);
     /* One worker, one balancer: the split is exact. */
     pid_t workers[8];
-    ck_assert_int_eq(wait_workers(proxy.pid, workers, 1), 1);
+    ck_assert_int_eq(harness_wait_children(proxy.pid, workers, 1), 1);
     for (int i = 0; i < 40; i++) {
         struct response r;
         ck_assert_int_eq(harness_exchange(proxy.port,

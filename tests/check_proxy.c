@@ -18,42 +18,15 @@
 #include "harness.h"
 
 /* A conf: one worker, one upstream "origin" at port, route / to it. */
-#define CONF                                                                 \
-    "[server]\nlisten = 127.0.0.1:0\naccess_log = stderr\n%s\n"             \
-    "[upstream origin]\nserver = 127.0.0.1:%d\n%s\n"                         \
-    "[route /]\nupstream = origin\n"
+#define CONF HARNESS_CONF
 
 static struct proc origin, proxy, script;
-
-/* [server] lines for a test: one worker unless the test says otherwise. */
-static const char *server_lines(const char *extra)
-{
-    static char buf[1024];
-    snprintf(buf, sizeof(buf), "%s%s", strstr(extra, "workers") ? "" :
-             "workers = 1\n", extra);
-    return buf;
-}
-
-/* Wait until the master has forked n workers; returns their count. */
-static int wait_workers(pid_t master, pid_t *out, int n)
-{
-    double t0 = harness_now();
-    int got = 0;
-    while (harness_now() - t0 < 5000 * harness_scale()) {
-        got = harness_children(master, out, 8);
-        if (got == n) {
-            break;
-        }
-        usleep(10 * 1000);
-    }
-    return got;
-}
 
 /* Start the slow origin with no delay and the proxy in front of it. */
 static void start_default(const char *server_extra, const char *up_extra)
 {
     harness_origin(&origin, "--delay", "0ms", NULL);
-    harness_proxy(&proxy, CONF, server_lines(server_extra), origin.port,
+    harness_proxy(&proxy, CONF, harness_server_lines(server_extra), origin.port,
                   up_extra);
 }
 
@@ -64,28 +37,10 @@ static void teardown(void)
     harness_stop(&script);
 }
 
-/* Read and drop a request head from a scripted upstream's connection. */
-static void read_request_head(int fd)
-{
-    char buf[8192];
-    size_t len = 0;
-    while (len < sizeof(buf) - 1) {
-        ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
-        if (n <= 0) {
-            return;
-        }
-        len += (size_t)n;
-        buf[len] = '\0';
-        if (strstr(buf, "\r\n\r\n") != NULL) {
-            return;
-        }
-    }
-}
-
 /* Scripted upstream: answer each request with the bytes in arg, then close. */
 static void reply_and_close(int fd, void *arg)
 {
-    read_request_head(fd);
+    harness_read_request_head(fd);
     harness_send(fd, arg);
     shutdown(fd, SHUT_WR);
     usleep(100 * 1000);
@@ -94,7 +49,7 @@ static void reply_and_close(int fd, void *arg)
 static void start_script(harness_handler h, void *arg, const char *up_extra)
 {
     harness_script(&script, h, arg, 1);
-    harness_proxy(&proxy, CONF, server_lines(""), script.port, up_extra);
+    harness_proxy(&proxy, CONF, harness_server_lines(""), script.port, up_extra);
 }
 
 /* ---- forwarding and headers -------------------------------------------- */
@@ -414,7 +369,7 @@ END_TEST
 START_TEST(test_502_when_upstream_refuses)
 {
     int dead = harness_dead_port();
-    harness_proxy(&proxy, CONF, server_lines(""), dead, "");
+    harness_proxy(&proxy, CONF, harness_server_lines(""), dead, "");
     struct response r;
     ck_assert_int_eq(
         harness_exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r,
@@ -432,7 +387,7 @@ END_TEST
 /* Scripted upstream: read the request, then say nothing for a while. */
 static void silent(int fd, void *arg)
 {
-    read_request_head(fd);
+    harness_read_request_head(fd);
     sleep(5);
 }
 
@@ -509,7 +464,7 @@ END_TEST
 /* Scripted upstream: read the request, then reset the connection. */
 static void reset_after_request(int fd, void *arg)
 {
-    read_request_head(fd);
+    harness_read_request_head(fd);
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     close(fd);
@@ -593,7 +548,7 @@ END_TEST
  * (as an origin with a short keep-alive timeout does). */
 static void answer_then_close(int fd, void *arg)
 {
-    read_request_head(fd);
+    harness_read_request_head(fd);
     harness_send(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
     usleep(100 * 1000);
 }
@@ -713,7 +668,7 @@ END_TEST
 /* Scripted upstream: a 1 GiB response written as fast as TCP allows. */
 static void one_gib(int fd, void *arg)
 {
-    read_request_head(fd);
+    harness_read_request_head(fd);
     harness_send(fd, "HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n");
     static char block[65536];
     memset(block, 'x', sizeof(block));
@@ -737,7 +692,7 @@ START_TEST(test_slow_reader_bounded_memory_and_others_unaffected)
                   "[route /]\nupstream = origin\n",
                   script.port, origin.port);
     pid_t workers[8];
-    ck_assert_int_eq(wait_workers(proxy.pid, workers, 1), 1);
+    ck_assert_int_eq(harness_wait_children(proxy.pid, workers, 1), 1);
     /* Warm up so allocator arenas exist before the baseline. */
     struct response r;
     harness_exchange(proxy.port, "GET /?size=100000 HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -862,7 +817,7 @@ START_TEST(test_dead_worker_is_replaced)
     harness_origin(&origin, "--delay", "0ms", NULL);
     harness_proxy(&proxy, CONF, "workers = 2", origin.port, "");
     pid_t w[8];
-    ck_assert_int_eq(wait_workers(proxy.pid, w, 2), 2);
+    ck_assert_int_eq(harness_wait_children(proxy.pid, w, 2), 2);
     kill(w[0], SIGKILL);
     ck_assert(harness_log_wait(&proxy, "killed by signal 9; restarting", 3000));
     double t0 = harness_now();

@@ -732,3 +732,42 @@ int harness_children(pid_t pid, pid_t *out, int max)
     fclose(f);
     return n;
 }
+
+const char *harness_server_lines(const char *extra)
+{
+    static char buf[1024];
+    snprintf(buf, sizeof(buf), "%s%s",
+             strstr(extra, "workers") ? "" : "workers = 1\n", extra);
+    return buf;
+}
+
+int harness_wait_children(pid_t master, pid_t *out, int n)
+{
+    double t0 = harness_now();
+    int got = 0;
+    while (harness_now() - t0 < 5000 * harness_scale()) {
+        got = harness_children(master, out, 8);
+        if (got == n) {
+            break;
+        }
+        usleep(10 * 1000);
+    }
+    return got;
+}
+
+void harness_read_request_head(int fd)
+{
+    char buf[8192];
+    size_t len = 0;
+    while (len < sizeof(buf) - 1) {
+        ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+        if (n <= 0) {
+            return;
+        }
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (strstr(buf, "\r\n\r\n") != NULL) {
+            return;
+        }
+    }
+}

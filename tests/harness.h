@@ -115,6 +115,28 @@ long harness_rss_kb(pid_t pid);
 /* Pids of the children of pid (the workers of a master); count returned. */
 int harness_children(pid_t pid, pid_t *out, int max);
 
+/*
+ * A conf with one upstream "origin" and route / to it; fill with
+ * harness_server_lines(extra [server] lines), the origin's port and extra
+ * [upstream] lines.
+ */
+#define HARNESS_CONF                                                         \
+    "[server]\nlisten = 127.0.0.1:0\naccess_log = stderr\n%s\n"             \
+    "[upstream origin]\nserver = 127.0.0.1:%d\n%s\n"                         \
+    "[route /]\nupstream = origin\n"
+
+/* [server] lines for a test: extra, with one worker unless extra says
+ * otherwise (static buffer). */
+const char *harness_server_lines(const char *extra);
+
+/* Wait until master has forked n children (its workers); returns how many
+ * it has (pids in out, at most 8). */
+int harness_wait_children(pid_t master, pid_t *out, int n);
+
+/* Read and drop one request head (up to the blank line) from fd; for
+ * scripted upstreams. */
+void harness_read_request_head(int fd);
+
 /* Path of a built program ("proxy/switchboard"). */
 const char *harness_path(const char *rel);
 
