@@ -267,6 +267,21 @@ static int host_valid(const char *v, size_t len)
     return port <= 65535;
 }
 
+/* A header name is a token (RFC 9110 5.1): no whitespace, no separators. */
+static int name_valid(const char *v, size_t len)
+{
+    if (len == 0) {
+        return 0;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (c <= 0x20 || c >= 0x7f || strchr("\"(),/:;<=>?@[\\]{}", c)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* No control characters other than HTAB in a field value. */
 static int value_valid(const char *v, size_t len)
 {
@@ -286,6 +301,207 @@ static int fail(struct http1_error *err, int status, const char *reason)
     return -1;
 }
 
+void http1_scan_reset(struct http1_scan *sc)
+{
+    memset(sc, 0, sizeof(*sc));
+}
+
+int http1_scan_head(struct http1_scan *sc, const char *data, size_t len,
+                    size_t *used, struct http1_error *err)
+{
+    size_t i = 0;
+    for (; i < len && !sc->done; i++) {
+        unsigned char c = (unsigned char)data[i];
+        if (sc->prev == '\r' && c != '\n') {
+            return fail(err, 400, "bare CR in the message head");
+        }
+        sc->prev = c;
+        if (c == '\0') {
+            return fail(err, 400, "NUL in the message head");
+        }
+        if (c == '\n') {
+            if (sc->line_len > 0) {
+                sc->lines++;
+            } else if (sc->lines > 0) {
+                sc->done = 1; /* the blank line: the head ends here */
+            }
+            sc->line_len = 0;
+        } else if (c != '\r') {
+            if (sc->line_len == 0 && sc->lines > 0 && (c == ' ' || c == '\t')) {
+                return fail(err, 400, sc->lines == 1
+                                          ? "whitespace before the first header"
+                                          : "obsolete line folding in a header");
+            }
+            sc->line_len++;
+        }
+    }
+    *used = i;
+    return 0;
+}
+
+/*
+ * Transfer-Encoding as an intermediary can pass it on: absent, or exactly
+ * one coding, "chunked" (RFC 9112 6.1). Returns 0 when acceptable; 1 when
+ * it names other codings (well-formed tokens: not supported); -1 when it is
+ * malformed (empty members, quotes, odd characters).
+ */
+static int transfer_encoding_kind(const struct http1_head *h, int *present)
+{
+    int codings = 0;
+    int chunked_last = 0;
+    int malformed = 0;
+    *present = 0;
+    for (int i = http1_head_find(h, "transfer-encoding", 0); i >= 0;
+         i = http1_head_find(h, "transfer-encoding", i + 1)) {
+        *present = 1;
+        const char *v = h->buf + h->hdrs[i].value;
+        size_t len = h->hdrs[i].value_len;
+        size_t p = 0;
+        do {
+            while (p < len && (v[p] == ' ' || v[p] == '\t')) {
+                p++;
+            }
+            size_t start = p;
+            while (p < len && v[p] != ',' && v[p] != ' ' && v[p] != '\t') {
+                unsigned char c = (unsigned char)v[p];
+                if (c <= 0x20 || c >= 0x7f ||
+                    strchr("\"(),/:;<=>?@[\\]{}", c) != NULL) {
+                    malformed = 1;
+                }
+                p++;
+            }
+            size_t end = p;
+            while (p < len && (v[p] == ' ' || v[p] == '\t')) {
+                p++;
+            }
+            if (p < len && v[p] != ',') {
+                malformed = 1; /* "chunked x": two words, one member */
+                while (p < len && v[p] != ',') {
+                    p++;
+                }
+            }
+            if (end == start) {
+                malformed = 1;
+            } else {
+                codings++;
+                chunked_last = end - start == 7 &&
+                               strncasecmp(v + start, "chunked", 7) == 0;
+            }
+            p++; /* past the comma */
+        } while (p <= len);
+    }
+    if (!*present) {
+        return 0;
+    }
+    if (malformed) {
+        return -1;
+    }
+    return codings == 1 && chunked_last ? 0 : 1;
+}
+
+/* Where a chunked body scan is. */
+enum chunk_state {
+    CHUNK_SIZE_START,
+    CHUNK_SIZE,
+    CHUNK_BWS,
+    CHUNK_EXT,
+    CHUNK_SIZE_LF,
+    CHUNK_DATA,
+    CHUNK_DATA_CR,
+    CHUNK_DATA_LF,
+    CHUNK_DONE,
+};
+
+void http1_chunks_reset(struct http1_chunks *c)
+{
+    memset(c, 0, sizeof(*c));
+}
+
+static int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    c |= 0x20;
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+int http1_chunks_scan(struct http1_chunks *c, const char *data, size_t len,
+                      struct http1_error *err)
+{
+    for (size_t i = 0; i < len && c->state != CHUNK_DONE; i++) {
+        unsigned char ch = (unsigned char)data[i];
+        switch (c->state) {
+        case CHUNK_SIZE_START:
+        case CHUNK_SIZE:
+            if (hexval(ch) >= 0) {
+                if (++c->digits > 16) {
+                    return fail(err, 400, "chunk size too large");
+                }
+                c->left = c->left * 16 + (uint64_t)hexval(ch);
+                c->state = CHUNK_SIZE;
+            } else if (c->state == CHUNK_SIZE_START) {
+                return fail(err, 400, "invalid chunk size");
+            } else if (ch == ';') {
+                c->state = CHUNK_EXT;
+            } else if (ch == ' ' || ch == '\t') {
+                c->state = CHUNK_BWS;
+            } else if (ch == '\r') {
+                c->state = CHUNK_SIZE_LF;
+            } else {
+                return fail(err, 400, "invalid chunk size");
+            }
+            break;
+        case CHUNK_BWS:
+            if (ch == ';') {
+                c->state = CHUNK_EXT;
+            } else if (ch != ' ' && ch != '\t') {
+                return fail(err, 400, "whitespace after a chunk size");
+            }
+            break;
+        case CHUNK_EXT:
+            if (ch == '\r') {
+                c->state = CHUNK_SIZE_LF;
+            } else if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+                return fail(err, 400, "invalid chunk extension");
+            }
+            break;
+        case CHUNK_SIZE_LF:
+            if (ch != '\n') {
+                return fail(err, 400, "bare CR in a chunk size line");
+            }
+            c->state = c->left == 0 ? CHUNK_DONE : CHUNK_DATA;
+            break;
+        case CHUNK_DATA: {
+            size_t take = len - i;
+            if (take > c->left) {
+                take = (size_t)c->left;
+            }
+            c->left -= take;
+            i += take - 1;
+            if (c->left == 0) {
+                c->state = CHUNK_DATA_CR;
+            }
+            break;
+        }
+        case CHUNK_DATA_CR:
+            if (ch != '\r') {
+                return fail(err, 400, "chunk data longer than its size");
+            }
+            c->state = CHUNK_DATA_LF;
+            break;
+        case CHUNK_DATA_LF:
+            if (ch != '\n') {
+                return fail(err, 400, "chunk data not followed by CRLF");
+            }
+            c->state = CHUNK_SIZE_START;
+            c->digits = 0;
+            break;
+        }
+    }
+    return 0;
+}
+
 int http1_check_request(const struct http1_head *h, const http_parser *p,
                         struct http1_error *err)
 {
@@ -296,12 +512,27 @@ int http1_check_request(const struct http1_head *h, const http_parser *p,
         return fail(err, 405, "CONNECT is not supported: not a forward proxy");
     }
     for (uint32_t i = 0; i < h->n_hdrs; i++) {
-        if (h->hdrs[i].name_len == 0) {
-            return fail(err, 400, "empty header name");
+        if (!name_valid(h->buf + h->hdrs[i].name, h->hdrs[i].name_len)) {
+            return fail(err, 400, "invalid header name (whitespace before "
+                                  "the colon?)");
         }
         if (!value_valid(h->buf + h->hdrs[i].value, h->hdrs[i].value_len)) {
             return fail(err, 400, "control character in a header value");
         }
+    }
+    int te_present;
+    int te = transfer_encoding_kind(h, &te_present);
+    if (te_present && p->http_minor == 0) {
+        return fail(err, 400, "Transfer-Encoding in an HTTP/1.0 request");
+    }
+    if (te < 0) {
+        return fail(err, 400, "malformed Transfer-Encoding");
+    }
+    if (te > 0) {
+        return fail(err, 501, "unsupported transfer coding");
+    }
+    if (te_present && http1_head_find(h, "content-length", 0) >= 0) {
+        return fail(err, 400, "both Content-Length and Transfer-Encoding");
     }
     int host = http1_head_find(h, "host", 0);
     if (host >= 0 && http1_head_find(h, "host", host + 1) >= 0) {
@@ -343,7 +574,19 @@ int http1_check_response(const struct http1_head *h, const http_parser *p,
     if (p->status_code == 101) {
         return fail(err, 502, "upstream switched protocols unasked");
     }
+    int te_present;
+    if (transfer_encoding_kind(h, &te_present) != 0) {
+        return fail(err, 502, "upstream sent a transfer coding other than "
+                              "chunked");
+    }
+    if (te_present && http1_head_find(h, "content-length", 0) >= 0) {
+        return fail(err, 502, "upstream sent both Content-Length and "
+                              "Transfer-Encoding");
+    }
     for (uint32_t i = 0; i < h->n_hdrs; i++) {
+        if (!name_valid(h->buf + h->hdrs[i].name, h->hdrs[i].name_len)) {
+            return fail(err, 502, "upstream sent an invalid header name");
+        }
         if (!value_valid(h->buf + h->hdrs[i].value, h->hdrs[i].value_len)) {
             return fail(err, 502, "upstream sent a control character in a "
                                   "header value");

@@ -109,6 +109,53 @@ int http1_check_request(const struct http1_head *h, const http_parser *p,
 int http1_check_response(const struct http1_head *h, const http_parser *p,
                          struct http1_error *err);
 
+/*
+ * Raw-byte checks on a message head as it streams in, for what http-parser
+ * lets through or folds silently: obs-fold (a line starting with SP or HTAB
+ * after the start line, which also covers whitespace before the first
+ * header), bare CR and NUL. Feed it the bytes in order, however split; it
+ * stops at the blank line that ends the head. Reset it per message.
+ */
+struct http1_scan {
+    uint32_t lines;    /* complete lines seen, leading empty lines aside */
+    uint32_t line_len; /* bytes on the current line, CR and LF aside */
+    unsigned char prev;
+    int done;          /* the head's blank line has been seen */
+};
+
+/* Ready the scanner for a new message. */
+void http1_scan_reset(struct http1_scan *sc);
+
+/*
+ * Scan len bytes of a head. Returns 0 and sets *used to the bytes that
+ * belong to the head (all of len, or up to and including the LF of the
+ * blank line, after which sc->done is set); or -1 with err filled (status
+ * 400; the caller maps it to 502 for responses).
+ */
+int http1_scan_head(struct http1_scan *sc, const char *data, size_t len,
+                    size_t *used, struct http1_error *err);
+
+/*
+ * Framing checks on a chunked body as it streams in, stricter than
+ * http-parser (which takes whitespace after a chunk size and ignores what
+ * follows): a chunk-size line is 1*HEXDIG (at most 16 digits), then either
+ * CRLF or optional whitespace, ';' and an extension up to CRLF; chunk data
+ * is followed by CRLF. Scanning stops after the last-chunk line (the parser
+ * handles trailers).
+ */
+struct http1_chunks {
+    int state;
+    int digits;
+    uint64_t left; /* data bytes left in the current chunk */
+};
+
+/* Ready the scanner for a new body. */
+void http1_chunks_reset(struct http1_chunks *c);
+
+/* Scan len bytes of a chunked body; 0, or -1 with err (400) filled. */
+int http1_chunks_scan(struct http1_chunks *c, const char *data, size_t len,
+                      struct http1_error *err);
+
 /* How a message body is delimited. */
 enum http1_body {
     HTTP1_BODY_NONE,    /* no body at all */

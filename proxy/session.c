@@ -92,6 +92,9 @@ struct side {
     http_parser parser;
     struct http1_head head;
     enum parsed parsed;
+    struct http1_scan scan; /* raw checks on the head being read */
+    struct http1_chunks chunks; /* and on a chunked body */
+    int head_lf_pending; /* the head's last LF is still unparsed */
     int paused;         /* reads off: the peer's output is above high water */
     uint64_t bytes_in;  /* this exchange */
     uint64_t bytes_out; /* this exchange */
@@ -237,6 +240,7 @@ static void exchange_reset(struct session *s)
     s->client.bytes_in = s->client.bytes_out = 0;
     s->upstream.bytes_in = s->upstream.bytes_out = 0;
     s->client.parsed = s->upstream.parsed = PARSED_NOTHING;
+    http1_scan_reset(&s->client.scan);
     s->t_start = s->t_head = s->t_forward = s->t_connected = -1;
     s->t_first_byte = -1;
     s->latency_ms = 0;
@@ -329,7 +333,7 @@ static int reply_error(struct session *s, int status, const char *term,
     exchange_log(s, term);
     upstream_detach(s, 0);
     s->ustate = UPSTREAM_NONE;
-    log_debug("%s: %d %s", s->client_addr, status, reason);
+    log_info("%s: answered %d: %s", s->client_addr, status, reason);
     return close_after_flush(s, term);
 }
 
@@ -387,6 +391,7 @@ static int on_req_headers_complete(http_parser *p)
     struct session *s = p->data;
     http1_head_trim(&s->client.head);
     s->client.parsed = PARSED_HEAD;
+    s->client.head_lf_pending = 1;
     http_parser_pause(p, 1);
     return 0;
 }
@@ -545,6 +550,7 @@ static int on_resp_message_complete(http_parser *p)
     struct session *s = p->data;
     if (s->interim) {
         s->interim = 0;
+        http1_scan_reset(&s->upstream.scan);
         return 0; /* the final response follows on the same connection */
     }
     s->upstream.parsed = PARSED_MESSAGE;
@@ -660,6 +666,7 @@ static int exchange_begin(struct session *s)
         return reply_error(s, 400, "bad_request", "invalid request target");
     }
     s->req_body = http1_request_body(p);
+    http1_chunks_reset(&s->client.chunks);
     if (s->req_body == HTTP1_BODY_LENGTH && cfg->max_body_size > 0 &&
         p->content_length > cfg->max_body_size) {
         return reply_error(s, 413, "bad_request", "request body too large");
@@ -679,7 +686,10 @@ static int exchange_begin(struct session *s)
     while (path_len < s->target_len && s->target[path_len] != '?') {
         path_len++;
     }
-    int route = config_route_match(cfg, s->target, path_len);
+    /* OPTIONS * asks about the server as a whole: the / route answers. */
+    int route = s->target[0] == '*' ? config_route_match(cfg, "/", 1)
+                                    : config_route_match(cfg, s->target,
+                                                         path_len);
     if (route < 0) {
         return reply_error(s, 404, "no_route", "no route for this path");
     }
@@ -816,16 +826,34 @@ static int client_process(struct session *s)
         }
         struct evbuffer_iovec v;
         evbuffer_peek(in, -1, NULL, &v, 1);
+        size_t feed = v.iov_len;
+        if (s->cstate == CLIENT_READING_HEAD && !s->client.scan.done) {
+            struct http1_error err;
+            if (http1_scan_head(&s->client.scan, v.iov_base, v.iov_len, &feed,
+                                &err) < 0) {
+                return reply_error(s, err.status, "bad_request", err.reason);
+            }
+        }
+        if (s->cstate == CLIENT_READING_BODY &&
+            s->req_body == HTTP1_BODY_CHUNKED) {
+            /* The parser paused on the head's last LF: the body follows. */
+            size_t skip = s->client.head_lf_pending ? 1 : 0;
+            s->client.head_lf_pending = 0;
+            struct http1_error err;
+            if (http1_chunks_scan(&s->client.chunks, (char *)v.iov_base + skip,
+                                  feed - skip, &err) < 0) {
+                return reply_error(s, err.status, "bad_request", err.reason);
+            }
+        }
         http_parser *p = &s->client.parser;
-        size_t n = http_parser_execute(p, &request_settings, v.iov_base,
-                                       v.iov_len);
+        size_t n = http_parser_execute(p, &request_settings, v.iov_base, feed);
         evbuffer_drain(in, n);
         s->client.bytes_in += n;
         enum http_errno e = HTTP_PARSER_ERRNO(p);
         if (e != HPE_OK && e != HPE_PAUSED) {
             return client_parse_error(s, e);
         }
-        if (e == HPE_OK && n < v.iov_len) {
+        if (e == HPE_OK && n < feed) {
             return reply_error(s, 400, "bad_request", "unexpected bytes");
         }
         /* max_header_size counts the whole head: request line, fields,
@@ -925,11 +953,20 @@ static int upstream_process(struct session *s)
             }
             struct evbuffer_iovec v;
             evbuffer_peek(in, -1, NULL, &v, 1);
-            n = http_parser_execute(p, &response_settings, v.iov_base,
-                                    v.iov_len);
+            size_t feed = v.iov_len;
+            if (s->ustate == UPSTREAM_READING_HEAD &&
+                !s->upstream.scan.done &&
+                http1_scan_head(&s->upstream.scan, v.iov_base, v.iov_len,
+                                &feed, &s->error) < 0) {
+                log_warn("%s: upstream %s: %s", s->client_addr,
+                         s->conn->server->name, s->error.reason);
+                return reply_error(s, 502, "bad_response",
+                                   "upstream sent a malformed head");
+            }
+            n = http_parser_execute(p, &response_settings, v.iov_base, feed);
             evbuffer_drain(in, n);
             s->upstream.bytes_in += n;
-            if (HTTP_PARSER_ERRNO(p) == HPE_OK && n < v.iov_len) {
+            if (HTTP_PARSER_ERRNO(p) == HPE_OK && n < feed) {
                 return reply_error(s, 502, "bad_response",
                                    "upstream sent an invalid response");
             }
@@ -1055,6 +1092,7 @@ static int upstream_start(struct session *s)
     s->upstream.bytes_in = 0;
     http_parser_init(&s->upstream.parser, HTTP_RESPONSE);
     s->upstream.parser.data = s;
+    http1_scan_reset(&s->upstream.scan);
     http1_head_reset(&s->upstream.head);
     bufferevent_setcb(c->bev, on_upstream_read, on_upstream_write,
                       on_upstream_event, s);
