@@ -191,6 +191,23 @@ static void relay_resume(struct side *side)
     }
 }
 
+/*
+ * The hard cap on what a session may hold queued for one peer. The relay
+ * keeps each output near buffer_size by construction; this catches anything
+ * that would get past it, closing the session instead of growing.
+ */
+static int over_buffer_cap(struct session *s, struct bufferevent *out)
+{
+    size_t cap = 2 * s->w->cfg->buffer_size + 65536;
+    if (out == NULL || evbuffer_get_length(bufferevent_get_output(out)) <= cap) {
+        return 0;
+    }
+    s->w->n_buffer_cap++;
+    log_warn("%s: more than %zu bytes queued: closing (%llu so far)",
+             s->client_addr, cap, (unsigned long long)s->w->n_buffer_cap);
+    return 1;
+}
+
 /* ---- exchange bookkeeping ---------------------------------------------- */
 
 static double since(double from, double to)
@@ -856,6 +873,9 @@ static int client_process(struct session *s)
         if (e == HPE_OK && n < feed) {
             return reply_error(s, 400, "bad_request", "unexpected bytes");
         }
+        if (over_buffer_cap(s, s->upstream.bev)) {
+            return session_close(s, "buffer_limit");
+        }
         /* max_header_size counts the whole head: request line, fields,
          * separators and line ends. */
         if (s->cstate == CLIENT_READING_HEAD &&
@@ -966,6 +986,9 @@ static int upstream_process(struct session *s)
             n = http_parser_execute(p, &response_settings, v.iov_base, feed);
             evbuffer_drain(in, n);
             s->upstream.bytes_in += n;
+            if (over_buffer_cap(s, s->client.bev)) {
+                return session_close(s, "buffer_limit");
+            }
             if (HTTP_PARSER_ERRNO(p) == HPE_OK && n < feed) {
                 return reply_error(s, 502, "bad_response",
                                    "upstream sent an invalid response");

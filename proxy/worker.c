@@ -8,6 +8,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,8 +54,10 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
     struct worker *w = arg;
     session_start(w, fd, sa, socklen);
     if (w->n_sessions >= w->cfg->max_connections) {
-        log_warn("max_connections (%d) reached: not accepting",
-                 w->cfg->max_connections);
+        w->n_capped++;
+        log_warn("max_connections (%d) reached: not accepting (%llu times "
+                 "so far)",
+                 w->cfg->max_connections, (unsigned long long)w->n_capped);
         accepting_set(w, 0);
     }
 }
@@ -67,12 +70,33 @@ static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/*
+ * accept failed. Out of descriptors (EMFILE/ENFILE), the pending client
+ * would stay queued and the listener readable, so the loop would spin: give
+ * up the reserve descriptor, accept that client and close it at once (it
+ * sees the connection close instead of hanging), take the reserve back, and
+ * pause accepting for 100 ms.
+ */
 static void on_accept_error(struct evconnlistener *l, void *arg)
 {
     struct worker *w = arg;
     int err = EVUTIL_SOCKET_ERROR();
-    log_error("accept: %s; pausing for 100 ms",
-              evutil_socket_error_to_string(err));
+    if ((err == EMFILE || err == ENFILE) && w->reserve_fd >= 0) {
+        close(w->reserve_fd);
+        int fd = accept(evconnlistener_get_fd(l), NULL, NULL);
+        if (fd >= 0) {
+            close(fd);
+            w->n_shed++;
+        }
+        w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        log_error("accept: %s: closed a new connection (%llu so far); "
+                  "pausing for 100 ms",
+                  evutil_socket_error_to_string(err),
+                  (unsigned long long)w->n_shed);
+    } else {
+        log_error("accept: %s; pausing for 100 ms",
+                  evutil_socket_error_to_string(err));
+    }
     accepting_set(w, 0);
     struct timeval tv = {0, 100 * 1000};
     evtimer_add(w->accept_retry, &tv);
@@ -153,6 +177,7 @@ static int worker_setup(struct worker *w, const int *fds, int n_fds)
                   strerror(errno));
         return -1;
     }
+    w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     w->accept_retry = evtimer_new(w->base, on_accept_retry, w);
     w->sig_term = evsignal_new(w->base, SIGTERM, on_worker_signal, w);
     w->sig_int = evsignal_new(w->base, SIGINT, on_worker_signal, w);
@@ -190,6 +215,9 @@ static void worker_teardown(struct worker *w)
         pool_free(w->pools[i]);
     }
     accesslog_close(w->access_log);
+    if (w->reserve_fd >= 0) {
+        close(w->reserve_fd);
+    }
     if (w->accept_retry != NULL) {
         event_free(w->accept_retry);
     }
@@ -219,6 +247,7 @@ int worker_run(const struct config *cfg, int index, const int *fds, int n_fds)
     memset(&w, 0, sizeof(w));
     w.index = index;
     w.cfg = cfg;
+    w.reserve_fd = -1;
     w.rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
     TAILQ_INIT(&w.sessions);
     int rc = 1;

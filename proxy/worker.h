@@ -49,6 +49,10 @@ struct worker {
     struct event *sig_term;
     struct event *sig_int;
     uint64_t rng; /* latency jitter */
+    int reserve_fd;        /* spare descriptor, given up to shed on EMFILE */
+    uint64_t n_shed;       /* connections closed for lack of descriptors */
+    uint64_t n_capped;     /* times max_connections stopped accepting */
+    uint64_t n_buffer_cap; /* sessions closed by the hard buffer cap */
 };
 
 /*

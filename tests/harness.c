@@ -18,12 +18,15 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define MAX_PROCS 32
+
+int harness_nofile;
 
 static struct proc *started[MAX_PROCS];
 static int n_started;
@@ -96,6 +99,10 @@ static void spawn(struct proc *p, char *const argv[])
         }
         /* Sanitizer settings meant for the programs under test (leak
          * checks, report files) rather than for the test process. */
+        if (harness_nofile > 0) {
+            struct rlimit rl = {(rlim_t)harness_nofile, (rlim_t)harness_nofile};
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
         const char *child_asan = getenv("SB_CHILD_ASAN_OPTIONS");
         if (child_asan != NULL) {
             setenv("ASAN_OPTIONS", child_asan, 1);

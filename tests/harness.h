@@ -29,6 +29,10 @@ struct proc {
     char conf_path[256]; /* switchboard's conf, if any */
 };
 
+/* When > 0, processes started next get this RLIMIT_NOFILE (soft and hard):
+ * for descriptor-exhaustion tests. */
+extern int harness_nofile;
+
 /* Start slow-origin with extra arguments (NULL-terminated list). */
 void harness_origin(struct proc *p, ...);
 
