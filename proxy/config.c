@@ -93,6 +93,8 @@ struct directive {
 
 static const char *const log_level_names[] = {"error", "warn", "info",
                                               "debug", NULL};
+static const char *const backend_names[] = {"auto", "epoll", "poll", "select",
+                                            NULL};
 
 #define F_SERVER(f) offsetof(struct config, f)
 #define F_UPSTREAM(f) offsetof(struct config_upstream, f)
@@ -141,6 +143,9 @@ static const struct directive directives[] = {
     {.name = "log_level", .section = SECTION_SERVER, .type = TYPE_ENUM,
      .store = STORE_LOG_LEVEL, .offset = F_SERVER(log_level),
      .def = LOG_LEVEL_INFO, .names = log_level_names},
+    {.name = "event_backend", .section = SECTION_SERVER, .type = TYPE_ENUM,
+     .store = STORE_INT, .offset = F_SERVER(event_backend),
+     .def = BACKEND_AUTO, .names = backend_names},
 
     /* [upstream NAME] */
     {.name = "server", .section = SECTION_UPSTREAM, .type = TYPE_SERVER,

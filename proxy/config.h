@@ -63,6 +63,14 @@ enum config_log_level {
     LOG_LEVEL_DEBUG,
 };
 
+/* The kernel interface libevent waits with (event_backend). */
+enum config_backend {
+    BACKEND_AUTO,   /* libevent's choice: epoll on Linux */
+    BACKEND_EPOLL,
+    BACKEND_POLL,
+    BACKEND_SELECT,
+};
+
 /* The whole conf. Plain data: copy it with memcpy, free nothing. */
 struct config {
     char path[CONFIG_PATH_MAX]; /* the file it came from */
@@ -82,6 +90,7 @@ struct config {
     uint64_t max_body_size;       /* request body limit; 0 = unlimited; 0 */
     char access_log[CONFIG_PATH_MAX]; /* "stderr", "off" or a path */
     enum config_log_level log_level;  /* info */
+    int event_backend;          /* enum config_backend; auto */
 
     struct config_upstream upstreams[CONFIG_MAX_UPSTREAMS];
     int n_upstreams;

@@ -147,11 +147,26 @@ static void on_worker_signal(evutil_socket_t sig, short what, void *arg)
 static int worker_setup(struct worker *w, const int *fds, int n_fds)
 {
     const struct config *cfg = w->cfg;
-    w->base = event_base_new();
-    if (w->base == NULL) {
-        log_error("cannot create an event base");
+    /* event_backend: keep libevent from the methods not asked for. */
+    static const char *const methods[] = {"epoll", "poll", "select"};
+    struct event_config *ec = event_config_new();
+    if (ec == NULL) {
+        log_error("cannot create an event config");
         return -1;
     }
+    for (int m = 0; m < 3 && cfg->event_backend != BACKEND_AUTO; m++) {
+        if (m + BACKEND_EPOLL != cfg->event_backend) {
+            event_config_avoid_method(ec, methods[m]);
+        }
+    }
+    w->base = event_base_new_with_config(ec);
+    event_config_free(ec);
+    if (w->base == NULL) {
+        log_error("cannot create an event base (event_backend %d)",
+                  cfg->event_backend);
+        return -1;
+    }
+    log_debug("event backend: %s", event_base_get_method(w->base));
     w->tv.client_header = common_tv(w->base, cfg->client_header_timeout_ms);
     w->tv.client_body = common_tv(w->base, cfg->client_body_timeout_ms);
     w->tv.keepalive = common_tv(w->base, cfg->keepalive_timeout_ms);

@@ -252,6 +252,26 @@ START_TEST(server_log_levels)
 }
 END_TEST
 
+START_TEST(server_event_backends)
+{
+    static const char *const names[] = {"auto", "epoll", "poll", "select"};
+    static const enum config_backend backends[] = {
+        BACKEND_AUTO, BACKEND_EPOLL, BACKEND_POLL, BACKEND_SELECT};
+    char text[256];
+    LOAD_OK("[server]\n" UPSTREAM);
+    ck_assert_int_eq(cfg->event_backend, BACKEND_AUTO);
+    for (int i = 0; i < 4; i++) {
+        snprintf(text, sizeof(text), "[server]\nevent_backend = %s\n" UPSTREAM,
+                 names[i]);
+        LOAD_OK(text);
+        ck_assert_int_eq(cfg->event_backend, backends[i]);
+    }
+    LOAD_ERROR("[server]\nevent_backend = kqueue\n",
+               "t.conf:2: bad value \"kqueue\" for event_backend: expected "
+               "one of auto, epoll, poll, select");
+}
+END_TEST
+
 START_TEST(server_access_log)
 {
     LOAD_OK("[server]\naccess_log = off\n" UPSTREAM);
@@ -1047,6 +1067,7 @@ static Suite *config_suite(void)
     tcase_add_test(t, server_all_directives);
     tcase_add_test(t, server_workers_auto_and_edges);
     tcase_add_test(t, server_log_levels);
+    tcase_add_test(t, server_event_backends);
     tcase_add_test(t, server_access_log);
     tcase_add_test(t, server_durations);
     tcase_add_test(t, server_numbers_and_sizes);

@@ -1,0 +1,343 @@
+/*
+ * fuzz_request: libFuzzer target for the request-head path of session.c.
+ *
+ * The input is one control byte and then what a client sends: one request
+ * or several pipelined ones. The bytes go through an HTTP_REQUEST parser
+ * whose callbacks store the head with http1_head_add exactly as session.c's
+ * on_req_* callbacks do (limit 16k, 256 fields, trailers dropped, a pause
+ * at headers complete and at message complete); each complete head is
+ * trimmed, checked with http1_check_request, its target normalised as
+ * target_normalise does, its framing taken from http1_request_body, the
+ * Expect rule applied, and the head regenerated with http1_write_request.
+ *
+ * Control byte: bits 0-6 choose where the stream is cut into two execute
+ * calls (fuzz_split_at), bit 7 sets the "Connection: close" of the
+ * regenerated head. Every input runs twice, fed whole and fed split; each
+ * run writes a transcript (verdicts, regenerated heads, body bytes) and
+ * the two must be identical. With SWITCHBOARD_FUZZ_STRICT=1 each
+ * regenerated head is also checked for what it says (fuzz_common.h).
+ *
+ * Owns nothing past one call: everything is freed before returning, so a
+ * leak report is a leak in proxy/http1.c or here.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <http_parser.h>
+
+#include "fuzz_common.h"
+#include "http1.h"
+#include "util.h"
+
+/* What the last pause of the parser stands for. */
+enum req_parsed {
+    REQ_PARSED_NOTHING,
+    REQ_PARSED_HEAD,
+    REQ_PARSED_MESSAGE,
+};
+
+/* One client connection's request direction, as far as the head path goes. */
+struct fuzz_req {
+    http_parser parser;
+    struct http1_head head;
+    struct evbuffer *out; /* transcript: verdicts, heads, body bytes */
+    enum req_parsed parsed;
+    enum http1_body body; /* framing of the current request upstream */
+    int close;            /* info.close of every regenerated head */
+};
+
+/* ---- parser callbacks, as session.c's on_req_* ------------------------- */
+
+static int on_req_message_begin(http_parser *p)
+{
+    struct fuzz_req *r = p->data;
+    http1_head_reset(&r->head);
+    r->body = HTTP1_BODY_NONE;
+    return 0;
+}
+
+static int head_piece(struct fuzz_req *r, enum http1_piece kind,
+                      const char *at, size_t len, int status)
+{
+    if (http1_head_add(&r->head, kind, at, len) < 0) {
+        evbuffer_add_printf(r->out, "error %d\n", status);
+        return -1;
+    }
+    return 0;
+}
+
+static int on_req_url(http_parser *p, const char *at, size_t len)
+{
+    return head_piece(p->data, HTTP1_PIECE_URL, at, len, 414);
+}
+
+static int on_req_header_field(http_parser *p, const char *at, size_t len)
+{
+    if (p->flags & F_TRAILING) {
+        return 0;
+    }
+    return head_piece(p->data, HTTP1_PIECE_FIELD, at, len, 431);
+}
+
+static int on_req_header_value(http_parser *p, const char *at, size_t len)
+{
+    if (p->flags & F_TRAILING) {
+        return 0;
+    }
+    return head_piece(p->data, HTTP1_PIECE_VALUE, at, len, 431);
+}
+
+static int on_req_headers_complete(http_parser *p)
+{
+    struct fuzz_req *r = p->data;
+    http1_head_trim(&r->head);
+    r->parsed = REQ_PARSED_HEAD;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+/* Body bytes go to the transcript as they are, not re-chunked: chunk sizes
+ * follow the split, the bytes must not. */
+static int on_req_body(http_parser *p, const char *at, size_t len)
+{
+    struct fuzz_req *r = p->data;
+    if (fuzz_strict && r->body == HTTP1_BODY_NONE && len > 0) {
+        fuzz_fail("strict: body bytes for a request forwarded without a body",
+                  at, len);
+    }
+    evbuffer_add(r->out, at, len);
+    return 0;
+}
+
+static int on_req_message_complete(http_parser *p)
+{
+    struct fuzz_req *r = p->data;
+    r->parsed = REQ_PARSED_MESSAGE;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings request_settings = {
+    .on_message_begin = on_req_message_begin,
+    .on_url = on_req_url,
+    .on_header_field = on_req_header_field,
+    .on_header_value = on_req_header_value,
+    .on_headers_complete = on_req_headers_complete,
+    .on_body = on_req_body,
+    .on_message_complete = on_req_message_complete,
+};
+
+/* ---- what session.c does with a complete head --------------------------- */
+
+/* The target to send and the authority of an absolute-form target. */
+struct req_target {
+    const char *target;
+    size_t target_len;
+    const char *authority;
+    size_t authority_len;
+};
+
+/* A copy of session.c's target_normalise(): keep the two in step. */
+static int target_normalise(const struct http1_head *h, struct req_target *t)
+{
+    const char *s = http1_str(h, h->target);
+    t->target = s;
+    t->target_len = h->target_len;
+    t->authority = NULL;
+    t->authority_len = 0;
+    if (s[0] == '/' || (h->target_len == 1 && s[0] == '*')) {
+        return 0;
+    }
+    struct http_parser_url u;
+    http_parser_url_init(&u);
+    if (http_parser_parse_url(s, h->target_len, 0, &u) != 0 ||
+        !(u.field_set & (1 << UF_HOST))) {
+        return -1;
+    }
+    size_t start = u.field_data[UF_HOST].off;
+    size_t end = start + u.field_data[UF_HOST].len;
+    if (u.field_set & (1 << UF_PORT)) {
+        end = (size_t)u.field_data[UF_PORT].off + u.field_data[UF_PORT].len;
+    }
+    t->authority = s + start;
+    t->authority_len = end - start;
+    if (u.field_set & (1 << UF_PATH)) {
+        size_t pstart = u.field_data[UF_PATH].off;
+        size_t pend = pstart + u.field_data[UF_PATH].len;
+        if (u.field_set & (1 << UF_QUERY)) {
+            pend = (size_t)u.field_data[UF_QUERY].off +
+                   u.field_data[UF_QUERY].len;
+        }
+        t->target = s + pstart;
+        t->target_len = pend - pstart;
+    } else {
+        t->target = "/";
+        t->target_len = 1;
+    }
+    return 0;
+}
+
+/*
+ * Strict mode: the head just written (from offset from of the transcript)
+ * must be well formed and must parse, at the next hop, into the request we
+ * meant to send: accepted by our own checks, same method and target, the
+ * framing we regenerated, the authority as Host.
+ */
+static void strict_request(struct fuzz_req *r, size_t from,
+                           const struct http1_request_info *info)
+{
+    size_t len;
+    char *head = fuzz_tail(r->out, from, &len);
+    fuzz_strict_lines(head, len);
+    struct fuzz_reparse rp;
+    fuzz_reparse(&rp, HTTP_REQUEST, head, len);
+    struct http1_error err;
+    if (http1_check_request(&rp.head, &rp.parser, &err) < 0) {
+        fprintf(stderr, "fuzz: %d %s\n", err.status, err.reason);
+        fuzz_fail("strict: the proxy's own checks refuse the request it sent",
+                  head, len);
+    }
+    if (rp.parser.method != r->parser.method ||
+        rp.head.target_len != info->target_len ||
+        memcmp(http1_str(&rp.head, rp.head.target), info->target,
+               info->target_len) != 0) {
+        fuzz_fail("strict: request line changed on the way", head, len);
+    }
+    enum http1_body body = http1_request_body(&rp.parser);
+    if (body != info->body || (body == HTTP1_BODY_LENGTH &&
+                               rp.parser.content_length !=
+                                   info->content_length)) {
+        fuzz_fail("strict: the next hop frames the body differently", head,
+                  len);
+    }
+    int host = http1_head_find(&rp.head, "host", 0);
+    if (info->authority != NULL &&
+        (host < 0 || rp.head.hdrs[host].value_len != info->authority_len ||
+         memcmp(http1_str(&rp.head, rp.head.hdrs[host].value),
+                info->authority, info->authority_len) != 0)) {
+        fuzz_fail("strict: Host is not the absolute-form authority", head,
+                  len);
+    }
+    fuzz_reparse_deinit(&rp);
+    free(head);
+}
+
+/* exchange_begin() up to forwarding: 0 to go on, -1 where session.c
+ * answers an error and closes. */
+static int request_head(struct fuzz_req *r)
+{
+    http_parser *p = &r->parser;
+    struct http1_error err;
+    if (http1_check_request(&r->head, p, &err) < 0) {
+        evbuffer_add_printf(r->out, "reject %d %s\n", err.status, err.reason);
+        return -1;
+    }
+    struct req_target t;
+    if (target_normalise(&r->head, &t) < 0) {
+        evbuffer_add_printf(r->out, "reject 400 invalid request target\n");
+        return -1;
+    }
+    r->body = http1_request_body(p);
+    int expect = http1_head_find(&r->head, "expect", 0);
+    if (expect >= 0) {
+        const struct http1_header *hd = &r->head.hdrs[expect];
+        if (!util_strieq(http1_str(&r->head, hd->value), hd->value_len,
+                         "100-continue")) {
+            evbuffer_add_printf(r->out, "reject 417\n");
+            return -1;
+        }
+    }
+    struct http1_request_info info = {
+        .method = http_method_str(p->method),
+        .target = t.target,
+        .target_len = t.target_len,
+        .authority = t.authority,
+        .authority_len = t.authority_len,
+        .client_ip = "192.0.2.7",
+        .proto = "http",
+        .host = "backend.test:8080",
+        .client_major = p->http_major,
+        .client_minor = p->http_minor,
+        .body = r->body,
+        .content_length = p->content_length,
+        .close = r->close,
+    };
+    evbuffer_add_printf(r->out, "forward keep-alive=%d\n",
+                        http_should_keep_alive(p));
+    size_t from = evbuffer_get_length(r->out);
+    if (http1_write_request(r->out, &r->head, &info) < 0) {
+        fuzz_fail("http1_write_request failed", NULL, 0);
+    }
+    if (fuzz_strict) {
+        strict_request(r, from, &info);
+    }
+    return 0;
+}
+
+/* A pause: a head to act on, or the end of a message. */
+static int on_pause(void *arg)
+{
+    struct fuzz_req *r = arg;
+    enum req_parsed what = r->parsed;
+    r->parsed = REQ_PARSED_NOTHING;
+    if (what == REQ_PARSED_HEAD) {
+        return request_head(r);
+    }
+    evbuffer_add_printf(r->out, "\nend\n");
+    /* Not persistent: session.c closes once the response is out. */
+    return http_should_keep_alive(&r->parser) ? 0 : -1;
+}
+
+/* Run the stream cut at split; returns the transcript (caller frees). */
+static struct evbuffer *run(uint8_t control, const char *data, size_t len,
+                            size_t split)
+{
+    struct fuzz_req r;
+    memset(&r, 0, sizeof(r));
+    http_parser_init(&r.parser, HTTP_REQUEST);
+    r.parser.data = &r;
+    http1_head_init(&r.head, FUZZ_HEAD_LIMIT, FUZZ_MAX_HDRS);
+    r.out = evbuffer_new();
+    if (r.out == NULL) {
+        abort();
+    }
+    r.close = (control & 0x80) != 0;
+    if (fuzz_feed(&r.parser, &request_settings, data, split, on_pause, &r) ==
+        0) {
+        fuzz_feed(&r.parser, &request_settings, data + split, len - split,
+                  on_pause, &r);
+    }
+    evbuffer_add_printf(r.out, "errno %s\n",
+                        http_errno_name(HTTP_PARSER_ERRNO(&r.parser)));
+    http1_head_deinit(&r.head);
+    return r.out;
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    fuzz_read_env();
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1) {
+        return 0;
+    }
+    const char *stream = (const char *)data + 1;
+    size_t len = size - 1;
+    size_t split = fuzz_split_at(data[0], len);
+    struct evbuffer *whole = run(data[0], stream, len, len);
+    struct evbuffer *cut = run(data[0], stream, len, split);
+    fuzz_same(whole, cut, split);
+    evbuffer_free(whole);
+    evbuffer_free(cut);
+    return 0;
+}
