@@ -52,7 +52,7 @@ static int head_reserve(struct http1_head *h, size_t len)
     if (h->len + len <= h->cap) {
         return 0;
     }
-    uint32_t cap = h->cap ? h->cap : 512;
+    uint32_t cap = h->cap ? h->cap : 256;
     while (cap < h->len + len) {
         cap *= 2;
     }
@@ -97,7 +97,7 @@ int http1_head_add(struct http1_head *h, enum http1_piece kind,
                 return -1;
             }
             if (h->n_hdrs == h->cap_hdrs) {
-                uint32_t cap = h->cap_hdrs ? h->cap_hdrs * 2 : 16;
+                uint32_t cap = h->cap_hdrs ? h->cap_hdrs * 2 : 8;
                 if (cap > h->max_hdrs) {
                     cap = h->max_hdrs;
                 }

@@ -911,6 +911,9 @@ static int response_done(struct session *s)
     s->ustate = UPSTREAM_NONE;
     exchange_log(s, TERM_DONE);
     upstream_detach(s, reusable);
+    /* The response head went out long ago: an idle or waiting session
+     * should not hold its buffer (memory per held connection). */
+    http1_head_deinit(&s->upstream.head);
     if (s->cstate != CLIENT_REQUEST_DONE) {
         /* Answered before the request was read whole: no reuse. */
         s->keep_alive = 0;

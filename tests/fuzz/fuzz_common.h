@@ -3,11 +3,11 @@
  * the request and the response targets feed the parser the same way.
  *
  * It owns the input layout (one control byte, then the bytes of the
- * stream), the split of the stream into two http_parser_execute() calls,
- * the resume-after-pause loop of session.c's client_process() and
- * upstream_process(), and the optional strict checks on a regenerated head.
- * It must not replicate more of session.c than the head path needs: every
- * rule it checks lives in proxy/http1.c, which is compiled in directly.
+ * stream), where the stream is cut in two deliveries, the comparison of
+ * the two runs of an input, and the optional strict checks on a regenerated
+ * head. It must not replicate more of session.c than the head path needs
+ * (each target mirrors one process loop): every rule under test lives in
+ * proxy/http1.c, which is compiled in directly.
  *
  * Included by exactly one translation unit per fuzz binary, so the few
  * non-static definitions here (the sanitizer options) appear once.
@@ -41,13 +41,23 @@ const char *__ubsan_default_options(void)
 }
 
 /* Set from SWITCHBOARD_FUZZ_STRICT=1: check what a regenerated head says,
- * not only that producing it is memory-safe (see fuzz_strict_head). */
+ * not only that producing it is memory-safe (fuzz_strict_lines and the
+ * targets' strict_* functions). */
 static int fuzz_strict;
+/* Set from SWITCHBOARD_FUZZ_DUMP=1: print each run's transcript, to see
+ * what a reproducer does. */
+static int fuzz_dump;
+
+static int fuzz_env_flag(const char *name)
+{
+    const char *v = getenv(name);
+    return v != NULL && v[0] != '\0' && v[0] != '0';
+}
 
 static void fuzz_read_env(void)
 {
-    const char *v = getenv("SWITCHBOARD_FUZZ_STRICT");
-    fuzz_strict = v != NULL && v[0] != '\0' && v[0] != '0';
+    fuzz_strict = fuzz_env_flag("SWITCHBOARD_FUZZ_STRICT");
+    fuzz_dump = fuzz_env_flag("SWITCHBOARD_FUZZ_DUMP");
 }
 
 /* Print why an invariant broke and abort, so libFuzzer keeps the input. */
@@ -61,7 +71,8 @@ static void fuzz_fail(const char *what, const char *detail, size_t len)
 }
 
 /*
- * Where to cut a stream of len bytes into two execute calls, from the low
+ * Where to cut a stream of len bytes into two deliveries (two reads, so at
+ * least two execute calls), from the low
  * seven bits of the control byte: below 64 an absolute offset (splits in the
  * request or status line and the first fields), from 64 on a proportion of
  * len (splits anywhere). Never past len.
@@ -71,36 +82,6 @@ static size_t fuzz_split_at(uint8_t control, size_t len)
     size_t sel = control & 0x7f;
     size_t at = sel < 64 ? sel : (sel - 64) * len / 63;
     return at < len ? at : len;
-}
-
-/*
- * The loop of client_process()/upstream_process() over one chunk: execute,
- * and on a pause let on_pause act (it returns -1 where the session would
- * answer or close) and resume. An error, or HPE_OK with bytes left over
- * (after an upgrade or a CONNECT), ends the session. Returns 0 when the
- * chunk was consumed, -1 when the session would have stopped.
- */
-static int fuzz_feed(http_parser *p, const http_parser_settings *settings,
-                     const char *data, size_t len,
-                     int (*on_pause)(void *arg), void *arg)
-{
-    size_t off = 0;
-    while (off < len) {
-        size_t n = http_parser_execute(p, settings, data + off, len - off);
-        off += n;
-        enum http_errno e = HTTP_PARSER_ERRNO(p);
-        if (e == HPE_PAUSED) {
-            http_parser_pause(p, 0);
-            if (on_pause(arg) < 0) {
-                return -1;
-            }
-            continue;
-        }
-        if (e != HPE_OK || off < len) {
-            return -1;
-        }
-    }
-    return 0;
 }
 
 /* RFC 9110 tchar: what a field name may hold. */
@@ -282,6 +263,16 @@ static char *fuzz_tail(struct evbuffer *buf, size_t from, size_t *len)
     }
     copy[*len] = '\0';
     return copy;
+}
+
+/* With SWITCHBOARD_FUZZ_DUMP=1, print a run's transcript to stderr. */
+static void fuzz_print(const char *label, struct evbuffer *out)
+{
+    if (fuzz_dump) {
+        size_t n = evbuffer_get_length(out);
+        fprintf(stderr, "=== %s (%zu bytes)\n%.*s\n", label, n, (int)n,
+                (const char *)evbuffer_pullup(out, -1));
+    }
 }
 
 /* Abort unless the two transcripts of one input (fed whole, fed split) are

@@ -336,6 +336,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t split = fuzz_split_at(data[0], len);
     struct evbuffer *whole = run(data[0], stream, len, len);
     struct evbuffer *cut = run(data[0], stream, len, split);
+    fuzz_print("whole", whole);
+    fuzz_print("split", cut);
     fuzz_same(whole, cut, split);
     evbuffer_free(whole);
     evbuffer_free(cut);

@@ -1,0 +1,291 @@
+/*
+ * fuzz_response: libFuzzer target for the response-head path of session.c.
+ *
+ * The input is one control byte and then what an upstream sends back:
+ * interim (1xx) responses, then a final one. The bytes go through an
+ * HTTP_RESPONSE parser whose callbacks store the head with http1_head_add
+ * exactly as session.c's on_resp_* callbacks do; at headers complete the
+ * head is trimmed and checked with http1_check_response, then an interim
+ * head is regenerated with http1_write_response (interim), and a final one
+ * is framed with http1_response_body and http1_client_framing and
+ * regenerated for an HTTP/1.1 and for an HTTP/1.0 client. The end of the
+ * input is the upstream closing (an execute call with no bytes), which
+ * ends a close-delimited body.
+ *
+ * Control byte: bits 0-6 choose where the stream is cut into two execute
+ * calls (fuzz_split_at); bit 7 says the request was HEAD. Every input runs
+ * twice, whole and split, and the transcripts must be identical. With
+ * SWITCHBOARD_FUZZ_STRICT=1 every regenerated head is also checked for what
+ * it says, and body bytes after a head that promised none are a finding.
+ *
+ * Owns nothing past one call: everything is freed before returning.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <http_parser.h>
+
+#include "fuzz_common.h"
+#include "http1.h"
+#include "util.h"
+
+/* One upstream connection's response direction, for one exchange. */
+struct fuzz_resp {
+    http_parser parser;
+    struct http1_head head;
+    struct evbuffer *out; /* transcript: verdicts, heads, body bytes */
+    int head_request;     /* the request was HEAD */
+    int interim;          /* the message being parsed is a 1xx */
+    int done;             /* the final response is complete */
+    enum http1_body body; /* the final response's framing from upstream */
+};
+
+/* ---- strict checks ------------------------------------------------------ */
+
+/*
+ * The head just written (from offset from of the transcript) must be well
+ * formed and must parse, at the client, into what we meant: accepted by our
+ * own response check, the same status, and for a final response with a
+ * body the framing we regenerated.
+ */
+static void strict_response(struct fuzz_resp *r, size_t from,
+                            const struct http1_response_info *info)
+{
+    size_t len;
+    char *head = fuzz_tail(r->out, from, &len);
+    fuzz_strict_lines(head, len);
+    struct fuzz_reparse rp;
+    fuzz_reparse(&rp, HTTP_RESPONSE, head, len);
+    struct http1_error err;
+    if (http1_check_response(&rp.head, &rp.parser, &err) < 0) {
+        fprintf(stderr, "fuzz: %d %s\n", err.status, err.reason);
+        fuzz_fail("strict: our own check refuses the response we sent", head,
+                  len);
+    }
+    if (rp.parser.status_code != info->status) {
+        fuzz_fail("strict: status changed on the way", head, len);
+    }
+    if (!info->interim && !info->no_body) {
+        enum http1_body body = http1_response_body(&rp.parser, 0);
+        if (body != info->framing ||
+            (body == HTTP1_BODY_LENGTH &&
+             rp.parser.content_length != info->content_length)) {
+            fuzz_fail("strict: the client frames the body differently", head,
+                      len);
+        }
+    }
+    fuzz_reparse_deinit(&rp);
+    free(head);
+}
+
+/* Regenerate a head into the transcript, checking it in strict mode. */
+static void write_head(struct fuzz_resp *r,
+                       const struct http1_response_info *info)
+{
+    evbuffer_add_printf(r->out, "head interim=%d framing=%d keep-alive=%d\n",
+                        info->interim, (int)info->framing, info->keep_alive);
+    size_t from = evbuffer_get_length(r->out);
+    if (http1_write_response(r->out, &r->head, info) < 0) {
+        fuzz_fail("http1_write_response failed", NULL, 0);
+    }
+    if (fuzz_strict) {
+        strict_response(r, from, info);
+    }
+}
+
+/* ---- parser callbacks, as session.c's on_resp_* ------------------------ */
+
+static int on_resp_message_begin(http_parser *p)
+{
+    struct fuzz_resp *r = p->data;
+    http1_head_reset(&r->head);
+    return 0;
+}
+
+static int head_piece(struct fuzz_resp *r, enum http1_piece kind,
+                      const char *at, size_t len)
+{
+    if (http1_head_add(&r->head, kind, at, len) < 0) {
+        evbuffer_add_printf(r->out, "error 502 head too large\n");
+        return -1;
+    }
+    return 0;
+}
+
+static int on_resp_status(http_parser *p, const char *at, size_t len)
+{
+    return head_piece(p->data, HTTP1_PIECE_STATUS, at, len);
+}
+
+static int on_resp_header_field(http_parser *p, const char *at, size_t len)
+{
+    if (p->flags & F_TRAILING) {
+        return 0;
+    }
+    return head_piece(p->data, HTTP1_PIECE_FIELD, at, len);
+}
+
+static int on_resp_header_value(http_parser *p, const char *at, size_t len)
+{
+    if (p->flags & F_TRAILING) {
+        return 0;
+    }
+    return head_piece(p->data, HTTP1_PIECE_VALUE, at, len);
+}
+
+static int on_resp_headers_complete(http_parser *p)
+{
+    struct fuzz_resp *r = p->data;
+    http1_head_trim(&r->head);
+    struct http1_error err;
+    if (http1_check_response(&r->head, p, &err) < 0) {
+        evbuffer_add_printf(r->out, "reject %d %s\n", err.status, err.reason);
+        return -1;
+    }
+    if (p->status_code / 100 == 1) {
+        /* session.c relays only 102/103 to 1.1 clients; write every 1xx
+         * here so the interim path sees all of them. */
+        r->interim = 1;
+        struct http1_response_info info = {
+            .status = p->status_code,
+            .upstream_major = p->http_major,
+            .upstream_minor = p->http_minor,
+            .interim = 1,
+        };
+        write_head(r, &info);
+        return 0;
+    }
+    r->body = http1_response_body(p, r->head_request);
+    for (int minor = 1; minor >= 0; minor--) {
+        enum http1_body framing = http1_client_framing(r->body, 1, minor);
+        struct http1_response_info info = {
+            .status = p->status_code,
+            .upstream_major = p->http_major,
+            .upstream_minor = p->http_minor,
+            .framing = framing,
+            .content_length = p->content_length,
+            .keep_alive = framing != HTTP1_BODY_EOF,
+            .client_http10 = minor == 0,
+            .no_body = r->body == HTTP1_BODY_NONE,
+        };
+        write_head(r, &info);
+    }
+    return r->head_request ? 1 : 0;
+}
+
+/* Body bytes go to the transcript as they are: session.c forwards them
+ * (re-chunked or not) after the head it wrote. */
+static int on_resp_body(http_parser *p, const char *at, size_t len)
+{
+    struct fuzz_resp *r = p->data;
+    if (fuzz_strict && len > 0 &&
+        (r->interim || r->body == HTTP1_BODY_NONE)) {
+        fuzz_fail(r->interim
+                      ? "strict: body bytes of a 1xx reach the client"
+                      : "strict: body bytes after a head that promised none "
+                        "reach the client",
+                  at, len);
+    }
+    evbuffer_add(r->out, at, len);
+    return 0;
+}
+
+static int on_resp_message_complete(http_parser *p)
+{
+    struct fuzz_resp *r = p->data;
+    if (r->interim) {
+        r->interim = 0;
+        return 0; /* the final response follows */
+    }
+    r->done = 1;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings response_settings = {
+    .on_message_begin = on_resp_message_begin,
+    .on_status = on_resp_status,
+    .on_header_field = on_resp_header_field,
+    .on_header_value = on_resp_header_value,
+    .on_headers_complete = on_resp_headers_complete,
+    .on_body = on_resp_body,
+    .on_message_complete = on_resp_message_complete,
+};
+
+/* The only pause is the end of the final response: response_done(). */
+static int on_pause(void *arg)
+{
+    struct fuzz_resp *r = arg;
+    evbuffer_add_printf(r->out, "\nend keep-alive=%d\n",
+                        http_should_keep_alive(&r->parser));
+    return -1;
+}
+
+/* Run the stream cut at split, then the upstream's EOF; returns the
+ * transcript (caller frees). */
+static struct evbuffer *run(uint8_t control, const char *data, size_t len,
+                            size_t split)
+{
+    struct fuzz_resp r;
+    memset(&r, 0, sizeof(r));
+    http_parser_init(&r.parser, HTTP_RESPONSE);
+    r.parser.data = &r;
+    http1_head_init(&r.head, FUZZ_HEAD_LIMIT, FUZZ_MAX_HDRS);
+    r.out = evbuffer_new();
+    if (r.out == NULL) {
+        abort();
+    }
+    r.head_request = (control & 0x80) != 0;
+    if (fuzz_feed(&r.parser, &response_settings, data, split, on_pause, &r) ==
+            0 &&
+        fuzz_feed(&r.parser, &response_settings, data + split, len - split,
+                  on_pause, &r) == 0) {
+        /* upstream_process() at EOF. */
+        http_parser_execute(&r.parser, &response_settings, NULL, 0);
+        if (HTTP_PARSER_ERRNO(&r.parser) == HPE_PAUSED) {
+            on_pause(&r);
+        }
+    }
+    evbuffer_add_printf(r.out, "errno %s done %d\n",
+                        http_errno_name(HTTP_PARSER_ERRNO(&r.parser)), r.done);
+    http1_head_deinit(&r.head);
+    return r.out;
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    fuzz_read_env();
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1) {
+        return 0;
+    }
+    const char *stream = (const char *)data + 1;
+    size_t len = size - 1;
+    size_t split = fuzz_split_at(data[0], len);
+    /* A head without Date gets the current second: compare the two runs
+     * only when the clock did not tick between them. */
+    char before[30], after[30];
+    http1_date(before);
+    struct evbuffer *whole = run(data[0], stream, len, len);
+    struct evbuffer *cut = run(data[0], stream, len, split);
+    fuzz_print("whole", whole);
+    fuzz_print("split", cut);
+    http1_date(after);
+    if (memcmp(before, after, sizeof(before)) == 0) {
+        fuzz_same(whole, cut, split);
+    }
+    evbuffer_free(whole);
+    evbuffer_free(cut);
+    return 0;
+}
