@@ -152,6 +152,7 @@ void pool_release(struct upconn *c)
     bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
     bufferevent_enable(c->bev, EV_READ);
+    bufferevent_disable(c->bev, EV_WRITE);
     TAILQ_INSERT_HEAD(&p->idle, c, idle_link);
     p->n_idle++;
 }

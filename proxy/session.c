@@ -96,6 +96,7 @@ struct side {
     struct http1_chunks chunks; /* and on a chunked body */
     int head_lf_pending; /* the head's last LF is still unparsed */
     int paused;         /* reads off: the peer's output is above high water */
+    int writing;        /* a remainder is queued: libevent's write event on */
     uint64_t bytes_in;  /* this exchange */
     uint64_t bytes_out; /* this exchange */
 };
@@ -146,6 +147,8 @@ static int client_process(struct session *s);
 static int upstream_process(struct session *s);
 static int upstream_start(struct session *s);
 static int session_close(struct session *s, const char *reason);
+static int session_flush(struct session *s);
+static int upstream_error(struct session *s, int err);
 
 static const char *const TERM_DONE = "done";
 
@@ -188,6 +191,57 @@ static void relay_resume(struct side *side)
     if (side->paused) {
         side->paused = 0;
         bufferevent_enable(side->bev, EV_READ);
+    }
+}
+
+/*
+ * Writes are optimistic: what a callback queued for a peer is written at
+ * its end, without waiting to hear that the socket is writable (it nearly
+ * always is). Only a remainder turns on the bufferevent's write event, and
+ * with it send_timeout; once libevent has drained it (on_*_write) the event
+ * goes off again. This spares two epoll_ctl calls per direction per
+ * exchange. Returns 0, or -1 with errno when the write failed.
+ */
+static int side_flush(struct side *side, int peer_paused)
+{
+    struct evbuffer *out = bufferevent_get_output(side->bev);
+    if (side->writing) {
+        return 0;
+    }
+    if (evbuffer_get_length(out) == 0) {
+        if (peer_paused) {
+            /* The peer waits for this output to drain, and it has: let
+             * the write callback resume it on the next loop turn rather
+             * than relaying a whole body in one callback. */
+            side->writing = 1;
+            bufferevent_enable(side->bev, EV_WRITE);
+        }
+        return 0;
+    }
+    /* A socket bufferevent keeps its output's start frozen except while
+     * its own write callback writes; do as it does. */
+    evbuffer_unfreeze(out, 1);
+    int n = evbuffer_write(out, bufferevent_getfd(side->bev));
+    int err = errno;
+    evbuffer_freeze(out, 1);
+    if (n < 0 && err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
+        errno = err;
+        return -1;
+    }
+    if (evbuffer_get_length(out) > 0 || peer_paused) {
+        side->writing = 1;
+        bufferevent_enable(side->bev, EV_WRITE);
+    }
+    return 0;
+}
+
+/* libevent has drained a remainder: back to optimistic writes. */
+static void side_drained(struct side *side)
+{
+    if (side->writing &&
+        evbuffer_get_length(bufferevent_get_output(side->bev)) == 0) {
+        side->writing = 0;
+        bufferevent_disable(side->bev, EV_WRITE);
     }
 }
 
@@ -1039,21 +1093,42 @@ static int upstream_process(struct session *s)
 
 static void on_upstream_read(struct bufferevent *bev, void *arg)
 {
-    upstream_process(arg);
+    struct session *s = arg;
+    if (upstream_process(s) == 0) {
+        session_flush(s);
+    }
 }
 
 static void on_upstream_write(struct bufferevent *bev, void *arg)
 {
     struct session *s = arg;
-    if (s->cstate == CLIENT_READING_BODY) {
-        client_process(s);
+    side_drained(&s->upstream);
+    if (s->cstate == CLIENT_READING_BODY && client_process(s) < 0) {
+        return;
     }
+    session_flush(s);
+}
+
+/* The upstream connection failed with errno err. */
+static int upstream_error(struct session *s, int err)
+{
+    char reason[160];
+    const char *why = err != 0 ? evutil_socket_error_to_string(err)
+                               : "connection refused or reset";
+    if (s->ustate == UPSTREAM_CONNECTING) {
+        snprintf(reason, sizeof(reason), "cannot connect to upstream: %s",
+                 why);
+        return upstream_fail(s, 502, "upstream_connect_error", reason);
+    }
+    snprintf(reason, sizeof(reason), "upstream connection failed: %s", why);
+    return upstream_fail(s, 502, "upstream_error", reason);
 }
 
 static void on_upstream_event(struct bufferevent *bev, short what, void *arg)
 {
     struct session *s = arg;
     int up = s->pool->cfg - s->w->cfg->upstreams;
+    int rc;
     if (what & BEV_EVENT_CONNECTED) {
         s->conn->connected = 1;
         s->t_connected = util_now_ms();
@@ -1064,38 +1139,26 @@ static void on_upstream_event(struct bufferevent *bev, short what, void *arg)
         bufferevent_set_timeouts(
             bev, s->cstate == CLIENT_REQUEST_DONE ? s->w->tv.up_read[up] : NULL,
             s->w->tv.up_send[up]);
-        return;
-    }
-    if (what & BEV_EVENT_EOF) {
+        rc = 0;
+    } else if (what & BEV_EVENT_EOF) {
         s->upstream_eof = 1;
-        upstream_process(s);
-        return;
-    }
-    char reason[160];
-    if (what & BEV_EVENT_TIMEOUT) {
+        rc = upstream_process(s);
+    } else if (what & BEV_EVENT_TIMEOUT) {
         if (s->ustate == UPSTREAM_CONNECTING) {
-            upstream_fail(s, 504, "upstream_connect_timeout",
-                          "upstream connect timed out");
+            rc = upstream_fail(s, 504, "upstream_connect_timeout",
+                               "upstream connect timed out");
         } else if (what & BEV_EVENT_WRITING) {
-            upstream_fail(s, 504, "upstream_send_timeout",
-                          "upstream did not accept the request in time");
+            rc = upstream_fail(s, 504, "upstream_send_timeout",
+                               "upstream did not accept the request in time");
         } else {
-            upstream_fail(s, 504, "upstream_read_timeout",
-                          "upstream did not respond in time");
+            rc = upstream_fail(s, 504, "upstream_read_timeout",
+                               "upstream did not respond in time");
         }
-        return;
-    }
-    int err = EVUTIL_SOCKET_ERROR();
-    const char *why = err != 0 ? evutil_socket_error_to_string(err)
-                               : "connection refused or reset";
-    if (s->ustate == UPSTREAM_CONNECTING) {
-        snprintf(reason, sizeof(reason), "cannot connect to upstream: %s",
-                 why);
-        upstream_fail(s, 502, "upstream_connect_error", reason);
     } else {
-        snprintf(reason, sizeof(reason), "upstream connection failed: %s",
-                 why);
-        upstream_fail(s, 502, "upstream_error", reason);
+        rc = upstream_error(s, EVUTIL_SOCKET_ERROR());
+    }
+    if (rc == 0) {
+        session_flush(s);
     }
 }
 
@@ -1114,6 +1177,7 @@ static int upstream_start(struct session *s)
     s->conn = c;
     s->upstream.bev = c->bev;
     s->upstream.paused = 0;
+    s->upstream.writing = 0;
     s->t_connected = s->t_first_byte = -1;
     s->upstream.bytes_in = 0;
     http_parser_init(&s->upstream.parser, HTTP_RESPONSE);
@@ -1150,9 +1214,14 @@ static int upstream_start(struct session *s)
             c->bev,
             s->cstate == CLIENT_REQUEST_DONE ? s->w->tv.up_read[up] : NULL,
             s->w->tv.up_send[up]);
-        bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+        bufferevent_enable(c->bev, EV_READ);
+        bufferevent_disable(c->bev, EV_WRITE); /* see side_flush */
     } else {
         s->ustate = UPSTREAM_CONNECTING;
+        /* The connect itself waits on the write event (and its timeout);
+         * once connected, libevent turns it off since EV_WRITE is not
+         * enabled, and on_upstream_event flushes the request. */
+        bufferevent_disable(c->bev, EV_WRITE);
         bufferevent_set_timeouts(c->bev, NULL, s->w->tv.up_connect[up]);
         if (bufferevent_socket_connect(c->bev,
                                        (struct sockaddr *)&server->addr,
@@ -1178,51 +1247,78 @@ static int upstream_start(struct session *s)
     return 0;
 }
 
+/*
+ * The last step of every callback that did not close the session: write
+ * what it queued for either side (side_flush), then close a session that
+ * was only waiting to flush, or start the keep-alive wait of an idle one.
+ * Returns -1 if the session closed.
+ */
+static int session_flush(struct session *s)
+{
+    if (s->conn != NULL && s->ustate != UPSTREAM_CONNECTING &&
+        side_flush(&s->upstream, s->client.paused) < 0) {
+        if (upstream_error(s, errno) < 0) {
+            return -1;
+        }
+    }
+    if (side_flush(&s->client, s->conn != NULL && s->upstream.paused) < 0) {
+        return session_close(s, "client_closed");
+    }
+    if (!s->client.writing &&
+        evbuffer_get_length(bufferevent_get_output(s->client.bev)) == 0) {
+        if (s->cstate == CLIENT_CLOSING) {
+            return session_close(s, s->close_reason);
+        }
+        keepalive_arm(s);
+    }
+    return 0;
+}
+
 /* ---- client connection ------------------------------------------------- */
 
 static void on_client_read(struct bufferevent *bev, void *arg)
 {
-    client_process(arg);
+    struct session *s = arg;
+    if (client_process(s) == 0) {
+        session_flush(s);
+    }
 }
 
 static void on_client_write(struct bufferevent *bev, void *arg)
 {
     struct session *s = arg;
-    if (s->cstate == CLIENT_CLOSING) {
-        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
-            session_close(s, s->close_reason);
-        }
+    side_drained(&s->client);
+    if (s->conn != NULL && s->cstate != CLIENT_CLOSING &&
+        upstream_process(s) < 0) {
         return;
     }
-    if (s->conn != NULL) {
-        upstream_process(s);
-        return;
-    }
-    keepalive_arm(s);
+    session_flush(s);
 }
 
 static void on_client_event(struct bufferevent *bev, short what, void *arg)
 {
     struct session *s = arg;
+    int rc;
     if (what & BEV_EVENT_EOF) {
         s->client_eof = 1;
         s->keep_alive = 0;
         if (s->cstate == CLIENT_CLOSING) {
             return; /* keep flushing: the client may only have half-closed */
         }
-        client_process(s);
+        rc = client_process(s);
+    } else if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
+        rc = reply_error(s, 408, "client_body_timeout",
+                         "request body not received in time");
+    } else if (what & BEV_EVENT_TIMEOUT) {
+        session_close(s, "client_send_timeout");
+        return;
+    } else {
+        session_close(s, "client_closed");
         return;
     }
-    if (what & BEV_EVENT_TIMEOUT) {
-        if (what & BEV_EVENT_READING) {
-            reply_error(s, 408, "client_body_timeout",
-                        "request body not received in time");
-        } else {
-            session_close(s, "client_send_timeout");
-        }
-        return;
+    if (rc == 0) {
+        session_flush(s);
     }
-    session_close(s, "client_closed");
 }
 
 static void on_session_timer(evutil_socket_t fd, short what, void *arg)
@@ -1230,22 +1326,27 @@ static void on_session_timer(evutil_socket_t fd, short what, void *arg)
     struct session *s = arg;
     enum session_timer kind = s->timer_kind;
     s->timer_kind = TIMER_NONE;
+    int rc = 0;
     switch (kind) {
     case TIMER_HEADER:
         s->in_exchange = 1;
-        reply_error(s, 408, "client_header_timeout",
-                    "request head not received in time");
-        return;
+        rc = reply_error(s, 408, "client_header_timeout",
+                         "request head not received in time");
+        break;
     case TIMER_KEEPALIVE:
         session_close(s, "keepalive_timeout");
         return;
     case TIMER_LATENCY:
-        if (upstream_start(s) == 0) {
-            client_process(s);
+        rc = upstream_start(s);
+        if (rc == 0) {
+            rc = client_process(s);
         }
-        return;
+        break;
     case TIMER_NONE:
         return;
+    }
+    if (rc == 0) {
+        session_flush(s);
     }
 }
 
@@ -1307,7 +1408,8 @@ int session_start(struct worker *w, evutil_socket_t fd,
     bufferevent_setwatermark(s->client.bev, EV_WRITE, cfg->buffer_size / 2,
                              0);
     bufferevent_set_timeouts(s->client.bev, NULL, w->tv.send);
-    bufferevent_enable(s->client.bev, EV_READ | EV_WRITE);
+    bufferevent_enable(s->client.bev, EV_READ);
+    bufferevent_disable(s->client.bev, EV_WRITE); /* see side_flush */
     /* A new connection must deliver its first head in time. */
     s->cstate = CLIENT_READING_HEAD;
     s->t_start = util_now_ms();

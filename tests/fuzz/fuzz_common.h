@@ -84,6 +84,29 @@ static size_t fuzz_split_at(uint8_t control, size_t len)
     return at < len ? at : len;
 }
 
+/*
+ * Strict mode: session.c feeds the parser a head only as far as
+ * http1_scan_head says it goes, and everything after the scanner's blank
+ * line unscanned. If the two disagree on where a head ends, bytes of a
+ * head (bare CR, NUL, obs-fold) reach the parser unchecked, or bytes past
+ * it are refused. Called when the parser ends a head (parser_done) or
+ * consumed everything the scanner gave it (scan_done); each must hold the
+ * other too.
+ */
+static void fuzz_strict_scan_agrees(int scan_done, int parser_done)
+{
+    if (scan_done && !parser_done) {
+        fuzz_fail("strict: the head scanner saw the end of a head the parser "
+                  "is still reading; the rest of it goes unscanned",
+                  NULL, 0);
+    }
+    if (parser_done && !scan_done) {
+        fuzz_fail("strict: the parser ended a head the scanner had not seen "
+                  "the end of",
+                  NULL, 0);
+    }
+}
+
 /* RFC 9110 tchar: what a field name may hold. */
 static int fuzz_is_tchar(unsigned char c)
 {
@@ -265,18 +288,47 @@ static char *fuzz_tail(struct evbuffer *buf, size_t from, size_t *len)
     return copy;
 }
 
-/* With SWITCHBOARD_FUZZ_DUMP=1, print a run's transcript to stderr. */
-static void fuzz_print(const char *label, struct evbuffer *out)
+/*
+ * Why a run stopped, kept beside its transcript and not compared between
+ * the two runs of an input: the head scanner looks at every byte delivered
+ * before the parser sees any, so a head with two faults is refused for one
+ * or the other depending on where the delivery was cut. Whether a run was
+ * refused, and after which forwarded heads, is compared: the transcript
+ * says "reject" there.
+ */
+struct fuzz_verdict {
+    int status;                /* 0 while nothing was refused */
+    const char *reason;        /* static string */
+    const char *parser_errno;  /* http_errno_name() at the end of the run */
+};
+
+/* Record a refusal; the first one of a run is the one session.c answers. */
+static void fuzz_reject(struct evbuffer *out, struct fuzz_verdict *v,
+                        int status, const char *reason)
 {
-    if (fuzz_dump) {
-        size_t n = evbuffer_get_length(out);
-        fprintf(stderr, "=== %s (%zu bytes)\n%.*s\n", label, n, (int)n,
-                (const char *)evbuffer_pullup(out, -1));
+    if (v->status == 0) {
+        v->status = status;
+        v->reason = reason;
+        evbuffer_add(out, "reject\n", 7);
     }
 }
 
-/* Abort unless the two transcripts of one input (fed whole, fed split) are
- * byte for byte the same: a stored head must not depend on the split. */
+/* With SWITCHBOARD_FUZZ_DUMP=1, print a run's transcript to stderr. */
+static void fuzz_print(const char *label, struct evbuffer *out,
+                       const struct fuzz_verdict *v)
+{
+    if (fuzz_dump) {
+        size_t n = evbuffer_get_length(out);
+        fprintf(stderr, "=== %s (%zu bytes)\n%.*s\n=== %s: %d %s (parser %s)\n",
+                label, n, (int)n, (const char *)evbuffer_pullup(out, -1),
+                label, v->status, v->status ? v->reason : "not refused",
+                v->parser_errno);
+    }
+}
+
+/* Strict mode: abort unless the two transcripts of one input (fed whole,
+ * fed split) are byte for byte the same: what is forwarded must not depend
+ * on how the bytes arrived. */
 static void fuzz_same(struct evbuffer *whole, struct evbuffer *split,
                       size_t split_at)
 {

@@ -2,20 +2,28 @@
  * fuzz_request: libFuzzer target for the request-head path of session.c.
  *
  * The input is one control byte and then what a client sends: one request
- * or several pipelined ones. The bytes go through an HTTP_REQUEST parser
- * whose callbacks store the head with http1_head_add exactly as session.c's
- * on_req_* callbacks do (limit 16k, 256 fields, trailers dropped, a pause
- * at headers complete and at message complete); each complete head is
- * trimmed, checked with http1_check_request, its target normalised as
- * target_normalise does, its framing taken from http1_request_body, the
- * Expect rule applied, and the head regenerated with http1_write_request.
+ * or several pipelined ones. client_process() is mirrored without its
+ * timers and backpressure: a head is scanned with http1_scan_head, which
+ * also bounds what the parser is fed, a chunked body with
+ * http1_chunks_scan; the HTTP_REQUEST parser's callbacks store the head
+ * with http1_head_add exactly as session.c's on_req_* callbacks do (limit
+ * 16k, 256 fields, trailers dropped, a pause at headers complete and at
+ * message complete). Each complete head is trimmed, checked with
+ * http1_check_request, its target normalised as target_normalise does, its
+ * framing taken from http1_request_body, the Expect rule applied, and the
+ * head regenerated with http1_write_request; the next pipelined request is
+ * read only if the connection persists.
  *
- * Control byte: bits 0-6 choose where the stream is cut into two execute
- * calls (fuzz_split_at), bit 7 sets the "Connection: close" of the
- * regenerated head. Every input runs twice, fed whole and fed split; each
- * run writes a transcript (verdicts, regenerated heads, body bytes) and
- * the two must be identical. With SWITCHBOARD_FUZZ_STRICT=1 each
- * regenerated head is also checked for what it says (fuzz_common.h).
+ * Control byte: bits 0-6 choose where the stream is cut into two
+ * deliveries (fuzz_split_at), bit 7 sets the "Connection: close" of the
+ * regenerated head. Every input runs twice, fed whole and fed split.
+ *
+ * By default a finding is a crash, a sanitizer report or a leak. With
+ * SWITCHBOARD_FUZZ_STRICT=1 it is also: two runs whose transcripts
+ * (regenerated heads, body bytes, whether refused) differ; a regenerated
+ * head that is malformed or that the next hop would read differently; the
+ * head scanner and the parser disagreeing on where a head ends; body bytes
+ * for a request forwarded without a body.
  *
  * Owns nothing past one call: everything is freed before returning, so a
  * leak report is a leak in proxy/http1.c or here.
@@ -39,14 +47,30 @@ enum req_parsed {
     REQ_PARSED_MESSAGE,
 };
 
+/* session.c's client states that the head path goes through. */
+enum req_state {
+    REQ_READING_HEAD,
+    REQ_WAITING,      /* head accepted; the upstream is being reached */
+    REQ_READING_BODY, /* the rest of the request streams upstream */
+    REQ_DONE,         /* request whole; next one if the connection persists */
+    REQ_CLOSED,       /* session.c answered an error or closed */
+};
+
 /* One client connection's request direction, as far as the head path goes. */
 struct fuzz_req {
     http_parser parser;
     struct http1_head head;
-    struct evbuffer *out; /* transcript: verdicts, heads, body bytes */
+    struct http1_scan scan;     /* raw checks on the head being read */
+    struct http1_chunks chunks; /* and on a chunked body */
+    int head_lf_pending;        /* the head's last LF is still unparsed */
+    struct evbuffer *out;       /* transcript: heads, body bytes, refusal */
+    struct fuzz_verdict verdict;
+    enum req_state state;
     enum req_parsed parsed;
     enum http1_body body; /* framing of the current request upstream */
+    int keep_alive;       /* the client connection persists */
     int close;            /* info.close of every regenerated head */
+    size_t bytes_in;      /* this exchange, for max_header_size */
 };
 
 /* ---- parser callbacks, as session.c's on_req_* ------------------------- */
@@ -60,10 +84,11 @@ static int on_req_message_begin(http_parser *p)
 }
 
 static int head_piece(struct fuzz_req *r, enum http1_piece kind,
-                      const char *at, size_t len, int status)
+                      const char *at, size_t len, int status,
+                      const char *reason)
 {
     if (http1_head_add(&r->head, kind, at, len) < 0) {
-        evbuffer_add_printf(r->out, "error %d\n", status);
+        fuzz_reject(r->out, &r->verdict, status, reason);
         return -1;
     }
     return 0;
@@ -71,7 +96,8 @@ static int head_piece(struct fuzz_req *r, enum http1_piece kind,
 
 static int on_req_url(http_parser *p, const char *at, size_t len)
 {
-    return head_piece(p->data, HTTP1_PIECE_URL, at, len, 414);
+    return head_piece(p->data, HTTP1_PIECE_URL, at, len, 414,
+                      "request target too long");
 }
 
 static int on_req_header_field(http_parser *p, const char *at, size_t len)
@@ -79,7 +105,8 @@ static int on_req_header_field(http_parser *p, const char *at, size_t len)
     if (p->flags & F_TRAILING) {
         return 0;
     }
-    return head_piece(p->data, HTTP1_PIECE_FIELD, at, len, 431);
+    return head_piece(p->data, HTTP1_PIECE_FIELD, at, len, 431,
+                      "request header section too large");
 }
 
 static int on_req_header_value(http_parser *p, const char *at, size_t len)
@@ -87,14 +114,19 @@ static int on_req_header_value(http_parser *p, const char *at, size_t len)
     if (p->flags & F_TRAILING) {
         return 0;
     }
-    return head_piece(p->data, HTTP1_PIECE_VALUE, at, len, 431);
+    return head_piece(p->data, HTTP1_PIECE_VALUE, at, len, 431,
+                      "request header section too large");
 }
 
 static int on_req_headers_complete(http_parser *p)
 {
     struct fuzz_req *r = p->data;
     http1_head_trim(&r->head);
+    if (fuzz_strict) {
+        fuzz_strict_scan_agrees(r->scan.done, 1);
+    }
     r->parsed = REQ_PARSED_HEAD;
+    r->head_lf_pending = 1;
     http_parser_pause(p, 1);
     return 0;
 }
@@ -230,23 +262,25 @@ static void strict_request(struct fuzz_req *r, size_t from,
 static int request_head(struct fuzz_req *r)
 {
     http_parser *p = &r->parser;
+    r->keep_alive = http_should_keep_alive(p);
     struct http1_error err;
     if (http1_check_request(&r->head, p, &err) < 0) {
-        evbuffer_add_printf(r->out, "reject %d %s\n", err.status, err.reason);
+        fuzz_reject(r->out, &r->verdict, err.status, err.reason);
         return -1;
     }
     struct req_target t;
     if (target_normalise(&r->head, &t) < 0) {
-        evbuffer_add_printf(r->out, "reject 400 invalid request target\n");
+        fuzz_reject(r->out, &r->verdict, 400, "invalid request target");
         return -1;
     }
     r->body = http1_request_body(p);
+    http1_chunks_reset(&r->chunks);
     int expect = http1_head_find(&r->head, "expect", 0);
     if (expect >= 0) {
         const struct http1_header *hd = &r->head.hdrs[expect];
         if (!util_strieq(http1_str(&r->head, hd->value), hd->value_len,
                          "100-continue")) {
-            evbuffer_add_printf(r->out, "reject 417\n");
+            fuzz_reject(r->out, &r->verdict, 417, "unsupported expectation");
             return -1;
         }
     }
@@ -265,8 +299,7 @@ static int request_head(struct fuzz_req *r)
         .content_length = p->content_length,
         .close = r->close,
     };
-    evbuffer_add_printf(r->out, "forward keep-alive=%d\n",
-                        http_should_keep_alive(p));
+    evbuffer_add_printf(r->out, "forward keep-alive=%d\n", r->keep_alive);
     size_t from = evbuffer_get_length(r->out);
     if (http1_write_request(r->out, &r->head, &info) < 0) {
         fuzz_fail("http1_write_request failed", NULL, 0);
@@ -277,41 +310,117 @@ static int request_head(struct fuzz_req *r)
     return 0;
 }
 
-/* A pause: a head to act on, or the end of a message. */
-static int on_pause(void *arg)
+/* Stop the session with a verdict in the transcript. */
+static void req_close(struct fuzz_req *r, int status, const char *reason)
 {
-    struct fuzz_req *r = arg;
-    enum req_parsed what = r->parsed;
-    r->parsed = REQ_PARSED_NOTHING;
-    if (what == REQ_PARSED_HEAD) {
-        return request_head(r);
-    }
-    evbuffer_add_printf(r->out, "\nend\n");
-    /* Not persistent: session.c closes once the response is out. */
-    return http_should_keep_alive(&r->parser) ? 0 : -1;
+    fuzz_reject(r->out, &r->verdict, status, reason);
+    r->state = REQ_CLOSED;
 }
 
-/* Run the stream cut at split; returns the transcript (caller frees). */
+/*
+ * client_process() over the bytes delivered so far, data[*pos, end): scan,
+ * feed, act on pauses, until the input runs dry or the session stops. The
+ * upstream side is taken to answer at once: a waiting request goes on to
+ * its body, a finished one to the next request when the connection
+ * persists.
+ */
+static void req_process(struct fuzz_req *r, const char *data, size_t *pos,
+                        size_t end)
+{
+    while (r->state != REQ_CLOSED) {
+        if (r->state == REQ_WAITING) {
+            r->state = REQ_READING_BODY; /* upstream_start() */
+        }
+        if (r->state == REQ_DONE) {
+            evbuffer_add_printf(r->out, "\nend\n");
+            if (!r->keep_alive) {
+                r->state = REQ_CLOSED; /* exchange_end() */
+                return;
+            }
+            http1_scan_reset(&r->scan); /* exchange_reset() */
+            r->bytes_in = 0;
+            r->state = REQ_READING_HEAD;
+        }
+        const char *v = data + *pos;
+        size_t avail = end - *pos;
+        if (avail == 0) {
+            return;
+        }
+        size_t feed = avail;
+        struct http1_error err;
+        if (r->state == REQ_READING_HEAD && !r->scan.done &&
+            http1_scan_head(&r->scan, v, avail, &feed, &err) < 0) {
+            req_close(r, err.status, err.reason);
+            return;
+        }
+        if (r->state == REQ_READING_BODY && r->body == HTTP1_BODY_CHUNKED) {
+            size_t skip = r->head_lf_pending ? 1 : 0;
+            r->head_lf_pending = 0;
+            if (http1_chunks_scan(&r->chunks, v + skip, feed - skip, &err) <
+                0) {
+                req_close(r, err.status, err.reason);
+                return;
+            }
+        }
+        http_parser *p = &r->parser;
+        size_t n = http_parser_execute(p, &request_settings, v, feed);
+        *pos += n;
+        r->bytes_in += n;
+        enum http_errno e = HTTP_PARSER_ERRNO(p);
+        if (e != HPE_OK && e != HPE_PAUSED) {
+            req_close(r, 400, http_errno_name(e));
+            return;
+        }
+        if (e == HPE_OK && n < feed) {
+            req_close(r, 400, "unexpected bytes");
+            return;
+        }
+        if (fuzz_strict && r->state == REQ_READING_HEAD && e == HPE_OK) {
+            fuzz_strict_scan_agrees(r->scan.done, 0);
+        }
+        if (r->state == REQ_READING_HEAD && r->bytes_in > FUZZ_HEAD_LIMIT) {
+            req_close(r, 431, "request header section too large");
+            return;
+        }
+        if (e == HPE_PAUSED) {
+            http_parser_pause(p, 0);
+            enum req_parsed what = r->parsed;
+            r->parsed = REQ_PARSED_NOTHING;
+            if (what == REQ_PARSED_HEAD) {
+                r->state = REQ_WAITING;
+                if (request_head(r) < 0) {
+                    r->state = REQ_CLOSED;
+                }
+            } else {
+                r->state = REQ_DONE;
+            }
+        }
+    }
+}
+
+/* Run the stream delivered in two reads, cut at split; returns the
+ * transcript (caller frees) and fills verdict. */
 static struct evbuffer *run(uint8_t control, const char *data, size_t len,
-                            size_t split)
+                            size_t split, struct fuzz_verdict *verdict)
 {
     struct fuzz_req r;
     memset(&r, 0, sizeof(r));
     http_parser_init(&r.parser, HTTP_REQUEST);
     r.parser.data = &r;
     http1_head_init(&r.head, FUZZ_HEAD_LIMIT, FUZZ_MAX_HDRS);
+    http1_scan_reset(&r.scan);
     r.out = evbuffer_new();
     if (r.out == NULL) {
         abort();
     }
+    r.state = REQ_READING_HEAD;
     r.close = (control & 0x80) != 0;
-    if (fuzz_feed(&r.parser, &request_settings, data, split, on_pause, &r) ==
-        0) {
-        fuzz_feed(&r.parser, &request_settings, data + split, len - split,
-                  on_pause, &r);
-    }
-    evbuffer_add_printf(r.out, "errno %s\n",
-                        http_errno_name(HTTP_PARSER_ERRNO(&r.parser)));
+    size_t pos = 0;
+    req_process(&r, data, &pos, split);
+    req_process(&r, data, &pos, len);
+    evbuffer_add_printf(r.out, "state %d\n", (int)r.state);
+    r.verdict.parser_errno = http_errno_name(HTTP_PARSER_ERRNO(&r.parser));
+    *verdict = r.verdict;
     http1_head_deinit(&r.head);
     return r.out;
 }
@@ -334,11 +443,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *stream = (const char *)data + 1;
     size_t len = size - 1;
     size_t split = fuzz_split_at(data[0], len);
-    struct evbuffer *whole = run(data[0], stream, len, len);
-    struct evbuffer *cut = run(data[0], stream, len, split);
-    fuzz_print("whole", whole);
-    fuzz_print("split", cut);
-    fuzz_same(whole, cut, split);
+    struct fuzz_verdict vw, vc;
+    struct evbuffer *whole = run(data[0], stream, len, len, &vw);
+    struct evbuffer *cut = run(data[0], stream, len, split, &vc);
+    fuzz_print("whole", whole, &vw);
+    fuzz_print("split", cut, &vc);
+    if (fuzz_strict) {
+        fuzz_same(whole, cut, split);
+    }
     evbuffer_free(whole);
     evbuffer_free(cut);
     return 0;

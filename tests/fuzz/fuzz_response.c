@@ -2,8 +2,10 @@
  * fuzz_response: libFuzzer target for the response-head path of session.c.
  *
  * The input is one control byte and then what an upstream sends back:
- * interim (1xx) responses, then a final one. The bytes go through an
- * HTTP_RESPONSE parser whose callbacks store the head with http1_head_add
+ * interim (1xx) responses, then a final one. upstream_process() is
+ * mirrored without backpressure: while a head is read it is scanned with
+ * http1_scan_head, which also bounds what the parser is fed; the
+ * HTTP_RESPONSE parser's callbacks store the head with http1_head_add
  * exactly as session.c's on_resp_* callbacks do; at headers complete the
  * head is trimmed and checked with http1_check_response, then an interim
  * head is regenerated with http1_write_response (interim), and a final one
@@ -12,11 +14,16 @@
  * input is the upstream closing (an execute call with no bytes), which
  * ends a close-delimited body.
  *
- * Control byte: bits 0-6 choose where the stream is cut into two execute
- * calls (fuzz_split_at); bit 7 says the request was HEAD. Every input runs
- * twice, whole and split, and the transcripts must be identical. With
- * SWITCHBOARD_FUZZ_STRICT=1 every regenerated head is also checked for what
- * it says, and body bytes after a head that promised none are a finding.
+ * Control byte: bits 0-6 choose where the stream is cut into two
+ * deliveries (fuzz_split_at); bit 7 says the request was HEAD. Every input
+ * runs twice, fed whole and fed split.
+ *
+ * By default a finding is a crash, a sanitizer report or a leak. With
+ * SWITCHBOARD_FUZZ_STRICT=1 it is also: two runs whose transcripts differ;
+ * a regenerated head that is malformed or that the client would read
+ * differently; the head scanner and the parser disagreeing on where a head
+ * ends; body bytes reaching the client after a 1xx or after a head that
+ * promised no body.
  *
  * Owns nothing past one call: everything is freed before returning.
  */
@@ -36,11 +43,16 @@
 struct fuzz_resp {
     http_parser parser;
     struct http1_head head;
-    struct evbuffer *out; /* transcript: verdicts, heads, body bytes */
-    int head_request;     /* the request was HEAD */
-    int interim;          /* the message being parsed is a 1xx */
-    int done;             /* the final response is complete */
-    enum http1_body body; /* the final response's framing from upstream */
+    struct http1_scan scan; /* raw checks on the head being read */
+    struct evbuffer *out;   /* transcript: heads, body bytes, refusal */
+    struct fuzz_verdict verdict;
+    int head_request;       /* the request was HEAD */
+    int interim;            /* the message being parsed is a 1xx */
+    int reading_head;       /* UPSTREAM_READING_HEAD, else streaming body */
+    int head_complete;      /* the current message's head is parsed */
+    int done;               /* the final response is complete */
+    int closed;             /* session.c answered an error */
+    enum http1_body body;   /* the final response's framing from upstream */
 };
 
 /* ---- strict checks ------------------------------------------------------ */
@@ -102,6 +114,7 @@ static int on_resp_message_begin(http_parser *p)
 {
     struct fuzz_resp *r = p->data;
     http1_head_reset(&r->head);
+    r->head_complete = 0;
     return 0;
 }
 
@@ -109,7 +122,8 @@ static int head_piece(struct fuzz_resp *r, enum http1_piece kind,
                       const char *at, size_t len)
 {
     if (http1_head_add(&r->head, kind, at, len) < 0) {
-        evbuffer_add_printf(r->out, "error 502 head too large\n");
+        fuzz_reject(r->out, &r->verdict, 502,
+                    "upstream response head too large");
         return -1;
     }
     return 0;
@@ -140,9 +154,13 @@ static int on_resp_headers_complete(http_parser *p)
 {
     struct fuzz_resp *r = p->data;
     http1_head_trim(&r->head);
+    r->head_complete = 1;
+    if (fuzz_strict) {
+        fuzz_strict_scan_agrees(r->scan.done, 1);
+    }
     struct http1_error err;
     if (http1_check_response(&r->head, p, &err) < 0) {
-        evbuffer_add_printf(r->out, "reject %d %s\n", err.status, err.reason);
+        fuzz_reject(r->out, &r->verdict, err.status, err.reason);
         return -1;
     }
     if (p->status_code / 100 == 1) {
@@ -173,6 +191,7 @@ static int on_resp_headers_complete(http_parser *p)
         };
         write_head(r, &info);
     }
+    r->reading_head = 0;
     return r->head_request ? 1 : 0;
 }
 
@@ -198,6 +217,7 @@ static int on_resp_message_complete(http_parser *p)
     struct fuzz_resp *r = p->data;
     if (r->interim) {
         r->interim = 0;
+        http1_scan_reset(&r->scan);
         return 0; /* the final response follows */
     }
     r->done = 1;
@@ -215,42 +235,93 @@ static const http_parser_settings response_settings = {
     .on_message_complete = on_resp_message_complete,
 };
 
-/* The only pause is the end of the final response: response_done(). */
-static int on_pause(void *arg)
+/* Stop with a verdict in the transcript (reply_error or upstream_fail). */
+static void resp_close(struct fuzz_resp *r, const char *reason)
 {
-    struct fuzz_resp *r = arg;
-    evbuffer_add_printf(r->out, "\nend keep-alive=%d\n",
-                        http_should_keep_alive(&r->parser));
-    return -1;
+    fuzz_reject(r->out, &r->verdict, 502, reason);
+    r->closed = 1;
 }
 
-/* Run the stream cut at split, then the upstream's EOF; returns the
- * transcript (caller frees). */
+/* The only pause is the end of the final response: response_done(). */
+static void resp_after_execute(struct fuzz_resp *r)
+{
+    enum http_errno e = HTTP_PARSER_ERRNO(&r->parser);
+    if (e == HPE_PAUSED) {
+        http_parser_pause(&r->parser, 0);
+        evbuffer_add_printf(r->out, "\nend keep-alive=%d\n",
+                            http_should_keep_alive(&r->parser));
+        r->closed = 1;
+    } else if (e != HPE_OK) {
+        resp_close(r, http_errno_name(e));
+    }
+}
+
+/*
+ * upstream_process() over the bytes delivered so far, data[*pos, end), and
+ * at eof the upstream's close: scan, feed, until the input runs dry or the
+ * exchange ends.
+ */
+static void resp_process(struct fuzz_resp *r, const char *data, size_t *pos,
+                         size_t end, int eof)
+{
+    while (!r->closed) {
+        http_parser *p = &r->parser;
+        size_t avail = end - *pos;
+        if (avail > 0) {
+            const char *v = data + *pos;
+            size_t feed = avail;
+            struct http1_error err;
+            if (r->reading_head && !r->scan.done &&
+                http1_scan_head(&r->scan, v, avail, &feed, &err) < 0) {
+                resp_close(r, err.reason);
+                return;
+            }
+            size_t n = http_parser_execute(p, &response_settings, v, feed);
+            *pos += n;
+            if (HTTP_PARSER_ERRNO(p) == HPE_OK && n < feed) {
+                resp_close(r, "unexpected bytes");
+                return;
+            }
+            if (fuzz_strict && r->reading_head && !r->head_complete &&
+                HTTP_PARSER_ERRNO(p) == HPE_OK) {
+                fuzz_strict_scan_agrees(r->scan.done, 0);
+            }
+        } else if (eof) {
+            http_parser_execute(p, &response_settings, NULL, 0);
+            if (HTTP_PARSER_ERRNO(p) == HPE_OK && !r->done) {
+                resp_close(r, "closed before responding");
+                return;
+            }
+        } else {
+            return;
+        }
+        resp_after_execute(r);
+    }
+}
+
+/* Run the stream delivered in two reads, cut at split, then the upstream's
+ * close; returns the transcript (caller frees) and fills verdict. */
 static struct evbuffer *run(uint8_t control, const char *data, size_t len,
-                            size_t split)
+                            size_t split, struct fuzz_verdict *verdict)
 {
     struct fuzz_resp r;
     memset(&r, 0, sizeof(r));
     http_parser_init(&r.parser, HTTP_RESPONSE);
     r.parser.data = &r;
     http1_head_init(&r.head, FUZZ_HEAD_LIMIT, FUZZ_MAX_HDRS);
+    http1_scan_reset(&r.scan);
     r.out = evbuffer_new();
     if (r.out == NULL) {
         abort();
     }
     r.head_request = (control & 0x80) != 0;
-    if (fuzz_feed(&r.parser, &response_settings, data, split, on_pause, &r) ==
-            0 &&
-        fuzz_feed(&r.parser, &response_settings, data + split, len - split,
-                  on_pause, &r) == 0) {
-        /* upstream_process() at EOF. */
-        http_parser_execute(&r.parser, &response_settings, NULL, 0);
-        if (HTTP_PARSER_ERRNO(&r.parser) == HPE_PAUSED) {
-            on_pause(&r);
-        }
-    }
-    evbuffer_add_printf(r.out, "errno %s done %d\n",
-                        http_errno_name(HTTP_PARSER_ERRNO(&r.parser)), r.done);
+    r.reading_head = 1;
+    size_t pos = 0;
+    resp_process(&r, data, &pos, split, 0);
+    resp_process(&r, data, &pos, len, 1);
+    evbuffer_add_printf(r.out, "done %d\n", r.done);
+    r.verdict.parser_errno = http_errno_name(HTTP_PARSER_ERRNO(&r.parser));
+    *verdict = r.verdict;
     http1_head_deinit(&r.head);
     return r.out;
 }
@@ -274,15 +345,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t len = size - 1;
     size_t split = fuzz_split_at(data[0], len);
     /* A head without Date gets the current second: compare the two runs
-     * only when the clock did not tick between them. */
+     * (strict mode) only when the clock did not tick between them. */
     char before[30], after[30];
     http1_date(before);
-    struct evbuffer *whole = run(data[0], stream, len, len);
-    struct evbuffer *cut = run(data[0], stream, len, split);
-    fuzz_print("whole", whole);
-    fuzz_print("split", cut);
+    struct fuzz_verdict vw, vc;
+    struct evbuffer *whole = run(data[0], stream, len, len, &vw);
+    struct evbuffer *cut = run(data[0], stream, len, split, &vc);
+    fuzz_print("whole", whole, &vw);
+    fuzz_print("split", cut, &vc);
     http1_date(after);
-    if (memcmp(before, after, sizeof(before)) == 0) {
+    if (fuzz_strict && memcmp(before, after, sizeof(before)) == 0) {
         fuzz_same(whole, cut, split);
     }
     evbuffer_free(whole);
