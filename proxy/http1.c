@@ -306,6 +306,43 @@ void http1_scan_reset(struct http1_scan *sc)
     memset(sc, 0, sizeof(*sc));
 }
 
+void http1_scan_reset_response(struct http1_scan *sc)
+{
+    memset(sc, 0, sizeof(*sc));
+    sc->response = 1;
+}
+
+/* A start-line byte: track whether the current token reads "HTTP/". The
+ * version is the first token of a status line, the last of a request line.
+ * Returns -1 when the line is settled as wrong. */
+static int scan_start_line(struct http1_scan *sc, unsigned char c)
+{
+    static const char version[] = "HTTP/";
+    if (sc->start_done) {
+        return 0;
+    }
+    if (c == ' ' || c == '\r' || c == '\n') {
+        int is_version = sc->vmatch == 5 && !sc->vbad;
+        if (sc->response || c != ' ') {
+            /* A status line's first token, a request line's last. */
+            sc->start_done = 1;
+            return is_version ? 0 : -1;
+        }
+        sc->vmatch = 0;
+        sc->vbad = 0;
+        return 0;
+    }
+    if (sc->vmatch < 5) {
+        if ((char)c == version[sc->vmatch]) {
+            sc->vmatch++;
+        } else {
+            sc->vbad = 1;
+            sc->vmatch = 5;
+        }
+    }
+    return 0;
+}
+
 int http1_scan_head(struct http1_scan *sc, const char *data, size_t len,
                     size_t *used, struct http1_error *err)
 {
@@ -318,6 +355,10 @@ int http1_scan_head(struct http1_scan *sc, const char *data, size_t len,
         sc->prev = c;
         if (c == '\0') {
             return fail(err, 400, "NUL in the message head");
+        }
+        if (sc->lines == 0 && (sc->line_len > 0 || (c != '\r' && c != '\n')) &&
+            scan_start_line(sc, c) < 0) {
+            return fail(err, 400, "malformed HTTP version in the start line");
         }
         if (c == '\n') {
             if (sc->line_len > 0) {

@@ -113,7 +113,8 @@ int http1_check_response(const struct http1_head *h, const http_parser *p,
  * Raw-byte checks on a message head as it streams in, for what http-parser
  * lets through or folds silently: obs-fold (a line starting with SP or HTAB
  * after the start line, which also covers whitespace before the first
- * header), bare CR and NUL. Feed it the bytes in order, however split; it
+ * header), bare CR and NUL, and an HTTP-version that is not "HTTP/..."
+ * (Debian's http-parser checks only its "H"). Feed it the bytes in order, however split; it
  * stops at the blank line that ends the head. Reset it per message.
  */
 struct http1_scan {
@@ -121,10 +122,15 @@ struct http1_scan {
     uint32_t line_len; /* bytes on the current line, CR and LF aside */
     unsigned char prev;
     int done;          /* the head's blank line has been seen */
+    int response;      /* a status line, not a request line, comes first */
+    uint8_t vmatch;    /* bytes of "HTTP/" matched by the current token */
+    uint8_t vbad;      /* the current token is not "HTTP/..." */
+    uint8_t start_done; /* the start line's version has been checked */
 };
 
-/* Ready the scanner for a new message. */
+/* Ready the scanner for a new request (http1_scan_reset) or response. */
 void http1_scan_reset(struct http1_scan *sc);
+void http1_scan_reset_response(struct http1_scan *sc);
 
 /*
  * Scan len bytes of a head. Returns 0 and sets *used to the bytes that

@@ -621,7 +621,7 @@ static int on_resp_message_complete(http_parser *p)
     struct session *s = p->data;
     if (s->interim) {
         s->interim = 0;
-        http1_scan_reset(&s->upstream.scan);
+        http1_scan_reset_response(&s->upstream.scan);
         return 0; /* the final response follows on the same connection */
     }
     s->upstream.parsed = PARSED_MESSAGE;
@@ -1182,7 +1182,7 @@ static int upstream_start(struct session *s)
     s->upstream.bytes_in = 0;
     http_parser_init(&s->upstream.parser, HTTP_RESPONSE);
     s->upstream.parser.data = s;
-    http1_scan_reset(&s->upstream.scan);
+    http1_scan_reset_response(&s->upstream.scan);
     http1_head_reset(&s->upstream.head);
     bufferevent_setcb(c->bev, on_upstream_read, on_upstream_write,
                       on_upstream_event, s);

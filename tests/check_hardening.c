@@ -1,0 +1,1719 @@
+/*
+ * check_hardening: integration suite for what the proxy refuses and how it
+ * fails (proxy/http1.c's checks, proxy/session.c's error paths and
+ * proxy/worker.c's admission under descriptor exhaustion, as a whole).
+ *
+ * Each test starts the real switchboard on a conf of its own in front of
+ * the real slow-origin or of a scripted upstream, all on loopback ports the
+ * kernel picks. Bad input is asserted byte for byte on both sides: the
+ * client must read exactly the proxy's own error response (status line,
+ * Connection: close, a text body naming the problem) and then see the
+ * connection close; a recording upstream must have received nothing of it;
+ * the error log must say "answered <status>: <reason>" for that client and
+ * the access log must carry the termination code. Checks that
+ * check_limits.c already makes (missing, duplicated and userinfo Host,
+ * Content-Length before Transfer-Encoding, HTTP/2.0, CONNECT, the TLS
+ * handshake and other garbage request lines, header and target size) are
+ * not repeated here.
+ *
+ * The checked teardown stops every process and closes every socket a test
+ * opened. (When an assertion fails, Check ends the test process with
+ * _exit() and no teardown runs: the harness's PR_SET_PDEATHSIG then stops
+ * the processes; the recording file is unlinked as soon as it is created.)
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+/* A conf: one upstream "origin" at port, route / to it. */
+#define CONF HARNESS_CONF
+
+/* How late past a deadline something may happen before a test fails, in ms
+ * (multiplied by harness_scale()). */
+#define MARGIN_MS 400.0
+
+/* How early a timer may appear to fire on the test's clock (libevent arms
+ * timers from its cached, coarse loop time). */
+#define EARLY_MS 10.0
+
+/* A Date a scripted upstream sends, so relayed heads are byte-exact. */
+#define FIXED_DATE "Tue, 01 Jan 2030 00:00:00 GMT"
+
+/* A keep-alive response from a scripted upstream, and what the client
+ * must get for it (Via added after the origin's headers, framing
+ * regenerated, no Date added since the origin sent one). */
+#define OK_REPLY                                                             \
+    "HTTP/1.1 200 OK\r\nDate: " FIXED_DATE "\r\nContent-Length: 2\r\n\r\nok"
+#define OK_RELAYED                                                           \
+    "HTTP/1.1 200 OK\r\nDate: " FIXED_DATE "\r\nVia: 1.1 switchboard\r\n"   \
+    "Content-Length: 2\r\n\r\nok"
+
+/* A string literal and its length (it may hold NUL bytes). */
+#define RAW(s) s, sizeof(s) - 1
+
+static struct proc origin, proxy, script;
+
+/* Sockets the running test owns; the teardown closes what is left. */
+static int owned[512];
+static int n_owned;
+
+/*
+ * Where scripted upstreams record what reached them: a temp file unlinked
+ * at once, opened O_APPEND before the upstream forks so every handler
+ * process shares it; -1 when unused. Markers in angle brackets say what
+ * happened to a connection: <accept>, <eof> (the proxy closed it),
+ * <reset>, <timeout>, <write-failed>, <close> (the script closed it).
+ */
+static int record_fd = -1;
+
+static int own(int fd)
+{
+    ck_assert_int_lt(n_owned, (int)(sizeof(owned) / sizeof(owned[0])));
+    owned[n_owned++] = fd;
+    return fd;
+}
+
+static void close_owned(int fd)
+{
+    for (int i = 0; i < n_owned; i++) {
+        if (owned[i] == fd) {
+            owned[i] = -1;
+        }
+    }
+    close(fd);
+}
+
+static void teardown(void)
+{
+    harness_nofile = 0;
+    harness_stop(&proxy);
+    harness_stop(&origin);
+    harness_stop(&script);
+    for (int i = 0; i < n_owned; i++) {
+        if (owned[i] >= 0) {
+            close(owned[i]);
+        }
+    }
+    n_owned = 0;
+    if (record_fd >= 0) {
+        close(record_fd);
+        record_fd = -1;
+    }
+}
+
+/* The local port of a connected socket: the proxy logs the client by it. */
+static int client_port(int fd)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    return ntohs(sa.sin_port);
+}
+
+/* Printable form of n bytes, controls escaped (one of four static
+ * buffers, so two may appear in one message). */
+static const char *show(const char *p, size_t n)
+{
+    static char bufs[4][8192];
+    static int next;
+    char *buf = bufs[next++ % 4];
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 8 < sizeof(bufs[0]); i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == '\r') {
+            o += (size_t)sprintf(buf + o, "\\r");
+        } else if (c == '\n') {
+            o += (size_t)sprintf(buf + o, "\\n");
+        } else if (c < 0x20 || c >= 0x7f) {
+            o += (size_t)sprintf(buf + o, "\\x%02x", c);
+        } else {
+            buf[o++] = (char)c;
+        }
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+/* Is p an IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT" (29 bytes)? */
+static int is_imf_date(const char *p)
+{
+    static const char shape[] = "Aaa, 00 Aaa 0000 00:00:00 GMT";
+    for (size_t i = 0; i < sizeof(shape) - 1; i++) {
+        char s = shape[i], c = p[i];
+        if (s == '0' ? (c < '0' || c > '9')
+                     : s == 'A' ? (c < 'A' || c > 'Z')
+                                : s == 'a' ? (c < 'a' || c > 'z') : c != s) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Do the len bytes at got start with want, where each "@DATE@" in want
+ * stands for any IMF-fixdate? Returns how many bytes of got it covers, or
+ * (size_t)-1. */
+static size_t match_bytes(const char *got, size_t len, const char *want)
+{
+    size_t g = 0;
+    for (;;) {
+        const char *mark = strstr(want, "@DATE@");
+        size_t lit = mark != NULL ? (size_t)(mark - want) : strlen(want);
+        if (len - g < lit || memcmp(got + g, want, lit) != 0) {
+            return (size_t)-1;
+        }
+        g += lit;
+        if (mark == NULL) {
+            return g;
+        }
+        if (len - g < 29 || !is_imf_date(got + g)) {
+            return (size_t)-1;
+        }
+        g += 29;
+        want = mark + 6;
+    }
+}
+
+/* Do the len bytes at got equal want (with @DATE@ as above)? */
+static int same_bytes(const char *got, size_t len, const char *want)
+{
+    return match_bytes(got, len, want) == len;
+}
+
+#define assert_bytes(got, len, want, what)                                   \
+    ck_assert_msg(same_bytes((got), (len), (want)), "%s:\n got: %s\nwant: %s", \
+                  (what), show((got), (len)), show((want), strlen(want)))
+
+/* The reason phrase the proxy puts on its own error responses. */
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 400: return "Bad Request";
+    case 408: return "Request Timeout";
+    case 431: return "Request Header Fields Too Large";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 505: return "HTTP Version Not Supported";
+    default: return "?";
+    }
+}
+
+/* The exact bytes of an error response of the proxy's own (DESIGN.md
+ * decision 7), with @DATE@ for its Date (static buffer). */
+static const char *error_bytes(int status, const char *reason)
+{
+    static char buf[1024];
+    snprintf(buf, sizeof(buf),
+             "HTTP/1.1 %d %s\r\nServer: switchboard\r\nDate: @DATE@\r\n"
+             "Content-Type: text/plain\r\nContent-Length: %zu\r\n"
+             "Connection: close\r\n\r\n%s\n",
+             status, status_text(status), strlen(reason) + 1, reason);
+    return buf;
+}
+
+/*
+ * Assert got (len bytes) is an error response of the proxy's own with
+ * status, exact in all but the reason, which it returns (static buffer,
+ * without the body's newline). For refusals the proxy does not make yet,
+ * whose reason cannot be known.
+ */
+static const char *assert_error_any_reason(const char *got, size_t len,
+                                           int status, const char *what)
+{
+    static char reason[256];
+    char want[256];
+    snprintf(want, sizeof(want),
+             "HTTP/1.1 %d %s\r\nServer: switchboard\r\nDate: @DATE@\r\n"
+             "Content-Type: text/plain\r\nContent-Length: ",
+             status, status_text(status));
+    size_t g = match_bytes(got, len, want);
+    ck_assert_msg(g != (size_t)-1, "%s: not a %d of the proxy's own: %s", what,
+                  status, show(got, len));
+    char *end;
+    unsigned long n = strtoul(got + g, &end, 10);
+    static const char rest[] = "\r\nConnection: close\r\n\r\n";
+    g = (size_t)(end - got);
+    ck_assert_msg(len - g >= sizeof(rest) - 1 &&
+                      memcmp(got + g, rest, sizeof(rest) - 1) == 0,
+                  "%s: %s", what, show(got, len));
+    g += sizeof(rest) - 1;
+    ck_assert_msg(n > 1 && n < sizeof(reason) && len - g == n &&
+                      got[len - 1] == '\n',
+                  "%s: body does not match its length: %s", what,
+                  show(got, len));
+    memcpy(reason, got + g, n - 1);
+    reason[n - 1] = '\0';
+    return reason;
+}
+
+/* What one client connection saw. */
+struct talk {
+    char got[65536];
+    size_t len;
+    int closed; /* EOF or reset: the proxy closed the connection */
+    int port;   /* the client's port, as the proxy logs it */
+};
+
+/* Read from fd until the peer closes it or ms (scaled) pass. */
+static void talk_read(int fd, struct talk *t, int ms)
+{
+    double deadline = harness_now() + ms * harness_scale();
+    for (;;) {
+        int left = (int)(deadline - harness_now());
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (left <= 0 || poll(&pfd, 1, left) <= 0) {
+            break;
+        }
+        ssize_t n = read(fd, t->got + t->len, sizeof(t->got) - 1 - t->len);
+        if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+            t->closed = 1;
+            break;
+        }
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN) {
+                continue;
+            }
+            break;
+        }
+        t->len += (size_t)n;
+        if (t->len == sizeof(t->got) - 1) {
+            break;
+        }
+    }
+    t->got[t->len] = '\0';
+}
+
+/* Connect, send raw whole, read everything until the proxy closes. */
+static void talk(const char *raw, size_t len, struct talk *t)
+{
+    memset(t, 0, sizeof(*t));
+    int fd = own(harness_connect(proxy.port));
+    t->port = client_port(fd);
+    ck_assert_int_eq(harness_write(fd, raw, len), 0);
+    talk_read(fd, t, 5000);
+    close_owned(fd);
+}
+
+/* Read from fd until needle (len bytes matter, not NUL) is in buf, or ms
+ * (scaled) pass or the connection ends. 1 if it arrived. */
+static int read_until(int fd, char *buf, size_t cap, size_t *len,
+                      const char *needle, int ms)
+{
+    double deadline = harness_now() + ms * harness_scale();
+    while (memmem(buf, *len, needle, strlen(needle)) == NULL) {
+        int left = (int)(deadline - harness_now());
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (left <= 0 || poll(&pfd, 1, left) <= 0) {
+            return 0;
+        }
+        ssize_t n = read(fd, buf + *len, cap - 1 - *len);
+        if (n <= 0) {
+            return 0;
+        }
+        *len += (size_t)n;
+        buf[*len] = '\0';
+    }
+    return 1;
+}
+
+/* ---- logs ------------------------------------------------------------- */
+
+/* Wait for the access log line of the client at 127.0.0.1:port and copy
+ * it (without its newline) into out; 1 if it appeared. */
+static int log_line(int port, char *out, size_t cap, int ms)
+{
+    char needle[64];
+    snprintf(needle, sizeof(needle), "Z 127.0.0.1:%d \"", port);
+    out[0] = '\0';
+    if (!harness_log_wait(&proxy, needle, ms)) {
+        return 0;
+    }
+    const char *line = strstr(harness_log(&proxy), needle);
+    size_t len = strcspn(line, "\n");
+    if (len >= cap) {
+        len = cap - 1;
+    }
+    memcpy(out, line, len);
+    out[len] = '\0';
+    return 1;
+}
+
+/* Assert the access log line of the client at port holds each of the
+ * NULL-terminated strings that follow. */
+static void assert_logged(int port, ...)
+{
+    char line[1024];
+    ck_assert_msg(log_line(port, line, sizeof(line), 2000),
+                  "no access log line for 127.0.0.1:%d; log:\n%s", port,
+                  harness_log(&proxy));
+    va_list ap;
+    va_start(ap, port);
+    const char *want;
+    while ((want = va_arg(ap, const char *)) != NULL) {
+        ck_assert_msg(strstr(line, want) != NULL, "\"%s\" not in: %s", want,
+                      line);
+    }
+    va_end(ap);
+}
+
+/* Assert the error log says the proxy answered the client at port with
+ * status for reason. */
+static void assert_answered(int port, int status, const char *reason)
+{
+    char needle[256];
+    snprintf(needle, sizeof(needle), "127.0.0.1:%d: answered %d: %s\n", port,
+             status, reason);
+    ck_assert_msg(harness_log_wait(&proxy, needle, 2000),
+                  "not in the log: %s; log:\n%s", show(needle, strlen(needle)),
+                  harness_log(&proxy));
+}
+
+/* Occurrences of needle in hay. */
+static int count(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(hay, needle); p != NULL;
+         p = strstr(p + 1, needle)) {
+        n++;
+    }
+    return n;
+}
+
+/* ---- scripted upstreams ------------------------------------------------- */
+
+static void record(const void *p, size_t n)
+{
+    if (record_fd >= 0 && n > 0) {
+        ssize_t w = write(record_fd, p, n);
+        (void)w; /* the test reads what is there */
+    }
+}
+
+static void record_s(const char *s)
+{
+    record(s, strlen(s));
+}
+
+/* Create the recording file (unlinked at once). */
+static void record_open(void)
+{
+    char path[] = "/tmp/sb-hardening-rec-XXXXXX";
+    record_fd = mkostemp(path, O_APPEND | O_CLOEXEC);
+    ck_assert_int_ge(record_fd, 0);
+    unlink(path);
+}
+
+/* The first 64 KiB the upstreams recorded (static buffer). */
+static const char *recorded(void)
+{
+    static char buf[65536];
+    ssize_t n = pread(record_fd, buf, sizeof(buf) - 1, 0);
+    buf[n > 0 ? n : 0] = '\0';
+    return buf;
+}
+
+/* How many bytes the upstreams recorded, and the last few of them. */
+static size_t recorded_tail(char *tail, size_t n)
+{
+    struct stat st;
+    ck_assert_int_eq(fstat(record_fd, &st), 0);
+    size_t size = (size_t)st.st_size;
+    size_t take = size < n - 1 ? size : n - 1;
+    ssize_t got = pread(record_fd, tail, take, (off_t)(size - take));
+    tail[got > 0 ? got : 0] = '\0';
+    return size;
+}
+
+/* Wait up to ms (scaled) for the recording to contain needle; 1 if so. */
+static int recorded_wait(const char *needle, int ms)
+{
+    double deadline = harness_now() + ms * harness_scale();
+    do {
+        if (strstr(recorded(), needle) != NULL) {
+            return 1;
+        }
+        usleep(5000);
+    } while (harness_now() < deadline);
+    return 0;
+}
+
+/*
+ * Upstream that records: "<accept>", every byte it reads, then how the
+ * connection ended. Never answers.
+ */
+static void h_recorder(int fd, void *arg)
+{
+    record_s("<accept>");
+    static char buf[65536];
+    for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 20000) <= 0) {
+            record_s("<timeout>");
+            return;
+        }
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n == 0) {
+            record_s("<eof>");
+            return;
+        }
+        if (n < 0) {
+            record_s("<reset>");
+            return;
+        }
+        record(buf, (size_t)n);
+    }
+}
+
+/*
+ * Read one request from fd (its head, then a Content-Length or chunked
+ * body), recording the bytes; the head is copied into head when not NULL.
+ * Returns 0, or -1 when the connection ended first (recorded).
+ */
+static int read_request(int fd, char *head, size_t cap)
+{
+    static char buf[65536];
+    size_t len = 0;
+    size_t head_len = 0;
+    size_t want = 0;
+    int chunked = 0;
+    for (;;) {
+        if (head_len == 0) {
+            char *end = memmem(buf, len, "\r\n\r\n", 4);
+            if (end != NULL) {
+                head_len = (size_t)(end + 4 - buf);
+                char h[8192];
+                size_t hl = head_len < sizeof(h) - 1 ? head_len : sizeof(h) - 1;
+                memcpy(h, buf, hl);
+                h[hl] = '\0';
+                if (head != NULL) {
+                    snprintf(head, cap, "%s", h);
+                }
+                const char *cl = strcasestr(h, "\r\ncontent-length:");
+                if (cl != NULL) {
+                    want = head_len + strtoull(cl + 17, NULL, 10);
+                } else if (strcasestr(h, "\r\ntransfer-encoding:") != NULL) {
+                    chunked = 1;
+                } else {
+                    want = head_len;
+                }
+                continue;
+            }
+        } else if (chunked ? memmem(buf + head_len - 2, len - head_len + 2,
+                                    "\r\n0\r\n\r\n", 7) != NULL
+                           : len >= want) {
+            return 0;
+        }
+        if (len == sizeof(buf)) {
+            record_s("<too-long>");
+            return -1;
+        }
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 20000) <= 0) {
+            record_s("<timeout>");
+            return -1;
+        }
+        ssize_t n = read(fd, buf + len, sizeof(buf) - len);
+        if (n == 0) {
+            record_s("<eof>");
+            return -1;
+        }
+        if (n < 0) {
+            record_s("<reset>");
+            return -1;
+        }
+        record(buf + len, (size_t)n);
+        len += (size_t)n;
+    }
+}
+
+/* How a replying upstream ends an exchange. */
+enum reply_end {
+    END_KEEP,  /* wait for the next request on the connection */
+    END_CLOSE, /* half-close, then read until the proxy hangs up */
+    END_RESET, /* close with a reset (SO_LINGER 0) */
+};
+
+/* What a replying upstream sends for each request it reads whole. */
+struct reply {
+    const char *first; /* sent at once */
+    int pause_ms;      /* then a pause */
+    const char *then;  /* then these bytes, if not NULL */
+    enum reply_end end;
+};
+
+/* Upstream that records every request and answers each as arg says. */
+static void h_reply(int fd, void *arg)
+{
+    const struct reply *rp = arg;
+    record_s("<accept>");
+    for (;;) {
+        if (read_request(fd, NULL, 0) < 0) {
+            return;
+        }
+        harness_send(fd, rp->first);
+        if (rp->pause_ms > 0) {
+            usleep((useconds_t)rp->pause_ms * 1000);
+        }
+        if (rp->then != NULL) {
+            harness_send(fd, rp->then);
+        }
+        if (rp->end == END_RESET) {
+            struct linger lg = {.l_onoff = 1, .l_linger = 0};
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+            close(fd);
+            record_s("<sent-reset>");
+            return;
+        }
+        if (rp->end == END_CLOSE) {
+            shutdown(fd, SHUT_WR);
+            char buf[4096];
+            struct pollfd pfd = {.fd = fd, .events = POLLIN};
+            while (poll(&pfd, 1, 5000) > 0 && read(fd, buf, sizeof(buf)) > 0) {
+            }
+            record_s("<closed>");
+            return;
+        }
+    }
+}
+
+/* Start a scripted upstream (recording) and the proxy in front of it. */
+static void start_script(harness_handler h, void *arg, const char *server,
+                         const char *up)
+{
+    record_open();
+    harness_script(&script, h, arg, 1);
+    harness_proxy(&proxy, CONF, harness_server_lines(server), script.port, up);
+}
+
+/* ---- 1: requests the proxy refuses before reaching any upstream ---------- */
+
+/* A request the proxy must refuse, with the status and reason it owes. */
+struct refusal {
+    const char *name;
+    const char *raw;
+    size_t len;
+    int status;
+    const char *reason;
+};
+
+static const struct refusal refusals[] = {
+    /* Content-Length smuggling. http-parser refuses a Content-Length next
+     * to Transfer-Encoding before the proxy's own check (which would say
+     * "both Content-Length and Transfer-Encoding") gets to run. */
+    {"Transfer-Encoding, then Content-Length",
+     RAW("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+         "Content-Length: 5\r\n\r\n0\r\n\r\n"),
+     400, "invalid Content-Length"},
+    {"two equal Content-Length headers",
+     RAW("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+         "Content-Length: 5\r\n\r\nhello"),
+     400, "invalid Content-Length"},
+    {"Content-Length list 5, 5",
+     RAW("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\nhello"),
+     400, "invalid Content-Length"},
+    {"Content-Length past 64 bits",
+     RAW("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: "
+         "99999999999999999999\r\n\r\nhello"),
+     400, "invalid Content-Length"},
+    {"non-numeric Content-Length",
+     RAW("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: five\r\n\r\nhello"),
+     400, "invalid Content-Length"},
+    {"Content-Length +5",
+     RAW("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\nhello"),
+     400, "invalid Content-Length"},
+    {"Content-Length -5",
+     RAW("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -5\r\n\r\nhello"),
+     400, "invalid Content-Length"},
+    /* Transfer-Encoding obfuscations: malformed is 400, a well-formed
+     * coding other than a lone chunked is 501. */
+    {"quoted \"chunked\"",
+     RAW("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \"chunked\"\r\n"
+         "\r\n0\r\n\r\n"),
+     400, "malformed Transfer-Encoding"},
+    {"Transfer-Encoding: chunked, identity",
+     RAW("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, "
+         "identity\r\n\r\n0\r\n\r\n"),
+     501, "unsupported transfer coding"},
+    {"Transfer-Encoding: xchunked",
+     RAW("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n"
+         "0\r\n\r\n"),
+     501, "unsupported transfer coding"},
+    {"Transfer-Encoding: gzip, chunked",
+     RAW("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n"
+         "\r\n0\r\n\r\n"),
+     501, "unsupported transfer coding"},
+    {"Transfer-Encoding: identity",
+     RAW("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n"
+         "0\r\n\r\n"),
+     501, "unsupported transfer coding"},
+    {"vertical tab before chunked",
+     RAW("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\x0b" "chunked\r\n"
+         "\r\n0\r\n\r\n"),
+     400, "control character in a header value"},
+    {"vertical tab after chunked",
+     RAW("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\x0b\r\n"
+         "\r\n0\r\n\r\n"),
+     400, "invalid character in header"},
+    {"obs-fold inside the Transfer-Encoding header",
+     RAW("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding\r\n : chunked\r\n"
+         "\r\n0\r\n\r\n"),
+     400, "obsolete line folding in a header"},
+    {"Transfer-Encoding with whitespace before the colon",
+     RAW("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n"
+         "\r\n0\r\n\r\n"),
+     400, "invalid header name (whitespace before the colon?)"},
+    {"Transfer-Encoding in HTTP/1.0",
+     RAW("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+     400, "Transfer-Encoding in an HTTP/1.0 request"},
+    /* The header section. */
+    {"whitespace between name and colon",
+     RAW("GET / HTTP/1.1\r\nHost: a\r\nX-A : 1\r\n\r\n"), 400,
+     "invalid header name (whitespace before the colon?)"},
+    {"whitespace before the first header",
+     RAW("GET / HTTP/1.1\r\n Host: a\r\n\r\n"), 400,
+     "whitespace before the first header"},
+    {"obs-fold in a value",
+     RAW("GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n 2\r\n\r\n"), 400,
+     "obsolete line folding in a header"},
+    {"NUL in a value", RAW("GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\0" "2\r\n\r\n"),
+     400, "NUL in the message head"},
+    {"CR inside a value", RAW("GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r2\r\n\r\n"),
+     400, "bare CR in the message head"},
+    {"bare CR ending a header line",
+     RAW("GET / HTTP/1.1\r\nHost: a\rX-A: 1\r\n\r\n"), 400,
+     "bare CR in the message head"},
+    {"SOH inside a value",
+     RAW("GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\x01" "2\r\n\r\n"), 400,
+     "invalid character in header"},
+    {"DEL inside a value",
+     RAW("GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\x7f" "2\r\n\r\n"), 400,
+     "invalid character in header"},
+    {"ESC leading a value",
+     RAW("GET / HTTP/1.1\r\nHost: a\r\nX-A: \x1b[31m\r\n\r\n"), 400,
+     "control character in a header value"},
+    /* Host. */
+    {"Host a b", RAW("GET / HTTP/1.1\r\nHost: a b\r\n\r\n"), 400,
+     "invalid Host header"},
+    {"Host a/b", RAW("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n"), 400,
+     "invalid Host header"},
+    {"Host a:1:2", RAW("GET / HTTP/1.1\r\nHost: a:1:2\r\n\r\n"), 400,
+     "invalid Host header"},
+    /* The request line. */
+    {"lowercase http/1.1", RAW("GET / http/1.1\r\nHost: a\r\n\r\n"), 400,
+     "malformed HTTP version in the start line"},
+    {"no target", RAW("GET HTTP/1.1\r\nHost: a\r\n\r\n"), 400, "invalid URL"},
+    {"space after the version", RAW("GET / HTTP/1.1 \r\nHost: a\r\n\r\n"),
+     400, "malformed HTTP version in the start line"},
+    {"two-digit minor version", RAW("GET / HTTP/1.10\r\nHost: a\r\n\r\n"),
+     400, "malformed request line"},
+    /* http-parser (built without HTTP_PARSER_STRICT) checks only the H of
+     * "HTTP"; the proxy's head scanner checks the rest. */
+    {"HTTX instead of HTTP", RAW("GET / HTTX/1.1\r\nHost: a\r\n\r\n"), 400,
+     "malformed HTTP version in the start line"},
+    {"HTTP/1.2", RAW("GET / HTTP/1.2\r\nHost: a\r\n\r\n"), 505,
+     "HTTP version not supported"},
+};
+
+START_TEST(test_refused_before_upstream)
+{
+    const struct refusal *c = &refusals[_i];
+    start_script(h_recorder, NULL, "", "");
+    struct talk t;
+    talk(c->raw, c->len, &t);
+    ck_assert_msg(t.len > 0, "%s: no response in 5 s; the upstream got: %s",
+                  c->name, show(recorded(), strlen(recorded())));
+    char what[160];
+    snprintf(what, sizeof(what), "%s: what the client read", c->name);
+    const char *reason = c->reason;
+    if (reason == NULL) {
+        reason = assert_error_any_reason(t.got, t.len, c->status, what);
+    } else {
+        assert_bytes(t.got, t.len, error_bytes(c->status, reason), what);
+    }
+    ck_assert_msg(t.closed, "%s: connection left open after the %d", c->name,
+                  c->status);
+    assert_answered(t.port, c->status, reason);
+    char status[16];
+    snprintf(status, sizeof(status), "\" %d ", c->status);
+    assert_logged(t.port, status, " term=bad_request", NULL);
+    /* Give a stray connection time to show, then: nothing reached it. */
+    usleep((useconds_t)(200 * 1000 * harness_scale()));
+    ck_assert_msg(recorded()[0] == '\0', "%s: the upstream got: %s", c->name,
+                  show(recorded(), strlen(recorded())));
+}
+END_TEST
+
+/* ---- 2: chunked request bodies the proxy refuses ------------------------- */
+
+#define CHUNKED_HEAD                                                         \
+    "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+static const struct refusal chunk_refusals[] = {
+    {"chunk size 0x5", RAW(CHUNKED_HEAD "0x5\r\nhello\r\n0\r\n\r\n"), 400,
+     "invalid chunk size"},
+    {"chunk size +5", RAW(CHUNKED_HEAD "+5\r\nhello\r\n0\r\n\r\n"), 400,
+     "invalid chunk size"},
+    {"chunk size ' 5'", RAW(CHUNKED_HEAD " 5\r\nhello\r\n0\r\n\r\n"), 400,
+     "invalid chunk size"},
+    {"chunk size '5 ' (whitespace, no extension)",
+     RAW(CHUNKED_HEAD "5 \r\nhello\r\n0\r\n\r\n"), 400,
+     "whitespace after a chunk size"},
+    {"chunk size of 17 hex digits",
+     RAW(CHUNKED_HEAD "10000000000000005\r\nhello\r\n0\r\n\r\n"), 400,
+     "chunk size too large"},
+    {"chunk size line ended by a bare LF",
+     RAW(CHUNKED_HEAD "5\nhello\r\n0\r\n\r\n"), 400, "invalid chunk size"},
+    {"chunk data longer than its size",
+     RAW(CHUNKED_HEAD "5\r\nhelloXX\r\n0\r\n\r\n"), 400,
+     "chunk data longer than its size"},
+};
+
+START_TEST(test_bad_chunked_body)
+{
+    const struct refusal *c = &chunk_refusals[_i];
+    start_script(h_recorder, NULL, "", "");
+    struct talk t;
+    talk(c->raw, c->len, &t);
+    char what[160];
+    snprintf(what, sizeof(what), "%s: what the client read", c->name);
+    assert_bytes(t.got, t.len, error_bytes(c->status, c->reason), what);
+    ck_assert_msg(t.closed, "%s: connection left open", c->name);
+    assert_answered(t.port, c->status, c->reason);
+    assert_logged(t.port, "\"POST / HTTP/1.1\" 400 ", " term=bad_request",
+                  NULL);
+    /*
+     * The head was valid, so the proxy had started to connect upstream; it
+     * read the bad chunk in the same pass and let the connection go before
+     * writing to it. The upstream may have seen a connection, never a byte.
+     */
+    double deadline = harness_now() + 2000 * harness_scale();
+    const char *rec = recorded();
+    while (strcmp(rec, "<accept>") == 0 && harness_now() < deadline) {
+        usleep(10 * 1000);
+        rec = recorded();
+    }
+    ck_assert_msg(strcmp(rec, "") == 0 || strcmp(rec, "<accept><eof>") == 0 ||
+                      strcmp(rec, "<accept><reset>") == 0,
+                  "%s: the upstream got: %s", c->name, show(rec, strlen(rec)));
+}
+END_TEST
+
+/* ---- 3: valid spellings that must be forwarded --------------------------- */
+
+/* A request the proxy must forward, and the bytes the upstream must get. */
+struct forward {
+    const char *name;
+    const char *raw;
+    const char *upstream_gets;
+};
+
+/* What the proxy adds to a request from 127.0.0.1 (HTTP/1.1). */
+#define FWD_1_1                                                              \
+    "X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n"             \
+    "Via: 1.1 switchboard\r\n"
+
+static const struct forward forwards[] = {
+    {"Transfer-Encoding: CHUNKED",
+     "POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: CHUNKED\r\n\r\n"
+     "5\r\nhello\r\n0\r\n\r\n",
+     "POST /up HTTP/1.1\r\nHost: a\r\n" FWD_1_1
+     "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"},
+    {"Transfer-Encoding:<TAB>chunked",
+     "POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\tchunked\r\n\r\n"
+     "5\r\nhello\r\n0\r\n\r\n",
+     "POST /up HTTP/1.1\r\nHost: a\r\n" FWD_1_1
+     "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"},
+    {"chunk size '5 ;ext=1'",
+     "POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "5 ;ext=1\r\nhello\r\n0\r\n\r\n",
+     "POST /up HTTP/1.1\r\nHost: a\r\n" FWD_1_1
+     "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"},
+    {"chunk size '5;ext'",
+     "POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "5;ext\r\nhello\r\n0\r\n\r\n",
+     "POST /up HTTP/1.1\r\nHost: a\r\n" FWD_1_1
+     "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"},
+    {"OPTIONS *", "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+     "OPTIONS * HTTP/1.1\r\nHost: a\r\n" FWD_1_1 "\r\n"},
+    {"absolute-form target",
+     "GET http://other.example:8080/x?y HTTP/1.1\r\nHost: a\r\n\r\n",
+     "GET /x?y HTTP/1.1\r\nHost: other.example:8080\r\n" FWD_1_1 "\r\n"},
+    {"absolute-form target without a path",
+     "GET http://other.example HTTP/1.1\r\nHost: a\r\n\r\n",
+     "GET / HTTP/1.1\r\nHost: other.example\r\n" FWD_1_1 "\r\n"},
+    /* HTTP/1.0 may omit Host: the upstream's own name is sent. */
+    {"HTTP/1.0 without Host", "GET /x HTTP/1.0\r\n\r\n",
+     "GET /x HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nX-Forwarded-For: 127.0.0.1\r\n"
+     "X-Forwarded-Proto: http\r\nVia: 1.0 switchboard\r\n\r\n"},
+};
+
+static const struct reply keep_ok = {.first = OK_REPLY, .end = END_KEEP};
+
+START_TEST(test_forwarded_exactly)
+{
+    const struct forward *c = &forwards[_i];
+    start_script(h_reply, (void *)&keep_ok, "", "");
+    struct talk t;
+    memset(&t, 0, sizeof(t));
+    int fd = own(harness_connect(proxy.port));
+    t.port = client_port(fd);
+    ck_assert_int_eq(harness_send(fd, c->raw), 0);
+    int http10 = strstr(c->raw, "HTTP/1.0") != NULL;
+    ck_assert_msg(read_until(fd, t.got, sizeof(t.got), &t.len, "\r\n\r\nok",
+                             3000),
+                  "%s: no response; got %s; log:\n%s", c->name,
+                  show(t.got, t.len), harness_log(&proxy));
+    if (http10) {
+        assert_bytes(t.got, t.len,
+                     "HTTP/1.1 200 OK\r\nDate: " FIXED_DATE "\r\n"
+                     "Via: 1.1 switchboard\r\nContent-Length: 2\r\n"
+                     "Connection: close\r\n\r\nok",
+                     c->name);
+    } else {
+        assert_bytes(t.got, t.len, OK_RELAYED, c->name);
+    }
+    char want[1024];
+    snprintf(want, sizeof(want), "<accept>");
+    size_t n = strlen(want);
+    snprintf(want + n, sizeof(want) - n, c->upstream_gets, script.port);
+    const char *rec = recorded();
+    ck_assert_msg(strcmp(rec, want) == 0,
+                  "%s: the upstream got:\n%s\nwant:\n%s", c->name,
+                  show(rec, strlen(rec)), show(want, strlen(want)));
+    /* The upstream named by the conf served it, nothing else. */
+    char upstream[64];
+    snprintf(upstream, sizeof(upstream), " 127.0.0.1:%d head=", script.port);
+    assert_logged(t.port, "\" 200 ", upstream, " term=done", NULL);
+}
+END_TEST
+
+START_TEST(test_absolute_form_reaches_configured_origin)
+{
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    harness_proxy(&proxy, CONF, harness_server_lines(""), origin.port, "");
+    int fd = own(harness_connect(proxy.port));
+    int port = client_port(fd);
+    ck_assert_int_eq(
+        harness_send(fd, "GET http://other.example:8080/echo?y=1 HTTP/1.1\r\n"
+                         "Host: a\r\n\r\n"),
+        0);
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_msg(strstr(r.body, "target: /echo?y=1\n") != NULL, "echo:\n%s",
+                  r.body);
+    ck_assert_msg(strstr(r.body, "header: Host: other.example:8080\n") != NULL,
+                  "echo:\n%s", r.body);
+    ck_assert_int_eq(count(r.body, "header: Host:"), 1);
+    response_free(&r);
+    char upstream[64];
+    snprintf(upstream, sizeof(upstream), " 127.0.0.1:%d head=", origin.port);
+    assert_logged(port, "\"GET /echo?y=1 HTTP/1.1\" 200 ", upstream,
+                  " term=done", NULL);
+}
+END_TEST
+
+/* ---- 4: the header field count ------------------------------------------ */
+
+/* A request with n header fields in all (Host and n - 1 others). */
+static size_t many_fields(char *buf, size_t cap, int n)
+{
+    size_t len = (size_t)snprintf(buf, cap, "GET /f HTTP/1.1\r\nHost: a\r\n");
+    for (int i = 1; i < n; i++) {
+        len += (size_t)snprintf(buf + len, cap - len, "X-H%03d: v\r\n", i);
+    }
+    len += (size_t)snprintf(buf + len, cap - len, "\r\n");
+    return len;
+}
+
+START_TEST(test_field_count_limit)
+{
+    start_script(h_reply, (void *)&keep_ok, "", "");
+    static char req[16384];
+    /* 257 fields: 431, and the upstream never hears of it. */
+    size_t len = many_fields(req, sizeof(req), 257);
+    struct talk t;
+    talk(req, len, &t);
+    assert_bytes(t.got, t.len,
+                 error_bytes(431, "request header section too large"),
+                 "257 fields");
+    ck_assert(t.closed);
+    assert_answered(t.port, 431, "request header section too large");
+    assert_logged(t.port, "\" 431 ", " term=bad_request", NULL);
+    usleep((useconds_t)(200 * 1000 * harness_scale()));
+    ck_assert_msg(recorded()[0] == '\0', "the upstream got: %.200s",
+                  recorded());
+    /* 256 fields: forwarded, every one of them. */
+    len = many_fields(req, sizeof(req), 256);
+    struct response r;
+    int fd = own(harness_connect(proxy.port));
+    ck_assert_int_eq(harness_write(fd, req, len), 0);
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    response_free(&r);
+    const char *rec = recorded();
+    ck_assert_int_eq(count(rec, "\r\nX-H"), 255);
+    ck_assert_ptr_nonnull(strstr(rec, "\r\nX-H255: v\r\n"));
+}
+END_TEST
+
+/* ---- 5: bad upstream responses ------------------------------------------ */
+
+/* An upstream response the proxy must not relay, and the reason it gives. */
+struct bad_response {
+    const char *name;
+    const char *reply;
+    const char *reason;
+};
+
+#define INVALID "upstream sent an invalid response"
+
+static const struct bad_response bad_responses[] = {
+    /* http-parser checks only the H of "HTTP" (no HTTP_PARSER_STRICT): the
+     * proxy's head scanner checks the whole "HTTP/". */
+    {"garbage status line",
+     "HTTX/1.1 200 OK\r\nContent-Length: 6\r\n\r\nLEAKED",
+     "upstream sent a malformed head"},
+    {"not HTTP at all", "ICY 200 OK\r\nContent-Length: 6\r\n\r\nLEAKED",
+     "upstream sent a malformed head"},
+    {"non-numeric status", "HTTP/1.1 abc OK\r\nContent-Length: 6\r\n\r\nLEAKED",
+     INVALID},
+    {"two-digit status", "HTTP/1.1 20 OK\r\nContent-Length: 6\r\n\r\nLEAKED",
+     "upstream sent an invalid status code"},
+    {"HTTP/1.2 status line",
+     "HTTP/1.2 200 OK\r\nContent-Length: 6\r\n\r\nLEAKED",
+     "upstream sent an unsupported HTTP version"},
+    {"HTTP/2.0 status line",
+     "HTTP/2.0 200 OK\r\nContent-Length: 6\r\n\r\nLEAKED",
+     "upstream sent an unsupported HTTP version"},
+    {"invalid Content-Length",
+     "HTTP/1.1 200 OK\r\nContent-Length: 6x\r\n\r\nLEAKED", INVALID},
+    {"two differing Content-Length",
+     "HTTP/1.1 200 OK\r\nContent-Length: 6\r\nContent-Length: 3\r\n\r\n"
+     "LEAKED",
+     INVALID},
+    {"Content-Length with Transfer-Encoding",
+     "HTTP/1.1 200 OK\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n"
+     "\r\n6\r\nLEAKED\r\n0\r\n\r\n",
+     INVALID},
+    {"Transfer-Encoding: gzip",
+     "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nLEAKED",
+     "upstream sent a transfer coding other than chunked"},
+    {"Transfer-Encoding: gzip, chunked",
+     "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+     "6\r\nLEAKED\r\n0\r\n\r\n",
+     "upstream sent a transfer coding other than chunked"},
+    {"obs-fold in a header",
+     "HTTP/1.1 200 OK\r\nX-A: 1\r\n 2\r\nContent-Length: 6\r\n\r\nLEAKED",
+     "upstream sent a malformed head"},
+    {"bare CR in a header",
+     "HTTP/1.1 200 OK\r\nX-A: 1\r2\r\nContent-Length: 6\r\n\r\nLEAKED",
+     "upstream sent a malformed head"},
+    {"unsolicited 101 Switching Protocols",
+     "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+     "Upgrade: websocket\r\n\r\nLEAKED",
+     "upstream switched protocols unasked"},
+    {"whitespace before a header colon",
+     "HTTP/1.1 200 OK\r\nContent-Length : 6\r\n\r\nLEAKED",
+     "upstream sent an invalid header name"},
+};
+
+/* The scripted upstream of a bad-response test reads its reply here: set
+ * before the script forks. */
+static struct reply bad_reply = {.end = END_CLOSE};
+
+START_TEST(test_bad_upstream_response)
+{
+    const struct bad_response *c = &bad_responses[_i];
+    bad_reply.first = c->reply;
+    start_script(h_reply, &bad_reply, "", "");
+    static const char ask[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    struct talk t;
+    talk(ask, sizeof(ask) - 1, &t);
+    char what[160];
+    snprintf(what, sizeof(what), "%s: what the client read", c->name);
+    /* Exactly one response, the proxy's 502: nothing of the upstream's. */
+    const char *reason = c->reason;
+    if (reason == NULL) {
+        reason = assert_error_any_reason(t.got, t.len, 502, what);
+    } else {
+        assert_bytes(t.got, t.len, error_bytes(502, reason), what);
+    }
+    ck_assert_msg(t.closed, "%s: connection left open", c->name);
+    assert_answered(t.port, 502, reason);
+    assert_logged(t.port, "\"GET / HTTP/1.1\" 502 ", " term=bad_response",
+                  NULL);
+    /* And the upstream connection was dropped, not pooled. */
+    ck_assert_msg(recorded_wait("<closed>", 2000),
+                  "%s: upstream connection not closed: %s", c->name,
+                  show(recorded(), strlen(recorded())));
+}
+END_TEST
+
+/* ---- 6: interim responses ----------------------------------------------- */
+
+/* One exchange on fd: send ask, expect interim (exact, relayed before the
+ * upstream's pause ends) and then OK_RELAYED. */
+static void expect_interim(int fd, const char *ask, const char *interim)
+{
+    char got[4096];
+    size_t len = 0;
+    got[0] = '\0';
+    ck_assert_int_eq(harness_send(fd, ask), 0);
+    ck_assert_msg(read_until(fd, got, sizeof(got), &len, "\r\n\r\n", 3000),
+                  "no interim response: %s", show(got, len));
+    /* The upstream holds its 200 back for 400 ms: the interim came alone. */
+    assert_bytes(got, len, interim, "interim response");
+    ck_assert_msg(read_until(fd, got, sizeof(got), &len, "\r\n\r\nok", 3000),
+                  "no final response: %s", show(got, len));
+    size_t ilen = strlen(interim);
+    assert_bytes(got + ilen, len - ilen, OK_RELAYED, "final response");
+}
+
+static const struct reply early_hints = {
+    .first = "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+    .pause_ms = 400,
+    .then = OK_REPLY,
+    .end = END_KEEP,
+};
+
+START_TEST(test_103_early_hints_relayed)
+{
+    start_script(h_reply, (void *)&early_hints, "", "");
+    int fd = own(harness_connect(proxy.port));
+    static const char ask[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    static const char hints[] = "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n"
+                                "Via: 1.1 switchboard\r\n\r\n";
+    expect_interim(fd, ask, hints);
+    /* The connection goes on: the next exchange works the same way. */
+    expect_interim(fd, ask, hints);
+    /* Both over the one upstream connection, kept alive. */
+    ck_assert_int_eq(count(recorded(), "<accept>"), 1);
+}
+END_TEST
+
+static const struct reply processing = {
+    .first = "HTTP/1.1 102 Processing\r\n\r\n",
+    .pause_ms = 400,
+    .then = OK_REPLY,
+    .end = END_KEEP,
+};
+
+START_TEST(test_102_processing_relayed)
+{
+    start_script(h_reply, (void *)&processing, "", "");
+    int fd = own(harness_connect(proxy.port));
+    static const char ask[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    static const char interim[] =
+        "HTTP/1.1 102 Processing\r\nVia: 1.1 switchboard\r\n\r\n";
+    expect_interim(fd, ask, interim);
+    expect_interim(fd, ask, interim);
+}
+END_TEST
+
+START_TEST(test_interim_not_sent_to_http10_client)
+{
+    start_script(h_reply, (void *)&early_hints, "", "");
+    static const char ask[] = "GET / HTTP/1.0\r\n\r\n";
+    struct talk t;
+    talk(ask, sizeof(ask) - 1, &t);
+    assert_bytes(t.got, t.len,
+                 "HTTP/1.1 200 OK\r\nDate: " FIXED_DATE "\r\n"
+                 "Via: 1.1 switchboard\r\nContent-Length: 2\r\n"
+                 "Connection: close\r\n\r\nok",
+                 "HTTP/1.0 client");
+    ck_assert(t.closed);
+}
+END_TEST
+
+static const struct reply upstream_continue = {
+    .first = "HTTP/1.1 100 Continue\r\n\r\n",
+    .pause_ms = 100,
+    .then = OK_REPLY,
+    .end = END_KEEP,
+};
+
+START_TEST(test_upstream_100_continue_not_relayed)
+{
+    start_script(h_reply, (void *)&upstream_continue, "", "");
+    /* Without Expect: the client gets the 200 alone. */
+    int fd = own(harness_connect(proxy.port));
+    char got[4096];
+    size_t len = 0;
+    ck_assert_int_eq(harness_send(fd, "POST / HTTP/1.1\r\nHost: a\r\n"
+                                      "Content-Length: 5\r\n\r\nhello"),
+                     0);
+    ck_assert(read_until(fd, got, sizeof(got), &len, "\r\n\r\nok", 3000));
+    assert_bytes(got, len, OK_RELAYED, "without Expect");
+    /* With Expect: exactly one 100 Continue (the proxy's own, before the
+     * body), then the 200. */
+    len = 0;
+    ck_assert_int_eq(harness_send(fd, "POST / HTTP/1.1\r\nHost: a\r\n"
+                                      "Content-Length: 5\r\n"
+                                      "Expect: 100-continue\r\n\r\n"),
+                     0);
+    ck_assert(read_until(fd, got, sizeof(got), &len, "\r\n\r\n", 3000));
+    assert_bytes(got, len, "HTTP/1.1 100 Continue\r\n\r\n", "the proxy's 100");
+    ck_assert_int_eq(harness_send(fd, "hello"), 0);
+    ck_assert(read_until(fd, got, sizeof(got), &len, "\r\n\r\nok", 3000));
+    /* Nothing may follow: wait a little for a stray byte. */
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    ck_assert_int_eq(poll(&pfd, 1, 200), 0);
+    assert_bytes(got, len, "HTTP/1.1 100 Continue\r\n\r\n" OK_RELAYED,
+                 "with Expect");
+    /* The upstream never saw Expect. */
+    ck_assert_ptr_null(strcasestr(recorded(), "expect"));
+}
+END_TEST
+
+/* ---- 7: headers named by Connection ------------------------------------- */
+
+static const struct reply connection_named = {
+    .first = "HTTP/1.1 200 OK\r\nDate: " FIXED_DATE "\r\n"
+             "Connection: X-Foo, close\r\nX-Foo: 1\r\nX-Bar: 2\r\n"
+             "Content-Length: 2\r\n\r\nok",
+    .end = END_CLOSE,
+};
+
+START_TEST(test_connection_named_headers_removed)
+{
+    start_script(h_reply, (void *)&connection_named, "", "");
+    int fd = own(harness_connect(proxy.port));
+    char got[4096];
+    size_t len = 0;
+    for (int i = 0; i < 2; i++) {
+        len = 0;
+        ck_assert_int_eq(
+            harness_send(fd, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+        ck_assert(read_until(fd, got, sizeof(got), &len, "\r\n\r\nok", 3000));
+        /* Neither X-Foo nor Connection; the client connection stays. */
+        assert_bytes(got, len,
+                     "HTTP/1.1 200 OK\r\nDate: " FIXED_DATE "\r\n"
+                     "X-Bar: 2\r\nVia: 1.1 switchboard\r\n"
+                     "Content-Length: 2\r\n\r\nok",
+                     "response naming X-Foo in Connection");
+    }
+    /* The upstream said close: each exchange had its own connection. */
+    ck_assert_int_eq(count(recorded(), "<accept>"), 2);
+}
+END_TEST
+
+/* ---- 8: upstream resets mid-body ---------------------------------------- */
+
+static const struct reply reset_mid_length = {
+    .first = "HTTP/1.1 200 OK\r\nDate: " FIXED_DATE "\r\n"
+             "Content-Length: 100000\r\n\r\nonly this much",
+    .pause_ms = 200,
+    .end = END_RESET,
+};
+
+static const struct reply reset_mid_chunked = {
+    .first = "HTTP/1.1 200 OK\r\nDate: " FIXED_DATE "\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    .pause_ms = 200,
+    .end = END_RESET,
+};
+
+START_TEST(test_upstream_reset_mid_length_body)
+{
+    start_script(h_reply, (void *)&reset_mid_length, "", "");
+    static const char ask[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    struct talk t;
+    talk(ask, sizeof(ask) - 1, &t);
+    /* The head and the 14 bytes, then the end: 100000 promised, never
+     * completed, never followed by anything of the proxy's own. */
+    assert_bytes(t.got, t.len,
+                 "HTTP/1.1 200 OK\r\nDate: " FIXED_DATE "\r\n"
+                 "Via: 1.1 switchboard\r\nContent-Length: 100000\r\n\r\n"
+                 "only this much",
+                 "truncated response");
+    ck_assert(t.closed);
+    assert_logged(t.port, "\" 200 ", " term=upstream_error", NULL);
+}
+END_TEST
+
+START_TEST(test_upstream_reset_mid_chunked_body)
+{
+    start_script(h_reply, (void *)&reset_mid_chunked, "", "");
+    static const char ask[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    struct talk t;
+    talk(ask, sizeof(ask) - 1, &t);
+    /* No terminating chunk: the client can tell it is incomplete. */
+    assert_bytes(t.got, t.len,
+                 "HTTP/1.1 200 OK\r\nDate: " FIXED_DATE "\r\n"
+                 "Via: 1.1 switchboard\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "5\r\nhello\r\n",
+                 "truncated chunked response");
+    ck_assert(t.closed);
+    assert_logged(t.port, "\" 200 ", " term=upstream_error", NULL);
+}
+END_TEST
+
+/* ---- 9: a client that leaves mid-upload --------------------------------- */
+
+START_TEST(test_client_leaves_mid_upload)
+{
+    record_open();
+    harness_script(&script, h_recorder, NULL, 1);
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "access_log = stderr\n"
+                  "[upstream rec]\nserver = 127.0.0.1:%d\n"
+                  "[upstream origin]\nserver = 127.0.0.1:%d\n"
+                  "[route /upload]\nupstream = rec\n"
+                  "[route /]\nupstream = origin\n",
+                  script.port, origin.port);
+    pid_t before[8];
+    ck_assert_int_eq(harness_wait_children(proxy.pid, before, 1), 1);
+    int fd = own(harness_connect(proxy.port));
+    int port = client_port(fd);
+    ck_assert_int_eq(harness_send(fd, "POST /upload HTTP/1.1\r\nHost: a\r\n"
+                                      "Content-Length: 10485760\r\n\r\n"),
+                     0);
+    static char block[65536];
+    memset(block, 'u', sizeof(block));
+    for (int i = 0; i < 80; i++) { /* 5 MiB of the promised 10 */
+        ck_assert_int_eq(harness_write(fd, block, sizeof(block)), 0);
+    }
+    /* Wait until the upstream is receiving the body, then hang up. */
+    char tail[16];
+    double t0 = harness_now();
+    while (recorded_tail(tail, sizeof(tail)) < 1024 * 1024 &&
+           harness_now() - t0 < 3000 * harness_scale()) {
+        usleep(5000);
+    }
+    double closed_at = harness_now();
+    close_owned(fd);
+    size_t size = 0;
+    while (strstr(tail, "<") == NULL &&
+           harness_now() - closed_at < 2000 * harness_scale()) {
+        usleep(5000);
+        size = recorded_tail(tail, sizeof(tail));
+    }
+    double took = harness_now() - closed_at;
+    size_t tl = strlen(tail);
+    ck_assert_msg(tl >= 5 && strcmp(tail + tl - 5, "<eof>") == 0,
+                  "the upstream connection did not end with EOF: ...%s",
+                  show(tail, strlen(tail)));
+    ck_assert_msg(took < 1000 * harness_scale(),
+                  "the upstream saw EOF %.0f ms after the client left", took);
+    ck_assert_msg(size < 5 * 1024 * 1024 + 512, "upstream got %zu bytes", size);
+    ck_assert_int_eq(count(recorded(), "<accept>"), 1);
+    assert_logged(port, "\"POST /upload HTTP/1.1\" ", " term=client_closed",
+                  NULL);
+    /* The proxy goes on serving, in the same worker. */
+    struct response r;
+    ck_assert_int_eq(harness_exchange(proxy.port,
+                                      "GET /?size=10 HTTP/1.1\r\n"
+                                      "Host: a\r\n\r\n",
+                                      &r, 3000),
+                     0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(r.body_len, 10);
+    response_free(&r);
+    pid_t after[8];
+    ck_assert_int_eq(harness_children(proxy.pid, after, 8), 1);
+    ck_assert_int_eq(after[0], before[0]);
+}
+END_TEST
+
+/* ---- 10: a client that leaves mid-download ------------------------------ */
+
+/* Keep-alive upstream: "GET /big" gets 1 GiB written as fast as TCP takes
+ * it (until a write fails); any other request gets OK_REPLY. */
+static void h_big(int fd, void *arg)
+{
+    record_s("<accept>");
+    static char block[65536];
+    memset(block, 'x', sizeof(block));
+    char head[8192];
+    for (;;) {
+        if (read_request(fd, head, sizeof(head)) < 0) {
+            return;
+        }
+        if (strncmp(head, "GET /big ", 9) != 0) {
+            harness_send(fd, OK_REPLY);
+            continue;
+        }
+        harness_send(fd, "HTTP/1.1 200 OK\r\n"
+                         "Content-Length: 1073741824\r\n\r\n");
+        for (long sent = 0; sent < 1073741824L; sent += (long)sizeof(block)) {
+            if (harness_write(fd, block, sizeof(block)) < 0) {
+                record_s("<write-failed>");
+                return;
+            }
+        }
+    }
+}
+
+START_TEST(test_client_leaves_mid_download)
+{
+    start_script(h_big, NULL, "", "");
+    int fd = own(harness_connect(proxy.port));
+    int port = client_port(fd);
+    ck_assert_int_eq(harness_send(fd, "GET /big HTTP/1.1\r\nHost: a\r\n\r\n"),
+                     0);
+    static char buf[65536];
+    size_t got = 0;
+    double t0 = harness_now();
+    while (got < 512 * 1024 && harness_now() - t0 < 3000 * harness_scale()) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        ck_assert_msg(poll(&pfd, 1, 3000) == 1, "the download stalled at %zu",
+                      got);
+        ssize_t n = read(fd, buf, sizeof(buf));
+        ck_assert_int_gt(n, 0);
+        got += (size_t)n;
+    }
+    ck_assert_uint_ge(got, 512 * 1024);
+    /* Let more arrive unread, so the close is abrupt, then leave. */
+    usleep(50 * 1000);
+    double closed_at = harness_now();
+    close_owned(fd);
+    ck_assert_msg(recorded_wait("<write-failed>", 2000),
+                  "the upstream connection was not closed; recorded: %.300s",
+                  recorded());
+    double took = harness_now() - closed_at;
+    ck_assert_msg(took < 1000 * harness_scale(),
+                  "the upstream connection closed %.0f ms after the client "
+                  "left",
+                  took);
+    assert_logged(port, "\"GET /big HTTP/1.1\" 200 ", " term=client_closed",
+                  NULL);
+    /* The next request cannot have got that connection from the pool. */
+    struct response r;
+    ck_assert_int_eq(harness_exchange(proxy.port,
+                                      "GET /small HTTP/1.1\r\nHost: a\r\n\r\n",
+                                      &r, 3000),
+                     0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "ok");
+    response_free(&r);
+    ck_assert_int_eq(count(recorded(), "<accept>"), 2);
+}
+END_TEST
+
+/* ---- 11: a pooled connection the upstream closes at reuse --------------- */
+
+/*
+ * Upstream that answers the first request on a connection with keep-alive,
+ * then reads the second whole and closes without answering: the race of an
+ * upstream closing an idle connection just as the proxy reuses it, made
+ * deterministic.
+ */
+static void h_race(int fd, void *arg)
+{
+    record_s("<accept>");
+    if (read_request(fd, NULL, 0) < 0) {
+        return;
+    }
+    harness_send(fd, OK_REPLY);
+    if (read_request(fd, NULL, 0) < 0) {
+        return;
+    }
+    record_s("<close>");
+}
+
+START_TEST(test_idempotent_request_retried_once_on_reuse_race)
+{
+    start_script(h_race, NULL, "", "");
+    struct response r;
+    ck_assert_int_eq(harness_exchange(proxy.port,
+                                      "GET /first HTTP/1.1\r\nHost: a\r\n\r\n",
+                                      &r, 3000),
+                     0);
+    ck_assert_int_eq(r.status, 200);
+    response_free(&r);
+    int fd = own(harness_connect(proxy.port));
+    int port = client_port(fd);
+    ck_assert_int_eq(
+        harness_send(fd, "GET /second HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    char got[4096];
+    size_t len = 0;
+    ck_assert_msg(read_until(fd, got, sizeof(got), &len, "\r\n\r\nok", 3000),
+                  "got: %s; log:\n%s", show(got, len), harness_log(&proxy));
+    assert_bytes(got, len, OK_RELAYED, "retried GET");
+    assert_logged(port, "\"GET /second HTTP/1.1\" 200 ", " term=done", NULL);
+    ck_assert(harness_log_wait(&proxy, "retrying on a fresh connection", 1000));
+    /* Sent twice in all: once on the stale connection, once on a new one. */
+    usleep((useconds_t)(200 * 1000 * harness_scale()));
+    const char *rec = recorded();
+    ck_assert_msg(count(rec, "GET /second ") == 2, "recorded: %s",
+                  show(rec, strlen(rec)));
+    ck_assert_int_eq(count(rec, "<accept>"), 2);
+    ck_assert_int_eq(count(rec, "<close>"), 1);
+}
+END_TEST
+
+START_TEST(test_post_not_retried_on_reuse_race)
+{
+    start_script(h_race, NULL, "", "");
+    struct response r;
+    ck_assert_int_eq(harness_exchange(proxy.port,
+                                      "GET /first HTTP/1.1\r\nHost: a\r\n\r\n",
+                                      &r, 3000),
+                     0);
+    ck_assert_int_eq(r.status, 200);
+    response_free(&r);
+    static const char post[] = "POST /second HTTP/1.1\r\nHost: a\r\n"
+                               "Content-Length: 1\r\n\r\nx";
+    struct talk t;
+    talk(post, sizeof(post) - 1, &t);
+    static const char reason[] =
+        "upstream closed the connection before responding";
+    assert_bytes(t.got, t.len, error_bytes(502, reason), "POST on a stale "
+                                                          "connection");
+    ck_assert(t.closed);
+    assert_answered(t.port, 502, reason);
+    assert_logged(t.port, "\"POST /second HTTP/1.1\" 502 ",
+                  " term=upstream_closed", NULL);
+    /* Never sent twice, no second connection. */
+    usleep((useconds_t)(300 * 1000 * harness_scale()));
+    const char *rec = recorded();
+    ck_assert_msg(count(rec, "POST /second ") == 1, "recorded: %s",
+                  show(rec, strlen(rec)));
+    ck_assert_int_eq(count(rec, "<accept>"), 1);
+    ck_assert_ptr_null(strstr(harness_log(&proxy), "retrying"));
+}
+END_TEST
+
+/* ---- 12: descriptor exhaustion ------------------------------------------ */
+
+START_TEST(test_descriptor_exhaustion)
+{
+    enum { N = 100 };
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    harness_nofile = 64;
+    harness_proxy(&proxy, CONF,
+                  harness_server_lines("client_header_timeout = 30s\n"),
+                  origin.port, "");
+    harness_nofile = 0;
+    pid_t before[8];
+    ck_assert_int_eq(harness_wait_children(proxy.pid, before, 1), 1);
+    static int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = own(harness_connect(proxy.port));
+    }
+    ck_assert_msg(harness_log_wait(&proxy, "closed a new connection", 3000),
+                  "no shedding logged; log:\n%s", harness_log(&proxy));
+    /* Some of the crowd are shed (closed at once), one per 100 ms pause. */
+    static int gone[N];
+    int n_gone = 0;
+    double t0 = harness_now();
+    while (harness_now() - t0 < 1000 * harness_scale()) {
+        for (int i = 0; i < N; i++) {
+            if (gone[i]) {
+                continue;
+            }
+            struct pollfd pfd = {.fd = fds[i], .events = POLLIN};
+            if (poll(&pfd, 1, 0) == 1) {
+                char c;
+                ssize_t n = read(fds[i], &c, 1);
+                ck_assert_msg(n <= 0, "a shed client got data");
+                gone[i] = 1;
+                n_gone++;
+            }
+        }
+        usleep(20 * 1000);
+    }
+    ck_assert_msg(n_gone > 0 && n_gone < N, "%d of %d clients closed", n_gone,
+                  N);
+    /* The worker lives on: same pid, nothing restarted. */
+    pid_t during[8];
+    ck_assert_int_eq(harness_children(proxy.pid, during, 8), 1);
+    ck_assert_int_eq(during[0], before[0]);
+    for (int i = 0; i < N; i++) {
+        close_owned(fds[i]);
+    }
+    /* With the crowd gone, a client is served again. */
+    struct response r;
+    ck_assert_msg(harness_exchange(proxy.port,
+                                   "GET /?size=10 HTTP/1.1\r\nHost: a\r\n\r\n",
+                                   &r, 5000) == 0,
+                  "no response after the crowd left; log:\n%s",
+                  harness_log(&proxy));
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(r.body_len, 10);
+    response_free(&r);
+    pid_t after[8];
+    ck_assert_int_eq(harness_children(proxy.pid, after, 8), 1);
+    ck_assert_int_eq(after[0], before[0]);
+    ck_assert_ptr_null(strstr(harness_log(&proxy), "restarting"));
+}
+END_TEST
+
+/* ---- 13: slowloris at scale --------------------------------------------- */
+
+START_TEST(test_slowloris_crowd)
+{
+    enum { N = 300 };
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    harness_proxy(&proxy, CONF,
+                  harness_server_lines("client_header_timeout = 1s\n"),
+                  origin.port, "");
+    static int fds[N];
+    static double t_conn[N], t_end[N];
+    static char got[N][1024];
+    static size_t got_len[N];
+    static size_t sent[N];
+    static const char trickle[] = "GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ";
+    for (int i = 0; i < N; i++) {
+        t_conn[i] = harness_now();
+        fds[i] = own(harness_connect(proxy.port));
+        fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
+        t_end[i] = -1;
+        got_len[i] = 0;
+        sent[i] = 0;
+    }
+    double t0 = t_conn[0];
+    double next_tick = harness_now();
+    double normal_ms = -1;
+    int open = N;
+    static struct pollfd pfds[N];
+    static int map[N];
+    while (open > 0 && harness_now() - t0 < 10000 * harness_scale()) {
+        double now = harness_now();
+        if (now >= next_tick) {
+            /* One more header byte from everyone still connected. */
+            for (int i = 0; i < N; i++) {
+                if (t_end[i] >= 0 || got_len[i] > 0) {
+                    continue;
+                }
+                char c = sent[i] < sizeof(trickle) - 1 ? trickle[sent[i]] : 'a';
+                if (send(fds[i], &c, 1, MSG_NOSIGNAL) == 1) {
+                    sent[i]++;
+                }
+            }
+            next_tick += 200;
+        }
+        if (normal_ms < 0 && now - t0 >= 500) {
+            /* Halfway through the crowd's deadline: a normal client. */
+            double s = harness_now();
+            struct response r;
+            ck_assert_int_eq(harness_exchange(proxy.port,
+                                              "GET /?size=10 HTTP/1.1\r\n"
+                                              "Host: a\r\n\r\n",
+                                              &r, 2000),
+                             0);
+            normal_ms = harness_now() - s;
+            ck_assert_int_eq(r.status, 200);
+            ck_assert_uint_eq(r.body_len, 10);
+            response_free(&r);
+        }
+        int n = 0;
+        for (int i = 0; i < N; i++) {
+            if (t_end[i] < 0) {
+                pfds[n].fd = fds[i];
+                pfds[n].events = POLLIN;
+                map[n++] = i;
+            }
+        }
+        int wait = (int)(next_tick - harness_now());
+        if (poll(pfds, (nfds_t)n, wait < 1 ? 1 : wait > 50 ? 50 : wait) <= 0) {
+            continue;
+        }
+        for (int k = 0; k < n; k++) {
+            if (pfds[k].revents == 0) {
+                continue;
+            }
+            int i = map[k];
+            ssize_t r = read(fds[i], got[i] + got_len[i],
+                             sizeof(got[i]) - 1 - got_len[i]);
+            if (r > 0) {
+                got_len[i] += (size_t)r;
+            } else if (r == 0 || errno != EAGAIN) {
+                t_end[i] = harness_now();
+                open--;
+            }
+        }
+    }
+    ck_assert_msg(normal_ms >= 0 && normal_ms < 200 * harness_scale(),
+                  "a normal client waited %.0f ms during the crowd", normal_ms);
+    int n408 = 0;
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        ck_assert_msg(t_end[i] >= 0, "slow client %d still connected", i);
+        double took = t_end[i] - t_conn[i];
+        ck_assert_msg(took >= 1000 - EARLY_MS, "client %d closed after %.0f ms",
+                      i, took);
+        if (took > worst) {
+            worst = took;
+        }
+        if (got_len[i] > 0) {
+            char what[64];
+            snprintf(what, sizeof(what), "slow client %d", i);
+            assert_bytes(got[i], got_len[i],
+                         error_bytes(408, "request head not received in time"),
+                         what);
+            n408++;
+        }
+    }
+    ck_assert_msg(worst <= 1000 + 2 * MARGIN_MS * harness_scale(),
+                  "the last slow client was closed after %.0f ms", worst);
+    ck_assert_msg(n408 > 0, "no slow client got a 408");
+    double t1 = harness_now();
+    while (count(harness_log(&proxy), " term=client_header_timeout") < N &&
+           harness_now() - t1 < 3000 * harness_scale()) {
+        usleep(20 * 1000);
+    }
+    ck_assert_int_eq(count(harness_log(&proxy), " term=client_header_timeout"),
+                     N);
+}
+END_TEST
+
+static Suite *hardening_suite(void)
+{
+    Suite *s = suite_create("hardening");
+    TCase *tc = tcase_create("bad input and faults");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, test_refused_before_upstream, 0,
+                        (int)(sizeof(refusals) / sizeof(refusals[0])));
+    tcase_add_loop_test(tc, test_bad_chunked_body, 0,
+                        (int)(sizeof(chunk_refusals) /
+                              sizeof(chunk_refusals[0])));
+    tcase_add_loop_test(tc, test_forwarded_exactly, 0,
+                        (int)(sizeof(forwards) / sizeof(forwards[0])));
+    tcase_add_test(tc, test_absolute_form_reaches_configured_origin);
+    tcase_add_test(tc, test_field_count_limit);
+    tcase_add_loop_test(tc, test_bad_upstream_response, 0,
+                        (int)(sizeof(bad_responses) /
+                              sizeof(bad_responses[0])));
+    tcase_add_test(tc, test_103_early_hints_relayed);
+    tcase_add_test(tc, test_102_processing_relayed);
+    tcase_add_test(tc, test_interim_not_sent_to_http10_client);
+    tcase_add_test(tc, test_upstream_100_continue_not_relayed);
+    tcase_add_test(tc, test_connection_named_headers_removed);
+    tcase_add_test(tc, test_upstream_reset_mid_length_body);
+    tcase_add_test(tc, test_upstream_reset_mid_chunked_body);
+    tcase_add_test(tc, test_client_leaves_mid_upload);
+    tcase_add_test(tc, test_client_leaves_mid_download);
+    tcase_add_test(tc, test_idempotent_request_retried_once_on_reuse_race);
+    tcase_add_test(tc, test_post_not_retried_on_reuse_race);
+    tcase_add_test(tc, test_descriptor_exhaustion);
+    tcase_add_test(tc, test_slowloris_crowd);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(hardening_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}
