@@ -543,6 +543,71 @@ int http1_chunks_scan(struct http1_chunks *c, const char *data, size_t len,
     return 0;
 }
 
+/*
+ * http-parser 2.9.4 takes a field whose name merely starts with
+ * "Transfer-Encoding" (Transfer-Encoding-Foo) for the real one. Framing the
+ * parser believes in must come from the exact fields we see.
+ */
+static int framing_mismatch(const struct http1_head *h, const http_parser *p,
+                            int te_present)
+{
+    if ((p->uses_transfer_encoding || (p->flags & F_CHUNKED)) && !te_present) {
+        return 1;
+    }
+    if ((p->flags & F_CONTENTLENGTH) &&
+        http1_head_find(h, "content-length", 0) < 0) {
+        return 1;
+    }
+    return 0;
+}
+
+int http1_origin_form(const struct http1_head *h, struct http1_target *t)
+{
+    const char *s = http1_str(h, h->target);
+    t->target = s;
+    t->target_len = h->target_len;
+    t->authority = NULL;
+    t->authority_len = 0;
+    if (h->target_len == 0) {
+        return -1;
+    }
+    if (s[0] == '/' || (h->target_len == 1 && s[0] == '*')) {
+        return 0;
+    }
+    struct http_parser_url u;
+    http_parser_url_init(&u);
+    if (http_parser_parse_url(s, h->target_len, 0, &u) != 0 ||
+        !(u.field_set & (1 << UF_HOST))) {
+        return -1;
+    }
+    size_t start = u.field_data[UF_HOST].off;
+    size_t end = start + u.field_data[UF_HOST].len;
+    if (start > 0 && s[start - 1] == '[' && end < h->target_len &&
+        s[end] == ']') {
+        start--; /* an IP literal keeps its brackets */
+        end++;
+    }
+    if (u.field_set & (1 << UF_PORT)) {
+        end = (size_t)u.field_data[UF_PORT].off + u.field_data[UF_PORT].len;
+    }
+    t->authority = s + start;
+    t->authority_len = end - start;
+    if (u.field_set & (1 << UF_PATH)) {
+        size_t pstart = u.field_data[UF_PATH].off;
+        size_t pend = pstart + u.field_data[UF_PATH].len;
+        if (u.field_set & (1 << UF_QUERY)) {
+            pend = (size_t)u.field_data[UF_QUERY].off +
+                   u.field_data[UF_QUERY].len;
+        }
+        t->target = s + pstart;
+        t->target_len = pend - pstart;
+    } else {
+        t->target = "/";
+        t->target_len = 1;
+    }
+    return 0;
+}
+
 int http1_check_request(const struct http1_head *h, const http_parser *p,
                         struct http1_error *err)
 {
@@ -574,6 +639,10 @@ int http1_check_request(const struct http1_head *h, const http_parser *p,
     }
     if (te_present && http1_head_find(h, "content-length", 0) >= 0) {
         return fail(err, 400, "both Content-Length and Transfer-Encoding");
+    }
+    if (framing_mismatch(h, p, te_present)) {
+        return fail(err, 400, "a header name that mimics Transfer-Encoding "
+                              "or Content-Length");
     }
     int host = http1_head_find(h, "host", 0);
     if (host >= 0 && http1_head_find(h, "host", host + 1) >= 0) {
@@ -615,6 +684,15 @@ int http1_check_response(const struct http1_head *h, const http_parser *p,
     if (p->status_code == 101) {
         return fail(err, 502, "upstream switched protocols unasked");
     }
+    for (uint32_t i = 0; i < h->n_hdrs; i++) {
+        if (!name_valid(h->buf + h->hdrs[i].name, h->hdrs[i].name_len)) {
+            return fail(err, 502, "upstream sent an invalid header name");
+        }
+        if (!value_valid(h->buf + h->hdrs[i].value, h->hdrs[i].value_len)) {
+            return fail(err, 502, "upstream sent a control character in a "
+                                  "header value");
+        }
+    }
     int te_present;
     if (transfer_encoding_kind(h, &te_present) != 0) {
         return fail(err, 502, "upstream sent a transfer coding other than "
@@ -624,14 +702,9 @@ int http1_check_response(const struct http1_head *h, const http_parser *p,
         return fail(err, 502, "upstream sent both Content-Length and "
                               "Transfer-Encoding");
     }
-    for (uint32_t i = 0; i < h->n_hdrs; i++) {
-        if (!name_valid(h->buf + h->hdrs[i].name, h->hdrs[i].name_len)) {
-            return fail(err, 502, "upstream sent an invalid header name");
-        }
-        if (!value_valid(h->buf + h->hdrs[i].value, h->hdrs[i].value_len)) {
-            return fail(err, 502, "upstream sent a control character in a "
-                                  "header value");
-        }
+    if (framing_mismatch(h, p, te_present)) {
+        return fail(err, 502, "upstream sent a header name that mimics "
+                              "Transfer-Encoding or Content-Length");
     }
     return 0;
 }

@@ -162,6 +162,21 @@ void http1_chunks_reset(struct http1_chunks *c);
 int http1_chunks_scan(struct http1_chunks *c, const char *data, size_t len,
                       struct http1_error *err);
 
+/* Where a request goes, as the upstream should see it. */
+struct http1_target {
+    const char *target;    /* origin-form ("/x?y") or "*" */
+    size_t target_len;
+    const char *authority; /* host[:port] of an absolute-form target, or NULL */
+    size_t authority_len;
+};
+
+/*
+ * Split the stored request target into origin-form and authority (for an
+ * absolute-form target; an IP literal keeps its brackets). Pointers are
+ * into h. Returns 0, or -1 when the target is not a URL.
+ */
+int http1_origin_form(const struct http1_head *h, struct http1_target *t);
+
 /* How a message body is delimited. */
 enum http1_body {
     HTTP1_BODY_NONE,    /* no body at all */

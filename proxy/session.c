@@ -561,6 +561,10 @@ static int on_resp_headers_complete(http_parser *p)
         return -1;
     }
     int http11 = s->http_major == 1 && s->http_minor == 1;
+    /* 1xx, 204 and 304 never have a body, whatever framing they claim
+     * (http-parser would read one): skip it, like a HEAD response's. */
+    int no_body = p->status_code / 100 == 1 || p->status_code == 204 ||
+                  p->status_code == 304 || s->method == HTTP_HEAD;
     if (p->status_code / 100 == 1) {
         /* Interim: relay 102/103 to HTTP/1.1 clients; 100 was ours to send. */
         s->interim = 1;
@@ -575,7 +579,7 @@ static int on_resp_headers_complete(http_parser *p)
             http1_write_response(out, &s->upstream.head, &info);
             s->client.bytes_out += evbuffer_get_length(out) - before;
         }
-        return 0;
+        return 1;
     }
     enum http1_body body = http1_response_body(p, s->method == HTTP_HEAD);
     s->framing = http1_client_framing(body, s->http_major, s->http_minor);
@@ -598,7 +602,7 @@ static int on_resp_headers_complete(http_parser *p)
     s->status = p->status_code;
     s->response_started = 1;
     s->ustate = UPSTREAM_STREAMING_BODY;
-    return s->method == HTTP_HEAD ? 1 : 0;
+    return no_body ? 1 : 0;
 }
 
 static int on_resp_body(http_parser *p, const char *at, size_t len)
@@ -675,45 +679,6 @@ static int exchange_end(struct session *s)
     return exchange_next(s);
 }
 
-/* Split an absolute-form target into origin-form and authority. */
-static int target_normalise(struct session *s)
-{
-    const struct http1_head *h = &s->client.head;
-    const char *t = http1_str(h, h->target);
-    s->target = t;
-    s->target_len = h->target_len;
-    if (t[0] == '/' || (h->target_len == 1 && t[0] == '*')) {
-        return 0;
-    }
-    struct http_parser_url u;
-    http_parser_url_init(&u);
-    if (http_parser_parse_url(t, h->target_len, 0, &u) != 0 ||
-        !(u.field_set & (1 << UF_HOST))) {
-        return -1;
-    }
-    size_t start = u.field_data[UF_HOST].off;
-    size_t end = start + u.field_data[UF_HOST].len;
-    if (u.field_set & (1 << UF_PORT)) {
-        end = (size_t)u.field_data[UF_PORT].off + u.field_data[UF_PORT].len;
-    }
-    s->authority = t + start;
-    s->authority_len = end - start;
-    if (u.field_set & (1 << UF_PATH)) {
-        size_t pstart = u.field_data[UF_PATH].off;
-        size_t pend = pstart + u.field_data[UF_PATH].len;
-        if (u.field_set & (1 << UF_QUERY)) {
-            pend = (size_t)u.field_data[UF_QUERY].off +
-                   u.field_data[UF_QUERY].len;
-        }
-        s->target = t + pstart;
-        s->target_len = pend - pstart;
-    } else {
-        s->target = "/";
-        s->target_len = 1;
-    }
-    return 0;
-}
-
 /* A whole request head is in: check it, route it, forward it. */
 static int exchange_begin(struct session *s)
 {
@@ -733,9 +698,14 @@ static int exchange_begin(struct session *s)
         s->target_len = s->client.head.target_len;
         return reply_error(s, err.status, "bad_request", err.reason);
     }
-    if (target_normalise(s) < 0) {
+    struct http1_target where;
+    if (http1_origin_form(&s->client.head, &where) < 0) {
         return reply_error(s, 400, "bad_request", "invalid request target");
     }
+    s->target = where.target;
+    s->target_len = where.target_len;
+    s->authority = where.authority;
+    s->authority_len = where.authority_len;
     s->req_body = http1_request_body(p);
     http1_chunks_reset(&s->client.chunks);
     if (s->req_body == HTTP1_BODY_LENGTH && cfg->max_body_size > 0 &&
@@ -927,6 +897,11 @@ static int client_process(struct session *s)
         if (e == HPE_OK && n < feed) {
             return reply_error(s, 400, "bad_request", "unexpected bytes");
         }
+        if (e == HPE_OK && s->cstate == CLIENT_READING_HEAD &&
+            s->client.scan.done) {
+            /* The scanner saw the blank line, the parser did not. */
+            return reply_error(s, 400, "bad_request", "malformed head");
+        }
         if (over_buffer_cap(s, s->upstream.bev)) {
             return session_close(s, "buffer_limit");
         }
@@ -1046,7 +1021,11 @@ static int upstream_process(struct session *s)
             if (over_buffer_cap(s, s->client.bev)) {
                 return session_close(s, "buffer_limit");
             }
-            if (HTTP_PARSER_ERRNO(p) == HPE_OK && n < feed) {
+            if (HTTP_PARSER_ERRNO(p) == HPE_OK &&
+                (n < feed || (s->ustate == UPSTREAM_READING_HEAD &&
+                              s->upstream.scan.done))) {
+                /* Bytes left over, or a head whose end the scanner saw
+                 * and the parser did not. */
                 return reply_error(s, 502, "bad_response",
                                    "upstream sent an invalid response");
             }

@@ -570,6 +570,74 @@ START_TEST(test_upstream_closing_idle_connection_is_detected)
 }
 END_TEST
 
+/* Scripted upstream: on each connection, answers once with the bytes in
+ * arg and keeps the connection open for a while. */
+static void reply_and_linger(int fd, void *arg)
+{
+    harness_read_request_head(fd);
+    harness_send(fd, arg);
+    usleep(500 * 1000);
+}
+
+static char no_content_smuggle[] =
+    "HTTP/1.1 204 No Content\r\nContent-Length: 38\r\n\r\n"
+    "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil";
+
+START_TEST(test_204_body_is_never_relayed)
+{
+    /* A 204 has no body whatever it claims: the bytes after its head must
+     * not reach the client as (part of) the next response. */
+    start_script(reply_and_linger, no_content_smuggle, "");
+    int fd = harness_connect(proxy.port);
+    for (int i = 0; i < 2; i++) {
+        harness_send(fd, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        struct response r;
+        ck_assert_int_eq(harness_read_response(fd, &r, 3000, 0), 0);
+        ck_assert_int_eq(r.status, 204);
+        response_free(&r);
+    }
+    size_t len;
+    char *rest = harness_read_all(fd, &len, 300);
+    ck_assert_msg(strstr(rest, "evil") == NULL, "client got: %s", rest);
+    free(rest);
+    close(fd);
+}
+END_TEST
+
+static char not_modified_with_length[] =
+    "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\nETag: \"x\"\r\n\r\n";
+
+START_TEST(test_304_with_length_completes_at_once)
+{
+    start_script(reply_and_linger, not_modified_with_length, "");
+    double t0 = harness_now();
+    struct response r;
+    ck_assert_int_eq(harness_exchange(proxy.port,
+                                      "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+                                      &r, 3000),
+                     0);
+    ck_assert_int_eq(r.status, 304);
+    ck_assert_str_eq(response_header(&r, "content-length"), "5");
+    ck_assert_msg(harness_now() - t0 < 400 * harness_scale(),
+                  "took %.0f ms", harness_now() - t0);
+    response_free(&r);
+}
+END_TEST
+
+START_TEST(test_absolute_form_ipv6_authority_keeps_brackets)
+{
+    start_default("", "");
+    struct response r;
+    harness_exchange(proxy.port,
+                     "GET http://[::1]:8080/echo HTTP/1.1\r\nHost: x\r\n\r\n",
+                     &r, 5000);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_msg(strstr(r.body, "header: Host: [::1]:8080\n") != NULL,
+                  "echo: %s", r.body);
+    response_free(&r);
+}
+END_TEST
+
 /* ---- concurrency, streaming and backpressure --------------------------- */
 
 START_TEST(test_1000_concurrent_delayed_requests)
@@ -913,6 +981,9 @@ static Suite *proxy_suite(void)
     tcase_add_test(tc, test_upstream_dies_mid_body_chunked);
     tcase_add_test(tc, test_502_on_garbage_status_line);
     tcase_add_test(tc, test_502_when_upstream_resets_before_responding);
+    tcase_add_test(tc, test_204_body_is_never_relayed);
+    tcase_add_test(tc, test_304_with_length_completes_at_once);
+    tcase_add_test(tc, test_absolute_form_ipv6_authority_keeps_brackets);
     tcase_add_test(tc, test_idle_upstream_connection_closed_after_keepalive_timeout);
     tcase_add_test(tc, test_upstream_closing_idle_connection_is_detected);
     tcase_add_test(tc, test_1000_concurrent_delayed_requests);

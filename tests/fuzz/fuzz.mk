@@ -31,6 +31,8 @@ FUZZ_PROXY_SRCS = $(top_srcdir)/proxy/http1.c $(top_srcdir)/proxy/util.c
 FUZZ_DEPS = $(FUZZ_PROXY_SRCS) $(top_srcdir)/proxy/http1.h \
 	$(top_srcdir)/proxy/util.h $(top_srcdir)/tests/fuzz/fuzz_common.h
 FUZZ_DIR = $(builddir)/tests/fuzz
+FUZZ_SUMMARY = ^Done|DONE|^stat::(number_of_executed|average_exec|peak_rss)
+FUZZ_FINDING = ^fuzz: (strict|split)|ERROR:|runtime error
 FUZZ_PROGS = $(FUZZ_DIR)/fuzz_request $(FUZZ_DIR)/fuzz_response
 
 $(FUZZ_DIR)/fuzz_request: $(top_srcdir)/tests/fuzz/fuzz_request.c $(FUZZ_DEPS)
@@ -59,7 +61,7 @@ fuzz: $(FUZZ_PROGS)
 	  if SWITCHBOARD_FUZZ_STRICT=$(FUZZ_STRICT) $(FUZZ_DIR)/fuzz_$$t \
 	       $(FUZZ_RUN_FLAGS) -artifact_prefix=$$artifacts/ $$corpus \
 	       > $$log 2>&1; then \
-	    grep -E '^(Done|stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb)|DONE' $$log; \
+	    grep -E '$(FUZZ_SUMMARY)' $$log; \
 	  else \
 	    status=1; \
 	    tail -n 60 $$log; \
@@ -79,7 +81,8 @@ fuzz-crashes: $(FUZZ_PROGS)
 	         > $(FUZZ_DIR)/replay.log 2>&1; then \
 	      echo "fixed  $$t/`basename $$f`"; \
 	    else \
-	      echo "FAILS  $$t/`basename $$f`: `grep -m1 -E '^fuzz:|ERROR:|runtime error' $(FUZZ_DIR)/replay.log`"; \
+	      echo "FAILS  $$t/`basename $$f`:" \
+	        "`grep -m1 -E '$(FUZZ_FINDING)' $(FUZZ_DIR)/replay.log`"; \
 	      status=1; \
 	    fi; \
 	  done; \

@@ -115,10 +115,9 @@ static int fuzz_is_tchar(unsigned char c)
            (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
-/* Names a regenerated head must never carry: hop-by-hop, plus Expect
- * (the proxy answers it) and framing, except the one line that
- * http1_write_* adds itself ("Connection: close" / "keep-alive",
- * "Content-Length", "Transfer-Encoding: chunked"), counted apart. */
+/* Names a regenerated head must never carry: hop-by-hop, and in a
+ * request Expect (the proxy answers it; last in the list). Framing and
+ * Connection, which http1_write_* add themselves once, are counted apart. */
 static const char *const fuzz_dropped[] = {
     "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "expect",
 };
@@ -130,8 +129,10 @@ static const char *const fuzz_dropped[] = {
  * we did; no dropped name may survive; framing and Connection appear at
  * most once. Aborts with the head on a violation.
  */
-static void fuzz_strict_lines(const char *head, size_t len)
+static void fuzz_strict_lines(const char *head, size_t len, int request)
 {
+    size_t n_dropped =
+        sizeof(fuzz_dropped) / sizeof(*fuzz_dropped) - (request ? 0 : 1);
     size_t i = 0;
     int first = 1;
     int n_cl = 0, n_te = 0, n_conn = 0;
@@ -156,8 +157,8 @@ static void fuzz_strict_lines(const char *head, size_t len)
                 colon++;
             }
             if (colon == i || colon == end) {
-                fuzz_fail("strict: field line without a name or a colon",
-                          head, len);
+                fuzz_fail("strict: field line without a name or a colon", head,
+                          len);
             }
             for (size_t k = i; k < colon; k++) {
                 if (!fuzz_is_tchar((unsigned char)head[k])) {
@@ -175,8 +176,7 @@ static void fuzz_strict_lines(const char *head, size_t len)
                 }
             }
             size_t nlen = colon - i;
-            for (size_t k = 0; k < sizeof(fuzz_dropped) / sizeof(*fuzz_dropped);
-                 k++) {
+            for (size_t k = 0; k < n_dropped; k++) {
                 if (util_strieq(head + i, nlen, fuzz_dropped[k])) {
                     fuzz_fail("strict: hop-by-hop field forwarded", head, len);
                 }
@@ -297,12 +297,14 @@ static char *fuzz_tail(struct evbuffer *buf, size_t from, size_t *len)
  * says "reject" there.
  */
 struct fuzz_verdict {
-    int status;                /* 0 while nothing was refused */
-    const char *reason;        /* static string */
-    const char *parser_errno;  /* http_errno_name() at the end of the run */
+    int status;               /* 0 while nothing was refused */
+    const char *reason;       /* static string */
+    const char *parser_errno; /* http_errno_name() at the end of the run */
 };
 
-/* Record a refusal; the first one of a run is the one session.c answers. */
+/* Record a refusal; the first one of a run is the one session.c answers,
+ * with http1_write_error (written here to a scratch buffer: its reason is
+ * not compared). */
 static void fuzz_reject(struct evbuffer *out, struct fuzz_verdict *v,
                         int status, const char *reason)
 {
@@ -310,6 +312,11 @@ static void fuzz_reject(struct evbuffer *out, struct fuzz_verdict *v,
         v->status = status;
         v->reason = reason;
         evbuffer_add(out, "reject\n", 7);
+        struct evbuffer *answer = evbuffer_new();
+        if (answer == NULL || http1_write_error(answer, status, reason) < 0) {
+            abort();
+        }
+        evbuffer_free(answer);
     }
 }
 
@@ -320,8 +327,8 @@ static void fuzz_print(const char *label, struct evbuffer *out,
     if (fuzz_dump) {
         size_t n = evbuffer_get_length(out);
         fprintf(stderr, "=== %s (%zu bytes)\n%.*s\n=== %s: %d %s (parser %s)\n",
-                label, n, (int)n, (const char *)evbuffer_pullup(out, -1),
-                label, v->status, v->status ? v->reason : "not refused",
+                label, n, (int)n, (const char *)evbuffer_pullup(out, -1), label,
+                v->status, v->status ? v->reason : "not refused",
                 v->parser_errno);
     }
 }

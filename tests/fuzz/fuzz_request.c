@@ -9,7 +9,7 @@
  * with http1_head_add exactly as session.c's on_req_* callbacks do (limit
  * 16k, 256 fields, trailers dropped, a pause at headers complete and at
  * message complete). Each complete head is trimmed, checked with
- * http1_check_request, its target normalised as target_normalise does, its
+ * http1_check_request, its target normalised as http1_origin_form does, its
  * framing taken from http1_request_body, the Expect rule applied, and the
  * head regenerated with http1_write_request; the next pipelined request is
  * read only if the connection persists.
@@ -60,10 +60,11 @@ enum req_state {
 struct fuzz_req {
     http_parser parser;
     struct http1_head head;
-    struct http1_scan scan;     /* raw checks on the head being read */
-    struct http1_chunks chunks; /* and on a chunked body */
-    int head_lf_pending;        /* the head's last LF is still unparsed */
-    struct evbuffer *out;       /* transcript: heads, body bytes, refusal */
+    struct http1_scan scan;      /* raw checks on the head being read */
+    struct http1_chunks chunks;  /* and on a chunked body */
+    int head_lf_pending;         /* the head's last LF is still unparsed */
+    struct evbuffer *out;        /* transcript: heads, body bytes, refusal */
+    struct evbuffer *body_bytes; /* this message's body, until it is whole */
     struct fuzz_verdict verdict;
     enum req_state state;
     enum req_parsed parsed;
@@ -83,9 +84,8 @@ static int on_req_message_begin(http_parser *p)
     return 0;
 }
 
-static int head_piece(struct fuzz_req *r, enum http1_piece kind,
-                      const char *at, size_t len, int status,
-                      const char *reason)
+static int head_piece(struct fuzz_req *r, enum http1_piece kind, const char *at,
+                      size_t len, int status, const char *reason)
 {
     if (http1_head_add(&r->head, kind, at, len) < 0) {
         fuzz_reject(r->out, &r->verdict, status, reason);
@@ -118,12 +118,32 @@ static int on_req_header_value(http_parser *p, const char *at, size_t len)
                       "request header section too large");
 }
 
+/*
+ * Strict mode, at headers complete: http-parser 2.9.4 refuses a request
+ * with a Transfer-Encoding it did not read as chunked (it counts any field
+ * name that starts with "Transfer-Encoding") only after this callback,
+ * when session.c has accepted the head and begun the upstream exchange.
+ * Such a head must be refused by http1_check_request already.
+ */
+static void strict_parser_refuses(struct fuzz_req *r, const http_parser *p)
+{
+    struct http1_error err;
+    if (p->uses_transfer_encoding && !(p->flags & F_CHUNKED) &&
+        http1_check_request(&r->head, p, &err) == 0) {
+        fuzz_fail("strict: http1_check_request accepts a head that "
+                  "http-parser refuses after it is forwarded "
+                  "(Transfer-Encoding it did not read as chunked)",
+                  NULL, 0);
+    }
+}
+
 static int on_req_headers_complete(http_parser *p)
 {
     struct fuzz_req *r = p->data;
     http1_head_trim(&r->head);
     if (fuzz_strict) {
         fuzz_strict_scan_agrees(r->scan.done, 1);
+        strict_parser_refuses(r, p);
     }
     r->parsed = REQ_PARSED_HEAD;
     r->head_lf_pending = 1;
@@ -131,8 +151,10 @@ static int on_req_headers_complete(http_parser *p)
     return 0;
 }
 
-/* Body bytes go to the transcript as they are, not re-chunked: chunk sizes
- * follow the split, the bytes must not. */
+/* Body bytes go to the transcript as they are, not re-chunked (chunk sizes
+ * follow the split, the bytes must not), once the message is whole: how
+ * much of a refused body was streamed before the refusal depends on the
+ * split. */
 static int on_req_body(http_parser *p, const char *at, size_t len)
 {
     struct fuzz_req *r = p->data;
@@ -140,7 +162,7 @@ static int on_req_body(http_parser *p, const char *at, size_t len)
         fuzz_fail("strict: body bytes for a request forwarded without a body",
                   at, len);
     }
-    evbuffer_add(r->out, at, len);
+    evbuffer_add(r->body_bytes, at, len);
     return 0;
 }
 
@@ -164,54 +186,6 @@ static const http_parser_settings request_settings = {
 
 /* ---- what session.c does with a complete head --------------------------- */
 
-/* The target to send and the authority of an absolute-form target. */
-struct req_target {
-    const char *target;
-    size_t target_len;
-    const char *authority;
-    size_t authority_len;
-};
-
-/* A copy of session.c's target_normalise(): keep the two in step. */
-static int target_normalise(const struct http1_head *h, struct req_target *t)
-{
-    const char *s = http1_str(h, h->target);
-    t->target = s;
-    t->target_len = h->target_len;
-    t->authority = NULL;
-    t->authority_len = 0;
-    if (s[0] == '/' || (h->target_len == 1 && s[0] == '*')) {
-        return 0;
-    }
-    struct http_parser_url u;
-    http_parser_url_init(&u);
-    if (http_parser_parse_url(s, h->target_len, 0, &u) != 0 ||
-        !(u.field_set & (1 << UF_HOST))) {
-        return -1;
-    }
-    size_t start = u.field_data[UF_HOST].off;
-    size_t end = start + u.field_data[UF_HOST].len;
-    if (u.field_set & (1 << UF_PORT)) {
-        end = (size_t)u.field_data[UF_PORT].off + u.field_data[UF_PORT].len;
-    }
-    t->authority = s + start;
-    t->authority_len = end - start;
-    if (u.field_set & (1 << UF_PATH)) {
-        size_t pstart = u.field_data[UF_PATH].off;
-        size_t pend = pstart + u.field_data[UF_PATH].len;
-        if (u.field_set & (1 << UF_QUERY)) {
-            pend = (size_t)u.field_data[UF_QUERY].off +
-                   u.field_data[UF_QUERY].len;
-        }
-        t->target = s + pstart;
-        t->target_len = pend - pstart;
-    } else {
-        t->target = "/";
-        t->target_len = 1;
-    }
-    return 0;
-}
-
 /*
  * Strict mode: the head just written (from offset from of the transcript)
  * must be well formed and must parse, at the next hop, into the request we
@@ -223,7 +197,7 @@ static void strict_request(struct fuzz_req *r, size_t from,
 {
     size_t len;
     char *head = fuzz_tail(r->out, from, &len);
-    fuzz_strict_lines(head, len);
+    fuzz_strict_lines(head, len, 1);
     struct fuzz_reparse rp;
     fuzz_reparse(&rp, HTTP_REQUEST, head, len);
     struct http1_error err;
@@ -239,19 +213,18 @@ static void strict_request(struct fuzz_req *r, size_t from,
         fuzz_fail("strict: request line changed on the way", head, len);
     }
     enum http1_body body = http1_request_body(&rp.parser);
-    if (body != info->body || (body == HTTP1_BODY_LENGTH &&
-                               rp.parser.content_length !=
-                                   info->content_length)) {
+    if (body != info->body ||
+        (body == HTTP1_BODY_LENGTH &&
+         rp.parser.content_length != info->content_length)) {
         fuzz_fail("strict: the next hop frames the body differently", head,
                   len);
     }
     int host = http1_head_find(&rp.head, "host", 0);
     if (info->authority != NULL &&
         (host < 0 || rp.head.hdrs[host].value_len != info->authority_len ||
-         memcmp(http1_str(&rp.head, rp.head.hdrs[host].value),
-                info->authority, info->authority_len) != 0)) {
-        fuzz_fail("strict: Host is not the absolute-form authority", head,
-                  len);
+         memcmp(http1_str(&rp.head, rp.head.hdrs[host].value), info->authority,
+                info->authority_len) != 0)) {
+        fuzz_fail("strict: Host is not the absolute-form authority", head, len);
     }
     fuzz_reparse_deinit(&rp);
     free(head);
@@ -268,8 +241,8 @@ static int request_head(struct fuzz_req *r)
         fuzz_reject(r->out, &r->verdict, err.status, err.reason);
         return -1;
     }
-    struct req_target t;
-    if (target_normalise(&r->head, &t) < 0) {
+    struct http1_target t;
+    if (http1_origin_form(&r->head, &t) < 0) {
         fuzz_reject(r->out, &r->verdict, 400, "invalid request target");
         return -1;
     }
@@ -393,6 +366,7 @@ static void req_process(struct fuzz_req *r, const char *data, size_t *pos,
                 }
             } else {
                 r->state = REQ_DONE;
+                evbuffer_add_buffer(r->out, r->body_bytes);
             }
         }
     }
@@ -410,7 +384,8 @@ static struct evbuffer *run(uint8_t control, const char *data, size_t len,
     http1_head_init(&r.head, FUZZ_HEAD_LIMIT, FUZZ_MAX_HDRS);
     http1_scan_reset(&r.scan);
     r.out = evbuffer_new();
-    if (r.out == NULL) {
+    r.body_bytes = evbuffer_new();
+    if (r.out == NULL || r.body_bytes == NULL) {
         abort();
     }
     r.state = REQ_READING_HEAD;
@@ -421,6 +396,10 @@ static struct evbuffer *run(uint8_t control, const char *data, size_t len,
     evbuffer_add_printf(r.out, "state %d\n", (int)r.state);
     r.verdict.parser_errno = http_errno_name(HTTP_PARSER_ERRNO(&r.parser));
     *verdict = r.verdict;
+    if (r.verdict.status == 0) {
+        evbuffer_add_buffer(r.out, r.body_bytes); /* a body still arriving */
+    }
+    evbuffer_free(r.body_bytes);
     http1_head_deinit(&r.head);
     return r.out;
 }

@@ -43,16 +43,17 @@
 struct fuzz_resp {
     http_parser parser;
     struct http1_head head;
-    struct http1_scan scan; /* raw checks on the head being read */
-    struct evbuffer *out;   /* transcript: heads, body bytes, refusal */
+    struct http1_scan scan;      /* raw checks on the head being read */
+    struct evbuffer *out;        /* transcript: heads, body bytes, refusal */
+    struct evbuffer *body_bytes; /* this message's body, until it is whole */
     struct fuzz_verdict verdict;
-    int head_request;       /* the request was HEAD */
-    int interim;            /* the message being parsed is a 1xx */
-    int reading_head;       /* UPSTREAM_READING_HEAD, else streaming body */
-    int head_complete;      /* the current message's head is parsed */
-    int done;               /* the final response is complete */
-    int closed;             /* session.c answered an error */
-    enum http1_body body;   /* the final response's framing from upstream */
+    int head_request;     /* the request was HEAD */
+    int interim;          /* the message being parsed is a 1xx */
+    int reading_head;     /* UPSTREAM_READING_HEAD, else streaming body */
+    int head_complete;    /* the current message's head is parsed */
+    int done;             /* the final response is complete */
+    int closed;           /* session.c answered an error */
+    enum http1_body body; /* the final response's framing from upstream */
 };
 
 /* ---- strict checks ------------------------------------------------------ */
@@ -68,7 +69,7 @@ static void strict_response(struct fuzz_resp *r, size_t from,
 {
     size_t len;
     char *head = fuzz_tail(r->out, from, &len);
-    fuzz_strict_lines(head, len);
+    fuzz_strict_lines(head, len, 0);
     struct fuzz_reparse rp;
     fuzz_reparse(&rp, HTTP_RESPONSE, head, len);
     struct http1_error err;
@@ -105,6 +106,36 @@ static void write_head(struct fuzz_resp *r,
     }
     if (fuzz_strict) {
         strict_response(r, from, info);
+    }
+}
+
+/*
+ * At headers complete: a response the client is told has no body (a 1xx,
+ * a 204, a 304, a length of 0) must not have one for the parser either,
+ * or http-parser reads "body" bytes that session.c then relays raw after a
+ * head without framing, or waits for bytes that never come. HEAD is
+ * exempt: on_resp_headers_complete returns 1 for it, which makes the
+ * parser skip the body.
+ */
+static void strict_parser_framing(struct fuzz_resp *r, const http_parser *p)
+{
+    /* uses_transfer_encoding: http-parser 2.9.4 sets it for any field
+     * name that starts with "Transfer-Encoding", and then reads a
+     * response without Content-Length to the end of the connection. */
+    int parser_body =
+        (p->flags & F_CHUNKED) || p->uses_transfer_encoding ||
+        (p->content_length > 0 && p->content_length != UINT64_MAX);
+    int no_body = p->status_code / 100 == 1 ||
+                  http1_response_body(p, r->head_request) == HTTP1_BODY_NONE;
+    /* session.c tells the parser to skip the body of these (returns 1
+     * from headers-complete), whatever framing they claim. */
+    int skipped = r->head_request || p->status_code / 100 == 1 ||
+                  p->status_code == 204 || p->status_code == 304;
+    if (no_body && parser_body && !skipped) {
+        fprintf(stderr, "fuzz: status %d\n", p->status_code);
+        fuzz_fail("strict: http-parser will read a body for a response "
+                  "the client is told has none",
+                  NULL, 0);
     }
 }
 
@@ -163,6 +194,9 @@ static int on_resp_headers_complete(http_parser *p)
         fuzz_reject(r->out, &r->verdict, err.status, err.reason);
         return -1;
     }
+    if (fuzz_strict) {
+        strict_parser_framing(r, p);
+    }
     if (p->status_code / 100 == 1) {
         /* session.c relays only 102/103 to 1.1 clients; write every 1xx
          * here so the interim path sees all of them. */
@@ -174,7 +208,7 @@ static int on_resp_headers_complete(http_parser *p)
             .interim = 1,
         };
         write_head(r, &info);
-        return 0;
+        return 1; /* as session.c: a 1xx never has a body */
     }
     r->body = http1_response_body(p, r->head_request);
     for (int minor = 1; minor >= 0; minor--) {
@@ -192,32 +226,35 @@ static int on_resp_headers_complete(http_parser *p)
         write_head(r, &info);
     }
     r->reading_head = 0;
-    return r->head_request ? 1 : 0;
+    /* As session.c: HEAD, 204 and 304 never have a body. */
+    return r->head_request || p->status_code == 204 || p->status_code == 304
+               ? 1
+               : 0;
 }
 
-/* Body bytes go to the transcript as they are: session.c forwards them
- * (re-chunked or not) after the head it wrote. */
+/* Body bytes go to the transcript as they are (session.c forwards them,
+ * re-chunked or not, after the head it wrote) once the message is whole. */
 static int on_resp_body(http_parser *p, const char *at, size_t len)
 {
     struct fuzz_resp *r = p->data;
-    if (fuzz_strict && len > 0 &&
-        (r->interim || r->body == HTTP1_BODY_NONE)) {
+    if (fuzz_strict && len > 0 && (r->interim || r->body == HTTP1_BODY_NONE)) {
         fuzz_fail(r->interim
                       ? "strict: body bytes of a 1xx reach the client"
                       : "strict: body bytes after a head that promised none "
                         "reach the client",
                   at, len);
     }
-    evbuffer_add(r->out, at, len);
+    evbuffer_add(r->body_bytes, at, len);
     return 0;
 }
 
 static int on_resp_message_complete(http_parser *p)
 {
     struct fuzz_resp *r = p->data;
+    evbuffer_add_buffer(r->out, r->body_bytes);
     if (r->interim) {
         r->interim = 0;
-        http1_scan_reset(&r->scan);
+        http1_scan_reset_response(&r->scan);
         return 0; /* the final response follows */
     }
     r->done = 1;
@@ -309,9 +346,10 @@ static struct evbuffer *run(uint8_t control, const char *data, size_t len,
     http_parser_init(&r.parser, HTTP_RESPONSE);
     r.parser.data = &r;
     http1_head_init(&r.head, FUZZ_HEAD_LIMIT, FUZZ_MAX_HDRS);
-    http1_scan_reset(&r.scan);
+    http1_scan_reset_response(&r.scan);
     r.out = evbuffer_new();
-    if (r.out == NULL) {
+    r.body_bytes = evbuffer_new();
+    if (r.out == NULL || r.body_bytes == NULL) {
         abort();
     }
     r.head_request = (control & 0x80) != 0;
@@ -322,6 +360,10 @@ static struct evbuffer *run(uint8_t control, const char *data, size_t len,
     evbuffer_add_printf(r.out, "done %d\n", r.done);
     r.verdict.parser_errno = http_errno_name(HTTP_PARSER_ERRNO(&r.parser));
     *verdict = r.verdict;
+    if (r.verdict.status == 0) {
+        evbuffer_add_buffer(r.out, r.body_bytes); /* a body still arriving */
+    }
+    evbuffer_free(r.body_bytes);
     http1_head_deinit(&r.head);
     return r.out;
 }
