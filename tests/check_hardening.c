@@ -115,15 +115,6 @@ static void teardown(void)
     }
 }
 
-/* The local port of a connected socket: the proxy logs the client by it. */
-static int client_port(int fd)
-{
-    struct sockaddr_in sa;
-    socklen_t len = sizeof(sa);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    return ntohs(sa.sin_port);
-}
-
 /* Printable form of n bytes, controls escaped (one of four static
  * buffers, so two may appear in one message). */
 static const char *show(const char *p, size_t n)
@@ -301,7 +292,7 @@ static void talk(const char *raw, size_t len, struct talk *t)
 {
     memset(t, 0, sizeof(*t));
     int fd = own(harness_connect(proxy.port));
-    t->port = client_port(fd);
+    t->port = harness_client_port(fd);
     ck_assert_int_eq(harness_write(fd, raw, len), 0);
     talk_read(fd, t, 5000);
     close_owned(fd);
@@ -331,44 +322,6 @@ static int read_until(int fd, char *buf, size_t cap, size_t *len,
 
 /* ---- logs ------------------------------------------------------------- */
 
-/* Wait for the access log line of the client at 127.0.0.1:port and copy
- * it (without its newline) into out; 1 if it appeared. */
-static int log_line(int port, char *out, size_t cap, int ms)
-{
-    char needle[64];
-    snprintf(needle, sizeof(needle), "Z 127.0.0.1:%d \"", port);
-    out[0] = '\0';
-    if (!harness_log_wait(&proxy, needle, ms)) {
-        return 0;
-    }
-    const char *line = strstr(harness_log(&proxy), needle);
-    size_t len = strcspn(line, "\n");
-    if (len >= cap) {
-        len = cap - 1;
-    }
-    memcpy(out, line, len);
-    out[len] = '\0';
-    return 1;
-}
-
-/* Assert the access log line of the client at port holds each of the
- * NULL-terminated strings that follow. */
-static void assert_logged(int port, ...)
-{
-    char line[1024];
-    ck_assert_msg(log_line(port, line, sizeof(line), 2000),
-                  "no access log line for 127.0.0.1:%d; log:\n%s", port,
-                  harness_log(&proxy));
-    va_list ap;
-    va_start(ap, port);
-    const char *want;
-    while ((want = va_arg(ap, const char *)) != NULL) {
-        ck_assert_msg(strstr(line, want) != NULL, "\"%s\" not in: %s", want,
-                      line);
-    }
-    va_end(ap);
-}
-
 /* Assert the error log says the proxy answered the client at port with
  * status for reason. */
 static void assert_answered(int port, int status, const char *reason)
@@ -379,17 +332,6 @@ static void assert_answered(int port, int status, const char *reason)
     ck_assert_msg(harness_log_wait(&proxy, needle, 2000),
                   "not in the log: %s; log:\n%s", show(needle, strlen(needle)),
                   harness_log(&proxy));
-}
-
-/* Occurrences of needle in hay. */
-static int count(const char *hay, const char *needle)
-{
-    int n = 0;
-    for (const char *p = strstr(hay, needle); p != NULL;
-         p = strstr(p + 1, needle)) {
-        n++;
-    }
-    return n;
 }
 
 /* ---- scripted upstreams ------------------------------------------------- */
@@ -748,7 +690,7 @@ START_TEST(test_refused_before_upstream)
     assert_answered(t.port, c->status, reason);
     char status[16];
     snprintf(status, sizeof(status), "\" %d ", c->status);
-    assert_logged(t.port, status, " term=bad_request", NULL);
+    harness_assert_logged(&proxy, t.port, status, " term=bad_request", NULL);
     /* Give a stray connection time to show, then: nothing reached it. */
     usleep((useconds_t)(200 * 1000 * harness_scale()));
     ck_assert_msg(recorded()[0] == '\0', "%s: the upstream got: %s", c->name,
@@ -792,7 +734,7 @@ START_TEST(test_bad_chunked_body)
     assert_bytes(t.got, t.len, error_bytes(c->status, c->reason), what);
     ck_assert_msg(t.closed, "%s: connection left open", c->name);
     assert_answered(t.port, c->status, c->reason);
-    assert_logged(t.port, "\"POST / HTTP/1.1\" 400 ", " term=bad_request",
+    harness_assert_logged(&proxy, t.port, "\"POST / HTTP/1.1\" 400 ", " term=bad_request",
                   NULL);
     /*
      * The head was valid, so the proxy had started to connect upstream; it
@@ -869,7 +811,7 @@ START_TEST(test_forwarded_exactly)
     struct talk t;
     memset(&t, 0, sizeof(t));
     int fd = own(harness_connect(proxy.port));
-    t.port = client_port(fd);
+    t.port = harness_client_port(fd);
     ck_assert_int_eq(harness_send(fd, c->raw), 0);
     int http10 = strstr(c->raw, "HTTP/1.0") != NULL;
     ck_assert_msg(read_until(fd, t.got, sizeof(t.got), &t.len, "\r\n\r\nok",
@@ -896,7 +838,7 @@ START_TEST(test_forwarded_exactly)
     /* The upstream named by the conf served it, nothing else. */
     char upstream[64];
     snprintf(upstream, sizeof(upstream), " 127.0.0.1:%d head=", script.port);
-    assert_logged(t.port, "\" 200 ", upstream, " term=done", NULL);
+    harness_assert_logged(&proxy, t.port, "\" 200 ", upstream, " term=done", NULL);
 }
 END_TEST
 
@@ -905,7 +847,7 @@ START_TEST(test_absolute_form_reaches_configured_origin)
     harness_origin(&origin, "--delay", "0ms", NULL);
     harness_proxy(&proxy, CONF, harness_server_lines(""), origin.port, "");
     int fd = own(harness_connect(proxy.port));
-    int port = client_port(fd);
+    int port = harness_client_port(fd);
     ck_assert_int_eq(
         harness_send(fd, "GET http://other.example:8080/echo?y=1 HTTP/1.1\r\n"
                          "Host: a\r\n\r\n"),
@@ -917,11 +859,11 @@ START_TEST(test_absolute_form_reaches_configured_origin)
                   r.body);
     ck_assert_msg(strstr(r.body, "header: Host: other.example:8080\n") != NULL,
                   "echo:\n%s", r.body);
-    ck_assert_int_eq(count(r.body, "header: Host:"), 1);
+    ck_assert_int_eq(harness_count(r.body, "header: Host:"), 1);
     response_free(&r);
     char upstream[64];
     snprintf(upstream, sizeof(upstream), " 127.0.0.1:%d head=", origin.port);
-    assert_logged(port, "\"GET /echo?y=1 HTTP/1.1\" 200 ", upstream,
+    harness_assert_logged(&proxy, port, "\"GET /echo?y=1 HTTP/1.1\" 200 ", upstream,
                   " term=done", NULL);
 }
 END_TEST
@@ -952,7 +894,7 @@ START_TEST(test_field_count_limit)
                  "257 fields");
     ck_assert(t.closed);
     assert_answered(t.port, 431, "request header section too large");
-    assert_logged(t.port, "\" 431 ", " term=bad_request", NULL);
+    harness_assert_logged(&proxy, t.port, "\" 431 ", " term=bad_request", NULL);
     usleep((useconds_t)(200 * 1000 * harness_scale()));
     ck_assert_msg(recorded()[0] == '\0', "the upstream got: %.200s",
                   recorded());
@@ -965,7 +907,7 @@ START_TEST(test_field_count_limit)
     ck_assert_int_eq(r.status, 200);
     response_free(&r);
     const char *rec = recorded();
-    ck_assert_int_eq(count(rec, "\r\nX-H"), 255);
+    ck_assert_int_eq(harness_count(rec, "\r\nX-H"), 255);
     ck_assert_ptr_nonnull(strstr(rec, "\r\nX-H255: v\r\n"));
 }
 END_TEST
@@ -1054,7 +996,7 @@ START_TEST(test_bad_upstream_response)
     }
     ck_assert_msg(t.closed, "%s: connection left open", c->name);
     assert_answered(t.port, 502, reason);
-    assert_logged(t.port, "\"GET / HTTP/1.1\" 502 ", " term=bad_response",
+    harness_assert_logged(&proxy, t.port, "\"GET / HTTP/1.1\" 502 ", " term=bad_response",
                   NULL);
     /* And the upstream connection was dropped, not pooled. */
     ck_assert_msg(recorded_wait("<closed>", 2000),
@@ -1101,7 +1043,7 @@ START_TEST(test_103_early_hints_relayed)
     /* The connection goes on: the next exchange works the same way. */
     expect_interim(fd, ask, hints);
     /* Both over the one upstream connection, kept alive. */
-    ck_assert_int_eq(count(recorded(), "<accept>"), 1);
+    ck_assert_int_eq(harness_count(recorded(), "<accept>"), 1);
 }
 END_TEST
 
@@ -1207,7 +1149,7 @@ START_TEST(test_connection_named_headers_removed)
                      "response naming X-Foo in Connection");
     }
     /* The upstream said close: each exchange had its own connection. */
-    ck_assert_int_eq(count(recorded(), "<accept>"), 2);
+    ck_assert_int_eq(harness_count(recorded(), "<accept>"), 2);
 }
 END_TEST
 
@@ -1241,7 +1183,7 @@ START_TEST(test_upstream_reset_mid_length_body)
                  "only this much",
                  "truncated response");
     ck_assert(t.closed);
-    assert_logged(t.port, "\" 200 ", " term=upstream_error", NULL);
+    harness_assert_logged(&proxy, t.port, "\" 200 ", " term=upstream_error", NULL);
 }
 END_TEST
 
@@ -1258,7 +1200,7 @@ START_TEST(test_upstream_reset_mid_chunked_body)
                  "5\r\nhello\r\n",
                  "truncated chunked response");
     ck_assert(t.closed);
-    assert_logged(t.port, "\" 200 ", " term=upstream_error", NULL);
+    harness_assert_logged(&proxy, t.port, "\" 200 ", " term=upstream_error", NULL);
 }
 END_TEST
 
@@ -1280,7 +1222,7 @@ START_TEST(test_client_leaves_mid_upload)
     pid_t before[8];
     ck_assert_int_eq(harness_wait_children(proxy.pid, before, 1), 1);
     int fd = own(harness_connect(proxy.port));
-    int port = client_port(fd);
+    int port = harness_client_port(fd);
     ck_assert_int_eq(harness_send(fd, "POST /upload HTTP/1.1\r\nHost: a\r\n"
                                       "Content-Length: 10485760\r\n\r\n"),
                      0);
@@ -1312,8 +1254,8 @@ START_TEST(test_client_leaves_mid_upload)
     ck_assert_msg(took < 1000 * harness_scale(),
                   "the upstream saw EOF %.0f ms after the client left", took);
     ck_assert_msg(size < 5 * 1024 * 1024 + 512, "upstream got %zu bytes", size);
-    ck_assert_int_eq(count(recorded(), "<accept>"), 1);
-    assert_logged(port, "\"POST /upload HTTP/1.1\" ", " term=client_closed",
+    ck_assert_int_eq(harness_count(recorded(), "<accept>"), 1);
+    harness_assert_logged(&proxy, port, "\"POST /upload HTTP/1.1\" ", " term=client_closed",
                   NULL);
     /* The proxy goes on serving, in the same worker. */
     struct response r;
@@ -1364,7 +1306,7 @@ START_TEST(test_client_leaves_mid_download)
 {
     start_script(h_big, NULL, "", "");
     int fd = own(harness_connect(proxy.port));
-    int port = client_port(fd);
+    int port = harness_client_port(fd);
     ck_assert_int_eq(harness_send(fd, "GET /big HTTP/1.1\r\nHost: a\r\n\r\n"),
                      0);
     static char buf[65536];
@@ -1391,7 +1333,7 @@ START_TEST(test_client_leaves_mid_download)
                   "the upstream connection closed %.0f ms after the client "
                   "left",
                   took);
-    assert_logged(port, "\"GET /big HTTP/1.1\" 200 ", " term=client_closed",
+    harness_assert_logged(&proxy, port, "\"GET /big HTTP/1.1\" 200 ", " term=client_closed",
                   NULL);
     /* The next request cannot have got that connection from the pool. */
     struct response r;
@@ -1402,7 +1344,7 @@ START_TEST(test_client_leaves_mid_download)
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(r.body, "ok");
     response_free(&r);
-    ck_assert_int_eq(count(recorded(), "<accept>"), 2);
+    ck_assert_int_eq(harness_count(recorded(), "<accept>"), 2);
 }
 END_TEST
 
@@ -1438,7 +1380,7 @@ START_TEST(test_idempotent_request_retried_once_on_reuse_race)
     ck_assert_int_eq(r.status, 200);
     response_free(&r);
     int fd = own(harness_connect(proxy.port));
-    int port = client_port(fd);
+    int port = harness_client_port(fd);
     ck_assert_int_eq(
         harness_send(fd, "GET /second HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
     char got[4096];
@@ -1446,15 +1388,15 @@ START_TEST(test_idempotent_request_retried_once_on_reuse_race)
     ck_assert_msg(read_until(fd, got, sizeof(got), &len, "\r\n\r\nok", 3000),
                   "got: %s; log:\n%s", show(got, len), harness_log(&proxy));
     assert_bytes(got, len, OK_RELAYED, "retried GET");
-    assert_logged(port, "\"GET /second HTTP/1.1\" 200 ", " term=done", NULL);
+    harness_assert_logged(&proxy, port, "\"GET /second HTTP/1.1\" 200 ", " term=done", NULL);
     ck_assert(harness_log_wait(&proxy, "retrying on a fresh connection", 1000));
     /* Sent twice in all: once on the stale connection, once on a new one. */
     usleep((useconds_t)(200 * 1000 * harness_scale()));
     const char *rec = recorded();
-    ck_assert_msg(count(rec, "GET /second ") == 2, "recorded: %s",
+    ck_assert_msg(harness_count(rec, "GET /second ") == 2, "recorded: %s",
                   show(rec, strlen(rec)));
-    ck_assert_int_eq(count(rec, "<accept>"), 2);
-    ck_assert_int_eq(count(rec, "<close>"), 1);
+    ck_assert_int_eq(harness_count(rec, "<accept>"), 2);
+    ck_assert_int_eq(harness_count(rec, "<close>"), 1);
 }
 END_TEST
 
@@ -1478,14 +1420,14 @@ START_TEST(test_post_not_retried_on_reuse_race)
                                                           "connection");
     ck_assert(t.closed);
     assert_answered(t.port, 502, reason);
-    assert_logged(t.port, "\"POST /second HTTP/1.1\" 502 ",
+    harness_assert_logged(&proxy, t.port, "\"POST /second HTTP/1.1\" 502 ",
                   " term=upstream_closed", NULL);
     /* Never sent twice, no second connection. */
     usleep((useconds_t)(300 * 1000 * harness_scale()));
     const char *rec = recorded();
-    ck_assert_msg(count(rec, "POST /second ") == 1, "recorded: %s",
+    ck_assert_msg(harness_count(rec, "POST /second ") == 1, "recorded: %s",
                   show(rec, strlen(rec)));
-    ck_assert_int_eq(count(rec, "<accept>"), 1);
+    ck_assert_int_eq(harness_count(rec, "<accept>"), 1);
     ck_assert_ptr_null(strstr(harness_log(&proxy), "retrying"));
 }
 END_TEST
@@ -1665,11 +1607,11 @@ START_TEST(test_slowloris_crowd)
                   "the last slow client was closed after %.0f ms", worst);
     ck_assert_msg(n408 > 0, "no slow client got a 408");
     double t1 = harness_now();
-    while (count(harness_log(&proxy), " term=client_header_timeout") < N &&
+    while (harness_count(harness_log(&proxy), " term=client_header_timeout") < N &&
            harness_now() - t1 < 3000 * harness_scale()) {
         usleep(20 * 1000);
     }
-    ck_assert_int_eq(count(harness_log(&proxy), " term=client_header_timeout"),
+    ck_assert_int_eq(harness_count(harness_log(&proxy), " term=client_header_timeout"),
                      N);
 }
 END_TEST

@@ -101,56 +101,6 @@ static void teardown(void)
     }
 }
 
-/* The local port of a connected socket: the proxy logs the client by it. */
-static int client_port(int fd)
-{
-    struct sockaddr_in sa;
-    socklen_t len = sizeof(sa);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    return ntohs(sa.sin_port);
-}
-
-/*
- * Wait up to ms (scaled) for the access log line of the client at
- * 127.0.0.1:port and copy it (without the newline) into out. Returns 1 if
- * it appeared.
- */
-static int log_line(int port, char *out, size_t cap, int ms)
-{
-    char needle[64];
-    snprintf(needle, sizeof(needle), "Z 127.0.0.1:%d \"", port);
-    out[0] = '\0';
-    if (!harness_log_wait(&proxy, needle, ms)) {
-        return 0;
-    }
-    const char *line = strstr(harness_log(&proxy), needle);
-    size_t len = strcspn(line, "\n");
-    if (len >= cap) {
-        len = cap - 1;
-    }
-    memcpy(out, line, len);
-    out[len] = '\0';
-    return 1;
-}
-
-/* Assert that the access log line of the client at port holds each of the
- * NULL-terminated strings that follow. */
-static void assert_logged(int port, ...)
-{
-    char line[1024];
-    ck_assert_msg(log_line(port, line, sizeof(line), 2000),
-                  "no access log line for 127.0.0.1:%d; log:\n%s", port,
-                  harness_log(&proxy));
-    va_list ap;
-    va_start(ap, port);
-    const char *want;
-    while ((want = va_arg(ap, const char *)) != NULL) {
-        ck_assert_msg(strstr(line, want) != NULL, "\"%s\" not in: %s", want,
-                      line);
-    }
-    va_end(ap);
-}
-
 /* Assert a timer fired not before timeout_ms and within the margin. */
 static void assert_timely(double took, int timeout_ms, const char *what)
 {
@@ -198,7 +148,7 @@ static int exchange_on(int port, const char *raw, size_t len,
                        struct response *r, int *fd_out)
 {
     int fd = own(harness_connect(port));
-    int cport = client_port(fd);
+    int cport = harness_client_port(fd);
     ck_assert_int_eq(harness_write(fd, raw, len), 0);
     ck_assert_msg(harness_read_response(fd, r, 5000, 0) == 0,
                   "no response to %.40s...; log:\n%s", raw,
@@ -298,7 +248,7 @@ START_TEST(test_header_deadline_not_extended_by_trickle)
                   origin.port, "");
     double t0 = harness_now();
     int fd = own(harness_connect(proxy.port));
-    int port = client_port(fd);
+    int port = harness_client_port(fd);
     ck_assert_int_eq(harness_send(fd, "GET / HTTP/1.1\r\nHo"), 0);
     /* One byte every 100 ms of a head that never ends: an idle timer
      * would never fire; a deadline fires at 300 ms all the same. */
@@ -339,7 +289,7 @@ START_TEST(test_header_deadline_not_extended_by_trickle)
     ck_assert_int_eq(harness_read_response(fd, &r, 1000, 0), 0);
     assert_error_response(fd, &r, 408);
     response_free(&r);
-    assert_logged(port, "\" 408 ", " term=client_header_timeout", NULL);
+    harness_assert_logged(&proxy, port, "\" 408 ", " term=client_header_timeout", NULL);
 }
 END_TEST
 
@@ -350,13 +300,13 @@ START_TEST(test_header_deadline_silent_client)
                   harness_dead_port(), "");
     double t0 = harness_now();
     int fd = own(harness_connect(proxy.port));
-    int port = client_port(fd);
+    int port = harness_client_port(fd);
     struct response r;
     ck_assert_int_eq(harness_read_response(fd, &r, 2000, 0), 0);
     assert_timely(harness_now() - t0, 300, "408");
     assert_error_response(fd, &r, 408);
     response_free(&r);
-    assert_logged(port, "\" 408 ", " term=client_header_timeout", NULL);
+    harness_assert_logged(&proxy, port, "\" 408 ", " term=client_header_timeout", NULL);
 }
 END_TEST
 
@@ -438,11 +388,11 @@ START_TEST(test_keepalive_timeout_waits_for_response_to_drain)
                                "buffer_size = 16m\n"),
                   origin.port, "");
     int fd = own(connect_rcvbuf(proxy.port, 4096));
-    int port = client_port(fd);
+    int port = harness_client_port(fd);
     ck_assert_int_eq(
         harness_send(fd, "GET /?size=8m HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
     /* The whole response is queued: the exchange is logged... */
-    assert_logged(port, "\" 200 ", " term=done", NULL);
+    harness_assert_logged(&proxy, port, "\" 200 ", " term=done", NULL);
     /* ...and the client takes longer than keepalive_timeout to read it. */
     usleep(600 * 1000);
     struct response r;
@@ -465,7 +415,7 @@ START_TEST(test_client_body_timeout)
     harness_proxy(&proxy, CONF, harness_server_lines("client_body_timeout = 300ms\n"),
                   origin.port, "");
     int fd = own(harness_connect(proxy.port));
-    int port = client_port(fd);
+    int port = harness_client_port(fd);
     double t0 = harness_now();
     ck_assert_int_eq(harness_send(fd, "POST /echo HTTP/1.1\r\nHost: a\r\n"
                                       "Content-Length: 100\r\n\r\n"
@@ -476,7 +426,7 @@ START_TEST(test_client_body_timeout)
     assert_timely(harness_now() - t0, 300, "408");
     assert_error_response(fd, &r, 408);
     response_free(&r);
-    assert_logged(port, "\"POST /echo HTTP/1.1\" 408 ",
+    harness_assert_logged(&proxy, port, "\"POST /echo HTTP/1.1\" 408 ",
                   " term=client_body_timeout", NULL);
 }
 END_TEST
@@ -493,13 +443,13 @@ START_TEST(test_send_timeout_client_never_reads)
      * both ends then hold a bounded amount, whatever tcp_rmem allows, and
      * the window scale still fits what is left to drain at the end. */
     int fd = own(connect_rcvbuf(proxy.port, 4096));
-    int port = client_port(fd);
+    int port = harness_client_port(fd);
     double t0 = harness_now();
     ck_assert_int_eq(
         harness_send(fd, "GET /?size=64m HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
     /* Never read: the proxy must give up on its own. */
     char line[1024];
-    ck_assert_msg(log_line(port, line, sizeof(line), 5000),
+    ck_assert_msg(harness_access_line(&proxy, port, line, sizeof(line), 5000),
                   "no access log line within 5 s; log:\n%s",
                   harness_log(&proxy));
     double took = harness_now() - t0;
@@ -581,7 +531,7 @@ START_TEST(test_upstream_connect_timeout)
     harness_proxy(&proxy, CONF, harness_server_lines(""), port,
                   "connect_timeout = 300ms");
     int fd = own(harness_connect(proxy.port));
-    int cport = client_port(fd);
+    int cport = harness_client_port(fd);
     double t0 = harness_now();
     ck_assert_int_eq(harness_send(fd, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
     struct response r;
@@ -589,7 +539,7 @@ START_TEST(test_upstream_connect_timeout)
     assert_timely(harness_now() - t0, 300, "504");
     assert_error_response(fd, &r, 504);
     response_free(&r);
-    assert_logged(cport, "\" 504 ", " term=upstream_connect_timeout", NULL);
+    harness_assert_logged(&proxy, cport, "\" 504 ", " term=upstream_connect_timeout", NULL);
 }
 END_TEST
 
@@ -601,7 +551,7 @@ START_TEST(test_upstream_read_timeout_mid_body)
     harness_proxy(&proxy, CONF, harness_server_lines(""), script.port,
                   "read_timeout = 300ms");
     int fd = own(harness_connect(proxy.port));
-    int port = client_port(fd);
+    int port = harness_client_port(fd);
     double t0 = harness_now();
     ck_assert_int_eq(harness_send(fd, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
     struct response r;
@@ -616,7 +566,7 @@ START_TEST(test_upstream_read_timeout_mid_body)
     ck_assert(r.closed);
     assert_timely(took, 300, "close");
     response_free(&r);
-    assert_logged(port, "\" 200 ", " term=upstream_read_timeout", NULL);
+    harness_assert_logged(&proxy, port, "\" 200 ", " term=upstream_read_timeout", NULL);
 }
 END_TEST
 
@@ -628,7 +578,7 @@ START_TEST(test_upstream_send_timeout)
     harness_proxy(&proxy, CONF, harness_server_lines(""), script.port,
                   "send_timeout = 300ms");
     int fd = own(harness_connect(proxy.port));
-    int port = client_port(fd);
+    int port = harness_client_port(fd);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     char head[128];
     int hlen = snprintf(head, sizeof(head),
@@ -689,7 +639,7 @@ START_TEST(test_upstream_send_timeout)
                       "answer: %.200s", got);
         ck_assert_ptr_nonnull(strstr(got, "\r\nConnection: close\r\n"));
     }
-    assert_logged(port, " term=upstream_send_timeout", NULL);
+    harness_assert_logged(&proxy, port, " term=upstream_send_timeout", NULL);
 }
 END_TEST
 
@@ -708,7 +658,7 @@ START_TEST(test_max_body_size_content_length)
     int port = exchange_on(proxy.port, req, (size_t)n + 2000, &r, &fd);
     assert_error_response(fd, &r, 413);
     response_free(&r);
-    assert_logged(port, "\" 413 ", " term=bad_request", NULL);
+    harness_assert_logged(&proxy, port, "\" 413 ", " term=bad_request", NULL);
     assert_upstream_untouched();
 }
 END_TEST
@@ -717,7 +667,7 @@ START_TEST(test_max_body_size_chunked)
 {
     start_recorder("max_body_size = 1k\n");
     int fd = own(harness_connect(proxy.port));
-    int port = client_port(fd);
+    int port = harness_client_port(fd);
     ck_assert_int_eq(harness_send(fd, "POST / HTTP/1.1\r\nHost: a\r\n"
                                       "Transfer-Encoding: chunked\r\n\r\n"),
                      0);
@@ -736,7 +686,7 @@ START_TEST(test_max_body_size_chunked)
     ck_assert_int_eq(harness_read_response(fd, &r, 3000, 0), 0);
     assert_error_response(fd, &r, 413);
     response_free(&r);
-    assert_logged(port, "\" 413 ", " term=bad_request", NULL);
+    harness_assert_logged(&proxy, port, "\" 413 ", " term=bad_request", NULL);
     /* The upstream may have seen the head and part of the body, never a
      * request that looks complete. */
     double t0 = harness_now();
@@ -751,30 +701,6 @@ START_TEST(test_max_body_size_chunked)
                   "the upstream got a complete chunked body");
 }
 END_TEST
-
-/* Read from fd until needle has arrived (1) or ms (scaled) pass or the
- * connection ends (0); what came is in buf (NUL-terminated), its length in
- * *len. */
-static int read_until(int fd, char *buf, size_t cap, size_t *len,
-                      const char *needle, int ms)
-{
-    double deadline = harness_now() + ms * harness_scale();
-    buf[*len] = '\0';
-    while (needle == NULL || strstr(buf, needle) == NULL) {
-        int left = (int)(deadline - harness_now());
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (left <= 0 || poll(&pfd, 1, left) <= 0) {
-            return 0;
-        }
-        ssize_t n = read(fd, buf + *len, cap - 1 - *len);
-        if (n <= 0) {
-            return needle == NULL; /* the end is what NULL waits for */
-        }
-        *len += (size_t)n;
-        buf[*len] = '\0';
-    }
-    return 1;
-}
 
 /* Upstream: answers as soon as the request head is in, with a head that
  * promises 100000 bytes and 5 of them, then reads until the proxy hangs up. */
@@ -795,7 +721,7 @@ START_TEST(test_max_body_size_after_response_started)
     harness_proxy(&proxy, CONF, harness_server_lines("max_body_size = 1k\n"),
                   script.port, "");
     int fd = own(harness_connect(proxy.port));
-    int port = client_port(fd);
+    int port = harness_client_port(fd);
     char chunk[256 + 16];
     int n = snprintf(chunk, sizeof(chunk), "100\r\n");
     memset(chunk + n, 'c', 256);
@@ -807,7 +733,7 @@ START_TEST(test_max_body_size_after_response_started)
     /* The response starts while the body is still coming. */
     static char got[65536];
     size_t len = 0;
-    ck_assert_msg(read_until(fd, got, sizeof(got), &len, "\r\n\r\nearly",
+    ck_assert_msg(harness_read_until(fd, got, sizeof(got), &len, "\r\n\r\nearly",
                              3000),
                   "no early response; got: %s", got);
     ck_assert_int_eq(strncmp(got, "HTTP/1.1 200 ", 13), 0);
@@ -818,12 +744,12 @@ START_TEST(test_max_body_size_after_response_started)
         }
     }
     harness_send(fd, "0\r\n\r\n");
-    ck_assert_msg(read_until(fd, got, sizeof(got), &len, NULL, 3000),
+    ck_assert_msg(harness_read_until(fd, got, sizeof(got), &len, NULL, 3000),
                   "connection not closed");
     /* Nothing after the 5 bytes: no 413 glued onto the started response. */
     const char *body = strstr(got, "\r\n\r\n") + 4;
     ck_assert_msg(strcmp(body, "early") == 0, "after the head: %s", body);
-    assert_logged(port, "\" 200 ", " term=bad_request", NULL);
+    harness_assert_logged(&proxy, port, "\" 200 ", " term=bad_request", NULL);
 }
 END_TEST
 
@@ -842,7 +768,7 @@ START_TEST(test_max_header_size_header)
     int port = exchange_on(proxy.port, req, (size_t)n, &r, &fd);
     assert_error_response(fd, &r, 431);
     response_free(&r);
-    assert_logged(port, "\" 431 ", " term=bad_request", NULL);
+    harness_assert_logged(&proxy, port, "\" 431 ", " term=bad_request", NULL);
     assert_upstream_untouched();
 }
 END_TEST
@@ -863,7 +789,7 @@ START_TEST(test_max_header_size_target)
     ck_assert_msg(r.status == 414 || r.status == 431, "status %d", r.status);
     assert_error_response(fd, &r, 414);
     response_free(&r);
-    assert_logged(port, "\" 414 ", " term=bad_request", NULL);
+    harness_assert_logged(&proxy, port, "\" 414 ", " term=bad_request", NULL);
     assert_upstream_untouched();
 }
 END_TEST
@@ -884,7 +810,7 @@ START_TEST(test_max_header_size_counts_the_whole_head)
     n += snprintf(req + n, sizeof(req) - (size_t)n, "\r\n");
     ck_assert_int_gt(n, 2000);
     int fd = own(harness_connect(proxy.port));
-    int port = client_port(fd);
+    int port = harness_client_port(fd);
     ck_assert_int_eq(harness_write(fd, req, (size_t)n), 0);
     struct response r;
     /* The recorder never answers: no response means it was forwarded. */
@@ -895,7 +821,7 @@ START_TEST(test_max_header_size_counts_the_whole_head)
                   r.status);
     assert_error_response(fd, &r, 431);
     response_free(&r);
-    assert_logged(port, "\" 431 ", " term=bad_request", NULL);
+    harness_assert_logged(&proxy, port, "\" 431 ", " term=bad_request", NULL);
     assert_upstream_untouched();
 }
 END_TEST
@@ -952,7 +878,7 @@ START_TEST(test_bad_request)
     response_free(&r);
     char status[16];
     snprintf(status, sizeof(status), "\" %d ", c->status);
-    assert_logged(port, status, " term=bad_request", NULL);
+    harness_assert_logged(&proxy, port, status, " term=bad_request", NULL);
     assert_upstream_untouched();
 }
 END_TEST
@@ -1006,17 +932,6 @@ END_TEST
 
 /* ---- 13: weighted round-robin ------------------------------------------- */
 
-/* Occurrences of needle in hay. */
-static int count(const char *hay, const char *needle)
-{
-    int n = 0;
-    for (const char *p = strstr(hay, needle); p != NULL;
-         p = strstr(p + 1, needle)) {
-        n++;
-    }
-    return n;
-}
-
 START_TEST(test_weighted_round_robin)
 {
     harness_origin(&origin, "--delay", "0ms", NULL);
@@ -1043,17 +958,17 @@ START_TEST(test_weighted_round_robin)
         response_free(&r);
     }
     double t0 = harness_now();
-    while (count(harness_log(&proxy), " term=done") < 40 &&
+    while (harness_count(harness_log(&proxy), " term=done") < 40 &&
            harness_now() - t0 < 3000 * harness_scale()) {
         usleep(20 * 1000);
     }
     const char *log = harness_log(&proxy);
-    ck_assert_int_eq(count(log, " term=done"), 40);
+    ck_assert_int_eq(harness_count(log, " term=done"), 40);
     char a[64], b[64];
     snprintf(a, sizeof(a), " 127.0.0.1:%d head=", origin.port);
     snprintf(b, sizeof(b), " 127.0.0.1:%d head=", origin2.port);
-    int na = count(log, a);
-    int nb = count(log, b);
+    int na = harness_count(log, a);
+    int nb = harness_count(log, b);
     ck_assert_msg(na == 30 && nb == 10, "weight 3: %d, weight 1: %d", na, nb);
 }
 END_TEST
@@ -1215,7 +1130,7 @@ START_TEST(test_no_route_404)
     int port = exchange_on(proxy.port, miss, strlen(miss), &r, &fd);
     assert_error_response(fd, &r, 404);
     response_free(&r);
-    assert_logged(port, "\"GET /other HTTP/1.1\" 404 ", " term=no_route",
+    harness_assert_logged(&proxy, port, "\"GET /other HTTP/1.1\" 404 ", " term=no_route",
                   NULL);
     /* The route itself works. */
     static const char hit[] = "GET /api/x?size=3 HTTP/1.1\r\nHost: a\r\n\r\n";

@@ -778,3 +778,77 @@ void harness_read_request_head(int fd)
         }
     }
 }
+
+int harness_client_port(int fd)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    return ntohs(sa.sin_port);
+}
+
+int harness_access_line(const struct proc *p, int port, char *out, size_t cap,
+                        int ms)
+{
+    char needle[64];
+    snprintf(needle, sizeof(needle), "Z 127.0.0.1:%d \"", port);
+    out[0] = '\0';
+    if (!harness_log_wait(p, needle, ms)) {
+        return 0;
+    }
+    const char *line = strstr(harness_log(p), needle);
+    size_t len = strcspn(line, "\n");
+    if (len >= cap) {
+        len = cap - 1;
+    }
+    memcpy(out, line, len);
+    out[len] = '\0';
+    return 1;
+}
+
+void harness_assert_logged(const struct proc *p, int port, ...)
+{
+    char line[1024];
+    ck_assert_msg(harness_access_line(p, port, line, sizeof(line), 2000),
+                  "no access log line for 127.0.0.1:%d; log:\n%s", port,
+                  harness_log(p));
+    va_list ap;
+    va_start(ap, port);
+    const char *want;
+    while ((want = va_arg(ap, const char *)) != NULL) {
+        ck_assert_msg(strstr(line, want) != NULL, "\"%s\" not in: %s", want,
+                      line);
+    }
+    va_end(ap);
+}
+
+int harness_count(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(hay, needle); p != NULL;
+         p = strstr(p + 1, needle)) {
+        n++;
+    }
+    return n;
+}
+
+int harness_read_until(int fd, char *buf, size_t cap, size_t *len,
+                       const char *needle, int ms)
+{
+    double deadline = harness_now() + ms * harness_scale();
+    buf[*len] = '\0';
+    while (needle == NULL || strstr(buf, needle) == NULL) {
+        int left = (int)(deadline - harness_now());
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (left <= 0 || poll(&pfd, 1, left) <= 0) {
+            return 0;
+        }
+        ssize_t n = read(fd, buf + *len, cap - 1 - *len);
+        if (n <= 0) {
+            return needle == NULL; /* the end is what NULL waits for */
+        }
+        *len += (size_t)n;
+        buf[*len] = '\0';
+    }
+    return 1;
+}

@@ -141,6 +141,32 @@ int harness_wait_children(pid_t master, pid_t *out, int n);
  * scripted upstreams. */
 void harness_read_request_head(int fd);
 
+/* The local port of a connected socket: the proxy logs a client by it. */
+int harness_client_port(int fd);
+
+/*
+ * Wait up to ms (scaled) for the access log line of the client at
+ * 127.0.0.1:port in p's log, and copy it (without its newline) into out.
+ * Returns 1 if it appeared.
+ */
+int harness_access_line(const struct proc *p, int port, char *out, size_t cap,
+                        int ms);
+
+/* Assert that the access log line of the client at port holds each of the
+ * NULL-terminated strings that follow. */
+void harness_assert_logged(const struct proc *p, int port, ...);
+
+/* How many times needle occurs in hay. */
+int harness_count(const char *hay, const char *needle);
+
+/*
+ * Read from fd, appending to buf (len bytes so far, NUL-terminated, cap in
+ * all) until needle appears within ms (scaled); with needle NULL, until the
+ * peer closes. Returns 1 when it did.
+ */
+int harness_read_until(int fd, char *buf, size_t cap, size_t *len,
+                       const char *needle, int ms);
+
 /* Path of a built program ("proxy/switchboard"). */
 const char *harness_path(const char *rel);
 
