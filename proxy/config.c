@@ -95,6 +95,9 @@ static const char *const log_level_names[] = {"error", "warn", "info",
                                               "debug", NULL};
 static const char *const backend_names[] = {"auto", "epoll", "poll", "select",
                                             NULL};
+static const char *const dist_names[] = {"fixed", "uniform", "exponential",
+                                         NULL};
+static const char *const off_on_names[] = {"off", "on", NULL};
 
 #define F_SERVER(f) offsetof(struct config, f)
 #define F_UPSTREAM(f) offsetof(struct config_upstream, f)
@@ -170,6 +173,24 @@ static const struct directive directives[] = {
     {.name = "upstream", .section = SECTION_ROUTE, .type = TYPE_NAME,
      .offset = F_ROUTE(upstream_name),
      .size = sizeof(((struct config_route *)0)->upstream_name)},
+    /* 0: the upstream's read_timeout */
+    DURATION(SECTION_ROUTE, "read_timeout", F_ROUTE(read_timeout_ms), 0, 0,
+             HOURS(24)),
+    DURATION(SECTION_ROUTE, "fault_delay", F_ROUTE(fault_delay_ms), 0, 0,
+             HOURS(1)),
+    INT(SECTION_ROUTE, "fault_delay_percent", F_ROUTE(fault_delay_percent),
+        100, 0, 100),
+    {.name = "fault_delay_distribution", .section = SECTION_ROUTE,
+     .type = TYPE_ENUM, .store = STORE_INT,
+     .offset = F_ROUTE(fault_delay_dist), .def = FAULT_FIXED,
+     .names = dist_names},
+    /* 0: off; otherwise the status answered (200..599) */
+    INT(SECTION_ROUTE, "fault_abort", F_ROUTE(fault_abort), 0, 0, 599),
+    INT(SECTION_ROUTE, "fault_abort_percent", F_ROUTE(fault_abort_percent),
+        100, 0, 100),
+    {.name = "fault_headers", .section = SECTION_ROUTE, .type = TYPE_ENUM,
+     .store = STORE_INT, .offset = F_ROUTE(fault_headers), .def = 0,
+     .names = off_on_names},
 };
 
 #define N_DIRECTIVES (sizeof(directives) / sizeof(directives[0]))
@@ -1060,6 +1081,12 @@ static int config_validate(struct parser *p)
                  route->prefix);
             continue;
         }
+        if (route->fault_abort != 0 && route->fault_abort < 200) {
+            fail(p, route->line,
+                 "fault_abort %d in [route %s]: expected 0 (off) or a status "
+                 "from 200 to 599",
+                 route->fault_abort, route->prefix);
+        }
         route->upstream = -1;
         for (int u = 0; u < cfg->n_upstreams; u++) {
             if (strcmp(cfg->upstreams[u].name, route->upstream_name) == 0) {
@@ -1102,6 +1129,7 @@ static int config_validate(struct parser *p)
         }
         struct config_route *route = &cfg->routes[cfg->n_routes++];
         memset(route, 0, sizeof(*route));
+        apply_defaults(SECTION_ROUTE, route);
         util_strlcpy(route->prefix, "/", sizeof(route->prefix));
         util_strlcpy(route->upstream_name, cfg->upstreams[0].name,
                      sizeof(route->upstream_name));

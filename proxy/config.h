@@ -49,11 +49,25 @@ struct config_upstream {
 };
 
 /* One [route PREFIX] section. */
+/* How an injected fault delay is drawn (fault_delay_distribution). */
+enum config_fault_dist {
+    FAULT_FIXED,       /* exactly fault_delay */
+    FAULT_UNIFORM,     /* uniform in [0, 2 x fault_delay] */
+    FAULT_EXPONENTIAL, /* exponential with mean fault_delay */
+};
+
 struct config_route {
     char prefix[CONFIG_PATH_MAX];
     char upstream_name[CONFIG_NAME_MAX];
     int upstream; /* index into config.upstreams, set by validation */
     int line;
+    int read_timeout_ms;     /* overrides the upstream's; 0 = inherit */
+    int fault_delay_ms;      /* injected delay (Envoy's fault filter); 0 */
+    int fault_delay_percent; /* of requests delayed; 100 */
+    int fault_delay_dist;    /* enum config_fault_dist; fixed */
+    int fault_abort;         /* status answered instead; 0 = off */
+    int fault_abort_percent; /* of requests aborted; 100 */
+    int fault_headers;       /* X-Switchboard-Delay/-Abort honoured; off */
 };
 
 enum config_log_level {

@@ -34,6 +34,7 @@
 #include "session.h"
 
 #include <errno.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -110,6 +111,7 @@ struct session {
     enum upstream_state ustate;
     struct upconn *conn;
     struct pool *pool;
+    int route;           /* index of the route the exchange took, or -1 */
     struct event *timer;
     enum session_timer timer_kind;
 
@@ -318,6 +320,7 @@ static void exchange_reset(struct session *s)
     s->target = s->authority = NULL;
     s->target_len = s->authority_len = 0;
     s->pool = NULL;
+    s->route = -1;
     s->ustate = UPSTREAM_NONE;
     s->req_body = HTTP1_BODY_NONE;
     s->framing = HTTP1_BODY_NONE;
@@ -679,6 +682,82 @@ static int exchange_end(struct session *s)
     return exchange_next(s);
 }
 
+/* The read timeout of the exchange: its route's, else its upstream's. */
+static const struct timeval *upstream_read_tv(struct session *s)
+{
+    if (s->route >= 0 && s->w->tv.route_read[s->route] != NULL) {
+        return s->w->tv.route_read[s->route];
+    }
+    return s->w->tv.up_read[s->pool->cfg - s->w->cfg->upstreams];
+}
+
+/* What the route's fault injection decided for one request. */
+struct fault {
+    int delay_ms; /* added before forwarding (a timer) */
+    int abort;    /* status answered instead of forwarding; 0 = none */
+};
+
+/* A stored header's value as a C string (bounded copy), or NULL. */
+static const char *header_value(struct session *s, const char *name,
+                                char *buf, size_t cap)
+{
+    int i = http1_head_find(&s->client.head, name, 0);
+    if (i < 0) {
+        return NULL;
+    }
+    const struct http1_header *hd = &s->client.head.hdrs[i];
+    size_t n = hd->value_len < cap - 1 ? hd->value_len : cap - 1;
+    memcpy(buf, http1_str(&s->client.head, hd->value), n);
+    buf[n] = '\0';
+    return buf;
+}
+
+/*
+ * Fault injection per route, like Envoy's fault filter: with
+ * fault_abort_percent chance answer fault_abort; with fault_delay_percent
+ * chance delay by fault_delay drawn from its distribution. With
+ * fault_headers = on, X-Switchboard-Delay (a duration) and
+ * X-Switchboard-Abort (a status) override both for this request.
+ */
+static void fault_decide(struct session *s, const struct config_route *r,
+                         struct fault *f)
+{
+    f->delay_ms = 0;
+    f->abort = 0;
+    if (r->fault_abort != 0 &&
+        worker_random(s->w, 99) < r->fault_abort_percent) {
+        f->abort = r->fault_abort;
+    }
+    if (r->fault_delay_ms > 0 &&
+        worker_random(s->w, 99) < r->fault_delay_percent) {
+        double d = r->fault_delay_ms;
+        if (r->fault_delay_dist == FAULT_UNIFORM) {
+            d = worker_random(s->w, 2 * r->fault_delay_ms);
+        } else if (r->fault_delay_dist == FAULT_EXPONENTIAL) {
+            double u = (worker_random(s->w, 999999) + 1) / 1000001.0;
+            d = -r->fault_delay_ms * log(u);
+            if (d > 3600000.0) {
+                d = 3600000.0;
+            }
+        }
+        f->delay_ms = (int)d;
+    }
+    if (r->fault_headers) {
+        char buf[64];
+        int64_t ms;
+        uint64_t status;
+        const char *v = header_value(s, "x-switchboard-delay", buf, sizeof(buf));
+        if (v != NULL && util_parse_duration(v, &ms) == 0 && ms <= 3600000) {
+            f->delay_ms = (int)ms;
+        }
+        v = header_value(s, "x-switchboard-abort", buf, sizeof(buf));
+        if (v != NULL && util_parse_uint(v, &status) == 0 && status >= 200 &&
+            status <= 599) {
+            f->abort = (int)status;
+        }
+    }
+}
+
 /* A whole request head is in: check it, route it, forward it. */
 static int exchange_begin(struct session *s)
 {
@@ -736,6 +815,7 @@ static int exchange_begin(struct session *s)
     }
     int up = cfg->routes[route].upstream;
     s->pool = s->w->pools[up];
+    s->route = route;
 
     const struct config_upstream *ucfg = &cfg->upstreams[up];
     int latency = ucfg->latency_ms;
@@ -746,6 +826,12 @@ static int exchange_begin(struct session *s)
             latency = 0;
         }
     }
+    struct fault fault;
+    fault_decide(s, &cfg->routes[route], &fault);
+    if (fault.abort != 0) {
+        return reply_error(s, fault.abort, "fault_abort", "fault injected");
+    }
+    latency += fault.delay_ms;
     s->latency_ms = latency;
     if (latency > 0) {
         s->ustate = UPSTREAM_LATENCY;
@@ -764,7 +850,7 @@ static int request_done(struct session *s)
     if (s->ustate == UPSTREAM_READING_HEAD ||
         s->ustate == UPSTREAM_STREAMING_BODY) {
         int up = s->pool->cfg - s->w->cfg->upstreams;
-        bufferevent_set_timeouts(s->upstream.bev, s->w->tv.up_read[up],
+        bufferevent_set_timeouts(s->upstream.bev, upstream_read_tv(s),
                                  s->w->tv.up_send[up]);
     }
     if (s->ustate == UPSTREAM_NONE) {
@@ -1116,7 +1202,7 @@ static void on_upstream_event(struct bufferevent *bev, short what, void *arg)
         setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one,
                    sizeof(one));
         bufferevent_set_timeouts(
-            bev, s->cstate == CLIENT_REQUEST_DONE ? s->w->tv.up_read[up] : NULL,
+            bev, s->cstate == CLIENT_REQUEST_DONE ? upstream_read_tv(s) : NULL,
             s->w->tv.up_send[up]);
         rc = 0;
     } else if (what & BEV_EVENT_EOF) {
@@ -1191,7 +1277,7 @@ static int upstream_start(struct session *s)
         s->ustate = UPSTREAM_READING_HEAD;
         bufferevent_set_timeouts(
             c->bev,
-            s->cstate == CLIENT_REQUEST_DONE ? s->w->tv.up_read[up] : NULL,
+            s->cstate == CLIENT_REQUEST_DONE ? upstream_read_tv(s) : NULL,
             s->w->tv.up_send[up]);
         bufferevent_enable(c->bev, EV_READ);
         bufferevent_disable(c->bev, EV_WRITE); /* see side_flush */

@@ -185,6 +185,12 @@ static int worker_setup(struct worker *w, const int *fds, int n_fds)
             return -1;
         }
     }
+    for (int r = 0; r < cfg->n_routes; r++) {
+        if (cfg->routes[r].read_timeout_ms > 0) {
+            w->tv.route_read[r] =
+                common_tv(w->base, cfg->routes[r].read_timeout_ms);
+        }
+    }
     const char *err = NULL;
     w->access_log = accesslog_open(w->base, cfg->access_log, &err);
     if (err != NULL) {

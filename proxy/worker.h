@@ -30,6 +30,7 @@ struct worker_timeouts {
     const struct timeval *up_connect[CONFIG_MAX_UPSTREAMS];
     const struct timeval *up_read[CONFIG_MAX_UPSTREAMS];
     const struct timeval *up_send[CONFIG_MAX_UPSTREAMS];
+    const struct timeval *route_read[CONFIG_MAX_ROUTES]; /* NULL: inherit */
 };
 
 /* A worker process's whole state. */

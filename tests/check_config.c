@@ -272,6 +272,47 @@ START_TEST(server_event_backends)
 }
 END_TEST
 
+START_TEST(route_overrides_and_faults)
+{
+    LOAD_OK(UPSTREAM);
+    const struct config_route *r = &cfg->routes[0];
+    ck_assert_int_eq(r->read_timeout_ms, 0);
+    ck_assert_int_eq(r->fault_delay_ms, 0);
+    ck_assert_int_eq(r->fault_delay_percent, 100);
+    ck_assert_int_eq(r->fault_delay_dist, FAULT_FIXED);
+    ck_assert_int_eq(r->fault_abort, 0);
+    ck_assert_int_eq(r->fault_abort_percent, 100);
+    ck_assert_int_eq(r->fault_headers, 0);
+    LOAD_OK(UPSTREAM "[route /lp]\nupstream = a\nread_timeout = 5m\n"
+                     "fault_delay = 200ms\nfault_delay_percent = 25\n"
+                     "fault_delay_distribution = exponential\n"
+                     "fault_abort = 503\nfault_abort_percent = 10\n"
+                     "fault_headers = on\n");
+    r = &cfg->routes[0];
+    ck_assert_str_eq(r->prefix, "/lp");
+    ck_assert_int_eq(r->read_timeout_ms, 300000);
+    ck_assert_int_eq(r->fault_delay_ms, 200);
+    ck_assert_int_eq(r->fault_delay_percent, 25);
+    ck_assert_int_eq(r->fault_delay_dist, FAULT_EXPONENTIAL);
+    ck_assert_int_eq(r->fault_abort, 503);
+    ck_assert_int_eq(r->fault_abort_percent, 10);
+    ck_assert_int_eq(r->fault_headers, 1);
+    LOAD_ERROR(UPSTREAM "[route /]\nupstream = a\nfault_delay_percent = 101\n",
+               "t.conf:5: value \"101\" for fault_delay_percent is out of "
+               "range: expected 0..100");
+    LOAD_ERROR(UPSTREAM "[route /]\nupstream = a\n"
+                        "fault_delay_distribution = normal\n",
+               "t.conf:5: bad value \"normal\" for fault_delay_distribution: "
+               "expected one of fixed, uniform, exponential");
+    LOAD_ERROR(UPSTREAM "[route /]\nupstream = a\nfault_abort = 99\n",
+               "t.conf:3: fault_abort 99 in [route /]: expected 0 (off) or a "
+               "status from 200 to 599");
+    LOAD_ERROR(UPSTREAM "[route /]\nupstream = a\nfault_headers = yes\n",
+               "t.conf:5: bad value \"yes\" for fault_headers: expected one "
+               "of off, on");
+}
+END_TEST
+
 START_TEST(server_access_log)
 {
     LOAD_OK("[server]\naccess_log = off\n" UPSTREAM);
@@ -1068,6 +1109,7 @@ static Suite *config_suite(void)
     tcase_add_test(t, server_workers_auto_and_edges);
     tcase_add_test(t, server_log_levels);
     tcase_add_test(t, server_event_backends);
+    tcase_add_test(t, route_overrides_and_faults);
     tcase_add_test(t, server_access_log);
     tcase_add_test(t, server_durations);
     tcase_add_test(t, server_numbers_and_sizes);
