@@ -133,6 +133,8 @@ static const struct directive directives[] = {
              F_SERVER(keepalive_timeout_ms), SECONDS(75), 0, HOURS(24)),
     DURATION(SECTION_SERVER, "send_timeout", F_SERVER(send_timeout_ms),
              SECONDS(60), 1, HOURS(24)),
+    DURATION(SECTION_SERVER, "tunnel_timeout", F_SERVER(tunnel_timeout_ms),
+             HOURS(1), 1, HOURS(24)),
     SIZE(SECTION_SERVER, "buffer_size", STORE_SIZE, F_SERVER(buffer_size),
          KIB(64), KIB(4), MIB(64)),
     SIZE(SECTION_SERVER, "max_header_size", STORE_SIZE,

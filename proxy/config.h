@@ -98,6 +98,7 @@ struct config {
     int client_header_timeout_ms; /* deadline for a whole request head; 10s */
     int client_body_timeout_ms;   /* idle time between body reads; 60s */
     int keepalive_timeout_ms;     /* idle client between requests; 75s */
+    int tunnel_timeout_ms;        /* idle WebSocket tunnel; 1h */
     int send_timeout_ms;          /* idle time between writes to client; 60s */
     size_t buffer_size;           /* high watermark per direction; 64k */
     size_t max_header_size;       /* request head limit; 16k */

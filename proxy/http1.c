@@ -180,6 +180,34 @@ static int list_has(const char *v, size_t len, const char *tok, size_t toklen)
     return 0;
 }
 
+/* Does any header called name list token (case-insensitive)? */
+static int header_has_token(const struct http1_head *h, const char *name,
+                            const char *token)
+{
+    size_t toklen = strlen(token);
+    for (int i = http1_head_find(h, name, 0); i >= 0;
+         i = http1_head_find(h, name, i + 1)) {
+        if (list_has(h->buf + h->hdrs[i].value, h->hdrs[i].value_len, token,
+                     toklen)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int http1_is_websocket_upgrade(const struct http1_head *h,
+                               const http_parser *p)
+{
+    return p->method == HTTP_GET && p->http_major == 1 &&
+           p->http_minor == 1 && header_has_token(h, "connection", "upgrade") &&
+           header_has_token(h, "upgrade", "websocket");
+}
+
+int http1_is_websocket_switch(const struct http1_head *h)
+{
+    return header_has_token(h, "upgrade", "websocket");
+}
+
 int http1_connection_has(const struct http1_head *h, const char *token)
 {
     size_t toklen = strlen(token);
@@ -823,7 +851,9 @@ int http1_write_request(struct evbuffer *out, const struct http1_head *h,
     } else if (info->body == HTTP1_BODY_CHUNKED) {
         evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
     }
-    if (info->close) {
+    if (info->upgrade) {
+        evbuffer_add(out, "Connection: Upgrade\r\nUpgrade: websocket\r\n", 41);
+    } else if (info->close) {
         evbuffer_add(out, "Connection: close\r\n", 19);
     }
     return evbuffer_add(out, "\r\n", 2);
@@ -861,6 +891,9 @@ int http1_write_response(struct evbuffer *out, const struct http1_head *h,
     }
     evbuffer_add_printf(out, "Via: %d.%d switchboard\r\n",
                         info->upstream_major, info->upstream_minor);
+    if (info->upgrade) {
+        evbuffer_add(out, "Connection: Upgrade\r\nUpgrade: websocket\r\n", 41);
+    }
     if (info->interim) {
         return evbuffer_add(out, "\r\n", 2);
     }

@@ -215,6 +215,7 @@ struct http1_request_info {
     enum http1_body body;    /* framing to send upstream */
     uint64_t content_length; /* with HTTP1_BODY_LENGTH */
     int close;               /* send Connection: close (no upstream keep-alive) */
+    int upgrade;             /* pass the WebSocket upgrade on */
 };
 
 /*
@@ -237,7 +238,19 @@ struct http1_response_info {
     int client_http10;        /* say Connection: keep-alive explicitly */
     int interim;              /* a 1xx: status line and headers only */
     int no_body;              /* HEAD/204/304: keep the origin's length */
+    int upgrade;              /* a 101 to a WebSocket upgrade: say so */
 };
+
+/*
+ * Does the request ask to become a WebSocket tunnel: GET, HTTP/1.1,
+ * Connection listing "upgrade" and Upgrade listing "websocket"? Other
+ * upgrades (h2c) are never passed on: Upgrade stays hop-by-hop for them.
+ */
+int http1_is_websocket_upgrade(const struct http1_head *h,
+                               const http_parser *p);
+
+/* Does a 101 response switch to websocket (Upgrade lists it)? */
+int http1_is_websocket_switch(const struct http1_head *h);
 
 /*
  * Regenerate the response head for the client into out: HTTP/1.1 status line

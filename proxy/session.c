@@ -61,6 +61,7 @@ enum client_state {
     CLIENT_READING_BODY, /* the rest of the request streams upstream */
     CLIENT_REQUEST_DONE, /* request read whole; the response is under way */
     CLIENT_CLOSING,      /* flushing a last response, then close */
+    CLIENT_TUNNEL,       /* after 101: bytes relayed as they are */
 };
 
 /* Where the response direction is. */
@@ -70,6 +71,7 @@ enum upstream_state {
     UPSTREAM_CONNECTING,     /* connect timer running */
     UPSTREAM_READING_HEAD,   /* waiting for the response head */
     UPSTREAM_STREAMING_BODY, /* relaying the response body */
+    UPSTREAM_TUNNEL,         /* after 101: bytes relayed as they are */
 };
 
 /* What the session's one timer is waiting for. */
@@ -128,6 +130,9 @@ struct session {
     enum http1_body framing; /* of the response to the client */
     int keep_alive;          /* the client connection outlives it */
     int expect_continue;
+    int upgrade;          /* the request asks for a WebSocket tunnel */
+    int tunnel;           /* the upstream agreed: 101 */
+    double t_activity;    /* last byte relayed through the tunnel */
     int interim;          /* the response being parsed is a 1xx */
     int response_started; /* a final response head went to the client */
     int status;
@@ -151,6 +156,9 @@ static int upstream_start(struct session *s);
 static int session_close(struct session *s, const char *reason);
 static int session_flush(struct session *s);
 static int upstream_error(struct session *s, int err);
+static int tunnel_start(struct session *s);
+static int tunnel_relay(struct session *s, struct side *from, struct side *to);
+static int tunnel_idle(struct session *s, struct side *side);
 
 static const char *const TERM_DONE = "done";
 
@@ -306,6 +314,7 @@ static void exchange_reset(struct session *s)
     s->in_exchange = s->logged = 0;
     s->status = 0;
     s->response_started = s->expect_continue = s->interim = 0;
+    s->upgrade = s->tunnel = 0;
     s->retried = s->upstream_eof = 0;
     s->body_received = 0;
     s->error.status = 0;
@@ -560,6 +569,25 @@ static int on_resp_headers_complete(http_parser *p)
     struct session *s = p->data;
     struct evbuffer *out = bufferevent_get_output(s->client.bev);
     http1_head_trim(&s->upstream.head);
+    if (p->status_code == 101 && s->upgrade &&
+        http1_is_websocket_switch(&s->upstream.head)) {
+        /* The upstream agreed to the WebSocket upgrade: relay the 101 and
+         * become a tunnel once the parser stops (response_done). */
+        struct http1_response_info info = {
+            .status = 101,
+            .upstream_major = p->http_major,
+            .upstream_minor = p->http_minor,
+            .interim = 1,
+            .upgrade = 1,
+        };
+        size_t before = evbuffer_get_length(out);
+        http1_write_response(out, &s->upstream.head, &info);
+        s->client.bytes_out += evbuffer_get_length(out) - before;
+        s->status = 101;
+        s->response_started = 1;
+        s->tunnel = 1;
+        return 1;
+    }
     if (http1_check_response(&s->upstream.head, p, &s->error) < 0) {
         return -1;
     }
@@ -770,6 +798,7 @@ static int exchange_begin(struct session *s)
     s->http_major = p->http_major;
     s->http_minor = p->http_minor;
     s->keep_alive = http_should_keep_alive(p) && cfg->keepalive_timeout_ms > 0;
+    s->upgrade = http1_is_websocket_upgrade(&s->client.head, p);
 
     struct http1_error err;
     if (http1_check_request(&s->client.head, p, &err) < 0) {
@@ -927,6 +956,9 @@ static int client_process(struct session *s)
     struct evbuffer *in = bufferevent_get_input(s->client.bev);
     size_t high = s->w->cfg->buffer_size;
     for (;;) {
+        if (s->cstate == CLIENT_TUNNEL) {
+            return tunnel_relay(s, &s->client, &s->upstream);
+        }
         if (s->cstate == CLIENT_WAITING || s->cstate == CLIENT_REQUEST_DONE ||
             s->cstate == CLIENT_CLOSING) {
             return 0;
@@ -1012,9 +1044,85 @@ static int client_process(struct session *s)
 
 /* ---- the response direction -------------------------------------------- */
 
+/* ---- the WebSocket tunnel ---------------------------------------------- */
+
+/*
+ * Relay what from has read to to's output, as far as to's output stays
+ * under buffer_size (backpressure as in the HTTP relay). A side whose peer
+ * closed and whose input is drained ends the tunnel. Returns -1 if the
+ * session closed.
+ */
+static int tunnel_relay(struct session *s, struct side *from, struct side *to)
+{
+    struct evbuffer *in = bufferevent_get_input(from->bev);
+    struct evbuffer *out = bufferevent_get_output(to->bev);
+    size_t high = s->w->cfg->buffer_size;
+    size_t queued = evbuffer_get_length(out);
+    size_t room = queued < high ? high - queued : 0;
+    size_t avail = evbuffer_get_length(in);
+    size_t n = avail < room ? avail : room;
+    if (n > 0) {
+        evbuffer_remove_buffer(in, out, n);
+        s->t_activity = util_now_ms();
+        if (from == &s->client) {
+            s->client.bytes_in += n;
+        } else {
+            s->client.bytes_out += n;
+        }
+    }
+    if (evbuffer_get_length(in) > 0) {
+        relay_pause(from);
+        return 0;
+    }
+    relay_resume(from);
+    if (from == &s->client && s->client_eof) {
+        /* The client is gone: pass on what it said last, then close. */
+        side_flush(&s->upstream, 0);
+        return session_close(s, "client_closed");
+    }
+    if (from == &s->upstream && s->upstream_eof) {
+        return close_after_flush(s, TERM_DONE);
+    }
+    return 0;
+}
+
+/* After the 101: both sides relay raw bytes, idle-bounded by
+ * tunnel_timeout; the upstream connection never returns to the pool. */
+static int tunnel_start(struct session *s)
+{
+    int up = s->pool->cfg - s->w->cfg->upstreams;
+    timer_cancel(s);
+    s->cstate = CLIENT_TUNNEL;
+    s->ustate = UPSTREAM_TUNNEL;
+    s->t_activity = util_now_ms();
+    bufferevent_set_timeouts(s->client.bev, s->w->tv.tunnel, s->w->tv.send);
+    bufferevent_set_timeouts(s->upstream.bev, s->w->tv.tunnel,
+                             s->w->tv.up_send[up]);
+    if (tunnel_relay(s, &s->upstream, &s->client) < 0) {
+        return -1;
+    }
+    return tunnel_relay(s, &s->client, &s->upstream);
+}
+
+/* A tunnel side's read timer fired: close if the whole tunnel was idle
+ * for tunnel_timeout, else wait on. */
+static int tunnel_idle(struct session *s, struct side *side)
+{
+    if (util_now_ms() - s->t_activity >= s->w->cfg->tunnel_timeout_ms) {
+        return session_close(s, "tunnel_timeout");
+    }
+    if (!side->paused) {
+        bufferevent_enable(side->bev, EV_READ);
+    }
+    return 0;
+}
+
 /* The response is complete: settle the upstream connection, end exchange. */
 static int response_done(struct session *s)
 {
+    if (s->tunnel) {
+        return tunnel_start(s);
+    }
     if (s->framing == HTTP1_BODY_CHUNKED) {
         client_send(s, "0\r\n\r\n", 5);
     }
@@ -1073,6 +1181,9 @@ static int upstream_fail(struct session *s, int status, const char *term,
 static int upstream_process(struct session *s)
 {
     size_t high = s->w->cfg->buffer_size;
+    if (s->ustate == UPSTREAM_TUNNEL) {
+        return tunnel_relay(s, &s->upstream, &s->client);
+    }
     while (s->ustate == UPSTREAM_READING_HEAD ||
            s->ustate == UPSTREAM_STREAMING_BODY) {
         struct evbuffer *in = bufferevent_get_input(s->upstream.bev);
@@ -1168,7 +1279,8 @@ static void on_upstream_write(struct bufferevent *bev, void *arg)
 {
     struct session *s = arg;
     side_drained(&s->upstream);
-    if (s->cstate == CLIENT_READING_BODY && client_process(s) < 0) {
+    if ((s->cstate == CLIENT_READING_BODY || s->cstate == CLIENT_TUNNEL) &&
+        client_process(s) < 0) {
         return;
     }
     session_flush(s);
@@ -1208,6 +1320,9 @@ static void on_upstream_event(struct bufferevent *bev, short what, void *arg)
     } else if (what & BEV_EVENT_EOF) {
         s->upstream_eof = 1;
         rc = upstream_process(s);
+    } else if ((what & BEV_EVENT_TIMEOUT) && s->ustate == UPSTREAM_TUNNEL &&
+               (what & BEV_EVENT_READING)) {
+        rc = tunnel_idle(s, &s->upstream);
     } else if (what & BEV_EVENT_TIMEOUT) {
         if (s->ustate == UPSTREAM_CONNECTING) {
             rc = upstream_fail(s, 504, "upstream_connect_timeout",
@@ -1268,6 +1383,7 @@ static int upstream_start(struct session *s)
         .body = s->req_body,
         .content_length = s->client.parser.content_length,
         .close = s->pool->cfg->keepalive == 0,
+        .upgrade = s->upgrade,
     };
     http1_write_request(bufferevent_get_output(c->bev), &s->client.head,
                         &info);
@@ -1371,6 +1487,9 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
             return; /* keep flushing: the client may only have half-closed */
         }
         rc = client_process(s);
+    } else if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
+               s->cstate == CLIENT_TUNNEL) {
+        rc = tunnel_idle(s, &s->client);
     } else if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
         rc = reply_error(s, 408, "client_body_timeout",
                          "request body not received in time");

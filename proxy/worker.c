@@ -171,6 +171,7 @@ static int worker_setup(struct worker *w, const int *fds, int n_fds)
     w->tv.client_body = common_tv(w->base, cfg->client_body_timeout_ms);
     w->tv.keepalive = common_tv(w->base, cfg->keepalive_timeout_ms);
     w->tv.send = common_tv(w->base, cfg->send_timeout_ms);
+    w->tv.tunnel = common_tv(w->base, cfg->tunnel_timeout_ms);
     for (int i = 0; i < cfg->n_upstreams; i++) {
         const struct config_upstream *u = &cfg->upstreams[i];
         w->tv.up_keepalive[i] = common_tv(w->base, u->keepalive_timeout_ms);

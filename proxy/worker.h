@@ -26,6 +26,7 @@ struct worker_timeouts {
     const struct timeval *client_body;
     const struct timeval *keepalive;
     const struct timeval *send;
+    const struct timeval *tunnel;
     const struct timeval *up_keepalive[CONFIG_MAX_UPSTREAMS];
     const struct timeval *up_connect[CONFIG_MAX_UPSTREAMS];
     const struct timeval *up_read[CONFIG_MAX_UPSTREAMS];

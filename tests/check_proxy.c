@@ -638,6 +638,158 @@ START_TEST(test_absolute_form_ipv6_authority_keeps_brackets)
 }
 END_TEST
 
+/* ---- WebSocket tunnel --------------------------------------------------- */
+
+/*
+ * Scripted WebSocket upstream: checks the upgrade arrived, answers 101 (and
+ * one server frame right behind it), then echoes every byte until EOF.
+ */
+static void websocket_echo(int fd, void *arg)
+{
+    char head[4096];
+    size_t len = 0;
+    while (len < sizeof(head) - 1) {
+        ssize_t n = read(fd, head + len, sizeof(head) - 1 - len);
+        if (n <= 0) {
+            return;
+        }
+        len += (size_t)n;
+        head[len] = '\0';
+        if (strstr(head, "\r\n\r\n") != NULL) {
+            break;
+        }
+    }
+    if (strstr(head, "\r\nUpgrade: websocket\r\n") == NULL ||
+        strstr(head, "\r\nConnection: Upgrade\r\n") == NULL ||
+        strstr(head, "\r\nSec-WebSocket-Key: ") == NULL) {
+        harness_send(fd, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n"
+                         "\r\n");
+        return;
+    }
+    harness_send(fd, "HTTP/1.1 101 Switching Protocols\r\n"
+                     "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+                     "\r\n\x81\x05hello");
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof(buf))) > 0) {
+        harness_write(fd, buf, (size_t)n);
+    }
+}
+
+static const char ws_request[] =
+    "GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    "Sec-WebSocket-Version: 13\r\n\r\n";
+
+START_TEST(test_websocket_tunnel_frames_both_ways)
+{
+    harness_script(&script, websocket_echo, NULL, 1);
+    harness_proxy(&proxy, CONF, harness_server_lines(""), script.port, "");
+    int fd = harness_connect(proxy.port);
+    harness_send(fd, ws_request);
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 3000, 1), 0);
+    ck_assert_int_eq(r.status, 101);
+    ck_assert_str_eq(response_header(&r, "upgrade"), "websocket");
+    ck_assert_str_eq(response_header(&r, "connection"), "Upgrade");
+    ck_assert_str_eq(response_header(&r, "sec-websocket-accept"),
+                     "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    response_free(&r);
+    /* The server's first frame, sent right behind its 101. */
+    size_t len = 0;
+    char *first = harness_read_all(fd, &len, 300);
+    ck_assert_uint_eq(len, 7);
+    ck_assert_int_eq(memcmp(first, "\x81\x05hello", 7), 0);
+    free(first);
+    /* A masked client text frame, then a close frame: echoed byte for byte. */
+    static const char frame[] = "\x81\x85\x01\x02\x03\x04\x69\x67\x6f\x68\x6e";
+    static const char close_frame[] = "\x88\x80\x01\x02\x03\x04";
+    for (int i = 0; i < 50; i++) {
+        harness_write(fd, frame, sizeof(frame) - 1);
+        char echo[sizeof(frame)] = {0};
+        size_t got = 0;
+        while (got < sizeof(frame) - 1) {
+            ssize_t n = read(fd, echo + got, sizeof(frame) - 1 - got);
+            ck_assert_int_gt(n, 0);
+            got += (size_t)n;
+        }
+        ck_assert_int_eq(memcmp(echo, frame, sizeof(frame) - 1), 0);
+    }
+    harness_write(fd, close_frame, sizeof(close_frame) - 1);
+    char echo[16] = {0};
+    size_t got = 0;
+    while (got < sizeof(close_frame) - 1) {
+        ssize_t n = read(fd, echo + got, sizeof(close_frame) - 1 - got);
+        ck_assert_int_gt(n, 0);
+        got += (size_t)n;
+    }
+    ck_assert_int_eq(memcmp(echo, close_frame, sizeof(close_frame) - 1), 0);
+    close(fd);
+    ck_assert(harness_log_wait(&proxy, "\"GET /chat HTTP/1.1\" 101 ", 3000));
+}
+END_TEST
+
+START_TEST(test_websocket_tunnel_timeout)
+{
+    harness_script(&script, websocket_echo, NULL, 1);
+    harness_proxy(&proxy, CONF, harness_server_lines("tunnel_timeout = 400ms"),
+                  script.port, "");
+    int fd = harness_connect(proxy.port);
+    harness_send(fd, ws_request);
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 3000, 1), 0);
+    ck_assert_int_eq(r.status, 101);
+    response_free(&r);
+    /* Traffic every 150 ms keeps it open past the timeout... */
+    static const char ping[] = "\x89\x80\x01\x02\x03\x04";
+    for (int i = 0; i < 6; i++) {
+        usleep(150 * 1000);
+        ck_assert_int_eq(harness_write(fd, ping, sizeof(ping) - 1), 0);
+    }
+    /* ...silence closes it. */
+    double t0 = harness_now();
+    ck_assert(harness_wait_closed(fd, 3000));
+    double idle = harness_now() - t0;
+    ck_assert_msg(idle >= 250 && idle < 400 + 600 * harness_scale(),
+                  "closed after %.0f ms idle", idle);
+    close(fd);
+    ck_assert(harness_log_wait(&proxy, "term=tunnel_timeout", 2000));
+}
+END_TEST
+
+static char upgrade_refused[] =
+    "HTTP/1.1 426 Upgrade Required\r\nContent-Length: 4\r\n\r\nnope";
+
+START_TEST(test_websocket_refused_stays_http)
+{
+    start_script(reply_and_close, upgrade_refused, "");
+    struct response r;
+    ck_assert_int_eq(harness_exchange(proxy.port, ws_request, &r, 3000), 0);
+    ck_assert_int_eq(r.status, 426);
+    ck_assert_str_eq(r.body, "nope");
+    ck_assert(r.complete);
+    response_free(&r);
+}
+END_TEST
+
+START_TEST(test_h2c_upgrade_not_forwarded)
+{
+    start_default("", "");
+    struct response r;
+    harness_exchange(proxy.port,
+                     "GET /echo HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, "
+                     "HTTP2-Settings\r\nUpgrade: h2c\r\n"
+                     "HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+                     &r, 5000);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_null(strstr(r.body, "header: Upgrade"));
+    ck_assert_ptr_null(strstr(r.body, "header: HTTP2-Settings"));
+    ck_assert_ptr_null(strstr(r.body, "header: Connection"));
+    response_free(&r);
+}
+END_TEST
+
 /* ---- concurrency, streaming and backpressure --------------------------- */
 
 START_TEST(test_1000_concurrent_delayed_requests)
@@ -984,6 +1136,10 @@ static Suite *proxy_suite(void)
     tcase_add_test(tc, test_204_body_is_never_relayed);
     tcase_add_test(tc, test_304_with_length_completes_at_once);
     tcase_add_test(tc, test_absolute_form_ipv6_authority_keeps_brackets);
+    tcase_add_test(tc, test_websocket_tunnel_frames_both_ways);
+    tcase_add_test(tc, test_websocket_tunnel_timeout);
+    tcase_add_test(tc, test_websocket_refused_stays_http);
+    tcase_add_test(tc, test_h2c_upgrade_not_forwarded);
     tcase_add_test(tc, test_idle_upstream_connection_closed_after_keepalive_timeout);
     tcase_add_test(tc, test_upstream_closing_idle_connection_is_detected);
     tcase_add_test(tc, test_1000_concurrent_delayed_requests);

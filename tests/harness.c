@@ -551,7 +551,7 @@ int harness_read_response(int fd, struct response *r, int timeout_ms,
             hlen += (size_t)n;
         }
         if (line[0] == '\0') {
-            if (r->status >= 100 && r->status < 200) {
+            if (r->status >= 100 && r->status < 200 && r->status != 101) {
                 hlen = 0; /* interim response: read the final one */
                 r->head[0] = '\0';
                 continue;
