@@ -1,9 +1,11 @@
 /*
- * check_faults: integration suite for per-route fault injection and
- * per-route read_timeout (proxy/session.c: fault_decide, upstream_read_tv).
+ * check_faults: integration suite for per-route fault injection, per-route
+ * read_timeout (proxy/session.c: fault_decide, upstream_read_tv) and many
+ * long-lived streams at once.
  * Starts the real switchboard in front of the real slow-origin on loopback.
  */
 #include <check.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +150,79 @@ START_TEST(test_route_read_timeout_lets_long_poll_wait)
 }
 END_TEST
 
+/*
+ * 2,000 concurrent event streams (chunked, one event every 200 ms) through
+ * the proxy, each delivered whole: every chunk and the terminating one.
+ */
+START_TEST(test_2000_concurrent_streams_delivered_whole)
+{
+    harness_origin(&origin, "--delay", "0ms", "--threads", "2", NULL);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 2\n"
+                  "access_log = off\n"
+                  "[upstream origin]\nserver = 127.0.0.1:%d\n"
+                  "keepalive = 4000\nread_timeout = 300ms\n"
+                  "[route /]\nupstream = origin\n"
+                  "[route /stream]\nupstream = origin\nread_timeout = 10s\n",
+                  origin.port);
+    enum { N = 2000 };
+    static int fds[N];
+    static char *got[N];
+    static size_t len[N];
+    static int done[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = harness_connect(proxy.port);
+        harness_send(fds[i], "GET /stream?chunks=4&interval=200ms HTTP/1.1\r\n"
+                             "Host: a\r\nConnection: close\r\n\r\n");
+        got[i] = calloc(1, 4096);
+        len[i] = 0;
+        done[i] = 0;
+    }
+    static struct pollfd pfds[N];
+    static int map[N];
+    int finished = 0;
+    double t0 = harness_now();
+    while (finished < N && harness_now() - t0 < 20000 * harness_scale()) {
+        int n = 0;
+        for (int i = 0; i < N; i++) {
+            if (!done[i]) {
+                pfds[n].fd = fds[i];
+                pfds[n].events = POLLIN;
+                map[n++] = i;
+            }
+        }
+        if (poll(pfds, (nfds_t)n, 1000) <= 0) {
+            continue;
+        }
+        for (int k = 0; k < n; k++) {
+            if (!(pfds[k].revents & (POLLIN | POLLHUP | POLLERR))) {
+                continue;
+            }
+            int i = map[k];
+            ssize_t r = read(fds[i], got[i] + len[i], 4095 - len[i]);
+            if (r <= 0 || len[i] + (size_t)r >= 4095) {
+                done[i] = 1;
+                finished++;
+                close(fds[i]);
+                continue;
+            }
+            len[i] += (size_t)r;
+        }
+    }
+    ck_assert_int_eq(finished, N);
+    int whole = 0;
+    for (int i = 0; i < N; i++) {
+        if (strstr(got[i], "HTTP/1.1 200") == got[i] &&
+            strstr(got[i], "chunk 4 of 4") != NULL &&
+            strstr(got[i], "\r\n0\r\n\r\n") != NULL) {
+            whole++;
+        }
+        free(got[i]);
+    }
+    ck_assert_int_eq(whole, N);
+}
+END_TEST
+
 static Suite *faults_suite(void)
 {
     Suite *s = suite_create("faults");
@@ -159,6 +234,7 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, test_fault_delay_exponential_mean);
     tcase_add_test(tc, test_fault_headers_only_when_on);
     tcase_add_test(tc, test_route_read_timeout_lets_long_poll_wait);
+    tcase_add_test(tc, test_2000_concurrent_streams_delivered_whole);
     suite_add_tcase(s, tc);
     return s;
 }
