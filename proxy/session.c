@@ -18,6 +18,12 @@
  *               ▼
  *             exchange done → access log line → connection back to the pool
  *             (if clean) → next pipelined request, keep-alive wait or close
+ *             (or, after a 101 to a WebSocket upgrade: a byte tunnel both
+ *             ways, tunnel_relay, until either side closes or idles out)
+ *
+ * Every callback ends in session_flush(): what it queued for either side is
+ * written at once (side_flush), and only a remainder turns on libevent's
+ * write event, so a fast exchange costs no epoll_ctl for writing.
  *
  * Backpressure lives in client_process() and upstream_process(): neither
  * consumes its input while the peer's output is above high water; they turn
