@@ -1053,9 +1053,13 @@ class Report:
                           diff >= -0.01)
             delay = sb["delay_ms"]
             if sb.get("p99") is not None:
+                ctx = ", ".join("%s %s" % (o, fmt_ms(find(rows, o)["p99"]))
+                                for o in ("direct", "nginx", "haproxy")
+                                if find(rows, o) and find(rows, o).get("p99") is not None)
                 self.goal("%s: p99" % name, "<= 1.1 x %d ms = %d ms"
                           % (delay, 1.1 * delay),
-                          "%s (%.3f x delay)" % (fmt_ms(sb["p99"]), sb["p99"] / delay),
+                          "%s (%.2f x delay)%s" % (fmt_ms(sb["p99"]), sb["p99"] / delay,
+                                                   "; " + ctx if ctx else ""),
                           sb["p99"] <= 1.1 * delay)
             un = (sb.get("overflows", 0), sb.get("drops", 0), sb.get("queue_end", 0))
             self.goal("%s: connections never accepted" % name, "0",
@@ -1231,7 +1235,7 @@ class Report:
         return "data/" + name
 
     def gnuplot(self, name, script):
-        path = os.path.join(self.out, "data", name + ".gp")
+        path = os.path.abspath(os.path.join(self.out, "data", name + ".gp"))
         with open(path, "w") as f:
             f.write("set terminal pngcairo size 900,560 font 'sans,10'\n"
                     "set output '%s.png'\nset grid\nset key outside right top\n"
@@ -1312,19 +1316,30 @@ class Report:
             for r in idl:
                 if r["row"] not in names:
                     names.append(r["row"])
-            series = []
+            p99s, rpss = [], []
             for n in names:
-                pts = [r for r in idl if r["row"] == n and r.get("p99") is not None]
+                # Points where workers crashed (select past FD_SETSIZE) or
+                # the idle connections were not all held are not plotted.
+                pts = [r for r in idl if r["row"] == n and r.get("p99") is not None
+                       and not r.get("worker_crashes") and not r.get("hold_failed")]
                 if not pts:
                     continue
+                dropped = len([r for r in idl if r["row"] == n]) - len(pts)
+                title = n + (" (crashed points not shown)" if dropped else "")
                 f = self.dat("idle-%s.dat" % n, ["# idle p99_ms req/s"] + [
                     "%d %.3f %.1f" % (r["idle"], r["p99"], r["rps"]) for r in pts])
-                series.append("'%s' using 1:2 with linespoints lw 2 title '%s'" % (f, n))
-            if series:
+                p99s.append("'%s' using 1:2 with linespoints lw 2 title '%s'" % (f, title))
+                rpss.append("'%s' using 1:3 with linespoints lw 2 title '%s'" % (f, title))
+            if p99s:
                 pngs["idle-fds"] = self.gnuplot("idle-fds", (
-                    "set title 'p99 of 50 active clients against idle keep-alive connections'\n"
-                    "set xlabel 'idle keep-alive connections'\nset ylabel 'p99 (ms)'\n"
-                    "set yrange [0:*]\nplot " + ", ".join(series) + "\n"))
+                    "set terminal pngcairo size 1100,520 font 'sans,10'\n"
+                    "set output 'idle-fds.png'\n"
+                    "set multiplot layout 1,2 title '50 active clients while K keep-alive connections sit idle'\n"
+                    "set key inside top left\nset xlabel 'idle keep-alive connections'\n"
+                    "set yrange [0:*]\nset title 'p99 of the active clients (ms)'\n"
+                    "plot " + ", ".join(p99s) + "\n"
+                    "set title 'requests/s of the active clients'\n"
+                    "plot " + ", ".join(rpss) + "\nunset multiplot\n"))
         mem = self.s.get("memory")
         if mem:
             names = []
@@ -1372,6 +1387,7 @@ class Report:
              "Machine: %s cores, %s, Linux %s; open files %s per process.  " % (
                  meta["cores"], meta["cpu"], meta["kernel"], meta["nofile"]),
              "Load: %s. Peers: %s.  " % (meta["tool_version"], meta["versions"]),
+             "Switchboard: %s.  " % meta.get("build", "-"),
              "Wall time: %s." % meta.get("wall", "-"), ""]
         L += ["## Goals", "", "| goal | bar | measured | |", "|---|---|---|---|"]
         for name, bar, measured, met in self.goals:
@@ -1469,7 +1485,11 @@ def main():
     ap.add_argument("--out", default=None)
     ap.add_argument("--command", default="bench/run")
     ap.add_argument("--max-minutes", type=float, default=None)
+    ap.add_argument("--report-only", metavar="DIR", default=None,
+                    help="rewrite DIR's report.md and plots from its results.json")
     args = ap.parse_args()
+    if args.report_only:
+        return rerender(args.report_only)
 
     quick_rows = ["direct", "switchboard", "nginx"]
     quick_scenarios = ["overhead", "io-bound", "memory"]
@@ -1494,6 +1514,15 @@ def main():
         else:
             os.remove(p)
     work = tempfile.mkdtemp(prefix="switchboard-bench.")
+    # Run the binaries as they are now: others may rebuild build/ while the
+    # bench runs, and a run must not mix two builds.
+    global ORIGIN_BIN, SWITCHBOARD_BIN
+    os.makedirs(os.path.join(work, "bin"))
+    for name in ("ORIGIN_BIN", "SWITCHBOARD_BIN"):
+        src = globals()[name]
+        dst = os.path.join(work, "bin", os.path.basename(src))
+        shutil.copy2(src, dst)
+        globals()[name] = dst
     lab = Lab(work, os.environ.get("BENCH_PGIDS"))
     lab.raw = os.path.join(out, "raw")
     os.makedirs(lab.raw)
@@ -1504,6 +1533,7 @@ def main():
         cores=os.cpu_count(), kernel=platform.release(),
         cpu=cpu_model(), nofile=soft, quick=args.quick, tool=args.tool,
         rows=args.rows, scenarios=scenarios)
+    bench.results["meta"]["build"] = source_state()
     v = versions()
     bench.results["meta"]["tool_version"] = (v["wrk"] if args.tool == "wrk" else v["ab"])
     bench.results["meta"]["versions"] = "nginx %s, %s, %s" % (
@@ -1574,6 +1604,7 @@ def main():
     bench.results["crashes"] = lab.crash_log
     if interrupted:
         bench.notes.append("The run was cut short: %s." % interrupted)
+    bench.results["notes"] = bench.notes
     report = Report(bench, out)
     lines = report.write()
     log("")
@@ -1595,6 +1626,39 @@ def keep_logs(work, dest):
                 rel = os.path.relpath(src, work)
                 os.makedirs(os.path.dirname(os.path.join(dest, rel)), exist_ok=True)
                 shutil.copyfile(src, os.path.join(dest, rel))
+
+
+def rerender(out):
+    """Report and plots again from results.json (no load is run)."""
+    class Saved:
+        pass
+    b = Saved()
+    with open(os.path.join(out, "results.json")) as f:
+        b.results = json.load(f)
+    b.notes = b.results.get("notes", [])
+    for p in os.listdir(out):
+        if p.endswith(".png"):
+            os.remove(os.path.join(out, p))
+    Report(b, out).write()
+    log("rewrote %s" % os.path.join(out, "report.md"))
+    return 0
+
+
+def source_state():
+    """Which source the binaries were built from (read-only git calls)."""
+    try:
+        head = subprocess.run(["git", "-C", TOP, "log", "-1", "--format=%h %cd",
+                               "--date=format:%Y-%m-%d %H:%M"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", TOP, "status", "--porcelain", "--",
+                                "proxy", "bench/slow_origin.c"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except Exception:
+        return "unknown source"
+    if not head:
+        return "not a git checkout"
+    return "commit %s%s; binaries copied at the start of the run" % (
+        head, " + uncommitted changes in proxy/" if dirty else "")
 
 
 def cpu_model():
