@@ -595,46 +595,69 @@ class Bench:
 
     # -- overhead
     def overhead(self):
-        dur = 3 if self.q else 10
+        # Rounds with the rows interleaved, the median round per row: the
+        # machine is shared, and a neighbour's burst should hit one round
+        # of one row, not a whole row.
+        rounds, dur = (1, 3) if self.q else (3, 4)
         rows = self.rows(ALL_ROWS)
+        runs = {row: [] for row in rows}
+        errors = {}
+        log("\n== overhead: origin 0 ms, 1 KiB, 50 connections, %d round%s of "
+            "%d s, rows interleaved" % (rounds, "s" if rounds > 1 else "", dur))
+        for rnd in range(rounds):
+            for row in rows:
+                if row in errors:
+                    continue
+                try:
+                    origin, peer = self.with_row(row, "0ms")
+                except Exception as e:
+                    errors[row] = str(e)
+                    log("  %-19s failed: %s" % (row, e))
+                    continue
+                try:
+                    run_load(self.lab, "overhead-%s-%d-warmup" % (row, rnd),
+                             peer.port, "/", 50, 1, 10, self.tool)
+                    roots = peer.roots()
+                    c0 = cpu_ticks(roots)
+                    x0 = others_ticks()
+                    r = run_load(self.lab, "overhead-%s-%d" % (row, rnd), peer.port,
+                                 "/", 50, dur, 10, self.tool)
+                    c1 = cpu_ticks(roots)
+                    x1 = others_ticks()
+                    if roots and r["requests"]:
+                        r["cpu_us"] = (c1 - c0) * 1e6 / TICK / r["requests"]
+                    # CPU of processes outside this bench during the run,
+                    # in % of one core.
+                    r["other_cpu_pct"] = others_delta(x0, x1) / TICK / r["elapsed"] * 100
+                    runs[row].append(r)
+                    log("  %-19s round %d: %9.0f req/s  p99 %7.2f ms  cpu %s us/req"
+                        "  (others %.0f%%)"
+                        % (row, rnd + 1, r["rps"], r["p99"] or 0,
+                           "%.1f" % r["cpu_us"] if "cpu_us" in r else "-",
+                           r["other_cpu_pct"]))
+                except Exception as e:
+                    errors[row] = str(e)
+                    log("  %-19s failed: %s" % (row, e))
+                finally:
+                    peer.stop()
+                    origin.stop()
+                time.sleep(self.pause / 2)
         out = []
-        log("\n== overhead: origin 0 ms, 1 KiB, 50 connections, %d s" % dur)
         for row in rows:
-            res = dict(row=row)
-            try:
-                origin, peer = self.with_row(row, "0ms")
-            except Exception as e:
-                res["error"] = str(e)
-                out.append(res)
-                log("  %-19s failed: %s" % (row, e))
+            rs = runs[row]
+            if not rs:
+                out.append(dict(row=row, error=errors.get(row, "no run")))
                 continue
-            try:
-                run_load(self.lab, "overhead-%s-warmup" % row, peer.port, "/",
-                         50, 1, 10, self.tool)
-                roots = peer.roots()
-                c0 = cpu_ticks(roots)
-                x0 = others_ticks()
-                r = run_load(self.lab, "overhead-%s" % row, peer.port, "/", 50,
-                             dur, 10, self.tool)
-                c1 = cpu_ticks(roots)
-                x1 = others_ticks()
-                res.update(r)
-                if roots and r["requests"]:
-                    res["cpu_us"] = (c1 - c0) * 1e6 / TICK / r["requests"]
-                # CPU of processes outside this bench during the run, in
-                # % of one core.
-                res["other_cpu_pct"] = others_delta(x0, x1) / TICK / r["elapsed"] * 100
-                log("  %-19s %9.0f req/s  p50 %7.2f ms  p99 %7.2f ms  cpu %s us/req"
-                    % (row, r["rps"], r["p50"] or 0, r["p99"] or 0,
-                       "%.1f" % res["cpu_us"] if "cpu_us" in res else "-"))
-            except Exception as e:
-                res["error"] = str(e)
-                log("  %-19s failed: %s" % (row, e))
-            finally:
-                peer.stop()
-                origin.stop()
+            med = sorted(rs, key=lambda r: r["rps"])[len(rs) // 2]
+            res = dict(row=row, rounds=len(rs))
+            res.update(med)
+            res["rps_all"] = [r["rps"] for r in rs]
+            cpus = sorted(r["cpu_us"] for r in rs if "cpu_us" in r)
+            if cpus:
+                res["cpu_us"] = cpus[len(cpus) // 2]
+                res["cpu_all"] = [r.get("cpu_us") for r in rs]
+            res["other_cpu_pct"] = max(r["other_cpu_pct"] for r in rs)
             out.append(res)
-            self.between_rows()
         self.results["scenarios"]["overhead"] = out
 
     # -- io-bound and c10k: Little's law
@@ -1095,8 +1118,10 @@ class Report:
             if st:
                 lines.append("| %s | %s |||||||" % (r["row"], st))
                 continue
-            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %.0f%% |" % (
+            lines.append("| %s | %s%s | %s | %s | %s | %s | %s | %s | %.0f%% |" % (
                 r["row"], fmt_num(r["rps"]),
+                " (%s)" % ", ".join(fmt_num(x) for x in r["rps_all"])
+                if len(r.get("rps_all", [])) > 1 else "",
                 "%.2f" % (r["rps"] / ng_rps) if ng_rps else "-",
                 fmt_ms(r["p50"]), fmt_ms(r["p99"]),
                 "%.1f" % r["cpu_us"] if "cpu_us" in r else "-",
@@ -1398,12 +1423,14 @@ class Report:
         L.append("")
         sections = [
             ("overhead", "overhead: origin 0 ms, 1 KiB replies, 50 connections",
-             "Requests/s and latency through each row at full load; proxy CPU "
-             "per request from /proc/<pid>/stat (utime+stime of the proxy's "
+             "Requests/s and latency through each row at full load, in rounds "
+             "with the rows interleaved: each cell is the row's median round "
+             "(by req/s; the req/s of every round in brackets). Proxy CPU per "
+             "request from /proc/<pid>/stat (utime+stime of the proxy's "
              "processes) before and after, divided by the requests wrk "
-             "completed. The last column is the CPU used by processes outside "
-             "this bench during the row, in % of one core (the machine is "
-             "shared with other sessions).",
+             "completed (median of the rounds). The last column is the most "
+             "CPU that processes outside this bench used during one of the "
+             "row's rounds, in % of one core (the machine is shared).",
              self.t_overhead, "overhead"),
             ("io-bound", "io-bound: origin 100 ms, 1,000 connections",
              "Ideal = connections / delay (Little's law). ListenOverflows and "
