@@ -1496,7 +1496,8 @@ def versions():
         "nginx": first(["nginx", "-v"]).replace("nginx version: ", ""),
         "haproxy": first(["haproxy", "-v"]).split(" - ")[0],
         "apache2": first(["apache2", "-v"], "version").replace("Server version: ", ""),
-        "wrk": first(["wrk", "-v"], "wrk"),
+        "wrk": re.sub(r"^wrk (\S+?)(-\S+)? .*", r"wrk \1",
+                      first(["wrk", "-v"], "wrk").replace("debian/", "")),
         "ab": first(["ab", "-V"], "ApacheBench"),
     }
 
