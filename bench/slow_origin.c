@@ -869,6 +869,20 @@ static evhtp_res on_session_accepted(evhtp_connection_t *conn, void *arg)
     return EVHTP_RES_OK;
 }
 
+/*
+ * Run a stopped loop until nothing is active. A freed bufferevent is
+ * finalized by its loop, and one with a deferred callback pending (a
+ * connection the peer closed as we stopped) holds a reference that only
+ * running that callback drops; event_base_free cancels it instead, and the
+ * bufferevent leaks.
+ */
+static void settle(struct event_base *base)
+{
+    for (int i = 0; i < 8; i++) {
+        event_base_loop(base, EVLOOP_NONBLOCK);
+    }
+}
+
 /* Free every connection still open on a loop (its thread, loop stopped). */
 static void origin_loop_close_all(struct origin_loop *loop)
 {
@@ -897,6 +911,7 @@ static void on_thread_exit(evhtp_t *htp, evthr_t *thr, void *arg)
 
     if (loop != NULL) {
         origin_loop_close_all(loop);
+        settle(evthr_get_base(thr));
         free(loop);
         evthr_set_aux(thr, NULL);
     }
@@ -1173,6 +1188,7 @@ int main(int argc, char **argv)
      * close the main loop's own connections and free the rest. */
     evhtp_unbind_socket(htp);
     origin_loop_close_all(&main_loop);
+    settle(base);
     evhtp_free(htp);
     event_free(sigint_ev);
     event_free(sigterm_ev);
