@@ -20,6 +20,7 @@
 
 /* An open access log. */
 struct accesslog {
+    char path[1024]; /* "" for stderr */
     int fd;
     int owns_fd;
     struct evbuffer *buf;
@@ -63,6 +64,7 @@ struct accesslog *accesslog_open(struct event_base *base, const char *where,
             return NULL;
         }
         log->owns_fd = 1;
+        snprintf(log->path, sizeof(log->path), "%s", where);
     }
     log->buf = evbuffer_new();
     log->flush_timer = event_new(base, -1, 0, on_flush_timer, log);
@@ -72,6 +74,21 @@ struct accesslog *accesslog_open(struct event_base *base, const char *where,
         return NULL;
     }
     return log;
+}
+
+int accesslog_reopen(struct accesslog *log)
+{
+    if (log == NULL || !log->owns_fd) {
+        return 0;
+    }
+    accesslog_flush(log);
+    int fd = open(log->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return -1; /* keep writing to the old file */
+    }
+    close(log->fd);
+    log->fd = fd;
+    return 0;
 }
 
 /* Print a phase time, or "-" when it did not happen. */

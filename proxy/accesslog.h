@@ -39,6 +39,12 @@ struct accesslog *accesslog_open(struct event_base *base, const char *where,
 /* Append one line. NULL log is a no-op. */
 void accesslog_write(struct accesslog *log, const struct accesslog_entry *e);
 
+/*
+ * Flush, then open the file again by its path (after logrotate moved it);
+ * on failure keep the old one and return -1. stderr and NULL: no-op.
+ */
+int accesslog_reopen(struct accesslog *log);
+
 /* Flush and close; NULL is a no-op. */
 void accesslog_close(struct accesslog *log);
 

@@ -1,10 +1,10 @@
 /*
- * balancer: smooth weighted round-robin. Each pick adds every server's
- * weight to its running score, takes the highest score, and subtracts the
- * total from the winner.
+ * balancer: smooth weighted round-robin, least connections and weighted
+ * rendezvous hashing over the usable servers of a pool.
  */
 #include "balancer.h"
 
+#include <math.h>
 #include <string.h>
 
 void balancer_init(struct balancer *b, const int *weights, int n)
@@ -16,8 +16,30 @@ void balancer_init(struct balancer *b, const int *weights, int n)
     b->n = n;
     for (int i = 0; i < n; i++) {
         b->weight[i] = weights[i] > 0 ? weights[i] : 1;
-        b->total += b->weight[i];
     }
+}
+
+/*
+ * Each pick adds every usable server's weight to its running score, takes
+ * the highest score, and subtracts the usable total from the winner.
+ */
+int balancer_round_robin(struct balancer *b, const unsigned char *ok)
+{
+    int best = -1, total = 0;
+    for (int i = 0; i < b->n; i++) {
+        if (ok != NULL && !ok[i]) {
+            continue;
+        }
+        b->current[i] += b->weight[i];
+        total += b->weight[i];
+        if (best < 0 || b->current[i] > b->current[best]) {
+            best = i;
+        }
+    }
+    if (best >= 0) {
+        b->current[best] -= total;
+    }
+    return best;
 }
 
 int balancer_next(struct balancer *b)
@@ -25,13 +47,78 @@ int balancer_next(struct balancer *b)
     if (b->n <= 1) {
         return 0;
     }
-    int best = 0;
-    for (int i = 0; i < b->n; i++) {
-        b->current[i] += b->weight[i];
-        if (b->current[i] > b->current[best]) {
+    return balancer_round_robin(b, NULL);
+}
+
+int balancer_least_conn(struct balancer *b, const unsigned char *ok,
+                        const int *active)
+{
+    int best = -1;
+    if (b->n <= 0) {
+        return -1;
+    }
+    /* Scan from a rotating start so ties go round. */
+    unsigned start = b->next_tie % (unsigned)b->n;
+    for (int k = 0; k < b->n; k++) {
+        int i = (int)((start + (unsigned)k) % (unsigned)b->n);
+        if (!ok[i]) {
+            continue;
+        }
+        /* active[i]/weight[i] < active[best]/weight[best], in integers */
+        if (best < 0 || (long long)active[i] * b->weight[best] <
+                            (long long)active[best] * b->weight[i]) {
             best = i;
         }
     }
-    b->current[best] -= b->total;
+    if (best >= 0) {
+        b->next_tie = (unsigned)best + 1;
+    }
+    return best;
+}
+
+/* splitmix64's finalizer: a good 64-bit mix. */
+static uint64_t mix(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
+uint64_t balancer_key(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < len; i++) {
+        h = (h ^ p[i]) * 0x100000001b3ULL;
+    }
+    return mix(h);
+}
+
+/*
+ * Rendezvous: every server scores -weight / ln(u) with u uniform in (0, 1)
+ * drawn from hash(key, server); the highest score wins. A server is chosen
+ * with probability weight / sum(weights), and removing one only moves the
+ * keys it had.
+ */
+int balancer_hash(const struct balancer *b, const unsigned char *ok,
+                  uint64_t key)
+{
+    int best = -1;
+    double best_score = 0;
+    for (int i = 0; i < b->n; i++) {
+        if (!ok[i]) {
+            continue;
+        }
+        uint64_t h = mix(key ^ mix((uint64_t)i + 0x9e3779b97f4a7c15ULL));
+        double u = ((double)(h >> 11) + 0.5) / 9007199254740992.0; /* 2^53 */
+        double score = -(double)b->weight[i] / log(u);
+        if (best < 0 || score > best_score) {
+            best = i;
+            best_score = score;
+        }
+    }
     return best;
 }

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <ini.h>
 
@@ -46,6 +47,7 @@ enum section_kind {
     SECTION_SERVER,
     SECTION_UPSTREAM,
     SECTION_ROUTE,
+    SECTION_ADMIN,
 };
 
 /* How a directive's value is written and parsed. */
@@ -89,6 +91,9 @@ struct directive {
     uint64_t keyword_value;   /* ...this value ("auto" -> 0) */
     const char *const *names; /* TYPE_ENUM: NULL-terminated, by value */
     int repeatable;
+    /* TYPE_STRING: a further check; NULL or a description of what was
+     * expected when value is refused */
+    const char *(*check)(const char *value);
 };
 
 static const char *const log_level_names[] = {"error", "warn", "info",
@@ -98,10 +103,79 @@ static const char *const backend_names[] = {"auto", "epoll", "poll", "select",
 static const char *const dist_names[] = {"fixed", "uniform", "exponential",
                                          NULL};
 static const char *const off_on_names[] = {"off", "on", NULL};
+const char *const config_balance_names[] = {"round_robin", "least_conn",
+                                            "hash", NULL};
+
+/* hash_key: client_address, or header NAME with NAME a header token. */
+static const char *check_hash_key(const char *v)
+{
+    static const char expected[] =
+        "client_address, or header NAME (like header X-User)";
+    if (strcmp(v, "client_address") == 0) {
+        return NULL;
+    }
+    if (strncmp(v, "header", 6) != 0 || !isspace((unsigned char)v[6])) {
+        return expected;
+    }
+    const char *n = v + 6;
+    while (isspace((unsigned char)*n)) {
+        n++;
+    }
+    if (*n == '\0' || strlen(n) >= CONFIG_NAME_MAX) {
+        return expected;
+    }
+    for (; *n != '\0'; n++) {
+        if (!(isalnum((unsigned char)*n) || strchr("!#$%&'*+-.^_`|~", *n))) {
+            return expected;
+        }
+    }
+    return NULL;
+}
+
+/* health_check: off, or an origin-form path to GET. */
+static const char *check_health_path(const char *v)
+{
+    if (strcmp(v, "off") == 0) {
+        return NULL;
+    }
+    if (v[0] != '/') {
+        return "off, or a path starting with / (like /healthz)";
+    }
+    for (; *v != '\0'; v++) {
+        if ((unsigned char)*v <= 0x20 || (unsigned char)*v >= 0x7f) {
+            return "a path without spaces or control characters";
+        }
+    }
+    return NULL;
+}
+
+/* A route's host: a DNS name, or *. and one. */
+static const char *check_route_host(const char *v)
+{
+    static const char expected[] =
+        "a host name like api.example.com, or *.example.com";
+    if (v[0] == '*') {
+        if (v[1] != '.' || v[2] == '\0') {
+            return expected;
+        }
+        v += 2;
+    }
+    for (; *v != '\0'; v++) {
+        if (!(isalnum((unsigned char)*v) || *v == '-' || *v == '.' ||
+              *v == '_')) {
+            return expected;
+        }
+    }
+    return NULL;
+}
 
 #define F_SERVER(f) offsetof(struct config, f)
 #define F_UPSTREAM(f) offsetof(struct config_upstream, f)
 #define F_ROUTE(f) offsetof(struct config_route, f)
+#define STRING(sec, nm, st, f, d, chk)                                        \
+    {.name = nm, .section = sec, .type = TYPE_STRING,                         \
+     .offset = offsetof(st, f), .size = sizeof(((st *)0)->f), .def_str = d,  \
+     .check = chk}
 
 #define DURATION(sec, nm, off, d, lo, hi)                                      \
     {.name = nm, .section = sec, .type = TYPE_DURATION, .store = STORE_INT,    \
@@ -151,6 +225,14 @@ static const struct directive directives[] = {
     {.name = "event_backend", .section = SECTION_SERVER, .type = TYPE_ENUM,
      .store = STORE_INT, .offset = F_SERVER(event_backend),
      .def = BACKEND_AUTO, .names = backend_names},
+    /* 0: a drain closes everything at once */
+    DURATION(SECTION_SERVER, "shutdown_timeout",
+             F_SERVER(shutdown_timeout_ms), SECONDS(30), 0, HOURS(24)),
+
+    /* [admin] */
+    {.name = "listen", .section = SECTION_ADMIN, .type = TYPE_ADDR,
+     .offset = F_SERVER(admin_listen), .count_offset = F_SERVER(n_admin_listen),
+     .capacity = 1},
 
     /* [upstream NAME] */
     {.name = "server", .section = SECTION_UPSTREAM, .type = TYPE_SERVER,
@@ -170,11 +252,35 @@ static const struct directive directives[] = {
              HOURS(1)),
     DURATION(SECTION_UPSTREAM, "latency_jitter",
              F_UPSTREAM(latency_jitter_ms), 0, 0, HOURS(1)),
+    {.name = "balance", .section = SECTION_UPSTREAM, .type = TYPE_ENUM,
+     .store = STORE_INT, .offset = F_UPSTREAM(balance),
+     .def = BALANCE_ROUND_ROBIN, .names = config_balance_names},
+    STRING(SECTION_UPSTREAM, "hash_key", struct config_upstream, hash_key,
+           "client_address", check_hash_key),
+    /* 0: passive health checks off */
+    INT(SECTION_UPSTREAM, "max_fails", F_UPSTREAM(max_fails), 1, 0, 1000),
+    DURATION(SECTION_UPSTREAM, "fail_timeout", F_UPSTREAM(fail_timeout_ms),
+             SECONDS(10), 1, HOURS(24)),
+    STRING(SECTION_UPSTREAM, "health_check", struct config_upstream,
+           health_check, "off", check_health_path),
+    DURATION(SECTION_UPSTREAM, "health_interval",
+             F_UPSTREAM(health_interval_ms), SECONDS(5), 10, HOURS(24)),
+    DURATION(SECTION_UPSTREAM, "health_timeout",
+             F_UPSTREAM(health_timeout_ms), SECONDS(2), 1, HOURS(1)),
+    INT(SECTION_UPSTREAM, "health_rise", F_UPSTREAM(health_rise), 2, 1, 100),
+    INT(SECTION_UPSTREAM, "health_fall", F_UPSTREAM(health_fall), 3, 1, 100),
+    INT(SECTION_UPSTREAM, "retries", F_UPSTREAM(retries), 1, 0,
+        CONFIG_MAX_SERVERS),
+    /* 0: names are resolved at start only */
+    DURATION(SECTION_UPSTREAM, "resolve_interval",
+             F_UPSTREAM(resolve_interval_ms), SECONDS(30), 0, HOURS(24)),
 
     /* [route PREFIX] */
     {.name = "upstream", .section = SECTION_ROUTE, .type = TYPE_NAME,
      .offset = F_ROUTE(upstream_name),
      .size = sizeof(((struct config_route *)0)->upstream_name)},
+    STRING(SECTION_ROUTE, "host", struct config_route, host, "",
+           check_route_host),
     /* 0: the upstream's read_timeout */
     DURATION(SECTION_ROUTE, "read_timeout", F_ROUTE(read_timeout_ms), 0, 0,
              HOURS(24)),
@@ -307,6 +413,9 @@ static const char *section_label(const struct parser *p, char *buf, size_t n)
     case SECTION_ROUTE:
         snprintf(buf, n, "[route %s]", cfg->routes[cfg->n_routes - 1].prefix);
         break;
+    case SECTION_ADMIN:
+        snprintf(buf, n, "[admin]");
+        break;
     default:
         snprintf(buf, n, "(no section)");
         break;
@@ -323,6 +432,8 @@ static const char *kind_label(enum section_kind k)
         return "[upstream NAME]";
     case SECTION_ROUTE:
         return "[route PREFIX]";
+    case SECTION_ADMIN:
+        return "[admin]";
     default:
         return "no section";
     }
@@ -643,6 +754,13 @@ static int set_value(struct parser *p, const struct directive *d, void *base,
                  d->size - 1);
             return -1;
         }
+        if (d->check != NULL) {
+            const char *expected = d->check(value);
+            if (expected != NULL) {
+                bad_value(p, d, value, expected);
+                return -1;
+            }
+        }
         util_strlcpy(field, value, d->size);
         return 0;
     case TYPE_ADDR: {
@@ -714,6 +832,15 @@ static int open_section(struct parser *p, const char *b, const char *e)
         p->section = SECTION_SERVER;
         return 0;
     }
+    if (strcmp(kind, "admin") == 0) {
+        if (an > 0) {
+            fail(p, p->line, "[admin] takes no name (found \"%s\")",
+                 shown(v, sizeof(v), arg));
+            return -1;
+        }
+        p->section = SECTION_ADMIN;
+        return 0;
+    }
     if (strcmp(kind, "upstream") == 0) {
         if (an == 0) {
             fail(p, p->line, "[upstream] needs a name, like [upstream origin]");
@@ -773,13 +900,6 @@ static int open_section(struct parser *p, const char *b, const char *e)
                  CONFIG_PATH_MAX - 1);
             return -1;
         }
-        for (int i = 0; i < cfg->n_routes; i++) {
-            if (strcmp(cfg->routes[i].prefix, arg) == 0) {
-                fail(p, p->line, "duplicate [route %s] (first at line %d)", arg,
-                     cfg->routes[i].line);
-                return -1;
-            }
-        }
         if (cfg->n_routes >= CONFIG_MAX_ROUTES) {
             fail(p, p->line, "too many [route] sections (at most %d)",
                  CONFIG_MAX_ROUTES);
@@ -795,8 +915,8 @@ static int open_section(struct parser *p, const char *b, const char *e)
         return 0;
     }
     fail(p, p->line,
-         "unknown section [%s]: expected [server], [upstream NAME] or "
-         "[route PREFIX]",
+         "unknown section [%s]: expected [server], [upstream NAME], "
+         "[route PREFIX] or [admin]",
          shown(v, sizeof(v), kind));
     return -1;
 }
@@ -984,7 +1104,9 @@ static int on_directive(void *user, const char *section, const char *name,
         return 0;
     }
 
-    seen = p->section == SECTION_SERVER ? p->server_seen : p->section_seen;
+    seen = p->section == SECTION_SERVER || p->section == SECTION_ADMIN
+               ? p->server_seen
+               : p->section_seen;
     size_t idx = (size_t)(d - directives);
     if (!d->repeatable) {
         if (p->kind == LINE_CONTINUATION) {
@@ -1076,8 +1198,35 @@ static int config_validate(struct parser *p)
         }
     }
 
+    for (int u = 0; u < cfg->n_upstreams; u++) {
+        struct config_upstream *up = &cfg->upstreams[u];
+        up->hash_header[0] = '\0';
+        if (strncmp(up->hash_key, "header", 6) == 0) {
+            const char *n = up->hash_key + 6;
+            while (isspace((unsigned char)*n)) {
+                n++;
+            }
+            util_strlcpy(up->hash_header, n, sizeof(up->hash_header));
+        }
+    }
+
     for (int r = 0; r < cfg->n_routes; r++) {
         struct config_route *route = &cfg->routes[r];
+        for (int i = 0; i < r; i++) {
+            if (strcmp(cfg->routes[i].prefix, route->prefix) == 0 &&
+                strcasecmp(cfg->routes[i].host, route->host) == 0) {
+                if (route->host[0] != '\0') {
+                    fail(p, route->line,
+                         "duplicate [route %s] for host %s (first at line %d)",
+                         route->prefix, route->host, cfg->routes[i].line);
+                } else {
+                    fail(p, route->line,
+                         "duplicate [route %s] (first at line %d)",
+                         route->prefix, cfg->routes[i].line);
+                }
+                break;
+            }
+        }
         if (route->upstream_name[0] == '\0') {
             fail(p, route->line, "[route %s] has no upstream directive",
                  route->prefix);
@@ -1254,21 +1403,57 @@ fail:
     return -1;
 }
 
-int config_route_match(const struct config *cfg, const char *path,
-                       size_t len)
+int config_host_matches(const char *pattern, const char *host, size_t len)
+{
+    if (pattern[0] == '\0') {
+        return 1;
+    }
+    if (host == NULL) {
+        return 0;
+    }
+    /* Drop a port: "a.example:8080"; an IPv6 literal keeps its brackets. */
+    for (size_t i = len; i > 0; i--) {
+        if (host[i - 1] == ':') {
+            len = i - 1;
+            break;
+        }
+        if (host[i - 1] == ']' || !isdigit((unsigned char)host[i - 1])) {
+            break;
+        }
+    }
+    if (len > 0 && host[len - 1] == '.') {
+        len--; /* a fully qualified "a.example." */
+    }
+    if (pattern[0] == '*') {
+        size_t n = strlen(pattern + 1); /* ".example.com" */
+        return len > n &&
+               strncasecmp(host + len - n, pattern + 1, n) == 0;
+    }
+    return strlen(pattern) == len && strncasecmp(host, pattern, len) == 0;
+}
+
+int config_route_match(const struct config *cfg, const char *host,
+                       size_t host_len, const char *path, size_t len)
 {
     int best = -1;
     size_t best_len = 0;
+    int best_rank = 0; /* 2 exact host, 1 wildcard, 0 any */
 
     if (path == NULL) {
         return -1;
     }
     for (int i = 0; i < cfg->n_routes; i++) {
-        size_t n = strlen(cfg->routes[i].prefix);
-        if (n <= len && (best < 0 || n > best_len) &&
-            memcmp(path, cfg->routes[i].prefix, n) == 0) {
+        const struct config_route *r = &cfg->routes[i];
+        size_t n = strlen(r->prefix);
+        if (n > len || memcmp(path, r->prefix, n) != 0 ||
+            !config_host_matches(r->host, host, host_len)) {
+            continue;
+        }
+        int rank = r->host[0] == '\0' ? 0 : r->host[0] == '*' ? 1 : 2;
+        if (best < 0 || n > best_len || (n == best_len && rank > best_rank)) {
             best = i;
             best_len = n;
+            best_rank = rank;
         }
     }
     return best;

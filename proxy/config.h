@@ -46,6 +46,25 @@ struct config_upstream {
     int send_timeout_ms;      /* idle time between writes to upstream; 60s */
     int latency_ms;           /* injected before forwarding; 0 */
     int latency_jitter_ms;    /* +/- uniform around latency; 0 */
+    int balance;              /* enum config_balance; round_robin */
+    char hash_key[CONFIG_NAME_MAX + 8]; /* "client_address" or "header N" */
+    char hash_header[CONFIG_NAME_MAX];  /* from hash_key; "" = address */
+    int max_fails;            /* passive health: failures...; 1 (0 = off) */
+    int fail_timeout_ms;      /* ...within this take a server out for it */
+    char health_check[CONFIG_PATH_MAX]; /* GET path, or "off" */
+    int health_interval_ms;   /* 5s */
+    int health_timeout_ms;    /* 2s */
+    int health_rise;          /* passes that bring a server back; 2 */
+    int health_fall;          /* failures that take it out; 3 */
+    int retries;              /* other servers tried after a failure; 1 */
+    int resolve_interval_ms;  /* re-resolve host names; 30s (0 = never) */
+};
+
+/* How a pool chooses a server (balance). */
+enum config_balance {
+    BALANCE_ROUND_ROBIN, /* smooth weighted round-robin */
+    BALANCE_LEAST_CONN,  /* fewest active exchanges per weight */
+    BALANCE_HASH,        /* client address or a header, weighted */
 };
 
 /* One [route PREFIX] section. */
@@ -58,6 +77,7 @@ enum config_fault_dist {
 
 struct config_route {
     char prefix[CONFIG_PATH_MAX];
+    char host[CONFIG_HOST_MAX]; /* "" any, "a.example", "*.example" */
     char upstream_name[CONFIG_NAME_MAX];
     int upstream; /* index into config.upstreams, set by validation */
     int line;
@@ -106,6 +126,11 @@ struct config {
     char access_log[CONFIG_PATH_MAX]; /* "stderr", "off" or a path */
     enum config_log_level log_level;  /* info */
     int event_backend;          /* enum config_backend; auto */
+    int shutdown_timeout_ms;    /* drain: in-flight exchanges may finish */
+
+    /* [admin] */
+    struct config_addr admin_listen[1];
+    int n_admin_listen;         /* 0: no admin listener */
 
     struct config_upstream upstreams[CONFIG_MAX_UPSTREAMS];
     int n_upstreams;
@@ -132,8 +157,19 @@ int config_load_string(struct config *cfg, const char *text, const char *name,
 struct config *config_new(void);
 void config_free(struct config *cfg);
 
-/* The route for a request path: longest matching prefix, or -1. */
-int config_route_match(const struct config *cfg, const char *path,
-                       size_t len);
+/*
+ * The route for a request: among the routes whose host matches (no host
+ * matches any), the longest prefix of path; on a tie an exact host beats a
+ * wildcard, which beats none. host may be NULL (no Host); its port, if
+ * any, is ignored. Returns the route's index, or -1.
+ */
+int config_route_match(const struct config *cfg, const char *host,
+                       size_t host_len, const char *path, size_t len);
+
+/* Does a Host value (port ignored, any case) match a route's host? */
+int config_host_matches(const char *pattern, const char *host, size_t len);
+
+/* The names of enum config_balance values, for status pages. */
+extern const char *const config_balance_names[];
 
 #endif

@@ -26,11 +26,14 @@
 
 #include <event2/event.h>
 
+#include "admin.h"
 #include "log.h"
+#include "stats.h"
 #include "util.h"
 #include "worker.h"
 
 #define MASTER_MAX_WORKERS 64
+#define MASTER_MAX_RETIRING 256
 
 /* One worker slot: its sockets and the process serving them. */
 struct slot {
@@ -42,9 +45,17 @@ struct slot {
 
 /* The master's state. */
 struct master {
-    const struct config *cfg;
+    const struct config *cfg; /* the conf new workers get */
+    struct config *owned;     /* cfg, when a reload allocated it */
     struct slot slots[MASTER_MAX_WORKERS];
     int n_slots;
+    pid_t retiring[MASTER_MAX_RETIRING]; /* old workers draining */
+    int n_retiring;
+    int generation;
+    struct stats_shm *shm;
+    int admin_fd;             /* -1: no admin listener */
+    pid_t admin_pid;
+    double admin_respawn_at_ms;
     sigset_t sigs;
     sigset_t old_mask;
 };
@@ -141,8 +152,69 @@ static int bind_address(struct master *m, int i)
     return 0;
 }
 
+/* In a child: close what the master holds that the child must not. */
+static void child_close(struct master *m, int keep_slot)
+{
+    for (int o = 0; o < m->n_slots; o++) {
+        if (o == keep_slot) {
+            continue;
+        }
+        for (int i = 0; i < m->cfg->n_listen; i++) {
+            if (m->slots[o].fds[i] >= 0) {
+                close(m->slots[o].fds[i]);
+            }
+        }
+    }
+    if (m->admin_fd >= 0) {
+        close(m->admin_fd);
+    }
+}
+
 /* Fork the worker of slot s. */
 static int spawn(struct master *m, int s)
+{
+    struct stats_slot *st = stats_claim(m->shm, 0, s, m->generation);
+    if (st == NULL) {
+        log_warn("worker %d: no free stats slot; its figures are not shown",
+                 s);
+    }
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_error("fork: %s", strerror(errno));
+        if (st != NULL) {
+            st->in_use = 0;
+        }
+        return -1;
+    }
+    if (pid == 0) {
+        sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
+        int fd = m->admin_fd;
+        m->admin_fd = -1;
+        if (fd >= 0) {
+            close(fd);
+        }
+        child_close(m, s);
+        if (st != NULL) {
+            st->pid = getpid();
+        }
+        int rc = worker_run(m->cfg, s, m->slots[s].fds, m->cfg->n_listen, st);
+        libevent_global_shutdown();
+        exit(rc);
+    }
+    if (st != NULL) {
+        st->pid = pid;
+    }
+    m->slots[s].pid = pid;
+    m->slots[s].started_ms = util_now_ms();
+    m->slots[s].respawn_at_ms = 0;
+    log_info("worker %d started, pid %d", s, (int)pid);
+    return 0;
+}
+
+/* Fork the admin process onto the admin socket. */
+static int spawn_admin(struct master *m)
 {
     fflush(stdout);
     fflush(stderr);
@@ -153,23 +225,16 @@ static int spawn(struct master *m, int s)
     }
     if (pid == 0) {
         sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
-        int n = m->cfg->n_listen;
-        for (int o = 0; o < m->n_slots; o++) {
-            if (o == s) {
-                continue;
-            }
-            for (int i = 0; i < n; i++) {
-                close(m->slots[o].fds[i]);
-            }
-        }
-        int rc = worker_run(m->cfg, s, m->slots[s].fds, n);
+        int fd = m->admin_fd;
+        m->admin_fd = -1;
+        child_close(m, -1);
+        int rc = admin_run(m->cfg, fd, m->shm);
         libevent_global_shutdown();
         exit(rc);
     }
-    m->slots[s].pid = pid;
-    m->slots[s].started_ms = util_now_ms();
-    m->slots[s].respawn_at_ms = 0;
-    log_info("worker %d started, pid %d", s, (int)pid);
+    m->admin_pid = pid;
+    m->admin_respawn_at_ms = 0;
+    log_info("admin started, pid %d", (int)pid);
     return 0;
 }
 
@@ -180,6 +245,23 @@ static int reap(struct master *m, int stopping)
     pid_t pid;
     int status;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        stats_release(m->shm, pid);
+        if (pid == m->admin_pid) {
+            m->admin_pid = 0;
+            if (!stopping) {
+                log_error("admin process (pid %d) died; restarting",
+                          (int)pid);
+                m->admin_respawn_at_ms = util_now_ms() + 1000;
+            }
+            continue;
+        }
+        for (int r = 0; r < m->n_retiring; r++) {
+            if (m->retiring[r] == pid) {
+                log_info("old worker (pid %d) finished draining", (int)pid);
+                m->retiring[r] = m->retiring[--m->n_retiring];
+                break;
+            }
+        }
         for (int s = 0; s < m->n_slots; s++) {
             if (m->slots[s].pid != pid) {
                 continue;
@@ -206,34 +288,146 @@ static int reap(struct master *m, int stopping)
     for (int s = 0; s < m->n_slots; s++) {
         alive += m->slots[s].pid != 0;
     }
-    return alive;
+    return alive + m->n_retiring;
 }
 
-static void stop_workers(struct master *m)
+/* Send sig to every worker, current and retiring. */
+static void signal_workers(struct master *m, int sig)
 {
     for (int s = 0; s < m->n_slots; s++) {
         if (m->slots[s].pid > 0) {
-            kill(m->slots[s].pid, SIGTERM);
+            kill(m->slots[s].pid, sig);
         }
     }
-    double deadline = util_now_ms() + 10000;
+    for (int r = 0; r < m->n_retiring; r++) {
+        kill(m->retiring[r], sig);
+    }
+}
+
+/*
+ * Stop every worker with sig (SIGTERM drains, SIGINT stops at once) and
+ * wait for them; past the deadline they are killed. Then the admin.
+ */
+static void stop_workers(struct master *m, int sig)
+{
+    signal_workers(m, sig);
+    double grace = sig == SIGTERM ? m->cfg->shutdown_timeout_ms + 5000.0
+                                  : 10000.0;
+    double deadline = util_now_ms() + grace;
     while (reap(m, 1) > 0) {
         if (util_now_ms() > deadline) {
-            log_error("workers did not stop in 10 s: killing them");
-            for (int s = 0; s < m->n_slots; s++) {
-                if (m->slots[s].pid > 0) {
-                    kill(m->slots[s].pid, SIGKILL);
-                }
-            }
+            log_error("workers did not stop in %.0f s: killing them",
+                      grace / 1000);
+            signal_workers(m, SIGKILL);
             deadline += 10000;
         }
         struct timespec ts = {0, 20 * 1000 * 1000};
         sigtimedwait(&m->sigs, NULL, &ts);
     }
+    if (m->admin_pid > 0) {
+        kill(m->admin_pid, SIGTERM);
+        waitpid(m->admin_pid, NULL, 0);
+        m->admin_pid = 0;
+    }
+}
+
+/* Do two confs listen on the same addresses with the same workers? */
+static const char *restart_needed(const struct config *a,
+                                  const struct config *b)
+{
+    if (a->n_listen != b->n_listen) {
+        return "listen";
+    }
+    for (int i = 0; i < a->n_listen; i++) {
+        if (strcmp(a->listen[i].host, b->listen[i].host) != 0 ||
+            a->listen[i].port != b->listen[i].port) {
+            return "listen";
+        }
+    }
+    if (a->workers != b->workers || a->backlog != b->backlog) {
+        return a->workers != b->workers ? "workers" : "backlog";
+    }
+    return NULL;
+}
+
+/*
+ * SIGHUP: read and check the conf again. If it is good, start a new
+ * worker per slot on it (same sockets: nothing queued is lost) and let the
+ * old ones drain; if not, log why and go on with the one we have.
+ */
+static void reload(struct master *m)
+{
+    struct config *next = config_new();
+    char err[512];
+    if (next == NULL) {
+        log_error("SIGHUP: out of memory; still running the previous "
+                  "configuration");
+        m->shm->reload_failures++;
+        return;
+    }
+    if (config_load(next, m->cfg->path, err, sizeof(err)) < 0) {
+        log_error("SIGHUP: reload failed, still running the previous "
+                  "configuration: %s",
+                  err);
+        m->shm->reload_failures++;
+        config_free(next);
+        return;
+    }
+    const char *what = restart_needed(m->cfg, next);
+    if (what != NULL) {
+        log_error("SIGHUP: reload refused, still running the previous "
+                  "configuration: %s: %s changed, which needs a restart",
+                  m->cfg->path, what);
+        m->shm->reload_failures++;
+        config_free(next);
+        return;
+    }
+    if (next->n_admin_listen != m->cfg->n_admin_listen ||
+        (next->n_admin_listen > 0 &&
+         (strcmp(next->admin_listen[0].host, m->cfg->admin_listen[0].host) !=
+              0 ||
+          next->admin_listen[0].port != m->cfg->admin_listen[0].port))) {
+        log_warn("SIGHUP: [admin] listen changed; it takes a restart");
+    }
+    struct config *old_owned = m->owned;
+    const struct config *old = m->cfg;
+    /* Keep the admin address the sockets were bound for. */
+    memcpy(next->admin_listen, old->admin_listen, sizeof(next->admin_listen));
+    next->n_admin_listen = old->n_admin_listen;
+    m->cfg = next;
+    m->owned = next;
+    m->generation++;
+    m->shm->generation = m->generation;
+    log_info("SIGHUP: %s is valid: generation %d takes over", next->path,
+             m->generation);
+    log_init(next->log_level, "master");
+    for (int s = 0; s < m->n_slots; s++) {
+        pid_t was = m->slots[s].pid;
+        if (spawn(m, s) < 0) {
+            log_error("SIGHUP: cannot start worker %d; the old one keeps "
+                      "serving",
+                      s);
+            m->slots[s].pid = was;
+            continue;
+        }
+        if (was > 0) {
+            if (m->n_retiring < MASTER_MAX_RETIRING) {
+                m->retiring[m->n_retiring++] = was;
+            }
+            kill(was, SIGQUIT);
+        }
+    }
+    m->shm->reloads++;
+    (void)old;
+    config_free(old_owned);
 }
 
 static void close_sockets(struct master *m)
 {
+    if (m->admin_fd >= 0) {
+        close(m->admin_fd);
+        m->admin_fd = -1;
+    }
     for (int s = 0; s < m->n_slots; s++) {
         for (int i = 0; i < m->cfg->n_listen; i++) {
             if (m->slots[s].fds[i] >= 0) {
@@ -243,6 +437,42 @@ static void close_sockets(struct master *m)
     }
 }
 
+/* Bind the admin listener; prints where it listens. -1 on failure. */
+static int bind_admin(struct master *m)
+{
+    const struct config_addr *a = &m->cfg->admin_listen[0];
+    char port[8];
+    snprintf(port, sizeof(port), "%u", a->port);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(a->host, port, &hints, &res);
+    if (rc != 0) {
+        log_error("[admin] listen %s:%u: %s", a->host, a->port,
+                  gai_strerror(rc));
+        return -1;
+    }
+    char err[128];
+    m->admin_fd = listen_socket(res->ai_addr, res->ai_addrlen, 0, 128, err,
+                                sizeof(err));
+    freeaddrinfo(res);
+    if (m->admin_fd < 0) {
+        log_error("[admin] listen %s:%u: %s", a->host, a->port, err);
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sslen = sizeof(ss);
+    getsockname(m->admin_fd, (struct sockaddr *)&ss, &sslen);
+    uint16_t bound = ntohs(ss.ss_family == AF_INET6
+                               ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                               : ((struct sockaddr_in *)&ss)->sin_port);
+    printf(strchr(a->host, ':') ? "admin listening on [%s]:%u\n"
+                                : "admin listening on %s:%u\n",
+           a->host, bound);
+    fflush(stdout);
+    return 0;
+}
+
 int master_run(const struct config *cfg)
 {
     log_init(cfg->log_level, "master");
@@ -250,6 +480,8 @@ int master_run(const struct config *cfg)
     struct master m;
     memset(&m, 0, sizeof(m));
     m.cfg = cfg;
+    m.admin_fd = -1;
+    m.generation = 1;
     m.n_slots = cfg->workers;
     if (m.n_slots <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -258,6 +490,16 @@ int master_run(const struct config *cfg)
     if (m.n_slots > MASTER_MAX_WORKERS) {
         m.n_slots = MASTER_MAX_WORKERS;
     }
+    /* Room for the workers, a generation draining after a reload, and
+     * another reload on top. */
+    m.shm = stats_map(3 * m.n_slots + 1);
+    if (m.shm == NULL) {
+        log_error("cannot map the stats region: %s", strerror(errno));
+        return 1;
+    }
+    m.shm->master_pid = getpid();
+    m.shm->started_ms = util_now_ms();
+    m.shm->generation = m.generation;
     for (int s = 0; s < m.n_slots; s++) {
         for (int i = 0; i < CONFIG_MAX_LISTEN; i++) {
             m.slots[s].fds[i] = -1;
@@ -266,8 +508,14 @@ int master_run(const struct config *cfg)
     for (int i = 0; i < cfg->n_listen; i++) {
         if (bind_address(&m, i) < 0) {
             close_sockets(&m);
+            stats_unmap(m.shm);
             return 1;
         }
+    }
+    if (cfg->n_admin_listen > 0 && bind_admin(&m) < 0) {
+        close_sockets(&m);
+        stats_unmap(m.shm);
+        return 1;
     }
 
     sigemptyset(&m.sigs);
@@ -276,28 +524,52 @@ int master_run(const struct config *cfg)
     sigaddset(&m.sigs, SIGINT);
     sigaddset(&m.sigs, SIGQUIT);
     sigaddset(&m.sigs, SIGHUP);
+    sigaddset(&m.sigs, SIGUSR1);
     sigprocmask(SIG_BLOCK, &m.sigs, &m.old_mask);
 
     log_info("starting %d workers", m.n_slots);
     for (int s = 0; s < m.n_slots; s++) {
         if (spawn(&m, s) < 0) {
-            stop_workers(&m);
+            stop_workers(&m, SIGINT);
             close_sockets(&m);
+            stats_unmap(m.shm);
             return 1;
         }
     }
-    int rc = 0;
-    for (;;) {
+    if (m.admin_fd >= 0 && spawn_admin(&m) < 0) {
+        stop_workers(&m, SIGINT);
+        close_sockets(&m);
+        stats_unmap(m.shm);
+        return 1;
+    }
+    int stop_sig = 0;
+    while (stop_sig == 0) {
         struct timespec ts = {0, 200 * 1000 * 1000};
         siginfo_t info;
         int sig = sigtimedwait(&m.sigs, &info, &ts);
-        if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT) {
-            log_info("%s: stopping workers", strsignal(sig));
+        switch (sig) {
+        case SIGTERM:
+        case SIGQUIT:
+            log_info("%s: draining: no new connections; exchanges in "
+                     "flight have %d ms to finish",
+                     strsignal(sig), m.cfg->shutdown_timeout_ms);
+            m.shm->draining = 1;
+            stop_sig = SIGTERM;
+            continue;
+        case SIGINT:
+            log_info("%s: stopping workers now", strsignal(sig));
+            m.shm->draining = 1;
+            stop_sig = SIGINT;
+            continue;
+        case SIGHUP:
+            reload(&m);
             break;
-        }
-        if (sig == SIGHUP) {
-            log_warn("SIGHUP: configuration reload is not supported yet; "
-                     "restart to apply changes");
+        case SIGUSR1:
+            log_info("SIGUSR1: workers reopen their log files");
+            signal_workers(&m, SIGUSR1);
+            break;
+        default:
+            break;
         }
         reap(&m, 0);
         double now = util_now_ms();
@@ -309,9 +581,16 @@ int master_run(const struct config *cfg)
                 }
             }
         }
+        if (m.admin_fd >= 0 && m.admin_pid == 0 &&
+            m.admin_respawn_at_ms > 0 && now >= m.admin_respawn_at_ms &&
+            spawn_admin(&m) < 0) {
+            m.admin_respawn_at_ms = now + 1000;
+        }
     }
-    stop_workers(&m);
+    stop_workers(&m, stop_sig);
     close_sockets(&m);
+    stats_unmap(m.shm);
+    config_free(m.owned);
     log_info("stopped");
-    return rc;
+    return 0;
 }

@@ -1,5 +1,6 @@
 /*
- * pool: servers, balancer and idle keep-alive connections of one upstream.
+ * pool: servers, health, balancer and idle keep-alive connections of one
+ * upstream.
  */
 #include "pool.h"
 
@@ -10,17 +11,61 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
 
-struct pool *pool_new(struct event_base *base,
+#include "log.h"
+#include "stats.h"
+#include "util.h"
+
+static void check_start(evutil_socket_t fd, short what, void *arg);
+static void resolve_all(evutil_socket_t fd, short what, void *arg);
+
+/* The first IPv4 result, else the first: what a server connects to. */
+static const struct evutil_addrinfo *preferred(const struct evutil_addrinfo *a)
+{
+    for (const struct evutil_addrinfo *i = a; i != NULL; i = i->ai_next) {
+        if (i->ai_family == AF_INET) {
+            return i;
+        }
+    }
+    return a;
+}
+
+/* "192.0.2.1:80" or "[2001:db8::1]:80". */
+static void format_sockaddr(const struct sockaddr *sa, char *buf, size_t n)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        evutil_inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+        snprintf(buf, n, "%s:%u", host, port);
+    } else {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        evutil_inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+        snprintf(buf, n, "[%s]:%u", host, port);
+    }
+}
+
+static void ms_to_tv(int ms, struct timeval *tv)
+{
+    tv->tv_sec = ms / 1000;
+    tv->tv_usec = (ms % 1000) * 1000;
+}
+
+struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
                       const struct config_upstream *cfg,
                       const struct timeval *keepalive_tv,
-                      const struct timeval *connect_tv, char *err,
-                      size_t errlen)
+                      const struct timeval *connect_tv, struct stats_pool *st,
+                      char *err, size_t errlen)
 {
     struct pool *p = calloc(1, sizeof(*p));
     if (p == NULL) {
@@ -29,8 +74,10 @@ struct pool *pool_new(struct event_base *base,
     }
     p->cfg = cfg;
     p->base = base;
+    p->dns = dns;
     p->keepalive_tv = keepalive_tv;
     p->connect_tv = connect_tv;
+    p->st = st;
     TAILQ_INIT(&p->idle);
     p->servers = calloc((size_t)cfg->n_servers, sizeof(*p->servers));
     if (p->servers == NULL) {
@@ -38,10 +85,17 @@ struct pool *pool_new(struct event_base *base,
         free(p);
         return NULL;
     }
+    util_strlcpy(st->name, cfg->name, sizeof(st->name));
+    st->balance = cfg->balance;
     int weights[BALANCER_MAX];
+    int names = 0;
     for (int i = 0; i < cfg->n_servers && i < BALANCER_MAX; i++) {
         const struct config_server *cs = &cfg->servers[i];
         struct pool_server *s = &p->servers[i];
+        s->pool = p;
+        s->index = i;
+        s->check_up = 1;
+        TAILQ_INIT(&s->idle);
         char port[8];
         snprintf(port, sizeof(port), "%u", cs->addr.port);
         struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
@@ -53,18 +107,69 @@ struct pool *pool_new(struct event_base *base,
             pool_free(p);
             return NULL;
         }
-        memcpy(&s->addr, res->ai_addr, res->ai_addrlen);
-        s->addrlen = res->ai_addrlen;
+        const struct evutil_addrinfo *a = preferred(res);
+        memcpy(&s->addr, a->ai_addr, a->ai_addrlen);
+        s->addrlen = a->ai_addrlen;
         freeaddrinfo(res);
+        unsigned char buf[sizeof(struct in6_addr)];
+        s->literal = inet_pton(AF_INET, cs->addr.host, buf) == 1 ||
+                     inet_pton(AF_INET6, cs->addr.host, buf) == 1;
+        names += !s->literal;
         int v6 = strchr(cs->addr.host, ':') != NULL;
         snprintf(s->name, sizeof(s->name), v6 ? "[%s]:%u" : "%s:%u",
                  cs->addr.host, cs->addr.port);
         snprintf(s->host_header, sizeof(s->host_header), "%s", s->name);
         weights[i] = cs->weight;
+        if (i < STATS_MAX_SERVERS) {
+            s->st = &st->servers[i];
+            util_strlcpy(s->st->address, s->name, sizeof(s->st->address));
+            s->st->weight = cs->weight;
+            s->st->up = 1;
+            st->n_servers = i + 1;
+        } else {
+            static struct stats_server spare; /* beyond what /metrics shows */
+            s->st = &spare;
+        }
         p->n_servers++;
+        if (strcmp(cfg->health_check, "off") != 0) {
+            s->check_timer = evtimer_new(base, check_start, s);
+            if (s->check_timer == NULL) {
+                snprintf(err, errlen, "out of memory");
+                pool_free(p);
+                return NULL;
+            }
+            /* Spread the first checks over the first interval. */
+            struct timeval tv;
+            ms_to_tv((int)((long)cfg->health_interval_ms * i /
+                           (cfg->n_servers + 1)), &tv);
+            evtimer_add(s->check_timer, &tv);
+        }
     }
+    st->servers_up = p->n_servers;
     balancer_init(&p->balancer, weights, p->n_servers);
+    if (names > 0 && dns != NULL && cfg->resolve_interval_ms > 0) {
+        p->resolve_timer = event_new(base, -1, EV_PERSIST, resolve_all, p);
+        struct timeval tv;
+        ms_to_tv(cfg->resolve_interval_ms, &tv);
+        if (p->resolve_timer == NULL || event_add(p->resolve_timer, &tv) < 0) {
+            snprintf(err, errlen, "out of memory");
+            pool_free(p);
+            return NULL;
+        }
+    }
     return p;
+}
+
+void pool_close_idle(struct pool *p)
+{
+    struct upconn *c;
+    while ((c = TAILQ_FIRST(&p->idle)) != NULL) {
+        TAILQ_REMOVE(&p->idle, c, idle_link);
+        TAILQ_REMOVE(&c->server->idle, c, server_link);
+        p->n_idle--;
+        upconn_free(c);
+    }
+    p->st->idle = 0;
 }
 
 void pool_free(struct pool *p)
@@ -72,25 +177,281 @@ void pool_free(struct pool *p)
     if (p == NULL) {
         return;
     }
-    struct upconn *c;
-    while ((c = TAILQ_FIRST(&p->idle)) != NULL) {
-        TAILQ_REMOVE(&p->idle, c, idle_link);
-        upconn_free(c);
+    pool_close_idle(p);
+    for (int i = 0; i < p->n_servers; i++) {
+        struct pool_server *s = &p->servers[i];
+        if (s->check_timer != NULL) {
+            event_free(s->check_timer);
+        }
+        if (s->check_bev != NULL) {
+            bufferevent_free(s->check_bev);
+        }
+        if (s->dns_req != NULL) {
+            evdns_getaddrinfo_cancel(s->dns_req);
+        }
+    }
+    if (p->resolve_timer != NULL) {
+        event_free(p->resolve_timer);
     }
     free(p->servers);
     free(p);
 }
 
-struct pool_server *pool_pick(struct pool *p)
+/* ---- health ------------------------------------------------------------ */
+
+/* Keep the pool's servers_up gauge and the server's up flag true. */
+static void health_publish(struct pool *p)
 {
-    return &p->servers[balancer_next(&p->balancer)];
+    int up = 0;
+    for (int i = 0; i < p->n_servers; i++) {
+        int u = pool_server_usable(&p->servers[i]);
+        p->servers[i].st->up = u;
+        up += u;
+    }
+    p->st->servers_up = up;
 }
 
-/* Take c out of the idle list. */
+int pool_server_usable(const struct pool_server *s)
+{
+    return s->check_up &&
+           (s->down_until_ms == 0 || util_now_ms() >= s->down_until_ms);
+}
+
+void pool_server_failed(struct pool_server *s, const char *why)
+{
+    const struct config_upstream *cfg = s->pool->cfg;
+    s->st->failures++;
+    if (cfg->max_fails == 0) {
+        return;
+    }
+    double now = util_now_ms();
+    if (now - s->fail_window_ms > cfg->fail_timeout_ms) {
+        s->fail_window_ms = now;
+        s->fails = 0;
+    }
+    if (++s->fails >= cfg->max_fails &&
+        (s->down_until_ms == 0 || now >= s->down_until_ms)) {
+        s->down_until_ms = now + cfg->fail_timeout_ms;
+        s->fails = 0;
+        log_warn("upstream %s: server %s out for %d ms after %d failure%s "
+                 "(last: %s)",
+                 cfg->name, s->name, cfg->fail_timeout_ms, cfg->max_fails,
+                 cfg->max_fails == 1 ? "" : "s", why);
+        health_publish(s->pool);
+    }
+}
+
+void pool_server_succeeded(struct pool_server *s)
+{
+    s->fails = 0;
+    if (s->down_until_ms != 0 && util_now_ms() >= s->down_until_ms) {
+        s->down_until_ms = 0;
+        health_publish(s->pool);
+    }
+}
+
+/* One active check finished: pass or fail, and the rise/fall counting. */
+static void check_done(struct pool_server *s, int pass, const char *why)
+{
+    const struct config_upstream *cfg = s->pool->cfg;
+    if (s->check_bev != NULL) {
+        bufferevent_free(s->check_bev);
+        s->check_bev = NULL;
+    }
+    if (s->check_up) {
+        s->check_streak = pass ? 0 : s->check_streak + 1;
+        if (s->check_streak >= cfg->health_fall) {
+            s->check_up = 0;
+            s->check_streak = 0;
+            log_warn("upstream %s: server %s down: %d health check%s failed "
+                     "(last: %s)",
+                     cfg->name, s->name, cfg->health_fall,
+                     cfg->health_fall == 1 ? "" : "s", why);
+            health_publish(s->pool);
+        }
+    } else {
+        s->check_streak = pass ? s->check_streak + 1 : 0;
+        if (s->check_streak >= cfg->health_rise) {
+            s->check_up = 1;
+            s->check_streak = 0;
+            s->down_until_ms = 0; /* proven healthy: passive state too */
+            s->fails = 0;
+            log_warn("upstream %s: server %s up: %d health check%s passed",
+                     cfg->name, s->name, cfg->health_rise,
+                     cfg->health_rise == 1 ? "" : "s");
+            health_publish(s->pool);
+        }
+    }
+    struct timeval tv;
+    ms_to_tv(cfg->health_interval_ms, &tv);
+    evtimer_add(s->check_timer, &tv);
+}
+
+/* The check's response: its status line decides (2xx and 3xx pass). */
+static void on_check_read(struct bufferevent *bev, void *arg)
+{
+    struct pool_server *s = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL,
+                                                  EVBUFFER_EOL_CRLF);
+    if (eol.pos < 0) {
+        if (evbuffer_get_length(in) > 1024) {
+            check_done(s, 0, "status line too long");
+        }
+        return;
+    }
+    char line[32] = "";
+    evbuffer_copyout(in, line, sizeof(line) - 1);
+    unsigned major, minor, status;
+    if (sscanf(line, "HTTP/%u.%u %3u", &major, &minor, &status) != 3) {
+        check_done(s, 0, "not an HTTP response");
+        return;
+    }
+    char why[40];
+    snprintf(why, sizeof(why), "status %u", status);
+    check_done(s, status >= 200 && status < 400, why);
+}
+
+static void on_check_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct pool_server *s = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        return;
+    }
+    check_done(s, 0,
+               (what & BEV_EVENT_TIMEOUT) ? "timed out"
+               : (what & BEV_EVENT_EOF)   ? "closed without a response"
+                                          : evutil_socket_error_to_string(
+                                                EVUTIL_SOCKET_ERROR()));
+}
+
+/* Time for a check: GET the path on a connection of its own. */
+static void check_start(evutil_socket_t fd, short what, void *arg)
+{
+    struct pool_server *s = arg;
+    const struct config_upstream *cfg = s->pool->cfg;
+    if (s->check_bev != NULL) {
+        return;
+    }
+    s->check_bev = bufferevent_socket_new(s->pool->base, -1,
+                                          BEV_OPT_CLOSE_ON_FREE);
+    if (s->check_bev == NULL) {
+        check_done(s, 0, "out of memory");
+        return;
+    }
+    struct timeval tv;
+    ms_to_tv(cfg->health_timeout_ms, &tv);
+    bufferevent_set_timeouts(s->check_bev, &tv, &tv);
+    bufferevent_setcb(s->check_bev, on_check_read, NULL, on_check_event, s);
+    evbuffer_add_printf(bufferevent_get_output(s->check_bev),
+                        "GET %s HTTP/1.1\r\nHost: %s\r\n"
+                        "User-Agent: switchboard-health-check\r\n"
+                        "Connection: close\r\n\r\n",
+                        cfg->health_check, s->host_header);
+    bufferevent_enable(s->check_bev, EV_READ | EV_WRITE);
+    if (bufferevent_socket_connect(s->check_bev, (struct sockaddr *)&s->addr,
+                                   (int)s->addrlen) < 0) {
+        check_done(s, 0, strerror(errno));
+    }
+}
+
+/* ---- re-resolution ----------------------------------------------------- */
+
+static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
+{
+    struct pool_server *s = arg;
+    s->dns_req = NULL;
+    if (result == EVUTIL_EAI_CANCEL) {
+        return;
+    }
+    if (result != 0 || res == NULL) {
+        log_warn("upstream %s: cannot re-resolve %s (%s); keeping its "
+                 "address",
+                 s->pool->cfg->name, s->name, evutil_gai_strerror(result));
+        return;
+    }
+    const struct evutil_addrinfo *a = preferred(res);
+    if (a->ai_addrlen != s->addrlen ||
+        memcmp(a->ai_addr, &s->addr, a->ai_addrlen) != 0) {
+        char was[INET6_ADDRSTRLEN + 8], now[INET6_ADDRSTRLEN + 8];
+        format_sockaddr((struct sockaddr *)&s->addr, was, sizeof(was));
+        memcpy(&s->addr, a->ai_addr, a->ai_addrlen);
+        s->addrlen = a->ai_addrlen;
+        format_sockaddr((struct sockaddr *)&s->addr, now, sizeof(now));
+        log_info("upstream %s: %s now resolves to %s (was %s)",
+                 s->pool->cfg->name, s->name, now, was);
+        /* New exchanges connect to the new address; idle connections to
+         * the old one are let go. */
+        struct upconn *c;
+        while ((c = TAILQ_FIRST(&s->idle)) != NULL) {
+            TAILQ_REMOVE(&s->pool->idle, c, idle_link);
+            TAILQ_REMOVE(&s->idle, c, server_link);
+            s->pool->n_idle--;
+            upconn_free(c);
+        }
+        s->pool->st->idle = s->pool->n_idle;
+    }
+    evutil_freeaddrinfo(res);
+}
+
+/* Every resolve_interval: look each named server up again (evdns). */
+static void resolve_all(evutil_socket_t fd, short what, void *arg)
+{
+    struct pool *p = arg;
+    for (int i = 0; i < p->n_servers; i++) {
+        struct pool_server *s = &p->servers[i];
+        const struct config_server *cs = &p->cfg->servers[i];
+        if (s->literal || s->dns_req != NULL) {
+            continue;
+        }
+        char port[8];
+        snprintf(port, sizeof(port), "%u", cs->addr.port);
+        struct evutil_addrinfo hints = {.ai_socktype = SOCK_STREAM,
+                                        .ai_protocol = IPPROTO_TCP};
+        /* Answered at once from the hosts file, it returns NULL. */
+        s->dns_req = evdns_getaddrinfo(p->dns, cs->addr.host, port, &hints,
+                                       on_resolved, s);
+    }
+}
+
+/* ---- balancing and connections ----------------------------------------- */
+
+struct pool_server *pool_pick(struct pool *p, uint64_t key, uint64_t tried)
+{
+    unsigned char ok[BALANCER_MAX];
+    int active[BALANCER_MAX];
+    int any = 0;
+    for (int i = 0; i < p->n_servers; i++) {
+        ok[i] = !(i < 64 && (tried >> i) & 1) &&
+                pool_server_usable(&p->servers[i]);
+        active[i] = p->servers[i].active;
+        any |= ok[i];
+    }
+    if (!any) {
+        return NULL;
+    }
+    int i;
+    switch (p->cfg->balance) {
+    case BALANCE_LEAST_CONN:
+        i = balancer_least_conn(&p->balancer, ok, active);
+        break;
+    case BALANCE_HASH:
+        i = balancer_hash(&p->balancer, ok, key);
+        break;
+    default:
+        i = balancer_round_robin(&p->balancer, ok);
+        break;
+    }
+    return i < 0 ? NULL : &p->servers[i];
+}
+
+/* Take c out of the idle lists. */
 static void idle_remove(struct upconn *c)
 {
     TAILQ_REMOVE(&c->pool->idle, c, idle_link);
+    TAILQ_REMOVE(&c->server->idle, c, server_link);
     c->pool->n_idle--;
+    c->pool->st->idle = c->pool->n_idle;
 }
 
 /* An idle connection spoke or closed: it cannot be reused. */
@@ -110,33 +471,45 @@ static void on_idle_event(struct bufferevent *bev, short what, void *arg)
 
 struct upconn *pool_acquire(struct pool *p, struct pool_server *server)
 {
-    struct upconn *c;
-    TAILQ_FOREACH(c, &p->idle, idle_link)
-    {
-        if (c->server == server) {
-            idle_remove(c);
-            return c;
+    struct upconn *c = TAILQ_FIRST(&server->idle);
+    if (c != NULL) {
+        idle_remove(c);
+    } else {
+        c = calloc(1, sizeof(*c));
+        if (c == NULL) {
+            return NULL;
+        }
+        c->pool = p;
+        c->server = server;
+        c->bev = bufferevent_socket_new(p->base, -1, BEV_OPT_CLOSE_ON_FREE);
+        if (c->bev == NULL) {
+            free(c);
+            errno = ENOMEM;
+            return NULL;
         }
     }
-    c = calloc(1, sizeof(*c));
-    if (c == NULL) {
-        return NULL;
-    }
-    c->pool = p;
-    c->server = server;
-    c->bev = bufferevent_socket_new(p->base, -1,
-                                    BEV_OPT_CLOSE_ON_FREE);
-    if (c->bev == NULL) {
-        free(c);
-        errno = ENOMEM;
-        return NULL;
-    }
+    c->lent = 1;
+    server->active++;
+    server->st->active = server->active;
+    server->st->requests++;
+    p->st->requests++;
     return c;
+}
+
+/* A lent connection comes back: no longer active. */
+static void give_back(struct upconn *c)
+{
+    if (c->lent) {
+        c->lent = 0;
+        c->server->active--;
+        c->server->st->active = c->server->active;
+    }
 }
 
 void pool_release(struct upconn *c)
 {
     struct pool *p = c->pool;
+    give_back(c);
     c->exchanges++;
     if (p->cfg->keepalive == 0) {
         upconn_free(c);
@@ -154,7 +527,9 @@ void pool_release(struct upconn *c)
     bufferevent_enable(c->bev, EV_READ);
     bufferevent_disable(c->bev, EV_WRITE);
     TAILQ_INSERT_HEAD(&p->idle, c, idle_link);
+    TAILQ_INSERT_HEAD(&c->server->idle, c, server_link);
     p->n_idle++;
+    p->st->idle = p->n_idle;
 }
 
 void upconn_free(struct upconn *c)
@@ -162,6 +537,7 @@ void upconn_free(struct upconn *c)
     if (c == NULL) {
         return;
     }
+    give_back(c);
     bufferevent_free(c->bev);
     free(c);
 }

@@ -1,12 +1,20 @@
 /*
- * pool: one [upstream] section inside a worker: its servers, the balancer
- * over them, and the keep-alive connections idling between exchanges.
+ * pool: one [upstream] section inside a worker: its servers, their health,
+ * the balancer over them, and the keep-alive connections idling between
+ * exchanges.
  *
  * Owns every upstream connection that is not lent to a session. An idle
  * connection is watched: bytes or EOF from the server, or keepalive_timeout,
  * close it. A session borrows a connection (pool_acquire), installs its own
  * callbacks, and gives it back clean (pool_release) or frees it
- * (upconn_free). Nothing here knows HTTP.
+ * (upconn_free).
+ *
+ * Health, per worker like nginx's: passive (max_fails failures within
+ * fail_timeout take a server out for fail_timeout, reported by sessions
+ * through pool_server_failed) and, with health_check set, active (a GET
+ * every health_interval; health_fall failures in a row take the server
+ * out, health_rise passes bring it back). Nothing here knows HTTP beyond
+ * the health check's status line.
  */
 #ifndef SWITCHBOARD_POOL_H
 #define SWITCHBOARD_POOL_H
@@ -18,15 +26,38 @@
 #include "config.h"
 
 struct event_base;
+struct event;
 struct bufferevent;
+struct evdns_base;
+struct evdns_getaddrinfo_request;
 struct pool;
+struct stats_pool;
+struct stats_server;
+
+TAILQ_HEAD(upconn_list, upconn);
 
 /* One server of a pool, resolved. */
 struct pool_server {
+    struct pool *pool;
+    int index;
     struct sockaddr_storage addr;
     socklen_t addrlen;
     char name[CONFIG_HOST_MAX + 8]; /* "host:port" for logs */
     char host_header[CONFIG_HOST_MAX + 8]; /* Host to send when none came */
+    struct upconn_list idle;        /* this server's idle connections */
+    int active;                     /* connections lent to sessions */
+    /* passive health */
+    int fails;
+    double fail_window_ms; /* start of the window the fails count in */
+    double down_until_ms;  /* out of service until then */
+    /* active health */
+    int check_up;         /* 1 unless health checks took it out */
+    int check_streak;     /* passes (up) or failures (down) in a row */
+    struct event *check_timer;
+    struct bufferevent *check_bev;
+    int literal; /* the conf gave an address, not a name */
+    struct evdns_getaddrinfo_request *dns_req;
+    struct stats_server *st;
 };
 
 /* An upstream connection, idle in a pool or lent to a session. */
@@ -36,15 +67,16 @@ struct upconn {
     struct pool_server *server;
     unsigned exchanges; /* completed on this connection; >0 means reused */
     int connected;
-    TAILQ_ENTRY(upconn) idle_link;
+    int lent;           /* counted in server->active */
+    TAILQ_ENTRY(upconn) idle_link;   /* pool-wide, most recent first */
+    TAILQ_ENTRY(upconn) server_link; /* the server's */
 };
-
-TAILQ_HEAD(upconn_list, upconn);
 
 /* A pool as a worker holds it. */
 struct pool {
     const struct config_upstream *cfg;
     struct event_base *base;
+    struct evdns_base *dns;
     struct pool_server *servers;
     int n_servers;
     struct balancer balancer;
@@ -52,24 +84,41 @@ struct pool {
     int n_idle;
     const struct timeval *keepalive_tv; /* idle lifetime */
     const struct timeval *connect_tv;
+    struct event *resolve_timer; /* re-resolves host names */
+    struct stats_pool *st;
 };
 
 /*
- * Resolve the upstream's servers (getaddrinfo: at start only) and build the
- * pool. Returns NULL and fills err on failure. timeouts are common-timeout
- * timevals from the worker.
+ * Resolve the upstream's servers (getaddrinfo, at start) and build the
+ * pool; start its health checks and, for host names, re-resolution with
+ * dns every resolve_interval. Returns NULL and fills err on failure.
+ * Timeouts are common-timeout timevals from the worker. st receives the
+ * pool's figures (never NULL).
  */
-struct pool *pool_new(struct event_base *base,
+struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
                       const struct config_upstream *cfg,
                       const struct timeval *keepalive_tv,
-                      const struct timeval *connect_tv, char *err,
-                      size_t errlen);
+                      const struct timeval *connect_tv, struct stats_pool *st,
+                      char *err, size_t errlen);
 
-/* Close every idle connection and free the pool; NULL is a no-op. */
+/* Close every idle connection, stop checks and free the pool; NULL: no-op. */
 void pool_free(struct pool *p);
 
-/* The server the balancer chooses next. */
-struct pool_server *pool_pick(struct pool *p);
+/* Close the idle connections (a drain). */
+void pool_close_idle(struct pool *p);
+
+/*
+ * The server the balancer chooses among those in service and not in tried
+ * (bit i: server i), with key for balance = hash. NULL when none is left.
+ */
+struct pool_server *pool_pick(struct pool *p, uint64_t key, uint64_t tried);
+
+/* Is the server in service (passive and active health)? */
+int pool_server_usable(const struct pool_server *s);
+
+/* An exchange with the server failed (counts toward max_fails) or worked. */
+void pool_server_failed(struct pool_server *s, const char *why);
+void pool_server_succeeded(struct pool_server *s);
 
 /*
  * A connection to server: an idle one (already connected, exchanges > 0) or

@@ -56,6 +56,7 @@
 #include "http1.h"
 #include "log.h"
 #include "pool.h"
+#include "stats.h"
 #include "util.h"
 #include "worker.h"
 
@@ -142,12 +143,16 @@ struct session {
     int interim;          /* the response being parsed is a 1xx */
     int response_started; /* a final response head went to the client */
     int status;
-    int retried;
+    int retried;          /* sent again on a fresh connection once */
+    int attempts;         /* retries to other servers (retries =) */
+    uint64_t tried;       /* servers tried by this exchange, bit per index */
+    uint64_t hash_key;    /* balance = hash */
     int upstream_eof;
     int client_eof;
     uint64_t body_received;
     struct http1_error error; /* set by a failing parser callback */
     double t_start, t_head, t_forward, t_connected, t_first_byte;
+    double t_accept;
     double latency_ms;
     const char *close_reason;
 
@@ -159,6 +164,7 @@ struct session {
 static int client_process(struct session *s);
 static int upstream_process(struct session *s);
 static int upstream_start(struct session *s);
+static int upstream_connect(struct session *s, struct pool_server *server);
 static int session_close(struct session *s, const char *reason);
 static int session_flush(struct session *s);
 static int upstream_error(struct session *s, int err);
@@ -312,6 +318,27 @@ static void exchange_log(struct session *s, const char *term)
         .term = term,
     };
     accesslog_write(s->w->access_log, &e);
+
+    struct stats_slot *st = s->w->stats;
+    if (s->status >= 100 && s->status < 600) {
+        st->counter[STAT_RESP_1XX + s->status / 100 - 1]++;
+    }
+    st->counter[STAT_BYTES_IN] += s->client.bytes_in;
+    st->counter[STAT_BYTES_OUT] += s->client.bytes_out;
+    if (s->pool != NULL && s->t_forward >= 0) {
+        struct stats_pool *sp =
+            worker_pool_stats(s->w, (int)(s->pool->cfg - s->w->cfg->upstreams));
+        stats_observe(&sp->hist[STAT_H_DURATION], since(s->t_head, now));
+        stats_observe(&sp->hist[STAT_H_INJECTED], s->latency_ms);
+        if (s->t_connected >= 0) {
+            stats_observe(&sp->hist[STAT_H_CONNECT],
+                          since(s->t_forward, s->t_connected));
+        }
+        if (s->t_first_byte >= 0) {
+            stats_observe(&sp->hist[STAT_H_FIRST_BYTE],
+                          since(s->t_forward, s->t_first_byte));
+        }
+    }
 }
 
 /* Forget the finished exchange; keep the buffers. */
@@ -322,6 +349,8 @@ static void exchange_reset(struct session *s)
     s->response_started = s->expect_continue = s->interim = 0;
     s->upgrade = s->tunnel = 0;
     s->retried = s->upstream_eof = 0;
+    s->attempts = 0;
+    s->tried = 0;
     s->body_received = 0;
     s->error.status = 0;
     s->error.reason = NULL;
@@ -618,6 +647,7 @@ static int on_resp_headers_complete(http_parser *p)
         }
         return 1;
     }
+    pool_server_succeeded(s->conn->server);
     enum http1_body body = http1_response_body(p, s->method == HTTP_HEAD);
     s->framing = http1_client_framing(body, s->http_major, s->http_minor);
     if (s->framing == HTTP1_BODY_EOF) {
@@ -692,7 +722,8 @@ static void keepalive_arm(struct session *s)
 {
     if (s->cstate == CLIENT_IDLE && s->timer_kind == TIMER_NONE &&
         evbuffer_get_length(bufferevent_get_output(s->client.bev)) == 0) {
-        timer_set(s, TIMER_KEEPALIVE, s->w->tv.keepalive);
+        timer_set(s, TIMER_KEEPALIVE,
+                  s->w->draining ? s->w->drain_grace : s->w->tv.keepalive);
     }
 }
 
@@ -803,7 +834,9 @@ static int exchange_begin(struct session *s)
     s->method = p->method;
     s->http_major = p->http_major;
     s->http_minor = p->http_minor;
-    s->keep_alive = http_should_keep_alive(p) && cfg->keepalive_timeout_ms > 0;
+    s->keep_alive = http_should_keep_alive(p) &&
+                    cfg->keepalive_timeout_ms > 0 && !s->w->draining;
+    s->w->stats->counter[STAT_REQUESTS]++;
     s->upgrade = http1_is_websocket_upgrade(&s->client.head, p);
 
     struct http1_error err;
@@ -841,10 +874,22 @@ static int exchange_begin(struct session *s)
     while (path_len < s->target_len && s->target[path_len] != '?') {
         path_len++;
     }
+    /* The host routes by: an absolute-form target's authority wins over
+     * Host (RFC 9112 3.2.2). */
+    const char *host = s->authority;
+    size_t host_len = s->authority_len;
+    if (host == NULL) {
+        int h = http1_head_find(&s->client.head, "host", 0);
+        if (h >= 0) {
+            host = http1_str(&s->client.head, s->client.head.hdrs[h].value);
+            host_len = s->client.head.hdrs[h].value_len;
+        }
+    }
     /* OPTIONS * asks about the server as a whole: the / route answers. */
-    int route = s->target[0] == '*' ? config_route_match(cfg, "/", 1)
-                                    : config_route_match(cfg, s->target,
-                                                         path_len);
+    int route = s->target[0] == '*'
+                    ? config_route_match(cfg, host, host_len, "/", 1)
+                    : config_route_match(cfg, host, host_len, s->target,
+                                         path_len);
     if (route < 0) {
         return reply_error(s, 404, "no_route", "no route for this path");
     }
@@ -864,9 +909,13 @@ static int exchange_begin(struct session *s)
     struct fault fault;
     fault_decide(s, &cfg->routes[route], &fault);
     if (fault.abort != 0) {
+        s->w->stats->counter[STAT_FAULT_ABORTS]++;
         return reply_error(s, fault.abort, "fault_abort", "fault injected");
     }
     latency += fault.delay_ms;
+    if (latency > 0) {
+        s->w->stats->counter[STAT_FAULT_DELAYS]++;
+    }
     s->latency_ms = latency;
     if (latency > 0) {
         s->ustate = UPSTREAM_LATENCY;
@@ -1115,6 +1164,7 @@ static int tunnel_start(struct session *s)
 static int tunnel_idle(struct session *s, struct side *side)
 {
     if (util_now_ms() - s->t_activity >= s->w->cfg->tunnel_timeout_ms) {
+        s->w->stats->counter[STAT_TO_TUNNEL]++;
         return session_close(s, "tunnel_timeout");
     }
     if (!side->paused) {
@@ -1152,7 +1202,8 @@ static int response_done(struct session *s)
 }
 
 /* An idempotent, bodiless request that failed on a reused connection
- * before any response byte may be sent once more on a fresh one. */
+ * before any response byte may be sent once more on a fresh one: the
+ * server most likely closed an idle connection as we reused it. */
 static int retry_allowed(struct session *s)
 {
     return !s->retried && s->conn != NULL && s->conn->exchanges > 0 &&
@@ -1161,21 +1212,73 @@ static int retry_allowed(struct session *s)
             s->method == HTTP_OPTIONS);
 }
 
+/* RFC 9110 9.2.2: repeating these has the effect of doing them once. */
+static int idempotent(int method)
+{
+    return method == HTTP_GET || method == HTTP_HEAD ||
+           method == HTTP_OPTIONS || method == HTTP_TRACE ||
+           method == HTTP_PUT || method == HTTP_DELETE;
+}
+
+/*
+ * May the failed exchange go to another server (retries =)? Only while no
+ * response byte came and no body byte was consumed (it could not be sent
+ * again), and only if the request was never sent (connect failed) or
+ * repeating it is harmless. A POST that reached a server is never resent.
+ */
+static int retry_other_allowed(struct session *s, int not_sent)
+{
+    return s->conn != NULL && s->attempts < s->pool->cfg->retries &&
+           s->upstream.bytes_in == 0 && !s->response_started &&
+           s->body_received == 0 && (not_sent || idempotent(s->method));
+}
+
+/* The upstream failed the exchange: count it against the server. */
+static void upstream_failed(struct session *s, const char *term)
+{
+    if (s->conn != NULL) {
+        s->w->stats->counter[STAT_UP_FAILURES]++;
+        pool_server_failed(s->conn->server, term);
+    }
+}
+
 /* The upstream failed: retry, answer status, or cut the client off. */
 static int upstream_fail(struct session *s, int status, const char *term,
                          const char *reason)
 {
+    int not_sent = s->ustate == UPSTREAM_CONNECTING;
     if (retry_allowed(s)) {
+        struct pool_server *server = s->conn->server;
         log_info("%s: retrying on a fresh connection to %s (%s)",
-                 s->client_addr, s->conn->server->name, term);
+                 s->client_addr, server->name, term);
         s->retried = 1;
+        s->w->stats->counter[STAT_RETRIES]++;
         upstream_detach(s, 0);
         s->ustate = UPSTREAM_NONE;
-        return upstream_start(s);
+        return upstream_connect(s, server);
     }
     if (s->conn != NULL) {
         log_warn("%s: upstream %s: %s", s->client_addr,
                  s->conn->server->name, reason);
+    }
+    upstream_failed(s, term);
+    if (retry_other_allowed(s, not_sent)) {
+        struct pool_server *failed = s->conn->server;
+        if (failed->index < 64) {
+            s->tried |= (uint64_t)1 << failed->index;
+        }
+        struct pool_server *next = pool_pick(s->pool, s->hash_key, s->tried);
+        if (next != NULL) {
+            s->attempts++;
+            s->w->stats->counter[STAT_RETRIES]++;
+            log_warn("%s: retry %d of %d: %s %.*s to %s after %s from %s",
+                     s->client_addr, s->attempts, s->pool->cfg->retries,
+                     http_method_str(s->method), (int)s->target_len,
+                     s->target, next->name, term, failed->name);
+            upstream_detach(s, 0);
+            s->ustate = UPSTREAM_NONE;
+            return upstream_connect(s, next);
+        }
     }
     return reply_error(s, status, term, reason);
 }
@@ -1215,6 +1318,7 @@ static int upstream_process(struct session *s)
                                 &feed, &s->error) < 0) {
                 log_warn("%s: upstream %s: %s", s->client_addr,
                          s->conn->server->name, s->error.reason);
+                upstream_failed(s, "bad_response");
                 return reply_error(s, 502, "bad_response",
                                    "upstream sent a malformed head");
             }
@@ -1229,6 +1333,7 @@ static int upstream_process(struct session *s)
                               s->upstream.scan.done))) {
                 /* Bytes left over, or a head whose end the scanner saw
                  * and the parser did not. */
+                upstream_failed(s, "bad_response");
                 return reply_error(s, 502, "bad_response",
                                    "upstream sent an invalid response");
             }
@@ -1261,6 +1366,7 @@ static int upstream_process(struct session *s)
                 log_warn("%s: upstream %s: %s (%s)", s->client_addr,
                          s->conn->server->name, s->error.reason,
                          http_errno_name(e));
+                upstream_failed(s, "bad_response");
             }
             return reply_error(s, s->error.status,
                                e == HPE_INVALID_EOF_STATE ? "upstream_closed"
@@ -1331,12 +1437,15 @@ static void on_upstream_event(struct bufferevent *bev, short what, void *arg)
         rc = tunnel_idle(s, &s->upstream);
     } else if (what & BEV_EVENT_TIMEOUT) {
         if (s->ustate == UPSTREAM_CONNECTING) {
+            s->w->stats->counter[STAT_TO_UP_CONNECT]++;
             rc = upstream_fail(s, 504, "upstream_connect_timeout",
                                "upstream connect timed out");
         } else if (what & BEV_EVENT_WRITING) {
+            s->w->stats->counter[STAT_TO_UP_SEND]++;
             rc = upstream_fail(s, 504, "upstream_send_timeout",
                                "upstream did not accept the request in time");
         } else {
+            s->w->stats->counter[STAT_TO_UP_READ]++;
             rc = upstream_fail(s, 504, "upstream_read_timeout",
                                "upstream did not respond in time");
         }
@@ -1348,13 +1457,38 @@ static void on_upstream_event(struct bufferevent *bev, short what, void *arg)
     }
 }
 
-/* Pick a server, borrow or open a connection, send the request head. */
+/* Pick a server (503 when the pool has none in service) and forward. */
 static int upstream_start(struct session *s)
+{
+    const struct config_upstream *ucfg = s->pool->cfg;
+    if (ucfg->balance == BALANCE_HASH) {
+        char buf[512];
+        const char *v = ucfg->hash_header[0] != '\0'
+                            ? header_value(s, ucfg->hash_header, buf,
+                                           sizeof(buf))
+                            : NULL;
+        if (v == NULL) {
+            v = s->client_ip; /* no such header: the address decides */
+        }
+        s->hash_key = balancer_key(v, strlen(v));
+    }
+    struct pool_server *server = pool_pick(s->pool, s->hash_key, 0);
+    if (server == NULL) {
+        s->w->stats->counter[STAT_NO_SERVER]++;
+        log_warn("%s: upstream %s: every server is out of service",
+                 s->client_addr, ucfg->name);
+        return reply_error(s, 503, "no_server",
+                           "no upstream server available");
+    }
+    return upstream_connect(s, server);
+}
+
+/* Borrow or open a connection to server, send the request head. */
+static int upstream_connect(struct session *s, struct pool_server *server)
 {
     const struct config *cfg = s->w->cfg;
     int up = s->pool->cfg - cfg->upstreams;
     s->t_forward = util_now_ms();
-    struct pool_server *server = pool_pick(s->pool);
     struct upconn *c = pool_acquire(s->pool, server);
     if (c == NULL) {
         return reply_error(s, 502, "upstream_connect_error",
@@ -1394,6 +1528,7 @@ static int upstream_start(struct session *s)
     http1_write_request(bufferevent_get_output(c->bev), &s->client.head,
                         &info);
 
+    s->w->stats->counter[c->exchanges > 0 ? STAT_UP_REUSES : STAT_UP_CONNECTS]++;
     if (c->exchanges > 0) {
         s->t_connected = s->t_forward;
         s->ustate = UPSTREAM_READING_HEAD;
@@ -1497,9 +1632,11 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
                s->cstate == CLIENT_TUNNEL) {
         rc = tunnel_idle(s, &s->client);
     } else if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
+        s->w->stats->counter[STAT_TO_CLIENT_BODY]++;
         rc = reply_error(s, 408, "client_body_timeout",
                          "request body not received in time");
     } else if (what & BEV_EVENT_TIMEOUT) {
+        s->w->stats->counter[STAT_TO_CLIENT_SEND]++;
         session_close(s, "client_send_timeout");
         return;
     } else {
@@ -1519,12 +1656,16 @@ static void on_session_timer(evutil_socket_t fd, short what, void *arg)
     int rc = 0;
     switch (kind) {
     case TIMER_HEADER:
+        s->w->stats->counter[STAT_TO_CLIENT_HEADER]++;
         s->in_exchange = 1;
         rc = reply_error(s, 408, "client_header_timeout",
                          "request head not received in time");
         break;
     case TIMER_KEEPALIVE:
-        session_close(s, "keepalive_timeout");
+        if (!s->w->draining) {
+            s->w->stats->counter[STAT_TO_KEEPALIVE]++;
+        }
+        session_close(s, s->w->draining ? "drain" : "keepalive_timeout");
         return;
     case TIMER_LATENCY:
         rc = upstream_start(s);
@@ -1537,6 +1678,66 @@ static void on_session_timer(evutil_socket_t fd, short what, void *arg)
     }
     if (rc == 0) {
         session_flush(s);
+    }
+}
+
+struct session *session_next(struct session *s)
+{
+    return TAILQ_NEXT(s, link);
+}
+
+void session_describe(const struct session *s, struct session_info *info)
+{
+    static const char *const client_phases[] = {
+        [CLIENT_IDLE] = "keepalive",
+        [CLIENT_READING_HEAD] = "reading_head",
+        [CLIENT_WAITING] = "waiting",
+        [CLIENT_READING_BODY] = "reading_body",
+        [CLIENT_REQUEST_DONE] = "request_done",
+        [CLIENT_CLOSING] = "closing",
+        [CLIENT_TUNNEL] = "tunnel",
+    };
+    static const char *const upstream_phases[] = {
+        [UPSTREAM_NONE] = NULL,
+        [UPSTREAM_LATENCY] = "injected_latency",
+        [UPSTREAM_CONNECTING] = "connecting",
+        [UPSTREAM_READING_HEAD] = "upstream_wait",
+        [UPSTREAM_STREAMING_BODY] = "streaming",
+        [UPSTREAM_TUNNEL] = "tunnel",
+    };
+    info->started_ms = s->t_accept;
+    info->phase = upstream_phases[s->ustate] != NULL
+                      ? upstream_phases[s->ustate]
+                      : client_phases[s->cstate];
+    info->peer = s->client_addr;
+    info->bytes_in = s->client.bytes_in;
+    info->bytes_out = s->client.bytes_out;
+    info->buffered =
+        evbuffer_get_length(bufferevent_get_input(s->client.bev)) +
+        evbuffer_get_length(bufferevent_get_output(s->client.bev));
+    if (s->conn != NULL) {
+        info->buffered +=
+            evbuffer_get_length(bufferevent_get_input(s->upstream.bev)) +
+            evbuffer_get_length(bufferevent_get_output(s->upstream.bev));
+    }
+    info->paused = s->client.paused || (s->conn != NULL && s->upstream.paused);
+    info->upstream_waiting = s->ustate == UPSTREAM_READING_HEAD ||
+                             s->ustate == UPSTREAM_CONNECTING;
+}
+
+void session_drain(struct session *s)
+{
+    s->keep_alive = 0;
+    if (s->cstate == CLIENT_READING_HEAD && !s->in_exchange &&
+        evbuffer_get_length(bufferevent_get_input(s->client.bev)) == 0) {
+        /* Connected but silent: as idle as a keep-alive client. */
+        s->cstate = CLIENT_IDLE;
+        timer_cancel(s);
+    }
+    if (s->cstate == CLIENT_IDLE &&
+        (s->timer_kind == TIMER_KEEPALIVE || s->timer_kind == TIMER_NONE)) {
+        timer_cancel(s);
+        keepalive_arm(s); /* now the drain's short grace */
     }
 }
 
@@ -1602,7 +1803,7 @@ int session_start(struct worker *w, evutil_socket_t fd,
     bufferevent_disable(s->client.bev, EV_WRITE); /* see side_flush */
     /* A new connection must deliver its first head in time. */
     s->cstate = CLIENT_READING_HEAD;
-    s->t_start = util_now_ms();
+    s->t_start = s->t_accept = util_now_ms();
     timer_set(s, TIMER_HEADER, w->tv.client_header);
     return 0;
 }

@@ -27,4 +27,26 @@ int session_start(struct worker *w, evutil_socket_t fd,
  */
 void session_abort(struct session *s, const char *reason);
 
+/* What /status shows of a session (on_tick in worker.c). */
+struct session_info {
+    double started_ms;   /* its connection was accepted */
+    const char *phase;   /* "reading_head", "upstream_wait", ... */
+    const char *peer;
+    uint64_t bytes_in, bytes_out; /* of the exchange in progress */
+    size_t buffered;     /* bytes held in its buffers, both sides */
+    int paused;          /* a side is paused by backpressure */
+    int upstream_waiting; /* forwarded, waiting for the response head */
+};
+
+/* The session after s in its worker's list (oldest first), or NULL. */
+struct session *session_next(struct session *s);
+
+void session_describe(const struct session *s, struct session_info *info);
+
+/*
+ * The worker is draining: an idle session gets a short grace for one last
+ * request, and every exchange from now on ends with the connection.
+ */
+void session_drain(struct session *s);
+
 #endif

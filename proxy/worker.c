@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 
@@ -24,6 +25,13 @@
 #include "log.h"
 #include "pool.h"
 #include "session.h"
+#include "stats.h"
+#include "util.h"
+
+/* How long an idle keep-alive client may still send one request during a
+ * drain (it is answered with Connection: close), so that a request already
+ * on its way is not met by a closed socket. */
+#define DRAIN_GRACE_MS 250
 
 /* Common timeouts: many events share a duration, libevent keeps a queue. */
 static const struct timeval *common_tv(struct event_base *base, int ms)
@@ -52,6 +60,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
                       struct sockaddr *sa, int socklen, void *arg)
 {
     struct worker *w = arg;
+    w->stats->counter[STAT_ACCEPTED]++;
     session_start(w, fd, sa, socklen);
     if (w->n_sessions >= w->cfg->max_connections) {
         w->n_capped++;
@@ -87,6 +96,7 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
         if (fd >= 0) {
             close(fd);
             w->n_shed++;
+            w->stats->counter[STAT_REJECTED]++;
         }
         w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         log_error("accept: %s: closed a new connection (%llu so far); "
@@ -102,9 +112,25 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
     evtimer_add(w->accept_retry, &tv);
 }
 
+struct stats_pool *worker_pool_stats(struct worker *w, int i)
+{
+    static struct stats_pool spare; /* pools beyond what /metrics shows */
+    if (i >= STATS_MAX_POOLS) {
+        return &spare;
+    }
+    if (w->stats->n_pools <= i) {
+        w->stats->n_pools = i + 1;
+    }
+    return &w->stats->pools[i];
+}
+
 void worker_session_closed(struct worker *w)
 {
     w->n_sessions--;
+    if (w->draining && w->n_sessions == 0) {
+        log_info("drained: every session is closed");
+        event_base_loopexit(w->base, NULL);
+    }
     if (!w->accepting && w->n_listeners > 0 &&
         w->n_sessions < w->cfg->max_connections &&
         !evtimer_pending(w->accept_retry, NULL)) {
@@ -123,14 +149,21 @@ int worker_random(struct worker *w, int n)
     return n <= 0 ? 0 : (int)(x % (uint64_t)(n + 1));
 }
 
-/* Stop: close the listeners and every session, then leave the loop. */
-static void worker_stop(struct worker *w, const char *why)
+/* Close the listeners: the kernel hands new clients to other workers. */
+static void listeners_close(struct worker *w)
 {
-    log_info("stopping (%s), %d open sessions", why, w->n_sessions);
     for (int i = 0; i < w->n_listeners; i++) {
         evconnlistener_free(w->listeners[i]);
     }
     w->n_listeners = 0;
+    w->accepting = 0;
+}
+
+/* Stop now: close the listeners and every session, then leave the loop. */
+static void worker_stop(struct worker *w, const char *why)
+{
+    log_info("stopping (%s), %d open sessions", why, w->n_sessions);
+    listeners_close(w);
     struct session *s;
     while ((s = TAILQ_FIRST(&w->sessions)) != NULL) {
         session_abort(s, "shutdown");
@@ -138,9 +171,103 @@ static void worker_stop(struct worker *w, const char *why)
     event_base_loopexit(w->base, NULL);
 }
 
+static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    log_warn("shutdown_timeout (%d ms) reached with %d sessions open",
+             w->cfg->shutdown_timeout_ms, w->n_sessions);
+    worker_stop(w, "shutdown_timeout");
+}
+
+/*
+ * Drain: stop accepting, close idle connections, let every exchange in
+ * flight finish (each session closes after its response), and leave the
+ * loop when the last session is gone or shutdown_timeout has passed.
+ */
+static void worker_drain(struct worker *w, const char *why)
+{
+    if (w->draining) {
+        return;
+    }
+    w->draining = 1;
+    log_info("draining (%s): %d open sessions, up to %d ms",
+             why, w->n_sessions, w->cfg->shutdown_timeout_ms);
+    listeners_close(w);
+    if (w->accept_retry != NULL) {
+        evtimer_del(w->accept_retry);
+    }
+    for (int i = 0; i < w->cfg->n_upstreams; i++) {
+        pool_close_idle(w->pools[i]);
+    }
+    if (w->n_sessions == 0) {
+        event_base_loopexit(w->base, NULL);
+        return;
+    }
+    struct timeval tv = {w->cfg->shutdown_timeout_ms / 1000,
+                         (w->cfg->shutdown_timeout_ms % 1000) * 1000};
+    evtimer_add(w->drain_timer, &tv);
+    struct session *s, *next;
+    for (s = TAILQ_FIRST(&w->sessions); s != NULL; s = next) {
+        next = session_next(s);
+        session_drain(s);
+    }
+}
+
 static void on_worker_signal(evutil_socket_t sig, short what, void *arg)
 {
-    worker_stop(arg, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    struct worker *w = arg;
+    switch (sig) {
+    case SIGTERM:
+        worker_drain(w, "SIGTERM");
+        break;
+    case SIGQUIT:
+        worker_drain(w, "SIGQUIT");
+        break;
+    case SIGUSR1:
+        if (accesslog_reopen(w->access_log) < 0) {
+            log_error("SIGUSR1: cannot reopen access_log %s: %s",
+                      w->cfg->access_log, strerror(errno));
+        } else {
+            log_info("SIGUSR1: access log reopened");
+        }
+        break;
+    default:
+        worker_stop(w, "SIGINT");
+        break;
+    }
+}
+
+/* Four times a second: the gauges and the oldest sessions, for /status. */
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    struct stats_slot *st = w->stats;
+    int64_t paused = 0, buffered = 0, waiting = 0;
+    int n_oldest = 0;
+    double now = util_now_ms();
+    struct session *s;
+    for (s = TAILQ_FIRST(&w->sessions); s != NULL; s = session_next(s)) {
+        struct session_info info;
+        session_describe(s, &info);
+        paused += info.paused;
+        buffered += (int64_t)info.buffered;
+        waiting += info.upstream_waiting;
+        if (n_oldest < STATS_OLDEST) {
+            /* Sessions are listed oldest first. */
+            struct stats_session *o = &st->oldest[n_oldest++];
+            o->started_ms = info.started_ms;
+            util_strlcpy(o->phase, info.phase, sizeof(o->phase));
+            util_strlcpy(o->peer, info.peer, sizeof(o->peer));
+            o->bytes_in = info.bytes_in;
+            o->bytes_out = info.bytes_out;
+        }
+    }
+    (void)now;
+    st->n_oldest = n_oldest;
+    st->gauge[STAT_OPEN_SESSIONS] = w->n_sessions;
+    st->gauge[STAT_PAUSED_SESSIONS] = paused;
+    st->gauge[STAT_BUFFERED_BYTES] = buffered;
+    st->gauge[STAT_UPSTREAM_WAITING] = waiting;
 }
 
 /* Build everything the loop needs; -1 and a log line on failure. */
@@ -172,6 +299,26 @@ static int worker_setup(struct worker *w, const int *fds, int n_fds)
     w->tv.keepalive = common_tv(w->base, cfg->keepalive_timeout_ms);
     w->tv.send = common_tv(w->base, cfg->send_timeout_ms);
     w->tv.tunnel = common_tv(w->base, cfg->tunnel_timeout_ms);
+    w->drain_grace = common_tv(w->base, DRAIN_GRACE_MS);
+    /* A resolver for host names, if any server has one (evdns reads
+     * /etc/resolv.conf and /etc/hosts; lookups never block the loop). */
+    for (int i = 0; i < cfg->n_upstreams && w->dns == NULL; i++) {
+        const struct config_upstream *u = &cfg->upstreams[i];
+        for (int k = 0; k < u->n_servers && u->resolve_interval_ms > 0; k++) {
+            unsigned char a[16];
+            const char *h = u->servers[k].addr.host;
+            if (evutil_inet_pton(AF_INET, h, a) != 1 &&
+                evutil_inet_pton(AF_INET6, h, a) != 1) {
+                w->dns = evdns_base_new(w->base,
+                                        EVDNS_BASE_INITIALIZE_NAMESERVERS);
+                if (w->dns == NULL) {
+                    log_warn("no resolver (see /etc/resolv.conf): host "
+                             "names are resolved at start only");
+                }
+                break;
+            }
+        }
+    }
     for (int i = 0; i < cfg->n_upstreams; i++) {
         const struct config_upstream *u = &cfg->upstreams[i];
         w->tv.up_keepalive[i] = common_tv(w->base, u->keepalive_timeout_ms);
@@ -179,8 +326,9 @@ static int worker_setup(struct worker *w, const int *fds, int n_fds)
         w->tv.up_read[i] = common_tv(w->base, u->read_timeout_ms);
         w->tv.up_send[i] = common_tv(w->base, u->send_timeout_ms);
         char err[256];
-        w->pools[i] = pool_new(w->base, u, w->tv.up_keepalive[i],
-                               w->tv.up_connect[i], err, sizeof(err));
+        w->pools[i] = pool_new(w->base, w->dns, u, w->tv.up_keepalive[i],
+                               w->tv.up_connect[i], worker_pool_stats(w, i),
+                               err, sizeof(err));
         if (w->pools[i] == NULL) {
             log_error("%s", err);
             return -1;
@@ -201,11 +349,20 @@ static int worker_setup(struct worker *w, const int *fds, int n_fds)
     }
     w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     w->accept_retry = evtimer_new(w->base, on_accept_retry, w);
+    w->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
+    w->tick = event_new(w->base, -1, EV_PERSIST, on_tick, w);
     w->sig_term = evsignal_new(w->base, SIGTERM, on_worker_signal, w);
     w->sig_int = evsignal_new(w->base, SIGINT, on_worker_signal, w);
+    w->sig_quit = evsignal_new(w->base, SIGQUIT, on_worker_signal, w);
+    w->sig_usr1 = evsignal_new(w->base, SIGUSR1, on_worker_signal, w);
+    struct timeval quarter = {0, 250 * 1000};
     if (w->accept_retry == NULL || w->sig_term == NULL || w->sig_int == NULL ||
-        evsignal_add(w->sig_term, NULL) < 0 ||
-        evsignal_add(w->sig_int, NULL) < 0) {
+        w->sig_quit == NULL || w->sig_usr1 == NULL || w->tick == NULL ||
+        w->drain_timer == NULL || evsignal_add(w->sig_term, NULL) < 0 ||
+        evsignal_add(w->sig_int, NULL) < 0 ||
+        evsignal_add(w->sig_quit, NULL) < 0 ||
+        evsignal_add(w->sig_usr1, NULL) < 0 ||
+        event_add(w->tick, &quarter) < 0) {
         log_error("cannot set up worker events");
         return -1;
     }
@@ -226,15 +383,22 @@ static int worker_setup(struct worker *w, const int *fds, int n_fds)
 
 static void worker_teardown(struct worker *w)
 {
-    for (int i = 0; i < w->n_listeners; i++) {
-        evconnlistener_free(w->listeners[i]);
-    }
+    listeners_close(w);
     struct session *s;
     while ((s = TAILQ_FIRST(&w->sessions)) != NULL) {
         session_abort(s, "shutdown");
     }
     for (int i = 0; i < CONFIG_MAX_UPSTREAMS; i++) {
         pool_free(w->pools[i]);
+    }
+    if (w->dns != NULL) {
+        evdns_base_free(w->dns, 0);
+    }
+    struct event *evs[] = {w->sig_quit, w->sig_usr1, w->tick, w->drain_timer};
+    for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
+        if (evs[i] != NULL) {
+            event_free(evs[i]);
+        }
     }
     accesslog_close(w->access_log);
     if (w->reserve_fd >= 0) {
@@ -254,7 +418,8 @@ static void worker_teardown(struct worker *w)
     }
 }
 
-int worker_run(const struct config *cfg, int index, const int *fds, int n_fds)
+int worker_run(const struct config *cfg, int index, const int *fds, int n_fds,
+               struct stats_slot *slot)
 {
     char role[32];
     snprintf(role, sizeof(role), "worker %d", index);
@@ -272,12 +437,22 @@ int worker_run(const struct config *cfg, int index, const int *fds, int n_fds)
     w.reserve_fd = -1;
     w.rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
     TAILQ_INIT(&w.sessions);
+    w.stats = slot;
+    if (slot == NULL) {
+        w.own_stats = calloc(1, sizeof(*w.own_stats));
+        w.stats = w.own_stats;
+    }
     int rc = 1;
+    if (w.stats == NULL) {
+        log_error("out of memory");
+        return 1;
+    }
     if (worker_setup(&w, fds, n_fds) == 0) {
         log_info("started");
         event_base_dispatch(w.base);
         rc = 0;
     }
     worker_teardown(&w);
+    free(w.own_stats);
     return rc;
 }

@@ -17,6 +17,8 @@ struct evconnlistener;
 struct accesslog;
 struct pool;
 struct session;
+struct evdns_base;
+struct stats_slot;
 
 TAILQ_HEAD(session_list, session);
 
@@ -50,6 +52,15 @@ struct worker {
     struct worker_timeouts tv;
     struct event *sig_term;
     struct event *sig_int;
+    struct event *sig_quit;
+    struct event *sig_usr1;
+    struct event *tick;          /* refreshes the gauges in stats */
+    struct event *drain_timer;   /* shutdown_timeout after a drain began */
+    const struct timeval *drain_grace; /* idle keep-alive clients, draining */
+    int draining;
+    struct evdns_base *dns;      /* re-resolves upstream host names */
+    struct stats_slot *stats;    /* this worker's figures (shared) */
+    struct stats_slot *own_stats; /* when no shared slot was given */
     uint64_t rng; /* latency jitter */
     int reserve_fd;        /* spare descriptor, given up to shed on EMFILE */
     uint64_t n_shed;       /* connections closed for lack of descriptors */
@@ -59,10 +70,17 @@ struct worker {
 
 /*
  * Run worker index on the listening sockets fds (one per listen address,
- * already bound and listening) until SIGTERM/SIGINT. Returns the process
- * exit status.
+ * already bound and listening), writing its figures into slot (NULL: kept
+ * private). SIGTERM and SIGQUIT drain: stop accepting, let exchanges in
+ * flight finish (up to shutdown_timeout), close idle clients, return.
+ * SIGINT stops at once; SIGUSR1 reopens the access log. Returns the
+ * process exit status.
  */
-int worker_run(const struct config *cfg, int index, const int *fds, int n_fds);
+int worker_run(const struct config *cfg, int index, const int *fds, int n_fds,
+               struct stats_slot *slot);
+
+/* The stats of pool i of this worker. */
+struct stats_pool *worker_pool_stats(struct worker *w, int i);
 
 /* A session ended: update counts and resume accepting if it was capped. */
 void worker_session_closed(struct worker *w);

@@ -8,6 +8,7 @@
  * treatment of weights below 1 and of too many servers.
  */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -247,6 +248,92 @@ START_TEST(test_heavy_server_bursts_bounded)
 }
 END_TEST
 
+/* Round-robin skips servers that are not ok, keeping the others' shares. */
+START_TEST(test_round_robin_skips_unusable)
+{
+    static const int w[] = {1, 2, 1};
+    unsigned char ok[] = {1, 0, 1};
+    struct balancer b;
+    balancer_init(&b, w, 3);
+    int count[3] = {0};
+    for (int i = 0; i < 100; i++) {
+        int k = balancer_round_robin(&b, ok);
+        ck_assert_int_ne(k, 1);
+        count[k]++;
+    }
+    ck_assert_int_eq(count[0], 50);
+    ck_assert_int_eq(count[2], 50);
+    unsigned char none[] = {0, 0, 0};
+    ck_assert_int_eq(balancer_round_robin(&b, none), -1);
+}
+END_TEST
+
+/* Least connections: fewest active per weight, ties taken in turn. */
+START_TEST(test_least_conn_prefers_fewest_per_weight)
+{
+    static const int w[] = {1, 1, 2};
+    unsigned char ok[] = {1, 1, 1};
+    struct balancer b;
+    balancer_init(&b, w, 3);
+    int active[] = {3, 1, 4}; /* 3/1, 1/1, 4/2=2 */
+    ck_assert_int_eq(balancer_least_conn(&b, ok, active), 1);
+    int a2[] = {2, 2, 3}; /* 2, 2, 1.5 */
+    ck_assert_int_eq(balancer_least_conn(&b, ok, a2), 2);
+    ok[2] = 0;
+    ck_assert_int_eq(balancer_least_conn(&b, ok, a2) != 2, 1);
+    /* all equal: ties go round */
+    int zero[] = {0, 0, 0};
+    unsigned char all[] = {1, 1, 1};
+    int seen[3] = {0};
+    for (int i = 0; i < 30; i++) {
+        seen[balancer_least_conn(&b, all, zero)]++;
+    }
+    ck_assert_int_eq(seen[0], 10);
+    ck_assert_int_eq(seen[1], 10);
+    ck_assert_int_eq(seen[2], 10);
+    unsigned char none[] = {0, 0, 0};
+    ck_assert_int_eq(balancer_least_conn(&b, none, zero), -1);
+}
+END_TEST
+
+/* Hash: a key keeps its server; shares follow weights; removing a server
+ * moves only its keys. */
+START_TEST(test_hash_is_stable_weighted_and_minimal)
+{
+    static const int w[] = {1, 1, 2};
+    unsigned char ok[] = {1, 1, 1};
+    struct balancer b;
+    balancer_init(&b, w, 3);
+    enum { N = 40000 };
+    static int where[N];
+    int count[3] = {0};
+    for (int i = 0; i < N; i++) {
+        char key[32];
+        int n = snprintf(key, sizeof(key), "10.0.%d.%d", i / 256, i % 256);
+        uint64_t k = balancer_key(key, (size_t)n);
+        where[i] = balancer_hash(&b, ok, k);
+        ck_assert_int_eq(balancer_hash(&b, ok, k), where[i]);
+        count[where[i]]++;
+    }
+    /* shares 1/4, 1/4, 1/2 within 3% */
+    ck_assert_msg(abs(count[0] - N / 4) < N * 3 / 100, "%d", count[0]);
+    ck_assert_msg(abs(count[1] - N / 4) < N * 3 / 100, "%d", count[1]);
+    ck_assert_msg(abs(count[2] - N / 2) < N * 3 / 100, "%d", count[2]);
+    ok[1] = 0;
+    for (int i = 0; i < N; i++) {
+        char key[32];
+        int n = snprintf(key, sizeof(key), "10.0.%d.%d", i / 256, i % 256);
+        int now = balancer_hash(&b, ok, balancer_key(key, (size_t)n));
+        ck_assert_int_ne(now, 1);
+        if (where[i] != 1) {
+            ck_assert_int_eq(now, where[i]);
+        }
+    }
+    unsigned char none[] = {0, 0, 0};
+    ck_assert_int_eq(balancer_hash(&b, none, 1), -1);
+}
+END_TEST
+
 START_TEST(test_weight_below_one_treated_as_one)
 {
     static const int w[] = {0, -3, 1};
@@ -254,7 +341,7 @@ START_TEST(test_weight_below_one_treated_as_one)
     struct balancer b, ref;
     balancer_init(&b, w, 3);
     balancer_init(&ref, same, 3);
-    ck_assert_int_eq(b.total, 3);
+    ck_assert_int_eq(b.weight[0] + b.weight[1] + b.weight[2], 3);
     for (int i = 0; i < 30; i++) {
         int got = balancer_next(&b);
         ck_assert_int_eq(got, balancer_next(&ref));
@@ -323,6 +410,9 @@ static Suite *balancer_suite(void)
     t = tcase_create("weights");
     tcase_add_test(t, test_weight_below_one_treated_as_one);
     tcase_add_test(t, test_more_than_max_servers_clamped);
+    tcase_add_test(t, test_round_robin_skips_unusable);
+    tcase_add_test(t, test_least_conn_prefers_fewest_per_weight);
+    tcase_add_test(t, test_hash_is_stable_weighted_and_minimal);
     suite_add_tcase(s, t);
     return s;
 }

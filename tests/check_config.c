@@ -710,8 +710,8 @@ START_TEST(route_implicit)
     /* one upstream and other routes: / is still added */
     LOAD_OK(UPSTREAM "[route /api]\nupstream = a\n");
     ck_assert_int_eq(cfg->n_routes, 2);
-    ck_assert_int_eq(config_route_match(cfg, "/x", 2), 1);
-    ck_assert_int_eq(config_route_match(cfg, "/api/x", 6), 0);
+    ck_assert_int_eq(config_route_match(cfg, NULL, 0, "/x", 2), 1);
+    ck_assert_int_eq(config_route_match(cfg, NULL, 0, "/api/x", 6), 0);
     /* an explicit / is not doubled */
     LOAD_OK(UPSTREAM "[route /]\nupstream = a\n");
     ck_assert_int_eq(cfg->n_routes, 1);
@@ -719,9 +719,9 @@ START_TEST(route_implicit)
     /* several upstreams, no /: unmatched paths match nothing (404) */
     LOAD_OK(UPSTREAM "[upstream b]\nserver = h:1\n[route /b]\nupstream = b\n");
     ck_assert_int_eq(cfg->n_routes, 1);
-    ck_assert_int_eq(config_route_match(cfg, "/", 1), -1);
-    ck_assert_int_eq(config_route_match(cfg, "/a", 2), -1);
-    ck_assert_int_eq(config_route_match(cfg, "/b/c", 4), 0);
+    ck_assert_int_eq(config_route_match(cfg, NULL, 0, "/", 1), -1);
+    ck_assert_int_eq(config_route_match(cfg, NULL, 0, "/a", 2), -1);
+    ck_assert_int_eq(config_route_match(cfg, NULL, 0, "/b/c", 4), 0);
 }
 END_TEST
 
@@ -731,23 +731,23 @@ START_TEST(route_longest_prefix)
                      "[route /]\nupstream = a\n"
                      "[route /api/v2]\nupstream = a\n"
                      "[route /static/]\nupstream = a\n");
-    ck_assert_int_eq(config_route_match(cfg, "/", 1), 1);
-    ck_assert_int_eq(config_route_match(cfg, "/index.html", 11), 1);
-    ck_assert_int_eq(config_route_match(cfg, "/api", 4), 0);
-    ck_assert_int_eq(config_route_match(cfg, "/api/x", 6), 0);
-    ck_assert_int_eq(config_route_match(cfg, "/apix", 5), 0);
-    ck_assert_int_eq(config_route_match(cfg, "/api/v2", 7), 2);
-    ck_assert_int_eq(config_route_match(cfg, "/api/v2/users", 13), 2);
-    ck_assert_int_eq(config_route_match(cfg, "/api/v3", 7), 0);
-    ck_assert_int_eq(config_route_match(cfg, "/static", 7), 1);
-    ck_assert_int_eq(config_route_match(cfg, "/static/a.css", 13), 3);
-    ck_assert_int_eq(config_route_match(cfg, "/API", 4), 1); /* case matters */
+    ck_assert_int_eq(config_route_match(cfg, NULL, 0, "/", 1), 1);
+    ck_assert_int_eq(config_route_match(cfg, NULL, 0, "/index.html", 11), 1);
+    ck_assert_int_eq(config_route_match(cfg, NULL, 0, "/api", 4), 0);
+    ck_assert_int_eq(config_route_match(cfg, NULL, 0, "/api/x", 6), 0);
+    ck_assert_int_eq(config_route_match(cfg, NULL, 0, "/apix", 5), 0);
+    ck_assert_int_eq(config_route_match(cfg, NULL, 0, "/api/v2", 7), 2);
+    ck_assert_int_eq(config_route_match(cfg, NULL, 0, "/api/v2/users", 13), 2);
+    ck_assert_int_eq(config_route_match(cfg, NULL, 0, "/api/v3", 7), 0);
+    ck_assert_int_eq(config_route_match(cfg, NULL, 0, "/static", 7), 1);
+    ck_assert_int_eq(config_route_match(cfg, NULL, 0, "/static/a.css", 13), 3);
+    ck_assert_int_eq(config_route_match(cfg, NULL, 0, "/API", 4), 1); /* case matters */
     /* only len bytes count: the path need not be NUL-terminated */
-    ck_assert_int_eq(config_route_match(cfg, "/api/v2/users", 4), 0);
-    ck_assert_int_eq(config_route_match(cfg, "/api/v2/users", 3), 1);
-    ck_assert_int_eq(config_route_match(cfg, "", 0), -1);
-    ck_assert_int_eq(config_route_match(cfg, "x", 1), -1);
-    ck_assert_int_eq(config_route_match(cfg, NULL, 0), -1);
+    ck_assert_int_eq(config_route_match(cfg, NULL, 0, "/api/v2/users", 4), 0);
+    ck_assert_int_eq(config_route_match(cfg, NULL, 0, "/api/v2/users", 3), 1);
+    ck_assert_int_eq(config_route_match(cfg, NULL, 0, "", 0), -1);
+    ck_assert_int_eq(config_route_match(cfg, NULL, 0, "x", 1), -1);
+    ck_assert_int_eq(config_route_match(cfg, NULL, 0, NULL, 0), -1);
 }
 END_TEST
 
@@ -757,12 +757,12 @@ START_TEST(syntax_sections)
 {
     LOAD_ERROR("; comment\n[servers]\n",
                "t.conf:2: unknown section [servers]: expected [server], "
-               "[upstream NAME] or [route PREFIX]");
+               "[upstream NAME], [route PREFIX] or [admin]");
     LOAD_ERROR("[Server]\n",
                "t.conf:1: unknown section [Server]: expected [server], "
-               "[upstream NAME] or [route PREFIX]");
+               "[upstream NAME], [route PREFIX] or [admin]");
     LOAD_ERROR("[]\n", "t.conf:1: unknown section []: expected [server], "
-                       "[upstream NAME] or [route PREFIX]");
+                       "[upstream NAME], [route PREFIX] or [admin]");
     LOAD_ERROR("[server main]\n",
                "t.conf:1: [server] takes no name (found \"main\")");
     LOAD_ERROR("\n\n[server\n",
@@ -799,8 +799,8 @@ START_TEST(syntax_directives)
     LOAD_ERROR("[route /x]\nserver = h:1\n",
                "t.conf:2: unknown directive \"server\" in [route /x] (it "
                "belongs in [upstream NAME])");
-    LOAD_ERROR("[route /x]\nhost = example.com\n",
-               "t.conf:2: unknown directive \"host\" in [route /x]");
+    LOAD_ERROR("[route /x]\nhosts = example.com\n",
+               "t.conf:2: unknown directive \"hosts\" in [route /x]");
     LOAD_ERROR("[server]\n= 2\n",
                "t.conf:2: unknown directive \"\" in [server]");
     LOAD_ERROR("[server]\nworkers\n",

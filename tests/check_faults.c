@@ -70,7 +70,7 @@ START_TEST(test_fault_delay_fixed_and_percentage)
     for (int i = 0; i < 40; i++) {
         double ms;
         ck_assert_int_eq(get("GET / HTTP/1.1\r\nHost: a\r\n\r\n", &ms), 200);
-        if (ms >= 195) {
+        if (ms >= 190) {
             ck_assert_msg(ms < 200 + 300 * harness_scale(), "took %.0f ms",
                           ms);
             delayed++;

@@ -1,0 +1,466 @@
+/*
+ * admin: /metrics, /status, /healthz and the dashboard, served by libevhtp
+ * (DESIGN.md: a convenience server is fine off the client path) from the
+ * stats region the workers write.
+ */
+#include "admin.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <evhtp/evhtp.h>
+
+#include "log.h"
+#include "util.h"
+
+#ifdef SWITCHBOARD_DASHBOARD
+#include "dashboard.h"
+#endif
+
+void admin_snapshot(const struct stats_shm *shm, struct stats_slot *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (int i = 0; i < shm->n_slots; i++) {
+        if (shm->slots[i].in_use) {
+            stats_fold(out, &shm->slots[i], 1, 0);
+        }
+    }
+    /* Workers that exited still count, but pools and servers no live
+     * worker has (a reload removed them) are not shown. */
+    stats_fold(out, &shm->retired, 0, 1);
+    for (int p = 0; p < out->n_pools; p++) {
+        struct stats_pool *sp = &out->pools[p];
+        sp->servers_up = 0;
+        for (int k = 0; k < sp->n_servers; k++) {
+            if (sp->servers[k].up < 0) {
+                sp->servers[k].up = 0;
+            }
+            sp->servers_up += sp->servers[k].up;
+        }
+    }
+}
+
+/* ---- /metrics ---------------------------------------------------------- */
+
+#define COUNTER_ROW(id, nm, lb, hp) {nm, lb, hp},
+#define GAUGE_ROW(id, nm, hp) {nm, "", hp},
+#define HIST_ROW(id, nm, hp) {nm, "", hp},
+static const struct metric_row {
+    const char *name, *labels, *help;
+} counter_rows[] = {STATS_COUNTERS(COUNTER_ROW)},
+  gauge_rows[] = {STATS_GAUGES(GAUGE_ROW)},
+  hist_rows[] = {STATS_HISTOGRAMS(HIST_ROW)};
+
+/* Pool and server figures: the rest of the one list /metrics shows. */
+enum row_kind { POOL_REQUESTS, POOL_IDLE, POOL_UP, SRV_UP, SRV_ACTIVE,
+                SRV_REQUESTS, SRV_FAILURES };
+static const struct {
+    enum row_kind kind;
+    const char *name, *type, *help;
+} pool_rows[] = {
+    {POOL_REQUESTS, "switchboard_pool_requests_total", "counter",
+     "Exchanges sent to the pool's servers"},
+    {POOL_IDLE, "switchboard_pool_idle_connections", "gauge",
+     "Keep-alive connections idle in the pool"},
+    {POOL_UP, "switchboard_pool_servers_up", "gauge",
+     "Servers of the pool in service"},
+    {SRV_UP, "switchboard_server_up", "gauge",
+     "1 when the server is in service in every worker"},
+    {SRV_ACTIVE, "switchboard_server_active", "gauge",
+     "Exchanges in progress with the server"},
+    {SRV_REQUESTS, "switchboard_server_requests_total", "counter",
+     "Exchanges sent to the server"},
+    {SRV_FAILURES, "switchboard_server_failures_total", "counter",
+     "Failed exchanges with the server (they count toward max_fails)"},
+};
+
+static void help_type(struct evbuffer *out, const char *name, const char *help,
+                      const char *type)
+{
+    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
+                        type);
+}
+
+void admin_render_metrics(const struct stats_shm *shm, struct evbuffer *out)
+{
+    struct stats_slot *t = malloc(sizeof(*t));
+    if (t == NULL) {
+        return;
+    }
+    admin_snapshot(shm, t);
+    for (int c = 0; c < STATS_N_COUNTERS; c++) {
+        const struct metric_row *r = &counter_rows[c];
+        if (c == 0 || strcmp(r->name, counter_rows[c - 1].name) != 0) {
+            help_type(out, r->name, r->help, "counter");
+        }
+        evbuffer_add_printf(out, "%s%s%s%s %llu\n", r->name,
+                            r->labels[0] ? "{" : "", r->labels,
+                            r->labels[0] ? "}" : "",
+                            (unsigned long long)t->counter[c]);
+    }
+    for (int g = 0; g < STATS_N_GAUGES; g++) {
+        help_type(out, gauge_rows[g].name, gauge_rows[g].help, "gauge");
+        evbuffer_add_printf(out, "%s %lld\n", gauge_rows[g].name,
+                            (long long)t->gauge[g]);
+    }
+    help_type(out, "switchboard_reloads_total",
+              "Configuration reloads (SIGHUP), by result", "counter");
+    evbuffer_add_printf(out,
+                        "switchboard_reloads_total{result=\"ok\"} %llu\n"
+                        "switchboard_reloads_total{result=\"failed\"} %llu\n",
+                        (unsigned long long)shm->reloads,
+                        (unsigned long long)shm->reload_failures);
+    for (size_t k = 0; k < sizeof(pool_rows) / sizeof(pool_rows[0]); k++) {
+        help_type(out, pool_rows[k].name, pool_rows[k].help, pool_rows[k].type);
+        for (int p = 0; p < t->n_pools; p++) {
+            const struct stats_pool *sp = &t->pools[p];
+            switch (pool_rows[k].kind) {
+            case POOL_REQUESTS:
+            case POOL_IDLE:
+            case POOL_UP:
+                evbuffer_add_printf(
+                    out, "%s{pool=\"%s\"} %llu\n", pool_rows[k].name, sp->name,
+                    (unsigned long long)(pool_rows[k].kind == POOL_REQUESTS
+                                             ? sp->requests
+                                         : pool_rows[k].kind == POOL_IDLE
+                                             ? (uint64_t)sp->idle
+                                             : (uint64_t)sp->servers_up));
+                break;
+            default:
+                for (int i = 0; i < sp->n_servers; i++) {
+                    const struct stats_server *ss = &sp->servers[i];
+                    uint64_t v =
+                        pool_rows[k].kind == SRV_UP       ? (uint64_t)ss->up
+                        : pool_rows[k].kind == SRV_ACTIVE ? (uint64_t)ss->active
+                        : pool_rows[k].kind == SRV_REQUESTS ? ss->requests
+                                                            : ss->failures;
+                    evbuffer_add_printf(out, "%s{pool=\"%s\",server=\"%s\"} "
+                                             "%llu\n",
+                                        pool_rows[k].name, sp->name,
+                                        ss->address, (unsigned long long)v);
+                }
+                break;
+            }
+        }
+    }
+    for (int h = 0; h < STATS_N_HISTOGRAMS; h++) {
+        help_type(out, hist_rows[h].name, hist_rows[h].help, "histogram");
+        for (int p = 0; p < t->n_pools; p++) {
+            const struct stats_histogram *hg = &t->pools[p].hist[h];
+            const char *pool = t->pools[p].name;
+            uint64_t cum = 0;
+            for (int b = 0; b < STATS_BUCKETS; b++) {
+                cum += hg->bucket[b];
+                if (b < STATS_BUCKETS - 1) {
+                    evbuffer_add_printf(out,
+                                        "%s_bucket{pool=\"%s\",le=\"%g\"} "
+                                        "%llu\n",
+                                        hist_rows[h].name, pool,
+                                        stats_bucket_ms[b] / 1000.0,
+                                        (unsigned long long)cum);
+                } else {
+                    evbuffer_add_printf(out,
+                                        "%s_bucket{pool=\"%s\",le=\"+Inf\"} "
+                                        "%llu\n",
+                                        hist_rows[h].name, pool,
+                                        (unsigned long long)cum);
+                }
+            }
+            evbuffer_add_printf(out, "%s_sum{pool=\"%s\"} %.6f\n",
+                                hist_rows[h].name, pool,
+                                (double)hg->sum_us / 1e6);
+            evbuffer_add_printf(out, "%s_count{pool=\"%s\"} %llu\n",
+                                hist_rows[h].name, pool,
+                                (unsigned long long)hg->count);
+        }
+    }
+    free(t);
+}
+
+/* ---- /status ----------------------------------------------------------- */
+
+/* A JSON string; the values here are addresses and names, but escape. */
+static void json_str(struct evbuffer *out, const char *s)
+{
+    evbuffer_add(out, "\"", 1);
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            evbuffer_add_printf(out, "\\%c", c);
+        } else if (c < 0x20 || c >= 0x7f) {
+            evbuffer_add_printf(out, "\\u%04x", c);
+        } else {
+            evbuffer_add(out, s, 1);
+        }
+    }
+    evbuffer_add(out, "\"", 1);
+}
+
+static void json_ms(struct evbuffer *out, double ms)
+{
+    if (ms < 0) {
+        evbuffer_add_printf(out, "null");
+    } else {
+        evbuffer_add_printf(out, "%.2f", ms);
+    }
+}
+
+static int by_age(const void *a, const void *b)
+{
+    const struct stats_session *x = a, *y = b;
+    return x->started_ms < y->started_ms ? -1 : x->started_ms > y->started_ms;
+}
+
+void admin_render_status(const struct stats_shm *shm, struct evbuffer *out)
+{
+    struct stats_slot *t = malloc(sizeof(*t));
+    if (t == NULL) {
+        return;
+    }
+    admin_snapshot(shm, t);
+    double now = util_now_ms();
+    evbuffer_add_printf(
+        out,
+        "{\"version\":\"%s\",\"pid\":%d,\"uptime_s\":%.0f,\"draining\":%s,"
+        "\"generation\":%d,\"reloads\":%llu,\"reload_failures\":%llu,",
+        PACKAGE_VERSION, (int)shm->master_pid,
+        (now - shm->started_ms) / 1000.0, shm->draining ? "true" : "false",
+        shm->generation, (unsigned long long)shm->reloads,
+        (unsigned long long)shm->reload_failures);
+    const uint64_t *c = t->counter;
+    evbuffer_add_printf(
+        out,
+        "\"totals\":{\"accepted\":%llu,\"rejected\":%llu,"
+        "\"open_sessions\":%lld,\"paused_sessions\":%lld,"
+        "\"buffered_bytes\":%lld,\"requests\":%llu,"
+        "\"responses\":{\"1xx\":%llu,\"2xx\":%llu,\"3xx\":%llu,\"4xx\":%llu,"
+        "\"5xx\":%llu},\"bytes_in\":%llu,\"bytes_out\":%llu,"
+        "\"upstream_waiting\":%lld,\"retries\":%llu,\"no_server\":%llu,"
+        "\"timeouts\":{\"client_header\":%llu,\"client_body\":%llu,"
+        "\"client_send\":%llu,\"keepalive\":%llu,\"upstream_connect\":%llu,"
+        "\"upstream_read\":%llu,\"upstream_send\":%llu,\"tunnel\":%llu}},",
+        (unsigned long long)c[STAT_ACCEPTED],
+        (unsigned long long)c[STAT_REJECTED],
+        (long long)t->gauge[STAT_OPEN_SESSIONS],
+        (long long)t->gauge[STAT_PAUSED_SESSIONS],
+        (long long)t->gauge[STAT_BUFFERED_BYTES],
+        (unsigned long long)c[STAT_REQUESTS],
+        (unsigned long long)c[STAT_RESP_1XX],
+        (unsigned long long)c[STAT_RESP_2XX],
+        (unsigned long long)c[STAT_RESP_3XX],
+        (unsigned long long)c[STAT_RESP_4XX],
+        (unsigned long long)c[STAT_RESP_5XX],
+        (unsigned long long)c[STAT_BYTES_IN],
+        (unsigned long long)c[STAT_BYTES_OUT],
+        (long long)t->gauge[STAT_UPSTREAM_WAITING],
+        (unsigned long long)c[STAT_RETRIES],
+        (unsigned long long)c[STAT_NO_SERVER],
+        (unsigned long long)c[STAT_TO_CLIENT_HEADER],
+        (unsigned long long)c[STAT_TO_CLIENT_BODY],
+        (unsigned long long)c[STAT_TO_CLIENT_SEND],
+        (unsigned long long)c[STAT_TO_KEEPALIVE],
+        (unsigned long long)c[STAT_TO_UP_CONNECT],
+        (unsigned long long)c[STAT_TO_UP_READ],
+        (unsigned long long)c[STAT_TO_UP_SEND],
+        (unsigned long long)c[STAT_TO_TUNNEL]);
+
+    evbuffer_add_printf(out, "\"workers\":[");
+    int first = 1;
+    struct stats_session all[STATS_OLDEST * 64];
+    pid_t owner[STATS_OLDEST * 64];
+    int n_all = 0;
+    for (int i = 0; i < shm->n_slots; i++) {
+        const struct stats_slot *w = &shm->slots[i];
+        if (!w->in_use) {
+            continue;
+        }
+        evbuffer_add_printf(
+            out,
+            "%s{\"slot\":%d,\"pid\":%d,\"generation\":%d,"
+            "\"open_sessions\":%lld,\"accepted\":%llu,\"requests\":%llu}",
+            first ? "" : ",", w->index, (int)w->pid, w->generation,
+            (long long)w->gauge[STAT_OPEN_SESSIONS],
+            (unsigned long long)w->counter[STAT_ACCEPTED],
+            (unsigned long long)w->counter[STAT_REQUESTS]);
+        first = 0;
+        for (int k = 0; k < w->n_oldest && k < STATS_OLDEST &&
+                        n_all < STATS_OLDEST * 64;
+             k++) {
+            owner[n_all] = w->pid;
+            all[n_all] = w->oldest[k];
+            n_all++;
+        }
+    }
+    evbuffer_add_printf(out, "],\"pools\":[");
+    for (int p = 0; p < t->n_pools; p++) {
+        const struct stats_pool *sp = &t->pools[p];
+        evbuffer_add_printf(out, "%s{\"name\":", p ? "," : "");
+        json_str(out, sp->name);
+        evbuffer_add_printf(out,
+                            ",\"balance\":\"%s\",\"servers_up\":%d,"
+                            "\"idle\":%d,\"requests\":%llu,\"servers\":[",
+                            config_balance_names[sp->balance], sp->servers_up,
+                            sp->idle, (unsigned long long)sp->requests);
+        for (int k = 0; k < sp->n_servers; k++) {
+            const struct stats_server *ss = &sp->servers[k];
+            evbuffer_add_printf(out, "%s{\"address\":", k ? "," : "");
+            json_str(out, ss->address);
+            evbuffer_add_printf(out,
+                                ",\"weight\":%d,\"up\":%s,\"active\":%d,"
+                                "\"requests\":%llu,\"failures\":%llu}",
+                                ss->weight, ss->up > 0 ? "true" : "false",
+                                ss->active, (unsigned long long)ss->requests,
+                                (unsigned long long)ss->failures);
+        }
+        const struct stats_histogram *d = &sp->hist[STAT_H_DURATION];
+        evbuffer_add_printf(out, "],\"latency_ms\":{\"p50\":");
+        json_ms(out, stats_quantile(d, 0.5));
+        evbuffer_add_printf(out, ",\"p90\":");
+        json_ms(out, stats_quantile(d, 0.9));
+        evbuffer_add_printf(out, ",\"p99\":");
+        json_ms(out, stats_quantile(d, 0.99));
+        const struct stats_histogram *inj = &sp->hist[STAT_H_INJECTED];
+        evbuffer_add_printf(out, "},\"injected_latency_ms\":{\"count\":%llu,"
+                                 "\"mean\":",
+                            (unsigned long long)inj->count);
+        json_ms(out, inj->count ? (double)inj->sum_us / 1000.0 /
+                                      (double)inj->count
+                                : -1);
+        evbuffer_add_printf(out, "}}");
+    }
+    /* The oldest sessions of all workers, oldest first (sorted by index,
+     * so each keeps its owner). */
+    int idx[STATS_OLDEST * 64];
+    for (int i = 0; i < n_all; i++) {
+        idx[i] = i;
+    }
+    /* insertion sort by age: at most a few hundred entries */
+    for (int i = 1; i < n_all; i++) {
+        int v = idx[i], j = i;
+        while (j > 0 && by_age(&all[idx[j - 1]], &all[v]) > 0) {
+            idx[j] = idx[j - 1];
+            j--;
+        }
+        idx[j] = v;
+    }
+    evbuffer_add_printf(out, "],\"oldest_sessions\":[");
+    for (int i = 0; i < n_all && i < 10; i++) {
+        const struct stats_session *o = &all[idx[i]];
+        evbuffer_add_printf(out, "%s{\"worker\":%d,\"age_ms\":%.0f,\"phase\":",
+                            i ? "," : "", (int)owner[idx[i]],
+                            now - o->started_ms);
+        json_str(out, o->phase);
+        evbuffer_add_printf(out, ",\"peer\":");
+        json_str(out, o->peer);
+        evbuffer_add_printf(out, ",\"bytes_in\":%llu,\"bytes_out\":%llu}",
+                            (unsigned long long)o->bytes_in,
+                            (unsigned long long)o->bytes_out);
+    }
+    evbuffer_add_printf(out, "]}\n");
+    free(t);
+}
+
+/* ---- the server -------------------------------------------------------- */
+
+static struct stats_shm *admin_shm;
+
+static void reply(evhtp_request_t *req, int status, const char *type)
+{
+    evhtp_headers_add_header(req->headers_out,
+                             evhtp_header_new("Content-Type", type, 0, 0));
+    evhtp_headers_add_header(req->headers_out,
+                             evhtp_header_new("Cache-Control", "no-store", 0,
+                                              0));
+    evhtp_send_reply(req, status);
+}
+
+static void on_admin_request(evhtp_request_t *req, void *arg)
+{
+    const char *path = req->uri != NULL && req->uri->path != NULL &&
+                               req->uri->path->full != NULL
+                           ? req->uri->path->full
+                           : "/";
+    htp_method m = evhtp_request_get_method(req);
+    if (m != htp_method_GET && m != htp_method_HEAD) {
+        evbuffer_add_printf(req->buffer_out, "only GET and HEAD\n");
+        evhtp_headers_add_header(req->headers_out,
+                                 evhtp_header_new("Allow", "GET, HEAD", 0, 0));
+        reply(req, 405, "text/plain");
+        return;
+    }
+    if (strcmp(path, "/metrics") == 0) {
+        admin_render_metrics(admin_shm, req->buffer_out);
+        reply(req, 200, "text/plain; version=0.0.4; charset=utf-8");
+    } else if (strcmp(path, "/status") == 0) {
+        admin_render_status(admin_shm, req->buffer_out);
+        reply(req, 200, "application/json");
+    } else if (strcmp(path, "/healthz") == 0) {
+        int draining = admin_shm->draining;
+        evbuffer_add_printf(req->buffer_out, draining ? "draining\n" : "ok\n");
+        reply(req, draining ? 503 : 200, "text/plain");
+    } else if (strcmp(path, "/") == 0) {
+#ifdef SWITCHBOARD_DASHBOARD
+        evbuffer_add(req->buffer_out, dashboard_html, dashboard_html_len);
+        reply(req, 200, "text/html; charset=utf-8");
+#else
+        evbuffer_add_printf(req->buffer_out,
+                            "switchboard admin: /metrics /status /healthz\n");
+        reply(req, 200, "text/plain");
+#endif
+    } else {
+        evbuffer_add_printf(req->buffer_out,
+                            "not found: try /, /metrics, /status, /healthz\n");
+        reply(req, 404, "text/plain");
+    }
+}
+
+static void on_admin_signal(evutil_socket_t sig, short what, void *arg)
+{
+    event_base_loopbreak(arg);
+}
+
+int admin_run(const struct config *cfg, int fd, struct stats_shm *shm)
+{
+    log_init(cfg->log_level, "admin");
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    admin_shm = shm;
+    struct event_base *base = event_base_new();
+    if (base == NULL) {
+        log_error("cannot create an event base");
+        return 1;
+    }
+    evhtp_t *htp = evhtp_new(base, NULL);
+    struct event *term = evsignal_new(base, SIGTERM, on_admin_signal, base);
+    struct event *intr = evsignal_new(base, SIGINT, on_admin_signal, base);
+    int rc = 1;
+    if (htp == NULL || term == NULL || intr == NULL ||
+        evsignal_add(term, NULL) < 0 || evsignal_add(intr, NULL) < 0) {
+        log_error("cannot set up the admin server");
+    } else {
+        evhtp_set_gencb(htp, on_admin_request, NULL);
+        if (evhtp_accept_socket(htp, fd, 128) < 0) {
+            log_error("cannot serve on the admin socket");
+        } else {
+            rc = 0;
+            event_base_dispatch(base);
+            evhtp_unbind_socket(htp);
+        }
+    }
+    if (htp != NULL) {
+        evhtp_free(htp);
+    }
+    if (term != NULL) {
+        event_free(term);
+    }
+    if (intr != NULL) {
+        event_free(intr);
+    }
+    event_base_free(base);
+    return rc;
+}
