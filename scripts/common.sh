@@ -4,10 +4,11 @@
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-# The Debian packages a build and `make check` need.
+# The Debian packages a build and `make check` need (groff-base: the man
+# pages are linted by tests/check_docs.sh).
 build_packages=(gcc make autoconf automake pkg-config libevent-dev
     libhttp-parser-dev libevhtp-dev libinih-dev libssl-dev check valgrind
-    procps)
+    procps groff-base)
 
 # Install each named package that is not installed yet.
 ensure_packages() {
