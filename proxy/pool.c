@@ -221,7 +221,9 @@ void pool_server_failed(struct pool_server *s, const char *why)
 {
     const struct config_upstream *cfg = s->pool->cfg;
     s->st->failures++;
-    if (cfg->max_fails == 0) {
+    /* Like nginx: a lone server is never taken out by failures, since
+     * refusing every request at once would only add to its outage. */
+    if (cfg->max_fails == 0 || s->pool->n_servers == 1) {
         return;
     }
     double now = util_now_ms();
