@@ -238,13 +238,13 @@ class Browser:
         # The shell puts our pipe ends on the browser's fds 3 and 4 (no
         # preexec_fn: the load threads are running).
         shell = 'exec "$0" "$@" 3<&%d 4>&%d' % (cmd_r, res_w)
-        self.p = subprocess.Popen(["/bin/sh", "-c", shell] + argv,
-                                  stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.DEVNULL,
-                                  stderr=open(os.path.join(profile_dir,
-                                                           "stderr.log"), "w"),
-                                  pass_fds=(cmd_r, res_w),
-                                  start_new_session=True)
+        self.stderr_path = os.path.join(profile_dir, "stderr.log")
+        with open(self.stderr_path, "w") as err:
+            self.p = subprocess.Popen(["/bin/sh", "-c", shell] + argv,
+                                      stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL, stderr=err,
+                                      pass_fds=(cmd_r, res_w),
+                                      start_new_session=True)
         os.close(cmd_r)
         os.close(res_w)
         self.next_id = 0
@@ -324,6 +324,14 @@ class Browser:
         r = self.call("Page.captureScreenshot", {"format": "png"})
         return base64.b64decode(r["data"])
 
+    def tail(self, n=15):
+        try:
+            with open(self.stderr_path, errors="replace") as f:
+                lines = f.read().splitlines()[-n:]
+        except OSError:
+            lines = []
+        return "\n".join("  | " + line for line in lines)
+
     def close(self):
         try:
             if self.p.poll() is None:
@@ -347,8 +355,14 @@ class Browser:
 # each chart's point count.
 READ_PAGE = r"""
 (function () {
+  if (!document.body || !document.getElementById("conn")) {
+    return JSON.stringify({updates: 0, state: "loading", ids: {},
+                           tables: {}, charts: {}});
+  }
+  var root = document.documentElement;
   var out = {updates: Number(document.body.getAttribute("data-updates")),
              state: document.body.getAttribute("data-state"),
+             overflow: root.scrollWidth - root.clientWidth,
              ids: {}, tables: {}, charts: {}};
   document.querySelectorAll("[id]").forEach(function (el) {
     out.ids[el.id] = {text: el.textContent.trim(),
@@ -515,6 +529,8 @@ def check_snapshot(snap, label, origin_addr, workers, under_load):
                snap["tables"].get("workers")))
     expect(len(snap["tables"].get("pools", [])) >= 1, "%s: no pool rows" %
            label)
+    expect(snap.get("overflow", 0) <= 0, "%s: the page is %dpx wider than "
+           "the window" % (label, snap.get("overflow", 0)))
     for chart in ("chart-req-rate", "chart-open-sessions", "chart-p99"):
         expect(snap["charts"].get(chart, 0) >= 2, "%s: chart %s has %s "
                "points" % (label, chart, snap["charts"].get(chart)))
@@ -559,8 +575,13 @@ def start_real(args, tmp, procs):
     for b in (origin_bin, proxy_bin):
         if not os.access(b, os.X_OK):
             raise Fail("%s not built (run make first)" % b)
+    # Like tests/harness.c: under scripts/test's ASan run, the programs
+    # under test get their own ASAN_OPTIONS (leak checks on).
+    env = dict(os.environ)
+    if os.environ.get("SB_CHILD_ASAN_OPTIONS"):
+        env["ASAN_OPTIONS"] = os.environ["SB_CHILD_ASAN_OPTIONS"]
     origin = Proc("slow-origin", [origin_bin, "--listen", HOST + ":0",
-                                  "--delay", "50ms"])
+                                  "--delay", "50ms"], env=env)
     procs.append(origin)
     oport = int(origin.wait_for(r"^listening on 127\.0\.0\.1:(\d+)")[1])
     conf = os.path.join(tmp, "switchboard.conf")
@@ -577,7 +598,7 @@ def start_real(args, tmp, procs):
             raise Skip("switchboard does not accept the [admin] section "
                        "yet: " + out)
         raise Fail("switchboard -t rejected the test config:\n" + out)
-    proxy = Proc("switchboard", [proxy_bin, "-c", conf])
+    proxy = Proc("switchboard", [proxy_bin, "-c", conf], env=env)
     procs.append(proxy)
     pport = int(proxy.wait_for(r"(?<!admin )listening on 127\.0\.0\.1:(\d+)")[1])
     aport = int(proxy.wait_for(r"admin listening on 127\.0\.0\.1:(\d+)")[1])
@@ -677,6 +698,9 @@ def run(args):
             back = wait_page(browser, lambda s: s["state"] == "connected" and
                              s["updates"] > n, "reconnection", timeout=10)
             log("reconnected: updates %d -> %d" % (n, back["updates"]))
+    except Fail as e:
+        failures.append(str(e))
+        log("FAIL: %s" % e)
     finally:
         if browser is not None:
             browser.close()
@@ -688,6 +712,8 @@ def run(args):
         if failures:
             for p in procs:
                 log("--- %s output (last lines):\n%s" % (p.name, p.tail()))
+            if browser is not None:
+                log("--- chromium stderr (last lines):\n%s" % browser.tail())
         if args.keep:
             log("kept %s" % tmp)
         else:
