@@ -235,12 +235,13 @@ class Browser:
                 "--remote-debugging-pipe",
                 "--user-data-dir=" + profile_dir,
                 "--window-size=%d,%d" % (width, height), "about:blank"]
-        # The shell puts our pipe ends on the browser's fds 3 and 4 (no
-        # preexec_fn: the load threads are running).
-        shell = 'exec "$0" "$@" 3<&%d 4>&%d' % (cmd_r, res_w)
+        # bash moves our pipe ends to the browser's fds 3 and 4 (no
+        # preexec_fn: the load threads are running; not sh: dash takes
+        # only one-digit fds in redirections).
+        shell = 'exec "$0" "$@" 3<&%d- 4>&%d-' % (cmd_r, res_w)
         self.stderr_path = os.path.join(profile_dir, "stderr.log")
         with open(self.stderr_path, "w") as err:
-            self.p = subprocess.Popen(["/bin/sh", "-c", shell] + argv,
+            self.p = subprocess.Popen(["/bin/bash", "-c", shell] + argv,
                                       stdin=subprocess.DEVNULL,
                                       stdout=subprocess.DEVNULL, stderr=err,
                                       pass_fds=(cmd_r, res_w),
