@@ -19,9 +19,7 @@
 #include "log.h"
 #include "util.h"
 
-#ifdef SWITCHBOARD_DASHBOARD
 #include "dashboard.h"
-#endif
 
 void admin_snapshot(const struct stats_shm *shm, struct stats_slot *out)
 {
@@ -405,14 +403,8 @@ static void on_admin_request(evhtp_request_t *req, void *arg)
         evbuffer_add_printf(req->buffer_out, draining ? "draining\n" : "ok\n");
         reply(req, draining ? 503 : 200, "text/plain");
     } else if (strcmp(path, "/") == 0) {
-#ifdef SWITCHBOARD_DASHBOARD
         evbuffer_add(req->buffer_out, dashboard_html, dashboard_html_len);
         reply(req, 200, "text/html; charset=utf-8");
-#else
-        evbuffer_add_printf(req->buffer_out,
-                            "switchboard admin: /metrics /status /healthz\n");
-        reply(req, 200, "text/plain");
-#endif
     } else {
         evbuffer_add_printf(req->buffer_out,
                             "not found: try /, /metrics, /status, /healthz\n");
