@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/select.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -284,6 +286,18 @@ static int worker_setup(struct worker *w, const int *fds, int n_fds)
     for (int m = 0; m < 3 && cfg->event_backend != BACKEND_AUTO; m++) {
         if (m + BACKEND_EPOLL != cfg->event_backend) {
             event_config_avoid_method(ec, methods[m]);
+        }
+    }
+    if (cfg->event_backend == BACKEND_SELECT) {
+        /* select() cannot watch a descriptor >= FD_SETSIZE (glibc aborts
+         * the process): hold this worker below it, so that accept fails
+         * with EMFILE, which sheds the client, instead. */
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > FD_SETSIZE) {
+            rl.rlim_cur = FD_SETSIZE;
+            setrlimit(RLIMIT_NOFILE, &rl);
+            log_info("event_backend select: at most %d descriptors",
+                     FD_SETSIZE);
         }
     }
     w->base = event_base_new_with_config(ec);

@@ -26,6 +26,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -68,7 +69,7 @@
 static struct proc origin, proxy, script;
 
 /* Sockets the running test owns; the teardown closes what is left. */
-static int owned[512];
+static int owned[2048];
 static int n_owned;
 
 /*
@@ -1497,6 +1498,52 @@ START_TEST(test_descriptor_exhaustion)
 }
 END_TEST
 
+/*
+ * event_backend = select cannot watch descriptors past FD_SETSIZE: the
+ * worker holds itself below it, and a crowd larger than that is shed like
+ * any descriptor exhaustion instead of killing the worker.
+ */
+START_TEST(test_select_backend_survives_past_fd_setsize)
+{
+    enum { N = 1100 };
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_max < N + 100) {
+        return; /* the machine cannot even open the crowd */
+    }
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    harness_proxy(&proxy, CONF,
+                  harness_server_lines("client_header_timeout = 30s\n"
+                                       "event_backend = select\n"),
+                  origin.port, "");
+    pid_t before[8];
+    ck_assert_int_eq(harness_wait_children(proxy.pid, before, 1), 1);
+    static int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = own(harness_connect(proxy.port));
+    }
+    ck_assert_msg(harness_log_wait(&proxy, "closed a new connection", 5000),
+                  "no shedding logged; log:\n%s", harness_log(&proxy));
+    pid_t during[8];
+    ck_assert_int_eq(harness_children(proxy.pid, during, 8), 1);
+    ck_assert_int_eq(during[0], before[0]);
+    for (int i = 0; i < N; i++) {
+        close_owned(fds[i]);
+    }
+    struct response r;
+    ck_assert_msg(harness_exchange(proxy.port,
+                                   "GET /?size=10 HTTP/1.1\r\nHost: a\r\n\r\n",
+                                   &r, 5000) == 0,
+                  "no response after the crowd left; log:\n%s",
+                  harness_log(&proxy));
+    ck_assert_int_eq(r.status, 200);
+    response_free(&r);
+    ck_assert_ptr_null(strstr(harness_log(&proxy), "restarting"));
+}
+END_TEST
+
 /* ---- 13: slowloris at scale --------------------------------------------- */
 
 START_TEST(test_slowloris_crowd)
@@ -1646,6 +1693,7 @@ static Suite *hardening_suite(void)
     tcase_add_test(tc, test_idempotent_request_retried_once_on_reuse_race);
     tcase_add_test(tc, test_post_not_retried_on_reuse_race);
     tcase_add_test(tc, test_descriptor_exhaustion);
+    tcase_add_test(tc, test_select_backend_survives_past_fd_setsize);
     tcase_add_test(tc, test_slowloris_crowd);
     suite_add_tcase(s, tc);
     return s;

@@ -1,0 +1,1260 @@
+/*
+ * check_ops: integration suite for the operations features: host routing
+ * (proxy/config.c: config_route_match), the least_conn and hash balancers
+ * and passive and active health (proxy/pool.c), retries to another server
+ * (proxy/session.c: upstream_fail), the admin process (proxy/admin.c), and
+ * the master's signals (proxy/master.c: SIGHUP reload, SIGTERM drain,
+ * SIGUSR1 log reopen).
+ *
+ * Starts the real switchboard in front of the real slow-origin on loopback.
+ * A proxy with an [admin] section prints two "listening on" lines, which
+ * the harness cannot tell apart, so those proxies get both ports fixed in
+ * advance (ports the kernel picked for a socket that was then closed).
+ */
+#define _GNU_SOURCE 1 /* strcasestr */
+
+#include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define N_ORIGINS 3
+
+static struct proc origin[N_ORIGINS], proxy, script;
+static int admin_port;
+
+static void teardown(void)
+{
+    harness_stop(&proxy);
+    harness_stop(&script);
+    for (int i = 0; i < N_ORIGINS; i++) {
+        harness_stop(&origin[i]);
+    }
+    admin_port = 0;
+}
+
+/* ---- helpers ----------------------------------------------------------- */
+
+/* Two distinct free ports. */
+static void two_ports(int *a, int *b)
+{
+    *a = harness_dead_port();
+    do {
+        *b = harness_dead_port();
+    } while (*b == *a);
+}
+
+/* The [server] and [admin] sections with fixed ports (admin_port set),
+ * server_extra added to [server] (one worker unless it says otherwise). */
+static const char *admin_head(const char *server_extra, int *listen_port)
+{
+    static char buf[2048];
+    two_ports(listen_port, &admin_port);
+    snprintf(buf, sizeof(buf),
+             "[server]\nlisten = 127.0.0.1:%d\naccess_log = stderr\n%s\n"
+             "[admin]\nlisten = 127.0.0.1:%d\n",
+             *listen_port, harness_server_lines(server_extra), admin_port);
+    return buf;
+}
+
+/* Plain connect to 127.0.0.1:port; the socket, or -1 (errno set). */
+static int try_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) {
+        return -1;
+    }
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+/* The master binds the admin socket after printing where the proxy
+ * listens: wait until it accepts connections. */
+static void wait_admin(void)
+{
+    double deadline = harness_now() + 5000 * harness_scale();
+    int fd;
+    while ((fd = try_connect(admin_port)) < 0 && harness_now() < deadline) {
+        usleep(10 * 1000);
+    }
+    ck_assert_msg(fd >= 0, "admin port %d: %s", admin_port, strerror(errno));
+    close(fd);
+}
+
+/* Start switchboard with an [admin] section: head from admin_head(), rest
+ * the upstream and route sections (a printf format). */
+static void start_admin_proxy(const char *server_extra, const char *rest_fmt,
+                              ...) __attribute__((format(printf, 2, 3)));
+
+static void start_admin_proxy(const char *server_extra, const char *rest_fmt,
+                              ...)
+{
+    int port;
+    char head[2048], rest[4096];
+    snprintf(head, sizeof(head), "%s", admin_head(server_extra, &port));
+    va_list ap;
+    va_start(ap, rest_fmt);
+    vsnprintf(rest, sizeof(rest), rest_fmt, ap);
+    va_end(ap);
+    harness_proxy(&proxy, "%s%s", head, rest);
+    proxy.port = port; /* whichever line the harness read */
+    wait_admin();
+}
+
+/* One request on a fresh connection; returns its status (-1: none) and
+ * fills r when given (free it). */
+static int exchange(int port, const char *raw, struct response *r)
+{
+    struct response tmp;
+    struct response *out = r != NULL ? r : &tmp;
+    int rc = harness_exchange(port, raw, out, 10000);
+    int status = rc == 0 ? out->status : -1;
+    if (r == NULL && rc == 0) {
+        response_free(&tmp);
+    }
+    return status;
+}
+
+/* GET target with Host host through the proxy; the body length, or -1 for
+ * anything but a complete 200. */
+static long get_len(const char *host, const char *target)
+{
+    char raw[1024];
+    snprintf(raw, sizeof(raw), "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", target,
+             host);
+    struct response r;
+    if (exchange(proxy.port, raw, &r) != 200 || !r.complete) {
+        int status = r.status;
+        response_free(&r);
+        return -1000 - status;
+    }
+    long n = (long)r.body_len;
+    response_free(&r);
+    return n;
+}
+
+/* GET path on the admin listener; status, and body into *body (malloc'd)
+ * when body is not NULL. */
+static int admin_get(const char *method, const char *path, char **body)
+{
+    char raw[512];
+    snprintf(raw, sizeof(raw),
+             "%s %s HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n"
+             "Content-Length: 0\r\n\r\n",
+             method, path);
+    struct response r;
+    ck_assert_int_eq(harness_exchange(admin_port, raw, &r, 10000), 0);
+    if (body != NULL) {
+        *body = r.body;
+        r.body = NULL;
+    }
+    response_free(&r);
+    return r.status;
+}
+
+/* The value of one sample of the /metrics text ("name{labels}"), or -1. */
+static double metric(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *l = text; l != NULL && *l != '\0';) {
+        if (strncmp(l, series, n) == 0 && l[n] == ' ') {
+            return atof(l + n + 1);
+        }
+        l = strchr(l, '\n');
+        l = l != NULL ? l + 1 : NULL;
+    }
+    return -1;
+}
+
+/* One sample of a fresh /metrics. */
+static double metric_now(const char *series)
+{
+    char *text;
+    ck_assert_int_eq(admin_get("GET", "/metrics", &text), 200);
+    double v = metric(text, series);
+    free(text);
+    return v;
+}
+
+/* "name{pool="P",server="127.0.0.1:PORT"}" (static). */
+static const char *server_series(const char *name, const char *pool, int port)
+{
+    static char buf[4][256];
+    static int next;
+    char *out = buf[next++ % 4];
+    snprintf(out, sizeof(buf[0]), "%s{pool=\"%s\",server=\"127.0.0.1:%d\"}",
+             name, pool, port);
+    return out;
+}
+
+/*
+ * Run python3 on json text: it prints expr evaluated with d bound to the
+ * parsed document. Returns the printed text (malloc'd, newline dropped),
+ * or NULL when python3 failed (the JSON did not parse, or expr raised).
+ */
+static char *json_eval(const char *json, const char *expr)
+{
+    char path[] = "/tmp/sb-ops-json-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(harness_write(fd, json, strlen(json)), 0);
+    close(fd);
+    int out[2];
+    ck_assert_int_eq(pipe(out), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(out[1], STDOUT_FILENO);
+        close(out[0]);
+        close(out[1]);
+        execlp("python3", "python3", "-c",
+               "import json, sys\n"
+               "d = json.load(open(sys.argv[1]))\n"
+               "print(json.dumps(eval(sys.argv[2])))\n",
+               path, expr, (char *)NULL);
+        _exit(127);
+    }
+    close(out[1]);
+    size_t len;
+    char *text = harness_read_all(out[0], &len, 10000);
+    close(out[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    unlink(path);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        free(text);
+        return NULL;
+    }
+    text[strcspn(text, "\n")] = '\0';
+    return text;
+}
+
+/* expr over a fresh /status (static copy of the result; aborts if the
+ * JSON does not parse). */
+static const char *status_eval(const char *expr)
+{
+    static char result[4096];
+    char *json;
+    ck_assert_int_eq(admin_get("GET", "/status", &json), 200);
+    char *v = json_eval(json, expr);
+    ck_assert_msg(v != NULL, "/status: python3 failed on %s for:\n%s", expr,
+                  json);
+    snprintf(result, sizeof(result), "%s", v);
+    free(v);
+    free(json);
+    return result;
+}
+
+/* A field of the server 127.0.0.1:port in /status, as JSON text. */
+static const char *status_server(int port, const char *field)
+{
+    char expr[512];
+    snprintf(expr, sizeof(expr),
+             "[s[%s] for p in d['pools'] for s in p['servers'] "
+             "if s['address'] == '127.0.0.1:%d'][0]",
+             field, port);
+    return status_eval(expr);
+}
+
+/* Wait up to ms (scaled) for the master to exit; its wait status, or -1
+ * (then it is still running). Clears p->pid once it is reaped. */
+static int wait_exit(struct proc *p, int ms, double *took_ms)
+{
+    double t0 = harness_now();
+    double deadline = t0 + ms * harness_scale();
+    int status;
+    while (harness_now() < deadline) {
+        pid_t r = waitpid(p->pid, &status, WNOHANG);
+        if (r == p->pid) {
+            p->pid = 0;
+            if (took_ms != NULL) {
+                *took_ms = harness_now() - t0;
+            }
+            return status;
+        }
+        usleep(5000);
+    }
+    return -1;
+}
+
+/* Overwrite the conf the proxy was started on. */
+static void write_conf(const struct proc *p, const char *text)
+{
+    char tmp[300];
+    snprintf(tmp, sizeof(tmp), "%s.new", p->conf_path);
+    FILE *f = fopen(tmp, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+    ck_assert_int_eq(rename(tmp, p->conf_path), 0);
+}
+
+/* ---- 1. host routing --------------------------------------------------- */
+
+START_TEST(test_host_routing)
+{
+    /* Which upstream answered: the body sizes differ. */
+    harness_origin(&origin[0], "--delay", "0ms", "--body", "1001", NULL);
+    harness_origin(&origin[1], "--delay", "0ms", "--body", "1002", NULL);
+    harness_origin(&origin[2], "--delay", "0ms", "--body", "1003", NULL);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "access_log = stderr\n"
+                  "[upstream a]\nserver = 127.0.0.1:%d\n"
+                  "[upstream b]\nserver = 127.0.0.1:%d\n"
+                  "[upstream any]\nserver = 127.0.0.1:%d\n"
+                  "[route /api]\nhost = a.example\nupstream = a\n"
+                  "[route /api]\nhost = *.b.example\nupstream = b\n"
+                  "[route /api/deep]\nupstream = any\n"
+                  "[route /]\nupstream = any\n",
+                  origin[0].port, origin[1].port, origin[2].port);
+    /* Exact host; case and a port in Host do not matter. */
+    ck_assert_int_eq(get_len("a.example", "/api/x"), 1001);
+    ck_assert_int_eq(get_len("A.Example:8080", "/api"), 1001);
+    /* Wildcard: any name under b.example, not b.example itself. */
+    ck_assert_int_eq(get_len("x.b.example", "/api"), 1002);
+    ck_assert_int_eq(get_len("deep.x.b.example:81", "/api/y"), 1002);
+    ck_assert_int_eq(get_len("b.example", "/api"), 1003);
+    /* An unknown host falls to the host-less route. */
+    ck_assert_int_eq(get_len("other.example", "/api"), 1003);
+    ck_assert_int_eq(get_len("a.example.org", "/api"), 1003);
+    /* The host route only covers its prefix. */
+    ck_assert_int_eq(get_len("a.example", "/other"), 1003);
+    /* The longest matching prefix wins over a host match on a shorter
+     * one. */
+    ck_assert_int_eq(get_len("a.example", "/api/deep/1"), 1003);
+    ck_assert_int_eq(get_len("x.b.example", "/api/deep"), 1003);
+}
+END_TEST
+
+/* ---- 2. least_conn ----------------------------------------------------- */
+
+START_TEST(test_least_conn_prefers_the_fast_server)
+{
+    harness_origin(&origin[0], "--delay", "500ms", "--body", "1001", NULL);
+    harness_origin(&origin[1], "--delay", "0ms", "--body", "1002", NULL);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "access_log = stderr\n"
+                  "[upstream pool]\nbalance = least_conn\n"
+                  "server = 127.0.0.1:%d\nserver = 127.0.0.1:%d\n"
+                  "[route /]\nupstream = pool\n",
+                  origin[0].port, origin[1].port);
+    enum { N = 40 };
+    int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = harness_connect(proxy.port);
+        harness_send(fds[i], "GET / HTTP/1.1\r\nHost: a\r\n"
+                             "Connection: close\r\n\r\n");
+        usleep(25 * 1000);
+    }
+    int slow = 0, fast = 0;
+    for (int i = 0; i < N; i++) {
+        struct response r;
+        ck_assert_int_eq(harness_read_response(fds[i], &r, 10000, 0), 0);
+        ck_assert_int_eq(r.status, 200);
+        ck_assert(r.complete);
+        slow += r.body_len == 1001;
+        fast += r.body_len == 1002;
+        response_free(&r);
+        close(fds[i]);
+    }
+    ck_assert_int_eq(slow + fast, N);
+    /* Round robin would give each 20; the slow one holds each request
+     * 500 ms, so least_conn sends it few. */
+    ck_assert_msg(fast >= 32, "fast %d, slow %d", fast, slow);
+}
+END_TEST
+
+/* ---- 3. hash ----------------------------------------------------------- */
+
+START_TEST(test_hash_on_header_is_sticky_and_spreads)
+{
+    harness_origin(&origin[0], "--delay", "0ms", "--body", "1001", NULL);
+    harness_origin(&origin[1], "--delay", "0ms", "--body", "1002", NULL);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 2\n"
+                  "access_log = off\n"
+                  "[upstream pool]\nbalance = hash\nhash_key = header X-User\n"
+                  "server = 127.0.0.1:%d\nserver = 127.0.0.1:%d\n"
+                  "[route /]\nupstream = pool\n",
+                  origin[0].port, origin[1].port);
+    enum { USERS = 16, EACH = 20 };
+    int on[2] = {0, 0};
+    for (int u = 0; u < USERS; u++) {
+        long first = -1;
+        for (int i = 0; i < EACH; i++) {
+            char raw[256];
+            snprintf(raw, sizeof(raw),
+                     "GET /%d HTTP/1.1\r\nHost: a\r\nX-User: user-%d\r\n\r\n",
+                     i, u);
+            struct response r;
+            ck_assert_int_eq(exchange(proxy.port, raw, &r), 200);
+            long len = (long)r.body_len;
+            response_free(&r);
+            ck_assert(len == 1001 || len == 1002);
+            if (i == 0) {
+                first = len;
+            }
+            ck_assert_msg(len == first, "user-%d went to both servers", u);
+        }
+        on[first == 1002]++;
+    }
+    ck_assert_msg(on[0] > 0 && on[1] > 0, "users: %d on one, %d on the other",
+                  on[0], on[1]);
+}
+END_TEST
+
+/* ---- 4. passive health ------------------------------------------------- */
+
+START_TEST(test_passive_health_takes_a_dead_server_out_and_back)
+{
+    int dead = harness_dead_port();
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_proxy("",
+                      "[upstream pool]\nserver = 127.0.0.1:%d\n"
+                      "server = 127.0.0.1:%d\nmax_fails = 1\n"
+                      "fail_timeout = 1s\nretries = 1\n"
+                      "[route /]\nupstream = pool\n",
+                      origin[0].port, dead);
+    /* Every request succeeds: the one sent to the dead server is retried
+     * on the live one, and then the dead one is out. */
+    for (int i = 0; i < 10; i++) {
+        ck_assert_int_eq(
+            exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", NULL),
+            200);
+    }
+    char line[128];
+    snprintf(line, sizeof(line), "server 127.0.0.1:%d out for 1000 ms", dead);
+    ck_assert_msg(harness_log_wait(&proxy, line, 2000), "no \"%s\" in:\n%s",
+                  line, harness_log(&proxy));
+    ck_assert_str_eq(status_server(dead, "'up'"), "false");
+    ck_assert_str_eq(status_server(origin[0].port, "'up'"), "true");
+    ck_assert_str_eq(status_server(dead, "'requests'"), "1");
+    ck_assert_str_eq(status_server(dead, "'failures'"), "1");
+    ck_assert(metric_now(server_series("switchboard_server_up", "pool",
+                                       dead)) == 0);
+    ck_assert(metric_now(server_series("switchboard_server_up", "pool",
+                                       origin[0].port)) == 1);
+    ck_assert(metric_now("switchboard_upstream_retries_total") >= 1);
+
+    /* The port comes alive; after fail_timeout the server is used again. */
+    char listen[32];
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", dead);
+    harness_origin(&origin[1], "--delay", "0ms", "--listen", listen, NULL);
+    ck_assert_int_eq(origin[1].port, dead);
+    usleep((useconds_t)(1200 * 1000));
+    for (int i = 0; i < 10; i++) {
+        ck_assert_int_eq(
+            exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", NULL),
+            200);
+    }
+    ck_assert_msg(atoi(status_server(dead, "'requests'")) > 1,
+                  "the revived server got no request");
+    ck_assert_str_eq(status_server(dead, "'up'"), "true");
+    ck_assert(metric_now(server_series("switchboard_server_up", "pool",
+                                       dead)) == 1);
+}
+END_TEST
+
+/* ---- 5. every server out ----------------------------------------------- */
+
+START_TEST(test_every_server_out_answers_503)
+{
+    int dead1 = harness_dead_port(), dead2;
+    do {
+        dead2 = harness_dead_port();
+    } while (dead2 == dead1);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "access_log = stderr\n"
+                  "[upstream pool]\nserver = 127.0.0.1:%d\n"
+                  "server = 127.0.0.1:%d\nretries = 0\nmax_fails = 1\n"
+                  "fail_timeout = 30s\n"
+                  "[route /]\nupstream = pool\n",
+                  dead1, dead2);
+    const char *req = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    /* Each dead server fails once (no retry), then is out. */
+    ck_assert_int_eq(exchange(proxy.port, req, NULL), 502);
+    ck_assert_int_eq(exchange(proxy.port, req, NULL), 502);
+    for (int i = 0; i < 3; i++) {
+        struct response r;
+        double t0 = harness_now();
+        ck_assert_int_eq(exchange(proxy.port, req, &r), 503);
+        ck_assert_msg(harness_now() - t0 < 1000 * harness_scale(),
+                      "503 after %.0f ms", harness_now() - t0);
+        ck_assert_msg(strstr(r.body, "no upstream server available") != NULL,
+                      "body: %s", r.body);
+        response_free(&r);
+    }
+    ck_assert(harness_log_wait(&proxy, "term=no_server", 2000));
+    ck_assert(harness_log_wait(&proxy, "every server is out of service",
+                               2000));
+}
+END_TEST
+
+/* ---- 6. active health -------------------------------------------------- */
+
+START_TEST(test_active_health_check_takes_a_server_out)
+{
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    harness_origin(&origin[1], "--delay", "0ms", NULL);
+    start_admin_proxy("",
+                      "[upstream sick]\nserver = 127.0.0.1:%d\n"
+                      "health_check = /?status=503\nhealth_interval = 100ms\n"
+                      "health_fall = 2\n"
+                      "[upstream well]\nserver = 127.0.0.1:%d\n"
+                      "health_check = /healthz\nhealth_interval = 100ms\n"
+                      "health_fall = 2\n"
+                      "[route /]\nupstream = sick\n"
+                      "[route /well]\nupstream = well\n",
+                      origin[0].port, origin[1].port);
+    char line[160];
+    snprintf(line, sizeof(line),
+             "upstream sick: server 127.0.0.1:%d down: 2 health checks "
+             "failed (last: status 503)",
+             origin[0].port);
+    ck_assert_msg(harness_log_wait(&proxy, line, 3000), "no \"%s\" in:\n%s",
+                  line, harness_log(&proxy));
+    ck_assert_str_eq(status_server(origin[0].port, "'up'"), "false");
+    struct response r;
+    ck_assert_int_eq(exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+                              &r),
+                     503);
+    ck_assert(strstr(r.body, "no upstream server available") != NULL);
+    response_free(&r);
+    /* Ten intervals later the healthy pool is still in service. */
+    usleep(1000 * 1000);
+    ck_assert_int_eq(exchange(proxy.port,
+                              "GET /well HTTP/1.1\r\nHost: a\r\n\r\n", NULL),
+                     200);
+    ck_assert_str_eq(status_server(origin[1].port, "'up'"), "true");
+    char well[64];
+    snprintf(well, sizeof(well), "127.0.0.1:%d down", origin[1].port);
+    ck_assert_ptr_null(strstr(harness_log(&proxy), well));
+    ck_assert(metric_now(server_series("switchboard_server_up", "sick",
+                                       origin[0].port)) == 0);
+}
+END_TEST
+
+/* ---- 7. retries -------------------------------------------------------- */
+
+/* An upstream that reads the request head and closes without answering. */
+static void accept_read_close(int fd, void *arg)
+{
+    (void)arg;
+    harness_read_request_head(fd);
+}
+
+START_TEST(test_post_not_retried_get_retried)
+{
+    harness_script(&script, accept_read_close, NULL, 0);
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_proxy("",
+                      "[upstream pool]\nserver = 127.0.0.1:%d\n"
+                      "server = 127.0.0.1:%d\nretries = 1\nmax_fails = 0\n"
+                      "keepalive = 0\n"
+                      "[route /]\nupstream = pool\n",
+                      script.port, origin[0].port);
+    /* POSTs alternate between the two servers: the one that reached the
+     * closing server is answered 502, never sent again. */
+    int bad = 0, good = 0;
+    for (int i = 0; i < 4; i++) {
+        int fd = harness_connect(proxy.port);
+        int cport = harness_client_port(fd);
+        harness_send(fd, "POST /form HTTP/1.1\r\nHost: a\r\n"
+                         "Content-Length: 11\r\n\r\nhello=world");
+        struct response r;
+        ck_assert_int_eq(harness_read_response(fd, &r, 10000, 0), 0);
+        close(fd);
+        ck_assert_msg(r.status == 200 || r.status == 502, "status %d",
+                      r.status);
+        response_free(&r);
+        char upstream[64];
+        snprintf(upstream, sizeof(upstream), " 127.0.0.1:%d ",
+                 r.status == 502 ? script.port : origin[0].port);
+        harness_assert_logged(&proxy, cport, upstream, NULL);
+        bad += r.status == 502;
+        good += r.status == 200;
+    }
+    ck_assert_msg(bad >= 1 && good >= 1, "%d 502s and %d 200s", bad, good);
+    ck_assert_ptr_null(strstr(harness_log(&proxy), ": POST /form to"));
+    ck_assert_int_eq(harness_count(harness_log(&proxy), "retry 1 of 1"), 0);
+    double retries0 = metric_now("switchboard_upstream_retries_total");
+    ck_assert(retries0 == 0);
+
+    /* GETs in the same setup are retried on the other server. */
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(exchange(proxy.port,
+                                  "GET /page HTTP/1.1\r\nHost: a\r\n\r\n",
+                                  NULL),
+                         200);
+    }
+    char line[128];
+    snprintf(line, sizeof(line), "retry 1 of 1: GET /page to 127.0.0.1:%d",
+             origin[0].port);
+    ck_assert_msg(harness_log_wait(&proxy, line, 2000), "no \"%s\" in:\n%s",
+                  line, harness_log(&proxy));
+    int retried = harness_count(harness_log(&proxy), "retry 1 of 1: GET");
+    ck_assert_int_ge(retried, 1);
+    ck_assert(metric_now("switchboard_upstream_retries_total") ==
+              retries0 + retried);
+    ck_assert(metric_now(server_series("switchboard_server_failures_total",
+                                       "pool", script.port)) ==
+              bad + retried);
+}
+END_TEST
+
+/* ---- 8. admin ---------------------------------------------------------- */
+
+/* Check the Prometheus text format rules this suite relies on. */
+static void assert_prometheus_text(const char *text)
+{
+    char types[256][128];
+    char kinds[256][16];
+    int n_types = 0;
+    /* Per histogram series: the last cumulative count seen and whether
+     * its +Inf bucket closed it. */
+    char hist_series[64][256];
+    double hist_last[64], hist_inf[64];
+    int n_hist = 0;
+    int samples = 0;
+
+    char *copy = strdup(text);
+    char *save = NULL;
+    for (char *l = strtok_r(copy, "\n", &save); l != NULL;
+         l = strtok_r(NULL, "\n", &save)) {
+        if (strncmp(l, "# HELP ", 7) == 0) {
+            continue;
+        }
+        if (strncmp(l, "# TYPE ", 7) == 0) {
+            ck_assert_int_lt(n_types, 256);
+            char kind[16];
+            ck_assert_int_eq(sscanf(l + 7, "%127s %15s", types[n_types], kind),
+                             2);
+            snprintf(kinds[n_types], sizeof(kinds[0]), "%s", kind);
+            ck_assert_msg(strcmp(kind, "counter") == 0 ||
+                              strcmp(kind, "gauge") == 0 ||
+                              strcmp(kind, "histogram") == 0,
+                          "type %s", kind);
+            if (strcmp(kind, "counter") == 0) {
+                size_t len = strlen(types[n_types]);
+                ck_assert_msg(len > 6 &&
+                                  strcmp(types[n_types] + len - 6, "_total") ==
+                                      0,
+                              "counter %s does not end in _total",
+                              types[n_types]);
+            }
+            n_types++;
+            continue;
+        }
+        ck_assert_msg(l[0] != '#', "stray comment: %s", l);
+        samples++;
+        char name[128];
+        size_t nlen = strcspn(l, "{ ");
+        ck_assert(nlen > 0 && nlen < sizeof(name));
+        memcpy(name, l, nlen);
+        name[nlen] = '\0';
+        const char *value = strrchr(l, ' ');
+        ck_assert_ptr_nonnull(value);
+        char *end;
+        double v = strtod(value + 1, &end);
+        ck_assert_msg(*end == '\0', "bad value in: %s", l);
+        /* The TYPE line for the name, or for its histogram family. */
+        const char *kind = NULL;
+        char family[128];
+        snprintf(family, sizeof(family), "%s", name);
+        for (int pass = 0; pass < 2 && kind == NULL; pass++) {
+            for (int i = 0; i < n_types; i++) {
+                if (strcmp(types[i], family) == 0) {
+                    kind = kinds[i];
+                }
+            }
+            if (kind == NULL) {
+                const char *suffixes[] = {"_bucket", "_sum", "_count"};
+                for (int k = 0; k < 3; k++) {
+                    size_t sl = strlen(suffixes[k]);
+                    size_t fl = strlen(name);
+                    if (fl > sl && strcmp(name + fl - sl, suffixes[k]) == 0) {
+                        family[fl - sl] = '\0';
+                        break;
+                    }
+                }
+            }
+        }
+        ck_assert_msg(kind != NULL, "no # TYPE before: %s", l);
+        if (strcmp(name, family) != 0) {
+            ck_assert_msg(strcmp(kind, "histogram") == 0, "%s is not a "
+                          "histogram: %s", family, l);
+        }
+        if (strcmp(kind, "histogram") != 0) {
+            continue;
+        }
+        /* The series: the labels without le. */
+        char series[256];
+        const char *labels = strchr(l, '{');
+        ck_assert_ptr_nonnull(labels);
+        size_t llen = strcspn(labels, "}");
+        snprintf(series, sizeof(series), "%s%.*s", family, (int)llen, labels);
+        char *le = strstr(series, ",le=");
+        if (le != NULL) {
+            *le = '\0';
+        }
+        int h = -1;
+        for (int i = 0; i < n_hist; i++) {
+            if (strcmp(hist_series[i], series) == 0) {
+                h = i;
+            }
+        }
+        if (h < 0) {
+            ck_assert_int_lt(n_hist, 64);
+            h = n_hist++;
+            snprintf(hist_series[h], sizeof(hist_series[0]), "%s", series);
+            hist_last[h] = 0;
+            hist_inf[h] = -1;
+        }
+        size_t fl = strlen(family);
+        if (strcmp(name + fl, "_bucket") == 0) {
+            ck_assert_msg(hist_inf[h] < 0, "bucket after +Inf: %s", l);
+            ck_assert_msg(v >= hist_last[h], "not cumulative: %s", l);
+            hist_last[h] = v;
+            if (strstr(l, "le=\"+Inf\"") != NULL) {
+                hist_inf[h] = v;
+            }
+        } else if (strcmp(name + fl, "_count") == 0) {
+            ck_assert_msg(hist_inf[h] >= 0, "_count before +Inf: %s", l);
+            ck_assert_msg(v == hist_inf[h], "_count %g != +Inf bucket %g",
+                          v, hist_inf[h]);
+        }
+    }
+    free(copy);
+    ck_assert_int_gt(samples, 20);
+    ck_assert_int_gt(n_hist, 0);
+    for (int i = 0; i < n_hist; i++) {
+        ck_assert_msg(hist_inf[i] >= 0, "%s has no +Inf bucket",
+                      hist_series[i]);
+    }
+}
+
+START_TEST(test_admin_endpoints)
+{
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_proxy("workers = 2\n",
+                      "[upstream origin]\nserver = 127.0.0.1:%d\n"
+                      "[route /]\nupstream = origin\n",
+                      origin[0].port);
+    enum { N = 25 };
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(
+            exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", NULL),
+            200);
+    }
+    char *text;
+    struct response r;
+    ck_assert_int_eq(harness_exchange(admin_port,
+                                      "GET /metrics HTTP/1.1\r\nHost: a\r\n"
+                                      "Connection: close\r\n\r\n",
+                                      &r, 10000),
+                     0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(response_header(&r, "Content-Type"),
+                                 "text/plain"));
+    assert_prometheus_text(r.body);
+    ck_assert(metric(r.body, "switchboard_requests_total") == N);
+    ck_assert(metric(r.body, "switchboard_responses_total{class=\"2xx\"}") ==
+              N);
+    char series[128];
+    snprintf(series, sizeof(series),
+             "switchboard_request_duration_seconds_count{pool=\"origin\"}");
+    ck_assert(metric(r.body, series) == N);
+    response_free(&r);
+
+    ck_assert_int_eq(admin_get("GET", "/status", &text), 200);
+    char *v = json_eval(text, "d['totals']['requests']");
+    ck_assert_msg(v != NULL, "/status is not JSON:\n%s", text);
+    ck_assert_str_eq(v, "25");
+    free(v);
+    v = json_eval(text, "[d['generation'], d['reloads'], d['draining'], "
+                        "len(d['workers']), d['pools'][0]['requests']]");
+    ck_assert_str_eq(v, "[1, 0, false, 2, 25]");
+    free(v);
+    free(text);
+
+    ck_assert_int_eq(admin_get("GET", "/healthz", &text), 200);
+    ck_assert_str_eq(text, "ok\n");
+    free(text);
+    ck_assert_int_eq(admin_get("GET", "/nope", NULL), 404);
+    ck_assert_int_eq(admin_get("POST", "/metrics", NULL), 405);
+    ck_assert_int_eq(admin_get("DELETE", "/status", NULL), 405);
+    /* The admin requests are not proxied requests. */
+    ck_assert(metric_now("switchboard_requests_total") == N);
+}
+END_TEST
+
+/* ---- 9. reload under load ---------------------------------------------- */
+
+/* A keep-alive load: n connections, each its own thread. */
+struct load {
+    int port;
+    volatile int stop;
+    pthread_mutex_t mu;
+    long ok, failures, reconnects;
+    char first_failure[256];
+};
+
+static void load_failed(struct load *L, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void load_failed(struct load *L, const char *fmt, ...)
+{
+    pthread_mutex_lock(&L->mu);
+    if (L->failures++ == 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(L->first_failure, sizeof(L->first_failure), fmt, ap);
+        va_end(ap);
+    }
+    pthread_mutex_unlock(&L->mu);
+}
+
+/*
+ * Read one response: 0 and *status, *closing (Connection: close); -1 when
+ * the connection ended (or 10 s passed) before the response was whole,
+ * with why.
+ */
+static int load_read(int fd, int *status, int *closing, const char **why)
+{
+    char buf[8192];
+    size_t len = 0;
+    char *end = NULL;
+    double deadline = harness_now() + 10000 * harness_scale();
+    size_t want = 0;
+    for (;;) {
+        if (end == NULL) {
+            buf[len] = '\0';
+            end = strstr(buf, "\r\n\r\n");
+            if (end != NULL) {
+                *end = '\0';
+                *status = atoi(buf + 9);
+                const char *cl = strcasestr(buf, "\r\ncontent-length:");
+                *closing = strcasestr(buf, "\r\nconnection: close") != NULL;
+                if (cl == NULL) {
+                    *why = "response without Content-Length";
+                    return -1;
+                }
+                want = (size_t)(end + 4 - buf) + strtoul(cl + 17, NULL, 10);
+            }
+        }
+        if (end != NULL && len >= want) {
+            return len == want ? 0 : (*why = "bytes after the response", -1);
+        }
+        int left = (int)(deadline - harness_now());
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (left <= 0 || poll(&pfd, 1, left) <= 0) {
+            *why = "timed out";
+            return -1;
+        }
+        if (len >= sizeof(buf) - 1) {
+            *why = "response too big";
+            return -1;
+        }
+        ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            *why = n == 0 ? (len ? "EOF mid-response" : "EOF, no response")
+                          : (len ? "error mid-response" : "error, no response");
+            return -1;
+        }
+        len += (size_t)n;
+    }
+}
+
+/* One connection of the load. Plain socket calls only: Check's asserts
+ * are not for other threads. */
+static void *load_thread(void *arg)
+{
+    struct load *L = arg;
+    static const char req[] = "GET /load HTTP/1.1\r\nHost: a\r\n\r\n";
+    int fd = -1;
+    while (!L->stop) {
+        if (fd < 0) {
+            fd = try_connect(L->port);
+            if (fd < 0) {
+                load_failed(L, "connect: %s", strerror(errno));
+                usleep(10 * 1000);
+                continue;
+            }
+        }
+        if (send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) !=
+            (ssize_t)sizeof(req) - 1) {
+            load_failed(L, "send: %s", strerror(errno));
+            close(fd);
+            fd = -1;
+            continue;
+        }
+        int status = 0, closing = 0;
+        const char *why = NULL;
+        if (load_read(fd, &status, &closing, &why) < 0) {
+            load_failed(L, "request sent, %s", why);
+            close(fd);
+            fd = -1;
+            continue;
+        }
+        if (status != 200) {
+            load_failed(L, "status %d", status);
+        } else {
+            pthread_mutex_lock(&L->mu);
+            L->ok++;
+            pthread_mutex_unlock(&L->mu);
+        }
+        if (closing) {
+            /* Allowed: the server said so with the response. */
+            close(fd);
+            fd = -1;
+            pthread_mutex_lock(&L->mu);
+            L->reconnects++;
+            pthread_mutex_unlock(&L->mu);
+        }
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    return NULL;
+}
+
+/* The conf of the reload test, with the origin's weight. */
+static const char *reload_conf(const char *head, int port, int weight)
+{
+    static char buf[4096];
+    snprintf(buf, sizeof(buf),
+             "%s[upstream origin]\nserver = 127.0.0.1:%d weight=%d\n"
+             "[route /]\nupstream = origin\n",
+             head, port, weight);
+    return buf;
+}
+
+START_TEST(test_reload_under_load_loses_nothing)
+{
+    harness_origin(&origin[0], "--delay", "5ms", "--body", "100", NULL);
+    int port;
+    char head[2048];
+    snprintf(head, sizeof(head), "%s",
+             admin_head("workers = 2\naccess_log = off\n", &port));
+    /* admin_head put access_log = stderr first; the later one would be a
+     * duplicate: drop it. */
+    char *dup = strstr(head, "access_log = stderr\n");
+    ck_assert_ptr_nonnull(dup);
+    memmove(dup, dup + 20, strlen(dup + 20) + 1);
+    harness_proxy(&proxy, "%s", reload_conf(head, origin[0].port, 1));
+    proxy.port = port;
+    ck_assert_int_eq(
+        exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", NULL), 200);
+
+    enum { CONNS = 20 };
+    struct load L;
+    memset(&L, 0, sizeof(L));
+    L.port = proxy.port;
+    pthread_mutex_init(&L.mu, NULL);
+    pthread_t th[CONNS];
+    for (int i = 0; i < CONNS; i++) {
+        ck_assert_int_eq(pthread_create(&th[i], NULL, load_thread, &L), 0);
+    }
+    for (int k = 1; k <= 3; k++) {
+        usleep(700 * 1000);
+        write_conf(&proxy, reload_conf(head, origin[0].port, k + 1));
+        ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+        char line[64];
+        snprintf(line, sizeof(line), "generation %d takes over", k + 1);
+        ck_assert_msg(harness_log_wait(&proxy, line, 3000), "no \"%s\" in:\n%s",
+                      line, harness_log(&proxy));
+    }
+    usleep(900 * 1000);
+    L.stop = 1;
+    for (int i = 0; i < CONNS; i++) {
+        pthread_join(th[i], NULL);
+    }
+    ck_assert_msg(L.failures == 0,
+                  "%ld failed requests (first: %s); %ld ok, %ld reconnects",
+                  L.failures, L.first_failure, L.ok, L.reconnects);
+    ck_assert_msg(L.ok >= 200, "only %ld requests in 3 s", L.ok);
+    /* The old workers said Connection: close as they drained. */
+    ck_assert_int_ge(L.reconnects, 1);
+    ck_assert_str_eq(status_eval("[d['generation'], d['reloads'], "
+                                 "d['reload_failures']]"),
+                     "[4, 3, 0]");
+    ck_assert_str_eq(status_eval("d['pools'][0]['servers'][0]['weight']"),
+                     "4");
+
+    /* A bad conf: the proxy keeps serving on the one it has. */
+    char bad[4096];
+    snprintf(bad, sizeof(bad), "%s", reload_conf(head, origin[0].port, 4));
+    char *at = strstr(bad, "[upstream origin]\n");
+    memmove(at + 22, at, strlen(at) + 1);
+    memcpy(at, "no_such_directive = 1\n", 22);
+    write_conf(&proxy, bad);
+    int line_no = 1;
+    for (const char *c = bad; c < at; c++) {
+        line_no += *c == '\n';
+    }
+    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    char want[400];
+    snprintf(want, sizeof(want), "%s:%d: unknown directive", proxy.conf_path,
+             line_no);
+    ck_assert_msg(harness_log_wait(&proxy, "reload failed", 3000),
+                  "no reload failure in:\n%s", harness_log(&proxy));
+    ck_assert_msg(strstr(harness_log(&proxy), want) != NULL,
+                  "no \"%s\" in:\n%s", want, harness_log(&proxy));
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(
+            exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", NULL),
+            200);
+    }
+    ck_assert_str_eq(status_eval("[d['generation'], d['reloads'], "
+                                 "d['reload_failures']]"),
+                     "[4, 3, 1]");
+    ck_assert(metric_now("switchboard_reloads_total{result=\"failed\"}") ==
+              1);
+}
+END_TEST
+
+/* ---- 10. drain --------------------------------------------------------- */
+
+START_TEST(test_sigterm_drains_in_flight_exchanges)
+{
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_proxy("",
+                      "[upstream origin]\nserver = 127.0.0.1:%d\n"
+                      "[route /]\nupstream = origin\n",
+                      origin[0].port);
+    ck_assert_int_eq(admin_get("GET", "/healthz", NULL), 200);
+    int fd = harness_connect(proxy.port);
+    harness_send(fd, "GET /?delay=1s HTTP/1.1\r\nHost: a\r\n\r\n");
+    usleep(200 * 1000);
+    double t0 = harness_now();
+    ck_assert_int_eq(kill(proxy.pid, SIGTERM), 0);
+    ck_assert(harness_log_wait(&proxy, "draining (SIGTERM)", 2000));
+    ck_assert_int_eq(admin_get("GET", "/healthz", NULL), 503);
+    ck_assert_str_eq(status_eval("d['draining']"), "true");
+
+    /* A new client is not served. */
+    int late = try_connect(proxy.port); /* refused is fine */
+    if (late >= 0) {
+        harness_send(late, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    }
+
+    /* The exchange in flight completes. */
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert(r.complete);
+    ck_assert_msg(harness_now() - t0 >= 700, "answered %.0f ms after SIGTERM",
+                  harness_now() - t0);
+    response_free(&r);
+    close(fd);
+
+    int status = wait_exit(&proxy, 5000, NULL);
+    ck_assert_msg(status != -1, "the master did not exit");
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "wait status %#x", status);
+    if (late >= 0) {
+        struct response lr;
+        int rc = harness_read_response(late, &lr, 2000, 0);
+        ck_assert_msg(rc == -1, "a client that came after SIGTERM got %d",
+                      lr.status);
+        close(late);
+    }
+}
+END_TEST
+
+START_TEST(test_shutdown_timeout_cuts_long_exchanges)
+{
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "access_log = stderr\nshutdown_timeout = 300ms\n"
+                  "[upstream origin]\nserver = 127.0.0.1:%d\n"
+                  "[route /]\nupstream = origin\n",
+                  origin[0].port);
+    int fd = harness_connect(proxy.port);
+    harness_send(fd, "GET /?delay=5s HTTP/1.1\r\nHost: a\r\n\r\n");
+    usleep(200 * 1000);
+    ck_assert_int_eq(kill(proxy.pid, SIGTERM), 0);
+    double took;
+    int status = wait_exit(&proxy, 5000, &took);
+    ck_assert_msg(status != -1, "the master did not exit");
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "wait status %#x", status);
+    ck_assert_msg(took >= 250 && took < 300 + 1500 * harness_scale(),
+                  "exited %.0f ms after SIGTERM", took);
+    struct response r;
+    int rc = harness_read_response(fd, &r, 2000, 0);
+    ck_assert_msg(rc == -1 || !r.complete,
+                  "got a complete %d response", r.status);
+    if (rc == 0) {
+        response_free(&r);
+    }
+    close(fd);
+}
+END_TEST
+
+/* ---- 11. SIGUSR1 ------------------------------------------------------- */
+
+/* Wait up to ms (scaled) for text in the file at path. */
+static int file_wait(const char *path, const char *text, int ms)
+{
+    double deadline = harness_now() + ms * harness_scale();
+    do {
+        FILE *f = fopen(path, "r");
+        if (f != NULL) {
+            static char buf[1 << 16];
+            size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+            buf[n] = '\0';
+            fclose(f);
+            if (strstr(buf, text) != NULL) {
+                return 1;
+            }
+        }
+        usleep(10 * 1000);
+    } while (harness_now() < deadline);
+    return 0;
+}
+
+/* One GET; the access log needle of its client ("127.0.0.1:PORT \""). */
+static void get_logged_as(char *needle, size_t n)
+{
+    int fd = harness_connect(proxy.port);
+    snprintf(needle, n, "Z 127.0.0.1:%d \"GET", harness_client_port(fd));
+    harness_send(fd, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 10000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    response_free(&r);
+    close(fd);
+}
+
+START_TEST(test_sigusr1_reopens_the_access_log)
+{
+    char dir[] = "/tmp/sb-ops-log-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[128], moved[128];
+    snprintf(path, sizeof(path), "%s/access.log", dir);
+    snprintf(moved, sizeof(moved), "%s/access.log.1", dir);
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 2\n"
+                  "access_log = %s\n"
+                  "[upstream origin]\nserver = 127.0.0.1:%d\n"
+                  "[route /]\nupstream = origin\n",
+                  path, origin[0].port);
+    char before[64], after[64];
+    get_logged_as(before, sizeof(before));
+    ck_assert(file_wait(path, before, 2000));
+    ck_assert_int_eq(rename(path, moved), 0);
+    ck_assert_int_eq(kill(proxy.pid, SIGUSR1), 0);
+    ck_assert(harness_log_wait(&proxy, "SIGUSR1: workers reopen", 2000));
+    /* Both workers: each logs it once. */
+    double deadline = harness_now() + 2000 * harness_scale();
+    while (harness_count(harness_log(&proxy), "access log reopened") < 2 &&
+           harness_now() < deadline) {
+        usleep(10 * 1000);
+    }
+    ck_assert_int_eq(harness_count(harness_log(&proxy), "access log reopened"),
+                     2);
+    for (int i = 0; i < 4; i++) {
+        get_logged_as(after, sizeof(after));
+        ck_assert_msg(file_wait(path, after, 2000),
+                      "request %d not in the new %s", i, path);
+        ck_assert(!file_wait(moved, after, 0));
+    }
+    ck_assert(file_wait(moved, before, 0));
+    harness_stop(&proxy);
+    unlink(path);
+    unlink(moved);
+    rmdir(dir);
+}
+END_TEST
+
+/* ---- 12. DNS ----------------------------------------------------------- */
+
+START_TEST(test_server_by_name)
+{
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "access_log = stderr\n"
+                  "[upstream origin]\nserver = localhost:%d\n"
+                  "resolve_interval = 100ms\n"
+                  "[route /]\nupstream = origin\n",
+                  origin[0].port);
+    for (int i = 0; i < 5; i++) {
+        int fd = harness_connect(proxy.port);
+        int cport = harness_client_port(fd);
+        harness_send(fd, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        struct response r;
+        ck_assert_int_eq(harness_read_response(fd, &r, 10000, 0), 0);
+        ck_assert_int_eq(r.status, 200);
+        response_free(&r);
+        close(fd);
+        char name[64];
+        snprintf(name, sizeof(name), " localhost:%d ", origin[0].port);
+        harness_assert_logged(&proxy, cport, " 200 ", name, NULL);
+        usleep(100 * 1000); /* let re-resolution run in between */
+    }
+    ck_assert_ptr_null(strstr(harness_log(&proxy), "cannot re-resolve"));
+}
+END_TEST
+
+static Suite *ops_suite(void)
+{
+    Suite *s = suite_create("ops");
+    TCase *tc = tcase_create("operations");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_reload_under_load_loses_nothing);
+    tcase_add_test(tc, test_sigterm_drains_in_flight_exchanges);
+    tcase_add_test(tc, test_shutdown_timeout_cuts_long_exchanges);
+    tcase_add_test(tc, test_passive_health_takes_a_dead_server_out_and_back);
+    tcase_add_test(tc, test_post_not_retried_get_retried);
+    tcase_add_test(tc, test_admin_endpoints);
+    tcase_add_test(tc, test_every_server_out_answers_503);
+    tcase_add_test(tc, test_host_routing);
+    tcase_add_test(tc, test_least_conn_prefers_the_fast_server);
+    tcase_add_test(tc, test_hash_on_header_is_sticky_and_spreads);
+    tcase_add_test(tc, test_active_health_check_takes_a_server_out);
+    tcase_add_test(tc, test_sigusr1_reopens_the_access_log);
+    tcase_add_test(tc, test_server_by_name);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(ops_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}
