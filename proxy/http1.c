@@ -8,7 +8,6 @@
  */
 #include "http1.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -221,28 +220,124 @@ int http1_connection_has(const struct http1_head *h, const char *token)
     return 0;
 }
 
-/* Hop-by-hop by definition (RFC 9110 7.6.1), plus framing we regenerate. */
-static const char *const hop_by_hop[] = {
-    "connection", "keep-alive", "proxy-connection", "te",
-    "trailer", "transfer-encoding", "upgrade", "content-length",
+/*
+ * The header names the writers treat specially. Classifying a name costs a
+ * switch on its length and at most two case-insensitive compares, instead of
+ * one compare per special name.
+ */
+enum header_kind {
+    HDR_OTHER,
+    /* Hop-by-hop by definition (RFC 9110 7.6.1), plus framing we
+     * regenerate: everything up to HDR_HOP_LAST. */
+    HDR_CONNECTION,
+    HDR_HOP_FIRST = HDR_CONNECTION,
+    HDR_KEEP_ALIVE,
+    HDR_PROXY_CONNECTION,
+    HDR_TE,
+    HDR_TRAILER,
+    HDR_TRANSFER_ENCODING,
+    HDR_UPGRADE,
+    HDR_CONTENT_LENGTH,
+    HDR_HOP_LAST = HDR_CONTENT_LENGTH,
+    HDR_EXPECT,
+    HDR_HOST,
+    HDR_DATE,
+    HDR_X_FORWARDED_FOR,
+    HDR_X_FORWARDED_PROTO,
 };
 
-int http1_is_hop_by_hop(const struct http1_head *h, const char *name,
-                        size_t len)
+/* kind when name (len bytes) is lower (same length), else HDR_OTHER. */
+static enum header_kind kind_if(const char *name, const char *lower,
+                                size_t len, enum header_kind kind)
 {
-    for (size_t i = 0; i < sizeof(hop_by_hop) / sizeof(hop_by_hop[0]); i++) {
-        if (util_strieq(name, len, hop_by_hop[i])) {
-            return 1;
+    return util_strnieq(name, lower, len) ? kind : HDR_OTHER;
+}
+
+static enum header_kind header_kind(const char *name, size_t len)
+{
+    /* Picks between two candidates of one length; the compare decides. */
+    char first = len > 0 ? (char)(name[0] | 0x20) : 0;
+    switch (len) {
+    case 2:
+        return kind_if(name, "te", 2, HDR_TE);
+    case 4:
+        if (first == 'h') {
+            return kind_if(name, "host", 4, HDR_HOST);
+        }
+        return kind_if(name, "date", 4, HDR_DATE);
+    case 6:
+        return kind_if(name, "expect", 6, HDR_EXPECT);
+    case 7:
+        if (first == 't') {
+            return kind_if(name, "trailer", 7, HDR_TRAILER);
+        }
+        return kind_if(name, "upgrade", 7, HDR_UPGRADE);
+    case 10:
+        if (first == 'c') {
+            return kind_if(name, "connection", 10, HDR_CONNECTION);
+        }
+        return kind_if(name, "keep-alive", 10, HDR_KEEP_ALIVE);
+    case 14:
+        return kind_if(name, "content-length", 14, HDR_CONTENT_LENGTH);
+    case 15:
+        return kind_if(name, "x-forwarded-for", 15, HDR_X_FORWARDED_FOR);
+    case 16:
+        return kind_if(name, "proxy-connection", 16, HDR_PROXY_CONNECTION);
+    case 17:
+        if (first == 't') {
+            return kind_if(name, "transfer-encoding", 17,
+                           HDR_TRANSFER_ENCODING);
+        }
+        return kind_if(name, "x-forwarded-proto", 17, HDR_X_FORWARDED_PROTO);
+    default:
+        return HDR_OTHER;
+    }
+}
+
+static int kind_is_hop(enum header_kind k)
+{
+    return k >= HDR_HOP_FIRST && k <= HDR_HOP_LAST;
+}
+
+static int header_is_connection(const struct http1_header *hd,
+                                const char *buf)
+{
+    return hd->name_len == 10 &&
+           util_strnieq(buf + hd->name, "connection", 10);
+}
+
+/* Index of the first Connection header at or after from, or -1. */
+static int find_connection(const struct http1_head *h, uint32_t from)
+{
+    for (uint32_t i = from; i < h->n_hdrs; i++) {
+        if (header_is_connection(&h->hdrs[i], h->buf)) {
+            return (int)i;
         }
     }
-    for (int i = http1_head_find(h, "connection", 0); i >= 0;
-         i = http1_head_find(h, "connection", i + 1)) {
+    return -1;
+}
+
+/* Is name listed by a Connection header, the first of which is first (-1:
+ * there is none)? */
+static int named_in_connection(const struct http1_head *h, int first,
+                               const char *name, size_t len)
+{
+    for (int i = first; i >= 0; i = find_connection(h, (uint32_t)i + 1)) {
         if (list_has(h->buf + h->hdrs[i].value, h->hdrs[i].value_len, name,
                      len)) {
             return 1;
         }
     }
     return 0;
+}
+
+int http1_is_hop_by_hop(const struct http1_head *h, const char *name,
+                        size_t len)
+{
+    if (kind_is_hop(header_kind(name, len))) {
+        return 1;
+    }
+    return named_in_connection(h, find_connection(h, 0), name, len);
 }
 
 /* A Host value: host [":" port], no userinfo, path, spaces or second port. */
@@ -778,153 +873,302 @@ enum http1_body http1_client_framing(enum http1_body upstream,
     return HTTP1_BODY_EOF;
 }
 
-/* Copy one stored header line "Name: value\r\n". */
-static void add_header(struct evbuffer *out, const struct http1_head *h,
-                       const struct http1_header *hd)
+/*
+ * Heads are written in one piece: the writer reserves room for the longest
+ * head it could produce (everything stored in the head, four bytes of ": "
+ * and CRLF per header, plus the lines it adds), copies into it and commits
+ * what it wrote, so the evbuffer sees one append and runs its callbacks
+ * once. The reservation must cover every byte a writer puts: a writer
+ * that adds a line adds its length to the reservation (or to HEAD_EXTRA).
+ */
+
+/* Room for the lines a writer adds besides the stored ones: Via, framing,
+ * Connection, Upgrade, Date and the blank line, with numbers at full width. */
+#define HEAD_EXTRA 256
+
+/* Copy n bytes to p; returns the end. */
+static char *put(char *p, const void *s, size_t n)
 {
-    evbuffer_add(out, h->buf + hd->name, hd->name_len);
-    evbuffer_add(out, ": ", 2);
-    evbuffer_add(out, h->buf + hd->value, hd->value_len);
-    evbuffer_add(out, "\r\n", 2);
+    memcpy(p, s, n);
+    return p + n;
 }
+
+/* Copy a string literal. */
+#define PUT_LIT(p, lit) put((p), (lit), sizeof(lit) - 1)
+
+/* Write v in decimal; returns the end. */
+static char *put_uint(char *p, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[sizeof(tmp) - ++n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    return put(p, tmp + sizeof(tmp) - n, n);
+}
+
+/* Write v in decimal, as "%d" does. */
+static char *put_int(char *p, int v)
+{
+    if (v < 0) {
+        *p++ = '-';
+        return put_uint(p, (uint64_t)0 - (uint64_t)(int64_t)v);
+    }
+    return put_uint(p, (uint64_t)v);
+}
+
+/* Write a status code as "%03d" does. */
+static char *put_status(char *p, int status)
+{
+    if (status >= 0 && status <= 999) {
+        p[0] = (char)('0' + status / 100);
+        p[1] = (char)('0' + status / 10 % 10);
+        p[2] = (char)('0' + status % 10);
+        return p + 3;
+    }
+    return put_int(p, status);
+}
+
+/* Copy one stored header line "Name: value\r\n". */
+static char *put_header(char *p, const struct http1_head *h,
+                        const struct http1_header *hd)
+{
+    p = put(p, h->buf + hd->name, hd->name_len);
+    p = PUT_LIT(p, ": ");
+    p = put(p, h->buf + hd->value, hd->value_len);
+    return PUT_LIT(p, "\r\n");
+}
+
+/* "Via: 1.1 switchboard\r\n" for HTTP/major.minor. */
+static char *put_via(char *p, int major, int minor)
+{
+    p = PUT_LIT(p, "Via: ");
+    p = put_int(p, major);
+    *p++ = '.';
+    p = put_int(p, minor);
+    return PUT_LIT(p, " switchboard\r\n");
+}
+
+/* "Content-Length: n\r\n" or "Transfer-Encoding: chunked\r\n" for body. */
+static char *put_framing(char *p, enum http1_body body, uint64_t length)
+{
+    if (body == HTTP1_BODY_LENGTH) {
+        p = PUT_LIT(p, "Content-Length: ");
+        p = put_uint(p, length);
+        p = PUT_LIT(p, "\r\n");
+    } else if (body == HTTP1_BODY_CHUNKED) {
+        p = PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
+    }
+    return p;
+}
+
+/* Room for at most max bytes at the end of out, contiguous; NULL on
+ * failure. */
+static char *head_begin(struct evbuffer *out, size_t max,
+                        struct evbuffer_iovec *v)
+{
+    if (evbuffer_reserve_space(out, (ev_ssize_t)max, v, 1) < 1) {
+        return NULL;
+    }
+    return v->iov_base;
+}
+
+/* Commit the bytes written from v's start up to end; 0 or -1. */
+static int head_end(struct evbuffer *out, struct evbuffer_iovec *v,
+                    const char *end)
+{
+    v->iov_len = (size_t)(end - (const char *)v->iov_base);
+    return evbuffer_commit_space(out, v, 1);
+}
+
+/* The cached IMF-fixdate of this second (29 bytes and a NUL). */
+static const char *date_now(void);
 
 int http1_write_request(struct evbuffer *out, const struct http1_head *h,
                         const struct http1_request_info *info)
 {
-    evbuffer_add_printf(out, "%s ", info->method);
-    evbuffer_add(out, info->target, info->target_len);
-    evbuffer_add(out, " HTTP/1.1\r\n", 11);
+    size_t method_len = strlen(info->method);
+    size_t host_len = info->host != NULL ? strlen(info->host) : 0;
+    size_t ip_len = strlen(info->client_ip);
+    size_t proto_len = strlen(info->proto);
+    size_t max = method_len + info->target_len + (size_t)h->len +
+                 4 * (size_t)h->n_hdrs + info->authority_len + host_len +
+                 ip_len + proto_len + HEAD_EXTRA;
+    if (info->authority != NULL) {
+        /* Each Host header is rewritten to the authority, however long. */
+        for (uint32_t i = 0; i < h->n_hdrs; i++) {
+            if (header_kind(h->buf + h->hdrs[i].name, h->hdrs[i].name_len) ==
+                HDR_HOST) {
+                max += info->authority_len;
+            }
+        }
+    }
+    struct evbuffer_iovec v;
+    char *p = head_begin(out, max, &v);
+    if (p == NULL) {
+        return -1;
+    }
+    p = put(p, info->method, method_len);
+    *p++ = ' ';
+    p = put(p, info->target, info->target_len);
+    p = PUT_LIT(p, " HTTP/1.1\r\n");
 
+    int conn = find_connection(h, 0);
     int have_host = 0;
     int first_xff = -1;
     for (uint32_t i = 0; i < h->n_hdrs; i++) {
         const struct http1_header *hd = &h->hdrs[i];
         const char *name = h->buf + hd->name;
         size_t len = hd->name_len;
-        if (http1_is_hop_by_hop(h, name, len) ||
-            util_strieq(name, len, "expect") ||
-            util_strieq(name, len, "x-forwarded-proto")) {
+        enum header_kind kind = header_kind(name, len);
+        if (kind_is_hop(kind) || kind == HDR_EXPECT ||
+            (conn >= 0 && named_in_connection(h, conn, name, len)) ||
+            kind == HDR_X_FORWARDED_PROTO) {
             continue;
         }
-        if (util_strieq(name, len, "x-forwarded-for")) {
+        if (kind == HDR_X_FORWARDED_FOR) {
             if (first_xff < 0) {
                 first_xff = (int)i;
             }
             continue;
         }
-        if (util_strieq(name, len, "host")) {
+        if (kind == HDR_HOST) {
             have_host = 1;
             if (info->authority != NULL) {
-                evbuffer_add(out, "Host: ", 6);
-                evbuffer_add(out, info->authority, info->authority_len);
-                evbuffer_add(out, "\r\n", 2);
+                p = PUT_LIT(p, "Host: ");
+                p = put(p, info->authority, info->authority_len);
+                p = PUT_LIT(p, "\r\n");
                 continue;
             }
         }
-        add_header(out, h, hd);
+        p = put_header(p, h, hd);
     }
     if (!have_host) {
-        evbuffer_add(out, "Host: ", 6);
+        p = PUT_LIT(p, "Host: ");
         if (info->authority != NULL) {
-            evbuffer_add(out, info->authority, info->authority_len);
+            p = put(p, info->authority, info->authority_len);
         } else {
-            evbuffer_add(out, info->host, strlen(info->host));
+            p = put(p, info->host, host_len);
         }
-        evbuffer_add(out, "\r\n", 2);
+        p = PUT_LIT(p, "\r\n");
     }
-    evbuffer_add(out, "X-Forwarded-For: ", 17);
-    for (int i = first_xff; i >= 0;
-         i = http1_head_find(h, "x-forwarded-for", i + 1)) {
-        if (h->hdrs[i].value_len > 0) {
-            evbuffer_add(out, h->buf + h->hdrs[i].value, h->hdrs[i].value_len);
-            evbuffer_add(out, ", ", 2);
+    p = PUT_LIT(p, "X-Forwarded-For: ");
+    for (uint32_t i = first_xff < 0 ? h->n_hdrs : (uint32_t)first_xff;
+         i < h->n_hdrs; i++) {
+        const struct http1_header *hd = &h->hdrs[i];
+        if (hd->value_len > 0 &&
+            header_kind(h->buf + hd->name, hd->name_len) ==
+                HDR_X_FORWARDED_FOR) {
+            p = put(p, h->buf + hd->value, hd->value_len);
+            p = PUT_LIT(p, ", ");
         }
     }
-    evbuffer_add_printf(out,
-                        "%s\r\nX-Forwarded-Proto: %s\r\n"
-                        "Via: %d.%d switchboard\r\n",
-                        info->client_ip, info->proto, info->client_major,
-                        info->client_minor);
-    if (info->body == HTTP1_BODY_LENGTH) {
-        evbuffer_add_printf(out, "Content-Length: %llu\r\n",
-                            (unsigned long long)info->content_length);
-    } else if (info->body == HTTP1_BODY_CHUNKED) {
-        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
-    }
+    p = put(p, info->client_ip, ip_len);
+    p = PUT_LIT(p, "\r\nX-Forwarded-Proto: ");
+    p = put(p, info->proto, proto_len);
+    p = PUT_LIT(p, "\r\n");
+    p = put_via(p, info->client_major, info->client_minor);
+    p = put_framing(p, info->body, info->content_length);
     if (info->upgrade) {
-        evbuffer_add(out, "Connection: Upgrade\r\nUpgrade: websocket\r\n", 41);
+        p = PUT_LIT(p, "Connection: Upgrade\r\nUpgrade: websocket\r\n");
     } else if (info->close) {
-        evbuffer_add(out, "Connection: close\r\n", 19);
+        p = PUT_LIT(p, "Connection: close\r\n");
     }
-    return evbuffer_add(out, "\r\n", 2);
+    p = PUT_LIT(p, "\r\n");
+    return head_end(out, &v, p);
 }
 
 int http1_write_response(struct evbuffer *out, const struct http1_head *h,
                          const struct http1_response_info *info)
 {
-    evbuffer_add_printf(out, "HTTP/1.1 %03d ", info->status);
-    if (h->target_len > 0) {
-        evbuffer_add(out, h->buf + h->target, h->target_len);
+    const char *reason;
+    size_t reason_len = h->target_len;
+    if (reason_len > 0) {
+        reason = h->buf + h->target;
     } else {
-        const char *text = http1_status_text(info->status);
-        evbuffer_add(out, text, strlen(text));
+        reason = http1_status_text(info->status);
+        reason_len = strlen(reason);
     }
-    evbuffer_add(out, "\r\n", 2);
+    size_t max = reason_len + (size_t)h->len + 4 * (size_t)h->n_hdrs +
+                 HEAD_EXTRA;
+    struct evbuffer_iovec v;
+    char *p = head_begin(out, max, &v);
+    if (p == NULL) {
+        return -1;
+    }
+    p = PUT_LIT(p, "HTTP/1.1 ");
+    p = put_status(p, info->status);
+    *p++ = ' ';
+    p = put(p, reason, reason_len);
+    p = PUT_LIT(p, "\r\n");
 
+    int conn = find_connection(h, 0);
+    int keep_length = info->no_body && info->status != 204;
     int have_date = 0;
     for (uint32_t i = 0; i < h->n_hdrs; i++) {
         const struct http1_header *hd = &h->hdrs[i];
         const char *name = h->buf + hd->name;
         size_t len = hd->name_len;
-        if (info->no_body && info->status != 204 &&
-            util_strieq(name, len, "content-length")) {
-            add_header(out, h, hd); /* a HEAD or 304 keeps its length */
+        enum header_kind kind = header_kind(name, len);
+        if (keep_length && kind == HDR_CONTENT_LENGTH) {
+            p = put_header(p, h, hd); /* a HEAD or 304 keeps its length */
             continue;
         }
-        if (http1_is_hop_by_hop(h, name, len)) {
+        if (kind_is_hop(kind) ||
+            (conn >= 0 && named_in_connection(h, conn, name, len))) {
             continue;
         }
-        if (util_strieq(name, len, "date")) {
+        if (kind == HDR_DATE) {
             have_date = 1;
         }
-        add_header(out, h, hd);
+        p = put_header(p, h, hd);
     }
-    evbuffer_add_printf(out, "Via: %d.%d switchboard\r\n",
-                        info->upstream_major, info->upstream_minor);
+    p = put_via(p, info->upstream_major, info->upstream_minor);
     if (info->upgrade) {
-        evbuffer_add(out, "Connection: Upgrade\r\nUpgrade: websocket\r\n", 41);
+        p = PUT_LIT(p, "Connection: Upgrade\r\nUpgrade: websocket\r\n");
     }
-    if (info->interim) {
-        return evbuffer_add(out, "\r\n", 2);
+    if (!info->interim) {
+        if (!have_date) {
+            p = PUT_LIT(p, "Date: ");
+            p = put(p, date_now(), 29);
+            p = PUT_LIT(p, "\r\n");
+        }
+        p = put_framing(p, info->framing, info->content_length);
+        if (!info->keep_alive) {
+            p = PUT_LIT(p, "Connection: close\r\n");
+        } else if (info->client_http10) {
+            p = PUT_LIT(p, "Connection: keep-alive\r\n");
+        }
     }
-    if (!have_date) {
-        char date[30];
-        evbuffer_add_printf(out, "Date: %s\r\n", http1_date(date));
-    }
-    if (info->framing == HTTP1_BODY_LENGTH) {
-        evbuffer_add_printf(out, "Content-Length: %llu\r\n",
-                            (unsigned long long)info->content_length);
-    } else if (info->framing == HTTP1_BODY_CHUNKED) {
-        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
-    }
-    if (!info->keep_alive) {
-        evbuffer_add(out, "Connection: close\r\n", 19);
-    } else if (info->client_http10) {
-        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
-    }
-    return evbuffer_add(out, "\r\n", 2);
+    p = PUT_LIT(p, "\r\n");
+    return head_end(out, &v, p);
 }
 
 int http1_write_error(struct evbuffer *out, int status, const char *reason)
 {
-    char date[30];
-    return evbuffer_add_printf(
-        out,
-        "HTTP/1.1 %03d %s\r\nServer: switchboard\r\nDate: %s\r\n"
-        "Content-Type: text/plain\r\nContent-Length: %zu\r\n"
-        "Connection: close\r\n\r\n%s\n",
-        status, http1_status_text(status), http1_date(date),
-        strlen(reason) + 1, reason);
+    const char *text = http1_status_text(status);
+    size_t text_len = strlen(text);
+    size_t reason_len = strlen(reason);
+    struct evbuffer_iovec v;
+    char *p = head_begin(out, text_len + reason_len + HEAD_EXTRA, &v);
+    if (p == NULL) {
+        return -1;
+    }
+    char *start = p;
+    p = PUT_LIT(p, "HTTP/1.1 ");
+    p = put_status(p, status);
+    *p++ = ' ';
+    p = put(p, text, text_len);
+    p = PUT_LIT(p, "\r\nServer: switchboard\r\nDate: ");
+    p = put(p, date_now(), 29);
+    p = PUT_LIT(p, "\r\nContent-Type: text/plain\r\nContent-Length: ");
+    p = put_uint(p, (uint64_t)reason_len + 1);
+    p = PUT_LIT(p, "\r\nConnection: close\r\n\r\n");
+    p = put(p, reason, reason_len);
+    *p++ = '\n';
+    int n = (int)(p - start);
+    return head_end(out, &v, p) < 0 ? -1 : n;
 }
 
 const char *http1_status_text(int status)
@@ -959,7 +1203,7 @@ const char *http1_status_text(int status)
     }
 }
 
-const char *http1_date(char buf[30])
+static const char *date_now(void)
 {
     static time_t cached_at;
     static char cached[30];
@@ -970,6 +1214,11 @@ const char *http1_date(char buf[30])
         strftime(cached, sizeof(cached), "%a, %d %b %Y %H:%M:%S GMT", &tm);
         cached_at = now;
     }
-    memcpy(buf, cached, sizeof(cached));
+    return cached;
+}
+
+const char *http1_date(char buf[30])
+{
+    memcpy(buf, date_now(), 30);
     return buf;
 }

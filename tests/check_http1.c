@@ -1181,6 +1181,110 @@ START_TEST(test_write_request_full_regeneration)
 }
 END_TEST
 
+START_TEST(test_write_request_lookalike_names_kept)
+{
+    /* Same length and first letter as the names the writer drops or
+     * rewrites, one byte off: ordinary headers. */
+    struct msg m;
+    parse_request(&m, "GET / HTTP/1.1\r\n"
+                      "Host: a\r\n"
+                      "TF: 1\r\n"
+                      "Hosp: 2\r\n"
+                      "Datf: 3\r\n"
+                      "Expecu: 4\r\n"
+                      "Trailes: 5\r\n"
+                      "Upgradf: 6\r\n"
+                      "Connectiom: 7\r\n"
+                      "Keep-Alivf: 8\r\n"
+                      "Content-Lengti: 9\r\n"
+                      "X-Forwarded-Fos: 10\r\n"
+                      "Proxy-Connectiom: 11\r\n"
+                      "Transfer-Encodinf: 12\r\n"
+                      "X-Forwarded-Protp: 13\r\n"
+                      "\r\n");
+    struct http1_request_info info = request_info("GET", "/");
+    assert_request_written(&m.head, &info,
+                           "GET / HTTP/1.1\r\n"
+                           "Host: a\r\n"
+                           "TF: 1\r\n"
+                           "Hosp: 2\r\n"
+                           "Datf: 3\r\n"
+                           "Expecu: 4\r\n"
+                           "Trailes: 5\r\n"
+                           "Upgradf: 6\r\n"
+                           "Connectiom: 7\r\n"
+                           "Keep-Alivf: 8\r\n"
+                           "Content-Lengti: 9\r\n"
+                           "X-Forwarded-Fos: 10\r\n"
+                           "Proxy-Connectiom: 11\r\n"
+                           "Transfer-Encodinf: 12\r\n"
+                           "X-Forwarded-Protp: 13\r\n"
+                           "X-Forwarded-For: 10.0.0.9\r\n"
+                           "X-Forwarded-Proto: http\r\n"
+                           "Via: 1.1 switchboard\r\n"
+                           "\r\n");
+    msg_deinit(&m);
+}
+END_TEST
+
+/* A head of many long fields, each Host rewritten to a long authority:
+ * every byte arrives, after what the buffer already held. */
+START_TEST(test_write_request_large_head_whole)
+{
+    static char value[700], authority[3000];
+    memset(value, 'v', sizeof(value) - 1);
+    memset(authority, 'a', sizeof(authority) - 1);
+    struct http1_head h;
+    http1_head_init(&h, 1 << 20, 100);
+    ck_assert_int_eq(http1_head_add(&h, HTTP1_PIECE_URL, "/", 1), 0);
+    size_t want_len = 0;
+    char *want = malloc(1 << 20);
+    ck_assert_ptr_nonnull(want);
+    want_len += (size_t)sprintf(want, "GET /x HTTP/1.1\r\n");
+    for (int i = 0; i < 90; i++) {
+        char name[32];
+        const char *v = value;
+        if (i % 30 == 0) {
+            snprintf(name, sizeof(name), "Host");
+            v = "short";
+            want_len += (size_t)sprintf(want + want_len, "Host: %s\r\n",
+                                        authority);
+        } else {
+            snprintf(name, sizeof(name), "X-Field-%d", i);
+            want_len += (size_t)sprintf(want + want_len, "%s: %s\r\n", name,
+                                        value);
+        }
+        ck_assert_int_eq(
+            http1_head_add(&h, HTTP1_PIECE_FIELD, name, strlen(name)), 0);
+        ck_assert_int_eq(http1_head_add(&h, HTTP1_PIECE_VALUE, v, strlen(v)),
+                         0);
+    }
+    sprintf(want + want_len, "X-Forwarded-For: 10.0.0.9\r\n"
+                             "X-Forwarded-Proto: http\r\n"
+                             "Via: 1.1 switchboard\r\n"
+                             "Content-Length: 18446744073709551615\r\n"
+                             "Connection: close\r\n"
+                             "\r\n");
+    struct http1_request_info info = request_info("GET", "/x");
+    info.authority = authority;
+    info.authority_len = strlen(authority);
+    info.body = HTTP1_BODY_LENGTH;
+    info.content_length = UINT64_MAX;
+    info.close = 1;
+
+    struct evbuffer *out = evbuffer_new();
+    evbuffer_add(out, "before|", 7);
+    ck_assert_int_eq(http1_write_request(out, &h, &info), 0);
+    char *got = drain(out);
+    ck_assert_int_eq(strncmp(got, "before|", 7), 0);
+    ck_assert_str_eq(got + 7, want);
+    free(got);
+    free(want);
+    evbuffer_free(out);
+    http1_head_deinit(&h);
+}
+END_TEST
+
 START_TEST(test_hop_by_hop_named_in_connection_removed)
 {
     struct msg m;
@@ -1496,6 +1600,37 @@ static struct http1_response_info response_info(int status)
     return info;
 }
 
+/* Numbers come out as printf's "%03d", "%d" and "%llu" would write them. */
+START_TEST(test_write_response_numbers_as_printf)
+{
+    static const int statuses[] = {0, 7, 42, 100, 200, 999, 1000, 123456};
+    static const uint64_t lengths[] = {0, 9, 10, 1024, UINT64_MAX};
+    static const int versions[] = {0, 1, 9, 10, 2147483647, -1, -2147483647 - 1};
+    struct http1_head h;
+    http1_head_init(&h, 4096, 10);
+    ck_assert_int_eq(http1_head_add(&h, HTTP1_PIECE_STATUS, "R", 1), 0);
+    ck_assert_int_eq(http1_head_add(&h, HTTP1_PIECE_FIELD, "Date", 4), 0);
+    ck_assert_int_eq(http1_head_add(&h, HTTP1_PIECE_VALUE, "d", 1), 0);
+    for (size_t i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++) {
+        for (size_t j = 0; j < sizeof(lengths) / sizeof(lengths[0]); j++) {
+            int ver = versions[(i + j) % (sizeof(versions) / sizeof(int))];
+            struct http1_response_info info = response_info(statuses[i]);
+            info.framing = HTTP1_BODY_LENGTH;
+            info.content_length = lengths[j];
+            info.upstream_major = ver;
+            info.upstream_minor = -ver;
+            char want[256];
+            snprintf(want, sizeof(want),
+                     "HTTP/1.1 %03d R\r\nDate: d\r\nVia: %d.%d switchboard\r\n"
+                     "Content-Length: %llu\r\n\r\n",
+                     statuses[i], ver, -ver, (unsigned long long)lengths[j]);
+            assert_response_written(&h, &info, want);
+        }
+    }
+    http1_head_deinit(&h);
+}
+END_TEST
+
 START_TEST(test_write_response_content_length)
 {
     struct msg m;
@@ -1755,6 +1890,18 @@ START_TEST(test_write_error_is_complete_and_closes)
     ck_assert_ptr_nonnull(strstr(got, "\r\nContent-Length: 1\r\n"));
     ck_assert_str_eq(strstr(got, "\r\n\r\n") + 4, "\n");
     free(got);
+
+    /* the count returned is the bytes written, a long reason included */
+    static char long_reason[5000];
+    memset(long_reason, 'r', sizeof(long_reason) - 1);
+    out = evbuffer_new();
+    int written = http1_write_error(out, 502, long_reason);
+    ck_assert_int_eq(written, (int)evbuffer_get_length(out));
+    got = drain(out);
+    evbuffer_free(out);
+    ck_assert_ptr_nonnull(strstr(got, "\r\nContent-Length: 5000\r\n"));
+    ck_assert_uint_eq(strlen(strstr(got, "\r\n\r\n") + 4), 5000);
+    free(got);
 }
 END_TEST
 
@@ -1875,6 +2022,8 @@ static Suite *http1_suite(void)
     t = tcase_create("write_request");
     tcase_add_test(t, test_write_request_full_regeneration);
     tcase_add_test(t, test_hop_by_hop_named_in_connection_removed);
+    tcase_add_test(t, test_write_request_lookalike_names_kept);
+    tcase_add_test(t, test_write_request_large_head_whole);
     tcase_add_test(t, test_write_request_xff_created_when_absent);
     tcase_add_test(t, test_write_request_several_xff_merged_in_order);
     tcase_add_test(t, test_write_request_xfp_replaced);
@@ -1890,6 +2039,7 @@ static Suite *http1_suite(void)
     suite_add_tcase(s, t);
 
     t = tcase_create("write_response");
+    tcase_add_test(t, test_write_response_numbers_as_printf);
     tcase_add_test(t, test_write_response_content_length);
     tcase_add_test(t, test_write_response_chunked_framing);
     tcase_add_test(t, test_write_response_eof_framing_closes);
