@@ -488,6 +488,25 @@ int http1_scan_head(struct http1_scan *sc, const char *data, size_t len,
 {
     size_t i = 0;
     for (; i < len && !sc->done; i++) {
+        if (sc->line_len > 0 && sc->prev != '\r' &&
+            (sc->lines > 0 || sc->start_done || sc->vmatch == 5)) {
+            /* Inside a line whose start is checked, only CR, LF and NUL
+             * matter (and SP and HTAB on the start line, whose current
+             * token is settled): skip the rest in a tight loop. */
+            unsigned char stop = sc->lines > 0 || sc->start_done ? '\r' : ' ';
+            size_t run = i;
+            while (run < len && (unsigned char)data[run] > stop) {
+                run++;
+            }
+            if (run > i) {
+                sc->line_len += (uint32_t)(run - i);
+                sc->prev = (unsigned char)data[run - 1];
+                i = run;
+                if (i == len) {
+                    break;
+                }
+            }
+        }
         unsigned char c = (unsigned char)data[i];
         if (sc->prev == '\r' && c != '\n') {
             return fail(err, 400, "bare CR in the message head");

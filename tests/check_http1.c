@@ -1119,6 +1119,184 @@ START_TEST(test_client_framing_per_upstream_kind_and_version)
 }
 END_TEST
 
+/* ---- http1_scan_head ----------------------------------------------------- */
+
+/*
+ * The oracle: the scanner as first written, one byte at a time, with the
+ * same state and rules. http1_scan_head skips runs of ordinary bytes; it
+ * must end in the same place with the same verdict however the bytes come.
+ */
+static int oracle_start_line(struct http1_scan *sc, unsigned char c)
+{
+    static const char version[] = "HTTP/";
+    if (sc->start_done) {
+        return 0;
+    }
+    if (c == ' ' || c == '\r' || c == '\n') {
+        int is_version = sc->vmatch == 5 && !sc->vbad;
+        if (sc->response || c != ' ') {
+            sc->start_done = 1;
+            return is_version ? 0 : -1;
+        }
+        sc->vmatch = 0;
+        sc->vbad = 0;
+        return 0;
+    }
+    if (sc->vmatch < 5) {
+        if ((char)c == version[sc->vmatch]) {
+            sc->vmatch++;
+        } else {
+            sc->vbad = 1;
+            sc->vmatch = 5;
+        }
+    }
+    return 0;
+}
+
+static int oracle_scan(struct http1_scan *sc, const char *data, size_t len,
+                       size_t *used, const char **reason)
+{
+    size_t i = 0;
+    for (; i < len && !sc->done; i++) {
+        unsigned char c = (unsigned char)data[i];
+        if (sc->prev == '\r' && c != '\n') {
+            *reason = "bare CR in the message head";
+            return -1;
+        }
+        sc->prev = c;
+        if (c == '\0') {
+            *reason = "NUL in the message head";
+            return -1;
+        }
+        if (sc->lines == 0 && (sc->line_len > 0 || (c != '\r' && c != '\n')) &&
+            oracle_start_line(sc, c) < 0) {
+            *reason = "malformed HTTP version in the start line";
+            return -1;
+        }
+        if (c == '\n') {
+            if (sc->line_len > 0) {
+                sc->lines++;
+            } else if (sc->lines > 0) {
+                sc->done = 1;
+            }
+            sc->line_len = 0;
+        } else if (c != '\r') {
+            if (sc->line_len == 0 && sc->lines > 0 && (c == ' ' || c == '\t')) {
+                *reason = sc->lines == 1 ? "whitespace before the first header"
+                                         : "obsolete line folding in a header";
+                return -1;
+            }
+            sc->line_len++;
+        }
+    }
+    *used = i;
+    return 0;
+}
+
+/* Feed raw (n bytes) in pieces of step bytes (0: whole); the verdict as
+ * "ok <used>" or the error reason, into out. */
+static void scan_verdict(const char *raw, size_t n, int response, size_t step,
+                         int oracle, char *out, size_t size)
+{
+    struct http1_scan sc;
+    http1_scan_reset(&sc);
+    sc.response = response;
+    size_t total = 0;
+    for (size_t off = 0; off < n || n == 0;) {
+        size_t piece = step == 0 || n - off < step ? n - off : step;
+        size_t used = 0;
+        const char *reason = NULL;
+        int rc;
+        if (oracle) {
+            rc = oracle_scan(&sc, raw + off, piece, &used, &reason);
+        } else {
+            struct http1_error err = {0, NULL};
+            rc = http1_scan_head(&sc, raw + off, piece, &used, &err);
+            reason = err.reason;
+        }
+        if (rc < 0) {
+            snprintf(out, size, "error %s", reason);
+            return;
+        }
+        total += used;
+        off += piece;
+        if (sc.done || n == 0) {
+            break;
+        }
+    }
+    snprintf(out, size, "ok %zu done %d", total, sc.done);
+}
+
+/* Small xorshift, so the generated heads are the same on every run. */
+static uint32_t scan_rand(uint32_t *state)
+{
+    *state ^= *state << 13;
+    *state ^= *state >> 17;
+    *state ^= *state << 5;
+    return *state;
+}
+
+START_TEST(test_scan_head_matches_byte_at_a_time_oracle)
+{
+    static const char *const heads[] = {
+        "GET / HTTP/1.1\r\nHost: a\r\n\r\nBODY",
+        "GET /a/b?c=d HTTP/1.1\r\nHost: a\r\nUser-Agent: x y\tz\r\n\r\n",
+        "\r\n\r\nGET / HTTP/1.0\r\n\r\n",
+        "GET / HTTP/1.1\nHost: a\n\nX",
+        "GET / HTTPS/1.1\r\n\r\n",
+        "GET / XHTTP/1.1\r\n\r\n",
+        "GET / HTTP\r\n\r\n",
+        "GET HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1 extra\r\n\r\n",
+        "GET / HTTP/1.1\r\n Host: a\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\n\tfolded\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\0b\r\n\r\n",
+        "GET / HTTP/1.1\r\nX: \x7f\xff\x80\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+        "HTTP/1.0 404 Not Found here\r\n\r\n",
+        "HTTPX/1.1 200 OK\r\n\r\n",
+        "HTTP 200 OK\r\n\r\n",
+        " HTTP/1.1 200 OK\r\n\r\n",
+    };
+    static const char alphabet[] = " \t\r\n\0HTP/1.a:xGE";
+    char want[128], got[128];
+    char raw[96];
+    uint32_t state = 2463534242u;
+    for (size_t k = 0; k < 3000; k++) {
+        size_t n;
+        if (k < sizeof(heads) / sizeof(heads[0])) {
+            n = strlen(heads[k]);
+            if (k == 12) {
+                n = 31; /* the NUL, and what follows it */
+            }
+            memcpy(raw, heads[k], n);
+        } else {
+            /* A known head with a few bytes replaced from the alphabet. */
+            const char *base = heads[scan_rand(&state) %
+                                     (sizeof(heads) / sizeof(heads[0]))];
+            n = strlen(base);
+            memcpy(raw, base, n);
+            for (int m = (int)(scan_rand(&state) % 4); m >= 0; m--) {
+                raw[scan_rand(&state) % n] =
+                    alphabet[scan_rand(&state) % (sizeof(alphabet) - 1)];
+            }
+        }
+        for (int response = 0; response <= 1; response++) {
+            scan_verdict(raw, n, response, 0, 1, want, sizeof(want));
+            for (size_t step = 0; step <= n; step++) {
+                scan_verdict(raw, n, response, step, 0, got, sizeof(got));
+                ck_assert_msg(strcmp(want, got) == 0,
+                              "head %zu (%s, pieces of %zu): \"%s\", "
+                              "byte at a time \"%s\"",
+                              k, response ? "response" : "request", step, got,
+                              want);
+            }
+        }
+    }
+}
+END_TEST
+
 /* ---- http1_write_request ------------------------------------------------- */
 
 /* The info most tests start from: an HTTP/1.1 client at 10.0.0.9. */
@@ -2050,6 +2228,10 @@ static Suite *http1_suite(void)
     tcase_add_test(t, test_write_response_interim_103_has_no_date_or_framing);
     tcase_add_test(t, test_write_response_hop_by_hop_removed);
     tcase_add_test(t, test_write_response_missing_reason_uses_standard_text);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("scan_head");
+    tcase_add_test(t, test_scan_head_matches_byte_at_a_time_oracle);
     suite_add_tcase(s, t);
 
     t = tcase_create("errors and dates");
