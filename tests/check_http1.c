@@ -1251,7 +1251,7 @@ START_TEST(test_scan_head_matches_byte_at_a_time_oracle)
         "GET / HTTP/1.1\r\n Host: a\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: a\r\n\tfolded\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n",
-        "GET / HTTP/1.1\r\nHost: a\0b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\0b\r\n\r\n", /* NUL_HEAD */
         "GET / HTTP/1.1\r\nX: \x7f\xff\x80\r\n\r\n",
         "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
         "HTTP/1.0 404 Not Found here\r\n\r\n",
@@ -1259,6 +1259,7 @@ START_TEST(test_scan_head_matches_byte_at_a_time_oracle)
         "HTTP 200 OK\r\n\r\n",
         " HTTP/1.1 200 OK\r\n\r\n",
     };
+    enum { NUL_HEAD = 12 }; /* the head with a NUL inside */
     static const char alphabet[] = " \t\r\n\0HTP/1.a:xGE";
     char want[128], got[128];
     char raw[96];
@@ -1267,8 +1268,8 @@ START_TEST(test_scan_head_matches_byte_at_a_time_oracle)
         size_t n;
         if (k < sizeof(heads) / sizeof(heads[0])) {
             n = strlen(heads[k]);
-            if (k == 12) {
-                n = 31; /* the NUL, and what follows it */
+            if (k == NUL_HEAD) {
+                n += strlen(heads[k] + n + 1) + 1; /* the NUL, what follows */
             }
             memcpy(raw, heads[k], n);
         } else {
@@ -1791,17 +1792,20 @@ START_TEST(test_write_response_numbers_as_printf)
     ck_assert_int_eq(http1_head_add(&h, HTTP1_PIECE_VALUE, "d", 1), 0);
     for (size_t i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++) {
         for (size_t j = 0; j < sizeof(lengths) / sizeof(lengths[0]); j++) {
-            int ver = versions[(i + j) % (sizeof(versions) / sizeof(int))];
+            size_t nv = sizeof(versions) / sizeof(versions[0]);
+            int major = versions[(i + j) % nv];
+            int minor = versions[(i + j + 3) % nv];
             struct http1_response_info info = response_info(statuses[i]);
             info.framing = HTTP1_BODY_LENGTH;
             info.content_length = lengths[j];
-            info.upstream_major = ver;
-            info.upstream_minor = -ver;
+            info.upstream_major = major;
+            info.upstream_minor = minor;
             char want[256];
             snprintf(want, sizeof(want),
                      "HTTP/1.1 %03d R\r\nDate: d\r\nVia: %d.%d switchboard\r\n"
                      "Content-Length: %llu\r\n\r\n",
-                     statuses[i], ver, -ver, (unsigned long long)lengths[j]);
+                     statuses[i], major, minor,
+                     (unsigned long long)lengths[j]);
             assert_response_written(&h, &info, want);
         }
     }
