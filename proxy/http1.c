@@ -8,7 +8,6 @@
  */
 #include "http1.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -221,28 +220,124 @@ int http1_connection_has(const struct http1_head *h, const char *token)
     return 0;
 }
 
-/* Hop-by-hop by definition (RFC 9110 7.6.1), plus framing we regenerate. */
-static const char *const hop_by_hop[] = {
-    "connection", "keep-alive", "proxy-connection", "te",
-    "trailer", "transfer-encoding", "upgrade", "content-length",
+/*
+ * The header names the writers treat specially. Classifying a name costs a
+ * switch on its length and at most two case-insensitive compares, instead of
+ * one compare per special name.
+ */
+enum header_kind {
+    HDR_OTHER,
+    /* Hop-by-hop by definition (RFC 9110 7.6.1), plus framing we
+     * regenerate: everything up to HDR_HOP_LAST. */
+    HDR_CONNECTION,
+    HDR_HOP_FIRST = HDR_CONNECTION,
+    HDR_KEEP_ALIVE,
+    HDR_PROXY_CONNECTION,
+    HDR_TE,
+    HDR_TRAILER,
+    HDR_TRANSFER_ENCODING,
+    HDR_UPGRADE,
+    HDR_CONTENT_LENGTH,
+    HDR_HOP_LAST = HDR_CONTENT_LENGTH,
+    HDR_EXPECT,
+    HDR_HOST,
+    HDR_DATE,
+    HDR_X_FORWARDED_FOR,
+    HDR_X_FORWARDED_PROTO,
 };
 
-int http1_is_hop_by_hop(const struct http1_head *h, const char *name,
-                        size_t len)
+/* kind when name (len bytes) is lower (same length), else HDR_OTHER. */
+static enum header_kind kind_if(const char *name, const char *lower,
+                                size_t len, enum header_kind kind)
 {
-    for (size_t i = 0; i < sizeof(hop_by_hop) / sizeof(hop_by_hop[0]); i++) {
-        if (util_strieq(name, len, hop_by_hop[i])) {
-            return 1;
+    return util_strnieq(name, lower, len) ? kind : HDR_OTHER;
+}
+
+static enum header_kind header_kind(const char *name, size_t len)
+{
+    /* Picks between two candidates of one length; the compare decides. */
+    char first = len > 0 ? (char)(name[0] | 0x20) : 0;
+    switch (len) {
+    case 2:
+        return kind_if(name, "te", 2, HDR_TE);
+    case 4:
+        if (first == 'h') {
+            return kind_if(name, "host", 4, HDR_HOST);
+        }
+        return kind_if(name, "date", 4, HDR_DATE);
+    case 6:
+        return kind_if(name, "expect", 6, HDR_EXPECT);
+    case 7:
+        if (first == 't') {
+            return kind_if(name, "trailer", 7, HDR_TRAILER);
+        }
+        return kind_if(name, "upgrade", 7, HDR_UPGRADE);
+    case 10:
+        if (first == 'c') {
+            return kind_if(name, "connection", 10, HDR_CONNECTION);
+        }
+        return kind_if(name, "keep-alive", 10, HDR_KEEP_ALIVE);
+    case 14:
+        return kind_if(name, "content-length", 14, HDR_CONTENT_LENGTH);
+    case 15:
+        return kind_if(name, "x-forwarded-for", 15, HDR_X_FORWARDED_FOR);
+    case 16:
+        return kind_if(name, "proxy-connection", 16, HDR_PROXY_CONNECTION);
+    case 17:
+        if (first == 't') {
+            return kind_if(name, "transfer-encoding", 17,
+                           HDR_TRANSFER_ENCODING);
+        }
+        return kind_if(name, "x-forwarded-proto", 17, HDR_X_FORWARDED_PROTO);
+    default:
+        return HDR_OTHER;
+    }
+}
+
+static int kind_is_hop(enum header_kind k)
+{
+    return k >= HDR_HOP_FIRST && k <= HDR_HOP_LAST;
+}
+
+static int header_is_connection(const struct http1_header *hd,
+                                const char *buf)
+{
+    return hd->name_len == 10 &&
+           util_strnieq(buf + hd->name, "connection", 10);
+}
+
+/* Index of the first Connection header at or after from, or -1. */
+static int find_connection(const struct http1_head *h, uint32_t from)
+{
+    for (uint32_t i = from; i < h->n_hdrs; i++) {
+        if (header_is_connection(&h->hdrs[i], h->buf)) {
+            return (int)i;
         }
     }
-    for (int i = http1_head_find(h, "connection", 0); i >= 0;
-         i = http1_head_find(h, "connection", i + 1)) {
+    return -1;
+}
+
+/* Is name listed by a Connection header, the first of which is first (-1:
+ * there is none)? */
+static int named_in_connection(const struct http1_head *h, int first,
+                               const char *name, size_t len)
+{
+    for (int i = first; i >= 0; i = find_connection(h, (uint32_t)i + 1)) {
         if (list_has(h->buf + h->hdrs[i].value, h->hdrs[i].value_len, name,
                      len)) {
             return 1;
         }
     }
     return 0;
+}
+
+int http1_is_hop_by_hop(const struct http1_head *h, const char *name,
+                        size_t len)
+{
+    if (kind_is_hop(header_kind(name, len))) {
+        return 1;
+    }
+    return named_in_connection(h, find_connection(h, 0), name, len);
 }
 
 /* A Host value: host [":" port], no userinfo, path, spaces or second port. */
@@ -295,6 +390,24 @@ static int host_valid(const char *v, size_t len)
     return port <= 65535;
 }
 
+/* tchar (RFC 9110 5.6.2): visible ASCII except DQUOTE and (),/:;<=>?@[\]{}
+ * (one table lookup per byte instead of a strchr). */
+static const unsigned char tchar[128] = {
+    /* 00 */ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    /* 10 */ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    /* 20 */ 0, 1, 0, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, 0,
+    /* 30 */ 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0,
+    /* 40 */ 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    /* 50 */ 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1,
+    /* 60 */ 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    /* 70 */ 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 0,
+};
+
+static int is_tchar(unsigned char c)
+{
+    return c < 128 && tchar[c];
+}
+
 /* A header name is a token (RFC 9110 5.1): no whitespace, no separators. */
 static int name_valid(const char *v, size_t len)
 {
@@ -302,8 +415,7 @@ static int name_valid(const char *v, size_t len)
         return 0;
     }
     for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)v[i];
-        if (c <= 0x20 || c >= 0x7f || strchr("\"(),/:;<=>?@[\\]{}", c)) {
+        if (!is_tchar((unsigned char)v[i])) {
             return 0;
         }
     }
@@ -315,7 +427,7 @@ static int value_valid(const char *v, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)v[i];
-        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+        if (c < 0x20 ? c != '\t' : c == 0x7f) {
             return 0;
         }
     }
@@ -376,6 +488,25 @@ int http1_scan_head(struct http1_scan *sc, const char *data, size_t len,
 {
     size_t i = 0;
     for (; i < len && !sc->done; i++) {
+        if (sc->line_len > 0 && sc->prev != '\r' &&
+            (sc->lines > 0 || sc->start_done || sc->vmatch == 5)) {
+            /* Inside a line whose start is checked, only CR, LF and NUL
+             * matter (and SP and HTAB on the start line, whose current
+             * token is settled): skip the rest in a tight loop. */
+            unsigned char stop = sc->lines > 0 || sc->start_done ? '\r' : ' ';
+            size_t run = i;
+            while (run < len && (unsigned char)data[run] > stop) {
+                run++;
+            }
+            if (run > i) {
+                sc->line_len += (uint32_t)(run - i);
+                sc->prev = (unsigned char)data[run - 1];
+                i = run;
+                if (i == len) {
+                    break;
+                }
+            }
+        }
         unsigned char c = (unsigned char)data[i];
         if (sc->prev == '\r' && c != '\n') {
             return fail(err, 400, "bare CR in the message head");
@@ -412,17 +543,22 @@ int http1_scan_head(struct http1_scan *sc, const char *data, size_t len,
  * Transfer-Encoding as an intermediary can pass it on: absent, or exactly
  * one coding, "chunked" (RFC 9112 6.1). Returns 0 when acceptable; 1 when
  * it names other codings (well-formed tokens: not supported); -1 when it is
- * malformed (empty members, quotes, odd characters).
+ * malformed (empty members, quotes, odd characters). first is the index of
+ * the first Transfer-Encoding field, -1 when there is none.
  */
-static int transfer_encoding_kind(const struct http1_head *h, int *present)
+static int transfer_encoding_kind(const struct http1_head *h, int first)
 {
     int codings = 0;
     int chunked_last = 0;
     int malformed = 0;
-    *present = 0;
-    for (int i = http1_head_find(h, "transfer-encoding", 0); i >= 0;
-         i = http1_head_find(h, "transfer-encoding", i + 1)) {
-        *present = 1;
+    if (first < 0) {
+        return 0;
+    }
+    for (uint32_t i = (uint32_t)first; i < h->n_hdrs; i++) {
+        if (header_kind(h->buf + h->hdrs[i].name, h->hdrs[i].name_len) !=
+            HDR_TRANSFER_ENCODING) {
+            continue;
+        }
         const char *v = h->buf + h->hdrs[i].value;
         size_t len = h->hdrs[i].value_len;
         size_t p = 0;
@@ -432,9 +568,7 @@ static int transfer_encoding_kind(const struct http1_head *h, int *present)
             }
             size_t start = p;
             while (p < len && v[p] != ',' && v[p] != ' ' && v[p] != '\t') {
-                unsigned char c = (unsigned char)v[p];
-                if (c <= 0x20 || c >= 0x7f ||
-                    strchr("\"(),/:;<=>?@[\\]{}", c) != NULL) {
+                if (!is_tchar((unsigned char)v[p])) {
                     malformed = 1;
                 }
                 p++;
@@ -458,9 +592,6 @@ static int transfer_encoding_kind(const struct http1_head *h, int *present)
             }
             p++; /* past the comma */
         } while (p <= len);
-    }
-    if (!*present) {
-        return 0;
     }
     if (malformed) {
         return -1;
@@ -572,18 +703,71 @@ int http1_chunks_scan(struct http1_chunks *c, const char *data, size_t len,
 }
 
 /*
+ * One pass over a head's fields for the checks: is every field well formed,
+ * and where are the fields whose presence matters.
+ */
+struct fields {
+    int bad;            /* 0; FIELD_BAD_NAME or FIELD_BAD_VALUE: the first
+                         * field that is not well formed */
+    int te;             /* first Transfer-Encoding, or -1 */
+    int content_length; /* first Content-Length, or -1 */
+    int host;           /* first Host, or -1 */
+    int hosts;          /* how many Host fields */
+};
+
+enum { FIELD_BAD_NAME = 1, FIELD_BAD_VALUE = 2 };
+
+/* Fill f from h; stops at the first field that is not well formed. */
+static void fields_scan(const struct http1_head *h, struct fields *f)
+{
+    f->bad = 0;
+    f->te = f->content_length = f->host = -1;
+    f->hosts = 0;
+    for (uint32_t i = 0; i < h->n_hdrs; i++) {
+        const struct http1_header *hd = &h->hdrs[i];
+        const char *name = h->buf + hd->name;
+        if (!name_valid(name, hd->name_len)) {
+            f->bad = FIELD_BAD_NAME;
+            return;
+        }
+        if (!value_valid(h->buf + hd->value, hd->value_len)) {
+            f->bad = FIELD_BAD_VALUE;
+            return;
+        }
+        switch (header_kind(name, hd->name_len)) {
+        case HDR_TRANSFER_ENCODING:
+            if (f->te < 0) {
+                f->te = (int)i;
+            }
+            break;
+        case HDR_CONTENT_LENGTH:
+            if (f->content_length < 0) {
+                f->content_length = (int)i;
+            }
+            break;
+        case HDR_HOST:
+            if (f->host < 0) {
+                f->host = (int)i;
+            }
+            f->hosts++;
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+/*
  * http-parser 2.9.4 takes a field whose name merely starts with
  * "Transfer-Encoding" (Transfer-Encoding-Foo) for the real one. Framing the
  * parser believes in must come from the exact fields we see.
  */
-static int framing_mismatch(const struct http1_head *h, const http_parser *p,
-                            int te_present)
+static int framing_mismatch(const struct fields *f, const http_parser *p)
 {
-    if ((p->uses_transfer_encoding || (p->flags & F_CHUNKED)) && !te_present) {
+    if ((p->uses_transfer_encoding || (p->flags & F_CHUNKED)) && f->te < 0) {
         return 1;
     }
-    if ((p->flags & F_CONTENTLENGTH) &&
-        http1_head_find(h, "content-length", 0) < 0) {
+    if ((p->flags & F_CONTENTLENGTH) && f->content_length < 0) {
         return 1;
     }
     return 0;
@@ -645,18 +829,17 @@ int http1_check_request(const struct http1_head *h, const http_parser *p,
     if (p->method == HTTP_CONNECT) {
         return fail(err, 405, "CONNECT is not supported: not a forward proxy");
     }
-    for (uint32_t i = 0; i < h->n_hdrs; i++) {
-        if (!name_valid(h->buf + h->hdrs[i].name, h->hdrs[i].name_len)) {
-            return fail(err, 400, "invalid header name (whitespace before "
-                                  "the colon?)");
-        }
-        if (!value_valid(h->buf + h->hdrs[i].value, h->hdrs[i].value_len)) {
-            return fail(err, 400, "control character in a header value");
-        }
+    struct fields f;
+    fields_scan(h, &f);
+    if (f.bad == FIELD_BAD_NAME) {
+        return fail(err, 400, "invalid header name (whitespace before "
+                              "the colon?)");
     }
-    int te_present;
-    int te = transfer_encoding_kind(h, &te_present);
-    if (te_present && p->http_minor == 0) {
+    if (f.bad == FIELD_BAD_VALUE) {
+        return fail(err, 400, "control character in a header value");
+    }
+    int te = transfer_encoding_kind(h, f.te);
+    if (f.te >= 0 && p->http_minor == 0) {
         return fail(err, 400, "Transfer-Encoding in an HTTP/1.0 request");
     }
     if (te < 0) {
@@ -665,22 +848,21 @@ int http1_check_request(const struct http1_head *h, const http_parser *p,
     if (te > 0) {
         return fail(err, 501, "unsupported transfer coding");
     }
-    if (te_present && http1_head_find(h, "content-length", 0) >= 0) {
+    if (f.te >= 0 && f.content_length >= 0) {
         return fail(err, 400, "both Content-Length and Transfer-Encoding");
     }
-    if (framing_mismatch(h, p, te_present)) {
+    if (framing_mismatch(&f, p)) {
         return fail(err, 400, "a header name that mimics Transfer-Encoding "
                               "or Content-Length");
     }
-    int host = http1_head_find(h, "host", 0);
-    if (host >= 0 && http1_head_find(h, "host", host + 1) >= 0) {
+    if (f.hosts > 1) {
         return fail(err, 400, "more than one Host header");
     }
-    if (host < 0 && p->http_minor == 1) {
+    if (f.host < 0 && p->http_minor == 1) {
         return fail(err, 400, "missing Host header");
     }
-    if (host >= 0 &&
-        !host_valid(h->buf + h->hdrs[host].value, h->hdrs[host].value_len)) {
+    if (f.host >= 0 && !host_valid(h->buf + h->hdrs[f.host].value,
+                                   h->hdrs[f.host].value_len)) {
         return fail(err, 400, "invalid Host header");
     }
     if (h->target_len == 0) {
@@ -712,25 +894,24 @@ int http1_check_response(const struct http1_head *h, const http_parser *p,
     if (p->status_code == 101) {
         return fail(err, 502, "upstream switched protocols unasked");
     }
-    for (uint32_t i = 0; i < h->n_hdrs; i++) {
-        if (!name_valid(h->buf + h->hdrs[i].name, h->hdrs[i].name_len)) {
-            return fail(err, 502, "upstream sent an invalid header name");
-        }
-        if (!value_valid(h->buf + h->hdrs[i].value, h->hdrs[i].value_len)) {
-            return fail(err, 502, "upstream sent a control character in a "
-                                  "header value");
-        }
+    struct fields f;
+    fields_scan(h, &f);
+    if (f.bad == FIELD_BAD_NAME) {
+        return fail(err, 502, "upstream sent an invalid header name");
     }
-    int te_present;
-    if (transfer_encoding_kind(h, &te_present) != 0) {
+    if (f.bad == FIELD_BAD_VALUE) {
+        return fail(err, 502, "upstream sent a control character in a "
+                              "header value");
+    }
+    if (transfer_encoding_kind(h, f.te) != 0) {
         return fail(err, 502, "upstream sent a transfer coding other than "
                               "chunked");
     }
-    if (te_present && http1_head_find(h, "content-length", 0) >= 0) {
+    if (f.te >= 0 && f.content_length >= 0) {
         return fail(err, 502, "upstream sent both Content-Length and "
                               "Transfer-Encoding");
     }
-    if (framing_mismatch(h, p, te_present)) {
+    if (framing_mismatch(&f, p)) {
         return fail(err, 502, "upstream sent a header name that mimics "
                               "Transfer-Encoding or Content-Length");
     }
@@ -778,153 +959,302 @@ enum http1_body http1_client_framing(enum http1_body upstream,
     return HTTP1_BODY_EOF;
 }
 
-/* Copy one stored header line "Name: value\r\n". */
-static void add_header(struct evbuffer *out, const struct http1_head *h,
-                       const struct http1_header *hd)
+/*
+ * Heads are written in one piece: the writer reserves room for the longest
+ * head it could produce (everything stored in the head, four bytes of ": "
+ * and CRLF per header, plus the lines it adds), copies into it and commits
+ * what it wrote, so the evbuffer sees one append and runs its callbacks
+ * once. The reservation must cover every byte a writer puts: a writer
+ * that adds a line adds its length to the reservation (or to HEAD_EXTRA).
+ */
+
+/* Room for the lines a writer adds besides the stored ones: Via, framing,
+ * Connection, Upgrade, Date and the blank line, with numbers at full width. */
+#define HEAD_EXTRA 256
+
+/* Copy n bytes to p; returns the end. */
+static char *put(char *p, const void *s, size_t n)
 {
-    evbuffer_add(out, h->buf + hd->name, hd->name_len);
-    evbuffer_add(out, ": ", 2);
-    evbuffer_add(out, h->buf + hd->value, hd->value_len);
-    evbuffer_add(out, "\r\n", 2);
+    memcpy(p, s, n);
+    return p + n;
 }
+
+/* Copy a string literal. */
+#define PUT_LIT(p, lit) put((p), (lit), sizeof(lit) - 1)
+
+/* Write v in decimal; returns the end. */
+static char *put_uint(char *p, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[sizeof(tmp) - ++n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    return put(p, tmp + sizeof(tmp) - n, n);
+}
+
+/* Write v in decimal, as "%d" does. */
+static char *put_int(char *p, int v)
+{
+    if (v < 0) {
+        *p++ = '-';
+        return put_uint(p, (uint64_t)0 - (uint64_t)(int64_t)v);
+    }
+    return put_uint(p, (uint64_t)v);
+}
+
+/* Write a status code as "%03d" does. */
+static char *put_status(char *p, int status)
+{
+    if (status >= 0 && status <= 999) {
+        p[0] = (char)('0' + status / 100);
+        p[1] = (char)('0' + status / 10 % 10);
+        p[2] = (char)('0' + status % 10);
+        return p + 3;
+    }
+    return put_int(p, status);
+}
+
+/* Copy one stored header line "Name: value\r\n". */
+static char *put_header(char *p, const struct http1_head *h,
+                        const struct http1_header *hd)
+{
+    p = put(p, h->buf + hd->name, hd->name_len);
+    p = PUT_LIT(p, ": ");
+    p = put(p, h->buf + hd->value, hd->value_len);
+    return PUT_LIT(p, "\r\n");
+}
+
+/* "Via: 1.1 switchboard\r\n" for HTTP/major.minor. */
+static char *put_via(char *p, int major, int minor)
+{
+    p = PUT_LIT(p, "Via: ");
+    p = put_int(p, major);
+    *p++ = '.';
+    p = put_int(p, minor);
+    return PUT_LIT(p, " switchboard\r\n");
+}
+
+/* "Content-Length: n\r\n" or "Transfer-Encoding: chunked\r\n" for body. */
+static char *put_framing(char *p, enum http1_body body, uint64_t length)
+{
+    if (body == HTTP1_BODY_LENGTH) {
+        p = PUT_LIT(p, "Content-Length: ");
+        p = put_uint(p, length);
+        p = PUT_LIT(p, "\r\n");
+    } else if (body == HTTP1_BODY_CHUNKED) {
+        p = PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
+    }
+    return p;
+}
+
+/* Room for at most max bytes at the end of out, contiguous; NULL on
+ * failure. */
+static char *head_begin(struct evbuffer *out, size_t max,
+                        struct evbuffer_iovec *v)
+{
+    if (evbuffer_reserve_space(out, (ev_ssize_t)max, v, 1) < 1) {
+        return NULL;
+    }
+    return v->iov_base;
+}
+
+/* Commit the bytes written from v's start up to end; 0 or -1. */
+static int head_end(struct evbuffer *out, struct evbuffer_iovec *v,
+                    const char *end)
+{
+    v->iov_len = (size_t)(end - (const char *)v->iov_base);
+    return evbuffer_commit_space(out, v, 1);
+}
+
+/* The cached IMF-fixdate of this second (29 bytes and a NUL). */
+static const char *date_now(void);
 
 int http1_write_request(struct evbuffer *out, const struct http1_head *h,
                         const struct http1_request_info *info)
 {
-    evbuffer_add_printf(out, "%s ", info->method);
-    evbuffer_add(out, info->target, info->target_len);
-    evbuffer_add(out, " HTTP/1.1\r\n", 11);
+    size_t method_len = strlen(info->method);
+    size_t host_len = info->host != NULL ? strlen(info->host) : 0;
+    size_t ip_len = strlen(info->client_ip);
+    size_t proto_len = strlen(info->proto);
+    size_t max = method_len + info->target_len + (size_t)h->len +
+                 4 * (size_t)h->n_hdrs + info->authority_len + host_len +
+                 ip_len + proto_len + HEAD_EXTRA;
+    if (info->authority != NULL) {
+        /* Each Host header is rewritten to the authority, however long. */
+        for (uint32_t i = 0; i < h->n_hdrs; i++) {
+            if (header_kind(h->buf + h->hdrs[i].name, h->hdrs[i].name_len) ==
+                HDR_HOST) {
+                max += info->authority_len;
+            }
+        }
+    }
+    struct evbuffer_iovec v;
+    char *p = head_begin(out, max, &v);
+    if (p == NULL) {
+        return -1;
+    }
+    p = put(p, info->method, method_len);
+    *p++ = ' ';
+    p = put(p, info->target, info->target_len);
+    p = PUT_LIT(p, " HTTP/1.1\r\n");
 
+    int conn = find_connection(h, 0);
     int have_host = 0;
     int first_xff = -1;
     for (uint32_t i = 0; i < h->n_hdrs; i++) {
         const struct http1_header *hd = &h->hdrs[i];
         const char *name = h->buf + hd->name;
         size_t len = hd->name_len;
-        if (http1_is_hop_by_hop(h, name, len) ||
-            util_strieq(name, len, "expect") ||
-            util_strieq(name, len, "x-forwarded-proto")) {
+        enum header_kind kind = header_kind(name, len);
+        if (kind_is_hop(kind) || kind == HDR_EXPECT ||
+            (conn >= 0 && named_in_connection(h, conn, name, len)) ||
+            kind == HDR_X_FORWARDED_PROTO) {
             continue;
         }
-        if (util_strieq(name, len, "x-forwarded-for")) {
+        if (kind == HDR_X_FORWARDED_FOR) {
             if (first_xff < 0) {
                 first_xff = (int)i;
             }
             continue;
         }
-        if (util_strieq(name, len, "host")) {
+        if (kind == HDR_HOST) {
             have_host = 1;
             if (info->authority != NULL) {
-                evbuffer_add(out, "Host: ", 6);
-                evbuffer_add(out, info->authority, info->authority_len);
-                evbuffer_add(out, "\r\n", 2);
+                p = PUT_LIT(p, "Host: ");
+                p = put(p, info->authority, info->authority_len);
+                p = PUT_LIT(p, "\r\n");
                 continue;
             }
         }
-        add_header(out, h, hd);
+        p = put_header(p, h, hd);
     }
     if (!have_host) {
-        evbuffer_add(out, "Host: ", 6);
+        p = PUT_LIT(p, "Host: ");
         if (info->authority != NULL) {
-            evbuffer_add(out, info->authority, info->authority_len);
+            p = put(p, info->authority, info->authority_len);
         } else {
-            evbuffer_add(out, info->host, strlen(info->host));
+            p = put(p, info->host, host_len);
         }
-        evbuffer_add(out, "\r\n", 2);
+        p = PUT_LIT(p, "\r\n");
     }
-    evbuffer_add(out, "X-Forwarded-For: ", 17);
-    for (int i = first_xff; i >= 0;
-         i = http1_head_find(h, "x-forwarded-for", i + 1)) {
-        if (h->hdrs[i].value_len > 0) {
-            evbuffer_add(out, h->buf + h->hdrs[i].value, h->hdrs[i].value_len);
-            evbuffer_add(out, ", ", 2);
+    p = PUT_LIT(p, "X-Forwarded-For: ");
+    for (uint32_t i = first_xff < 0 ? h->n_hdrs : (uint32_t)first_xff;
+         i < h->n_hdrs; i++) {
+        const struct http1_header *hd = &h->hdrs[i];
+        if (hd->value_len > 0 &&
+            header_kind(h->buf + hd->name, hd->name_len) ==
+                HDR_X_FORWARDED_FOR) {
+            p = put(p, h->buf + hd->value, hd->value_len);
+            p = PUT_LIT(p, ", ");
         }
     }
-    evbuffer_add_printf(out,
-                        "%s\r\nX-Forwarded-Proto: %s\r\n"
-                        "Via: %d.%d switchboard\r\n",
-                        info->client_ip, info->proto, info->client_major,
-                        info->client_minor);
-    if (info->body == HTTP1_BODY_LENGTH) {
-        evbuffer_add_printf(out, "Content-Length: %llu\r\n",
-                            (unsigned long long)info->content_length);
-    } else if (info->body == HTTP1_BODY_CHUNKED) {
-        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
-    }
+    p = put(p, info->client_ip, ip_len);
+    p = PUT_LIT(p, "\r\nX-Forwarded-Proto: ");
+    p = put(p, info->proto, proto_len);
+    p = PUT_LIT(p, "\r\n");
+    p = put_via(p, info->client_major, info->client_minor);
+    p = put_framing(p, info->body, info->content_length);
     if (info->upgrade) {
-        evbuffer_add(out, "Connection: Upgrade\r\nUpgrade: websocket\r\n", 41);
+        p = PUT_LIT(p, "Connection: Upgrade\r\nUpgrade: websocket\r\n");
     } else if (info->close) {
-        evbuffer_add(out, "Connection: close\r\n", 19);
+        p = PUT_LIT(p, "Connection: close\r\n");
     }
-    return evbuffer_add(out, "\r\n", 2);
+    p = PUT_LIT(p, "\r\n");
+    return head_end(out, &v, p);
 }
 
 int http1_write_response(struct evbuffer *out, const struct http1_head *h,
                          const struct http1_response_info *info)
 {
-    evbuffer_add_printf(out, "HTTP/1.1 %03d ", info->status);
-    if (h->target_len > 0) {
-        evbuffer_add(out, h->buf + h->target, h->target_len);
+    const char *reason;
+    size_t reason_len = h->target_len;
+    if (reason_len > 0) {
+        reason = h->buf + h->target;
     } else {
-        const char *text = http1_status_text(info->status);
-        evbuffer_add(out, text, strlen(text));
+        reason = http1_status_text(info->status);
+        reason_len = strlen(reason);
     }
-    evbuffer_add(out, "\r\n", 2);
+    size_t max = reason_len + (size_t)h->len + 4 * (size_t)h->n_hdrs +
+                 HEAD_EXTRA;
+    struct evbuffer_iovec v;
+    char *p = head_begin(out, max, &v);
+    if (p == NULL) {
+        return -1;
+    }
+    p = PUT_LIT(p, "HTTP/1.1 ");
+    p = put_status(p, info->status);
+    *p++ = ' ';
+    p = put(p, reason, reason_len);
+    p = PUT_LIT(p, "\r\n");
 
+    int conn = find_connection(h, 0);
+    int keep_length = info->no_body && info->status != 204;
     int have_date = 0;
     for (uint32_t i = 0; i < h->n_hdrs; i++) {
         const struct http1_header *hd = &h->hdrs[i];
         const char *name = h->buf + hd->name;
         size_t len = hd->name_len;
-        if (info->no_body && info->status != 204 &&
-            util_strieq(name, len, "content-length")) {
-            add_header(out, h, hd); /* a HEAD or 304 keeps its length */
+        enum header_kind kind = header_kind(name, len);
+        if (keep_length && kind == HDR_CONTENT_LENGTH) {
+            p = put_header(p, h, hd); /* a HEAD or 304 keeps its length */
             continue;
         }
-        if (http1_is_hop_by_hop(h, name, len)) {
+        if (kind_is_hop(kind) ||
+            (conn >= 0 && named_in_connection(h, conn, name, len))) {
             continue;
         }
-        if (util_strieq(name, len, "date")) {
+        if (kind == HDR_DATE) {
             have_date = 1;
         }
-        add_header(out, h, hd);
+        p = put_header(p, h, hd);
     }
-    evbuffer_add_printf(out, "Via: %d.%d switchboard\r\n",
-                        info->upstream_major, info->upstream_minor);
+    p = put_via(p, info->upstream_major, info->upstream_minor);
     if (info->upgrade) {
-        evbuffer_add(out, "Connection: Upgrade\r\nUpgrade: websocket\r\n", 41);
+        p = PUT_LIT(p, "Connection: Upgrade\r\nUpgrade: websocket\r\n");
     }
-    if (info->interim) {
-        return evbuffer_add(out, "\r\n", 2);
+    if (!info->interim) {
+        if (!have_date) {
+            p = PUT_LIT(p, "Date: ");
+            p = put(p, date_now(), 29);
+            p = PUT_LIT(p, "\r\n");
+        }
+        p = put_framing(p, info->framing, info->content_length);
+        if (!info->keep_alive) {
+            p = PUT_LIT(p, "Connection: close\r\n");
+        } else if (info->client_http10) {
+            p = PUT_LIT(p, "Connection: keep-alive\r\n");
+        }
     }
-    if (!have_date) {
-        char date[30];
-        evbuffer_add_printf(out, "Date: %s\r\n", http1_date(date));
-    }
-    if (info->framing == HTTP1_BODY_LENGTH) {
-        evbuffer_add_printf(out, "Content-Length: %llu\r\n",
-                            (unsigned long long)info->content_length);
-    } else if (info->framing == HTTP1_BODY_CHUNKED) {
-        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
-    }
-    if (!info->keep_alive) {
-        evbuffer_add(out, "Connection: close\r\n", 19);
-    } else if (info->client_http10) {
-        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
-    }
-    return evbuffer_add(out, "\r\n", 2);
+    p = PUT_LIT(p, "\r\n");
+    return head_end(out, &v, p);
 }
 
 int http1_write_error(struct evbuffer *out, int status, const char *reason)
 {
-    char date[30];
-    return evbuffer_add_printf(
-        out,
-        "HTTP/1.1 %03d %s\r\nServer: switchboard\r\nDate: %s\r\n"
-        "Content-Type: text/plain\r\nContent-Length: %zu\r\n"
-        "Connection: close\r\n\r\n%s\n",
-        status, http1_status_text(status), http1_date(date),
-        strlen(reason) + 1, reason);
+    const char *text = http1_status_text(status);
+    size_t text_len = strlen(text);
+    size_t reason_len = strlen(reason);
+    struct evbuffer_iovec v;
+    char *p = head_begin(out, text_len + reason_len + HEAD_EXTRA, &v);
+    if (p == NULL) {
+        return -1;
+    }
+    char *start = p;
+    p = PUT_LIT(p, "HTTP/1.1 ");
+    p = put_status(p, status);
+    *p++ = ' ';
+    p = put(p, text, text_len);
+    p = PUT_LIT(p, "\r\nServer: switchboard\r\nDate: ");
+    p = put(p, date_now(), 29);
+    p = PUT_LIT(p, "\r\nContent-Type: text/plain\r\nContent-Length: ");
+    p = put_uint(p, (uint64_t)reason_len + 1);
+    p = PUT_LIT(p, "\r\nConnection: close\r\n\r\n");
+    p = put(p, reason, reason_len);
+    *p++ = '\n';
+    int n = (int)(p - start);
+    return head_end(out, &v, p) < 0 ? -1 : n;
 }
 
 const char *http1_status_text(int status)
@@ -959,7 +1289,7 @@ const char *http1_status_text(int status)
     }
 }
 
-const char *http1_date(char buf[30])
+static const char *date_now(void)
 {
     static time_t cached_at;
     static char cached[30];
@@ -970,6 +1300,11 @@ const char *http1_date(char buf[30])
         strftime(cached, sizeof(cached), "%a, %d %b %Y %H:%M:%S GMT", &tm);
         cached_at = now;
     }
-    memcpy(buf, cached, sizeof(cached));
+    return cached;
+}
+
+const char *http1_date(char buf[30])
+{
+    memcpy(buf, date_now(), 30);
     return buf;
 }

@@ -226,14 +226,18 @@ size_t util_strlcpy(char *dst, const char *src, size_t dstlen)
     return n;
 }
 
-int util_strieq(const char *a, size_t alen, const char *b)
+int util_strnieq(const char *a, const char *b, size_t n)
 {
-    size_t i;
-
-    for (i = 0; i < alen; i++) {
-        if (b[i] == '\0' || ascii_lower(a[i]) != ascii_lower(b[i])) {
+    for (size_t i = 0; i < n; i++) {
+        if (a[i] != b[i] && ascii_lower(a[i]) != ascii_lower(b[i])) {
             return 0;
         }
     }
-    return b[i] == '\0';
+    return 1;
+}
+
+int util_strieq(const char *a, size_t alen, const char *b)
+{
+    /* Most calls compare names of different lengths: settle those first. */
+    return strlen(b) == alen && util_strnieq(a, b, alen);
 }

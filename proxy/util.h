@@ -42,4 +42,8 @@ size_t util_strlcpy(char *dst, const char *src, size_t dstlen);
 /* ASCII case-insensitive compare of a (alen bytes) with NUL-terminated b. */
 int util_strieq(const char *a, size_t alen, const char *b);
 
+/* ASCII case-insensitive compare of n bytes of a and b (NULs included, no
+ * terminator needed). Returns 1 when they match, else 0. */
+int util_strnieq(const char *a, const char *b, size_t n);
+
 #endif

@@ -1119,6 +1119,185 @@ START_TEST(test_client_framing_per_upstream_kind_and_version)
 }
 END_TEST
 
+/* ---- http1_scan_head ----------------------------------------------------- */
+
+/*
+ * The oracle: the scanner as first written, one byte at a time, with the
+ * same state and rules. http1_scan_head skips runs of ordinary bytes; it
+ * must end in the same place with the same verdict however the bytes come.
+ */
+static int oracle_start_line(struct http1_scan *sc, unsigned char c)
+{
+    static const char version[] = "HTTP/";
+    if (sc->start_done) {
+        return 0;
+    }
+    if (c == ' ' || c == '\r' || c == '\n') {
+        int is_version = sc->vmatch == 5 && !sc->vbad;
+        if (sc->response || c != ' ') {
+            sc->start_done = 1;
+            return is_version ? 0 : -1;
+        }
+        sc->vmatch = 0;
+        sc->vbad = 0;
+        return 0;
+    }
+    if (sc->vmatch < 5) {
+        if ((char)c == version[sc->vmatch]) {
+            sc->vmatch++;
+        } else {
+            sc->vbad = 1;
+            sc->vmatch = 5;
+        }
+    }
+    return 0;
+}
+
+static int oracle_scan(struct http1_scan *sc, const char *data, size_t len,
+                       size_t *used, const char **reason)
+{
+    size_t i = 0;
+    for (; i < len && !sc->done; i++) {
+        unsigned char c = (unsigned char)data[i];
+        if (sc->prev == '\r' && c != '\n') {
+            *reason = "bare CR in the message head";
+            return -1;
+        }
+        sc->prev = c;
+        if (c == '\0') {
+            *reason = "NUL in the message head";
+            return -1;
+        }
+        if (sc->lines == 0 && (sc->line_len > 0 || (c != '\r' && c != '\n')) &&
+            oracle_start_line(sc, c) < 0) {
+            *reason = "malformed HTTP version in the start line";
+            return -1;
+        }
+        if (c == '\n') {
+            if (sc->line_len > 0) {
+                sc->lines++;
+            } else if (sc->lines > 0) {
+                sc->done = 1;
+            }
+            sc->line_len = 0;
+        } else if (c != '\r') {
+            if (sc->line_len == 0 && sc->lines > 0 && (c == ' ' || c == '\t')) {
+                *reason = sc->lines == 1 ? "whitespace before the first header"
+                                         : "obsolete line folding in a header";
+                return -1;
+            }
+            sc->line_len++;
+        }
+    }
+    *used = i;
+    return 0;
+}
+
+/* Feed raw (n bytes) in pieces of step bytes (0: whole); the verdict as
+ * "ok <used>" or the error reason, into out. */
+static void scan_verdict(const char *raw, size_t n, int response, size_t step,
+                         int oracle, char *out, size_t size)
+{
+    struct http1_scan sc;
+    http1_scan_reset(&sc);
+    sc.response = response;
+    size_t total = 0;
+    for (size_t off = 0; off < n || n == 0;) {
+        size_t piece = step == 0 || n - off < step ? n - off : step;
+        size_t used = 0;
+        const char *reason = NULL;
+        int rc;
+        if (oracle) {
+            rc = oracle_scan(&sc, raw + off, piece, &used, &reason);
+        } else {
+            struct http1_error err = {0, NULL};
+            rc = http1_scan_head(&sc, raw + off, piece, &used, &err);
+            reason = err.reason;
+        }
+        if (rc < 0) {
+            snprintf(out, size, "error %s", reason);
+            return;
+        }
+        total += used;
+        off += piece;
+        if (sc.done || n == 0) {
+            break;
+        }
+    }
+    snprintf(out, size, "ok %zu done %d", total, sc.done);
+}
+
+/* Small xorshift, so the generated heads are the same on every run. */
+static uint32_t scan_rand(uint32_t *state)
+{
+    *state ^= *state << 13;
+    *state ^= *state >> 17;
+    *state ^= *state << 5;
+    return *state;
+}
+
+START_TEST(test_scan_head_matches_byte_at_a_time_oracle)
+{
+    static const char *const heads[] = {
+        "GET / HTTP/1.1\r\nHost: a\r\n\r\nBODY",
+        "GET /a/b?c=d HTTP/1.1\r\nHost: a\r\nUser-Agent: x y\tz\r\n\r\n",
+        "\r\n\r\nGET / HTTP/1.0\r\n\r\n",
+        "GET / HTTP/1.1\nHost: a\n\nX",
+        "GET / HTTPS/1.1\r\n\r\n",
+        "GET / XHTTP/1.1\r\n\r\n",
+        "GET / HTTP\r\n\r\n",
+        "GET HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1 extra\r\n\r\n",
+        "GET / HTTP/1.1\r\n Host: a\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\n\tfolded\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\0b\r\n\r\n", /* NUL_HEAD */
+        "GET / HTTP/1.1\r\nX: \x7f\xff\x80\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+        "HTTP/1.0 404 Not Found here\r\n\r\n",
+        "HTTPX/1.1 200 OK\r\n\r\n",
+        "HTTP 200 OK\r\n\r\n",
+        " HTTP/1.1 200 OK\r\n\r\n",
+    };
+    enum { NUL_HEAD = 12 }; /* the head with a NUL inside */
+    static const char alphabet[] = " \t\r\n\0HTP/1.a:xGE";
+    char want[128], got[128];
+    char raw[96];
+    uint32_t state = 2463534242u;
+    for (size_t k = 0; k < 3000; k++) {
+        size_t n;
+        if (k < sizeof(heads) / sizeof(heads[0])) {
+            n = strlen(heads[k]);
+            if (k == NUL_HEAD) {
+                n += strlen(heads[k] + n + 1) + 1; /* the NUL, what follows */
+            }
+            memcpy(raw, heads[k], n);
+        } else {
+            /* A known head with a few bytes replaced from the alphabet. */
+            const char *base = heads[scan_rand(&state) %
+                                     (sizeof(heads) / sizeof(heads[0]))];
+            n = strlen(base);
+            memcpy(raw, base, n);
+            for (int m = (int)(scan_rand(&state) % 4); m >= 0; m--) {
+                raw[scan_rand(&state) % n] =
+                    alphabet[scan_rand(&state) % (sizeof(alphabet) - 1)];
+            }
+        }
+        for (int response = 0; response <= 1; response++) {
+            scan_verdict(raw, n, response, 0, 1, want, sizeof(want));
+            for (size_t step = 0; step <= n; step++) {
+                scan_verdict(raw, n, response, step, 0, got, sizeof(got));
+                ck_assert_msg(strcmp(want, got) == 0,
+                              "head %zu (%s, pieces of %zu): \"%s\", "
+                              "byte at a time \"%s\"",
+                              k, response ? "response" : "request", step, got,
+                              want);
+            }
+        }
+    }
+}
+END_TEST
+
 /* ---- http1_write_request ------------------------------------------------- */
 
 /* The info most tests start from: an HTTP/1.1 client at 10.0.0.9. */
@@ -1178,6 +1357,110 @@ START_TEST(test_write_request_full_regeneration)
                            "Content-Length: 5\r\n"
                            "\r\n");
     msg_deinit(&m);
+}
+END_TEST
+
+START_TEST(test_write_request_lookalike_names_kept)
+{
+    /* Same length and first letter as the names the writer drops or
+     * rewrites, one byte off: ordinary headers. */
+    struct msg m;
+    parse_request(&m, "GET / HTTP/1.1\r\n"
+                      "Host: a\r\n"
+                      "TF: 1\r\n"
+                      "Hosp: 2\r\n"
+                      "Datf: 3\r\n"
+                      "Expecu: 4\r\n"
+                      "Trailes: 5\r\n"
+                      "Upgradf: 6\r\n"
+                      "Connectiom: 7\r\n"
+                      "Keep-Alivf: 8\r\n"
+                      "Content-Lengti: 9\r\n"
+                      "X-Forwarded-Fos: 10\r\n"
+                      "Proxy-Connectiom: 11\r\n"
+                      "Transfer-Encodinf: 12\r\n"
+                      "X-Forwarded-Protp: 13\r\n"
+                      "\r\n");
+    struct http1_request_info info = request_info("GET", "/");
+    assert_request_written(&m.head, &info,
+                           "GET / HTTP/1.1\r\n"
+                           "Host: a\r\n"
+                           "TF: 1\r\n"
+                           "Hosp: 2\r\n"
+                           "Datf: 3\r\n"
+                           "Expecu: 4\r\n"
+                           "Trailes: 5\r\n"
+                           "Upgradf: 6\r\n"
+                           "Connectiom: 7\r\n"
+                           "Keep-Alivf: 8\r\n"
+                           "Content-Lengti: 9\r\n"
+                           "X-Forwarded-Fos: 10\r\n"
+                           "Proxy-Connectiom: 11\r\n"
+                           "Transfer-Encodinf: 12\r\n"
+                           "X-Forwarded-Protp: 13\r\n"
+                           "X-Forwarded-For: 10.0.0.9\r\n"
+                           "X-Forwarded-Proto: http\r\n"
+                           "Via: 1.1 switchboard\r\n"
+                           "\r\n");
+    msg_deinit(&m);
+}
+END_TEST
+
+/* A head of many long fields, each Host rewritten to a long authority:
+ * every byte arrives, after what the buffer already held. */
+START_TEST(test_write_request_large_head_whole)
+{
+    static char value[700], authority[3000];
+    memset(value, 'v', sizeof(value) - 1);
+    memset(authority, 'a', sizeof(authority) - 1);
+    struct http1_head h;
+    http1_head_init(&h, 1 << 20, 100);
+    ck_assert_int_eq(http1_head_add(&h, HTTP1_PIECE_URL, "/", 1), 0);
+    size_t want_len = 0;
+    char *want = malloc(1 << 20);
+    ck_assert_ptr_nonnull(want);
+    want_len += (size_t)sprintf(want, "GET /x HTTP/1.1\r\n");
+    for (int i = 0; i < 90; i++) {
+        char name[32];
+        const char *v = value;
+        if (i % 30 == 0) {
+            snprintf(name, sizeof(name), "Host");
+            v = "short";
+            want_len += (size_t)sprintf(want + want_len, "Host: %s\r\n",
+                                        authority);
+        } else {
+            snprintf(name, sizeof(name), "X-Field-%d", i);
+            want_len += (size_t)sprintf(want + want_len, "%s: %s\r\n", name,
+                                        value);
+        }
+        ck_assert_int_eq(
+            http1_head_add(&h, HTTP1_PIECE_FIELD, name, strlen(name)), 0);
+        ck_assert_int_eq(http1_head_add(&h, HTTP1_PIECE_VALUE, v, strlen(v)),
+                         0);
+    }
+    sprintf(want + want_len, "X-Forwarded-For: 10.0.0.9\r\n"
+                             "X-Forwarded-Proto: http\r\n"
+                             "Via: 1.1 switchboard\r\n"
+                             "Content-Length: 18446744073709551615\r\n"
+                             "Connection: close\r\n"
+                             "\r\n");
+    struct http1_request_info info = request_info("GET", "/x");
+    info.authority = authority;
+    info.authority_len = strlen(authority);
+    info.body = HTTP1_BODY_LENGTH;
+    info.content_length = UINT64_MAX;
+    info.close = 1;
+
+    struct evbuffer *out = evbuffer_new();
+    evbuffer_add(out, "before|", 7);
+    ck_assert_int_eq(http1_write_request(out, &h, &info), 0);
+    char *got = drain(out);
+    ck_assert_int_eq(strncmp(got, "before|", 7), 0);
+    ck_assert_str_eq(got + 7, want);
+    free(got);
+    free(want);
+    evbuffer_free(out);
+    http1_head_deinit(&h);
 }
 END_TEST
 
@@ -1496,6 +1779,40 @@ static struct http1_response_info response_info(int status)
     return info;
 }
 
+/* Numbers come out as printf's "%03d", "%d" and "%llu" would write them. */
+START_TEST(test_write_response_numbers_as_printf)
+{
+    static const int statuses[] = {0, 7, 42, 100, 200, 999, 1000, 123456};
+    static const uint64_t lengths[] = {0, 9, 10, 1024, UINT64_MAX};
+    static const int versions[] = {0, 1, 9, 10, 2147483647, -1, -2147483647 - 1};
+    struct http1_head h;
+    http1_head_init(&h, 4096, 10);
+    ck_assert_int_eq(http1_head_add(&h, HTTP1_PIECE_STATUS, "R", 1), 0);
+    ck_assert_int_eq(http1_head_add(&h, HTTP1_PIECE_FIELD, "Date", 4), 0);
+    ck_assert_int_eq(http1_head_add(&h, HTTP1_PIECE_VALUE, "d", 1), 0);
+    for (size_t i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++) {
+        for (size_t j = 0; j < sizeof(lengths) / sizeof(lengths[0]); j++) {
+            size_t nv = sizeof(versions) / sizeof(versions[0]);
+            int major = versions[(i + j) % nv];
+            int minor = versions[(i + j + 3) % nv];
+            struct http1_response_info info = response_info(statuses[i]);
+            info.framing = HTTP1_BODY_LENGTH;
+            info.content_length = lengths[j];
+            info.upstream_major = major;
+            info.upstream_minor = minor;
+            char want[256];
+            snprintf(want, sizeof(want),
+                     "HTTP/1.1 %03d R\r\nDate: d\r\nVia: %d.%d switchboard\r\n"
+                     "Content-Length: %llu\r\n\r\n",
+                     statuses[i], major, minor,
+                     (unsigned long long)lengths[j]);
+            assert_response_written(&h, &info, want);
+        }
+    }
+    http1_head_deinit(&h);
+}
+END_TEST
+
 START_TEST(test_write_response_content_length)
 {
     struct msg m;
@@ -1755,6 +2072,18 @@ START_TEST(test_write_error_is_complete_and_closes)
     ck_assert_ptr_nonnull(strstr(got, "\r\nContent-Length: 1\r\n"));
     ck_assert_str_eq(strstr(got, "\r\n\r\n") + 4, "\n");
     free(got);
+
+    /* the count returned is the bytes written, a long reason included */
+    static char long_reason[5000];
+    memset(long_reason, 'r', sizeof(long_reason) - 1);
+    out = evbuffer_new();
+    int written = http1_write_error(out, 502, long_reason);
+    ck_assert_int_eq(written, (int)evbuffer_get_length(out));
+    got = drain(out);
+    evbuffer_free(out);
+    ck_assert_ptr_nonnull(strstr(got, "\r\nContent-Length: 5000\r\n"));
+    ck_assert_uint_eq(strlen(strstr(got, "\r\n\r\n") + 4), 5000);
+    free(got);
 }
 END_TEST
 
@@ -1875,6 +2204,8 @@ static Suite *http1_suite(void)
     t = tcase_create("write_request");
     tcase_add_test(t, test_write_request_full_regeneration);
     tcase_add_test(t, test_hop_by_hop_named_in_connection_removed);
+    tcase_add_test(t, test_write_request_lookalike_names_kept);
+    tcase_add_test(t, test_write_request_large_head_whole);
     tcase_add_test(t, test_write_request_xff_created_when_absent);
     tcase_add_test(t, test_write_request_several_xff_merged_in_order);
     tcase_add_test(t, test_write_request_xfp_replaced);
@@ -1890,6 +2221,7 @@ static Suite *http1_suite(void)
     suite_add_tcase(s, t);
 
     t = tcase_create("write_response");
+    tcase_add_test(t, test_write_response_numbers_as_printf);
     tcase_add_test(t, test_write_response_content_length);
     tcase_add_test(t, test_write_response_chunked_framing);
     tcase_add_test(t, test_write_response_eof_framing_closes);
@@ -1900,6 +2232,10 @@ static Suite *http1_suite(void)
     tcase_add_test(t, test_write_response_interim_103_has_no_date_or_framing);
     tcase_add_test(t, test_write_response_hop_by_hop_removed);
     tcase_add_test(t, test_write_response_missing_reason_uses_standard_text);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("scan_head");
+    tcase_add_test(t, test_scan_head_matches_byte_at_a_time_oracle);
     suite_add_tcase(s, t);
 
     t = tcase_create("errors and dates");

@@ -240,6 +240,20 @@ START_TEST(strieq_compares)
 }
 END_TEST
 
+START_TEST(strnieq_compares_n_bytes)
+{
+    ck_assert(util_strnieq("Content-Length", "content-length", 14));
+    ck_assert(util_strnieq("HOSTx", "hosty", 4)); /* only n bytes count */
+    ck_assert(util_strnieq("", "", 0));
+    ck_assert(util_strnieq("a\0B", "A\0b", 3)); /* NULs compared, not ends */
+    ck_assert(!util_strnieq("a\0b", "a\0c", 3));
+    ck_assert(!util_strnieq("host", "hosp", 4));
+    ck_assert(!util_strnieq("[", "{", 1)); /* no case folding outside A-Z */
+    ck_assert(!util_strnieq("\r", "-", 1));
+    ck_assert(!util_strnieq("@", "`", 1));
+}
+END_TEST
+
 START_TEST(now_ms_is_monotonic)
 {
     double a = util_now_ms();
@@ -283,6 +297,7 @@ static Suite *util_suite(void)
     t = tcase_create("strings and clock");
     tcase_add_test(t, strlcpy_truncates);
     tcase_add_test(t, strieq_compares);
+    tcase_add_test(t, strnieq_compares_n_bytes);
     tcase_add_test(t, now_ms_is_monotonic);
     suite_add_tcase(s, t);
     return s;
