@@ -149,6 +149,10 @@ struct session {
     uint64_t hash_key;    /* balance = hash */
     int upstream_eof;
     int client_eof;
+    /* A Content-Length response body relayed without the parser: the
+     * bytes still to come (bufferevent chains move, nothing is copied). */
+    int body_direct;
+    uint64_t body_left;
     uint64_t body_received;
     struct http1_error error; /* set by a failing parser callback */
     double t_start, t_head, t_forward, t_connected, t_first_byte;
@@ -351,6 +355,8 @@ static void exchange_reset(struct session *s)
     s->retried = s->upstream_eof = 0;
     s->attempts = 0;
     s->tried = 0;
+    s->body_direct = 0;
+    s->body_left = 0;
     s->body_received = 0;
     s->error.status = 0;
     s->error.reason = NULL;
@@ -669,6 +675,16 @@ static int on_resp_headers_complete(http_parser *p)
     s->status = p->status_code;
     s->response_started = 1;
     s->ustate = UPSTREAM_STREAMING_BODY;
+    if (!no_body && body == HTTP1_BODY_LENGTH &&
+        s->framing == HTTP1_BODY_LENGTH) {
+        /* The body is exactly content_length bytes, relayed as they are:
+         * stop the parser here; upstream_process moves them. */
+        s->body_direct = 1;
+        s->body_left = p->content_length;
+        s->upstream.parsed = PARSED_HEAD;
+        http_parser_pause(p, 1);
+        return 0;
+    }
     return no_body ? 1 : 0;
 }
 
@@ -1305,6 +1321,35 @@ static int upstream_process(struct session *s)
         http_parser *p = &s->upstream.parser;
         size_t avail = evbuffer_get_length(in);
         size_t n = 0;
+        if (s->body_direct) {
+            if (s->body_left == 0) {
+                s->upstream.parsed = PARSED_NOTHING;
+                return response_done(s);
+            }
+            if (avail == 0) {
+                if (s->upstream_eof) {
+                    log_warn("%s: upstream %s: closed the connection "
+                             "mid-response (%llu bytes short)",
+                             s->client_addr, s->conn->server->name,
+                             (unsigned long long)s->body_left);
+                    upstream_failed(s, "upstream_closed");
+                    return reply_error(s, 502, "upstream_closed",
+                                       "upstream closed the connection "
+                                       "mid-response");
+                }
+                return 0;
+            }
+            size_t move = avail < s->body_left ? avail : (size_t)s->body_left;
+            evbuffer_remove_buffer(in, bufferevent_get_output(s->client.bev),
+                                   move);
+            s->body_left -= move;
+            s->upstream.bytes_in += move;
+            s->client.bytes_out += move;
+            if (over_buffer_cap(s, s->client.bev)) {
+                return session_close(s, "buffer_limit");
+            }
+            continue;
+        }
         if (avail > 0) {
             if (s->t_first_byte < 0) {
                 s->t_first_byte = util_now_ms();
@@ -1349,6 +1394,17 @@ static int upstream_process(struct session *s)
             return 0;
         }
         enum http_errno e = HTTP_PARSER_ERRNO(p);
+        if (e == HPE_PAUSED && s->body_direct) {
+            /* http-parser paused on the head's last LF, not yet counted:
+             * the body starts after it. */
+            char lf = 0;
+            if (evbuffer_copyout(in, &lf, 1) == 1 && lf == '\n') {
+                evbuffer_drain(in, 1);
+                s->upstream.bytes_in++;
+            }
+            http_parser_pause(p, 0);
+            continue; /* the head is out; the body moves directly */
+        }
         if (e == HPE_PAUSED) {
             http_parser_pause(p, 0);
             s->upstream.parsed = PARSED_NOTHING;
