@@ -1227,6 +1227,45 @@ START_TEST(test_server_by_name)
 }
 END_TEST
 
+/* Injected delays (fault_delay here) show in /metrics and /status. */
+START_TEST(test_injected_delays_in_metrics)
+{
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_proxy("", "[upstream origin]\nserver = 127.0.0.1:%d\n"
+                          "[route /]\nupstream = origin\n"
+                          "fault_delay = 100ms\n",
+                      origin[0].port);
+    for (int i = 0; i < 10; i++) {
+        ck_assert_int_eq(
+            exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", NULL),
+            200);
+    }
+    /* Gauges and histograms are in shared memory at once; counters too. */
+    ck_assert_int_eq(metric_now("switchboard_fault_delays_total"), 10);
+    ck_assert_int_eq(
+        metric_now("switchboard_injected_latency_seconds_count{pool=\"origin\"}"),
+        10);
+    double sum =
+        metric_now("switchboard_injected_latency_seconds_sum{pool=\"origin\"}");
+    ck_assert_msg(sum > 0.999 && sum < 1.001, "sum %.6f", sum);
+    /* 100 ms falls in the le="0.1" bucket, not below it. */
+    ck_assert_int_eq(metric_now("switchboard_injected_latency_seconds_bucket"
+                                "{pool=\"origin\",le=\"0.05\"}"),
+                     0);
+    ck_assert_int_eq(metric_now("switchboard_injected_latency_seconds_bucket"
+                                "{pool=\"origin\",le=\"0.1\"}"),
+                     10);
+    /* Every request took the delay: the duration histogram has nothing
+     * under 100 ms. */
+    ck_assert_int_eq(metric_now("switchboard_request_duration_seconds_bucket"
+                                "{pool=\"origin\",le=\"0.05\"}"),
+                     0);
+    ck_assert_str_eq(status_eval("d['pools'][0]['injected_latency_ms']"
+                                 "['mean']"),
+                     "100.0");
+}
+END_TEST
+
 static Suite *ops_suite(void)
 {
     Suite *s = suite_create("ops");
@@ -1246,6 +1285,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_active_health_check_takes_a_server_out);
     tcase_add_test(tc, test_sigusr1_reopens_the_access_log);
     tcase_add_test(tc, test_server_by_name);
+    tcase_add_test(tc, test_injected_delays_in_metrics);
     suite_add_tcase(s, tc);
     return s;
 }
