@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
 
 #include <ini.h>
 
@@ -149,6 +150,30 @@ static const char *check_health_path(const char *v)
     return NULL;
 }
 
+/* resolver: system, or a name server's IP address with an optional port. */
+static const char *check_resolver(const char *v)
+{
+    static const char expected[] =
+        "system, or a name server's address like 127.0.0.1 or 10.0.0.2:53";
+    char host[CONFIG_HOST_MAX], buf[CONFIG_HOST_MAX + 8];
+    uint16_t port;
+    unsigned char a[16];
+    if (strcmp(v, "system") == 0) {
+        return NULL;
+    }
+    if (strchr(v, ':') == NULL || (v[0] != '[' && strchr(v, ':') !=
+                                                       strrchr(v, ':'))) {
+        /* no port: "10.0.0.2", or a bare IPv6 address */
+        snprintf(buf, sizeof(buf), strchr(v, ':') ? "[%s]:53" : "%s:53", v);
+        v = buf;
+    }
+    if (util_parse_hostport(v, host, sizeof(host), &port) < 0 || port == 0 ||
+        (inet_pton(AF_INET, host, a) != 1 && inet_pton(AF_INET6, host, a) != 1)) {
+        return expected;
+    }
+    return NULL;
+}
+
 /* A route's host: a DNS name, or *. and one. */
 static const char *check_route_host(const char *v)
 {
@@ -225,6 +250,8 @@ static const struct directive directives[] = {
     {.name = "event_backend", .section = SECTION_SERVER, .type = TYPE_ENUM,
      .store = STORE_INT, .offset = F_SERVER(event_backend),
      .def = BACKEND_AUTO, .names = backend_names},
+    STRING(SECTION_SERVER, "resolver", struct config, resolver, "system",
+           check_resolver),
     /* 0: a drain closes everything at once */
     DURATION(SECTION_SERVER, "shutdown_timeout",
              F_SERVER(shutdown_timeout_ms), SECONDS(30), 0, HOURS(24)),

@@ -127,6 +127,7 @@ struct config {
     enum config_log_level log_level;  /* info */
     int event_backend;          /* enum config_backend; auto */
     int shutdown_timeout_ms;    /* drain: in-flight exchanges may finish */
+    char resolver[CONFIG_HOST_MAX]; /* "system", or a name server ip[:port] */
 
     /* [admin] */
     struct config_addr admin_listen[1];

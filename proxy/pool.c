@@ -24,6 +24,7 @@
 #include "util.h"
 
 static void check_start(evutil_socket_t fd, short what, void *arg);
+static void health_publish(struct pool *p);
 static void resolve_all(evutil_socket_t fd, short what, void *arg);
 
 /* The first IPv4 result, else the first: what a server connects to. */
@@ -62,7 +63,7 @@ static void ms_to_tv(int ms, struct timeval *tv)
 }
 
 struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
-                      const struct config_upstream *cfg,
+                      int names_by_dns, const struct config_upstream *cfg,
                       const struct timeval *keepalive_tv,
                       const struct timeval *connect_tv, struct stats_pool *st,
                       char *err, size_t errlen)
@@ -96,25 +97,28 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
         s->index = i;
         s->check_up = 1;
         TAILQ_INIT(&s->idle);
-        char port[8];
-        snprintf(port, sizeof(port), "%u", cs->addr.port);
-        struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
-        struct addrinfo *res = NULL;
-        int rc = getaddrinfo(cs->addr.host, port, &hints, &res);
-        if (rc != 0) {
-            snprintf(err, errlen, "upstream %s: cannot resolve %s: %s",
-                     cfg->name, cs->addr.host, gai_strerror(rc));
-            pool_free(p);
-            return NULL;
-        }
-        const struct evutil_addrinfo *a = preferred(res);
-        memcpy(&s->addr, a->ai_addr, a->ai_addrlen);
-        s->addrlen = a->ai_addrlen;
-        freeaddrinfo(res);
         unsigned char buf[sizeof(struct in6_addr)];
         s->literal = inet_pton(AF_INET, cs->addr.host, buf) == 1 ||
                      inet_pton(AF_INET6, cs->addr.host, buf) == 1;
         names += !s->literal;
+        if (s->literal || !names_by_dns || dns == NULL) {
+            char port[8];
+            snprintf(port, sizeof(port), "%u", cs->addr.port);
+            struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
+            struct addrinfo *res = NULL;
+            int rc = getaddrinfo(cs->addr.host, port, &hints, &res);
+            if (rc != 0) {
+                snprintf(err, errlen, "upstream %s: cannot resolve %s: %s",
+                         cfg->name, cs->addr.host, gai_strerror(rc));
+                pool_free(p);
+                return NULL;
+            }
+            const struct evutil_addrinfo *a = preferred(res);
+            memcpy(&s->addr, a->ai_addr, a->ai_addrlen);
+            s->addrlen = a->ai_addrlen;
+            freeaddrinfo(res);
+            s->resolved = 1;
+        }
         int v6 = strchr(cs->addr.host, ':') != NULL;
         snprintf(s->name, sizeof(s->name), v6 ? "[%s]:%u" : "%s:%u",
                  cs->addr.host, cs->addr.port);
@@ -124,7 +128,7 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
             s->st = &st->servers[i];
             util_strlcpy(s->st->address, s->name, sizeof(s->st->address));
             s->st->weight = cs->weight;
-            s->st->up = 1;
+            s->st->up = s->resolved;
             st->n_servers = i + 1;
         } else {
             static struct stats_server spare; /* beyond what /metrics shows */
@@ -145,16 +149,24 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
             evtimer_add(s->check_timer, &tv);
         }
     }
-    st->servers_up = p->n_servers;
     balancer_init(&p->balancer, weights, p->n_servers);
-    if (names > 0 && dns != NULL && cfg->resolve_interval_ms > 0) {
+    health_publish(p);
+    if (names > 0 && dns != NULL &&
+        (cfg->resolve_interval_ms > 0 || names_by_dns)) {
+        /* Without re-resolution, an unanswered first lookup is still
+         * retried every second until it succeeds. */
         p->resolve_timer = event_new(base, -1, EV_PERSIST, resolve_all, p);
         struct timeval tv;
-        ms_to_tv(cfg->resolve_interval_ms, &tv);
+        ms_to_tv(cfg->resolve_interval_ms > 0 ? cfg->resolve_interval_ms
+                                               : 1000,
+                 &tv);
         if (p->resolve_timer == NULL || event_add(p->resolve_timer, &tv) < 0) {
             snprintf(err, errlen, "out of memory");
             pool_free(p);
             return NULL;
+        }
+        if (names_by_dns) {
+            resolve_all(-1, 0, p); /* the first answers, now */
         }
     }
     return p;
@@ -213,7 +225,7 @@ static void health_publish(struct pool *p)
 
 int pool_server_usable(const struct pool_server *s)
 {
-    return s->check_up &&
+    return s->resolved && s->check_up &&
            (s->down_until_ms == 0 || util_now_ms() >= s->down_until_ms);
 }
 
@@ -367,13 +379,31 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
         return;
     }
     if (result != 0 || res == NULL) {
-        log_warn("upstream %s: cannot re-resolve %s (%s); keeping its "
-                 "address",
-                 s->pool->cfg->name, s->name, evutil_gai_strerror(result));
+        if (s->resolved) {
+            log_warn("upstream %s: cannot re-resolve %s (%s); keeping its "
+                     "address",
+                     s->pool->cfg->name, s->name, evutil_gai_strerror(result));
+        } else {
+            log_warn("upstream %s: cannot resolve %s (%s); out of service "
+                     "until it resolves",
+                     s->pool->cfg->name, s->name, evutil_gai_strerror(result));
+        }
+        if (res != NULL) {
+            evutil_freeaddrinfo(res);
+        }
         return;
     }
     const struct evutil_addrinfo *a = preferred(res);
-    if (a->ai_addrlen != s->addrlen ||
+    if (!s->resolved) {
+        memcpy(&s->addr, a->ai_addr, a->ai_addrlen);
+        s->addrlen = a->ai_addrlen;
+        s->resolved = 1;
+        char now[INET6_ADDRSTRLEN + 8];
+        format_sockaddr((struct sockaddr *)&s->addr, now, sizeof(now));
+        log_info("upstream %s: %s resolves to %s", s->pool->cfg->name,
+                 s->name, now);
+        health_publish(s->pool);
+    } else if (a->ai_addrlen != s->addrlen ||
         memcmp(a->ai_addr, &s->addr, a->ai_addrlen) != 0) {
         char was[INET6_ADDRSTRLEN + 8], now[INET6_ADDRSTRLEN + 8];
         format_sockaddr((struct sockaddr *)&s->addr, was, sizeof(was));
@@ -403,7 +433,8 @@ static void resolve_all(evutil_socket_t fd, short what, void *arg)
     for (int i = 0; i < p->n_servers; i++) {
         struct pool_server *s = &p->servers[i];
         const struct config_server *cs = &p->cfg->servers[i];
-        if (s->literal || s->dns_req != NULL) {
+        if (s->literal || s->dns_req != NULL ||
+            (p->cfg->resolve_interval_ms == 0 && s->resolved)) {
             continue;
         }
         char port[8];

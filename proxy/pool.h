@@ -56,6 +56,7 @@ struct pool_server {
     struct event *check_timer;
     struct bufferevent *check_bev;
     int literal; /* the conf gave an address, not a name */
+    int resolved; /* addr holds an address (a name may wait for evdns) */
     struct evdns_getaddrinfo_request *dns_req;
     struct stats_server *st;
 };
@@ -89,14 +90,17 @@ struct pool {
 };
 
 /*
- * Resolve the upstream's servers (getaddrinfo, at start) and build the
- * pool; start its health checks and, for host names, re-resolution with
- * dns every resolve_interval. Returns NULL and fills err on failure.
+ * Resolve the upstream's servers and build the pool; start its health
+ * checks and, for host names, re-resolution with dns every
+ * resolve_interval. Names are resolved at start with getaddrinfo, or, with
+ * names_by_dns (a `resolver` is set), only through dns: such a server is
+ * out of service until its first answer. Returns NULL and fills err on
+ * failure.
  * Timeouts are common-timeout timevals from the worker. st receives the
  * pool's figures (never NULL).
  */
 struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
-                      const struct config_upstream *cfg,
+                      int names_by_dns, const struct config_upstream *cfg,
                       const struct timeval *keepalive_tv,
                       const struct timeval *connect_tv, struct stats_pool *st,
                       char *err, size_t errlen);

@@ -314,23 +314,33 @@ static int worker_setup(struct worker *w, const int *fds, int n_fds)
     w->tv.send = common_tv(w->base, cfg->send_timeout_ms);
     w->tv.tunnel = common_tv(w->base, cfg->tunnel_timeout_ms);
     w->drain_grace = common_tv(w->base, DRAIN_GRACE_MS);
-    /* A resolver for host names, if any server has one (evdns reads
-     * /etc/resolv.conf and /etc/hosts; lookups never block the loop). */
+    /* A resolver for host names, if any server has one and they are
+     * re-resolved or a `resolver` is set (evdns: lookups never block the
+     * loop). "system" reads /etc/resolv.conf and /etc/hosts. */
+    int by_dns = strcmp(cfg->resolver, "system") != 0;
     for (int i = 0; i < cfg->n_upstreams && w->dns == NULL; i++) {
         const struct config_upstream *u = &cfg->upstreams[i];
-        for (int k = 0; k < u->n_servers && u->resolve_interval_ms > 0; k++) {
+        for (int k = 0; k < u->n_servers &&
+                        (u->resolve_interval_ms > 0 || by_dns);
+             k++) {
             unsigned char a[16];
             const char *h = u->servers[k].addr.host;
-            if (evutil_inet_pton(AF_INET, h, a) != 1 &&
-                evutil_inet_pton(AF_INET6, h, a) != 1) {
-                w->dns = evdns_base_new(w->base,
-                                        EVDNS_BASE_INITIALIZE_NAMESERVERS);
-                if (w->dns == NULL) {
-                    log_warn("no resolver (see /etc/resolv.conf): host "
-                             "names are resolved at start only");
-                }
-                break;
+            if (evutil_inet_pton(AF_INET, h, a) == 1 ||
+                evutil_inet_pton(AF_INET6, h, a) == 1) {
+                continue;
             }
+            w->dns = evdns_base_new(
+                w->base, by_dns ? 0 : EVDNS_BASE_INITIALIZE_NAMESERVERS);
+            if (w->dns != NULL && by_dns &&
+                evdns_base_nameserver_ip_add(w->dns, cfg->resolver) != 0) {
+                log_error("resolver %s: cannot use it", cfg->resolver);
+                return -1;
+            }
+            if (w->dns == NULL) {
+                log_warn("no resolver (see /etc/resolv.conf): host "
+                         "names are resolved at start only");
+            }
+            break;
         }
     }
     for (int i = 0; i < cfg->n_upstreams; i++) {
@@ -340,7 +350,8 @@ static int worker_setup(struct worker *w, const int *fds, int n_fds)
         w->tv.up_read[i] = common_tv(w->base, u->read_timeout_ms);
         w->tv.up_send[i] = common_tv(w->base, u->send_timeout_ms);
         char err[256];
-        w->pools[i] = pool_new(w->base, w->dns, u, w->tv.up_keepalive[i],
+        w->pools[i] = pool_new(w->base, w->dns, by_dns, u,
+                               w->tv.up_keepalive[i],
                                w->tv.up_connect[i], worker_pool_stats(w, i),
                                err, sizeof(err));
         if (w->pools[i] == NULL) {

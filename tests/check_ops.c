@@ -35,6 +35,7 @@
 
 static struct proc origin[N_ORIGINS], proxy, script;
 static int admin_port;
+static pid_t dns_pid; /* the test's name server, see dns_serve */
 
 static void teardown(void)
 {
@@ -44,6 +45,11 @@ static void teardown(void)
         harness_stop(&origin[i]);
     }
     admin_port = 0;
+    if (dns_pid > 0) {
+        kill(dns_pid, SIGKILL);
+        waitpid(dns_pid, NULL, 0);
+        dns_pid = 0;
+    }
 }
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -1266,6 +1272,143 @@ START_TEST(test_injected_delays_in_metrics)
 }
 END_TEST
 
+/*
+ * A name server for the test, on 127.0.0.1 (UDP): every A question is
+ * answered with the IPv4 address written in the file at path (TTL 1 s),
+ * anything else with no answer. Runs in a child; returns its port.
+ */
+static int dns_serve(const char *path)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    socklen_t len = sizeof(sa);
+    getsockname(fd, (struct sockaddr *)&sa, &len);
+    dns_pid = fork();
+    ck_assert_int_ge(dns_pid, 0);
+    if (dns_pid > 0) {
+        close(fd);
+        return ntohs(sa.sin_port);
+    }
+    for (;;) {
+        unsigned char q[512], r[600];
+        struct sockaddr_in from;
+        socklen_t flen = sizeof(from);
+        ssize_t n = recvfrom(fd, q, sizeof(q), 0, (struct sockaddr *)&from,
+                             &flen);
+        if (n < 12) {
+            continue;
+        }
+        size_t i = 12; /* the question's name: labels up to a 0 */
+        while (i < (size_t)n && q[i] != 0) {
+            i += (size_t)q[i] + 1;
+        }
+        if (i + 5 > (size_t)n) {
+            continue;
+        }
+        size_t qend = i + 5; /* the 0, qtype, qclass */
+        int type_a = q[i + 1] == 0 && q[i + 2] == 1;
+        unsigned char ip[4] = {0};
+        FILE *f = fopen(path, "r");
+        unsigned b[4] = {0};
+        if (f != NULL) {
+            if (fscanf(f, "%u.%u.%u.%u", &b[0], &b[1], &b[2], &b[3]) != 4) {
+                type_a = 0;
+            }
+            fclose(f);
+        }
+        for (int k = 0; k < 4; k++) {
+            ip[k] = (unsigned char)b[k];
+        }
+        memcpy(r, q, qend);
+        r[2] = 0x81; /* response, recursion desired */
+        r[3] = 0x80; /* recursion available, no error */
+        r[4] = 0, r[5] = 1;          /* one question */
+        r[6] = 0, r[7] = type_a;     /* answers */
+        r[8] = r[9] = r[10] = r[11] = 0;
+        size_t o = qend;
+        if (type_a) {
+            static const unsigned char rr[] = {0xc0, 0x0c, 0, 1, 0, 1,
+                                               0,    0,    0, 1, 0, 4};
+            memcpy(r + o, rr, sizeof(rr));
+            o += sizeof(rr);
+            memcpy(r + o, ip, 4);
+            o += 4;
+        }
+        sendto(fd, r, o, 0, (struct sockaddr *)&from, flen);
+    }
+}
+
+/* Write text to the file at path (replacing it). */
+static void put_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* The body length of GET / through the proxy, -1 on failure. */
+static long body_len_now(void)
+{
+    struct response r;
+    memset(&r, 0, sizeof(r));
+    int status = exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r);
+    long n = status == 200 ? (long)r.body_len : -1;
+    response_free(&r);
+    return n;
+}
+
+/*
+ * A server given by name, through `resolver`: out of service until its
+ * first answer, then re-resolved every resolve_interval without blocking,
+ * so when the name moves (127.0.0.1 -> 127.0.0.2) the traffic follows.
+ */
+START_TEST(test_resolver_follows_a_moved_name)
+{
+    char path[] = "/tmp/sb-ops-dns-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    put_file(path, "127.0.0.1\n");
+    int dport = dns_serve(path);
+    harness_origin(&origin[0], "--delay", "0ms", "--body", "100", NULL);
+    char there[64];
+    snprintf(there, sizeof(there), "127.0.0.2:%d", origin[0].port);
+    harness_origin(&origin[1], "--delay", "0ms", "--body", "200", "--listen",
+                   there, NULL);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "access_log = stderr\nresolver = 127.0.0.1:%d\n"
+                  "[upstream origin]\nserver = origin.test:%d\n"
+                  "resolve_interval = 200ms\n"
+                  "[route /]\nupstream = origin\n",
+                  dport, origin[0].port);
+    ck_assert(harness_log_wait(&proxy, "origin.test", 5000));
+    double deadline = harness_now() + 5000 * harness_scale();
+    long n;
+    while ((n = body_len_now()) != 100 && harness_now() < deadline) {
+        usleep(50 * 1000);
+    }
+    ck_assert_int_eq(n, 100);
+    put_file(path, "127.0.0.2\n");
+    deadline = harness_now() + 5000 * harness_scale();
+    while ((n = body_len_now()) != 200 && harness_now() < deadline) {
+        usleep(50 * 1000);
+    }
+    ck_assert_msg(n == 200, "still %ld after the name moved; log:\n%s", n,
+                  harness_log(&proxy));
+    ck_assert(harness_log_wait(&proxy, "now resolves to 127.0.0.2", 1000));
+    /* And stays there. */
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(body_len_now(), 200);
+    }
+    unlink(path);
+}
+END_TEST
+
 static Suite *ops_suite(void)
 {
     Suite *s = suite_create("ops");
@@ -1286,6 +1429,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_sigusr1_reopens_the_access_log);
     tcase_add_test(tc, test_server_by_name);
     tcase_add_test(tc, test_injected_delays_in_metrics);
+    tcase_add_test(tc, test_resolver_follows_a_moved_name);
     suite_add_tcase(s, tc);
     return s;
 }
