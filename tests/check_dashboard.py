@@ -744,10 +744,10 @@ def main():
         failures.append(str(e))
         log("FAIL: %s" % e)
     if failures:
-        log("check_dashboard (%s): 0 passed, 1 failed (%d problems)" % (
+        log("check_dashboard (%s): Checks: 1, Failures: 1 (%d problems)" % (
             mode, len(failures)))
         return 1
-    log("check_dashboard (%s): 1 passed, 0 failed" % mode)
+    log("check_dashboard (%s): Checks: 1, Failures: 0" % mode)
     return 0
 
 
