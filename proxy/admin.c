@@ -209,6 +209,29 @@ static void json_ms(struct evbuffer *out, double ms)
     }
 }
 
+/*
+ * The counters of the list that share one metric name, as a JSON object
+ * keyed by their label's value: {"2xx": 10, ...} for class="2xx".
+ */
+static void json_labelled(struct evbuffer *out, const struct stats_slot *t,
+                          const char *name)
+{
+    int first = 1;
+    evbuffer_add(out, "{", 1);
+    for (int c = 0; c < STATS_N_COUNTERS; c++) {
+        const char *label = counter_rows[c].labels;
+        const char *q = strchr(label, '"');
+        if (strcmp(counter_rows[c].name, name) != 0 || q == NULL) {
+            continue;
+        }
+        int len = (int)strcspn(q + 1, "\"");
+        evbuffer_add_printf(out, "%s\"%.*s\":%llu", first ? "" : ",", len,
+                            q + 1, (unsigned long long)t->counter[c]);
+        first = 0;
+    }
+    evbuffer_add(out, "}", 1);
+}
+
 static int by_age(const void *a, const void *b)
 {
     const struct stats_session *x = a, *y = b;
@@ -236,37 +259,25 @@ void admin_render_status(const struct stats_shm *shm, struct evbuffer *out)
         out,
         "\"totals\":{\"accepted\":%llu,\"rejected\":%llu,"
         "\"open_sessions\":%lld,\"paused_sessions\":%lld,"
-        "\"buffered_bytes\":%lld,\"requests\":%llu,"
-        "\"responses\":{\"1xx\":%llu,\"2xx\":%llu,\"3xx\":%llu,\"4xx\":%llu,"
-        "\"5xx\":%llu},\"bytes_in\":%llu,\"bytes_out\":%llu,"
-        "\"upstream_waiting\":%lld,\"retries\":%llu,\"no_server\":%llu,"
-        "\"timeouts\":{\"client_header\":%llu,\"client_body\":%llu,"
-        "\"client_send\":%llu,\"keepalive\":%llu,\"upstream_connect\":%llu,"
-        "\"upstream_read\":%llu,\"upstream_send\":%llu,\"tunnel\":%llu}},",
+        "\"buffered_bytes\":%lld,\"requests\":%llu,\"responses\":",
         (unsigned long long)c[STAT_ACCEPTED],
         (unsigned long long)c[STAT_REJECTED],
         (long long)t->gauge[STAT_OPEN_SESSIONS],
         (long long)t->gauge[STAT_PAUSED_SESSIONS],
         (long long)t->gauge[STAT_BUFFERED_BYTES],
-        (unsigned long long)c[STAT_REQUESTS],
-        (unsigned long long)c[STAT_RESP_1XX],
-        (unsigned long long)c[STAT_RESP_2XX],
-        (unsigned long long)c[STAT_RESP_3XX],
-        (unsigned long long)c[STAT_RESP_4XX],
-        (unsigned long long)c[STAT_RESP_5XX],
+        (unsigned long long)c[STAT_REQUESTS]);
+    json_labelled(out, t, "switchboard_responses_total");
+    evbuffer_add_printf(
+        out,
+        ",\"bytes_in\":%llu,\"bytes_out\":%llu,\"upstream_waiting\":%lld,"
+        "\"retries\":%llu,\"no_server\":%llu,\"timeouts\":",
         (unsigned long long)c[STAT_BYTES_IN],
         (unsigned long long)c[STAT_BYTES_OUT],
         (long long)t->gauge[STAT_UPSTREAM_WAITING],
         (unsigned long long)c[STAT_RETRIES],
-        (unsigned long long)c[STAT_NO_SERVER],
-        (unsigned long long)c[STAT_TO_CLIENT_HEADER],
-        (unsigned long long)c[STAT_TO_CLIENT_BODY],
-        (unsigned long long)c[STAT_TO_CLIENT_SEND],
-        (unsigned long long)c[STAT_TO_KEEPALIVE],
-        (unsigned long long)c[STAT_TO_UP_CONNECT],
-        (unsigned long long)c[STAT_TO_UP_READ],
-        (unsigned long long)c[STAT_TO_UP_SEND],
-        (unsigned long long)c[STAT_TO_TUNNEL]);
+        (unsigned long long)c[STAT_NO_SERVER]);
+    json_labelled(out, t, "switchboard_timeouts_total");
+    evbuffer_add_printf(out, "},");
 
     evbuffer_add_printf(out, "\"workers\":[");
     int first = 1;

@@ -99,6 +99,20 @@ static int listen_socket(const struct sockaddr *sa, socklen_t len,
     return fd;
 }
 
+/* Print "[what]listening on HOST:PORT" with the port actually bound, the
+ * line tests and scripts wait for. */
+static void announce(const char *what, const char *host,
+                     const struct sockaddr_storage *ss)
+{
+    uint16_t bound = ntohs(ss->ss_family == AF_INET6
+                               ? ((const struct sockaddr_in6 *)ss)->sin6_port
+                               : ((const struct sockaddr_in *)ss)->sin_port);
+    printf(strchr(host, ':') ? "%slistening on [%s]:%u\n"
+                             : "%slistening on %s:%u\n",
+           what, host, bound);
+    fflush(stdout);
+}
+
 /* Bind every slot's socket for listen address i; prints where it listens. */
 static int bind_address(struct master *m, int i)
 {
@@ -142,13 +156,7 @@ static int bind_address(struct master *m, int i)
         }
         m->slots[s].fds[i] = fd;
     }
-    uint16_t bound = ntohs(ss.ss_family == AF_INET6
-                               ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                               : ((struct sockaddr_in *)&ss)->sin_port);
-    printf(strchr(a->host, ':') ? "listening on [%s]:%u\n"
-                                : "listening on %s:%u\n",
-           a->host, bound);
-    fflush(stdout);
+    announce("", a->host, &ss);
     return 0;
 }
 
@@ -463,13 +471,7 @@ static int bind_admin(struct master *m)
     struct sockaddr_storage ss;
     socklen_t sslen = sizeof(ss);
     getsockname(m->admin_fd, (struct sockaddr *)&ss, &sslen);
-    uint16_t bound = ntohs(ss.ss_family == AF_INET6
-                               ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                               : ((struct sockaddr_in *)&ss)->sin_port);
-    printf(strchr(a->host, ':') ? "admin listening on [%s]:%u\n"
-                                : "admin listening on %s:%u\n",
-           a->host, bound);
-    fflush(stdout);
+    announce("admin ", a->host, &ss);
     return 0;
 }
 

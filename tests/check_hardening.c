@@ -1435,6 +1435,33 @@ END_TEST
 
 /* ---- 12: descriptor exhaustion ------------------------------------------ */
 
+/*
+ * After a crowd that exhausted descriptors: the one worker is still the
+ * one it was (nothing restarted); once the crowd's n sockets close, a
+ * client is served again.
+ */
+static void crowd_leaves(const int *fds, int n, pid_t worker)
+{
+    pid_t now[8];
+    ck_assert_int_eq(harness_children(proxy.pid, now, 8), 1);
+    ck_assert_int_eq(now[0], worker);
+    for (int i = 0; i < n; i++) {
+        close_owned(fds[i]);
+    }
+    struct response r;
+    ck_assert_msg(harness_exchange(proxy.port,
+                                   "GET /?size=10 HTTP/1.1\r\nHost: a\r\n\r\n",
+                                   &r, 5000) == 0,
+                  "no response after the crowd left; log:\n%s",
+                  harness_log(&proxy));
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(r.body_len, 10);
+    response_free(&r);
+    ck_assert_int_eq(harness_children(proxy.pid, now, 8), 1);
+    ck_assert_int_eq(now[0], worker);
+    ck_assert_ptr_null(strstr(harness_log(&proxy), "restarting"));
+}
+
 START_TEST(test_descriptor_exhaustion)
 {
     enum { N = 100 };
@@ -1474,27 +1501,7 @@ START_TEST(test_descriptor_exhaustion)
     }
     ck_assert_msg(n_gone > 0 && n_gone < N, "%d of %d clients closed", n_gone,
                   N);
-    /* The worker lives on: same pid, nothing restarted. */
-    pid_t during[8];
-    ck_assert_int_eq(harness_children(proxy.pid, during, 8), 1);
-    ck_assert_int_eq(during[0], before[0]);
-    for (int i = 0; i < N; i++) {
-        close_owned(fds[i]);
-    }
-    /* With the crowd gone, a client is served again. */
-    struct response r;
-    ck_assert_msg(harness_exchange(proxy.port,
-                                   "GET /?size=10 HTTP/1.1\r\nHost: a\r\n\r\n",
-                                   &r, 5000) == 0,
-                  "no response after the crowd left; log:\n%s",
-                  harness_log(&proxy));
-    ck_assert_int_eq(r.status, 200);
-    ck_assert_uint_eq(r.body_len, 10);
-    response_free(&r);
-    pid_t after[8];
-    ck_assert_int_eq(harness_children(proxy.pid, after, 8), 1);
-    ck_assert_int_eq(after[0], before[0]);
-    ck_assert_ptr_null(strstr(harness_log(&proxy), "restarting"));
+    crowd_leaves(fds, N, before[0]);
 }
 END_TEST
 
@@ -1526,21 +1533,7 @@ START_TEST(test_select_backend_survives_past_fd_setsize)
     }
     ck_assert_msg(harness_log_wait(&proxy, "closed a new connection", 5000),
                   "no shedding logged; log:\n%s", harness_log(&proxy));
-    pid_t during[8];
-    ck_assert_int_eq(harness_children(proxy.pid, during, 8), 1);
-    ck_assert_int_eq(during[0], before[0]);
-    for (int i = 0; i < N; i++) {
-        close_owned(fds[i]);
-    }
-    struct response r;
-    ck_assert_msg(harness_exchange(proxy.port,
-                                   "GET /?size=10 HTTP/1.1\r\nHost: a\r\n\r\n",
-                                   &r, 5000) == 0,
-                  "no response after the crowd left; log:\n%s",
-                  harness_log(&proxy));
-    ck_assert_int_eq(r.status, 200);
-    response_free(&r);
-    ck_assert_ptr_null(strstr(harness_log(&proxy), "restarting"));
+    crowd_leaves(fds, N, before[0]);
 }
 END_TEST
 

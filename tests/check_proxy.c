@@ -885,6 +885,53 @@ START_TEST(test_first_chunk_arrives_before_origin_finishes)
 }
 END_TEST
 
+/* Scripted upstream: half a Content-Length body, a pause, the other half. */
+static void half_then_rest(int fd, void *arg)
+{
+    harness_read_request_head(fd);
+    harness_send(fd, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nfirst");
+    usleep(1000 * 1000);
+    harness_send(fd, "-last");
+    usleep(100 * 1000);
+}
+
+/* A Content-Length body is relayed as it arrives, not when it is whole. */
+START_TEST(test_partial_length_body_arrives_before_the_rest)
+{
+    start_script(half_then_rest, NULL, "");
+    int fd = harness_connect(proxy.port);
+    double t0 = harness_now();
+    harness_send(fd, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    char buf[1024];
+    size_t len = 0;
+    double first = -1;
+    while (harness_now() - t0 < 5000 * harness_scale() && len < sizeof(buf) - 1) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 100) <= 0) {
+            continue;
+        }
+        ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+        if (n <= 0) {
+            break;
+        }
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (first < 0 && strstr(buf, "\r\n\r\nfirst") != NULL) {
+            first = harness_now() - t0;
+        }
+        if (strstr(buf, "first-last") != NULL) {
+            break;
+        }
+    }
+    double total = harness_now() - t0;
+    ck_assert_msg(first >= 0 && first < 500 * harness_scale(),
+                  "first half after %.0f ms", first);
+    ck_assert_msg(strstr(buf, "first-last") != NULL, "got: %s", buf);
+    ck_assert_msg(total >= 950, "whole body after %.0f ms", total);
+    close(fd);
+}
+END_TEST
+
 /* Scripted upstream: a 1 GiB response written as fast as TCP allows. */
 static void one_gib(int fd, void *arg)
 {
@@ -1144,6 +1191,7 @@ static Suite *proxy_suite(void)
     tcase_add_test(tc, test_upstream_closing_idle_connection_is_detected);
     tcase_add_test(tc, test_1000_concurrent_delayed_requests);
     tcase_add_test(tc, test_first_chunk_arrives_before_origin_finishes);
+    tcase_add_test(tc, test_partial_length_body_arrives_before_the_rest);
     tcase_add_test(tc, test_slow_reader_bounded_memory_and_others_unaffected);
     tcase_add_test(tc, test_idle_crowd_does_not_delay_others);
     tcase_add_test(tc, test_injected_latency);
