@@ -69,7 +69,8 @@ int main(int argc, char **argv)
         return 1;
     }
     char err[512];
-    if (config_load(cfg, path, err, sizeof(err)) < 0) {
+    if (config_load(cfg, path, err, sizeof(err)) < 0 ||
+        master_check_names(cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s\n", err);
         config_free(cfg);
         return 1;

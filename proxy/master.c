@@ -160,6 +160,32 @@ static int bind_address(struct master *m, int i)
     return 0;
 }
 
+int master_check_names(const struct config *cfg, char *err, size_t errlen)
+{
+    if (strcmp(cfg->resolver, "system") != 0) {
+        return 0;
+    }
+    for (int u = 0; u < cfg->n_upstreams; u++) {
+        const struct config_upstream *up = &cfg->upstreams[u];
+        for (int i = 0; i < up->n_servers; i++) {
+            const struct config_addr *a = &up->servers[i].addr;
+            struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
+            struct addrinfo *res = NULL;
+            int rc = getaddrinfo(a->host, NULL, &hints, &res);
+            if (rc != 0) {
+                snprintf(err, errlen,
+                         "%s:%d: server %s in [upstream %s]: cannot resolve "
+                         "it: %s",
+                         cfg->path, a->line, a->host, up->name,
+                         gai_strerror(rc));
+                return -1;
+            }
+            freeaddrinfo(res);
+        }
+    }
+    return 0;
+}
+
 /* In a child: close what the master holds that the child must not. */
 static void child_close(struct master *m, int keep_slot)
 {
@@ -374,6 +400,14 @@ static void reload(struct master *m)
         return;
     }
     if (config_load(next, m->cfg->path, err, sizeof(err)) < 0) {
+        log_error("SIGHUP: reload failed, still running the previous "
+                  "configuration: %s",
+                  err);
+        m->shm->reload_failures++;
+        config_free(next);
+        return;
+    }
+    if (master_check_names(next, err, sizeof(err)) < 0) {
         log_error("SIGHUP: reload failed, still running the previous "
                   "configuration: %s",
                   err);
