@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -21,7 +20,8 @@
 
 #include "dashboard.h"
 
-void admin_snapshot(const struct stats_shm *shm, struct stats_slot *out)
+/* One reading of every slot and of retired (see fold_seq). */
+static void snapshot_once(const struct stats_shm *shm, struct stats_slot *out)
 {
     memset(out, 0, sizeof(*out));
     for (int i = 0; i < shm->n_slots; i++) {
@@ -42,6 +42,22 @@ void admin_snapshot(const struct stats_shm *shm, struct stats_slot *out)
             sp->servers_up += sp->servers[k].up;
         }
     }
+}
+
+void admin_snapshot(const struct stats_shm *shm, struct stats_slot *out)
+{
+    for (int tries = 0; tries < 100; tries++) {
+        unsigned before = __atomic_load_n(&shm->fold_seq, __ATOMIC_SEQ_CST);
+        if (before & 1) {
+            usleep(100); /* a fold is under way: microseconds */
+            continue;
+        }
+        snapshot_once(shm, out);
+        if (__atomic_load_n(&shm->fold_seq, __ATOMIC_SEQ_CST) == before) {
+            return;
+        }
+    }
+    snapshot_once(shm, out); /* never seen: the master stuck mid-fold */
 }
 
 /* ---- /metrics ---------------------------------------------------------- */
@@ -379,14 +395,78 @@ void admin_render_status(const struct stats_shm *shm, struct evbuffer *out)
 
 static struct stats_shm *admin_shm;
 
-static void reply(evhtp_request_t *req, int status, const char *type)
+/*
+ * A reply under way. libevhtp stalls a pipelined request behind a reply
+ * sent from its own callback (DESIGN.md, libevhtp rules), so the callback
+ * builds the reply, pauses the request, and a zero timer sends it and
+ * resumes. Freed with the request (on_reply_fini).
+ */
+struct admin_reply {
+    evhtp_request_t *req;
+    struct event *timer;
+    int status;
+};
+
+#define HOOK(f) ((evhtp_hook)(void (*)(void))(f))
+
+static void add_header(evhtp_request_t *req, const char *key, const char *val)
 {
     evhtp_headers_add_header(req->headers_out,
-                             evhtp_header_new("Content-Type", type, 0, 0));
-    evhtp_headers_add_header(req->headers_out,
-                             evhtp_header_new("Cache-Control", "no-store", 0,
-                                              0));
-    evhtp_send_reply(req, status);
+                             evhtp_header_new(key, val, 0, 1));
+}
+
+static void on_reply_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct admin_reply *r = arg;
+    evhtp_request_t *req = r->req;
+    char len[32];
+    snprintf(len, sizeof(len), "%zu", evbuffer_get_length(req->buffer_out));
+    add_header(req, "Content-Length", len);
+    if (evhtp_request_get_method(req) == htp_method_HEAD) {
+        /* The length of what GET would send, and no body. */
+        evbuffer_drain(req->buffer_out, evbuffer_get_length(req->buffer_out));
+    }
+    evhtp_send_reply(req, r->status);
+    evhtp_request_resume(req);
+}
+
+/* The connection failed while the reply waited: let evhtp free it. */
+static void on_reply_error(evhtp_request_t *req, evhtp_error_flags flags,
+                           void *arg)
+{
+    struct admin_reply *r = arg;
+    event_del(r->timer);
+    evhtp_request_resume(req);
+}
+
+static evhtp_res on_reply_fini(evhtp_request_t *req, void *arg)
+{
+    struct admin_reply *r = arg;
+    event_free(r->timer);
+    free(r);
+    return EVHTP_RES_OK;
+}
+
+/* Queue the reply built in req->buffer_out; pausing is the last call. */
+static void reply(evhtp_request_t *req, int status, const char *type)
+{
+    add_header(req, "Content-Type", type);
+    add_header(req, "Cache-Control", "no-store");
+    struct admin_reply *r = calloc(1, sizeof(*r));
+    struct event_base *base = evhtp_request_get_connection(req)->evbase;
+    if (r == NULL || (r->timer = evtimer_new(base, on_reply_timer, r)) == NULL) {
+        free(r);
+        evhtp_send_reply(req, 500); /* out of memory: at least answer */
+        return;
+    }
+    r->req = req;
+    r->status = status;
+    evhtp_request_set_hook(req, evhtp_hook_on_error, HOOK(on_reply_error), r);
+    evhtp_request_set_hook(req, evhtp_hook_on_request_fini, HOOK(on_reply_fini),
+                           r);
+    struct timeval now = {0, 0};
+    evtimer_add(r->timer, &now);
+    evhtp_request_pause(req);
 }
 
 static void on_admin_request(evhtp_request_t *req, void *arg)
@@ -398,8 +478,7 @@ static void on_admin_request(evhtp_request_t *req, void *arg)
     htp_method m = evhtp_request_get_method(req);
     if (m != htp_method_GET && m != htp_method_HEAD) {
         evbuffer_add_printf(req->buffer_out, "only GET and HEAD\n");
-        evhtp_headers_add_header(req->headers_out,
-                                 evhtp_header_new("Allow", "GET, HEAD", 0, 0));
+        add_header(req, "Allow", "GET, HEAD");
         reply(req, 405, "text/plain");
         return;
     }
@@ -431,8 +510,8 @@ static void on_admin_signal(evutil_socket_t sig, short what, void *arg)
 int admin_run(const struct config *cfg, int fd, struct stats_shm *shm)
 {
     log_init(cfg->log_level, "admin");
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
     admin_shm = shm;
+    signal(SIGUSR1, SIG_IGN);
     struct event_base *base = event_base_new();
     if (base == NULL) {
         log_error("cannot create an event base");
@@ -441,11 +520,17 @@ int admin_run(const struct config *cfg, int fd, struct stats_shm *shm)
     evhtp_t *htp = evhtp_new(base, NULL);
     struct event *term = evsignal_new(base, SIGTERM, on_admin_signal, base);
     struct event *intr = evsignal_new(base, SIGINT, on_admin_signal, base);
+    struct event *quit = evsignal_new(base, SIGQUIT, on_admin_signal, base);
     int rc = 1;
-    if (htp == NULL || term == NULL || intr == NULL ||
-        evsignal_add(term, NULL) < 0 || evsignal_add(intr, NULL) < 0) {
+    if (htp == NULL || term == NULL || intr == NULL || quit == NULL ||
+        evsignal_add(term, NULL) < 0 || evsignal_add(intr, NULL) < 0 ||
+        evsignal_add(quit, NULL) < 0) {
         log_error("cannot set up the admin server");
     } else {
+        /* The handlers are in: let the signals the master blocked in. */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
         evhtp_set_gencb(htp, on_admin_request, NULL);
         if (evhtp_accept_socket(htp, fd, 128) < 0) {
             log_error("cannot serve on the admin socket");
@@ -463,6 +548,9 @@ int admin_run(const struct config *cfg, int fd, struct stats_shm *shm)
     }
     if (intr != NULL) {
         event_free(intr);
+    }
+    if (quit != NULL) {
+        event_free(quit);
     }
     event_base_free(base);
     return rc;

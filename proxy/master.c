@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -186,6 +187,22 @@ int master_check_names(const struct config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+/*
+ * First steps of a child: die with the master (and not run if it is
+ * already gone: the check compares with the master's pid, which may be 1 in
+ * a container). Signals stay blocked until the child's loop has its
+ * handlers; libevent then receives any that came meanwhile. SIGHUP is for
+ * the master only.
+ */
+static void child_start(struct master *m)
+{
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != m->shm->master_pid) {
+        _exit(1);
+    }
+    signal(SIGHUP, SIG_IGN);
+}
+
 /* In a child: close what the master holds that the child must not. */
 static void child_close(struct master *m, int keep_slot)
 {
@@ -223,7 +240,7 @@ static int spawn(struct master *m, int s)
         return -1;
     }
     if (pid == 0) {
-        sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
+        child_start(m);
         int fd = m->admin_fd;
         m->admin_fd = -1;
         if (fd >= 0) {
@@ -258,7 +275,7 @@ static int spawn_admin(struct master *m)
         return -1;
     }
     if (pid == 0) {
-        sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
+        child_start(m);
         int fd = m->admin_fd;
         m->admin_fd = -1;
         child_close(m, -1);

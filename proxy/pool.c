@@ -89,7 +89,7 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
     util_strlcpy(st->name, cfg->name, sizeof(st->name));
     st->balance = cfg->balance;
     int weights[BALANCER_MAX];
-    int names = 0;
+    int names = 0, unresolved = 0;
     for (int i = 0; i < cfg->n_servers && i < BALANCER_MAX; i++) {
         const struct config_server *cs = &cfg->servers[i];
         struct pool_server *s = &p->servers[i];
@@ -102,22 +102,34 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
                      inet_pton(AF_INET6, cs->addr.host, buf) == 1;
         names += !s->literal;
         if (s->literal || !names_by_dns || dns == NULL) {
+            /* Before the worker serves anything: a blocking lookup is
+             * harmless here, and the master checked the names already. */
             char port[8];
             snprintf(port, sizeof(port), "%u", cs->addr.port);
             struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
             struct addrinfo *res = NULL;
             int rc = getaddrinfo(cs->addr.host, port, &hints, &res);
-            if (rc != 0) {
+            if (rc == 0) {
+                const struct evutil_addrinfo *a = preferred(res);
+                memcpy(&s->addr, a->ai_addr, a->ai_addrlen);
+                s->addrlen = a->ai_addrlen;
+                freeaddrinfo(res);
+                s->resolved = 1;
+            } else if (dns != NULL) {
+                /* It resolved a moment ago in the master: out of service
+                 * until evdns answers (resolve_all, below). */
+                log_warn("upstream %s: cannot resolve %s (%s); out of "
+                         "service until it resolves",
+                         cfg->name, cs->addr.host, gai_strerror(rc));
+                unresolved++;
+            } else {
                 snprintf(err, errlen, "upstream %s: cannot resolve %s: %s",
                          cfg->name, cs->addr.host, gai_strerror(rc));
                 pool_free(p);
                 return NULL;
             }
-            const struct evutil_addrinfo *a = preferred(res);
-            memcpy(&s->addr, a->ai_addr, a->ai_addrlen);
-            s->addrlen = a->ai_addrlen;
-            freeaddrinfo(res);
-            s->resolved = 1;
+        } else {
+            unresolved++;
         }
         int v6 = strchr(cs->addr.host, ':') != NULL;
         snprintf(s->name, sizeof(s->name), v6 ? "[%s]:%u" : "%s:%u",
@@ -152,7 +164,7 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
     balancer_init(&p->balancer, weights, p->n_servers);
     health_publish(p);
     if (names > 0 && dns != NULL &&
-        (cfg->resolve_interval_ms > 0 || names_by_dns)) {
+        (cfg->resolve_interval_ms > 0 || unresolved > 0)) {
         /* Without re-resolution, an unanswered first lookup is still
          * retried every second until it succeeds. */
         p->resolve_timer = event_new(base, -1, EV_PERSIST, resolve_all, p);
@@ -165,7 +177,7 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
             pool_free(p);
             return NULL;
         }
-        if (names_by_dns) {
+        if (unresolved > 0) {
             resolve_all(-1, 0, p); /* the first answers, now */
         }
     }
@@ -347,6 +359,13 @@ static void check_start(evutil_socket_t fd, short what, void *arg)
     if (s->check_bev != NULL) {
         return;
     }
+    if (!s->resolved) {
+        /* Nothing to check yet: look again at the next interval. */
+        struct timeval tv;
+        ms_to_tv(cfg->health_interval_ms, &tv);
+        evtimer_add(s->check_timer, &tv);
+        return;
+    }
     s->check_bev = bufferevent_socket_new(s->pool->base, -1,
                                           BEV_OPT_CLOSE_ON_FREE);
     if (s->check_bev == NULL) {
@@ -374,10 +393,10 @@ static void check_start(evutil_socket_t fd, short what, void *arg)
 static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 {
     struct pool_server *s = arg;
-    s->dns_req = NULL;
     if (result == EVUTIL_EAI_CANCEL) {
-        return;
+        return; /* pool_free cancelled it: s may be gone */
     }
+    s->dns_req = NULL;
     if (result != 0 || res == NULL) {
         if (s->resolved) {
             log_warn("upstream %s: cannot re-resolve %s (%s); keeping its "
@@ -502,9 +521,10 @@ static void on_idle_event(struct bufferevent *bev, short what, void *arg)
     upconn_free(c);
 }
 
-struct upconn *pool_acquire(struct pool *p, struct pool_server *server)
+struct upconn *pool_acquire(struct pool *p, struct pool_server *server,
+                            int fresh)
 {
-    struct upconn *c = TAILQ_FIRST(&server->idle);
+    struct upconn *c = fresh ? NULL : TAILQ_FIRST(&server->idle);
     if (c != NULL) {
         idle_remove(c);
     } else {

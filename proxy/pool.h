@@ -125,12 +125,13 @@ void pool_server_failed(struct pool_server *s, const char *why);
 void pool_server_succeeded(struct pool_server *s);
 
 /*
- * A connection to server: an idle one (already connected, exchanges > 0) or
- * a new one whose connect has been started (connected == 0). The caller
- * sets its callbacks and timeouts. Returns NULL with errno set when a socket
- * cannot even be created.
+ * A connection to server: an idle one (already connected, exchanges > 0),
+ * unless fresh, or a new one (connected == 0, not yet connecting). The
+ * caller sets its callbacks and timeouts. Returns NULL with errno set when
+ * a socket cannot even be created.
  */
-struct upconn *pool_acquire(struct pool *p, struct pool_server *server);
+struct upconn *pool_acquire(struct pool *p, struct pool_server *server,
+                            int fresh);
 
 /*
  * Give a clean connection (response complete, nothing unread) back to the

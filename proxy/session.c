@@ -168,7 +168,8 @@ struct session {
 static int client_process(struct session *s);
 static int upstream_process(struct session *s);
 static int upstream_start(struct session *s);
-static int upstream_connect(struct session *s, struct pool_server *server);
+static int upstream_connect(struct session *s, struct pool_server *server,
+                            int fresh);
 static int session_close(struct session *s, const char *reason);
 static int session_flush(struct session *s);
 static int upstream_error(struct session *s, int err);
@@ -1271,7 +1272,7 @@ static int upstream_fail(struct session *s, int status, const char *term,
         s->w->stats->counter[STAT_RETRIES]++;
         upstream_detach(s, 0);
         s->ustate = UPSTREAM_NONE;
-        return upstream_connect(s, server);
+        return upstream_connect(s, server, 1);
     }
     if (s->conn != NULL) {
         log_warn("%s: upstream %s: %s", s->client_addr,
@@ -1293,7 +1294,7 @@ static int upstream_fail(struct session *s, int status, const char *term,
                      s->target, next->name, term, failed->name);
             upstream_detach(s, 0);
             s->ustate = UPSTREAM_NONE;
-            return upstream_connect(s, next);
+            return upstream_connect(s, next, 0);
         }
     }
     return reply_error(s, status, term, reason);
@@ -1536,16 +1537,17 @@ static int upstream_start(struct session *s)
         return reply_error(s, 503, "no_server",
                            "no upstream server available");
     }
-    return upstream_connect(s, server);
+    return upstream_connect(s, server, 0);
 }
 
-/* Borrow or open a connection to server, send the request head. */
-static int upstream_connect(struct session *s, struct pool_server *server)
+/* Borrow (unless fresh) or open a connection to server, send the head. */
+static int upstream_connect(struct session *s, struct pool_server *server,
+                            int fresh)
 {
     const struct config *cfg = s->w->cfg;
     int up = s->pool->cfg - cfg->upstreams;
     s->t_forward = util_now_ms();
-    struct upconn *c = pool_acquire(s->pool, server);
+    struct upconn *c = pool_acquire(s->pool, server, fresh);
     if (c == NULL) {
         return reply_error(s, 502, "upstream_connect_error",
                            "cannot open an upstream connection");

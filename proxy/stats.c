@@ -59,8 +59,10 @@ void stats_release(struct stats_shm *shm, pid_t pid)
     for (int i = 0; i < shm->n_slots; i++) {
         struct stats_slot *s = &shm->slots[i];
         if (s->in_use && s->pid == pid) {
+            __atomic_add_fetch(&shm->fold_seq, 1, __ATOMIC_SEQ_CST);
             stats_fold(&shm->retired, s, 0, 0);
             s->in_use = 0;
+            __atomic_add_fetch(&shm->fold_seq, 1, __ATOMIC_SEQ_CST);
         }
     }
 }

@@ -157,6 +157,10 @@ struct stats_shm {
     int generation;   /* bumped by each successful reload */
     int draining;     /* SIGTERM/SIGQUIT: /healthz answers 503 */
     uint64_t reloads, reload_failures;
+    /* Odd while the master folds an exited worker into retired: a reader
+     * that saw it change reads again (else it would count that worker
+     * twice, or not at all, and a counter would go backwards). */
+    unsigned fold_seq;
     struct stats_slot retired; /* counters of workers that have exited */
     int n_slots;
     struct stats_slot slots[];

@@ -449,12 +449,6 @@ int worker_run(const struct config *cfg, int index, const int *fds, int n_fds,
     char role[32];
     snprintf(role, sizeof(role), "worker %d", index);
     log_init(cfg->log_level, role);
-    /* A worker never outlives its master. */
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() == 1) {
-        return 1;
-    }
-
     struct worker w;
     memset(&w, 0, sizeof(w));
     w.index = index;
@@ -473,6 +467,10 @@ int worker_run(const struct config *cfg, int index, const int *fds, int n_fds,
         return 1;
     }
     if (worker_setup(&w, fds, n_fds) == 0) {
+        /* The handlers are in: let the signals the master blocked in. */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
         log_info("started");
         event_base_dispatch(w.base);
         rc = 0;

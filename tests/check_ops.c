@@ -815,6 +815,29 @@ START_TEST(test_admin_endpoints)
     ck_assert_int_eq(admin_get("DELETE", "/status", NULL), 405);
     /* The admin requests are not proxied requests. */
     ck_assert(metric_now("switchboard_requests_total") == N);
+
+    /* Pipelined on one connection: all answered, in order, at once; HEAD
+     * gets the length of the body but not the body. */
+    int fd = harness_connect(admin_port);
+    harness_send(fd, "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"
+                     "HEAD /healthz HTTP/1.1\r\nHost: a\r\n\r\n"
+                     "GET /nope HTTP/1.1\r\nHost: a\r\n"
+                     "Connection: close\r\n\r\n");
+    double t0 = harness_now();
+    size_t len;
+    char *all = harness_read_all(fd, &len, 5000);
+    close(fd);
+    ck_assert_msg(harness_now() - t0 < 2000 * harness_scale(),
+                  "pipelined answers took %.0f ms", harness_now() - t0);
+    const char *a = strstr(all, "HTTP/1.1 200");
+    ck_assert_msg(a != NULL, "got: %s", all);
+    const char *b = strstr(a + 1, "HTTP/1.1 200");
+    ck_assert_msg(b != NULL, "no HEAD answer: %s", all);
+    const char *c = strstr(b + 1, "HTTP/1.1 404");
+    ck_assert_msg(c != NULL, "no third answer: %s", all);
+    ck_assert_int_eq(harness_count(all, "ok\n"), 1); /* GET only */
+    ck_assert_int_eq(harness_count(all, "Content-Length: 3\r\n"), 2);
+    free(all);
 }
 END_TEST
 
@@ -1409,6 +1432,37 @@ START_TEST(test_resolver_follows_a_moved_name)
 }
 END_TEST
 
+/*
+ * In a container the master is PID 1: its workers must still start (a
+ * worker checks that its parent is the master, not that it is not init).
+ */
+START_TEST(test_master_as_pid_1)
+{
+    if (system("unshare -pf --mount-proc true >/dev/null 2>&1") != 0) {
+        return; /* no PID namespaces here (not root, or not allowed) */
+    }
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    static const char *const wrap[] = {"/usr/bin/unshare", "-pf",
+                                       "--kill-child", "--mount-proc", NULL};
+    harness_wrap = wrap;
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 2\n"
+                  "access_log = off\n"
+                  "[upstream origin]\nserver = 127.0.0.1:%d\n"
+                  "[route /]\nupstream = origin\n",
+                  origin[0].port);
+    harness_wrap = NULL;
+    ck_assert_msg(harness_log_wait(&proxy, "master[1]", 3000), "log:\n%s",
+                  harness_log(&proxy));
+    for (int i = 0; i < 10; i++) {
+        ck_assert_int_eq(
+            exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", NULL),
+            200);
+    }
+    ck_assert_ptr_null(strstr(harness_log(&proxy), "exited with status"));
+}
+END_TEST
+
 static Suite *ops_suite(void)
 {
     Suite *s = suite_create("ops");
@@ -1430,6 +1484,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_server_by_name);
     tcase_add_test(tc, test_injected_delays_in_metrics);
     tcase_add_test(tc, test_resolver_follows_a_moved_name);
+    tcase_add_test(tc, test_master_as_pid_1);
     suite_add_tcase(s, tc);
     return s;
 }

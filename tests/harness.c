@@ -27,6 +27,7 @@
 #define MAX_PROCS 32
 
 int harness_nofile;
+const char *const *harness_wrap;
 
 static struct proc *started[MAX_PROCS];
 static int n_started;
@@ -136,10 +137,17 @@ static void spawn(struct proc *p, char *const argv[])
         }
         len += (size_t)n;
         line[len] = '\0';
+        /* The first "listening on HOST:PORT" line, read whole (an
+         * "admin listening on" line may follow it in the same read). */
         char *at = strstr(line, "listening on ");
-        char *colon = at ? strrchr(at, ':') : NULL;
-        if (colon != NULL && strchr(colon, '\n') != NULL) {
-            p->port = atoi(colon + 1);
+        char *eol = at ? strchr(at, '\n') : NULL;
+        if (eol != NULL) {
+            *eol = '\0';
+            char *colon = strrchr(at, ':');
+            if (colon != NULL) {
+                p->port = atoi(colon + 1);
+            }
+            *eol = '\n';
         }
     }
     close(pipefd[0]);
@@ -186,6 +194,10 @@ void harness_proxy(struct proc *p, const char *conf_fmt, ...)
     char *argv[16];
     int n = 0;
     char vglog[512];
+    for (int i = 0; harness_wrap != NULL && harness_wrap[i] != NULL && n < 6;
+         i++) {
+        argv[n++] = (char *)harness_wrap[i];
+    }
     if (getenv("SB_VALGRIND") && atoi(getenv("SB_VALGRIND")) > 0) {
         const char *dir = getenv("SB_VALGRIND_DIR");
         snprintf(vglog, sizeof(vglog), "--log-file=%s/vg-%%p.log",

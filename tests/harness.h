@@ -33,6 +33,10 @@ struct proc {
  * for descriptor-exhaustion tests. */
 extern int harness_nofile;
 
+/* When set (NULL-terminated), harness_proxy runs switchboard under this
+ * command, e.g. {"/usr/bin/unshare", "-pf", ..., NULL}. */
+extern const char *const *harness_wrap;
+
 /* Start slow-origin with extra arguments (NULL-terminated list). */
 void harness_origin(struct proc *p, ...);
 
