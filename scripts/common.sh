@@ -5,11 +5,13 @@
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # The Debian packages a build and `make check` need (groff-base: the man
-# pages are linted by tests/check_docs.sh; python3 and chromium:
-# tests/check_dashboard.py drives the admin page in headless Chromium).
+# pages are linted by tests/check_docs.sh).
 build_packages=(gcc make autoconf automake pkg-config libevent-dev
     libhttp-parser-dev libevhtp-dev libinih-dev libssl-dev check valgrind
-    procps groff-base python3 chromium)
+    procps groff-base)
+# What only the tests need on top (python3 and chromium:
+# tests/check_dashboard.py drives the admin page in headless Chromium).
+test_packages=(python3 chromium)
 
 # Install each named package that is not installed yet.
 ensure_packages() {

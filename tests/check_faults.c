@@ -211,15 +211,27 @@ START_TEST(test_2000_concurrent_streams_delivered_whole)
     }
     ck_assert_int_eq(finished, N);
     int whole = 0;
+    static char first_bad[4096];
+    first_bad[0] = '\0';
     for (int i = 0; i < N; i++) {
         if (strstr(got[i], "HTTP/1.1 200") == got[i] &&
             strstr(got[i], "chunk 4 of 4") != NULL &&
             strstr(got[i], "\r\n0\r\n\r\n") != NULL) {
             whole++;
+        } else if (first_bad[0] == '\0') {
+            snprintf(first_bad, sizeof(first_bad), "%s",
+                     got[i][0] ? got[i] : "(nothing)");
         }
         free(got[i]);
     }
-    ck_assert_int_eq(whole, N);
+    /* On failure: what one client got, and the end of the proxy's log. */
+    const char *log = harness_log(&proxy);
+    size_t log_len = strlen(log);
+    ck_assert_msg(whole == N,
+                  "%d of %d streams whole; one of the others got:\n%s\n"
+                  "end of the proxy's log:\n%s",
+                  whole, N, first_bad,
+                  log_len > 3000 ? log + log_len - 3000 : log);
 }
 END_TEST
 
