@@ -308,11 +308,25 @@ void admin_render_status(const struct stats_shm *shm, struct evbuffer *out)
         evbuffer_add_printf(
             out,
             "%s{\"slot\":%d,\"pid\":%d,\"generation\":%d,"
-            "\"open_sessions\":%lld,\"accepted\":%llu,\"requests\":%llu}",
+            "\"uptime_s\":%.0f,\"open_sessions\":%lld,"
+            "\"paused_sessions\":%lld,\"buffered_bytes\":%lld,"
+            "\"upstream_waiting\":%lld,\"accepted\":%llu,"
+            "\"rejected\":%llu,\"requests\":%llu,\"retries\":%llu,"
+            "\"responses\":",
             first ? "" : ",", w->index, (int)w->pid, w->generation,
+            (now - w->started_ms) / 1000.0,
             (long long)w->gauge[STAT_OPEN_SESSIONS],
+            (long long)w->gauge[STAT_PAUSED_SESSIONS],
+            (long long)w->gauge[STAT_BUFFERED_BYTES],
+            (long long)w->gauge[STAT_UPSTREAM_WAITING],
             (unsigned long long)w->counter[STAT_ACCEPTED],
-            (unsigned long long)w->counter[STAT_REQUESTS]);
+            (unsigned long long)w->counter[STAT_REJECTED],
+            (unsigned long long)w->counter[STAT_REQUESTS],
+            (unsigned long long)w->counter[STAT_RETRIES]);
+        json_labelled(out, w, "switchboard_responses_total");
+        evbuffer_add_printf(out, ",\"timeouts\":");
+        json_labelled(out, w, "switchboard_timeouts_total");
+        evbuffer_add_printf(out, "}");
         first = 0;
         for (int k = 0; k < w->n_oldest && k < STATS_OLDEST &&
                         n_all < STATS_OLDEST * 64;

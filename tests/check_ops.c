@@ -805,6 +805,13 @@ START_TEST(test_admin_endpoints)
                         "len(d['workers']), d['pools'][0]['requests']]");
     ck_assert_str_eq(v, "[1, 0, false, 2, 25]");
     free(v);
+    /* Per worker: the same figures, adding up to the totals. */
+    v = json_eval(text, "[sum(w['requests'] for w in d['workers']), "
+                        "sum(w['responses']['2xx'] for w in d['workers']), "
+                        "sorted(d['workers'][0]['timeouts']) == "
+                        "sorted(d['totals']['timeouts'])]");
+    ck_assert_str_eq(v, "[25, 25, true]");
+    free(v);
     free(text);
 
     ck_assert_int_eq(admin_get("GET", "/healthz", &text), 200);
