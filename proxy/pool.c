@@ -429,6 +429,7 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
         memcpy(&s->addr, a->ai_addr, a->ai_addrlen);
         s->addrlen = a->ai_addrlen;
         format_sockaddr((struct sockaddr *)&s->addr, now, sizeof(now));
+        s->addr_gen++; /* connections lent now are not kept (pool_release) */
         log_info("upstream %s: %s now resolves to %s (was %s)",
                  s->pool->cfg->name, s->name, now, was);
         /* New exchanges connect to the new address; idle connections to
@@ -534,6 +535,7 @@ struct upconn *pool_acquire(struct pool *p, struct pool_server *server,
         }
         c->pool = p;
         c->server = server;
+        c->addr_gen = server->addr_gen;
         c->bev = bufferevent_socket_new(p->base, -1, BEV_OPT_CLOSE_ON_FREE);
         if (c->bev == NULL) {
             free(c);
@@ -564,8 +566,8 @@ void pool_release(struct upconn *c)
     struct pool *p = c->pool;
     give_back(c);
     c->exchanges++;
-    if (p->cfg->keepalive == 0) {
-        upconn_free(c);
+    if (p->cfg->keepalive == 0 || c->addr_gen != c->server->addr_gen) {
+        upconn_free(c); /* or its server's name moved meanwhile */
         return;
     }
     if (p->n_idle >= p->cfg->keepalive) {

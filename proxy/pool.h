@@ -57,6 +57,7 @@ struct pool_server {
     struct bufferevent *check_bev;
     int literal; /* the conf gave an address, not a name */
     int resolved; /* addr holds an address (a name may wait for evdns) */
+    unsigned addr_gen; /* bumped when re-resolution changes addr */
     struct evdns_getaddrinfo_request *dns_req;
     struct stats_server *st;
 };
@@ -69,6 +70,7 @@ struct upconn {
     unsigned exchanges; /* completed on this connection; >0 means reused */
     int connected;
     int lent;           /* counted in server->active */
+    unsigned addr_gen;  /* the server's addr_gen when it connected */
     TAILQ_ENTRY(upconn) idle_link;   /* pool-wide, most recent first */
     TAILQ_ENTRY(upconn) server_link; /* the server's */
 };
