@@ -100,6 +100,27 @@ static int listen_socket(const struct sockaddr *sa, socklen_t len,
     return fd;
 }
 
+/* The address to bind for a conf's host:port; logs "what host:port: why"
+ * and returns -1 if it does not resolve. */
+static int listen_address(const struct config_addr *a, const char *what,
+                          struct sockaddr_storage *ss, socklen_t *len)
+{
+    char port[8];
+    snprintf(port, sizeof(port), "%u", a->port);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(a->host, port, &hints, &res);
+    if (rc != 0) {
+        log_error("%s %s:%u: %s", what, a->host, a->port, gai_strerror(rc));
+        return -1;
+    }
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
 /* Print "[what]listening on HOST:PORT" with the port actually bound, the
  * line tests and scripts wait for. */
 static void announce(const char *what, const char *host,
@@ -118,20 +139,11 @@ static void announce(const char *what, const char *host,
 static int bind_address(struct master *m, int i)
 {
     const struct config_addr *a = &m->cfg->listen[i];
-    char port[8];
-    snprintf(port, sizeof(port), "%u", a->port);
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE};
-    struct addrinfo *res = NULL;
-    int rc = getaddrinfo(a->host, port, &hints, &res);
-    if (rc != 0) {
-        log_error("listen %s:%u: %s", a->host, a->port, gai_strerror(rc));
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    if (listen_address(a, "listen", &ss, &sslen) < 0) {
         return -1;
     }
-    struct sockaddr_storage ss;
-    socklen_t sslen = res->ai_addrlen;
-    memcpy(&ss, res->ai_addr, res->ai_addrlen);
-    freeaddrinfo(res);
     char err[128];
     /* SO_REUSEPORT would let us share a port with a stale instance: probe
      * with a plain socket first so "address in use" is reported. */
@@ -477,7 +489,6 @@ static void reload(struct master *m)
         }
     }
     m->shm->reloads++;
-    (void)old;
     config_free(old_owned);
 }
 
@@ -500,27 +511,19 @@ static void close_sockets(struct master *m)
 static int bind_admin(struct master *m)
 {
     const struct config_addr *a = &m->cfg->admin_listen[0];
-    char port[8];
-    snprintf(port, sizeof(port), "%u", a->port);
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE};
-    struct addrinfo *res = NULL;
-    int rc = getaddrinfo(a->host, port, &hints, &res);
-    if (rc != 0) {
-        log_error("[admin] listen %s:%u: %s", a->host, a->port,
-                  gai_strerror(rc));
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    if (listen_address(a, "[admin] listen", &ss, &sslen) < 0) {
         return -1;
     }
     char err[128];
-    m->admin_fd = listen_socket(res->ai_addr, res->ai_addrlen, 0, 128, err,
+    m->admin_fd = listen_socket((struct sockaddr *)&ss, sslen, 0, 128, err,
                                 sizeof(err));
-    freeaddrinfo(res);
     if (m->admin_fd < 0) {
         log_error("[admin] listen %s:%u: %s", a->host, a->port, err);
         return -1;
     }
-    struct sockaddr_storage ss;
-    socklen_t sslen = sizeof(ss);
+    sslen = sizeof(ss);
     getsockname(m->admin_fd, (struct sockaddr *)&ss, &sslen);
     announce("admin ", a->host, &ss);
     return 0;

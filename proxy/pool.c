@@ -25,6 +25,16 @@
 
 static void check_start(evutil_socket_t fd, short what, void *arg);
 static void health_publish(struct pool *p);
+
+/* Take c out of the idle lists. */
+static void idle_remove(struct upconn *c)
+{
+    TAILQ_REMOVE(&c->pool->idle, c, idle_link);
+    TAILQ_REMOVE(&c->server->idle, c, server_link);
+    c->pool->n_idle--;
+    c->pool->st->idle = c->pool->n_idle;
+}
+
 static void resolve_all(evutil_socket_t fd, short what, void *arg);
 
 /* The first IPv4 result, else the first: what a server connects to. */
@@ -188,12 +198,9 @@ void pool_close_idle(struct pool *p)
 {
     struct upconn *c;
     while ((c = TAILQ_FIRST(&p->idle)) != NULL) {
-        TAILQ_REMOVE(&p->idle, c, idle_link);
-        TAILQ_REMOVE(&c->server->idle, c, server_link);
-        p->n_idle--;
+        idle_remove(c);
         upconn_free(c);
     }
-    p->st->idle = 0;
 }
 
 void pool_free(struct pool *p)
@@ -436,12 +443,9 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
          * the old one are let go. */
         struct upconn *c;
         while ((c = TAILQ_FIRST(&s->idle)) != NULL) {
-            TAILQ_REMOVE(&s->pool->idle, c, idle_link);
-            TAILQ_REMOVE(&s->idle, c, server_link);
-            s->pool->n_idle--;
+            idle_remove(c);
             upconn_free(c);
         }
-        s->pool->st->idle = s->pool->n_idle;
     }
     evutil_freeaddrinfo(res);
 }
@@ -496,15 +500,6 @@ struct pool_server *pool_pick(struct pool *p, uint64_t key, uint64_t tried)
         break;
     }
     return i < 0 ? NULL : &p->servers[i];
-}
-
-/* Take c out of the idle lists. */
-static void idle_remove(struct upconn *c)
-{
-    TAILQ_REMOVE(&c->pool->idle, c, idle_link);
-    TAILQ_REMOVE(&c->server->idle, c, server_link);
-    c->pool->n_idle--;
-    c->pool->st->idle = c->pool->n_idle;
 }
 
 /* An idle connection spoke or closed: it cannot be reused. */

@@ -246,7 +246,6 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     struct stats_slot *st = w->stats;
     int64_t paused = 0, buffered = 0, waiting = 0;
     int n_oldest = 0;
-    double now = util_now_ms();
     struct session *s;
     for (s = TAILQ_FIRST(&w->sessions); s != NULL; s = session_next(s)) {
         struct session_info info;
@@ -264,7 +263,6 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             o->bytes_out = info.bytes_out;
         }
     }
-    (void)now;
     st->n_oldest = n_oldest;
     st->gauge[STAT_OPEN_SESSIONS] = w->n_sessions;
     st->gauge[STAT_PAUSED_SESSIONS] = paused;
