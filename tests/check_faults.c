@@ -178,27 +178,13 @@ START_TEST(test_2000_concurrent_streams_delivered_whole)
         len[i] = 0;
         done[i] = 0;
     }
-    static struct pollfd pfds[N];
-    static int map[N];
+    static int ready[N];
     int finished = 0;
     double t0 = harness_now();
     while (finished < N && harness_now() - t0 < 20000 * harness_scale()) {
-        int n = 0;
-        for (int i = 0; i < N; i++) {
-            if (!done[i]) {
-                pfds[n].fd = fds[i];
-                pfds[n].events = POLLIN;
-                map[n++] = i;
-            }
-        }
-        if (poll(pfds, (nfds_t)n, 1000) <= 0) {
-            continue;
-        }
+        int n = harness_poll_open(fds, done, N, ready, 1000);
         for (int k = 0; k < n; k++) {
-            if (!(pfds[k].revents & (POLLIN | POLLHUP | POLLERR))) {
-                continue;
-            }
-            int i = map[k];
+            int i = ready[k];
             ssize_t r = read(fds[i], got[i] + len[i], 4095 - len[i]);
             if (r <= 0 || len[i] + (size_t)r >= 4095) {
                 done[i] = 1;
@@ -209,7 +195,18 @@ START_TEST(test_2000_concurrent_streams_delivered_whole)
             len[i] += (size_t)r;
         }
     }
-    ck_assert_int_eq(finished, N);
+    const char *log = harness_log(&proxy);
+    size_t log_len = strlen(log);
+    if (finished < N) {
+        int stuck = 0;
+        while (done[stuck]) {
+            stuck++;
+        }
+        ck_abort_msg("%d of %d streams ended; one still open got:\n%.1500s\n"
+                     "end of the proxy's log:\n%s",
+                     finished, N, len[stuck] ? got[stuck] : "(nothing)",
+                     log_len > 2000 ? log + log_len - 2000 : log);
+    }
     int whole = 0;
     static char first_bad[4096];
     first_bad[0] = '\0';
@@ -225,8 +222,6 @@ START_TEST(test_2000_concurrent_streams_delivered_whole)
         free(got[i]);
     }
     /* On failure: what one client got, and the end of the proxy's log. */
-    const char *log = harness_log(&proxy);
-    size_t log_len = strlen(log);
     ck_assert_msg(whole == N,
                   "%d of %d streams whole; one of the others got:\n%s\n"
                   "end of the proxy's log:\n%s",

@@ -68,10 +68,6 @@
 
 static struct proc origin, proxy, script;
 
-/* Sockets the running test owns; the teardown closes what is left. */
-static int owned[2048];
-static int n_owned;
-
 /*
  * Where scripted upstreams record what reached them: a temp file unlinked
  * at once, opened O_APPEND before the upstream forks so every handler
@@ -81,35 +77,13 @@ static int n_owned;
  */
 static int record_fd = -1;
 
-static int own(int fd)
-{
-    ck_assert_int_lt(n_owned, (int)(sizeof(owned) / sizeof(owned[0])));
-    owned[n_owned++] = fd;
-    return fd;
-}
-
-static void close_owned(int fd)
-{
-    for (int i = 0; i < n_owned; i++) {
-        if (owned[i] == fd) {
-            owned[i] = -1;
-        }
-    }
-    close(fd);
-}
-
 static void teardown(void)
 {
     harness_nofile = 0;
     harness_stop(&proxy);
     harness_stop(&origin);
     harness_stop(&script);
-    for (int i = 0; i < n_owned; i++) {
-        if (owned[i] >= 0) {
-            close(owned[i]);
-        }
-    }
-    n_owned = 0;
+    harness_close_owned_all();
     if (record_fd >= 0) {
         close(record_fd);
         record_fd = -1;
@@ -292,33 +266,11 @@ static void talk_read(int fd, struct talk *t, int ms)
 static void talk(const char *raw, size_t len, struct talk *t)
 {
     memset(t, 0, sizeof(*t));
-    int fd = own(harness_connect(proxy.port));
+    int fd = harness_own(harness_connect(proxy.port));
     t->port = harness_client_port(fd);
     ck_assert_int_eq(harness_write(fd, raw, len), 0);
     talk_read(fd, t, 5000);
-    close_owned(fd);
-}
-
-/* Read from fd until needle (len bytes matter, not NUL) is in buf, or ms
- * (scaled) pass or the connection ends. 1 if it arrived. */
-static int read_until(int fd, char *buf, size_t cap, size_t *len,
-                      const char *needle, int ms)
-{
-    double deadline = harness_now() + ms * harness_scale();
-    while (memmem(buf, *len, needle, strlen(needle)) == NULL) {
-        int left = (int)(deadline - harness_now());
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (left <= 0 || poll(&pfd, 1, left) <= 0) {
-            return 0;
-        }
-        ssize_t n = read(fd, buf + *len, cap - 1 - *len);
-        if (n <= 0) {
-            return 0;
-        }
-        *len += (size_t)n;
-        buf[*len] = '\0';
-    }
-    return 1;
+    harness_close_owned(fd);
 }
 
 /* ---- logs ------------------------------------------------------------- */
@@ -811,12 +763,12 @@ START_TEST(test_forwarded_exactly)
     start_script(h_reply, (void *)&keep_ok, "", "");
     struct talk t;
     memset(&t, 0, sizeof(t));
-    int fd = own(harness_connect(proxy.port));
+    int fd = harness_own(harness_connect(proxy.port));
     t.port = harness_client_port(fd);
     ck_assert_int_eq(harness_send(fd, c->raw), 0);
     int http10 = strstr(c->raw, "HTTP/1.0") != NULL;
-    ck_assert_msg(read_until(fd, t.got, sizeof(t.got), &t.len, "\r\n\r\nok",
-                             3000),
+    ck_assert_msg(harness_read_until(fd, t.got, sizeof(t.got), &t.len,
+                                     "\r\n\r\nok", 3000),
                   "%s: no response; got %s; log:\n%s", c->name,
                   show(t.got, t.len), harness_log(&proxy));
     if (http10) {
@@ -847,7 +799,7 @@ START_TEST(test_absolute_form_reaches_configured_origin)
 {
     harness_origin(&origin, "--delay", "0ms", NULL);
     harness_proxy(&proxy, CONF, harness_server_lines(""), origin.port, "");
-    int fd = own(harness_connect(proxy.port));
+    int fd = harness_own(harness_connect(proxy.port));
     int port = harness_client_port(fd);
     ck_assert_int_eq(
         harness_send(fd, "GET http://other.example:8080/echo?y=1 HTTP/1.1\r\n"
@@ -902,7 +854,7 @@ START_TEST(test_field_count_limit)
     /* 256 fields: forwarded, every one of them. */
     len = many_fields(req, sizeof(req), 256);
     struct response r;
-    int fd = own(harness_connect(proxy.port));
+    int fd = harness_own(harness_connect(proxy.port));
     ck_assert_int_eq(harness_write(fd, req, len), 0);
     ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
     ck_assert_int_eq(r.status, 200);
@@ -1016,11 +968,13 @@ static void expect_interim(int fd, const char *ask, const char *interim)
     size_t len = 0;
     got[0] = '\0';
     ck_assert_int_eq(harness_send(fd, ask), 0);
-    ck_assert_msg(read_until(fd, got, sizeof(got), &len, "\r\n\r\n", 3000),
+    ck_assert_msg(harness_read_until(fd, got, sizeof(got), &len,
+                                     "\r\n\r\n", 3000),
                   "no interim response: %s", show(got, len));
     /* The upstream holds its 200 back for 400 ms: the interim came alone. */
     assert_bytes(got, len, interim, "interim response");
-    ck_assert_msg(read_until(fd, got, sizeof(got), &len, "\r\n\r\nok", 3000),
+    ck_assert_msg(harness_read_until(fd, got, sizeof(got), &len,
+                                     "\r\n\r\nok", 3000),
                   "no final response: %s", show(got, len));
     size_t ilen = strlen(interim);
     assert_bytes(got + ilen, len - ilen, OK_RELAYED, "final response");
@@ -1036,7 +990,7 @@ static const struct reply early_hints = {
 START_TEST(test_103_early_hints_relayed)
 {
     start_script(h_reply, (void *)&early_hints, "", "");
-    int fd = own(harness_connect(proxy.port));
+    int fd = harness_own(harness_connect(proxy.port));
     static const char ask[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
     static const char hints[] = "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n"
                                 "Via: 1.1 switchboard\r\n\r\n";
@@ -1058,7 +1012,7 @@ static const struct reply processing = {
 START_TEST(test_102_processing_relayed)
 {
     start_script(h_reply, (void *)&processing, "", "");
-    int fd = own(harness_connect(proxy.port));
+    int fd = harness_own(harness_connect(proxy.port));
     static const char ask[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
     static const char interim[] =
         "HTTP/1.1 102 Processing\r\nVia: 1.1 switchboard\r\n\r\n";
@@ -1093,13 +1047,14 @@ START_TEST(test_upstream_100_continue_not_relayed)
 {
     start_script(h_reply, (void *)&upstream_continue, "", "");
     /* Without Expect: the client gets the 200 alone. */
-    int fd = own(harness_connect(proxy.port));
+    int fd = harness_own(harness_connect(proxy.port));
     char got[4096];
     size_t len = 0;
     ck_assert_int_eq(harness_send(fd, "POST / HTTP/1.1\r\nHost: a\r\n"
                                       "Content-Length: 5\r\n\r\nhello"),
                      0);
-    ck_assert(read_until(fd, got, sizeof(got), &len, "\r\n\r\nok", 3000));
+    ck_assert(harness_read_until(fd, got, sizeof(got), &len,
+                                 "\r\n\r\nok", 3000));
     assert_bytes(got, len, OK_RELAYED, "without Expect");
     /* With Expect: exactly one 100 Continue (the proxy's own, before the
      * body), then the 200. */
@@ -1108,10 +1063,11 @@ START_TEST(test_upstream_100_continue_not_relayed)
                                       "Content-Length: 5\r\n"
                                       "Expect: 100-continue\r\n\r\n"),
                      0);
-    ck_assert(read_until(fd, got, sizeof(got), &len, "\r\n\r\n", 3000));
+    ck_assert(harness_read_until(fd, got, sizeof(got), &len, "\r\n\r\n", 3000));
     assert_bytes(got, len, "HTTP/1.1 100 Continue\r\n\r\n", "the proxy's 100");
     ck_assert_int_eq(harness_send(fd, "hello"), 0);
-    ck_assert(read_until(fd, got, sizeof(got), &len, "\r\n\r\nok", 3000));
+    ck_assert(harness_read_until(fd, got, sizeof(got), &len,
+                                 "\r\n\r\nok", 3000));
     /* Nothing may follow: wait a little for a stray byte. */
     struct pollfd pfd = {.fd = fd, .events = POLLIN};
     ck_assert_int_eq(poll(&pfd, 1, 200), 0);
@@ -1134,14 +1090,15 @@ static const struct reply connection_named = {
 START_TEST(test_connection_named_headers_removed)
 {
     start_script(h_reply, (void *)&connection_named, "", "");
-    int fd = own(harness_connect(proxy.port));
+    int fd = harness_own(harness_connect(proxy.port));
     char got[4096];
     size_t len = 0;
     for (int i = 0; i < 2; i++) {
         len = 0;
         ck_assert_int_eq(
             harness_send(fd, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
-        ck_assert(read_until(fd, got, sizeof(got), &len, "\r\n\r\nok", 3000));
+        ck_assert(harness_read_until(fd, got, sizeof(got), &len,
+                                     "\r\n\r\nok", 3000));
         /* Neither X-Foo nor Connection; the client connection stays. */
         assert_bytes(got, len,
                      "HTTP/1.1 200 OK\r\nDate: " FIXED_DATE "\r\n"
@@ -1222,7 +1179,7 @@ START_TEST(test_client_leaves_mid_upload)
                   script.port, origin.port);
     pid_t before[8];
     ck_assert_int_eq(harness_wait_children(proxy.pid, before, 1), 1);
-    int fd = own(harness_connect(proxy.port));
+    int fd = harness_own(harness_connect(proxy.port));
     int port = harness_client_port(fd);
     ck_assert_int_eq(harness_send(fd, "POST /upload HTTP/1.1\r\nHost: a\r\n"
                                       "Content-Length: 10485760\r\n\r\n"),
@@ -1240,7 +1197,7 @@ START_TEST(test_client_leaves_mid_upload)
         usleep(5000);
     }
     double closed_at = harness_now();
-    close_owned(fd);
+    harness_close_owned(fd);
     size_t size = 0;
     while (strstr(tail, "<") == NULL &&
            harness_now() - closed_at < 2000 * harness_scale()) {
@@ -1306,7 +1263,7 @@ static void h_big(int fd, void *arg)
 START_TEST(test_client_leaves_mid_download)
 {
     start_script(h_big, NULL, "", "");
-    int fd = own(harness_connect(proxy.port));
+    int fd = harness_own(harness_connect(proxy.port));
     int port = harness_client_port(fd);
     ck_assert_int_eq(harness_send(fd, "GET /big HTTP/1.1\r\nHost: a\r\n\r\n"),
                      0);
@@ -1325,7 +1282,7 @@ START_TEST(test_client_leaves_mid_download)
     /* Let more arrive unread, so the close is abrupt, then leave. */
     usleep(50 * 1000);
     double closed_at = harness_now();
-    close_owned(fd);
+    harness_close_owned(fd);
     ck_assert_msg(recorded_wait("<write-failed>", 2000),
                   "the upstream connection was not closed; recorded: %.300s",
                   recorded());
@@ -1380,13 +1337,14 @@ START_TEST(test_idempotent_request_retried_once_on_reuse_race)
                      0);
     ck_assert_int_eq(r.status, 200);
     response_free(&r);
-    int fd = own(harness_connect(proxy.port));
+    int fd = harness_own(harness_connect(proxy.port));
     int port = harness_client_port(fd);
     ck_assert_int_eq(
         harness_send(fd, "GET /second HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
     char got[4096];
     size_t len = 0;
-    ck_assert_msg(read_until(fd, got, sizeof(got), &len, "\r\n\r\nok", 3000),
+    ck_assert_msg(harness_read_until(fd, got, sizeof(got), &len,
+                                     "\r\n\r\nok", 3000),
                   "got: %s; log:\n%s", show(got, len), harness_log(&proxy));
     assert_bytes(got, len, OK_RELAYED, "retried GET");
     harness_assert_logged(&proxy, port, "\"GET /second HTTP/1.1\" 200 ", " term=done", NULL);
@@ -1446,7 +1404,7 @@ static void crowd_leaves(const int *fds, int n, pid_t worker)
     ck_assert_int_eq(harness_children(proxy.pid, now, 8), 1);
     ck_assert_int_eq(now[0], worker);
     for (int i = 0; i < n; i++) {
-        close_owned(fds[i]);
+        harness_close_owned(fds[i]);
     }
     struct response r;
     ck_assert_msg(harness_exchange(proxy.port,
@@ -1475,7 +1433,7 @@ START_TEST(test_descriptor_exhaustion)
     ck_assert_int_eq(harness_wait_children(proxy.pid, before, 1), 1);
     static int fds[N];
     for (int i = 0; i < N; i++) {
-        fds[i] = own(harness_connect(proxy.port));
+        fds[i] = harness_own(harness_connect(proxy.port));
     }
     ck_assert_msg(harness_log_wait(&proxy, "closed a new connection", 3000),
                   "no shedding logged; log:\n%s", harness_log(&proxy));
@@ -1529,7 +1487,7 @@ START_TEST(test_select_backend_survives_past_fd_setsize)
     ck_assert_int_eq(harness_wait_children(proxy.pid, before, 1), 1);
     static int fds[N];
     for (int i = 0; i < N; i++) {
-        fds[i] = own(harness_connect(proxy.port));
+        fds[i] = harness_own(harness_connect(proxy.port));
     }
     ck_assert_msg(harness_log_wait(&proxy, "closed a new connection", 5000),
                   "no shedding logged; log:\n%s", harness_log(&proxy));
@@ -1554,7 +1512,7 @@ START_TEST(test_slowloris_crowd)
     static const char trickle[] = "GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ";
     for (int i = 0; i < N; i++) {
         t_conn[i] = harness_now();
-        fds[i] = own(harness_connect(proxy.port));
+        fds[i] = harness_own(harness_connect(proxy.port));
         fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
         t_end[i] = -1;
         got_len[i] = 0;

@@ -52,10 +52,6 @@
 
 static struct proc origin, origin2, proxy, script;
 
-/* Sockets the running test owns; the teardown closes what is left. */
-static int owned[32];
-static int n_owned;
-
 /*
  * Where a recording upstream writes what reached it: a temp file unlinked
  * at once (nothing is left behind even when a failed assertion skips the
@@ -64,37 +60,13 @@ static int n_owned;
  */
 static int record_fd = -1;
 
-/* Remember fd for the teardown; returns it. */
-static int own(int fd)
-{
-    ck_assert_int_lt(n_owned, (int)(sizeof(owned) / sizeof(owned[0])));
-    owned[n_owned++] = fd;
-    return fd;
-}
-
-/* Close an owned socket now (the teardown then leaves it alone). */
-static void close_owned(int fd)
-{
-    for (int i = 0; i < n_owned; i++) {
-        if (owned[i] == fd) {
-            owned[i] = -1;
-        }
-    }
-    close(fd);
-}
-
 static void teardown(void)
 {
     harness_stop(&proxy);
     harness_stop(&origin);
     harness_stop(&origin2);
     harness_stop(&script);
-    for (int i = 0; i < n_owned; i++) {
-        if (owned[i] >= 0) {
-            close(owned[i]);
-        }
-    }
-    n_owned = 0;
+    harness_close_owned_all();
     if (record_fd >= 0) {
         close(record_fd);
         record_fd = -1;
@@ -147,7 +119,7 @@ static int connect_rcvbuf(int port, int rcvbuf)
 static int exchange_on(int port, const char *raw, size_t len,
                        struct response *r, int *fd_out)
 {
-    int fd = own(harness_connect(port));
+    int fd = harness_own(harness_connect(port));
     int cport = harness_client_port(fd);
     ck_assert_int_eq(harness_write(fd, raw, len), 0);
     ck_assert_msg(harness_read_response(fd, r, 5000, 0) == 0,
@@ -247,7 +219,7 @@ START_TEST(test_header_deadline_not_extended_by_trickle)
                   harness_server_lines("client_header_timeout = 300ms\n"),
                   origin.port, "");
     double t0 = harness_now();
-    int fd = own(harness_connect(proxy.port));
+    int fd = harness_own(harness_connect(proxy.port));
     int port = harness_client_port(fd);
     ck_assert_int_eq(harness_send(fd, "GET / HTTP/1.1\r\nHo"), 0);
     /* One byte every 100 ms of a head that never ends: an idle timer
@@ -299,7 +271,7 @@ START_TEST(test_header_deadline_silent_client)
                   harness_server_lines("client_header_timeout = 300ms\n"),
                   harness_dead_port(), "");
     double t0 = harness_now();
-    int fd = own(harness_connect(proxy.port));
+    int fd = harness_own(harness_connect(proxy.port));
     int port = harness_client_port(fd);
     struct response r;
     ck_assert_int_eq(harness_read_response(fd, &r, 2000, 0), 0);
@@ -317,7 +289,7 @@ START_TEST(test_keepalive_timeout_closes_idle_client)
     harness_origin(&origin, "--delay", "0ms", NULL);
     harness_proxy(&proxy, CONF, harness_server_lines("keepalive_timeout = 300ms\n"),
                   origin.port, "");
-    int fd = own(harness_connect(proxy.port));
+    int fd = harness_own(harness_connect(proxy.port));
     struct response r;
     double t0 = 0;
     for (int i = 0; i < 2; i++) {
@@ -387,7 +359,7 @@ START_TEST(test_keepalive_timeout_waits_for_response_to_drain)
                   harness_server_lines("keepalive_timeout = 300ms\n"
                                "buffer_size = 16m\n"),
                   origin.port, "");
-    int fd = own(connect_rcvbuf(proxy.port, 4096));
+    int fd = harness_own(connect_rcvbuf(proxy.port, 4096));
     int port = harness_client_port(fd);
     ck_assert_int_eq(
         harness_send(fd, "GET /?size=8m HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
@@ -414,7 +386,7 @@ START_TEST(test_client_body_timeout)
     harness_origin(&origin, "--delay", "0ms", NULL);
     harness_proxy(&proxy, CONF, harness_server_lines("client_body_timeout = 300ms\n"),
                   origin.port, "");
-    int fd = own(harness_connect(proxy.port));
+    int fd = harness_own(harness_connect(proxy.port));
     int port = harness_client_port(fd);
     double t0 = harness_now();
     ck_assert_int_eq(harness_send(fd, "POST /echo HTTP/1.1\r\nHost: a\r\n"
@@ -442,7 +414,7 @@ START_TEST(test_send_timeout_client_never_reads)
     /* A small receive buffer fixed before the handshake: the kernels on
      * both ends then hold a bounded amount, whatever tcp_rmem allows, and
      * the window scale still fits what is left to drain at the end. */
-    int fd = own(connect_rcvbuf(proxy.port, 4096));
+    int fd = harness_own(connect_rcvbuf(proxy.port, 4096));
     int port = harness_client_port(fd);
     double t0 = harness_now();
     ck_assert_int_eq(
@@ -511,7 +483,7 @@ START_TEST(test_upstream_connect_timeout)
      * the connecting side stays in SYN-SENT, retransmitting after 1 s.
      * The test checks that this holds before relying on it.
      */
-    int lfd = own(socket(AF_INET, SOCK_STREAM, 0));
+    int lfd = harness_own(socket(AF_INET, SOCK_STREAM, 0));
     ck_assert_int_ge(lfd, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET,
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -520,9 +492,9 @@ START_TEST(test_upstream_connect_timeout)
     socklen_t len = sizeof(sa);
     getsockname(lfd, (struct sockaddr *)&sa, &len);
     int port = ntohs(sa.sin_port);
-    own(harness_connect(port)); /* fills the accept queue */
-    int probe = own(connect_nowait(port));
-    own(connect_nowait(port));
+    harness_own(harness_connect(port)); /* fills the accept queue */
+    int probe = harness_own(connect_nowait(port));
+    harness_own(connect_nowait(port));
     struct pollfd pfd = {.fd = probe, .events = POLLOUT};
     ck_assert_msg(poll(&pfd, 1, 200) == 0,
                   "the kernel completed a handshake past a full accept "
@@ -530,7 +502,7 @@ START_TEST(test_upstream_connect_timeout)
 
     harness_proxy(&proxy, CONF, harness_server_lines(""), port,
                   "connect_timeout = 300ms");
-    int fd = own(harness_connect(proxy.port));
+    int fd = harness_own(harness_connect(proxy.port));
     int cport = harness_client_port(fd);
     double t0 = harness_now();
     ck_assert_int_eq(harness_send(fd, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
@@ -550,7 +522,7 @@ START_TEST(test_upstream_read_timeout_mid_body)
     harness_script(&script, head_and_ten_bytes, NULL, 0);
     harness_proxy(&proxy, CONF, harness_server_lines(""), script.port,
                   "read_timeout = 300ms");
-    int fd = own(harness_connect(proxy.port));
+    int fd = harness_own(harness_connect(proxy.port));
     int port = harness_client_port(fd);
     double t0 = harness_now();
     ck_assert_int_eq(harness_send(fd, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
@@ -577,7 +549,7 @@ START_TEST(test_upstream_send_timeout)
     harness_script(&script, never_reads, NULL, 0);
     harness_proxy(&proxy, CONF, harness_server_lines(""), script.port,
                   "send_timeout = 300ms");
-    int fd = own(harness_connect(proxy.port));
+    int fd = harness_own(harness_connect(proxy.port));
     int port = harness_client_port(fd);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     char head[128];
@@ -666,7 +638,7 @@ END_TEST
 START_TEST(test_max_body_size_chunked)
 {
     start_recorder("max_body_size = 1k\n");
-    int fd = own(harness_connect(proxy.port));
+    int fd = harness_own(harness_connect(proxy.port));
     int port = harness_client_port(fd);
     ck_assert_int_eq(harness_send(fd, "POST / HTTP/1.1\r\nHost: a\r\n"
                                       "Transfer-Encoding: chunked\r\n\r\n"),
@@ -720,7 +692,7 @@ START_TEST(test_max_body_size_after_response_started)
     harness_script(&script, answers_early, NULL, 0);
     harness_proxy(&proxy, CONF, harness_server_lines("max_body_size = 1k\n"),
                   script.port, "");
-    int fd = own(harness_connect(proxy.port));
+    int fd = harness_own(harness_connect(proxy.port));
     int port = harness_client_port(fd);
     char chunk[256 + 16];
     int n = snprintf(chunk, sizeof(chunk), "100\r\n");
@@ -809,7 +781,7 @@ START_TEST(test_max_header_size_counts_the_whole_head)
     }
     n += snprintf(req + n, sizeof(req) - (size_t)n, "\r\n");
     ck_assert_int_gt(n, 2000);
-    int fd = own(harness_connect(proxy.port));
+    int fd = harness_own(harness_connect(proxy.port));
     int port = harness_client_port(fd);
     ck_assert_int_eq(harness_write(fd, req, (size_t)n), 0);
     struct response r;
@@ -897,7 +869,7 @@ START_TEST(test_max_connections_queues_the_third)
     int idle[2];
     for (int i = 0; i < 2; i++) {
         /* One exchange each proves the session exists; then they idle. */
-        idle[i] = own(harness_connect(proxy.port));
+        idle[i] = harness_own(harness_connect(proxy.port));
         struct response r;
         ck_assert_int_eq(harness_send(idle[i], ask), 0);
         ck_assert_int_eq(harness_read_response(idle[i], &r, 2000, 0), 0);
@@ -906,14 +878,14 @@ START_TEST(test_max_connections_queues_the_third)
     }
     ck_assert(harness_log_wait(&proxy, "max_connections (2) reached", 2000));
     /* The kernel completes the handshake (backlog); nobody serves it. */
-    int third = own(harness_connect(proxy.port));
+    int third = harness_own(harness_connect(proxy.port));
     ck_assert_int_eq(harness_send(third, ask), 0);
     struct pollfd pfd = {.fd = third, .events = POLLIN};
     ck_assert_msg(poll(&pfd, 1, 500) == 0,
                   "the third client was served past max_connections");
     /* One of the two leaves: the third is accepted and served. */
     double t0 = harness_now();
-    close_owned(idle[0]);
+    harness_close_owned(idle[0]);
     struct response r;
     ck_assert_int_eq(harness_read_response(third, &r, 2000, 0), 0);
     ck_assert_int_eq(r.status, 200);

@@ -844,12 +844,71 @@ int harness_count(const char *hay, const char *needle)
     return n;
 }
 
+int harness_poll_open(const int *fds, const int *done, int n, int *ready,
+                      int ms)
+{
+    struct pollfd *pfds = calloc((size_t)n, sizeof(*pfds));
+    int *map = calloc((size_t)n, sizeof(*map));
+    ck_assert(pfds != NULL && map != NULL);
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if (!done[i]) {
+            pfds[m].fd = fds[i];
+            pfds[m].events = POLLIN;
+            map[m++] = i;
+        }
+    }
+    int found = 0;
+    if (m > 0 && poll(pfds, (nfds_t)m, ms) > 0) {
+        for (int k = 0; k < m; k++) {
+            if (pfds[k].revents & (POLLIN | POLLHUP | POLLERR)) {
+                ready[found++] = map[k];
+            }
+        }
+    }
+    free(pfds);
+    free(map);
+    return found;
+}
+
+static int owned[2048];
+static int n_owned;
+
+int harness_own(int fd)
+{
+    ck_assert_int_lt(n_owned, (int)(sizeof(owned) / sizeof(owned[0])));
+    owned[n_owned++] = fd;
+    return fd;
+}
+
+void harness_close_owned(int fd)
+{
+    for (int i = 0; i < n_owned; i++) {
+        if (owned[i] == fd) {
+            owned[i] = -1;
+        }
+    }
+    close(fd);
+}
+
+void harness_close_owned_all(void)
+{
+    for (int i = 0; i < n_owned; i++) {
+        if (owned[i] >= 0) {
+            close(owned[i]);
+        }
+    }
+    n_owned = 0;
+}
+
 int harness_read_until(int fd, char *buf, size_t cap, size_t *len,
                        const char *needle, int ms)
 {
     double deadline = harness_now() + ms * harness_scale();
     buf[*len] = '\0';
-    while (needle == NULL || strstr(buf, needle) == NULL) {
+    /* memmem: bytes before the needle may include NULs. */
+    while (needle == NULL ||
+           memmem(buf, *len, needle, strlen(needle)) == NULL) {
         int left = (int)(deadline - harness_now());
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
         if (left <= 0 || poll(&pfd, 1, left) <= 0) {

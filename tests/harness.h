@@ -164,6 +164,24 @@ void harness_assert_logged(const struct proc *p, int port, ...);
 int harness_count(const char *hay, const char *needle);
 
 /*
+ * Wait up to ms (not scaled) until some of the n sockets fds[i] with
+ * done[i] == 0 are readable or closed; their indexes go into ready (room
+ * for n). Returns how many (0 on timeout).
+ */
+int harness_poll_open(const int *fds, const int *done, int n, int *ready,
+                      int ms);
+
+/*
+ * Sockets a test owns: harness_own remembers fd (and returns it),
+ * harness_close_owned closes one now, and a teardown's
+ * harness_close_owned_all closes what is left (a failed assertion skips
+ * the test's own closes).
+ */
+int harness_own(int fd);
+void harness_close_owned(int fd);
+void harness_close_owned_all(void);
+
+/*
  * Read from fd, appending to buf (len bytes so far, NUL-terminated, cap in
  * all) until needle appears within ms (scaled); with needle NULL, until the
  * peer closes. Returns 1 when it did.
