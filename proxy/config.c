@@ -28,7 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <arpa/inet.h>
 
 #include <ini.h>
 
@@ -157,7 +156,6 @@ static const char *check_resolver(const char *v)
         "system, or a name server's address like 127.0.0.1 or 10.0.0.2:53";
     char host[CONFIG_HOST_MAX], buf[CONFIG_HOST_MAX + 8];
     uint16_t port;
-    unsigned char a[16];
     if (strcmp(v, "system") == 0) {
         return NULL;
     }
@@ -168,7 +166,7 @@ static const char *check_resolver(const char *v)
         v = buf;
     }
     if (util_parse_hostport(v, host, sizeof(host), &port) < 0 || port == 0 ||
-        (inet_pton(AF_INET, host, a) != 1 && inet_pton(AF_INET6, host, a) != 1)) {
+        !util_is_ip_literal(host)) {
         return expected;
     }
     return NULL;

@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -107,9 +106,7 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
         s->index = i;
         s->check_up = 1;
         TAILQ_INIT(&s->idle);
-        unsigned char buf[sizeof(struct in6_addr)];
-        s->literal = inet_pton(AF_INET, cs->addr.host, buf) == 1 ||
-                     inet_pton(AF_INET6, cs->addr.host, buf) == 1;
+        s->literal = util_is_ip_literal(cs->addr.host);
         names += !s->literal;
         if (s->literal || !names_by_dns || dns == NULL) {
             /* Before the worker serves anything: a blocking lookup is

@@ -13,6 +13,8 @@
 
 #include "util.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <string.h>
 #include <time.h>
 
@@ -204,6 +206,12 @@ int util_parse_hostport(const char *s, char *host, size_t hostlen,
     host[n] = '\0';
     *port = (uint16_t)p;
     return 0;
+}
+
+int util_is_ip_literal(const char *host)
+{
+    unsigned char a[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
 }
 
 double util_now_ms(void)

@@ -321,10 +321,7 @@ static int worker_setup(struct worker *w, const int *fds, int n_fds)
         for (int k = 0; k < u->n_servers &&
                         (u->resolve_interval_ms > 0 || by_dns);
              k++) {
-            unsigned char a[16];
-            const char *h = u->servers[k].addr.host;
-            if (evutil_inet_pton(AF_INET, h, a) == 1 ||
-                evutil_inet_pton(AF_INET6, h, a) == 1) {
+            if (util_is_ip_literal(u->servers[k].addr.host)) {
                 continue;
             }
             w->dns = evdns_base_new(

@@ -254,6 +254,19 @@ START_TEST(strnieq_compares_n_bytes)
 }
 END_TEST
 
+START_TEST(ip_literal_or_name)
+{
+    ck_assert(util_is_ip_literal("127.0.0.1"));
+    ck_assert(util_is_ip_literal("::1"));
+    ck_assert(util_is_ip_literal("2001:db8::2"));
+    ck_assert(!util_is_ip_literal("localhost"));
+    ck_assert(!util_is_ip_literal("origin.test"));
+    ck_assert(!util_is_ip_literal("127.0.0"));
+    ck_assert(!util_is_ip_literal("[::1]")); /* brackets belong to URLs */
+    ck_assert(!util_is_ip_literal(""));
+}
+END_TEST
+
 START_TEST(now_ms_is_monotonic)
 {
     double a = util_now_ms();
@@ -299,6 +312,7 @@ static Suite *util_suite(void)
     tcase_add_test(t, strieq_compares);
     tcase_add_test(t, strnieq_compares_n_bytes);
     tcase_add_test(t, now_ms_is_monotonic);
+    tcase_add_test(t, ip_literal_or_name);
     suite_add_tcase(s, t);
     return s;
 }
