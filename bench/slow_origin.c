@@ -4,7 +4,7 @@
  * An HTTP/1.1 server on libevhtp that answers every request after a
  * configurable delay, so that a proxy in front of it, or a bench, can be shown
  * holding thousands of slow exchanges at once. Every wait is a timer on the
- * event base of the thread that owns the connection (pause the request, arm
+ * event base of the loop that owns the connection (pause the request, arm
  * the timer, reply, resume: DESIGN.md "libevhtp rules"); nothing here ever
  * sleeps or blocks a loop. Bodies are never held whole: filler bytes are
  * queued by reference from one static block, a bounded amount at a time, as
@@ -30,6 +30,7 @@
 #include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -75,8 +76,19 @@ struct origin_conf {
     int threads;
 };
 
-/* One event loop (the main one, or one per evhtp thread) and its sessions. */
+/*
+ * One event loop: its base, its own evhtp instance on its own SO_REUSEPORT
+ * listening socket (the kernel spreads connections over the loops), its
+ * thread and its sessions. Loop 0 runs on the main thread. Not evhtp's
+ * thread pool: that hands each accepted connection to a thread through a
+ * non-blocking socketpair and closes the connection, unanswered, when the
+ * socketpair is full, which a burst of a few hundred connects does.
+ */
 struct origin_loop {
+    struct event_base *base;
+    evhtp_t *htp;
+    pthread_t thread;
+    bool started;
     LIST_HEAD(, session) sessions;
 };
 
@@ -143,7 +155,7 @@ struct exchange {
 };
 
 static struct origin_conf conf;
-static struct origin_loop main_loop;
+static struct origin_loop loops[MAX_THREADS];
 static char filler[FILLER_SIZE];
 static _Thread_local uint64_t rng_state;
 
@@ -849,15 +861,12 @@ static evhtp_res on_session_fini(evhtp_connection_t *conn, void *arg)
     return EVHTP_RES_OK;
 }
 
-/* A connection was accepted (on its own loop's thread): track it. */
+/* A connection was accepted (on its loop's thread): track it. */
 static evhtp_res on_session_accepted(evhtp_connection_t *conn, void *arg)
 {
-    struct origin_loop *loop = &main_loop;
+    struct origin_loop *loop = arg;
     struct session *s;
 
-    if (conn->thread != NULL) {
-        loop = evthr_get_aux(conn->thread);
-    }
     s = calloc(1, sizeof(*s));
     if (s == NULL) {
         return EVHTP_RES_FATAL;
@@ -891,36 +900,79 @@ static void origin_loop_close_all(struct origin_loop *loop)
     }
 }
 
-/* An evhtp thread starts: give it its loop state. */
-static void on_thread_start(evhtp_t *htp, evthr_t *thr, void *arg)
+/*
+ * Set up a loop: its base, its evhtp with the catch-all callback and hooks,
+ * listening on ss with SO_REUSEPORT. Returns 0, or -1 with a message in err.
+ */
+static int origin_loop_init(struct origin_loop *loop,
+                            const struct sockaddr_storage *ss,
+                            socklen_t sslen, char *err, size_t errlen)
 {
-    struct origin_loop *loop = calloc(1, sizeof(*loop));
+    evhtp_callback_t *cb;
 
-    if (loop == NULL) {
-        fprintf(stderr, "slow-origin: out of memory\n");
-        abort();
-    }
     LIST_INIT(&loop->sessions);
-    evthr_set_aux(thr, loop);
+    loop->base = event_base_new();
+    loop->htp = loop->base != NULL ? evhtp_new(loop->base, NULL) : NULL;
+    if (loop->htp == NULL) {
+        snprintf(err, errlen, "cannot initialise libevent/libevhtp");
+        return -1;
+    }
+    /* One catch-all callback so that its hooks reach every request. */
+    cb = evhtp_set_glob_cb(loop->htp, "*", on_request, NULL);
+    if (cb == NULL ||
+        evhtp_callback_set_hook(cb, evhtp_hook_on_headers,
+                                HOOK(on_request_headers), NULL) != 0) {
+        snprintf(err, errlen, "cannot register callbacks");
+        return -1;
+    }
+    evhtp_set_gencb(loop->htp, on_request, NULL);
+    /* Set on the listener, inherited by every accepted socket: without it,
+     * Nagle holds a /stream chunk back until the client's delayed ACK. */
+    evhtp_enable_flag(loop->htp, EVHTP_FLAG_ENABLE_NODELAY);
+    evhtp_enable_flag(loop->htp, EVHTP_FLAG_ENABLE_REUSEPORT);
+    evhtp_set_post_accept_cb(loop->htp, on_session_accepted, loop);
+    if (evhtp_bind_sockaddr(loop->htp, (struct sockaddr *)ss, sslen,
+                            LISTEN_BACKLOG) != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", conf.listen,
+                 strerror(errno));
+        return -1;
+    }
+    return 0;
 }
 
-/* An evhtp thread's loop has stopped: close its connections, free its state. */
-static void on_thread_exit(evhtp_t *htp, evthr_t *thr, void *arg)
+/*
+ * Tear a stopped loop down: stop accepting, close its connections, let the
+ * closes finish, free it. Runs on the loop's own thread.
+ */
+static void origin_loop_free(struct origin_loop *loop)
 {
-    struct origin_loop *loop = evthr_get_aux(thr);
-
-    if (loop != NULL) {
+    if (loop->htp != NULL) {
+        evhtp_unbind_socket(loop->htp);
         origin_loop_close_all(loop);
-        settle(evthr_get_base(thr));
-        free(loop);
-        evthr_set_aux(thr, NULL);
+        settle(loop->base);
+        evhtp_free(loop->htp);
+        loop->htp = NULL;
     }
+    if (loop->base != NULL) {
+        event_base_free(loop->base);
+        loop->base = NULL;
+    }
+}
+
+/* A loop's thread: run until main breaks the loop, then tear it down. */
+static void *origin_loop_run(void *arg)
+{
+    struct origin_loop *loop = arg;
+
+    event_base_dispatch(loop->base);
+    origin_loop_free(loop);
+    return NULL;
 }
 
 /* SIGINT/SIGTERM: leave the main loop; main cleans up and exits 0. */
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
-    event_base_loopbreak(arg);
+    event_base_loopbreak(loops[0].base);
 }
 
 /* ---- command line and main ---- */
@@ -1068,30 +1120,32 @@ static int resolve_listen(struct sockaddr_storage *ss, socklen_t *sslen,
     return 0;
 }
 
-/* Print `listening on HOST:PORT` with the port the kernel gave us. */
-static int print_listening(evhtp_t *htp)
+/* The address a loop's listener is bound to (the port the kernel gave). */
+static int bound_address(evhtp_t *htp, struct sockaddr_storage *ss,
+                         socklen_t *sslen)
 {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    char host[INET6_ADDRSTRLEN];
-    int fd = evconnlistener_get_fd(htp->server);
+    *sslen = sizeof(*ss);
+    return getsockname(evconnlistener_get_fd(htp->server),
+                       (struct sockaddr *)ss, sslen);
+}
 
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
-        return -1;
-    }
-    if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+/* Print `listening on HOST:PORT`. */
+static void print_listening(const struct sockaddr_storage *ss)
+{
+    char host[INET6_ADDRSTRLEN];
+
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
 
         inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
         printf("listening on [%s]:%u\n", host, ntohs(sin6->sin6_port));
     } else {
-        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
 
         inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
         printf("listening on %s:%u\n", host, ntohs(sin->sin_port));
     }
     fflush(stdout);
-    return 0;
 }
 
 /* Raise the soft descriptor limit to the hard one; 10k clients need it. */
@@ -1118,8 +1172,6 @@ int main(int argc, char **argv)
     struct event_base *base;
     struct event *sigint_ev;
     struct event *sigterm_ev;
-    evhtp_callback_t *cb;
-    evhtp_t *htp;
 
     parse_args(argc, argv);
     if (resolve_listen(&ss, &sslen, err, sizeof(err)) != 0) {
@@ -1131,68 +1183,66 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof(filler); i++) {
         filler[i] = alphabet[i % 64];
     }
-    LIST_INIT(&main_loop.sessions);
 
-    /* Every event base, including those evhtp creates for its threads,
-     * reads this: timers on CLOCK_MONOTONIC, not the 4 ms coarse clock. */
+    /* Every event base reads this: timers on CLOCK_MONOTONIC, not the 4 ms
+     * coarse clock. */
     setenv("EVENT_PRECISE_TIMER", "1", 0);
-    if (evthread_use_pthreads() != 0 || (base = event_base_new()) == NULL ||
-        (htp = evhtp_new(base, NULL)) == NULL) {
-        fprintf(stderr, "slow-origin: cannot initialise libevent/libevhtp\n");
+    if (evthread_use_pthreads() != 0) {
+        fprintf(stderr, "slow-origin: cannot initialise libevent threads\n");
         return 1;
     }
-    /* One catch-all callback so that its hooks reach every request. */
-    cb = evhtp_set_glob_cb(htp, "*", on_request, NULL);
-    if (cb == NULL ||
-        evhtp_callback_set_hook(cb, evhtp_hook_on_headers,
-                                HOOK(on_request_headers), NULL) != 0) {
-        fprintf(stderr, "slow-origin: cannot register callbacks\n");
-        return 1;
+    /* Loop 0 binds first; with port 0 the others bind the port it got. */
+    for (int i = 0; i < conf.threads; i++) {
+        if (origin_loop_init(&loops[i], &ss, sslen, err, sizeof(err)) != 0) {
+            fprintf(stderr, "slow-origin: %s\n", err);
+            return 1;
+        }
+        if (i == 0 && bound_address(loops[0].htp, &ss, &sslen) != 0) {
+            fprintf(stderr, "slow-origin: getsockname: %s\n", strerror(errno));
+            return 1;
+        }
     }
-    evhtp_set_gencb(htp, on_request, NULL);
-    /* Set on the listener, inherited by every accepted socket: without it,
-     * Nagle holds a /stream chunk back until the client's delayed ACK. */
-    evhtp_enable_flag(htp, EVHTP_FLAG_ENABLE_NODELAY);
-    evhtp_set_post_accept_cb(htp, on_session_accepted, NULL);
-    if (conf.threads > 1 &&
-        evhtp_use_threads_wexit(htp, on_thread_start, on_thread_exit,
-                                conf.threads, NULL) != 0) {
-        fprintf(stderr, "slow-origin: cannot start %d threads\n",
-                conf.threads);
-        return 1;
-    }
-    if (evhtp_bind_sockaddr(htp, (struct sockaddr *)&ss, sslen,
-                            LISTEN_BACKLOG) != 0) {
-        fprintf(stderr, "slow-origin: cannot listen on %s: %s\n", conf.listen,
-                strerror(errno));
-        evhtp_free(htp);
-        return 1;
-    }
-    if (print_listening(htp) != 0) {
-        fprintf(stderr, "slow-origin: getsockname: %s\n", strerror(errno));
-        return 1;
-    }
-
-    sigint_ev = evsignal_new(base, SIGINT, on_signal, base);
-    sigterm_ev = evsignal_new(base, SIGTERM, on_signal, base);
+    print_listening(&ss);
+    base = loops[0].base;
+    sigint_ev = evsignal_new(base, SIGINT, on_signal, NULL);
+    sigterm_ev = evsignal_new(base, SIGTERM, on_signal, NULL);
     if (sigint_ev == NULL || sigterm_ev == NULL ||
         evsignal_add(sigint_ev, NULL) != 0 ||
         evsignal_add(sigterm_ev, NULL) != 0) {
         fprintf(stderr, "slow-origin: cannot install signal handlers\n");
         return 1;
     }
+    /* Threads start with every signal blocked: the main loop takes them. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    for (int i = 1; i < conf.threads; i++) {
+        int rc = pthread_create(&loops[i].thread, NULL, origin_loop_run,
+                                &loops[i]);
+
+        if (rc != 0) {
+            fprintf(stderr, "slow-origin: cannot start a thread: %s\n",
+                    strerror(rc));
+            return 1;
+        }
+        loops[i].started = true;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 
     event_base_dispatch(base);
 
-    /* Stop accepting, stop the threads (each closes its connections), then
-     * close the main loop's own connections and free the rest. */
-    evhtp_unbind_socket(htp);
-    origin_loop_close_all(&main_loop);
-    settle(base);
-    evhtp_free(htp);
+    /* Stop the other loops (each closes its connections), then this one. */
+    for (int i = 1; i < conf.threads; i++) {
+        event_base_loopbreak(loops[i].base);
+    }
+    for (int i = 1; i < conf.threads; i++) {
+        if (loops[i].started) {
+            pthread_join(loops[i].thread, NULL);
+        }
+    }
     event_free(sigint_ev);
     event_free(sigterm_ev);
-    event_base_free(base);
+    origin_loop_free(&loops[0]);
     libevent_global_shutdown();
     return 0;
 }

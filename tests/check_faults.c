@@ -1,7 +1,8 @@
 /*
  * check_faults: integration suite for per-route fault injection, per-route
  * read_timeout (proxy/session.c: fault_decide, upstream_read_tv) and many
- * long-lived streams at once.
+ * long-lived streams at once, and the bundled origin's own loops under a
+ * burst of connections.
  * Starts the real switchboard in front of the real slow-origin on loopback.
  */
 #include <check.h>
@@ -230,6 +231,66 @@ START_TEST(test_2000_concurrent_streams_delivered_whole)
 }
 END_TEST
 
+/*
+ * The bundled origin with several loops answers every one of a burst of
+ * 3,000 connections made at once. (Through libevhtp's thread pool it closed
+ * a few hundred of them unanswered: its hand-off to a thread is a
+ * non-blocking socketpair that a burst fills; bench/slow_origin.c.)
+ */
+START_TEST(test_origin_threads_answer_a_connect_burst)
+{
+    harness_origin(&origin, "--delay", "0ms", "--threads", "2", NULL);
+    enum { N = 3000 };
+    static int fds[N];
+    static int done[N];
+    static int ready[N];
+    static char got[N][64];
+    static size_t len[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = harness_connect(origin.port);
+        done[i] = 0;
+        len[i] = 0;
+    }
+    for (int i = 0; i < N; i++) {
+        harness_send(fds[i], "GET /?size=0 HTTP/1.1\r\nHost: a\r\n"
+                             "Connection: close\r\n\r\n");
+    }
+    int finished = 0;
+    double t0 = harness_now();
+    while (finished < N && harness_now() - t0 < 20000 * harness_scale()) {
+        int n = harness_poll_open(fds, done, N, ready, 1000);
+        for (int k = 0; k < n; k++) {
+            int i = ready[k];
+            char buf[4096];
+            ssize_t r = read(fds[i], buf, sizeof(buf));
+            if (r > 0 && len[i] < sizeof(got[i]) - 1) {
+                size_t take = (size_t)r < sizeof(got[i]) - 1 - len[i]
+                                  ? (size_t)r
+                                  : sizeof(got[i]) - 1 - len[i];
+                memcpy(got[i] + len[i], buf, take);
+                len[i] += take;
+                got[i][len[i]] = '\0';
+            }
+            if (r <= 0) {
+                done[i] = 1;
+                finished++;
+                close(fds[i]);
+            }
+        }
+    }
+    int answered = 0;
+    for (int i = 0; i < N; i++) {
+        if (!done[i]) {
+            close(fds[i]);
+        }
+        answered += strncmp(got[i], "HTTP/1.1 200", 12) == 0;
+    }
+    ck_assert_msg(finished == N && answered == N,
+                  "%d of %d connections ended, %d answered 200", finished, N,
+                  answered);
+}
+END_TEST
+
 static Suite *faults_suite(void)
 {
     Suite *s = suite_create("faults");
@@ -242,6 +303,7 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, test_fault_headers_only_when_on);
     tcase_add_test(tc, test_route_read_timeout_lets_long_poll_wait);
     tcase_add_test(tc, test_2000_concurrent_streams_delivered_whole);
+    tcase_add_test(tc, test_origin_threads_answer_a_connect_burst);
     suite_add_tcase(s, tc);
     return s;
 }
