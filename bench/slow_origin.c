@@ -1129,6 +1129,46 @@ static int bound_address(evhtp_t *htp, struct sockaddr_storage *ss,
                        (struct sockaddr *)ss, sslen);
 }
 
+/* The port of an IPv4 or IPv6 address, in host order. */
+static unsigned port_of(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET6) {
+        return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+    }
+    return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+}
+
+/*
+ * Fail like a plain bind would when something already listens on ss's
+ * (non-zero) port. The loops' sockets carry SO_REUSEPORT, which would let
+ * a second origin share the port of a running one (same user) instead of
+ * failing. Returns 0, or -1 with errno set (EADDRINUSE).
+ */
+static int check_port_free(const struct sockaddr_storage *ss, socklen_t sslen)
+{
+    int on = 1;
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int rc;
+
+    if (fd < 0) {
+        return -1;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    if (ss->ss_family == AF_INET6) {
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+    }
+    rc = bind(fd, (const struct sockaddr *)ss, sslen);
+    if (rc != 0) {
+        int err = errno;
+
+        close(fd);
+        errno = err;
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
 /* Print `listening on HOST:PORT`. */
 static void print_listening(const struct sockaddr_storage *ss)
 {
@@ -1138,12 +1178,12 @@ static void print_listening(const struct sockaddr_storage *ss)
         const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
 
         inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
-        printf("listening on [%s]:%u\n", host, ntohs(sin6->sin6_port));
+        printf("listening on [%s]:%u\n", host, port_of(ss));
     } else {
         const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
 
         inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
-        printf("listening on %s:%u\n", host, ntohs(sin->sin_port));
+        printf("listening on %s:%u\n", host, port_of(ss));
     }
     fflush(stdout);
 }
@@ -1189,6 +1229,11 @@ int main(int argc, char **argv)
     setenv("EVENT_PRECISE_TIMER", "1", 0);
     if (evthread_use_pthreads() != 0) {
         fprintf(stderr, "slow-origin: cannot initialise libevent threads\n");
+        return 1;
+    }
+    if (port_of(&ss) != 0 && check_port_free(&ss, sslen) != 0) {
+        fprintf(stderr, "slow-origin: cannot listen on %s: %s\n", conf.listen,
+                strerror(errno));
         return 1;
     }
     /* Loop 0 binds first; with port 0 the others bind the port it got. */

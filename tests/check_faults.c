@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -284,6 +285,30 @@ START_TEST(test_origin_threads_answer_a_connect_burst)
 }
 END_TEST
 
+/*
+ * A second origin on the port of a running one fails as a plain bind
+ * would, although every loop's socket carries SO_REUSEPORT (which would
+ * otherwise let it share the port silently).
+ */
+START_TEST(test_origin_refuses_a_port_in_use)
+{
+    harness_origin(&origin, "--delay", "0ms", "--threads", "2", NULL);
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "timeout 5 %s --listen 127.0.0.1:%d --threads 2 2>&1",
+             harness_path("bench/slow-origin"), origin.port);
+    FILE *f = popen(cmd, "r");
+    ck_assert_ptr_nonnull(f);
+    char out[512];
+    size_t n = fread(out, 1, sizeof(out) - 1, f);
+    out[n] = '\0';
+    int status = pclose(f);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1 &&
+                      strstr(out, "Address already in use") != NULL,
+                  "second origin: status %d, said: %s", status, out);
+}
+END_TEST
+
 static Suite *faults_suite(void)
 {
     Suite *s = suite_create("faults");
@@ -297,6 +322,7 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, test_route_read_timeout_lets_long_poll_wait);
     tcase_add_test(tc, test_2000_concurrent_streams_delivered_whole);
     tcase_add_test(tc, test_origin_threads_answer_a_connect_burst);
+    tcase_add_test(tc, test_origin_refuses_a_port_in_use);
     suite_add_tcase(s, tc);
     return s;
 }
