@@ -291,12 +291,47 @@ static int listen_any(int *port)
     return fd;
 }
 
+/*
+ * A loopback port that nothing listens on, and that the kernel will not
+ * hand out meanwhile: one below ip_local_port_range, the range it draws
+ * from for bind(port 0) and connect(). A port from listen_any(), closed,
+ * is back in that range: make check runs suites in parallel, and another
+ * suite's origin or one of its thousands of connections could take it
+ * before the test uses it as dead (or binds it again, as check_ops does).
+ */
 int harness_dead_port(void)
 {
-    int port;
-    int fd = listen_any(&port);
-    close(fd);
-    return port;
+    int low = 32768;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f != NULL) {
+        if (fscanf(f, "%d", &low) != 1) {
+            low = 32768;
+        }
+        fclose(f);
+    }
+    enum { FIRST = 10000 };
+    if (low - FIRST < 1000) {
+        int port;
+        close(listen_any(&port));
+        return port;
+    }
+    static unsigned next;
+    unsigned start = (unsigned)getpid() * 2654435761u + next++ * 7919u;
+    for (unsigned k = 0; k < 1000; k++) {
+        int port = FIRST + (int)((start + k * 104729u) % (unsigned)(low - FIRST));
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        ck_assert_int_ge(fd, 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_port = htons((uint16_t)port),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+        close(fd);
+        if (rc == 0) {
+            return port;
+        }
+    }
+    ck_abort_msg("no free loopback port below %d", low);
+    return -1;
 }
 
 void harness_script(struct proc *p, harness_handler handler, void *arg,

@@ -65,7 +65,7 @@ typedef void (*harness_handler)(int fd, void *arg);
 void harness_script(struct proc *p, harness_handler handler, void *arg,
                     int concurrent);
 
-/* A port nobody listens on (bound then closed). */
+/* A loopback port nobody listens on, below the kernel's ephemeral range. */
 int harness_dead_port(void);
 
 /* Blocking connect to 127.0.0.1:port; aborts the test on failure. */
