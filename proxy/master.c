@@ -428,15 +428,8 @@ static void reload(struct master *m)
         m->shm->reload_failures++;
         return;
     }
-    if (config_load(next, m->cfg->path, err, sizeof(err)) < 0) {
-        log_error("SIGHUP: reload failed, still running the previous "
-                  "configuration: %s",
-                  err);
-        m->shm->reload_failures++;
-        config_free(next);
-        return;
-    }
-    if (master_check_names(next, err, sizeof(err)) < 0) {
+    if (config_load(next, m->cfg->path, err, sizeof(err)) < 0 ||
+        master_check_names(next, err, sizeof(err)) < 0) {
         log_error("SIGHUP: reload failed, still running the previous "
                   "configuration: %s",
                   err);

@@ -24,6 +24,7 @@
 
 static void check_start(evutil_socket_t fd, short what, void *arg);
 static void health_publish(struct pool *p);
+static void resolve_all(evutil_socket_t fd, short what, void *arg);
 
 /* Take c out of the idle lists. */
 static void idle_remove(struct upconn *c)
@@ -33,8 +34,6 @@ static void idle_remove(struct upconn *c)
     c->pool->n_idle--;
     c->pool->st->idle = c->pool->n_idle;
 }
-
-static void resolve_all(evutil_socket_t fd, short what, void *arg);
 
 /* The first IPv4 result, else the first: what a server connects to. */
 static const struct evutil_addrinfo *preferred(const struct evutil_addrinfo *a)
