@@ -6,7 +6,6 @@
  * Starts the real switchboard in front of the real slow-origin on loopback.
  */
 #include <check.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,36 +152,6 @@ START_TEST(test_route_read_timeout_lets_long_poll_wait)
 END_TEST
 
 /*
- * Read n sockets at once until each ends (EOF, error, or cap - 1 bytes in
- * got[i], which stays NUL-terminated), for at most ms (scaled). Closes each
- * socket that ended and marks it done; returns how many ended.
- */
-static int collect(const int *fds, char **got, size_t *len, int *done, int n,
-                   size_t cap, double ms)
-{
-    int *ready = calloc((size_t)n, sizeof(*ready));
-    ck_assert_ptr_nonnull(ready);
-    int finished = 0;
-    double t0 = harness_now();
-    while (finished < n && harness_now() - t0 < ms * harness_scale()) {
-        int k_ready = harness_poll_open(fds, done, n, ready, 1000);
-        for (int k = 0; k < k_ready; k++) {
-            int i = ready[k];
-            ssize_t r = read(fds[i], got[i] + len[i], cap - 1 - len[i]);
-            if (r <= 0 || len[i] + (size_t)r >= cap - 1) {
-                done[i] = 1;
-                finished++;
-                close(fds[i]);
-                continue;
-            }
-            len[i] += (size_t)r;
-        }
-    }
-    free(ready);
-    return finished;
-}
-
-/*
  * 2,000 concurrent event streams (chunked, one event every 200 ms) through
  * the proxy, each delivered whole: every chunk and the terminating one.
  */
@@ -210,7 +179,8 @@ START_TEST(test_2000_concurrent_streams_delivered_whole)
         len[i] = 0;
         done[i] = 0;
     }
-    int finished = collect(fds, got, len, done, N, 4096, 20000);
+    int finished = harness_collect(fds, got, len, done, N, 4096,
+                                   20000 * harness_scale());
     const char *log = harness_log(&proxy);
     size_t log_len = strlen(log);
     if (finished < N) {
@@ -270,7 +240,8 @@ START_TEST(test_origin_threads_answer_a_connect_burst)
         harness_send(fds[i], "GET /?size=0 HTTP/1.1\r\nHost: a\r\n"
                              "Connection: close\r\n\r\n");
     }
-    int finished = collect(fds, got, len, done, N, 4096, 20000);
+    int finished = harness_collect(fds, got, len, done, N, 4096,
+                                   20000 * harness_scale());
     int answered = 0;
     for (int i = 0; i < N; i++) {
         if (!done[i]) {

@@ -906,6 +906,31 @@ int harness_poll_open(const int *fds, const int *done, int n, int *ready,
     return found;
 }
 
+int harness_collect(const int *fds, char **got, size_t *len, int *done, int n,
+                    size_t cap, double ms)
+{
+    int *ready = calloc((size_t)n, sizeof(*ready));
+    ck_assert_ptr_nonnull(ready);
+    int finished = 0;
+    double t0 = harness_now();
+    while (finished < n && harness_now() - t0 < ms) {
+        int k_ready = harness_poll_open(fds, done, n, ready, 1000);
+        for (int k = 0; k < k_ready; k++) {
+            int i = ready[k];
+            ssize_t r = read(fds[i], got[i] + len[i], cap - 1 - len[i]);
+            if (r <= 0 || len[i] + (size_t)r >= cap - 1) {
+                done[i] = 1;
+                finished++;
+                close(fds[i]);
+                continue;
+            }
+            len[i] += (size_t)r;
+        }
+    }
+    free(ready);
+    return finished;
+}
+
 static int owned[2048];
 static int n_owned;
 

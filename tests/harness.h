@@ -172,6 +172,15 @@ int harness_poll_open(const int *fds, const int *done, int n, int *ready,
                       int ms);
 
 /*
+ * Read the n sockets fds[i] (done[i] == 0) at once until each ends: EOF,
+ * an error, or cap - 1 bytes in got[i] (cap bytes, zeroed by the caller:
+ * it stays NUL-terminated), for at most ms (not scaled). Closes each socket
+ * that ended and sets its done[i]; returns how many ended.
+ */
+int harness_collect(const int *fds, char **got, size_t *len, int *done, int n,
+                    size_t cap, double ms);
+
+/*
  * Sockets a test owns: harness_own remembers fd (and returns it),
  * harness_close_owned closes one now, and a teardown's
  * harness_close_owned_all closes what is left (a failed assertion skips
