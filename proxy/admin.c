@@ -409,16 +409,27 @@ void admin_render_status(const struct stats_shm *shm, struct evbuffer *out)
 
 static struct stats_shm *admin_shm;
 
+/* How long /metrics and /status wait for the workers' fresh gauges before
+ * they show the last ones (a worker answers within its tick, 50 ms). */
+#define GAUGES_WAIT_MS 500
+
+typedef void (*render_fn)(const struct stats_shm *shm, struct evbuffer *out);
+
 /*
  * A reply under way. libevhtp stalls a pipelined request behind a reply
  * sent from its own callback (DESIGN.md, libevhtp rules), so the callback
  * builds the reply, pauses the request, and a zero timer sends it and
- * resumes. Freed with the request (on_reply_fini).
+ * resumes. /metrics and /status are built by that timer instead, once the
+ * workers have answered for their gauges (stats.h); until then it looks
+ * again every 5 ms. Freed with the request (on_reply_fini).
  */
 struct admin_reply {
     evhtp_request_t *req;
     struct event *timer;
     int status;
+    render_fn render; /* NULL: the body is built already */
+    unsigned ask;
+    double give_up_ms;
 };
 
 #define HOOK(f) ((evhtp_hook)(void (*)(void))(f))
@@ -433,6 +444,15 @@ static void on_reply_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct admin_reply *r = arg;
     evhtp_request_t *req = r->req;
+    if (r->render != NULL) {
+        if (!stats_gauges_answered(admin_shm, r->ask) &&
+            util_now_ms() < r->give_up_ms) {
+            struct timeval again = {0, 5 * 1000};
+            evtimer_add(r->timer, &again);
+            return;
+        }
+        r->render(admin_shm, req->buffer_out);
+    }
     char len[32];
     snprintf(len, sizeof(len), "%zu", evbuffer_get_length(req->buffer_out));
     add_header(req, "Content-Length", len);
@@ -461,8 +481,10 @@ static evhtp_res on_reply_fini(evhtp_request_t *req, void *arg)
     return EVHTP_RES_OK;
 }
 
-/* Queue the reply built in req->buffer_out; pausing is the last call. */
-static void reply(evhtp_request_t *req, int status, const char *type)
+/* Queue the reply built in req->buffer_out, or to be built by render;
+ * pausing is the last call. */
+static void reply(evhtp_request_t *req, int status, const char *type,
+                  render_fn render)
 {
     add_header(req, "Content-Type", type);
     add_header(req, "Cache-Control", "no-store");
@@ -475,6 +497,11 @@ static void reply(evhtp_request_t *req, int status, const char *type)
     }
     r->req = req;
     r->status = status;
+    r->render = render;
+    if (render != NULL) {
+        r->ask = stats_ask_gauges(admin_shm);
+        r->give_up_ms = util_now_ms() + GAUGES_WAIT_MS;
+    }
     evhtp_request_set_hook(req, evhtp_hook_on_error, HOOK(on_reply_error), r);
     evhtp_request_set_hook(req, evhtp_hook_on_request_fini, HOOK(on_reply_fini),
                            r);
@@ -493,26 +520,25 @@ static void on_admin_request(evhtp_request_t *req, void *arg)
     if (m != htp_method_GET && m != htp_method_HEAD) {
         evbuffer_add_printf(req->buffer_out, "only GET and HEAD\n");
         add_header(req, "Allow", "GET, HEAD");
-        reply(req, 405, "text/plain");
+        reply(req, 405, "text/plain", NULL);
         return;
     }
     if (strcmp(path, "/metrics") == 0) {
-        admin_render_metrics(admin_shm, req->buffer_out);
-        reply(req, 200, "text/plain; version=0.0.4; charset=utf-8");
+        reply(req, 200, "text/plain; version=0.0.4; charset=utf-8",
+              admin_render_metrics);
     } else if (strcmp(path, "/status") == 0) {
-        admin_render_status(admin_shm, req->buffer_out);
-        reply(req, 200, "application/json");
+        reply(req, 200, "application/json", admin_render_status);
     } else if (strcmp(path, "/healthz") == 0) {
         int draining = admin_shm->draining;
         evbuffer_add_printf(req->buffer_out, draining ? "draining\n" : "ok\n");
-        reply(req, draining ? 503 : 200, "text/plain");
+        reply(req, draining ? 503 : 200, "text/plain", NULL);
     } else if (strcmp(path, "/") == 0) {
         evbuffer_add(req->buffer_out, dashboard_html, dashboard_html_len);
-        reply(req, 200, "text/html; charset=utf-8");
+        reply(req, 200, "text/html; charset=utf-8", NULL);
     } else {
         evbuffer_add_printf(req->buffer_out,
                             "not found: try /, /metrics, /status, /healthz\n");
-        reply(req, 404, "text/plain");
+        reply(req, 404, "text/plain", NULL);
     }
 }
 

@@ -54,6 +54,39 @@ struct stats_slot *stats_claim(struct stats_shm *shm, pid_t pid, int index,
     return NULL;
 }
 
+unsigned stats_ask_gauges(struct stats_shm *shm)
+{
+    /* The number only grows (in the region, so an admin restarted by the
+     * master goes on from it) and wraps harmlessly: it is compared by
+     * difference. */
+    unsigned ask = __atomic_add_fetch(&shm->gauges_ask, 1, __ATOMIC_SEQ_CST);
+    for (int i = 0; i < shm->n_slots; i++) {
+        if (shm->slots[i].in_use) {
+            __atomic_store_n(&shm->slots[i].gauges_asked, ask,
+                             __ATOMIC_RELEASE);
+        }
+    }
+    return ask;
+}
+
+int stats_gauges_answered(const struct stats_shm *shm, unsigned ask)
+{
+    for (int i = 0; i < shm->n_slots; i++) {
+        const struct stats_slot *s = &shm->slots[i];
+        unsigned asked = __atomic_load_n(&s->gauges_asked, __ATOMIC_ACQUIRE);
+        unsigned answered =
+            __atomic_load_n(&s->gauges_answered, __ATOMIC_ACQUIRE);
+        /* A slot claimed since (asked went back to 0) is not ours to wait
+         * for; one asked again since (by a later request) answers ours
+         * too once it answers that. */
+        if (s->in_use && (int)(asked - ask) >= 0 &&
+            (int)(answered - ask) < 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 void stats_release(struct stats_shm *shm, pid_t pid)
 {
     for (int i = 0; i < shm->n_slots; i++) {

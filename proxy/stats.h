@@ -3,9 +3,12 @@
  * master, the workers and the admin process.
  *
  * The master maps one region before it forks anything. Each worker owns one
- * slot and is its only writer: counters are plain increments on its hot
- * path, gauges are refreshed by a timer (stats_tick in worker.c) four times
- * a second. Readers (the admin process) add the slots up; a reading torn
+ * slot and is its only writer (but for gauges_asked): counters are plain
+ * increments on its hot path. The session gauges take a walk over every
+ * session, so they are refreshed on demand: the admin asks each slot
+ * (stats_ask_gauges) before it renders /metrics or /status, every worker
+ * answers at its next tick (worker.c, 20 times a second), and nobody asking
+ * costs nothing. Readers (the admin process) add the slots up; a reading torn
  * against a concurrent increment is off by one at worst. When a worker
  * exits, the master folds its counters and histograms into the `retired`
  * slot so totals never go backwards across restarts and reloads.
@@ -144,6 +147,9 @@ struct stats_slot {
     double started_ms;
     uint64_t counter[STATS_N_COUNTERS];
     int64_t gauge[STATS_N_GAUGES];
+    /* The admin stores a new number in gauges_asked; the worker refreshes
+     * the gauges and oldest[], then stores that number in gauges_answered. */
+    unsigned gauges_asked, gauges_answered;
     int n_pools;
     struct stats_pool pools[STATS_MAX_POOLS];
     int n_oldest;
@@ -161,6 +167,7 @@ struct stats_shm {
      * that saw it change reads again (else it would count that worker
      * twice, or not at all, and a counter would go backwards). */
     unsigned fold_seq;
+    unsigned gauges_ask; /* the last number stats_ask_gauges stored */
     struct stats_slot retired; /* counters of workers that have exited */
     int n_slots;
     struct stats_slot slots[];
@@ -184,6 +191,13 @@ void stats_release(struct stats_shm *shm, pid_t pid);
  */
 void stats_fold(struct stats_slot *dst, const struct stats_slot *src,
                 int with_gauges, int known_only);
+
+/* Ask every worker for fresh gauges; the number to wait for. */
+unsigned stats_ask_gauges(struct stats_shm *shm);
+
+/* Whether every worker asked for ask has answered (a worker that exited or
+ * replaced since is not waited for). */
+int stats_gauges_answered(const struct stats_shm *shm, unsigned ask);
 
 /* Count one observation of ms into h. */
 void stats_observe(struct stats_histogram *h, double ms);

@@ -34,6 +34,10 @@
  * on its way is not met by a closed socket. */
 #define DRAIN_GRACE_MS 250
 
+/* How often a worker looks whether the admin wants fresh gauges (stats.h):
+ * the longest a /metrics or /status waits for them. */
+#define TICK_MS 50
+
 /* Common timeouts: many events share a duration, libevent keeps a queue. */
 static const struct timeval *common_tv(struct event_base *base, int ms)
 {
@@ -239,10 +243,19 @@ static void on_worker_signal(evutil_socket_t sig, short what, void *arg)
 }
 
 /* Four times a second: the gauges and the oldest sessions, for /status. */
+/*
+ * The session gauges and the oldest sessions, when the admin has asked
+ * since the last time (stats.h): the walk visits every session, which at
+ * 10,000 of them is worth doing only for someone who reads the result.
+ */
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
     struct stats_slot *st = w->stats;
+    unsigned asked = __atomic_load_n(&st->gauges_asked, __ATOMIC_ACQUIRE);
+    if (asked == st->gauges_answered) {
+        return;
+    }
     int64_t paused = 0, buffered = 0, waiting = 0;
     int n_oldest = 0;
     struct session *s;
@@ -267,6 +280,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     st->gauge[STAT_PAUSED_SESSIONS] = paused;
     st->gauge[STAT_BUFFERED_BYTES] = buffered;
     st->gauge[STAT_UPSTREAM_WAITING] = waiting;
+    __atomic_store_n(&st->gauges_answered, asked, __ATOMIC_RELEASE);
 }
 
 /* Build everything the loop needs; -1 and a log line on failure. */
@@ -374,14 +388,14 @@ static int worker_setup(struct worker *w, const int *fds, int n_fds)
     w->sig_int = evsignal_new(w->base, SIGINT, on_worker_signal, w);
     w->sig_quit = evsignal_new(w->base, SIGQUIT, on_worker_signal, w);
     w->sig_usr1 = evsignal_new(w->base, SIGUSR1, on_worker_signal, w);
-    struct timeval quarter = {0, 250 * 1000};
+    struct timeval tick = {0, TICK_MS * 1000};
     if (w->accept_retry == NULL || w->sig_term == NULL || w->sig_int == NULL ||
         w->sig_quit == NULL || w->sig_usr1 == NULL || w->tick == NULL ||
         w->drain_timer == NULL || evsignal_add(w->sig_term, NULL) < 0 ||
         evsignal_add(w->sig_int, NULL) < 0 ||
         evsignal_add(w->sig_quit, NULL) < 0 ||
         evsignal_add(w->sig_usr1, NULL) < 0 ||
-        event_add(w->tick, &quarter) < 0) {
+        event_add(w->tick, &tick) < 0) {
         log_error("cannot set up worker events");
         return -1;
     }

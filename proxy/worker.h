@@ -54,7 +54,7 @@ struct worker {
     struct event *sig_int;
     struct event *sig_quit;
     struct event *sig_usr1;
-    struct event *tick;          /* refreshes the gauges in stats */
+    struct event *tick;          /* refreshes the gauges when asked */
     struct event *drain_timer;   /* shutdown_timeout after a drain began */
     const struct timeval *drain_grace; /* idle keep-alive clients, draining */
     int draining;

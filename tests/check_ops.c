@@ -1302,6 +1302,93 @@ START_TEST(test_injected_delays_in_metrics)
 }
 END_TEST
 
+/* Poll /metrics until series reads want or ms (scaled) pass; the last
+ * value read. */
+static double metric_wait(const char *series, double want, int ms)
+{
+    double deadline = harness_now() + ms * harness_scale();
+    double v;
+    while ((v = metric_now(series)) != want && harness_now() < deadline) {
+        usleep(10 * 1000);
+    }
+    return v;
+}
+
+/*
+ * The session gauges (open, waiting for the upstream, paused, buffered)
+ * walk every session, so /metrics and /status have the workers refresh
+ * them before they answer (stats.h): a reading is never older than the
+ * request for it. Two workers, to check they are summed.
+ */
+START_TEST(test_session_gauges_are_fresh)
+{
+    enum { N = 5 };
+    harness_origin(&origin[0], "--delay", "1s", NULL);
+    start_admin_proxy("workers = 2\n",
+                      "[upstream origin]\nserver = 127.0.0.1:%d\n"
+                      "[route /]\nupstream = origin\n",
+                      origin[0].port);
+    ck_assert_int_eq(metric_now("switchboard_open_sessions"), 0);
+    int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = harness_connect(proxy.port);
+        ck_assert_int_ge(fds[i], 0);
+        ck_assert_int_eq(
+            harness_send(fds[i], "GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    }
+    /* The workers read the requests in their own time. */
+    ck_assert_int_eq(metric_wait("switchboard_upstream_waiting", N, 5000), N);
+    ck_assert_int_eq(metric_now("switchboard_open_sessions"), N);
+    ck_assert_str_eq(status_eval("[d['totals']['open_sessions'], "
+                                 "d['totals']['upstream_waiting'], "
+                                 "sorted(set(s['phase'] for s in "
+                                 "d['oldest_sessions']))]"),
+                     "[5, 5, [\"upstream_wait\"]]");
+    for (int i = 0; i < N; i++) {
+        struct response r;
+        ck_assert_int_eq(harness_read_response(fds[i], &r, 5000, 0), 0);
+        ck_assert_int_eq(r.status, 200);
+        response_free(&r);
+    }
+    /* Every client has its response: no request waits any longer, and the
+     * next reading says so at once (a timer's walk would lag it). The
+     * keep-alive connections are still open. */
+    ck_assert_int_eq(metric_now("switchboard_upstream_waiting"), 0);
+    ck_assert_int_eq(metric_now("switchboard_open_sessions"), N);
+    ck_assert_str_eq(status_eval("sorted(set(s['phase'] for s in "
+                                 "d['oldest_sessions']))"),
+                     "[\"keepalive\"]");
+    for (int i = 0; i < N; i++) {
+        close(fds[i]);
+    }
+    ck_assert_int_eq(metric_wait("switchboard_open_sessions", 0, 5000), 0);
+}
+END_TEST
+
+/* A client that stops reading a long response: its session shows as
+ * paused, holding at most about two buffers, not the response. */
+START_TEST(test_backpressure_shows_in_gauges)
+{
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_proxy("buffer_size = 64k\n",
+                      "[upstream origin]\nserver = 127.0.0.1:%d\n"
+                      "[route /]\nupstream = origin\n",
+                      origin[0].port);
+    int fd = harness_connect(proxy.port);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(
+        harness_send(fd, "GET /?size=256m HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    ck_assert_int_eq(metric_wait("switchboard_paused_sessions", 1, 10000), 1);
+    double held = metric_now("switchboard_buffered_bytes");
+    ck_assert_msg(held > 0 && held <= 4 * 65536, "buffered %.0f bytes", held);
+    ck_assert_int_eq(metric_now("switchboard_open_sessions"), 1);
+    close(fd);
+    ck_assert_int_eq(metric_wait("switchboard_open_sessions", 0, 5000), 0);
+    ck_assert_int_eq(metric_now("switchboard_paused_sessions"), 0);
+    ck_assert_int_eq(metric_now("switchboard_buffered_bytes"), 0);
+}
+END_TEST
+
 /*
  * A name server for the test, on 127.0.0.1 (UDP): every A question is
  * answered with the IPv4 address written in the file at path (TTL 1 s),
@@ -1504,6 +1591,8 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_sigusr1_reopens_the_access_log);
     tcase_add_test(tc, test_server_by_name);
     tcase_add_test(tc, test_injected_delays_in_metrics);
+    tcase_add_test(tc, test_session_gauges_are_fresh);
+    tcase_add_test(tc, test_backpressure_shows_in_gauges);
     tcase_add_test(tc, test_resolver_follows_a_moved_name);
     tcase_add_test(tc, test_master_as_pid_1);
     suite_add_tcase(s, tc);
