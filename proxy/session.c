@@ -1475,7 +1475,9 @@ static void on_upstream_event(struct bufferevent *bev, short what, void *arg)
     struct session *s = arg;
     int up = s->pool->cfg - s->w->cfg->upstreams;
     int rc;
+    int connected = 0;
     if (what & BEV_EVENT_CONNECTED) {
+        connected = 1;
         s->conn->connected = 1;
         s->t_connected = util_now_ms();
         s->ustate = UPSTREAM_READING_HEAD;
@@ -1509,8 +1511,17 @@ static void on_upstream_event(struct bufferevent *bev, short what, void *arg)
     } else {
         rc = upstream_error(s, EVUTIL_SOCKET_ERROR());
     }
-    if (rc == 0) {
-        session_flush(s);
+    if (rc == 0 && session_flush(s) == 0 && connected && s->upstream.writing &&
+        evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        /* The flush wrote all (a request body that came in while the
+         * connect was under way, up to buffer_size, may have paused the
+         * client), but libevent drops the write event of a bufferevent
+         * whose output is empty once this callback returns, so the write
+         * callback that resumes the client would never come: run it on
+         * the next loop turn instead. */
+        bufferevent_trigger(bev, EV_WRITE,
+                            BEV_TRIG_IGNORE_WATERMARKS |
+                                BEV_TRIG_DEFER_CALLBACKS);
     }
 }
 
