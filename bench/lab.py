@@ -37,7 +37,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 ALL_ROWS = ["direct", "switchboard", "switchboard-poll", "switchboard-select",
             "nginx", "haproxy", "thread-pool", "blocking"]
 ALL_SCENARIOS = ["overhead", "io-bound", "c10k", "sweep", "idle-fds",
-                 "slow-clients", "memory"]
+                 "slow-clients", "memory", "bulk"]
 
 # What each row is, for the tables.
 ROW_WHAT = {
@@ -494,6 +494,14 @@ class Peer:
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
 
 
+def parse_size(text):
+    """Bytes in "256m", "1g", "4k" or "100" (the origin's ?size= units)."""
+    units = {"k": 2**10, "m": 2**20, "g": 2**30}
+    if text[-1:].lower() in units:
+        return int(text[:-1]) * units[text[-1].lower()]
+    return int(text)
+
+
 def to_ms(text):
     m = re.match(r"([\d.]+)(us|ms|s|m|h)$", text)
     return float(m.group(1)) * UNITS[m.group(2)] if m else None
@@ -659,6 +667,67 @@ class Bench:
             res["other_cpu_pct"] = max(r["other_cpu_pct"] for r in rs)
             out.append(res)
         self.results["scenarios"]["overhead"] = out
+
+    # -- bulk: one large response, as fast as the client reads
+    def bulk(self):
+        # Rounds with the rows interleaved, the median round per row, as in
+        # overhead. curl reads into /dev/null: the cheapest client there is,
+        # so the proxy is what the row measures.
+        rounds, size = (1, "256m") if self.q else (3, "1g")
+        rows = self.rows(["direct", "switchboard", "nginx", "haproxy",
+                          "thread-pool"])
+        runs = {row: [] for row in rows}
+        errors = {}
+        log("\n== bulk: one %sB response (origin 0 ms), %d round%s, rows "
+            "interleaved" % (size.upper(), rounds, "s" if rounds > 1 else ""))
+        for rnd in range(rounds):
+            for row in rows:
+                if row in errors:
+                    continue
+                try:
+                    origin, peer = self.with_row(row, "0ms")
+                except Exception as e:
+                    errors[row] = str(e)
+                    log("  %-19s failed: %s" % (row, e))
+                    continue
+                try:
+                    http_get(peer.port, "/")  # the upstream connection
+                    roots = peer.roots()
+                    c0 = cpu_ticks(roots)
+                    out = subprocess.run(
+                        ["curl", "-s", "-o", "/dev/null", "--max-time", "120",
+                         "-w", "%{http_code} %{size_download} %{time_total}",
+                         "http://127.0.0.1:%d/?size=%s" % (peer.port, size)],
+                        capture_output=True, text=True, timeout=150).stdout
+                    c1 = cpu_ticks(roots)
+                    code, got, secs = out.split()
+                    got, secs = int(got), float(secs)
+                    if code != "200" or got != parse_size(size):
+                        raise RuntimeError("status %s, %d bytes" % (code, got))
+                    r = dict(mbps=got / secs / 1e6, secs=secs, bytes=got)
+                    if roots:
+                        r["cpu_s_gib"] = (c1 - c0) / TICK / (got / 2**30)
+                    runs[row].append(r)
+                    log("  %-19s round %d: %6.0f MB/s  proxy CPU %s s/GiB"
+                        % (row, rnd + 1, r["mbps"],
+                           "%.2f" % r["cpu_s_gib"] if "cpu_s_gib" in r else "-"))
+                except Exception as e:
+                    errors[row] = str(e)
+                    log("  %-19s failed: %s" % (row, e))
+                finally:
+                    peer.stop()
+                    origin.stop()
+                time.sleep(self.pause / 2)
+        out = []
+        for row in rows:
+            rs = runs[row]
+            if not rs:
+                out.append(dict(row=row, error=errors.get(row, "no run")))
+                continue
+            res = dict(sorted(rs, key=lambda r: r["mbps"])[len(rs) // 2])
+            res.update(row=row, size=size, mbps_all=[r["mbps"] for r in rs])
+            out.append(res)
+        self.results["scenarios"]["bulk"] = out
 
     # -- io-bound and c10k: Little's law
     def littles(self, name, delay_ms, conns, dur, warm):
@@ -1129,6 +1198,25 @@ class Report:
                 errors_text(r), r.get("other_cpu_pct", 0)))
         return lines
 
+    def t_bulk(self):
+        rows = self.s["bulk"]
+        ng = find(rows, "nginx")
+        ng_mbps = ng.get("mbps") if ng else None
+        lines = ["| row | MB/s | vs nginx | proxy CPU s per GiB |",
+                 "|---|---:|---:|---:|"]
+        for r in rows:
+            st = status_of(r)
+            if st:
+                lines.append("| %s | %s |||" % (r["row"], st))
+                continue
+            lines.append("| %s | %s%s | %s | %s |" % (
+                r["row"], fmt_num(r["mbps"]),
+                " (%s)" % ", ".join(fmt_num(x) for x in r["mbps_all"])
+                if len(r.get("mbps_all", [])) > 1 else "",
+                "%.2f" % (r["mbps"] / ng_mbps) if ng_mbps else "-",
+                "%.2f" % r["cpu_s_gib"] if "cpu_s_gib" in r else "-"))
+        return lines
+
     def t_littles(self, name):
         rows = self.s[name]
         lines = ["| row | req/s | ideal | measured/ideal | p50 | p99 | p99/delay | ListenOverflows | ListenDrops | accept queue max / at end | wrk errors |",
@@ -1466,6 +1554,12 @@ class Report:
              "summed over the proxy's processes, minus the idle baseline "
              "(after 20 warm-up requests), divided by N.",
              self.t_memory, "memory"),
+            ("bulk", "bulk: one large response (origin 0 ms)",
+             "curl reads one GET /?size=1g (256m with --quick) into /dev/null "
+             "through each row, in rounds with the rows interleaved; each "
+             "cell is the row's median round (every round in brackets). "
+             "Proxy CPU from /proc/<pid>/stat, per GiB relayed.",
+             self.t_bulk, None),
         ]
         for key, title, text, table, png in sections:
             if key not in self.s:
@@ -1604,6 +1698,8 @@ def main():
                 bench.slow_clients()
             elif s == "memory":
                 bench.memory()
+            elif s == "bulk":
+                bench.bulk()
     except (KeyboardInterrupt, TimeoutError) as e:
         interrupted = str(e) or "interrupted"
         log("stopping: %s" % interrupted)
