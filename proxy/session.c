@@ -47,7 +47,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -109,6 +111,7 @@ struct side {
     int paused;         /* reads off: the peer's output is above high water */
     int writing;        /* a remainder is queued: libevent's write event on */
     int read_err;       /* errno of a failed side_fill, for the event cb */
+    int read_eof;       /* side_fill read the peer's EOF */
     uint64_t bytes_in;  /* this exchange */
     uint64_t bytes_out; /* this exchange */
 };
@@ -271,18 +274,28 @@ static int side_flush(struct side *side, int peer_paused)
  * libevent 2.1's bufferevents read at most 4 KiB per readv, each after an
  * ioctl(FIONREAD): a body streaming in faster than that costs four system
  * calls per 4 KiB (ioctl, readv, writev, epoll_wait). When the input holds
- * a full read, read what else is ready here, in one readv, up to the high
- * water mark (buffer_size), the same bound as before. An error is kept for
- * the event callback, which then sees only the EOF after it.
+ * a full read, read what else is ready here, in one readv, up to one byte
+ * under the high water mark (buffer_size; at the mark libevent would stop
+ * reading and start again, two epoll_ctl per turn). The room is reserved
+ * for what FIONREAD says is there, so that the input's chains are sized to
+ * what came: reserving buffer_size blindly would leave mostly empty 64 KiB
+ * chains, which a relay moves whole into the peer's output. An error or
+ * the peer's EOF is noted for the event callback and for reuse.
  */
 static void side_fill(struct side *side, size_t high)
 {
     struct evbuffer *in = bufferevent_get_input(side->bev);
     size_t have = evbuffer_get_length(in);
-    if (have < LIBEVENT_MAX_READ || have >= high || side->read_err != 0) {
+    int fd = bufferevent_getfd(side->bev);
+    int ready = 0;
+    if (have < LIBEVENT_MAX_READ || have + 1 >= high || side->read_err != 0 ||
+        side->read_eof || ioctl(fd, FIONREAD, &ready) < 0 || ready <= 0) {
         return;
     }
-    size_t room = high - have - 1; /* at high, libevent stops reading */
+    size_t room = high - have - 1;
+    if ((size_t)ready < room) {
+        room = (size_t)ready;
+    }
     struct evbuffer_iovec v[2];
     struct iovec iov[2];
     /* The input's end is frozen but while the bufferevent reads (as the
@@ -295,9 +308,11 @@ static void side_fill(struct side *side, size_t high)
         iov[used].iov_len = v[used].iov_len < left ? v[used].iov_len : left;
         left -= iov[used].iov_len;
     }
-    ssize_t got = used > 0 ? readv(bufferevent_getfd(side->bev), iov, used)
-                           : 0;
-    if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+    ssize_t got = used > 0 ? readv(fd, iov, used) : -1;
+    if (got == 0) {
+        side->read_eof = 1;
+    } else if (got < 0 && used > 0 && errno != EAGAIN &&
+               errno != EWOULDBLOCK && errno != EINTR) {
         side->read_err = errno;
     }
     size_t left = got > 0 ? (size_t)got : 0;
@@ -1252,6 +1267,7 @@ static int response_done(struct session *s)
     int reusable =
         http_should_keep_alive(&s->upstream.parser) &&
         s->cstate == CLIENT_REQUEST_DONE && !s->upstream_eof &&
+        !s->upstream.read_eof && s->upstream.read_err == 0 &&
         evbuffer_get_length(bufferevent_get_input(s->upstream.bev)) == 0 &&
         evbuffer_get_length(bufferevent_get_output(s->upstream.bev)) == 0;
     s->ustate = UPSTREAM_NONE;
@@ -1622,7 +1638,7 @@ static int upstream_connect(struct session *s, struct pool_server *server,
     s->upstream.writing = 0;
     s->t_connected = s->t_first_byte = -1;
     s->upstream.bytes_in = 0;
-    s->upstream.read_err = 0;
+    s->upstream.read_err = s->upstream.read_eof = 0;
     http_parser_init(&s->upstream.parser, HTTP_RESPONSE);
     s->upstream.parser.data = s;
     http1_scan_reset_response(&s->upstream.scan);
