@@ -8,10 +8,11 @@
  * session, so they are refreshed on demand: the admin asks each slot
  * (stats_ask_gauges) before it renders /metrics or /status, every worker
  * answers at its next tick (worker.c, 20 times a second), and nobody asking
- * costs nothing. Readers (the admin process) add the slots up; a reading torn
- * against a concurrent increment is off by one at worst. When a worker
- * exits, the master folds its counters and histograms into the `retired`
- * slot so totals never go backwards across restarts and reloads.
+ * costs no more than that tick looking. Readers (the admin process) add the
+ * slots up; a reading torn against a concurrent increment is off by one at
+ * worst. When a worker exits, the master folds its counters and histograms
+ * into the `retired` slot so totals never go backwards across restarts and
+ * reloads.
  *
  * Every metric is declared once, in the lists below, with its Prometheus
  * name, labels and help; render.c walks the same lists.

@@ -242,7 +242,6 @@ static void on_worker_signal(evutil_socket_t sig, short what, void *arg)
     }
 }
 
-/* Four times a second: the gauges and the oldest sessions, for /status. */
 /*
  * The session gauges and the oldest sessions, when the admin has asked
  * since the last time (stats.h): the walk visits every session, which at

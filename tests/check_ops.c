@@ -1323,7 +1323,11 @@ static double metric_wait(const char *series, double want, int ms)
 START_TEST(test_session_gauges_are_fresh)
 {
     enum { N = 5 };
-    harness_origin(&origin[0], "--delay", "1s", NULL);
+    /* Long enough for the checks below to come before the replies, even
+     * under valgrind (scaled). */
+    char delay[32];
+    snprintf(delay, sizeof(delay), "%dms", (int)(2000 * harness_scale()));
+    harness_origin(&origin[0], "--delay", delay, NULL);
     start_admin_proxy("workers = 2\n",
                       "[upstream origin]\nserver = 127.0.0.1:%d\n"
                       "[route /]\nupstream = origin\n",
@@ -1346,7 +1350,10 @@ START_TEST(test_session_gauges_are_fresh)
                      "[5, 5, [\"upstream_wait\"]]");
     for (int i = 0; i < N; i++) {
         struct response r;
-        ck_assert_int_eq(harness_read_response(fds[i], &r, 5000, 0), 0);
+        ck_assert_int_eq(
+            harness_read_response(fds[i], &r,
+                                  (int)(2000 * harness_scale()) + 5000, 0),
+            0);
         ck_assert_int_eq(r.status, 200);
         response_free(&r);
     }
