@@ -602,9 +602,9 @@ START_TEST(test_upstream_send_timeout)
     double took = harness_now() - t0;
     ck_assert_msg(ended, "connection still open after %.0f ms", took);
     /* Buffers fill first, then 300 ms without progress (less a few ms:
-     * libevent arms a timeout from the time its loop turn began, and the
-     * buffers fill within a few ms now that large reads move 64 KiB at a
-     * time). */
+     * libevent keeps time with CLOCK_MONOTONIC_COARSE and arms a timeout
+     * from the time its loop turn began, and the buffers fill within a few
+     * ms now that large reads move up to 64 KiB at a time). */
     ck_assert_msg(took >= 270 && took < 5000 * harness_scale(),
                   "gave up after %.0f ms", took);
     ck_assert_msg(sent < BIG, "the whole body was taken");
