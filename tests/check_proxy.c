@@ -970,8 +970,13 @@ START_TEST(test_large_body_is_read_in_large_reads)
     }
     ck_assert_int_eq(wrong, 0);
     response_free(&r);
-    ck_assert_msg(reads < BIG_BODY / 4096 / 2,
-                  "%ld read calls for %ld bytes", reads, BIG_BODY);
+    /* Under valgrind the count is valgrind's too (its scheduler lock is a
+     * pipe it reads at each blocking call): the plain and sanitizer
+     * builds assert the bound. */
+    if (getenv("SB_VALGRIND") == NULL) {
+        ck_assert_msg(reads < BIG_BODY / 4096 / 2,
+                      "%ld read calls for %ld bytes", reads, BIG_BODY);
+    }
 }
 END_TEST
 
