@@ -601,17 +601,16 @@ class Bench:
             raise
         return origin, peer
 
-    # -- overhead
-    def overhead(self):
-        # Rounds with the rows interleaved, the median round per row: the
-        # machine is shared, and a neighbour's burst should hit one round
-        # of one row, not a whole row.
-        rounds, dur = (1, 3) if self.q else (3, 4)
-        rows = self.rows(ALL_ROWS)
+    # -- rounds with the rows interleaved (overhead, bulk)
+    def interleaved(self, rows, rounds, measure):
+        """Rounds with the rows interleaved: measure(row, rnd, peer) on a
+        fresh origin (0 ms) and row each time. The machine is shared, and
+        a neighbour's burst should hit one round of one row, not a whole
+        row. Returns per row the median round by key "median" of the
+        results (which measure must set), with every round's results kept
+        under "rounds_all", or the row's error."""
         runs = {row: [] for row in rows}
         errors = {}
-        log("\n== overhead: origin 0 ms, 1 KiB, 50 connections, %d round%s of "
-            "%d s, rows interleaved" % (rounds, "s" if rounds > 1 else "", dur))
         for rnd in range(rounds):
             for row in rows:
                 if row in errors:
@@ -623,26 +622,7 @@ class Bench:
                     log("  %-19s failed: %s" % (row, e))
                     continue
                 try:
-                    run_load(self.lab, "overhead-%s-%d-warmup" % (row, rnd),
-                             peer.port, "/", 50, 1, 10, self.tool)
-                    roots = peer.roots()
-                    c0 = cpu_ticks(roots)
-                    x0 = others_ticks()
-                    r = run_load(self.lab, "overhead-%s-%d" % (row, rnd), peer.port,
-                                 "/", 50, dur, 10, self.tool)
-                    c1 = cpu_ticks(roots)
-                    x1 = others_ticks()
-                    if roots and r["requests"]:
-                        r["cpu_us"] = (c1 - c0) * 1e6 / TICK / r["requests"]
-                    # CPU of processes outside this bench during the run,
-                    # in % of one core.
-                    r["other_cpu_pct"] = others_delta(x0, x1) / TICK / r["elapsed"] * 100
-                    runs[row].append(r)
-                    log("  %-19s round %d: %9.0f req/s  p99 %7.2f ms  cpu %s us/req"
-                        "  (others %.0f%%)"
-                        % (row, rnd + 1, r["rps"], r["p99"] or 0,
-                           "%.1f" % r["cpu_us"] if "cpu_us" in r else "-",
-                           r["other_cpu_pct"]))
+                    runs[row].append(measure(row, rnd, peer))
                 except Exception as e:
                     errors[row] = str(e)
                     log("  %-19s failed: %s" % (row, e))
@@ -656,77 +636,91 @@ class Bench:
             if not rs:
                 out.append(dict(row=row, error=errors.get(row, "no run")))
                 continue
-            med = sorted(rs, key=lambda r: r["rps"])[len(rs) // 2]
-            res = dict(row=row, rounds=len(rs))
-            res.update(med)
+            res = dict(sorted(rs, key=lambda r: r["median"])[len(rs) // 2])
+            res.update(row=row, rounds=len(rs), rounds_all=rs)
+            out.append(res)
+        return out
+
+    # -- overhead
+    def overhead(self):
+        rounds, dur = (1, 3) if self.q else (3, 4)
+        log("\n== overhead: origin 0 ms, 1 KiB, 50 connections, %d round%s of "
+            "%d s, rows interleaved" % (rounds, "s" if rounds > 1 else "", dur))
+
+        def measure(row, rnd, peer):
+            run_load(self.lab, "overhead-%s-%d-warmup" % (row, rnd),
+                     peer.port, "/", 50, 1, 10, self.tool)
+            roots = peer.roots()
+            c0 = cpu_ticks(roots)
+            x0 = others_ticks()
+            r = run_load(self.lab, "overhead-%s-%d" % (row, rnd), peer.port,
+                         "/", 50, dur, 10, self.tool)
+            c1 = cpu_ticks(roots)
+            x1 = others_ticks()
+            r["median"] = r["rps"]
+            if roots and r["requests"]:
+                r["cpu_us"] = (c1 - c0) * 1e6 / TICK / r["requests"]
+            # CPU of processes outside this bench during the run, in % of
+            # one core.
+            r["other_cpu_pct"] = others_delta(x0, x1) / TICK / r["elapsed"] * 100
+            log("  %-19s round %d: %9.0f req/s  p99 %7.2f ms  cpu %s us/req"
+                "  (others %.0f%%)"
+                % (row, rnd + 1, r["rps"], r["p99"] or 0,
+                   "%.1f" % r["cpu_us"] if "cpu_us" in r else "-",
+                   r["other_cpu_pct"]))
+            return r
+
+        out = self.interleaved(self.rows(ALL_ROWS), rounds, measure)
+        for res in out:
+            rs = res.pop("rounds_all", None)
+            if rs is None:
+                continue
             res["rps_all"] = [r["rps"] for r in rs]
             cpus = sorted(r["cpu_us"] for r in rs if "cpu_us" in r)
             if cpus:
                 res["cpu_us"] = cpus[len(cpus) // 2]
                 res["cpu_all"] = [r.get("cpu_us") for r in rs]
             res["other_cpu_pct"] = max(r["other_cpu_pct"] for r in rs)
-            out.append(res)
         self.results["scenarios"]["overhead"] = out
 
     # -- bulk: one large response, as fast as the client reads
     def bulk(self):
-        # Rounds with the rows interleaved, the median round per row, as in
-        # overhead. curl reads into /dev/null: the cheapest client there is,
-        # so the proxy is what the row measures.
+        # curl reads into /dev/null: the cheapest client there is, so the
+        # proxy is what the row measures.
         rounds, size = (1, "256m") if self.q else (3, "1g")
-        rows = self.rows(["direct", "switchboard", "nginx", "haproxy",
-                          "thread-pool"])
-        runs = {row: [] for row in rows}
-        errors = {}
         log("\n== bulk: one %sB response (origin 0 ms), %d round%s, rows "
             "interleaved" % (size.upper(), rounds, "s" if rounds > 1 else ""))
-        for rnd in range(rounds):
-            for row in rows:
-                if row in errors:
-                    continue
-                try:
-                    origin, peer = self.with_row(row, "0ms")
-                except Exception as e:
-                    errors[row] = str(e)
-                    log("  %-19s failed: %s" % (row, e))
-                    continue
-                try:
-                    http_get(peer.port, "/")  # the upstream connection
-                    roots = peer.roots()
-                    c0 = cpu_ticks(roots)
-                    out = subprocess.run(
-                        ["curl", "-s", "-o", "/dev/null", "--max-time", "120",
-                         "-w", "%{http_code} %{size_download} %{time_total}",
-                         "http://127.0.0.1:%d/?size=%s" % (peer.port, size)],
-                        capture_output=True, text=True, timeout=150).stdout
-                    c1 = cpu_ticks(roots)
-                    code, got, secs = out.split()
-                    got, secs = int(got), float(secs)
-                    if code != "200" or got != parse_size(size):
-                        raise RuntimeError("status %s, %d bytes" % (code, got))
-                    r = dict(mbps=got / secs / 1e6, secs=secs, bytes=got)
-                    if roots:
-                        r["cpu_s_gib"] = (c1 - c0) / TICK / (got / 2**30)
-                    runs[row].append(r)
-                    log("  %-19s round %d: %6.0f MB/s  proxy CPU %s s/GiB"
-                        % (row, rnd + 1, r["mbps"],
-                           "%.2f" % r["cpu_s_gib"] if "cpu_s_gib" in r else "-"))
-                except Exception as e:
-                    errors[row] = str(e)
-                    log("  %-19s failed: %s" % (row, e))
-                finally:
-                    peer.stop()
-                    origin.stop()
-                time.sleep(self.pause / 2)
-        out = []
-        for row in rows:
-            rs = runs[row]
-            if not rs:
-                out.append(dict(row=row, error=errors.get(row, "no run")))
-                continue
-            res = dict(sorted(rs, key=lambda r: r["mbps"])[len(rs) // 2])
-            res.update(row=row, size=size, mbps_all=[r["mbps"] for r in rs])
-            out.append(res)
+
+        def measure(row, rnd, peer):
+            http_get(peer.port, "/")  # the upstream connection
+            roots = peer.roots()
+            c0 = cpu_ticks(roots)
+            out = subprocess.run(
+                ["curl", "-s", "-o", "/dev/null", "--max-time", "120",
+                 "-w", "%{http_code} %{size_download} %{time_total}",
+                 "http://127.0.0.1:%d/?size=%s" % (peer.port, size)],
+                capture_output=True, text=True, timeout=150).stdout
+            c1 = cpu_ticks(roots)
+            code, got, secs = out.split()
+            got, secs = int(got), float(secs)
+            if code != "200" or got != parse_size(size):
+                raise RuntimeError("status %s, %d bytes" % (code, got))
+            r = dict(mbps=got / secs / 1e6, secs=secs, bytes=got)
+            r["median"] = r["mbps"]
+            if roots:
+                r["cpu_s_gib"] = (c1 - c0) / TICK / (got / 2**30)
+            log("  %-19s round %d: %6.0f MB/s  proxy CPU %s s/GiB"
+                % (row, rnd + 1, r["mbps"],
+                   "%.2f" % r["cpu_s_gib"] if "cpu_s_gib" in r else "-"))
+            return r
+
+        rows = self.rows(["direct", "switchboard", "nginx", "haproxy",
+                          "thread-pool"])
+        out = self.interleaved(rows, rounds, measure)
+        for res in out:
+            rs = res.pop("rounds_all", None)
+            if rs is not None:
+                res.update(size=size, mbps_all=[r["mbps"] for r in rs])
         self.results["scenarios"]["bulk"] = out
 
     # -- io-bound and c10k: Little's law
