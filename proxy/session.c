@@ -111,7 +111,6 @@ struct side {
     int paused;         /* reads off: the peer's output is above high water */
     int writing;        /* a remainder is queued: libevent's write event on */
     int read_err;       /* errno of a failed side_fill, for the event cb */
-    int read_eof;       /* side_fill read the peer's EOF */
     uint64_t bytes_in;  /* this exchange */
     uint64_t bytes_out; /* this exchange */
 };
@@ -279,8 +278,9 @@ static int side_flush(struct side *side, int peer_paused)
  * reading and start again, two epoll_ctl per turn). The room is reserved
  * for what FIONREAD says is there, so that the input's chains are sized to
  * what came: reserving buffer_size blindly would leave mostly empty 64 KiB
- * chains, which a relay moves whole into the peer's output. An error or
- * the peer's EOF is noted for the event callback and for reuse.
+ * chains, which a relay moves whole into the peer's output. An error is
+ * noted for the event callback and for reuse (an EOF cannot come here:
+ * FIONREAD said there were bytes, and libevent's next read sees it).
  */
 static void side_fill(struct side *side, size_t high)
 {
@@ -289,7 +289,7 @@ static void side_fill(struct side *side, size_t high)
     int fd = bufferevent_getfd(side->bev);
     int ready = 0;
     if (have < LIBEVENT_MAX_READ || have + 1 >= high || side->read_err != 0 ||
-        side->read_eof || ioctl(fd, FIONREAD, &ready) < 0 || ready <= 0) {
+        ioctl(fd, FIONREAD, &ready) < 0 || ready <= 0) {
         return;
     }
     size_t room = high - have - 1;
@@ -308,11 +308,8 @@ static void side_fill(struct side *side, size_t high)
         iov[used].iov_len = v[used].iov_len < left ? v[used].iov_len : left;
         left -= iov[used].iov_len;
     }
-    ssize_t got = used > 0 ? readv(fd, iov, used) : -1;
-    if (got == 0) {
-        side->read_eof = 1;
-    } else if (got < 0 && used > 0 && errno != EAGAIN &&
-               errno != EWOULDBLOCK && errno != EINTR) {
+    ssize_t got = used > 0 ? readv(fd, iov, used) : 0;
+    if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
         side->read_err = errno;
     }
     size_t left = got > 0 ? (size_t)got : 0;
@@ -1267,7 +1264,7 @@ static int response_done(struct session *s)
     int reusable =
         http_should_keep_alive(&s->upstream.parser) &&
         s->cstate == CLIENT_REQUEST_DONE && !s->upstream_eof &&
-        !s->upstream.read_eof && s->upstream.read_err == 0 &&
+        s->upstream.read_err == 0 &&
         evbuffer_get_length(bufferevent_get_input(s->upstream.bev)) == 0 &&
         evbuffer_get_length(bufferevent_get_output(s->upstream.bev)) == 0;
     s->ustate = UPSTREAM_NONE;
@@ -1638,7 +1635,7 @@ static int upstream_connect(struct session *s, struct pool_server *server,
     s->upstream.writing = 0;
     s->t_connected = s->t_first_byte = -1;
     s->upstream.bytes_in = 0;
-    s->upstream.read_err = s->upstream.read_eof = 0;
+    s->upstream.read_err = 0;
     http_parser_init(&s->upstream.parser, HTTP_RESPONSE);
     s->upstream.parser.data = s;
     http1_scan_reset_response(&s->upstream.scan);
