@@ -1071,6 +1071,12 @@ def fmt_num(v, nd=0):
     return "{:,.{}f}".format(v, nd)
 
 
+def fmt_rounds(v, every):
+    """v, then every round's value in brackets when there was more than one."""
+    return fmt_num(v) + (" (%s)" % ", ".join(fmt_num(x) for x in every)
+                         if len(every) > 1 else "")
+
+
 def fmt_ms(v):
     if v is None:
         return "-"
@@ -1181,10 +1187,8 @@ class Report:
             if st:
                 lines.append("| %s | %s |||||||" % (r["row"], st))
                 continue
-            lines.append("| %s | %s%s | %s | %s | %s | %s | %s | %s | %.0f%% |" % (
-                r["row"], fmt_num(r["rps"]),
-                " (%s)" % ", ".join(fmt_num(x) for x in r["rps_all"])
-                if len(r.get("rps_all", [])) > 1 else "",
+            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %.0f%% |" % (
+                r["row"], fmt_rounds(r["rps"], r.get("rps_all", [])),
                 "%.2f" % (r["rps"] / ng_rps) if ng_rps else "-",
                 fmt_ms(r["p50"]), fmt_ms(r["p99"]),
                 "%.1f" % r["cpu_us"] if "cpu_us" in r else "-",
@@ -1203,10 +1207,8 @@ class Report:
             if st:
                 lines.append("| %s | %s |||" % (r["row"], st))
                 continue
-            lines.append("| %s | %s%s | %s | %s |" % (
-                r["row"], fmt_num(r["mbps"]),
-                " (%s)" % ", ".join(fmt_num(x) for x in r["mbps_all"])
-                if len(r.get("mbps_all", [])) > 1 else "",
+            lines.append("| %s | %s | %s | %s |" % (
+                r["row"], fmt_rounds(r["mbps"], r.get("mbps_all", [])),
                 "%.2f" % (r["mbps"] / ng_mbps) if ng_mbps else "-",
                 "%.2f" % r["cpu_s_gib"] if "cpu_s_gib" in r else "-"))
         return lines
