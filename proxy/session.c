@@ -239,29 +239,33 @@ static int side_flush(struct side *side, int peer_paused)
     if (side->writing) {
         return 0;
     }
-    if (evbuffer_get_length(out) == 0) {
-        if (peer_paused) {
-            /* The peer waits for this output to drain, and it has: let
-             * the write callback resume it on the next loop turn rather
-             * than relaying a whole body in one callback. */
-            side->writing = 1;
-            bufferevent_enable(side->bev, EV_WRITE);
+    if (evbuffer_get_length(out) > 0) {
+        /* A socket bufferevent keeps its output's start frozen except
+         * while its own write callback writes; do as it does. */
+        evbuffer_unfreeze(out, 1);
+        int n = evbuffer_write(out, bufferevent_getfd(side->bev));
+        int err = errno;
+        evbuffer_freeze(out, 1);
+        if (n < 0 && err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
+            errno = err;
+            return -1;
         }
-        return 0;
     }
-    /* A socket bufferevent keeps its output's start frozen except while
-     * its own write callback writes; do as it does. */
-    evbuffer_unfreeze(out, 1);
-    int n = evbuffer_write(out, bufferevent_getfd(side->bev));
-    int err = errno;
-    evbuffer_freeze(out, 1);
-    if (n < 0 && err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
-        errno = err;
-        return -1;
-    }
-    if (evbuffer_get_length(out) > 0 || peer_paused) {
+    if (evbuffer_get_length(out) > 0) {
         side->writing = 1;
         bufferevent_enable(side->bev, EV_WRITE);
+    } else if (peer_paused) {
+        /* The peer waits for this output to drain, and it has: let the
+         * write callback resume it on the next loop turn rather than
+         * relaying a whole body in one callback. Deferred, not through
+         * the write event: libevent drops the write event of an empty
+         * output when this runs in the callback of a completed connect,
+         * and the write callback never came (an upload paused during the
+         * connect stalled). */
+        side->writing = 1;
+        bufferevent_trigger(side->bev, EV_WRITE,
+                            BEV_TRIG_IGNORE_WATERMARKS |
+                                BEV_TRIG_DEFER_CALLBACKS);
     }
     return 0;
 }
@@ -1539,9 +1543,7 @@ static void on_upstream_event(struct bufferevent *bev, short what, void *arg)
     struct session *s = arg;
     int up = s->pool->cfg - s->w->cfg->upstreams;
     int rc;
-    int connected = 0;
     if (what & BEV_EVENT_CONNECTED) {
-        connected = 1;
         s->conn->connected = 1;
         s->t_connected = util_now_ms();
         s->ustate = UPSTREAM_READING_HEAD;
@@ -1577,17 +1579,8 @@ static void on_upstream_event(struct bufferevent *bev, short what, void *arg)
                                    ? s->upstream.read_err
                                    : EVUTIL_SOCKET_ERROR());
     }
-    if (rc == 0 && session_flush(s) == 0 && connected && s->upstream.writing &&
-        evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
-        /* The flush wrote all (a request body that came in while the
-         * connect was under way, up to buffer_size, may have paused the
-         * client), but libevent drops the write event of a bufferevent
-         * whose output is empty once this callback returns, so the write
-         * callback that resumes the client would never come: run it on
-         * the next loop turn instead. */
-        bufferevent_trigger(bev, EV_WRITE,
-                            BEV_TRIG_IGNORE_WATERMARKS |
-                                BEV_TRIG_DEFER_CALLBACKS);
+    if (rc == 0) {
+        session_flush(s);
     }
 }
 
