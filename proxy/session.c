@@ -273,6 +273,19 @@ static int side_flush(struct side *side, int peer_paused)
 /* What libevent 2.1's evbuffer_read reads at most per call. */
 #define LIBEVENT_MAX_READ 4096
 
+/* Shorten v[0..n) to total bytes in all; how many of them hold some. */
+static int vecs_trim(struct evbuffer_iovec *v, int n, size_t total)
+{
+    int used = 0;
+    for (; used < n && total > 0; used++) {
+        if (v[used].iov_len > total) {
+            v[used].iov_len = total;
+        }
+        total -= v[used].iov_len;
+    }
+    return used;
+}
+
 /*
  * libevent 2.1's bufferevents read at most 4 KiB per readv, each after an
  * ioctl(FIONREAD): a body streaming in faster than that costs four system
@@ -305,23 +318,17 @@ static void side_fill(struct side *side, size_t high)
     /* The input's end is frozen but while the bufferevent reads (as the
      * output's start is, side_flush). */
     evbuffer_unfreeze(in, 0);
-    int n = evbuffer_reserve_space(in, (ev_ssize_t)room, v, 2);
-    int used = 0;
-    for (size_t left = room; used < n && left > 0; used++) {
-        iov[used].iov_base = v[used].iov_base;
-        iov[used].iov_len = v[used].iov_len < left ? v[used].iov_len : left;
-        left -= iov[used].iov_len;
+    int used = vecs_trim(v, evbuffer_reserve_space(in, (ev_ssize_t)room, v, 2),
+                         room);
+    for (int i = 0; i < used; i++) {
+        iov[i].iov_base = v[i].iov_base;
+        iov[i].iov_len = v[i].iov_len;
     }
     ssize_t got = used > 0 ? readv(fd, iov, used) : 0;
     if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
         side->read_err = errno;
     }
-    size_t left = got > 0 ? (size_t)got : 0;
-    int full = 0;
-    for (; full < used && left > 0; full++) {
-        v[full].iov_len = iov[full].iov_len < left ? iov[full].iov_len : left;
-        left -= v[full].iov_len;
-    }
+    int full = vecs_trim(v, used, got > 0 ? (size_t)got : 0);
     if (full > 0) {
         evbuffer_commit_space(in, v, full);
     }
