@@ -883,57 +883,27 @@ START_TEST(test_partial_length_body_arrives_before_the_rest)
 }
 END_TEST
 
-/* Scripted upstream: a 1 GiB response written as fast as TCP allows. */
-static void one_gib(int fd, void *arg)
+/* Scripted upstream: a response of *(long *)arg bytes of 'x' (a multiple
+ * of 64 KiB), written as fast as TCP allows. */
+static void x_body(int fd, void *arg)
 {
-    harness_read_request_head(fd);
-    harness_send(fd, "HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n");
-    static char block[65536];
-    memset(block, 'x', sizeof(block));
-    for (long sent = 0; sent < 1073741824L; sent += (long)sizeof(block)) {
-        if (harness_write(fd, block, sizeof(block)) < 0) {
-            return;
-        }
-    }
-}
-
-/* Read calls a process has made (/proc/PID/io syscr), or -1. */
-static long read_calls(pid_t pid)
-{
-    char path[64], line[128];
-    snprintf(path, sizeof(path), "/proc/%d/io", (int)pid);
-    FILE *f = fopen(path, "r");
-    long n = -1;
-    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
-        if (sscanf(line, "syscr: %ld", &n) == 1) {
-            break;
-        }
-    }
-    if (f != NULL) {
-        fclose(f);
-    }
-    return n;
-}
-
-#define BIG_BODY (4L * 1024 * 1024)
-
-/* Scripted upstream: a 4 MiB response written as fast as TCP allows. */
-static void four_mib(int fd, void *arg)
-{
+    long size = *(const long *)arg;
     harness_read_request_head(fd);
     char head[128];
     snprintf(head, sizeof(head),
-             "HTTP/1.1 200 OK\r\nContent-Length: %ld\r\n\r\n", BIG_BODY);
+             "HTTP/1.1 200 OK\r\nContent-Length: %ld\r\n\r\n", size);
     harness_send(fd, head);
     static char block[65536];
     memset(block, 'x', sizeof(block));
-    for (long sent = 0; sent < BIG_BODY; sent += (long)sizeof(block)) {
+    for (long sent = 0; sent < size; sent += (long)sizeof(block)) {
         if (harness_write(fd, block, sizeof(block)) < 0) {
             return;
         }
     }
     usleep(500 * 1000);
 }
+
+#define BIG_BODY (4L * 1024 * 1024)
 
 /*
  * A body that comes in faster than 4 KiB at a time is read in larger
@@ -944,7 +914,8 @@ static void four_mib(int fd, void *arg)
  */
 START_TEST(test_large_body_is_read_in_large_reads)
 {
-    harness_script(&script, four_mib, NULL, 1);
+    static const long size = BIG_BODY;
+    harness_script(&script, x_body, (void *)&size, 1);
     harness_proxy(&proxy,
                   "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
                   "buffer_size = 64k\naccess_log = off\n"
@@ -953,14 +924,14 @@ START_TEST(test_large_body_is_read_in_large_reads)
                   script.port);
     pid_t workers[8];
     ck_assert_int_eq(harness_wait_children(proxy.pid, workers, 1), 1);
-    long before = read_calls(workers[0]);
+    long before = harness_proc_field(workers[0], "io", "syscr:");
     ck_assert_int_ge(before, 0);
     struct response r;
     ck_assert_int_eq(harness_exchange(proxy.port,
                                       "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r,
                                       20000),
                      0);
-    long reads = read_calls(workers[0]) - before;
+    long reads = harness_proc_field(workers[0], "io", "syscr:") - before;
     ck_assert_int_eq(r.status, 200);
     ck_assert(r.complete);
     ck_assert_int_eq((long)r.body_len, BIG_BODY);
@@ -983,7 +954,8 @@ END_TEST
 START_TEST(test_slow_reader_bounded_memory_and_others_unaffected)
 {
     harness_origin(&origin, "--delay", "0ms", NULL);
-    harness_script(&script, one_gib, NULL, 1);
+    static const long size = 1024L * 1024 * 1024;
+    harness_script(&script, x_body, (void *)&size, 1);
     harness_proxy(&proxy,
                   "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
                   "buffer_size = 64k\naccess_log = off\n"

@@ -750,23 +750,30 @@ int harness_wait_closed(int fd, int timeout_ms)
     }
 }
 
-long harness_rss_kb(pid_t pid)
+long harness_proc_field(pid_t pid, const char *file, const char *key)
 {
     char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
     FILE *f = fopen(path, "r");
     if (f == NULL) {
         return -1;
     }
     char line[256];
-    long kb = -1;
+    long v = -1;
+    size_t n = strlen(key);
     while (fgets(line, sizeof(line), f) != NULL) {
-        if (strncmp(line, "VmRSS:", 6) == 0) {
-            kb = atol(line + 6);
+        if (strncmp(line, key, n) == 0) {
+            v = atol(line + n);
+            break;
         }
     }
     fclose(f);
-    return kb;
+    return v;
+}
+
+long harness_rss_kb(pid_t pid)
+{
+    return harness_proc_field(pid, "status", "VmRSS:");
 }
 
 int harness_children(pid_t pid, pid_t *out, int max)

@@ -117,6 +117,10 @@ double harness_now(void);
 /* Time bound scale from SB_TIME_SCALE (default 1). */
 double harness_scale(void);
 
+/* The number after key at the start of a line of /proc/PID/file (the
+ * first such line), or -1. */
+long harness_proc_field(pid_t pid, const char *file, const char *key);
+
 /* Resident memory of pid and its children, in KiB. */
 long harness_rss_kb(pid_t pid);
 
