@@ -136,7 +136,8 @@ def group_alive(pgid):
 
 
 def read_stat(pid):
-    """(ppid, utime+stime, cutime+cstime, rss bytes) of pid, or None."""
+    """(ppid, utime+stime, cutime+cstime, rss bytes, stime, cstime) of pid,
+    or None."""
     try:
         with open("/proc/%d/stat" % pid) as f:
             s = f.read()
@@ -145,7 +146,8 @@ def read_stat(pid):
     rest = s[s.rindex(")") + 2:].split()
     # rest[0] is field 3 (state): field n is rest[n - 3].
     return (int(rest[1]), int(rest[11]) + int(rest[12]),
-            int(rest[13]) + int(rest[14]), int(rest[21]) * PAGE)
+            int(rest[13]) + int(rest[14]), int(rest[21]) * PAGE,
+            int(rest[12]), int(rest[14]))
 
 
 def process_tree(roots):
@@ -166,14 +168,16 @@ def process_tree(roots):
     return out
 
 
-def cpu_ticks(roots):
-    """CPU ticks used so far by roots' trees: each root counts its reaped
-    children too (cutime), live descendants their own time."""
+def cpu_ticks(roots, kernel=False):
+    """CPU ticks used so far by roots' trees (only those spent in the kernel
+    with kernel=True): each root counts its reaped children too (cutime),
+    live descendants their own time."""
+    own, reaped = (4, 5) if kernel else (1, 2)
     total = 0
     for p in process_tree(roots):
         st = read_stat(p)
         if st:
-            total += st[1] + (st[2] if p in roots else 0)
+            total += st[own] + (st[reaped] if p in roots else 0)
     return total
 
 
@@ -216,16 +220,27 @@ def machine_busy():
     return sum(v) - idle, sum(v)
 
 
-def tcp_ext():
-    """TcpExt counters (ListenOverflows, ListenDrops, ...) of this netns."""
-    with open("/proc/net/netstat") as f:
+def net_counters(path="/proc/net/netstat", group="TcpExt"):
+    """One group of this netns's counters: TcpExt (ListenOverflows,
+    ListenDrops, ...) from /proc/net/netstat, Tcp (InSegs, OutSegs, ...)
+    from /proc/net/snmp."""
+    with open(path) as f:
         lines = f.read().splitlines()
     for i in range(0, len(lines) - 1, 2):
-        if lines[i].startswith("TcpExt:"):
+        if lines[i].startswith(group + ":"):
             names = lines[i].split()[1:]
             vals = [int(x) for x in lines[i + 1].split()[1:]]
             return dict(zip(names, vals))
     return {}
+
+
+def tcp_ext():
+    return net_counters()
+
+
+def tcp_segments():
+    """TCP segments sent by every socket of this netns so far."""
+    return net_counters("/proc/net/snmp", "Tcp").get("OutSegs", 0)
 
 
 def tcp_mem_bytes():
@@ -651,23 +666,31 @@ class Bench:
             run_load(self.lab, "overhead-%s-%d-warmup" % (row, rnd),
                      peer.port, "/", 50, 1, 10, self.tool)
             roots = peer.roots()
-            c0 = cpu_ticks(roots)
-            x0 = others_ticks()
+            c0, k0 = cpu_ticks(roots), cpu_ticks(roots, kernel=True)
+            x0, m0, s0 = others_ticks(), machine_busy(), tcp_segments()
             r = run_load(self.lab, "overhead-%s-%d" % (row, rnd), peer.port,
                          "/", 50, dur, 10, self.tool)
-            c1 = cpu_ticks(roots)
-            x1 = others_ticks()
+            c1, k1 = cpu_ticks(roots), cpu_ticks(roots, kernel=True)
+            x1, m1, s1 = others_ticks(), machine_busy(), tcp_segments()
             r["median"] = r["rps"]
+            if r["requests"]:
+                # Segments of the whole chain (client, row, origin): the
+                # TCP work a request costs, whoever pays for it.
+                r["segs"] = (s1 - s0) / r["requests"]
             if roots and r["requests"]:
                 r["cpu_us"] = (c1 - c0) * 1e6 / TICK / r["requests"]
+                r["kernel_us"] = (k1 - k0) * 1e6 / TICK / r["requests"]
+            # How much of the machine the round kept busy, in %.
+            r["busy_pct"] = (m1[0] - m0[0]) * 100.0 / max(m1[1] - m0[1], 1)
             # CPU of processes outside this bench during the run, in % of
             # one core.
             r["other_cpu_pct"] = others_delta(x0, x1) / TICK / r["elapsed"] * 100
             log("  %-19s round %d: %9.0f req/s  p99 %7.2f ms  cpu %s us/req"
-                "  (others %.0f%%)"
+                "  machine busy %.0f%%  (others %.0f%%)"
                 % (row, rnd + 1, r["rps"], r["p99"] or 0,
-                   "%.1f" % r["cpu_us"] if "cpu_us" in r else "-",
-                   r["other_cpu_pct"]))
+                   "%.1f (kernel %.1f)" % (r["cpu_us"], r["kernel_us"])
+                   if "cpu_us" in r else "-",
+                   r["busy_pct"], r["other_cpu_pct"]))
             return r
 
         out = self.interleaved(self.rows(ALL_ROWS), rounds, measure)
@@ -676,9 +699,12 @@ class Bench:
             if rs is None:
                 continue
             res["rps_all"] = [r["rps"] for r in rs]
-            cpus = sorted(r["cpu_us"] for r in rs if "cpu_us" in r)
+            cpus = sorted(rs, key=lambda r: r.get("cpu_us", 0))
+            cpus = [r for r in cpus if "cpu_us" in r]
             if cpus:
-                res["cpu_us"] = cpus[len(cpus) // 2]
+                # The median round by CPU, with its kernel share.
+                res["cpu_us"] = cpus[len(cpus) // 2]["cpu_us"]
+                res["kernel_us"] = cpus[len(cpus) // 2]["kernel_us"]
                 res["cpu_all"] = [r.get("cpu_us") for r in rs]
             res["other_cpu_pct"] = max(r["other_cpu_pct"] for r in rs)
         self.results["scenarios"]["overhead"] = out
@@ -1125,10 +1151,15 @@ class Report:
                           ratio >= 1.15)
                 if sb.get("cpu_us") and ng.get("cpu_us"):
                     ratio = sb["cpu_us"] / ng["cpu_us"]
+                    # The floor under the bar: the kernel time of each
+                    # proxy, which moves the same TCP segments.
                     self.goal("overhead: CPU per request",
                               "switchboard <= 0.8 x nginx",
-                              "%.1f vs %.1f us: %.2f x" % (sb["cpu_us"],
-                                                          ng["cpu_us"], ratio),
+                              "%.1f vs %.1f us: %.2f x; in the kernel %.1f vs "
+                              "%.1f us (nginx's kernel time alone is %.2f x "
+                              "its CPU)" % (sb["cpu_us"], ng["cpu_us"], ratio,
+                                            sb["kernel_us"], ng["kernel_us"],
+                                            ng["kernel_us"] / ng["cpu_us"]),
                               ratio <= 0.8)
         for name in ("io-bound", "c10k"):
             rows = self.s.get(name)
@@ -1180,19 +1211,24 @@ class Report:
         ng = find(rows, "nginx")
         ng_rps = ng.get("rps") if ng else None
         ng_cpu = ng.get("cpu_us") if ng else None
-        lines = ["| row | req/s | vs nginx | p50 | p99 | proxy CPU µs/req | vs nginx | errors | other processes' CPU |",
-                 "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
+        lines = ["| row | req/s | vs nginx | p50 | p99 | proxy CPU µs/req | vs nginx "
+                 "| of which kernel | TCP segments/req | machine busy | errors "
+                 "| other processes' CPU |",
+                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
         for r in rows:
             st = status_of(r)
             if st:
-                lines.append("| %s | %s |||||||" % (r["row"], st))
+                lines.append("| %s | %s ||||||||||" % (r["row"], st))
                 continue
-            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %.0f%% |" % (
+            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f%% |" % (
                 r["row"], fmt_rounds(r["rps"], r.get("rps_all", [])),
                 "%.2f" % (r["rps"] / ng_rps) if ng_rps else "-",
                 fmt_ms(r["p50"]), fmt_ms(r["p99"]),
                 "%.1f" % r["cpu_us"] if "cpu_us" in r else "-",
                 "%.2f" % (r["cpu_us"] / ng_cpu) if ng_cpu and "cpu_us" in r else "-",
+                "%.1f" % r["kernel_us"] if "kernel_us" in r else "-",
+                "%.2f" % r["segs"] if "segs" in r else "-",
+                "%.0f%%" % r["busy_pct"] if "busy_pct" in r else "-",
                 errors_text(r), r.get("other_cpu_pct", 0)))
         return lines
 
@@ -1512,7 +1548,12 @@ class Report:
              "(by req/s; the req/s of every round in brackets). Proxy CPU per "
              "request from /proc/<pid>/stat (utime+stime of the proxy's "
              "processes) before and after, divided by the requests wrk "
-             "completed (median of the rounds). The last column is the most "
+             "completed (median of the rounds), and the part of it spent in "
+             "the kernel (stime). TCP segments/req: segments sent by every "
+             "socket of the machine (/proc/net/snmp OutSegs) during the round, "
+             "per request; the same count for two rows means the same TCP "
+             "work. Machine busy: the non-idle share of both cores during the "
+             "round (/proc/stat). The last column is the most "
              "CPU that processes outside this bench used during one of the "
              "row's rounds, in % of one core (the machine is shared).",
              self.t_overhead, "overhead"),

@@ -60,10 +60,12 @@ def profile_row(lab, row, args, lines):
                                  "-e", ",".join(events), "-p", pids],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
-        c0 = L.cpu_ticks(peer.roots())
+        c0, k0 = L.cpu_ticks(peer.roots()), L.cpu_ticks(peer.roots(), kernel=True)
+        s0 = L.tcp_segments()
         r = L.run_load(lab, "profile-%s-stat" % row, peer.port, "/",
                        args.connections, args.seconds, 10, "wrk")
-        c1 = L.cpu_ticks(peer.roots())
+        c1, k1 = L.cpu_ticks(peer.roots()), L.cpu_ticks(peer.roots(), kernel=True)
+        s1 = L.tcp_segments()
         perf.send_signal(2)
         perf.wait(30)
         counts = {}
@@ -75,10 +77,12 @@ def profile_row(lab, row, args, lines):
         n = max(r["requests"], 1)
         lines += ["## %s" % row, "",
                   "wrk -c%d -d%ds, origin %s, 1 KiB: %s req/s, p99 %s; proxy CPU "
-                  "%.1f µs per request (%d processes: %s)" % (
+                  "%.1f µs per request, %.1f of them in the kernel (%d processes: "
+                  "%s); %.2f TCP segments per request on the machine" % (
                       args.connections, args.seconds, args.delay,
                       L.fmt_num(r["rps"]), L.fmt_ms(r["p99"]),
-                      (c1 - c0) * 1e6 / L.TICK / n, len(pids.split(",")), pids),
+                      (c1 - c0) * 1e6 / L.TICK / n, (k1 - k0) * 1e6 / L.TICK / n,
+                      len(pids.split(",")), pids, (s1 - s0) / n),
                   "", "System calls per request (perf stat, tracepoints):", "",
                   "| call | per request |", "|---|---:|"]
         total = counts.get("raw_syscalls:sys_enter", 0)
