@@ -795,11 +795,17 @@ class Bench:
                 qs = QueueSampler(peer.port)
                 qs.start()
                 n0 = tcp_ext()
+                roots = peer.roots()
+                c0, k0 = cpu_ticks(roots), cpu_ticks(roots, kernel=True)
                 r = run_load(self.lab, "%s-%s" % (name, row), peer.port, "/",
                              conns, d, timeout_s, self.tool)
+                c1, k1 = cpu_ticks(roots), cpu_ticks(roots, kernel=True)
                 qs.stop()
                 n1 = tcp_ext()
                 res.update(r)
+                if roots and r["requests"]:
+                    res["cpu_us"] = (c1 - c0) * 1e6 / TICK / r["requests"]
+                    res["kernel_us"] = (k1 - k0) * 1e6 / TICK / r["requests"]
                 res["ratio"] = r["rps"] / ideal
                 res["overflows"] = n1.get("ListenOverflows", 0) - n0.get("ListenOverflows", 0)
                 res["drops"] = n1.get("ListenDrops", 0) - n0.get("ListenDrops", 0)
@@ -1251,18 +1257,19 @@ class Report:
 
     def t_littles(self, name):
         rows = self.s[name]
-        lines = ["| row | req/s | ideal | measured/ideal | p50 | p99 | p99/delay | ListenOverflows | ListenDrops | accept queue max / at end | wrk errors |",
-                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        lines = ["| row | req/s | ideal | measured/ideal | p50 | p99 | p99/delay | proxy CPU µs/req (kernel) | ListenOverflows | ListenDrops | accept queue max / at end | wrk errors |",
+                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for r in rows:
             st = status_of(r)
             if st:
-                lines.append("| %s | %s ||||||||||" % (r["row"], st))
+                lines.append("| %s | %s |||||||||||" % (r["row"], st))
                 continue
-            lines.append("| %s | %s | %s | %.3f | %s | %s | %s | %d | %d | %d / %d | %s |" % (
+            lines.append("| %s | %s | %s | %.3f | %s | %s | %s | %s | %d | %d | %d / %d | %s |" % (
                 r["row"] + (" (%s)" % r["note"] if r.get("note") else ""),
                 fmt_num(r["rps"]), fmt_num(r["ideal"]), r["ratio"],
                 fmt_ms(r["p50"]), fmt_ms(r["p99"]),
                 "%.2f" % (r["p99"] / r["delay_ms"]) if r["p99"] is not None else "-",
+                "%.1f (%.1f)" % (r["cpu_us"], r["kernel_us"]) if "cpu_us" in r else "-",
                 r["overflows"], r["drops"], r["queue_max"], r["queue_end"],
                 errors_text(r)))
         return lines
@@ -1561,7 +1568,8 @@ class Report:
              "Ideal = connections / delay (Little's law). ListenOverflows and "
              "ListenDrops are the deltas of the machine-wide TcpExt counters "
              "(/proc/net/netstat) during the row; accept queue is the Recv-Q of "
-             "the row's listening sockets, sampled twice a second.",
+             "the row's listening sockets, sampled twice a second. Proxy CPU "
+             "per request as in overhead (utime+stime, stime in brackets).",
              lambda: self.t_littles("io-bound"), "littles"),
             ("c10k", "c10k: origin 1 s, 10,000 connections", "As io-bound.",
              lambda: self.t_littles("c10k"), None),
