@@ -453,18 +453,40 @@ void http1_scan_reset_response(struct http1_scan *sc)
 }
 
 /* A start-line byte: track whether the current token reads "HTTP/". The
- * version is the first token of a status line, the last of a request line.
- * Returns -1 when the line is settled as wrong. */
+ * version is the first token of a status line, the last of a request line;
+ * a status line's code, after it, is three digits (RFC 9112 4: http-parser
+ * would take "0200" for 200). Returns -1 when the version is settled as
+ * wrong, -2 when the status code is. */
 static int scan_start_line(struct http1_scan *sc, unsigned char c)
 {
     static const char version[] = "HTTP/";
     if (sc->start_done) {
         return 0;
     }
+    if (sc->in_code) {
+        if (c >= '0' && c <= '9' && sc->code_len < 3) {
+            sc->code_len++;
+            return 0;
+        }
+        sc->start_done = 1;
+        return sc->code_len == 3 && (c == ' ' || c == '\r' || c == '\n')
+                   ? 0
+                   : -2;
+    }
     if (c == ' ' || c == '\r' || c == '\n') {
         int is_version = sc->vmatch == 5 && !sc->vbad;
-        if (sc->response || c != ' ') {
-            /* A status line's first token, a request line's last. */
+        if (sc->response) {
+            /* A status line's first token: the code follows it. */
+            if (c == ' ' && is_version) {
+                sc->in_code = 1;
+                sc->vmatch = 0;
+                return 0;
+            }
+            sc->start_done = 1;
+            return is_version ? -2 : -1;
+        }
+        if (c != ' ') {
+            /* A request line's last token. */
             sc->start_done = 1;
             return is_version ? 0 : -1;
         }
@@ -515,9 +537,13 @@ int http1_scan_head(struct http1_scan *sc, const char *data, size_t len,
         if (c == '\0') {
             return fail(err, 400, "NUL in the message head");
         }
-        if (sc->lines == 0 && (sc->line_len > 0 || (c != '\r' && c != '\n')) &&
-            scan_start_line(sc, c) < 0) {
-            return fail(err, 400, "malformed HTTP version in the start line");
+        if (sc->lines == 0 && (sc->line_len > 0 || (c != '\r' && c != '\n'))) {
+            int rc = scan_start_line(sc, c);
+            if (rc < 0) {
+                return fail(err, 400,
+                            rc == -1 ? "malformed HTTP version in the start line"
+                                     : "status code is not three digits");
+            }
         }
         if (c == '\n') {
             if (sc->line_len > 0) {
@@ -773,9 +799,9 @@ static int framing_mismatch(const struct fields *f, const http_parser *p)
     return 0;
 }
 
-int http1_origin_form(const struct http1_head *h, struct http1_target *t)
+int http1_origin_form(struct http1_head *h, struct http1_target *t)
 {
-    const char *s = http1_str(h, h->target);
+    char *s = h->buf + h->target;
     t->target = s;
     t->target_len = h->target_len;
     t->authority = NULL;
@@ -813,6 +839,17 @@ int http1_origin_form(const struct http1_head *h, struct http1_target *t)
         }
         t->target = s + pstart;
         t->target_len = pend - pstart;
+    } else if (u.field_set & (1 << UF_QUERY)) {
+        /* "http://a?q": the origin form is "/?q" (RFC 9112 3.2.1), which
+         * is not in the string. Make room for its '/' by moving scheme
+         * and authority one byte left, over the scheme's first letter:
+         * nothing reads the scheme after this. */
+        size_t q = u.field_data[UF_QUERY].off - 1; /* the '?' */
+        memmove(s, s + 1, q - 1);
+        s[q - 1] = '/';
+        t->authority--;
+        t->target = s + q - 1;
+        t->target_len = h->target_len - (q - 1);
     } else {
         t->target = "/";
         t->target_len = 1;
@@ -888,7 +925,7 @@ int http1_check_response(const struct http1_head *h, const http_parser *p,
     if (p->http_major != 1 || p->http_minor > 1) {
         return fail(err, 502, "upstream sent an unsupported HTTP version");
     }
-    if (p->status_code < 100 || p->status_code > 999) {
+    if (p->status_code < 100 || p->status_code > 599) {
         return fail(err, 502, "upstream sent an invalid status code");
     }
     if (p->status_code == 101) {
@@ -1108,8 +1145,11 @@ int http1_write_request(struct evbuffer *out, const struct http1_head *h,
         const char *name = h->buf + hd->name;
         size_t len = hd->name_len;
         enum header_kind kind = header_kind(name, len);
+        /* Host is end to end whatever Connection says: it was checked and
+         * routed on, and the upstream must see that authority. */
         if (kind_is_hop(kind) || kind == HDR_EXPECT ||
-            (conn >= 0 && named_in_connection(h, conn, name, len)) ||
+            (conn >= 0 && kind != HDR_HOST &&
+             named_in_connection(h, conn, name, len)) ||
             kind == HDR_X_FORWARDED_PROTO) {
             continue;
         }
@@ -1170,9 +1210,12 @@ int http1_write_response(struct evbuffer *out, const struct http1_head *h,
 {
     const char *reason;
     size_t reason_len = h->target_len;
-    if (reason_len > 0) {
+    if (reason_len > 0 && value_valid(h->buf + h->target, reason_len)) {
         reason = h->buf + h->target;
     } else {
+        /* None, or one with control characters (a reason phrase is HTAB,
+         * SP, VCHAR and obs-text, RFC 9112 4, as a field value is): the
+         * client gets the standard text. */
         reason = http1_status_text(info->status);
         reason_len = strlen(reason);
     }

@@ -126,6 +126,8 @@ struct http1_scan {
     uint8_t vmatch;    /* bytes of "HTTP/" matched by the current token */
     uint8_t vbad;      /* the current token is not "HTTP/..." */
     uint8_t start_done; /* the start line's version has been checked */
+    uint8_t in_code;    /* on a status line's code, after its version */
+    uint8_t code_len;   /* digits of that code so far */
 };
 
 /* Ready the scanner for a new request (http1_scan_reset) or response. */
@@ -173,9 +175,11 @@ struct http1_target {
 /*
  * Split the stored request target into origin-form and authority (for an
  * absolute-form target; an IP literal keeps its brackets). Pointers are
- * into h. Returns 0, or -1 when the target is not a URL.
+ * into h, whose stored target this may rewrite in place (an empty path
+ * before a query becomes "/"). Returns 0, or -1 when the target is not a
+ * URL.
  */
-int http1_origin_form(const struct http1_head *h, struct http1_target *t);
+int http1_origin_form(struct http1_head *h, struct http1_target *t);
 
 /* How a message body is delimited. */
 enum http1_body {

@@ -71,6 +71,7 @@ enum client_state {
     CLIENT_READING_BODY, /* the rest of the request streams upstream */
     CLIENT_REQUEST_DONE, /* request read whole; the response is under way */
     CLIENT_CLOSING,      /* flushing a last response, then close */
+    CLIENT_LINGERING,    /* answered and half-closed: discard until EOF */
     CLIENT_TUNNEL,       /* after 101: bytes relayed as they are */
 };
 
@@ -90,7 +91,20 @@ enum session_timer {
     TIMER_HEADER,    /* client_header_timeout: deadline for a whole head */
     TIMER_KEEPALIVE, /* keepalive_timeout: idle client between requests */
     TIMER_LATENCY,   /* injected latency before forwarding */
+    TIMER_LINGER,    /* the most a lingering close may last */
 };
+
+/*
+ * Lingering close (RFC 9112 9.6): a client whose request was cut short by
+ * our answer may still be sending. Closing with its bytes unread would
+ * reset the connection, and a reset can destroy the answer before the
+ * client reads it. So the answer is followed by a FIN, and what the client
+ * still sends is read and dropped until it closes, it pauses for
+ * linger_idle, or linger_max passes (nginx's lingering_timeout and
+ * lingering_time defaults). Lingering sessions are few: plain timers.
+ */
+static const struct timeval linger_idle = {5, 0};
+static const struct timeval linger_max = {30, 0};
 
 /* What a parser callback saw, for the code after http_parser_execute(). */
 enum parsed {
@@ -163,6 +177,7 @@ struct session {
     double t_accept;
     double latency_ms;
     const char *close_reason;
+    int linger; /* the client may still be sending: linger on close */
 
     char client_addr[INET6_ADDRSTRLEN + 8];
     char client_ip[INET6_ADDRSTRLEN];
@@ -175,6 +190,7 @@ static int upstream_start(struct session *s);
 static int upstream_connect(struct session *s, struct pool_server *server,
                             int fresh);
 static int session_close(struct session *s, const char *reason);
+static int client_done(struct session *s);
 static int session_flush(struct session *s);
 static int upstream_error(struct session *s, int err);
 static int tunnel_start(struct session *s);
@@ -496,13 +512,38 @@ void session_abort(struct session *s, const char *reason)
 static int close_after_flush(struct session *s, const char *reason)
 {
     timer_cancel(s);
+    /* Mid-request, or with more requests queued: the client may be
+     * sending still. */
+    s->linger = !s->client_eof && s->cstate != CLIENT_TUNNEL &&
+                (s->cstate == CLIENT_READING_HEAD ||
+                 s->cstate == CLIENT_WAITING ||
+                 s->cstate == CLIENT_READING_BODY ||
+                 evbuffer_get_length(bufferevent_get_input(s->client.bev)) > 0);
     s->cstate = CLIENT_CLOSING;
     s->close_reason = reason;
     bufferevent_disable(s->client.bev, EV_READ);
     bufferevent_set_timeouts(s->client.bev, NULL, s->w->tv.send);
     if (evbuffer_get_length(bufferevent_get_output(s->client.bev)) == 0) {
-        return session_close(s, reason);
+        return client_done(s);
     }
+    return 0;
+}
+
+/* The last answer is flushed: close, or linger first. */
+static int client_done(struct session *s)
+{
+    if (!s->linger || s->client_eof ||
+        shutdown(bufferevent_getfd(s->client.bev), SHUT_WR) < 0) {
+        return session_close(s, s->close_reason);
+    }
+    s->cstate = CLIENT_LINGERING;
+    s->client.paused = 0;
+    evbuffer_drain(bufferevent_get_input(s->client.bev),
+                   evbuffer_get_length(bufferevent_get_input(s->client.bev)));
+    bufferevent_setwatermark(s->client.bev, EV_READ, 0, 0);
+    bufferevent_set_timeouts(s->client.bev, &linger_idle, NULL);
+    bufferevent_enable(s->client.bev, EV_READ);
+    timer_set(s, TIMER_LINGER, &linger_max);
     return 0;
 }
 
@@ -730,7 +771,10 @@ static int on_resp_headers_complete(http_parser *p)
     pool_server_succeeded(s->conn->server);
     enum http1_body body = http1_response_body(p, s->method == HTTP_HEAD);
     s->framing = http1_client_framing(body, s->http_major, s->http_minor);
-    if (s->framing == HTTP1_BODY_EOF) {
+    if (s->framing == HTTP1_BODY_EOF || s->cstate != CLIENT_REQUEST_DONE) {
+        /* Close-delimited, or an answer before the whole request came:
+         * the rest of that request will never be read as one, so the
+         * connection ends with this response, and says so. */
         s->keep_alive = 0;
     }
     struct http1_response_info info = {
@@ -1093,6 +1137,28 @@ static int client_parse_error(struct session *s, enum http_errno e)
 }
 
 /*
+ * The client sent its last byte (EOF) with everything before it parsed.
+ * Between requests that is an ordinary close. Within a head or a body the
+ * request can never be complete: say so (a client that only half-closed
+ * still reads the answer), and never forward it as if it were.
+ */
+static int client_ended(struct session *s)
+{
+    if (s->cstate == CLIENT_READING_BODY) {
+        return reply_error(s, 400, "client_closed",
+                           "request body incomplete: the client closed its "
+                           "side");
+    }
+    if (s->cstate == CLIENT_READING_HEAD &&
+        (s->client.scan.lines > 0 || s->client.scan.line_len > 0)) {
+        return reply_error(s, 400, "client_closed",
+                           "request head incomplete: the client closed its "
+                           "side");
+    }
+    return session_close(s, "client_closed");
+}
+
+/*
  * Feed the client's input to the request parser, as far as the state and
  * the upstream's output level allow. Returns -1 if the session closed.
  */
@@ -1103,6 +1169,11 @@ static int client_process(struct session *s)
     for (;;) {
         if (s->cstate == CLIENT_TUNNEL) {
             return tunnel_relay(s, &s->client, &s->upstream);
+        }
+        if (s->cstate == CLIENT_LINGERING) {
+            struct evbuffer *in_l = bufferevent_get_input(s->client.bev);
+            evbuffer_drain(in_l, evbuffer_get_length(in_l));
+            return s->client_eof ? session_close(s, s->close_reason) : 0;
         }
         if (s->cstate == CLIENT_WAITING || s->cstate == CLIENT_REQUEST_DONE ||
             s->cstate == CLIENT_CLOSING) {
@@ -1118,7 +1189,7 @@ static int client_process(struct session *s)
         size_t avail = evbuffer_get_length(in);
         if (avail == 0) {
             if (s->client_eof) {
-                return session_close(s, "client_closed");
+                return client_ended(s);
             }
             return 0;
         }
@@ -1169,9 +1240,11 @@ static int client_process(struct session *s)
             return session_close(s, "buffer_limit");
         }
         /* max_header_size counts the whole head: request line, fields,
-         * separators and line ends. */
+         * separators and line ends, with the last LF, on which the parser
+         * paused uncounted when the head is complete. */
         if (s->cstate == CLIENT_READING_HEAD &&
-            s->client.bytes_in > s->w->cfg->max_header_size) {
+            s->client.bytes_in + (e == HPE_PAUSED) >
+                s->w->cfg->max_header_size) {
             return reply_error(s, 431, "bad_request",
                                "request header section too large");
         }
@@ -1725,7 +1798,10 @@ static int session_flush(struct session *s)
     if (!s->client.writing &&
         evbuffer_get_length(bufferevent_get_output(s->client.bev)) == 0) {
         if (s->cstate == CLIENT_CLOSING) {
-            return session_close(s, s->close_reason);
+            return client_done(s);
+        }
+        if (s->cstate == CLIENT_LINGERING) {
+            return 0;
         }
         keepalive_arm(s);
     }
@@ -1758,6 +1834,11 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
 {
     struct session *s = arg;
     int rc;
+    if (s->cstate == CLIENT_LINGERING) {
+        /* EOF, a 5 s pause or an error: done either way. */
+        session_close(s, s->close_reason);
+        return;
+    }
     if ((what & BEV_EVENT_EOF) && s->client.read_err == 0) {
         s->client_eof = 1;
         s->keep_alive = 0;
@@ -1804,6 +1885,9 @@ static void on_session_timer(evutil_socket_t fd, short what, void *arg)
         }
         session_close(s, s->w->draining ? "drain" : "keepalive_timeout");
         return;
+    case TIMER_LINGER:
+        session_close(s, s->close_reason);
+        return;
     case TIMER_LATENCY:
         rc = upstream_start(s);
         if (rc == 0) {
@@ -1832,6 +1916,7 @@ void session_describe(const struct session *s, struct session_info *info)
         [CLIENT_READING_BODY] = "reading_body",
         [CLIENT_REQUEST_DONE] = "request_done",
         [CLIENT_CLOSING] = "closing",
+        [CLIENT_LINGERING] = "lingering",
         [CLIENT_TUNNEL] = "tunnel",
     };
     static const char *const upstream_phases[] = {
@@ -1865,6 +1950,10 @@ void session_describe(const struct session *s, struct session_info *info)
 void session_drain(struct session *s)
 {
     s->keep_alive = 0;
+    if (s->cstate == CLIENT_LINGERING) {
+        session_close(s, "drain"); /* answered already */
+        return;
+    }
     if (s->cstate == CLIENT_READING_HEAD && !s->in_exchange &&
         evbuffer_get_length(bufferevent_get_input(s->client.bev)) == 0) {
         /* Connected but silent: as idle as a keep-alive client. */

@@ -884,9 +884,15 @@ static const struct bad_response bad_responses[] = {
      "upstream sent a malformed head"},
     {"not HTTP at all", "ICY 200 OK\r\nContent-Length: 6\r\n\r\nLEAKED",
      "upstream sent a malformed head"},
+    /* A status code is three digits (the head scanner), 100 to 599. */
     {"non-numeric status", "HTTP/1.1 abc OK\r\nContent-Length: 6\r\n\r\nLEAKED",
-     INVALID},
+     "upstream sent a malformed head"},
     {"two-digit status", "HTTP/1.1 20 OK\r\nContent-Length: 6\r\n\r\nLEAKED",
+     "upstream sent a malformed head"},
+    {"four-digit status with a leading zero",
+     "HTTP/1.1 0200 OK\r\nContent-Length: 6\r\n\r\nLEAKED",
+     "upstream sent a malformed head"},
+    {"status 600", "HTTP/1.1 600 Odd\r\nContent-Length: 6\r\n\r\nLEAKED",
      "upstream sent an invalid status code"},
     {"HTTP/1.2 status line",
      "HTTP/1.2 200 OK\r\nContent-Length: 6\r\n\r\nLEAKED",
@@ -1159,6 +1165,109 @@ START_TEST(test_upstream_reset_mid_chunked_body)
                  "truncated chunked response");
     ck_assert(t.closed);
     harness_assert_logged(&proxy, t.port, "\" 200 ", " term=upstream_error", NULL);
+}
+END_TEST
+
+/* ---- 8b: answers before the request is whole ------------------------------ */
+
+/* Upstream that refuses an upload as soon as it has the head (as servers
+ * do for a body too large), then reads whatever comes until EOF. */
+static void h_early(int fd, void *arg)
+{
+    (void)arg;
+    record_s("<accept>");
+    harness_read_request_head(fd);
+    harness_send(fd, "HTTP/1.1 413 Payload Too Large\r\nDate: " FIXED_DATE
+                     "\r\nContent-Length: 8\r\n\r\ntoo big\n");
+    char buf[65536];
+    while (read(fd, buf, sizeof(buf)) > 0) {
+    }
+}
+
+START_TEST(test_early_answer_says_close_and_lingers)
+{
+    start_script(h_early, NULL, "", "");
+    int fd = harness_own(harness_connect(proxy.port));
+    int port = harness_client_port(fd);
+    ck_assert_int_eq(harness_send(fd, "POST /up HTTP/1.1\r\nHost: a\r\n"
+                                      "Content-Length: 4194304\r\n\r\n"),
+                     0);
+    static char block[65536];
+    memset(block, 'u', sizeof(block));
+    ck_assert_int_eq(harness_write(fd, block, sizeof(block)), 0);
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+    ck_assert_int_eq(r.status, 413);
+    /* The rest of the upload will never be read as a request: the answer
+     * says the connection ends with it. */
+    const char *conn = response_header(&r, "Connection");
+    ck_assert_msg(conn != NULL && strcmp(conn, "close") == 0,
+                  "Connection: %s", conn ? conn : "(none)");
+    response_free(&r);
+    /* A client that goes on sending its body meets no reset (which could
+     * destroy the answer before it is read, RFC 9112 9.6): the proxy
+     * half-closes and reads what still comes. */
+    for (int i = 1; i < 64; i++) {
+        ck_assert_msg(harness_write(fd, block, sizeof(block)) == 0,
+                      "write %d of the rest of the body: %s", i,
+                      strerror(errno));
+    }
+    shutdown(fd, SHUT_WR);
+    char c;
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    ck_assert_int_eq(poll(&pfd, 1, (int)(5000 * harness_scale())), 1);
+    ssize_t n = read(fd, &c, 1);
+    ck_assert_msg(n == 0, "after the answer: read %zd (%s), want a clean EOF",
+                  n, n < 0 ? strerror(errno) : "a byte");
+    harness_assert_logged(&proxy, port, "\"POST /up HTTP/1.1\" 413 ", NULL);
+}
+END_TEST
+
+START_TEST(test_client_half_close_mid_request_answered)
+{
+    start_script(h_reply, (void *)&keep_ok, "", "");
+    /* Half-closed in the body: the request can never be complete, and the
+     * client, whose read side is open, is told so. */
+    int fd = harness_own(harness_connect(proxy.port));
+    int port = harness_client_port(fd);
+    ck_assert_int_eq(harness_send(fd, "POST / HTTP/1.1\r\nHost: a\r\n"
+                                      "Content-Length: 100\r\n\r\nhalf"),
+                     0);
+    usleep((useconds_t)(100 * 1000 * harness_scale()));
+    shutdown(fd, SHUT_WR);
+    struct talk t;
+    memset(&t, 0, sizeof(t));
+    talk_read(fd, &t, 5000);
+    assert_bytes(t.got, t.len,
+                 error_bytes(400, "request body incomplete: the client "
+                                  "closed its side"),
+                 "half-closed mid-body");
+    ck_assert(t.closed);
+    harness_assert_logged(&proxy, port, "\" 400 ", " term=client_closed", NULL);
+    harness_close_owned(fd);
+
+    /* Half-closed in the head: the same. */
+    fd = harness_own(harness_connect(proxy.port));
+    ck_assert_int_eq(harness_send(fd, "GET / HTTP/1.1\r\nHost: a\r\n"), 0);
+    usleep((useconds_t)(100 * 1000 * harness_scale()));
+    shutdown(fd, SHUT_WR);
+    memset(&t, 0, sizeof(t));
+    talk_read(fd, &t, 5000);
+    assert_bytes(t.got, t.len,
+                 error_bytes(400, "request head incomplete: the client "
+                                  "closed its side"),
+                 "half-closed mid-head");
+    ck_assert(t.closed);
+    harness_close_owned(fd);
+
+    /* Between requests a half-close is an ordinary goodbye: no answer. */
+    fd = harness_own(harness_connect(proxy.port));
+    shutdown(fd, SHUT_WR);
+    memset(&t, 0, sizeof(t));
+    talk_read(fd, &t, 5000);
+    ck_assert_msg(t.len == 0, "an idle half-close got: %s", show(t.got, t.len));
+    ck_assert(t.closed);
+    harness_close_owned(fd);
 }
 END_TEST
 
@@ -1639,6 +1748,8 @@ static Suite *hardening_suite(void)
     tcase_add_test(tc, test_connection_named_headers_removed);
     tcase_add_test(tc, test_upstream_reset_mid_length_body);
     tcase_add_test(tc, test_upstream_reset_mid_chunked_body);
+    tcase_add_test(tc, test_early_answer_says_close_and_lingers);
+    tcase_add_test(tc, test_client_half_close_mid_request_answered);
     tcase_add_test(tc, test_client_leaves_mid_upload);
     tcase_add_test(tc, test_client_leaves_mid_download);
     tcase_add_test(tc, test_idempotent_request_retried_once_on_reuse_race);

@@ -868,6 +868,46 @@ START_TEST(test_check_request_absolute_form_accepted)
 }
 END_TEST
 
+/* The origin form and authority http1_origin_form makes of target. */
+static void origin_form_is(const char *target, const char *want_target,
+                           const char *want_authority)
+{
+    struct msg m;
+    char raw[256];
+    snprintf(raw, sizeof(raw), "GET %s HTTP/1.1\r\nHost: h\r\n\r\n", target);
+    parse_request(&m, raw);
+    struct http1_target t;
+    ck_assert_int_eq(http1_origin_form(&m.head, &t), 0);
+    ck_assert_msg(t.target_len == strlen(want_target) &&
+                      memcmp(t.target, want_target, t.target_len) == 0,
+                  "%s: origin form \"%.*s\", want \"%s\"", target,
+                  (int)t.target_len, t.target, want_target);
+    if (want_authority == NULL) {
+        ck_assert_ptr_null(t.authority);
+    } else {
+        ck_assert_msg(t.authority_len == strlen(want_authority) &&
+                          memcmp(t.authority, want_authority,
+                                 t.authority_len) == 0,
+                      "%s: authority \"%.*s\", want \"%s\"", target,
+                      (int)t.authority_len, t.authority, want_authority);
+    }
+    msg_deinit(&m);
+}
+
+START_TEST(test_origin_form_of_each_target_form)
+{
+    origin_form_is("/a?b", "/a?b", NULL);
+    origin_form_is("*", "*", NULL);
+    origin_form_is("http://example.com/a?b", "/a?b", "example.com");
+    origin_form_is("http://example.com:8080", "/", "example.com:8080");
+    origin_form_is("http://[::1]:80/x", "/x", "[::1]:80");
+    /* An empty path keeps its query (RFC 9112 3.2.1): "/?size=7". */
+    origin_form_is("http://example.com?size=7", "/?size=7", "example.com");
+    origin_form_is("http://example.com:81?a=b&c", "/?a=b&c", "example.com:81");
+    origin_form_is("http://[::1]?q", "/?q", "[::1]");
+}
+END_TEST
+
 START_TEST(test_check_request_garbage_target_rejected)
 {
     static const char *const bad[] = {"foo", "http://", "example.com:80",
@@ -979,6 +1019,12 @@ START_TEST(test_check_response_invalid_status_is_502)
     head_build(&h, HTTP1_PIECE_STATUS, "Odd", NULL);
     ck_assert_int_eq(http1_check_response(&h, &p, &err), -1);
     ck_assert_int_eq(err.status, 502);
+    /* Codes are 100 to 599 (RFC 9110 15). */
+    p.status_code = 600;
+    ck_assert_int_eq(http1_check_response(&h, &p, &err), -1);
+    ck_assert_int_eq(err.status, 502);
+    p.status_code = 599;
+    ck_assert_int_eq(http1_check_response(&h, &p, &err), 0);
     http1_head_deinit(&h);
 }
 END_TEST
@@ -1132,11 +1178,27 @@ static int oracle_start_line(struct http1_scan *sc, unsigned char c)
     if (sc->start_done) {
         return 0;
     }
+    if (sc->in_code) {
+        /* A status code: three digits, then SP or the line's end. */
+        if (c >= '0' && c <= '9' && sc->code_len < 3) {
+            sc->code_len++;
+            return 0;
+        }
+        sc->start_done = 1;
+        return sc->code_len == 3 && (c == ' ' || c == '\r' || c == '\n')
+                   ? 0
+                   : -2;
+    }
     if (c == ' ' || c == '\r' || c == '\n') {
         int is_version = sc->vmatch == 5 && !sc->vbad;
+        if (sc->response && c == ' ' && is_version) {
+            sc->in_code = 1;
+            sc->vmatch = 0;
+            return 0;
+        }
         if (sc->response || c != ' ') {
             sc->start_done = 1;
-            return is_version ? 0 : -1;
+            return !is_version ? -1 : sc->response ? -2 : 0;
         }
         sc->vmatch = 0;
         sc->vbad = 0;
@@ -1168,10 +1230,13 @@ static int oracle_scan(struct http1_scan *sc, const char *data, size_t len,
             *reason = "NUL in the message head";
             return -1;
         }
-        if (sc->lines == 0 && (sc->line_len > 0 || (c != '\r' && c != '\n')) &&
-            oracle_start_line(sc, c) < 0) {
-            *reason = "malformed HTTP version in the start line";
-            return -1;
+        if (sc->lines == 0 && (sc->line_len > 0 || (c != '\r' && c != '\n'))) {
+            int rc = oracle_start_line(sc, c);
+            if (rc < 0) {
+                *reason = rc == -1 ? "malformed HTTP version in the start line"
+                                   : "status code is not three digits";
+                return -1;
+            }
         }
         if (c == '\n') {
             if (sc->line_len > 0) {
@@ -1236,6 +1301,35 @@ static uint32_t scan_rand(uint32_t *state)
     return *state;
 }
 
+START_TEST(test_scan_head_status_code_is_three_digits)
+{
+    static const struct {
+        const char *raw;
+        const char *want;
+    } cases[] = {
+        {"HTTP/1.1 200 OK\r\n\r\n", "ok 19 done 1"},
+        {"HTTP/1.1 204\r\n\r\n", "ok 16 done 1"},
+        {"HTTP/1.1 0200 OK\r\n\r\n", "error status code is not three digits"},
+        {"HTTP/1.1 20 OK\r\n\r\n", "error status code is not three digits"},
+        {"HTTP/1.1 1000 OK\r\n\r\n", "error status code is not three digits"},
+        {"HTTP/1.1 2x0 OK\r\n\r\n", "error status code is not three digits"},
+        {"HTTP/1.1\r\n\r\n", "error status code is not three digits"},
+        {"HTTPS/1.1 200 OK\r\n\r\n",
+         "error malformed HTTP version in the start line"},
+    };
+    char got[128];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t n = strlen(cases[i].raw);
+        for (size_t step = 0; step <= n; step++) {
+            scan_verdict(cases[i].raw, n, 1, step, 0, got, sizeof(got));
+            ck_assert_msg(strcmp(got, cases[i].want) == 0,
+                          "%s (pieces of %zu): \"%s\", want \"%s\"",
+                          cases[i].raw, step, got, cases[i].want);
+        }
+    }
+}
+END_TEST
+
 START_TEST(test_scan_head_matches_byte_at_a_time_oracle)
 {
     static const char *const heads[] = {
@@ -1258,9 +1352,15 @@ START_TEST(test_scan_head_matches_byte_at_a_time_oracle)
         "HTTPX/1.1 200 OK\r\n\r\n",
         "HTTP 200 OK\r\n\r\n",
         " HTTP/1.1 200 OK\r\n\r\n",
+        "HTTP/1.1 0200 OK\r\n\r\n",
+        "HTTP/1.1 20 OK\r\n\r\n",
+        "HTTP/1.1 2x0 OK\r\n\r\n",
+        "HTTP/1.1 204\r\nX: y\r\n\r\n",
+        "HTTP/1.1\r\n\r\n",
+        "HTTP/1.1  200 OK\r\n\r\n",
     };
     enum { NUL_HEAD = 12 }; /* the head with a NUL inside */
-    static const char alphabet[] = " \t\r\n\0HTP/1.a:xGE";
+    static const char alphabet[] = " \t\r\n\0HTP/1.a:xGE02";
     char want[128], got[128];
     char raw[96];
     uint32_t state = 2463534242u;
@@ -1481,6 +1581,28 @@ START_TEST(test_hop_by_hop_named_in_connection_removed)
                            "GET / HTTP/1.1\r\n"
                            "Host: a\r\n"
                            "X-Kept: 2\r\n"
+                           "X-Forwarded-For: 10.0.0.9\r\n"
+                           "X-Forwarded-Proto: http\r\n"
+                           "Via: 1.1 switchboard\r\n"
+                           "\r\n");
+    msg_deinit(&m);
+}
+END_TEST
+
+START_TEST(test_write_request_host_kept_when_named_in_connection)
+{
+    /* Host was checked and routed on: the upstream sees it, whatever the
+     * client's Connection lists (it never becomes the upstream's address). */
+    struct msg m;
+    parse_request(&m, "GET /echo HTTP/1.1\r\n"
+                      "Host: x\r\n"
+                      "Connection: X-Forwarded-For, Host\r\n"
+                      "Connection: close\r\n"
+                      "\r\n");
+    struct http1_request_info info = request_info("GET", "/echo");
+    assert_request_written(&m.head, &info,
+                           "GET /echo HTTP/1.1\r\n"
+                           "Host: x\r\n"
                            "X-Forwarded-For: 10.0.0.9\r\n"
                            "X-Forwarded-Proto: http\r\n"
                            "Via: 1.1 switchboard\r\n"
@@ -2033,6 +2155,36 @@ START_TEST(test_write_response_missing_reason_uses_standard_text)
 }
 END_TEST
 
+START_TEST(test_write_response_reason_with_control_chars_replaced)
+{
+    /* A reason phrase is HTAB, SP, VCHAR and obs-text: an escape sequence
+     * or DEL never reaches the client's terminal or log. */
+    static const char *const bad[] = {"O\x1b[31mK", "O\x01K", "OK\x7f"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct http1_head h;
+        head_build(&h, HTTP1_PIECE_STATUS, bad[i], "X-Id", "1", NULL);
+        struct http1_response_info info = response_info(200);
+        assert_response_written(&h, &info,
+                                "HTTP/1.1 200 OK\r\n"
+                                "X-Id: 1\r\n"
+                                "Via: 1.1 switchboard\r\n"
+                                "Date: @DATE@\r\n"
+                                "\r\n");
+        http1_head_deinit(&h);
+    }
+    /* HTAB and obs-text are allowed, and kept. */
+    struct http1_head h;
+    head_build(&h, HTTP1_PIECE_STATUS, "Fine\tby \xe9", NULL);
+    struct http1_response_info info = response_info(200);
+    assert_response_written(&h, &info,
+                            "HTTP/1.1 200 Fine\tby \xe9\r\n"
+                            "Via: 1.1 switchboard\r\n"
+                            "Date: @DATE@\r\n"
+                            "\r\n");
+    http1_head_deinit(&h);
+}
+END_TEST
+
 /* ---- errors, status text, date ------------------------------------------- */
 
 START_TEST(test_write_error_is_complete_and_closes)
@@ -2183,6 +2335,7 @@ static Suite *http1_suite(void)
     tcase_add_test(t, test_check_request_unsupported_version_is_505);
     tcase_add_test(t, test_check_request_absolute_form_accepted);
     tcase_add_test(t, test_check_request_garbage_target_rejected);
+    tcase_add_test(t, test_origin_form_of_each_target_form);
     tcase_add_test(t, test_check_request_options_asterisk_accepted);
     suite_add_tcase(s, t);
 
@@ -2204,6 +2357,7 @@ static Suite *http1_suite(void)
     t = tcase_create("write_request");
     tcase_add_test(t, test_write_request_full_regeneration);
     tcase_add_test(t, test_hop_by_hop_named_in_connection_removed);
+    tcase_add_test(t, test_write_request_host_kept_when_named_in_connection);
     tcase_add_test(t, test_write_request_lookalike_names_kept);
     tcase_add_test(t, test_write_request_large_head_whole);
     tcase_add_test(t, test_write_request_xff_created_when_absent);
@@ -2232,10 +2386,12 @@ static Suite *http1_suite(void)
     tcase_add_test(t, test_write_response_interim_103_has_no_date_or_framing);
     tcase_add_test(t, test_write_response_hop_by_hop_removed);
     tcase_add_test(t, test_write_response_missing_reason_uses_standard_text);
+    tcase_add_test(t, test_write_response_reason_with_control_chars_replaced);
     suite_add_tcase(s, t);
 
     t = tcase_create("scan_head");
     tcase_add_test(t, test_scan_head_matches_byte_at_a_time_oracle);
+    tcase_add_test(t, test_scan_head_status_code_is_three_digits);
     suite_add_tcase(s, t);
 
     t = tcase_create("errors and dates");

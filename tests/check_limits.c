@@ -801,6 +801,47 @@ START_TEST(test_max_header_size_counts_the_whole_head)
 }
 END_TEST
 
+/* A request head of exactly len bytes (one padded header), into buf. */
+static size_t head_of(char *buf, size_t len)
+{
+    int n = snprintf(buf, len, "GET / HTTP/1.1\r\nHost: a\r\nX-Pad: ");
+    size_t pad = len - (size_t)n - 4;
+    memset(buf + n, 'p', pad);
+    memcpy(buf + (size_t)n + pad, "\r\n\r\n", 4);
+    return len;
+}
+
+START_TEST(test_max_header_size_is_exact)
+{
+    /* A head of max_header_size bytes, last LF included, is forwarded;
+     * one byte more gets 431. */
+    start_recorder("max_header_size = 1k\n");
+    char req[1100];
+    int fd = harness_own(harness_connect(proxy.port));
+    ck_assert_int_eq(harness_write(fd, req, head_of(req, 1024)), 0);
+    double t0 = harness_now();
+    while (strstr(recorded(), "X-Pad: ") == NULL &&
+           harness_now() - t0 < 3000 * harness_scale()) {
+        usleep(5000);
+    }
+    ck_assert_msg(strstr(recorded(), "X-Pad: ") != NULL,
+                  "a 1024-byte head (limit 1k) was not forwarded");
+    harness_close_owned(fd);
+
+    fd = harness_own(harness_connect(proxy.port));
+    int port = harness_client_port(fd);
+    ck_assert_int_eq(harness_write(fd, req, head_of(req, 1025)), 0);
+    struct response r;
+    ck_assert_msg(harness_read_response(fd, &r, 2000, 0) == 0,
+                  "a 1025-byte head (limit 1k) got no answer");
+    ck_assert_msg(r.status == 431, "a 1025-byte head got %d (limit 1k)",
+                  r.status);
+    assert_error_response(fd, &r, 431);
+    response_free(&r);
+    harness_assert_logged(&proxy, port, "\" 431 ", " term=bad_request", NULL);
+}
+END_TEST
+
 /* ---- 11: bad requests --------------------------------------------------- */
 
 /* A request the proxy must refuse on its own, and the status it owes. */
@@ -1159,6 +1200,7 @@ static Suite *limits_suite(void)
     tcase_add_test(tc, test_max_header_size_header);
     tcase_add_test(tc, test_max_header_size_target);
     tcase_add_test(tc, test_max_header_size_counts_the_whole_head);
+    tcase_add_test(tc, test_max_header_size_is_exact);
     tcase_add_loop_test(tc, test_bad_request, 0,
                         (int)(sizeof(bad_cases) / sizeof(bad_cases[0])));
     tcase_add_test(tc, test_max_connections_queues_the_third);
