@@ -915,6 +915,11 @@ int http1_check_request(const struct http1_head *h, const http_parser *p,
             !(u.field_set & (1 << UF_HOST))) {
             return fail(err, 400, "invalid request target");
         }
+        if (u.field_set & (1 << UF_USERINFO)) {
+            /* As in Host: credentials in a URL are an error (RFC 9110
+             * 4.2.4), never passed on or dropped quietly. */
+            return fail(err, 400, "userinfo in the request target");
+        }
     }
     return 0;
 }

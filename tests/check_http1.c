@@ -910,8 +910,11 @@ END_TEST
 
 START_TEST(test_check_request_garbage_target_rejected)
 {
-    static const char *const bad[] = {"foo", "http://", "example.com:80",
-                                      "*", "?x", "http:///path"};
+    static const char *const bad[] = {"foo",         "http://",
+                                      "example.com:80", "*",
+                                      "?x",          "http:///path",
+                                      "http://u:p@example.com/",
+                                      "http://u@example.com"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct http1_head h;
         http_parser p;
