@@ -1110,7 +1110,12 @@ static int client_parse_error(struct session *s, enum http_errno e)
         return reply_error(s, s->error.status, "bad_request", s->error.reason);
     }
     if (s->cstate == CLIENT_READING_BODY) {
-        return reply_error(s, 400, "bad_request", "malformed request body");
+        /* http-parser counts a chunk-size line and the trailer section
+         * against its 80 KiB head limit. */
+        return reply_error(s, 400, "bad_request",
+                           e == HPE_HEADER_OVERFLOW
+                               ? "chunk line or trailer section too large"
+                               : "malformed request body");
     }
     switch (e) {
     case HPE_HEADER_OVERFLOW:

@@ -706,6 +706,28 @@ START_TEST(test_bad_chunked_body)
 }
 END_TEST
 
+START_TEST(test_oversized_trailers_named)
+{
+    /* 100 KiB of trailers: past http-parser's 80 KiB, refused by name. */
+    start_script(h_recorder, NULL, "", "");
+    static const char head[] = CHUNKED_HEAD "5\r\nhello\r\n0\r\nX-T: ";
+    size_t pad = 100 * 1024;
+    size_t len = sizeof(head) - 1 + pad + 4;
+    char *raw = malloc(len);
+    ck_assert_ptr_nonnull(raw);
+    memcpy(raw, head, sizeof(head) - 1);
+    memset(raw + sizeof(head) - 1, 't', pad);
+    memcpy(raw + len - 4, "\r\n\r\n", 4);
+    struct talk t;
+    talk(raw, len, &t);
+    free(raw);
+    static const char reason[] = "chunk line or trailer section too large";
+    assert_bytes(t.got, t.len, error_bytes(400, reason), "100 KiB of trailers");
+    ck_assert(t.closed);
+    assert_answered(t.port, 400, reason);
+}
+END_TEST
+
 /* ---- 3: valid spellings that must be forwarded --------------------------- */
 
 /* A request the proxy must forward, and the bytes the upstream must get. */
@@ -1748,6 +1770,7 @@ static Suite *hardening_suite(void)
     tcase_add_test(tc, test_connection_named_headers_removed);
     tcase_add_test(tc, test_upstream_reset_mid_length_body);
     tcase_add_test(tc, test_upstream_reset_mid_chunked_body);
+    tcase_add_test(tc, test_oversized_trailers_named);
     tcase_add_test(tc, test_early_answer_says_close_and_lingers);
     tcase_add_test(tc, test_client_half_close_mid_request_answered);
     tcase_add_test(tc, test_client_leaves_mid_upload);
