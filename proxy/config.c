@@ -232,6 +232,11 @@ static const struct directive directives[] = {
              SECONDS(60), 1, HOURS(24)),
     DURATION(SECTION_SERVER, "tunnel_timeout", F_SERVER(tunnel_timeout_ms),
              HOURS(1), 1, HOURS(24)),
+    /* 0: no lingering close, the connection closes after the answer */
+    DURATION(SECTION_SERVER, "lingering_timeout",
+             F_SERVER(lingering_timeout_ms), SECONDS(5), 0, HOURS(24)),
+    DURATION(SECTION_SERVER, "lingering_time", F_SERVER(lingering_time_ms),
+             SECONDS(30), 1, HOURS(24)),
     SIZE(SECTION_SERVER, "buffer_size", STORE_SIZE, F_SERVER(buffer_size),
          KIB(64), KIB(4), MIB(64)),
     SIZE(SECTION_SERVER, "max_header_size", STORE_SIZE,

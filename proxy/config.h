@@ -120,6 +120,8 @@ struct config {
     int keepalive_timeout_ms;     /* idle client between requests; 75s */
     int tunnel_timeout_ms;        /* idle WebSocket tunnel; 1h */
     int send_timeout_ms;          /* idle time between writes to client; 60s */
+    int lingering_timeout_ms;     /* lingering close: idle client; 0 = off; 5s */
+    int lingering_time_ms;        /* lingering close: at most; 30s */
     size_t buffer_size;           /* high watermark per direction; 64k */
     size_t max_header_size;       /* request head limit; 16k */
     uint64_t max_body_size;       /* request body limit; 0 = unlimited; 0 */

@@ -100,11 +100,9 @@ enum session_timer {
  * reset the connection, and a reset can destroy the answer before the
  * client reads it. So the answer is followed by a FIN, and what the client
  * still sends is read and dropped until it closes, it pauses for
- * linger_idle, or linger_max passes (nginx's lingering_timeout and
- * lingering_time defaults). Lingering sessions are few: plain timers.
+ * lingering_timeout, or lingering_time passes (as nginx's directives of
+ * those names; the same defaults, 5s and 30s).
  */
-static const struct timeval linger_idle = {5, 0};
-static const struct timeval linger_max = {30, 0};
 
 /* What a parser callback saw, for the code after http_parser_execute(). */
 enum parsed {
@@ -532,7 +530,7 @@ static int close_after_flush(struct session *s, const char *reason)
 /* The last answer is flushed: close, or linger first. */
 static int client_done(struct session *s)
 {
-    if (!s->linger || s->client_eof ||
+    if (!s->linger || s->client_eof || s->w->cfg->lingering_timeout_ms == 0 ||
         shutdown(bufferevent_getfd(s->client.bev), SHUT_WR) < 0) {
         return session_close(s, s->close_reason);
     }
@@ -541,9 +539,9 @@ static int client_done(struct session *s)
     evbuffer_drain(bufferevent_get_input(s->client.bev),
                    evbuffer_get_length(bufferevent_get_input(s->client.bev)));
     bufferevent_setwatermark(s->client.bev, EV_READ, 0, 0);
-    bufferevent_set_timeouts(s->client.bev, &linger_idle, NULL);
+    bufferevent_set_timeouts(s->client.bev, s->w->tv.linger_idle, NULL);
     bufferevent_enable(s->client.bev, EV_READ);
-    timer_set(s, TIMER_LINGER, &linger_max);
+    timer_set(s, TIMER_LINGER, s->w->tv.linger_max);
     return 0;
 }
 
@@ -1840,7 +1838,7 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
     struct session *s = arg;
     int rc;
     if (s->cstate == CLIENT_LINGERING) {
-        /* EOF, a 5 s pause or an error: done either way. */
+        /* EOF, lingering_timeout or an error: done either way. */
         session_close(s, s->close_reason);
         return;
     }

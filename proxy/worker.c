@@ -323,6 +323,8 @@ static int worker_setup(struct worker *w, const int *fds, int n_fds)
     w->tv.keepalive = common_tv(w->base, cfg->keepalive_timeout_ms);
     w->tv.send = common_tv(w->base, cfg->send_timeout_ms);
     w->tv.tunnel = common_tv(w->base, cfg->tunnel_timeout_ms);
+    w->tv.linger_idle = common_tv(w->base, cfg->lingering_timeout_ms);
+    w->tv.linger_max = common_tv(w->base, cfg->lingering_time_ms);
     w->drain_grace = common_tv(w->base, DRAIN_GRACE_MS);
     /* A resolver for host names, if any server has one and they are
      * re-resolved or a `resolver` is set (evdns: lookups never block the

@@ -29,6 +29,8 @@ struct worker_timeouts {
     const struct timeval *keepalive;
     const struct timeval *send;
     const struct timeval *tunnel;
+    const struct timeval *linger_idle; /* lingering_timeout */
+    const struct timeval *linger_max;  /* lingering_time */
     const struct timeval *up_keepalive[CONFIG_MAX_UPSTREAMS];
     const struct timeval *up_connect[CONFIG_MAX_UPSTREAMS];
     const struct timeval *up_read[CONFIG_MAX_UPSTREAMS];

@@ -103,6 +103,8 @@ START_TEST(defaults_match_header)
     ck_assert_int_eq(cfg->client_body_timeout_ms, 60000);
     ck_assert_int_eq(cfg->keepalive_timeout_ms, 75000);
     ck_assert_int_eq(cfg->send_timeout_ms, 60000);
+    ck_assert_int_eq(cfg->lingering_timeout_ms, 5000);
+    ck_assert_int_eq(cfg->lingering_time_ms, 30000);
     ck_assert_uint_eq(cfg->buffer_size, 65536);
     ck_assert_uint_eq(cfg->max_header_size, 16384);
     ck_assert_uint_eq(cfg->max_body_size, 0);
@@ -181,6 +183,8 @@ START_TEST(server_all_directives)
             "client_body_timeout = 2m\n"
             "keepalive_timeout = 0\n"
             "send_timeout = 24h\n"
+            "lingering_timeout = 0\n"
+            "lingering_time = 2s\n"
             "buffer_size = 4k\n"
             "max_header_size = 1m\n"
             "max_body_size = 10g\n"
@@ -200,6 +204,8 @@ START_TEST(server_all_directives)
     ck_assert_int_eq(cfg->client_body_timeout_ms, 120000);
     ck_assert_int_eq(cfg->keepalive_timeout_ms, 0);
     ck_assert_int_eq(cfg->send_timeout_ms, 86400000);
+    ck_assert_int_eq(cfg->lingering_timeout_ms, 0);
+    ck_assert_int_eq(cfg->lingering_time_ms, 2000);
     ck_assert_uint_eq(cfg->buffer_size, 4096);
     ck_assert_uint_eq(cfg->max_header_size, 1048576);
     ck_assert_uint_eq(cfg->max_body_size, 10ULL << 30);
@@ -337,6 +343,12 @@ START_TEST(server_durations)
     LOAD_ERROR("[server]\nclient_body_timeout = 25h\n",
                "t.conf:2: value \"25h\" for client_body_timeout is out of "
                "range: expected 1ms..24h");
+    LOAD_ERROR("[server]\nlingering_time = 0\n",
+               "t.conf:2: value \"0\" for lingering_time is out of range: "
+               "expected 1ms..24h");
+    LOAD_ERROR("[server]\nlingering_timeout = 25h\n",
+               "t.conf:2: value \"25h\" for lingering_timeout is out of "
+               "range: expected 0..24h");
     LOAD_ERROR("[server]\nsend_timeout = 0ms\n",
                "t.conf:2: value \"0ms\" for send_timeout is out of range: "
                "expected 1ms..24h");
@@ -989,6 +1001,8 @@ START_TEST(file_shipped_conf)
     ck_assert_int_eq(cfg->client_body_timeout_ms, def->client_body_timeout_ms);
     ck_assert_int_eq(cfg->keepalive_timeout_ms, def->keepalive_timeout_ms);
     ck_assert_int_eq(cfg->send_timeout_ms, def->send_timeout_ms);
+    ck_assert_int_eq(cfg->lingering_timeout_ms, def->lingering_timeout_ms);
+    ck_assert_int_eq(cfg->lingering_time_ms, def->lingering_time_ms);
     ck_assert_uint_eq(cfg->buffer_size, def->buffer_size);
     ck_assert_uint_eq(cfg->max_header_size, def->max_header_size);
     ck_assert_uint_eq(cfg->max_body_size, def->max_body_size);

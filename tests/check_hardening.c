@@ -1245,6 +1245,63 @@ START_TEST(test_early_answer_says_close_and_lingers)
 }
 END_TEST
 
+/* Start an upload that h_early refuses at once; returns the client fd,
+ * after its 413 was read. */
+static int refused_upload(int *port)
+{
+    int fd = harness_own(harness_connect(proxy.port));
+    *port = harness_client_port(fd);
+    ck_assert_int_eq(harness_send(fd, "POST /up HTTP/1.1\r\nHost: a\r\n"
+                                      "Content-Length: 1048576\r\n\r\nsome"),
+                     0);
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+    ck_assert_int_eq(r.status, 413);
+    response_free(&r);
+    return fd;
+}
+
+/* Milliseconds from now until the proxy's debug log says it closed the
+ * client at port (the client sees EOF at once either way: the FIN). */
+static double ms_until_closed(int port)
+{
+    char needle[96];
+    snprintf(needle, sizeof(needle), "session 127.0.0.1:%d closed", port);
+    double t0 = harness_now();
+    ck_assert_msg(harness_log_wait(&proxy, needle, 3000),
+                  "not closed within 3 s; log:\n%s", harness_log(&proxy));
+    return harness_now() - t0;
+}
+
+START_TEST(test_lingering_ends_after_lingering_timeout)
+{
+    /* A client that neither sends nor closes after the answer is let go
+     * lingering_timeout later, not left open. */
+    start_script(h_early, NULL, "lingering_timeout = 300ms\nlog_level = debug\n",
+                 "");
+    int port;
+    int fd = refused_upload(&port);
+    double took = ms_until_closed(port);
+    ck_assert_msg(took >= 300 - EARLY_MS - 50 &&
+                      took < 300 + MARGIN_MS * harness_scale(),
+                  "closed %.0f ms after the answer (lingering_timeout 300ms)",
+                  took);
+    harness_close_owned(fd);
+}
+END_TEST
+
+START_TEST(test_lingering_timeout_zero_closes_at_once)
+{
+    start_script(h_early, NULL, "lingering_timeout = 0\nlog_level = debug\n", "");
+    int port;
+    int fd = refused_upload(&port);
+    double took = ms_until_closed(port);
+    ck_assert_msg(took < 200 * harness_scale(),
+                  "closed %.0f ms after the answer (lingering_timeout 0)", took);
+    harness_close_owned(fd);
+}
+END_TEST
+
 START_TEST(test_client_half_close_mid_request_answered)
 {
     start_script(h_reply, (void *)&keep_ok, "", "");
@@ -1772,6 +1829,8 @@ static Suite *hardening_suite(void)
     tcase_add_test(tc, test_upstream_reset_mid_chunked_body);
     tcase_add_test(tc, test_oversized_trailers_named);
     tcase_add_test(tc, test_early_answer_says_close_and_lingers);
+    tcase_add_test(tc, test_lingering_ends_after_lingering_timeout);
+    tcase_add_test(tc, test_lingering_timeout_zero_closes_at_once);
     tcase_add_test(tc, test_client_half_close_mid_request_answered);
     tcase_add_test(tc, test_client_leaves_mid_upload);
     tcase_add_test(tc, test_client_leaves_mid_download);
