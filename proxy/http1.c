@@ -334,10 +334,13 @@ static int named_in_connection(const struct http1_head *h, int first,
 int http1_is_hop_by_hop(const struct http1_head *h, const char *name,
                         size_t len)
 {
-    if (kind_is_hop(header_kind(name, len))) {
+    enum header_kind kind = header_kind(name, len);
+    if (kind_is_hop(kind)) {
         return 1;
     }
-    return named_in_connection(h, find_connection(h, 0), name, len);
+    /* Host stays end to end whatever Connection says (http1_write_request). */
+    return kind != HDR_HOST &&
+           named_in_connection(h, find_connection(h, 0), name, len);
 }
 
 /* A Host value: host [":" port], no userinfo, path, spaces or second port. */
@@ -849,7 +852,8 @@ int http1_origin_form(struct http1_head *h, struct http1_target *t)
         s[q - 1] = '/';
         t->authority--;
         t->target = s + q - 1;
-        t->target_len = h->target_len - (q - 1);
+        t->target_len = (size_t)u.field_data[UF_QUERY].off +
+                        u.field_data[UF_QUERY].len - (q - 1); /* no fragment */
     } else {
         t->target = "/";
         t->target_len = 1;

@@ -175,7 +175,8 @@ struct session {
     double t_accept;
     double latency_ms;
     const char *close_reason;
-    int linger; /* the client may still be sending: linger on close */
+    int linger;    /* the client may still be sending: linger on close */
+    int too_slow;  /* answered 408: a client that slow is not waited for */
 
     char client_addr[INET6_ADDRSTRLEN + 8];
     char client_ip[INET6_ADDRSTRLEN];
@@ -512,7 +513,7 @@ static int close_after_flush(struct session *s, const char *reason)
     timer_cancel(s);
     /* Mid-request, or with more requests queued: the client may be
      * sending still. */
-    s->linger = !s->client_eof && s->cstate != CLIENT_TUNNEL &&
+    s->linger = !s->client_eof && !s->too_slow && s->cstate != CLIENT_TUNNEL &&
                 (s->cstate == CLIENT_READING_HEAD ||
                  s->cstate == CLIENT_WAITING ||
                  s->cstate == CLIENT_READING_BODY ||
@@ -530,8 +531,14 @@ static int close_after_flush(struct session *s, const char *reason)
 /* The last answer is flushed: close, or linger first. */
 static int client_done(struct session *s)
 {
+    evutil_socket_t fd = bufferevent_getfd(s->client.bev);
+    int ready = 0;
+    if (!s->linger && !s->client_eof && !s->too_slow && !s->tunnel &&
+        ioctl(fd, FIONREAD, &ready) == 0 && ready > 0) {
+        s->linger = 1; /* requests still in the kernel's buffer */
+    }
     if (!s->linger || s->client_eof || s->w->cfg->lingering_timeout_ms == 0 ||
-        shutdown(bufferevent_getfd(s->client.bev), SHUT_WR) < 0) {
+        shutdown(fd, SHUT_WR) < 0) {
         return session_close(s, s->close_reason);
     }
     s->cstate = CLIENT_LINGERING;
@@ -1854,6 +1861,7 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
         rc = tunnel_idle(s, &s->client);
     } else if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
         s->w->stats->counter[STAT_TO_CLIENT_BODY]++;
+        s->too_slow = 1;
         rc = reply_error(s, 408, "client_body_timeout",
                          "request body not received in time");
     } else if (what & BEV_EVENT_TIMEOUT) {
@@ -1879,6 +1887,7 @@ static void on_session_timer(evutil_socket_t fd, short what, void *arg)
     case TIMER_HEADER:
         s->w->stats->counter[STAT_TO_CLIENT_HEADER]++;
         s->in_exchange = 1;
+        s->too_slow = 1;
         rc = reply_error(s, 408, "client_header_timeout",
                          "request head not received in time");
         break;
@@ -1953,10 +1962,8 @@ void session_describe(const struct session *s, struct session_info *info)
 void session_drain(struct session *s)
 {
     s->keep_alive = 0;
-    if (s->cstate == CLIENT_LINGERING) {
-        session_close(s, "drain"); /* answered already */
-        return;
-    }
+    /* A lingering session is left to end on its own: closing it now could
+     * reset its answer. lingering_time and shutdown_timeout bound it. */
     if (s->cstate == CLIENT_READING_HEAD && !s->in_exchange &&
         evbuffer_get_length(bufferevent_get_input(s->client.bev)) == 0) {
         /* Connected but silent: as idle as a keep-alive client. */

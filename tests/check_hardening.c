@@ -1302,6 +1302,91 @@ START_TEST(test_lingering_timeout_zero_closes_at_once)
 }
 END_TEST
 
+START_TEST(test_no_lingering_for_a_client_too_slow)
+{
+    /* A 408 is for a client too slow to wait for: it is closed at once,
+     * not given a lingering close (a slowloris would hold its slot). */
+    start_script(h_early, NULL,
+                 "client_header_timeout = 300ms\nlog_level = debug\n", "");
+    int fd = harness_own(harness_connect(proxy.port));
+    int port = harness_client_port(fd);
+    ck_assert_int_eq(harness_send(fd, "GET / HTTP/1.1\r\nHost: a\r\n"), 0);
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+    ck_assert_int_eq(r.status, 408);
+    response_free(&r);
+    double took = ms_until_closed(port);
+    ck_assert_msg(took < 200 * harness_scale(),
+                  "closed %.0f ms after the 408 (lingering_timeout 5s)", took);
+    harness_close_owned(fd);
+}
+END_TEST
+
+START_TEST(test_lingering_survives_a_drain)
+{
+    /* A drain (SIGTERM) leaves a lingering close to finish: closing it
+     * would reset the answer. */
+    start_script(h_early, NULL, "", "");
+    int port;
+    int fd = refused_upload(&port);
+    (void)port;
+    ck_assert_int_eq(kill(proxy.pid, SIGTERM), 0);
+    usleep((useconds_t)(200 * 1000 * harness_scale()));
+    static char block[65536];
+    memset(block, 'u', sizeof(block));
+    for (int i = 0; i < 8; i++) {
+        ck_assert_msg(harness_write(fd, block, sizeof(block)) == 0,
+                      "write %d of the rest of the body while draining: %s", i,
+                      strerror(errno));
+        usleep(20 * 1000);
+    }
+    shutdown(fd, SHUT_WR);
+    char c;
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    ck_assert_int_eq(poll(&pfd, 1, (int)(5000 * harness_scale())), 1);
+    ssize_t n = read(fd, &c, 1);
+    ck_assert_msg(n == 0, "after the answer: read %zd (%s), want a clean EOF",
+                  n, n < 0 ? strerror(errno) : "a byte");
+    harness_close_owned(fd);
+}
+END_TEST
+
+static const struct reply slow_ok = {
+    .first = "",
+    .pause_ms = 300,
+    .then = OK_REPLY,
+    .end = END_KEEP,
+};
+
+START_TEST(test_bytes_after_connection_close_meet_no_reset)
+{
+    /* Bytes a client sends after a "Connection: close" request (a
+     * pipelined request the proxy will not serve) are read and dropped
+     * after the answer, not left to reset it. */
+    start_script(h_reply, (void *)&slow_ok, "", "");
+    int fd = harness_own(harness_connect(proxy.port));
+    ck_assert_int_eq(harness_send(fd, "GET / HTTP/1.1\r\nHost: a\r\n"
+                                      "Connection: close\r\n\r\n"),
+                     0);
+    usleep((useconds_t)(100 * 1000 * harness_scale()));
+    ck_assert_int_eq(harness_send(fd, "GET /next HTTP/1.1\r\nHost: a\r\n\r\n"),
+                     0);
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    response_free(&r);
+    usleep((useconds_t)(100 * 1000 * harness_scale()));
+    static char block[4096];
+    memset(block, 'x', sizeof(block));
+    for (int i = 0; i < 8; i++) {
+        ck_assert_msg(harness_write(fd, block, sizeof(block)) == 0,
+                      "write %d after the answer: %s", i, strerror(errno));
+        usleep(20 * 1000);
+    }
+    harness_close_owned(fd);
+}
+END_TEST
+
 START_TEST(test_client_half_close_mid_request_answered)
 {
     start_script(h_reply, (void *)&keep_ok, "", "");
@@ -1831,6 +1916,9 @@ static Suite *hardening_suite(void)
     tcase_add_test(tc, test_early_answer_says_close_and_lingers);
     tcase_add_test(tc, test_lingering_ends_after_lingering_timeout);
     tcase_add_test(tc, test_lingering_timeout_zero_closes_at_once);
+    tcase_add_test(tc, test_no_lingering_for_a_client_too_slow);
+    tcase_add_test(tc, test_lingering_survives_a_drain);
+    tcase_add_test(tc, test_bytes_after_connection_close_meet_no_reset);
     tcase_add_test(tc, test_client_half_close_mid_request_answered);
     tcase_add_test(tc, test_client_leaves_mid_upload);
     tcase_add_test(tc, test_client_leaves_mid_download);

@@ -905,6 +905,9 @@ START_TEST(test_origin_form_of_each_target_form)
     origin_form_is("http://example.com?size=7", "/?size=7", "example.com");
     origin_form_is("http://example.com:81?a=b&c", "/?a=b&c", "example.com:81");
     origin_form_is("http://[::1]?q", "/?q", "[::1]");
+    /* A fragment is never part of a request target. */
+    origin_form_is("http://example.com?q=1#frag", "/?q=1", "example.com");
+    origin_form_is("http://example.com/p?q=1#frag", "/p?q=1", "example.com");
 }
 END_TEST
 
