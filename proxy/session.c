@@ -1719,6 +1719,7 @@ static int upstream_connect(struct session *s, struct pool_server *server,
     s->t_connected = s->t_first_byte = -1;
     s->upstream.bytes_in = 0;
     s->upstream.read_err = 0;
+    s->upstream_eof = 0; /* a retry: the last connection's EOF is not this one's */
     http_parser_init(&s->upstream.parser, HTTP_RESPONSE);
     s->upstream.parser.data = s;
     http1_scan_reset_response(&s->upstream.scan);

@@ -1632,6 +1632,56 @@ START_TEST(test_idempotent_request_retried_once_on_reuse_race)
 }
 END_TEST
 
+/*
+ * As h_race, but the fresh connection's answer comes in two parts with a
+ * pause between: a retried exchange must not inherit the stale
+ * connection's EOF and take the pause for the end.
+ */
+static void h_race_split(int fd, void *arg)
+{
+    (void)arg;
+    char head[8192];
+    record_s("<accept>");
+    if (read_request(fd, head, sizeof(head)) < 0) {
+        return;
+    }
+    if (strncmp(head, "GET /first ", 11) == 0) {
+        harness_send(fd, OK_REPLY);
+        if (read_request(fd, NULL, 0) < 0) {
+            return;
+        }
+        record_s("<close>");
+        return;
+    }
+    harness_send(fd, "HTTP/1.1 200 OK\r\nDate: " FIXED_DATE
+                     "\r\nContent-Length: 10\r\n\r\nhello");
+    usleep((useconds_t)(300 * 1000 * harness_scale()));
+    harness_send(fd, "world");
+    read_request(fd, NULL, 0);
+}
+
+START_TEST(test_retried_request_gets_the_whole_response)
+{
+    start_script(h_race_split, NULL, "", "");
+    struct response r;
+    ck_assert_int_eq(harness_exchange(proxy.port,
+                                      "GET /first HTTP/1.1\r\nHost: a\r\n\r\n",
+                                      &r, 3000),
+                     0);
+    ck_assert_int_eq(r.status, 200);
+    response_free(&r);
+    ck_assert_int_eq(harness_exchange(proxy.port,
+                                      "GET /second HTTP/1.1\r\nHost: a\r\n\r\n",
+                                      &r, 5000),
+                     0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_msg(strcmp(r.body, "helloworld") == 0, "body: %s; log:\n%s",
+                  r.body, harness_log(&proxy));
+    response_free(&r);
+    ck_assert(harness_log_wait(&proxy, "retrying on a fresh connection", 1000));
+}
+END_TEST
+
 START_TEST(test_post_not_retried_on_reuse_race)
 {
     start_script(h_race, NULL, "", "");
@@ -1924,6 +1974,7 @@ static Suite *hardening_suite(void)
     tcase_add_test(tc, test_client_leaves_mid_download);
     tcase_add_test(tc, test_idempotent_request_retried_once_on_reuse_race);
     tcase_add_test(tc, test_post_not_retried_on_reuse_race);
+    tcase_add_test(tc, test_retried_request_gets_the_whole_response);
     tcase_add_test(tc, test_descriptor_exhaustion);
     tcase_add_test(tc, test_select_backend_survives_past_fd_setsize);
     tcase_add_test(tc, test_slowloris_crowd);
