@@ -385,7 +385,13 @@ static void stop_workers(struct master *m, int sig)
             deadline += 10000;
         }
         struct timespec ts = {0, 20 * 1000 * 1000};
-        sigtimedwait(&m->sigs, NULL, &ts);
+        if (sigtimedwait(&m->sigs, NULL, &ts) == SIGINT && sig != SIGINT) {
+            /* SIGINT means now, even in the middle of a drain. */
+            log_info("%s: stopping workers now", strsignal(SIGINT));
+            sig = SIGINT;
+            signal_workers(m, SIGINT);
+            deadline = util_now_ms() + 10000.0;
+        }
     }
     if (m->admin_pid > 0) {
         kill(m->admin_pid, SIGTERM);
@@ -483,6 +489,22 @@ static void reload(struct master *m)
     }
     m->shm->reloads++;
     config_free(old_owned);
+}
+
+/* A stop has begun: the listening sockets close now, so that a new client
+ * is refused at once (and a balancer can go elsewhere) instead of waiting
+ * in a queue nobody will accept from. The workers close their copies as
+ * they start draining. */
+static void close_listeners(struct master *m)
+{
+    for (int s = 0; s < m->n_slots; s++) {
+        for (int i = 0; i < m->cfg->n_listen; i++) {
+            if (m->slots[s].fds[i] >= 0) {
+                close(m->slots[s].fds[i]);
+                m->slots[s].fds[i] = -1;
+            }
+        }
+    }
 }
 
 static void close_sockets(struct master *m)
@@ -604,11 +626,13 @@ int master_run(const struct config *cfg)
                      strsignal(sig), m.cfg->shutdown_timeout_ms);
             m.shm->draining = 1;
             stop_sig = SIGTERM;
+            close_listeners(&m);
             continue;
         case SIGINT:
             log_info("%s: stopping workers now", strsignal(sig));
             m.shm->draining = 1;
             stop_sig = SIGINT;
+            close_listeners(&m);
             continue;
         case SIGHUP:
             reload(&m);

@@ -1095,11 +1095,16 @@ START_TEST(test_sigterm_drains_in_flight_exchanges)
     ck_assert_int_eq(admin_get("GET", "/healthz", NULL), 503);
     ck_assert_str_eq(status_eval("d['draining']"), "true");
 
-    /* A new client is not served. */
-    int late = try_connect(proxy.port); /* refused is fine */
+    /* A new client is refused at once, as by nginx and HAProxy: no
+     * listening socket is left open to queue it. */
+    int late = try_connect(proxy.port);
+    int refused = late < 0 && errno == ECONNREFUSED;
     if (late >= 0) {
         harness_send(late, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
     }
+    ck_assert_msg(refused, "a client that came after SIGTERM was %s",
+                  late >= 0 ? "connected (queued by a listening socket)"
+                            : strerror(errno));
 
     /* The exchange in flight completes. */
     struct response r;
@@ -1152,6 +1157,31 @@ START_TEST(test_shutdown_timeout_cuts_long_exchanges)
     if (rc == 0) {
         response_free(&r);
     }
+    close(fd);
+}
+END_TEST
+
+START_TEST(test_sigint_during_a_drain_stops_at_once)
+{
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "access_log = stderr\nshutdown_timeout = 20s\n"
+                  "[upstream origin]\nserver = 127.0.0.1:%d\n"
+                  "[route /]\nupstream = origin\n",
+                  origin[0].port);
+    int fd = harness_connect(proxy.port);
+    harness_send(fd, "GET /?delay=10s HTTP/1.1\r\nHost: a\r\n\r\n");
+    usleep(200 * 1000);
+    ck_assert_int_eq(kill(proxy.pid, SIGTERM), 0);
+    ck_assert(harness_log_wait(&proxy, "draining (SIGTERM)", 2000));
+    ck_assert_int_eq(kill(proxy.pid, SIGINT), 0);
+    double took;
+    int status = wait_exit(&proxy, 5000, &took);
+    ck_assert_msg(status != -1, "the master did not exit within 5 s of SIGINT "
+                                "(the drain had 20 s)");
+    ck_assert_msg(took < 2000 * harness_scale(), "exited %.0f ms after SIGINT",
+                  took);
     close(fd);
 }
 END_TEST
@@ -1587,6 +1617,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_reload_under_load_loses_nothing);
     tcase_add_test(tc, test_sigterm_drains_in_flight_exchanges);
     tcase_add_test(tc, test_shutdown_timeout_cuts_long_exchanges);
+    tcase_add_test(tc, test_sigint_during_a_drain_stops_at_once);
     tcase_add_test(tc, test_passive_health_takes_a_dead_server_out_and_back);
     tcase_add_test(tc, test_post_not_retried_get_retried);
     tcase_add_test(tc, test_admin_endpoints);
