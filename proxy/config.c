@@ -354,6 +354,7 @@ struct parser {
     int server_seen[N_DIRECTIVES];  /* line where each was first set */
     int section_seen[N_DIRECTIVES]; /* the same for this upstream/route */
     int route_upstream_line[CONFIG_MAX_ROUTES];
+    int route_fault_abort_line[CONFIG_MAX_ROUTES];
     int failed;
     int fail_line;
     char *err;
@@ -1160,11 +1161,18 @@ static int on_directive(void *user, const char *section, const char *name,
         break;
     case SECTION_ROUTE:
         base = &cfg->routes[cfg->n_routes - 1];
-        /* Validation names this line if the upstream does not exist. */
-        p->route_upstream_line[cfg->n_routes - 1] = p->line;
+        /* Validation names these lines if what they say does not hold. */
+        if (strcmp(d->name, "upstream") == 0) {
+            p->route_upstream_line[cfg->n_routes - 1] = p->line;
+        } else if (strcmp(d->name, "fault_abort") == 0) {
+            p->route_fault_abort_line[cfg->n_routes - 1] = p->line;
+        }
         break;
     default:
         base = cfg;
+        if (strcmp(d->name, "access_log") == 0) {
+            cfg->access_log_line = p->line; /* the master opens it */
+        }
         break;
     }
     if (set_value(p, d, base, value) < 0) {
@@ -1263,7 +1271,7 @@ static int config_validate(struct parser *p)
             continue;
         }
         if (route->fault_abort != 0 && route->fault_abort < 200) {
-            fail(p, route->line,
+            fail(p, p->route_fault_abort_line[r],
                  "fault_abort %d in [route %s]: expected 0 (off) or a status "
                  "from 200 to 599",
                  route->fault_abort, route->prefix);

@@ -126,6 +126,7 @@ struct config {
     size_t max_header_size;       /* request head limit; 16k */
     uint64_t max_body_size;       /* request body limit; 0 = unlimited; 0 */
     char access_log[CONFIG_PATH_MAX]; /* "stderr", "off" or a path */
+    int access_log_line;              /* where it was set; 0: default */
     enum config_log_level log_level;  /* info */
     int event_backend;          /* enum config_backend; auto */
     int shutdown_timeout_ms;    /* drain: in-flight exchanges may finish */

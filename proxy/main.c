@@ -70,7 +70,7 @@ int main(int argc, char **argv)
     }
     char err[512];
     if (config_load(cfg, path, err, sizeof(err)) < 0 ||
-        master_check_names(cfg, err, sizeof(err)) < 0) {
+        master_check_outside(cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s\n", err);
         config_free(cfg);
         return 1;

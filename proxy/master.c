@@ -12,6 +12,7 @@
 #include "master.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -173,8 +174,20 @@ static int bind_address(struct master *m, int i)
     return 0;
 }
 
-int master_check_names(const struct config *cfg, char *err, size_t errlen)
+int master_check_outside(const struct config *cfg, char *err, size_t errlen)
 {
+    if (strcmp(cfg->access_log, "off") != 0 &&
+        strcmp(cfg->access_log, "stderr") != 0) {
+        int fd = open(cfg->access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+                      0644);
+        if (fd < 0) {
+            snprintf(err, errlen, "%s:%d: access_log %s: cannot open it: %s",
+                     cfg->path, cfg->access_log_line, cfg->access_log,
+                     strerror(errno));
+            return -1;
+        }
+        close(fd);
+    }
     if (strcmp(cfg->resolver, "system") != 0) {
         return 0;
     }
@@ -435,7 +448,7 @@ static void reload(struct master *m)
         return;
     }
     if (config_load(next, m->cfg->path, err, sizeof(err)) < 0 ||
-        master_check_names(next, err, sizeof(err)) < 0) {
+        master_check_outside(next, err, sizeof(err)) < 0) {
         log_error("SIGHUP: reload failed, still running the previous "
                   "configuration: %s",
                   err);

@@ -11,11 +11,13 @@
 #include "config.h"
 
 /*
- * With the system resolver, every upstream server's host must resolve now
- * (as nginx checks at start): 0, or -1 with "FILE:LINE: message" in err.
- * With a `resolver` set, names are looked up later and not checked here.
+ * What config_load cannot check, checked as nginx does at start, at -t and
+ * before a reload replaces anything: the access log file opens for
+ * appending (it is created if missing), and with the system resolver every
+ * upstream server's host resolves (with a `resolver` set, names are looked
+ * up later). 0, or -1 with "FILE:LINE: message" in err.
  */
-int master_check_names(const struct config *cfg, char *err, size_t errlen);
+int master_check_outside(const struct config *cfg, char *err, size_t errlen);
 
 /* Run until told to stop; returns the process exit status. */
 int master_run(const struct config *cfg);

@@ -311,7 +311,7 @@ START_TEST(route_overrides_and_faults)
                "t.conf:5: bad value \"normal\" for fault_delay_distribution: "
                "expected one of fixed, uniform, exponential");
     LOAD_ERROR(UPSTREAM "[route /]\nupstream = a\nfault_abort = 99\n",
-               "t.conf:3: fault_abort 99 in [route /]: expected 0 (off) or a "
+               "t.conf:5: fault_abort 99 in [route /]: expected 0 (off) or a "
                "status from 200 to 599");
     LOAD_ERROR(UPSTREAM "[route /]\nupstream = a\nfault_headers = yes\n",
                "t.conf:5: bad value \"yes\" for fault_headers: expected one "
@@ -667,6 +667,10 @@ START_TEST(route_errors)
 {
     LOAD_ERROR("[route /api]\n; which pool\n\nupstream = nope\n" UPSTREAM,
                "t.conf:4: upstream \"nope\" in [route /api] is not defined "
+               "(no [upstream nope] section)");
+    /* The upstream line, not the route's last directive. */
+    LOAD_ERROR("[route /api]\nupstream = nope\nfault_delay = 1s\n" UPSTREAM,
+               "t.conf:2: upstream \"nope\" in [route /api] is not defined "
                "(no [upstream nope] section)");
     LOAD_ERROR(UPSTREAM "[route /api]\n",
                "t.conf:3: [route /api] has no upstream directive");

@@ -1112,6 +1112,22 @@ START_TEST(test_check_mode)
                   run.err);
     ck_assert_msg(strstr(run.err, "missing") != NULL, "stderr: %s", run.err);
 
+    /* An access log that cannot be opened: its line (3), as nginx -t
+     * would; before, -t said ok and no worker could start. */
+    write_conf(path, sizeof(path),
+               "[server]\n"
+               "listen = 127.0.0.1:0\n"
+               "access_log = /nonexistent-dir/access.log\n"
+               "[upstream origin]\nserver = 127.0.0.1:9\n");
+    run_check(path, &run);
+    unlink(path);
+    ck_assert_msg(run.status == 1, "exit %d, stdout: %s", run.status, run.out);
+    snprintf(want, sizeof(want),
+             "%s:3: access_log /nonexistent-dir/access.log: cannot open it: ",
+             path);
+    ck_assert_msg(strncmp(run.err, want, strlen(want)) == 0, "stderr: %s",
+                  run.err);
+
     /* A file that does not exist: named. */
     snprintf(path, sizeof(path), "/tmp/sb-limits-%d-absent.conf",
              (int)getpid());

@@ -1073,6 +1073,32 @@ START_TEST(test_reload_under_load_loses_nothing)
                      "[4, 3, 1]");
     ck_assert(metric_now("switchboard_reloads_total{result=\"failed\"}") ==
               1);
+
+    /* An access log that cannot be opened is refused before any worker is
+     * replaced (before, the old workers were stopped and no new one could
+     * start). */
+    char unopenable[4096];
+    const char *conf = reload_conf(head, origin[0].port, 4);
+    const char *off = strstr(conf, "access_log = off\n");
+    ck_assert_ptr_nonnull(off);
+    snprintf(unopenable, sizeof(unopenable),
+             "%.*saccess_log = /nonexistent-dir/x.log\n%s", (int)(off - conf),
+             conf, off + strlen("access_log = off\n"));
+    write_conf(&proxy, unopenable);
+    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    ck_assert_msg(harness_log_wait(&proxy,
+                                   "access_log /nonexistent-dir/x.log: cannot "
+                                   "open it",
+                                   3000),
+                  "no access log failure in:\n%s", harness_log(&proxy));
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(
+            exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", NULL),
+            200);
+    }
+    ck_assert_str_eq(status_eval("[d['generation'], d['reloads'], "
+                                 "d['reload_failures']]"),
+                     "[4, 3, 2]");
 }
 END_TEST
 
