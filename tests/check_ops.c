@@ -1102,6 +1102,33 @@ START_TEST(test_reload_under_load_loses_nothing)
 }
 END_TEST
 
+START_TEST(test_admin_lets_silent_clients_go)
+{
+    /* The admin port times out a connection that sends nothing or half a
+     * request (client_header_timeout), as the proxy's port does. */
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_proxy("client_header_timeout = 300ms\n",
+                      "[upstream origin]\nserver = 127.0.0.1:%d\n"
+                      "[route /]\nupstream = origin\n",
+                      origin[0].port);
+    int silent = try_connect(admin_port);
+    int half = try_connect(admin_port);
+    ck_assert_int_ge(silent, 0);
+    ck_assert_int_ge(half, 0);
+    harness_send(half, "GET /metrics HTTP/1.1\r\nHost: a\r\n");
+    double t0 = harness_now();
+    ck_assert_msg(harness_wait_closed(silent, 3000),
+                  "a silent admin client still open after 3 s");
+    ck_assert_msg(harness_wait_closed(half, 3000),
+                  "a half-sent admin request still open after 3 s");
+    ck_assert_msg(harness_now() - t0 < 300 + 1500 * harness_scale(),
+                  "closed %.0f ms after connecting", harness_now() - t0);
+    close(silent);
+    close(half);
+    ck_assert_int_eq(admin_get("GET", "/healthz", NULL), 200);
+}
+END_TEST
+
 /* ---- 10. drain --------------------------------------------------------- */
 
 START_TEST(test_sigterm_drains_in_flight_exchanges)
@@ -1644,6 +1671,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_sigterm_drains_in_flight_exchanges);
     tcase_add_test(tc, test_shutdown_timeout_cuts_long_exchanges);
     tcase_add_test(tc, test_sigint_during_a_drain_stops_at_once);
+    tcase_add_test(tc, test_admin_lets_silent_clients_go);
     tcase_add_test(tc, test_passive_health_takes_a_dead_server_out_and_back);
     tcase_add_test(tc, test_post_not_retried_get_retried);
     tcase_add_test(tc, test_admin_endpoints);
