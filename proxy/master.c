@@ -54,6 +54,7 @@ struct master {
     pid_t retiring[MASTER_MAX_RETIRING]; /* old workers draining */
     int n_retiring;
     int generation;
+    int reload_pending;       /* a valid SIGHUP waits for free stats slots */
     struct stats_shm *shm;
     int admin_fd;             /* -1: no admin listener */
     pid_t admin_pid;
@@ -413,6 +414,25 @@ static void stop_workers(struct master *m, int sig)
     }
 }
 
+/* /metrics and /status have room for STATS_MAX_POOLS upstreams and
+ * STATS_MAX_SERVERS servers in each: say which ones they leave out. */
+static void warn_unshown(const struct config *cfg)
+{
+    for (int u = 0; u < cfg->n_upstreams; u++) {
+        const struct config_upstream *up = &cfg->upstreams[u];
+        if (u >= STATS_MAX_POOLS) {
+            log_warn("%s:%d: [upstream %s] is not shown in /metrics and "
+                     "/status, which show the first %d upstreams",
+                     cfg->path, up->line, up->name, STATS_MAX_POOLS);
+        } else if (up->n_servers > STATS_MAX_SERVERS) {
+            log_warn("%s:%d: [upstream %s]: servers after the %dth are not "
+                     "shown in /metrics and /status",
+                     cfg->path, up->servers[STATS_MAX_SERVERS].addr.line,
+                     up->name, STATS_MAX_SERVERS);
+        }
+    }
+}
+
 /* Do two confs listen on the same addresses with the same workers? */
 static const char *restart_needed(const struct config *a,
                                   const struct config *b)
@@ -439,6 +459,10 @@ static const char *restart_needed(const struct config *a,
  */
 static void reload(struct master *m)
 {
+    /* A reload that was waiting is done or dropped here, whatever
+     * happens: a conf that has turned invalid is reported once. */
+    int was_pending = m->reload_pending;
+    m->reload_pending = 0;
     struct config *next = config_new();
     char err[512];
     if (next == NULL) {
@@ -465,6 +489,25 @@ static void reload(struct master *m)
         config_free(next);
         return;
     }
+    /* Every worker of the new generation needs a stats slot; the slots of
+     * older generations free up as they finish draining. Until then the
+     * reload waits (the master's loop retries it), rather than start
+     * workers whose figures /metrics and /status would never show. */
+    int free_slots = 0;
+    for (int i = 0; i < m->shm->n_slots; i++) {
+        free_slots += !m->shm->slots[i].in_use;
+    }
+    if (free_slots < m->n_slots) {
+        if (!was_pending) {
+            log_warn("SIGHUP: %s is valid, but older workers still draining "
+                     "hold the stats slots: the reload waits until enough "
+                     "of them finish",
+                     next->path);
+        }
+        m->reload_pending = 1;
+        config_free(next);
+        return;
+    }
     if (next->n_admin_listen != m->cfg->n_admin_listen ||
         (next->n_admin_listen > 0 &&
          (strcmp(next->admin_listen[0].host, m->cfg->admin_listen[0].host) !=
@@ -484,6 +527,7 @@ static void reload(struct master *m)
     log_info("SIGHUP: %s is valid: generation %d takes over", next->path,
              m->generation);
     log_init(next->log_level, "master");
+    warn_unshown(next);
     for (int s = 0; s < m->n_slots; s++) {
         pid_t was = m->slots[s].pid;
         if (spawn(m, s) < 0) {
@@ -560,6 +604,7 @@ static int bind_admin(struct master *m)
 int master_run(const struct config *cfg)
 {
     log_init(cfg->log_level, "master");
+    warn_unshown(cfg);
     raise_fd_limit();
     struct master m;
     memset(&m, 0, sizeof(m));
@@ -658,6 +703,9 @@ int master_run(const struct config *cfg)
             break;
         }
         reap(&m, 0);
+        if (m.reload_pending) {
+            reload(&m); /* waits again while no slots are free */
+        }
         double now = util_now_ms();
         for (int s = 0; s < m.n_slots; s++) {
             if (m.slots[s].pid == 0 && m.slots[s].respawn_at_ms > 0 &&

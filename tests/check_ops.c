@@ -1129,6 +1129,82 @@ START_TEST(test_admin_lets_silent_clients_go)
 }
 END_TEST
 
+START_TEST(test_reloads_faster_than_drains_wait_for_a_stats_slot)
+{
+    /* One worker: 4 stats slots (3 generations draining and a new one).
+     * Each reload leaves a generation draining a 3 s request; the fourth
+     * finds no free slot, waits, and happens when the first generation
+     * is gone, with a worker whose figures /metrics shows. */
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_proxy("workers = 1\n",
+                      "[upstream origin]\nserver = 127.0.0.1:%d\n"
+                      "[route /]\nupstream = origin\n",
+                      origin[0].port);
+    int held[4];
+    for (int i = 0; i < 4; i++) {
+        held[i] = harness_connect(proxy.port);
+        harness_send(held[i], "GET /?delay=3s HTTP/1.1\r\nHost: a\r\n\r\n");
+        usleep(150 * 1000);
+        ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+        usleep(150 * 1000);
+    }
+    ck_assert_msg(harness_log_wait(&proxy, "the reload waits", 2000),
+                  "no waiting reload in:\n%s", harness_log(&proxy));
+    ck_assert_msg(harness_log_wait(&proxy, "generation 5 takes over", 6000),
+                  "the waiting reload never happened:\n%s",
+                  harness_log(&proxy));
+    for (int i = 0; i < 4; i++) {
+        struct response r;
+        ck_assert_int_eq(harness_read_response(held[i], &r, 6000, 0), 0);
+        ck_assert_int_eq(r.status, 200);
+        response_free(&r);
+        close(held[i]);
+    }
+    ck_assert_msg(strstr(harness_log(&proxy), "no free stats slot") == NULL,
+                  "a worker ran without a stats slot:\n%s",
+                  harness_log(&proxy));
+    /* The live worker is counted. */
+    double before = metric_now("switchboard_requests_total");
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(
+            exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", NULL),
+            200);
+    }
+    ck_assert_msg(metric_now("switchboard_requests_total") >= before + 3,
+                  "requests_total went from %.0f to %.0f after 3 requests",
+                  before, metric_now("switchboard_requests_total"));
+}
+END_TEST
+
+START_TEST(test_upstreams_past_the_metrics_room_are_named)
+{
+    /* /metrics has room for 16 upstreams: the 17th is named at start,
+     * never dropped silently. */
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    char conf[8192];
+    size_t n = (size_t)snprintf(conf, sizeof(conf),
+                                "[server]\nlisten = 127.0.0.1:0\n"
+                                "access_log = stderr\n%s\n",
+                                harness_server_lines(""));
+    for (int u = 1; u <= 17; u++) {
+        n += (size_t)snprintf(conf + n, sizeof(conf) - n,
+                              "[upstream u%d]\nserver = 127.0.0.1:%d\n", u,
+                              origin[0].port);
+    }
+    snprintf(conf + n, sizeof(conf) - n, "[route /]\nupstream = u17\n");
+    harness_proxy(&proxy, "%s", conf);
+    ck_assert_msg(harness_log_wait(&proxy,
+                                   "[upstream u17] is not shown in /metrics",
+                                   2000),
+                  "no warning in:\n%s", harness_log(&proxy));
+    ck_assert(strstr(harness_log(&proxy), "[upstream u16] is not shown") ==
+              NULL);
+    ck_assert_int_eq(
+        exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", NULL),
+        200);
+}
+END_TEST
+
 /* ---- 10. drain --------------------------------------------------------- */
 
 START_TEST(test_sigterm_drains_in_flight_exchanges)
@@ -1672,6 +1748,8 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_shutdown_timeout_cuts_long_exchanges);
     tcase_add_test(tc, test_sigint_during_a_drain_stops_at_once);
     tcase_add_test(tc, test_admin_lets_silent_clients_go);
+    tcase_add_test(tc, test_reloads_faster_than_drains_wait_for_a_stats_slot);
+    tcase_add_test(tc, test_upstreams_past_the_metrics_room_are_named);
     tcase_add_test(tc, test_passive_health_takes_a_dead_server_out_and_back);
     tcase_add_test(tc, test_post_not_retried_get_retried);
     tcase_add_test(tc, test_admin_endpoints);
