@@ -355,6 +355,7 @@ struct parser {
     int section_seen[N_DIRECTIVES]; /* the same for this upstream/route */
     int route_upstream_line[CONFIG_MAX_ROUTES];
     int route_fault_abort_line[CONFIG_MAX_ROUTES];
+    int admin_line; /* the [admin] header, 0 if none */
     int failed;
     int fail_line;
     char *err;
@@ -870,6 +871,7 @@ static int open_section(struct parser *p, const char *b, const char *e)
             return -1;
         }
         p->section = SECTION_ADMIN;
+        p->admin_line = p->line;
         return 0;
     }
     if (strcmp(kind, "upstream") == 0) {
@@ -1211,6 +1213,31 @@ static int config_validate(struct parser *p)
                 strcmp(x->host, y->host) == 0) {
                 fail(p, x->line, "duplicate listen %s (first at line %d)",
                      addr_label(x, a, sizeof(a)), y->line);
+                break;
+            }
+        }
+    }
+
+    if (p->admin_line > 0 && cfg->n_admin_listen == 0) {
+        fail(p, p->admin_line,
+             "[admin] has no listen directive (leave the section out to have "
+             "no admin listener)");
+    }
+    for (int i = 0; i < cfg->n_admin_listen; i++) {
+        const struct config_addr *x = &cfg->admin_listen[i];
+        for (int j = 0; j < cfg->n_listen && x->port != 0; j++) {
+            const struct config_addr *y = &cfg->listen[j];
+            if (x->port == y->port &&
+                (strcmp(x->host, y->host) == 0 ||
+                 strcmp(x->host, "0.0.0.0") == 0 ||
+                 strcmp(y->host, "0.0.0.0") == 0)) {
+                char at[32] = "the default";
+                if (y->line > 0) {
+                    snprintf(at, sizeof(at), "line %d", y->line);
+                }
+                fail(p, x->line,
+                     "[admin] listen %s is also where [server] listens (%s)",
+                     addr_label(x, a, sizeof(a)), at);
                 break;
             }
         }

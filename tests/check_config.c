@@ -668,6 +668,22 @@ START_TEST(route_errors)
     LOAD_ERROR("[route /api]\n; which pool\n\nupstream = nope\n" UPSTREAM,
                "t.conf:4: upstream \"nope\" in [route /api] is not defined "
                "(no [upstream nope] section)");
+    /* [admin] with no listen, or on the proxy's own address. */
+    LOAD_ERROR(UPSTREAM "[admin]\n",
+               "t.conf:3: [admin] has no listen directive (leave the section "
+               "out to have no admin listener)");
+    LOAD_ERROR("[server]\nlisten = 127.0.0.1:8080\n" UPSTREAM
+               "[admin]\nlisten = 127.0.0.1:8080\n",
+               "t.conf:6: [admin] listen 127.0.0.1:8080 is also where [server] "
+               "listens (line 2)");
+    LOAD_ERROR(UPSTREAM "[admin]\nlisten = 127.0.0.1:8080\n",
+               "t.conf:4: [admin] listen 127.0.0.1:8080 is also where [server] "
+               "listens (the default)");
+    LOAD_ERROR("[server]\nlisten = 0.0.0.0:9000\n" UPSTREAM
+               "[admin]\nlisten = 127.0.0.1:9000\n",
+               "t.conf:6: [admin] listen 127.0.0.1:9000 is also where [server] "
+               "listens (line 2)");
+    LOAD_OK(UPSTREAM "[admin]\nlisten = 127.0.0.1:9001\n");
     /* The upstream line, not the route's last directive. */
     LOAD_ERROR("[route /api]\nupstream = nope\nfault_delay = 1s\n" UPSTREAM,
                "t.conf:2: upstream \"nope\" in [route /api] is not defined "
