@@ -128,6 +128,16 @@ static void start_admin_proxy(const char *server_extra, const char *rest_fmt,
     wait_admin();
 }
 
+/* The proxy with an admin listener, one route to the origin on
+ * origin[0] (which the test has started). */
+static void start_admin_on_origin(const char *server_extra)
+{
+    start_admin_proxy(server_extra,
+                      "[upstream origin]\nserver = 127.0.0.1:%d\n"
+                      "[route /]\nupstream = origin\n",
+                      origin[0].port);
+}
+
 /* One request on a fresh connection; returns its status (-1: none) and
  * fills r when given (free it). */
 static int exchange(int port, const char *raw, struct response *r)
@@ -766,10 +776,7 @@ static void assert_prometheus_text(const char *text)
 START_TEST(test_admin_endpoints)
 {
     harness_origin(&origin[0], "--delay", "0ms", NULL);
-    start_admin_proxy("workers = 2\n",
-                      "[upstream origin]\nserver = 127.0.0.1:%d\n"
-                      "[route /]\nupstream = origin\n",
-                      origin[0].port);
+    start_admin_on_origin("workers = 2\n");
     enum { N = 25 };
     for (int i = 0; i < N; i++) {
         ck_assert_int_eq(
@@ -992,6 +999,20 @@ static const char *reload_conf(const char *head, int port, int weight)
     return buf;
 }
 
+/* After a refused reload: five exchanges answered, and /status's
+ * [generation, reloads, reload_failures] as want says. */
+static void still_serving(const char *want)
+{
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(
+            exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", NULL),
+            200);
+    }
+    ck_assert_str_eq(status_eval("[d['generation'], d['reloads'], "
+                                 "d['reload_failures']]"),
+                     want);
+}
+
 START_TEST(test_reload_under_load_loses_nothing)
 {
     harness_origin(&origin[0], "--delay", "5ms", "--body", "100", NULL);
@@ -1063,14 +1084,7 @@ START_TEST(test_reload_under_load_loses_nothing)
                   "no reload failure in:\n%s", harness_log(&proxy));
     ck_assert_msg(strstr(harness_log(&proxy), want) != NULL,
                   "no \"%s\" in:\n%s", want, harness_log(&proxy));
-    for (int i = 0; i < 5; i++) {
-        ck_assert_int_eq(
-            exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", NULL),
-            200);
-    }
-    ck_assert_str_eq(status_eval("[d['generation'], d['reloads'], "
-                                 "d['reload_failures']]"),
-                     "[4, 3, 1]");
+    still_serving("[4, 3, 1]");
     ck_assert(metric_now("switchboard_reloads_total{result=\"failed\"}") ==
               1);
 
@@ -1091,14 +1105,7 @@ START_TEST(test_reload_under_load_loses_nothing)
                                    "open it",
                                    3000),
                   "no access log failure in:\n%s", harness_log(&proxy));
-    for (int i = 0; i < 5; i++) {
-        ck_assert_int_eq(
-            exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", NULL),
-            200);
-    }
-    ck_assert_str_eq(status_eval("[d['generation'], d['reloads'], "
-                                 "d['reload_failures']]"),
-                     "[4, 3, 2]");
+    still_serving("[4, 3, 2]");
 }
 END_TEST
 
@@ -1107,10 +1114,7 @@ START_TEST(test_admin_lets_silent_clients_go)
     /* The admin port times out a connection that sends nothing or half a
      * request (client_header_timeout), as the proxy's port does. */
     harness_origin(&origin[0], "--delay", "0ms", NULL);
-    start_admin_proxy("client_header_timeout = 300ms\n",
-                      "[upstream origin]\nserver = 127.0.0.1:%d\n"
-                      "[route /]\nupstream = origin\n",
-                      origin[0].port);
+    start_admin_on_origin("client_header_timeout = 300ms\n");
     int silent = try_connect(admin_port);
     int half = try_connect(admin_port);
     ck_assert_int_ge(silent, 0);
@@ -1136,10 +1140,7 @@ START_TEST(test_reloads_faster_than_drains_wait_for_a_stats_slot)
      * finds no free slot, waits, and happens when the first generation
      * is gone, with a worker whose figures /metrics shows. */
     harness_origin(&origin[0], "--delay", "0ms", NULL);
-    start_admin_proxy("workers = 1\n",
-                      "[upstream origin]\nserver = 127.0.0.1:%d\n"
-                      "[route /]\nupstream = origin\n",
-                      origin[0].port);
+    start_admin_on_origin("workers = 1\n");
     int held[4];
     for (int i = 0; i < 4; i++) {
         held[i] = harness_connect(proxy.port);
@@ -1210,10 +1211,7 @@ END_TEST
 START_TEST(test_sigterm_drains_in_flight_exchanges)
 {
     harness_origin(&origin[0], "--delay", "0ms", NULL);
-    start_admin_proxy("",
-                      "[upstream origin]\nserver = 127.0.0.1:%d\n"
-                      "[route /]\nupstream = origin\n",
-                      origin[0].port);
+    start_admin_on_origin("");
     ck_assert_int_eq(admin_get("GET", "/healthz", NULL), 200);
     int fd = harness_connect(proxy.port);
     harness_send(fd, "GET /?delay=1s HTTP/1.1\r\nHost: a\r\n\r\n");
@@ -1259,19 +1257,31 @@ START_TEST(test_sigterm_drains_in_flight_exchanges)
 }
 END_TEST
 
-START_TEST(test_shutdown_timeout_cuts_long_exchanges)
+/* One worker with shutdown_timeout, one request of the given origin delay
+ * in flight, then SIGTERM; the client's fd. */
+static int sigterm_with_one_in_flight(const char *shutdown_timeout,
+                                      const char *delay)
 {
     harness_origin(&origin[0], "--delay", "0ms", NULL);
     harness_proxy(&proxy,
                   "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
-                  "access_log = stderr\nshutdown_timeout = 300ms\n"
+                  "access_log = stderr\nshutdown_timeout = %s\n"
                   "[upstream origin]\nserver = 127.0.0.1:%d\n"
                   "[route /]\nupstream = origin\n",
-                  origin[0].port);
+                  shutdown_timeout, origin[0].port);
     int fd = harness_connect(proxy.port);
-    harness_send(fd, "GET /?delay=5s HTTP/1.1\r\nHost: a\r\n\r\n");
+    char req[128];
+    snprintf(req, sizeof(req), "GET /?delay=%s HTTP/1.1\r\nHost: a\r\n\r\n",
+             delay);
+    harness_send(fd, req);
     usleep(200 * 1000);
     ck_assert_int_eq(kill(proxy.pid, SIGTERM), 0);
+    return fd;
+}
+
+START_TEST(test_shutdown_timeout_cuts_long_exchanges)
+{
+    int fd = sigterm_with_one_in_flight("300ms", "5s");
     double took;
     int status = wait_exit(&proxy, 5000, &took);
     ck_assert_msg(status != -1, "the master did not exit");
@@ -1292,17 +1302,7 @@ END_TEST
 
 START_TEST(test_sigint_during_a_drain_stops_at_once)
 {
-    harness_origin(&origin[0], "--delay", "0ms", NULL);
-    harness_proxy(&proxy,
-                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
-                  "access_log = stderr\nshutdown_timeout = 20s\n"
-                  "[upstream origin]\nserver = 127.0.0.1:%d\n"
-                  "[route /]\nupstream = origin\n",
-                  origin[0].port);
-    int fd = harness_connect(proxy.port);
-    harness_send(fd, "GET /?delay=10s HTTP/1.1\r\nHost: a\r\n\r\n");
-    usleep(200 * 1000);
-    ck_assert_int_eq(kill(proxy.pid, SIGTERM), 0);
+    int fd = sigterm_with_one_in_flight("20s", "10s");
     ck_assert(harness_log_wait(&proxy, "draining (SIGTERM)", 2000));
     ck_assert_int_eq(kill(proxy.pid, SIGINT), 0);
     double took;
@@ -1487,10 +1487,7 @@ START_TEST(test_session_gauges_are_fresh)
     char delay[32];
     snprintf(delay, sizeof(delay), "%dms", (int)(2000 * harness_scale()));
     harness_origin(&origin[0], "--delay", delay, NULL);
-    start_admin_proxy("workers = 2\n",
-                      "[upstream origin]\nserver = 127.0.0.1:%d\n"
-                      "[route /]\nupstream = origin\n",
-                      origin[0].port);
+    start_admin_on_origin("workers = 2\n");
     ck_assert_int_eq(metric_now("switchboard_open_sessions"), 0);
     int fds[N];
     for (int i = 0; i < N; i++) {
@@ -1536,10 +1533,7 @@ END_TEST
 START_TEST(test_backpressure_shows_in_gauges)
 {
     harness_origin(&origin[0], "--delay", "0ms", NULL);
-    start_admin_proxy("buffer_size = 64k\n",
-                      "[upstream origin]\nserver = 127.0.0.1:%d\n"
-                      "[route /]\nupstream = origin\n",
-                      origin[0].port);
+    start_admin_on_origin("buffer_size = 64k\n");
     int fd = harness_connect(proxy.port);
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(
