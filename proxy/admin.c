@@ -575,10 +575,8 @@ int admin_run(const struct config *cfg, int fd, struct stats_shm *shm)
         /* A connection that sends nothing, or half a request, is closed
          * after client_header_timeout; one that does not read its answer,
          * after send_timeout (as on the proxy's side). */
-        struct timeval rtv = {cfg->client_header_timeout_ms / 1000,
-                              (cfg->client_header_timeout_ms % 1000) * 1000};
-        struct timeval wtv = {cfg->send_timeout_ms / 1000,
-                              (cfg->send_timeout_ms % 1000) * 1000};
+        struct timeval rtv = util_ms_to_tv(cfg->client_header_timeout_ms);
+        struct timeval wtv = util_ms_to_tv(cfg->send_timeout_ms);
         evhtp_set_timeouts(htp, &rtv, &wtv);
         if (evhtp_accept_socket(htp, fd, 128) < 0) {
             log_error("cannot serve on the admin socket");

@@ -64,12 +64,6 @@ static void format_sockaddr(const struct sockaddr *sa, char *buf, size_t n)
     }
 }
 
-static void ms_to_tv(int ms, struct timeval *tv)
-{
-    tv->tv_sec = ms / 1000;
-    tv->tv_usec = (ms % 1000) * 1000;
-}
-
 struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
                       int names_by_dns, const struct config_upstream *cfg,
                       const struct timeval *keepalive_tv,
@@ -161,9 +155,8 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
                 return NULL;
             }
             /* Spread the first checks over the first interval. */
-            struct timeval tv;
-            ms_to_tv((int)((long)cfg->health_interval_ms * i /
-                           (cfg->n_servers + 1)), &tv);
+            struct timeval tv = util_ms_to_tv(
+                (int)((long)cfg->health_interval_ms * i / (cfg->n_servers + 1)));
             evtimer_add(s->check_timer, &tv);
         }
     }
@@ -174,10 +167,8 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
         /* Without re-resolution, an unanswered first lookup is still
          * retried every second until it succeeds. */
         p->resolve_timer = event_new(base, -1, EV_PERSIST, resolve_all, p);
-        struct timeval tv;
-        ms_to_tv(cfg->resolve_interval_ms > 0 ? cfg->resolve_interval_ms
-                                               : 1000,
-                 &tv);
+        struct timeval tv = util_ms_to_tv(
+            cfg->resolve_interval_ms > 0 ? cfg->resolve_interval_ms : 1000);
         if (p->resolve_timer == NULL || event_add(p->resolve_timer, &tv) < 0) {
             snprintf(err, errlen, "out of memory");
             pool_free(p);
@@ -311,8 +302,7 @@ static void check_done(struct pool_server *s, int pass, const char *why)
             health_publish(s->pool);
         }
     }
-    struct timeval tv;
-    ms_to_tv(cfg->health_interval_ms, &tv);
+    struct timeval tv = util_ms_to_tv(cfg->health_interval_ms);
     evtimer_add(s->check_timer, &tv);
 }
 
@@ -364,8 +354,7 @@ static void check_start(evutil_socket_t fd, short what, void *arg)
     }
     if (!s->resolved) {
         /* Nothing to check yet: look again at the next interval. */
-        struct timeval tv;
-        ms_to_tv(cfg->health_interval_ms, &tv);
+        struct timeval tv = util_ms_to_tv(cfg->health_interval_ms);
         evtimer_add(s->check_timer, &tv);
         return;
     }
@@ -375,8 +364,7 @@ static void check_start(evutil_socket_t fd, short what, void *arg)
         check_done(s, 0, "out of memory");
         return;
     }
-    struct timeval tv;
-    ms_to_tv(cfg->health_timeout_ms, &tv);
+    struct timeval tv = util_ms_to_tv(cfg->health_timeout_ms);
     bufferevent_set_timeouts(s->check_bev, &tv, &tv);
     bufferevent_setcb(s->check_bev, on_check_read, NULL, on_check_event, s);
     evbuffer_add_printf(bufferevent_get_output(s->check_bev),

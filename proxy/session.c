@@ -1058,7 +1058,7 @@ static int exchange_begin(struct session *s)
     s->latency_ms = latency;
     if (latency > 0) {
         s->ustate = UPSTREAM_LATENCY;
-        struct timeval tv = {latency / 1000, (latency % 1000) * 1000};
+        struct timeval tv = util_ms_to_tv(latency);
         timer_set(s, TIMER_LATENCY, &tv);
         return 0;
     }

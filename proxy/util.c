@@ -52,6 +52,12 @@ static int parse_digits(const char **s, uint64_t max, uint64_t *out)
     return 0;
 }
 
+struct timeval util_ms_to_tv(int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    return tv;
+}
+
 int util_parse_uint(const char *s, uint64_t *out)
 {
     uint64_t v;

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/time.h>
 
 /*
  * Parse a duration: digits with an optional unit `ms`, `s` (default), `m`
@@ -22,6 +23,9 @@ int util_parse_duration(const char *s, int64_t *ms);
  * Returns 0 and stores bytes in *bytes, or -1 on a malformed value/overflow.
  */
 int util_parse_size(const char *s, uint64_t *bytes);
+
+/* A duration in milliseconds as a timeval (for libevent timers). */
+struct timeval util_ms_to_tv(int ms);
 
 /* Parse a plain non-negative decimal integer; 0 or -1 as above. */
 int util_parse_uint(const char *s, uint64_t *out);

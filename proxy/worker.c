@@ -41,7 +41,7 @@
 /* Common timeouts: many events share a duration, libevent keeps a queue. */
 static const struct timeval *common_tv(struct event_base *base, int ms)
 {
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    struct timeval tv = util_ms_to_tv(ms);
     const struct timeval *c = event_base_init_common_timeout(base, &tv);
     return c;
 }
@@ -208,8 +208,7 @@ static void worker_drain(struct worker *w, const char *why)
         event_base_loopexit(w->base, NULL);
         return;
     }
-    struct timeval tv = {w->cfg->shutdown_timeout_ms / 1000,
-                         (w->cfg->shutdown_timeout_ms % 1000) * 1000};
+    struct timeval tv = util_ms_to_tv(w->cfg->shutdown_timeout_ms);
     evtimer_add(w->drain_timer, &tv);
     struct session *s, *next;
     for (s = TAILQ_FIRST(&w->sessions); s != NULL; s = next) {

@@ -267,6 +267,19 @@ START_TEST(ip_literal_or_name)
 }
 END_TEST
 
+START_TEST(ms_to_tv_splits)
+{
+    struct timeval tv = util_ms_to_tv(0);
+    ck_assert(tv.tv_sec == 0 && tv.tv_usec == 0);
+    tv = util_ms_to_tv(250);
+    ck_assert(tv.tv_sec == 0 && tv.tv_usec == 250000);
+    tv = util_ms_to_tv(86400000);
+    ck_assert(tv.tv_sec == 86400 && tv.tv_usec == 0);
+    tv = util_ms_to_tv(1999);
+    ck_assert(tv.tv_sec == 1 && tv.tv_usec == 999000);
+}
+END_TEST
+
 START_TEST(now_ms_is_monotonic)
 {
     double a = util_now_ms();
@@ -312,6 +325,7 @@ static Suite *util_suite(void)
     tcase_add_test(t, strieq_compares);
     tcase_add_test(t, strnieq_compares_n_bytes);
     tcase_add_test(t, now_ms_is_monotonic);
+    tcase_add_test(t, ms_to_tv_splits);
     tcase_add_test(t, ip_literal_or_name);
     suite_add_tcase(s, t);
     return s;
