@@ -331,16 +331,25 @@ static int named_in_connection(const struct http1_head *h, int first,
     return 0;
 }
 
+/*
+ * Does the Connection header (the first at conn, -1: none) make a field of
+ * this kind hop-by-hop? Never Host: it is end to end whatever Connection
+ * says, the authority the request was checked and routed by.
+ */
+static int dropped_by_connection(const struct http1_head *h, int conn,
+                                 enum header_kind kind, const char *name,
+                                 size_t len)
+{
+    return conn >= 0 && kind != HDR_HOST &&
+           named_in_connection(h, conn, name, len);
+}
+
 int http1_is_hop_by_hop(const struct http1_head *h, const char *name,
                         size_t len)
 {
     enum header_kind kind = header_kind(name, len);
-    if (kind_is_hop(kind)) {
-        return 1;
-    }
-    /* Host stays end to end whatever Connection says (http1_write_request). */
-    return kind != HDR_HOST &&
-           named_in_connection(h, find_connection(h, 0), name, len);
+    return kind_is_hop(kind) ||
+           dropped_by_connection(h, find_connection(h, 0), kind, name, len);
 }
 
 /* A Host value: host [":" port], no userinfo, path, spaces or second port. */
@@ -1154,11 +1163,8 @@ int http1_write_request(struct evbuffer *out, const struct http1_head *h,
         const char *name = h->buf + hd->name;
         size_t len = hd->name_len;
         enum header_kind kind = header_kind(name, len);
-        /* Host is end to end whatever Connection says: it was checked and
-         * routed on, and the upstream must see that authority. */
         if (kind_is_hop(kind) || kind == HDR_EXPECT ||
-            (conn >= 0 && kind != HDR_HOST &&
-             named_in_connection(h, conn, name, len)) ||
+            dropped_by_connection(h, conn, kind, name, len) ||
             kind == HDR_X_FORWARDED_PROTO) {
             continue;
         }
