@@ -94,16 +94,6 @@ enum session_timer {
     TIMER_LINGER,    /* the most a lingering close may last */
 };
 
-/*
- * Lingering close (RFC 9112 9.6): a client whose request was cut short by
- * our answer may still be sending. Closing with its bytes unread would
- * reset the connection, and a reset can destroy the answer before the
- * client reads it. So the answer is followed by a FIN, and what the client
- * still sends is read and dropped until it closes, it pauses for
- * lingering_timeout, or lingering_time passes (as nginx's directives of
- * those names; the same defaults, 5s and 30s).
- */
-
 /* What a parser callback saw, for the code after http_parser_execute(). */
 enum parsed {
     PARSED_NOTHING,
@@ -175,7 +165,7 @@ struct session {
     double t_accept;
     double latency_ms;
     const char *close_reason;
-    int linger;    /* the client may still be sending: linger on close */
+    int linger;    /* mid-request or requests queued at close_after_flush */
     int too_slow;  /* answered 408: a client that slow is not waited for */
 
     char client_addr[INET6_ADDRSTRLEN + 8];
@@ -512,8 +502,8 @@ static int close_after_flush(struct session *s, const char *reason)
 {
     timer_cancel(s);
     /* Mid-request, or with more requests queued: the client may be
-     * sending still. */
-    s->linger = !s->client_eof && !s->too_slow && s->cstate != CLIENT_TUNNEL &&
+     * sending still (client_done decides). */
+    s->linger = s->cstate != CLIENT_TUNNEL &&
                 (s->cstate == CLIENT_READING_HEAD ||
                  s->cstate == CLIENT_WAITING ||
                  s->cstate == CLIENT_READING_BODY ||
@@ -528,17 +518,29 @@ static int close_after_flush(struct session *s, const char *reason)
     return 0;
 }
 
-/* The last answer is flushed: close, or linger first. */
+/*
+ * The last answer is flushed: close, or linger first.
+ *
+ * Lingering close (RFC 9112 9.6): a client whose request was cut short by
+ * our answer may still be sending. Closing with its bytes unread would
+ * reset the connection, and a reset can destroy the answer before the
+ * client reads it. So the answer is followed by a FIN, and what the client
+ * still sends is read and dropped until it closes, it pauses for
+ * lingering_timeout, or lingering_time passes (as nginx's directives of
+ * those names; the same defaults, 5s and 30s). Not for a client that has
+ * closed already, or one answered 408 (too slow to wait for).
+ */
 static int client_done(struct session *s)
 {
     evutil_socket_t fd = bufferevent_getfd(s->client.bev);
     int ready = 0;
-    if (!s->linger && !s->client_eof && !s->too_slow && !s->tunnel &&
-        ioctl(fd, FIONREAD, &ready) == 0 && ready > 0) {
-        s->linger = 1; /* requests still in the kernel's buffer */
-    }
-    if (!s->linger || s->client_eof || s->w->cfg->lingering_timeout_ms == 0 ||
+    if (s->client_eof || s->too_slow || s->w->cfg->lingering_timeout_ms == 0 ||
+        (!s->linger && (s->tunnel || ioctl(fd, FIONREAD, &ready) < 0 ||
+                        ready <= 0)) ||
         shutdown(fd, SHUT_WR) < 0) {
+        /* Nothing more can come (requests still in the kernel's buffer
+         * count as coming; a tunnel's bytes are not requests), or nothing
+         * need be waited for. */
         return session_close(s, s->close_reason);
     }
     s->cstate = CLIENT_LINGERING;
