@@ -433,6 +433,16 @@ static void warn_unshown(const struct config *cfg)
     }
 }
 
+/* Are there free stats slots for a whole new generation of workers? */
+static int room_for_a_generation(const struct master *m)
+{
+    int free_slots = 0;
+    for (int i = 0; i < m->shm->n_slots; i++) {
+        free_slots += !m->shm->slots[i].in_use;
+    }
+    return free_slots >= m->n_slots;
+}
+
 /* Do two confs listen on the same addresses with the same workers? */
 static const char *restart_needed(const struct config *a,
                                   const struct config *b)
@@ -491,13 +501,10 @@ static void reload(struct master *m)
     }
     /* Every worker of the new generation needs a stats slot; the slots of
      * older generations free up as they finish draining. Until then the
-     * reload waits (the master's loop retries it), rather than start
-     * workers whose figures /metrics and /status would never show. */
-    int free_slots = 0;
-    for (int i = 0; i < m->shm->n_slots; i++) {
-        free_slots += !m->shm->slots[i].in_use;
-    }
-    if (free_slots < m->n_slots) {
+     * reload waits (the master's loop retries it once there is room),
+     * rather than start workers whose figures /metrics and /status would
+     * never show. */
+    if (!room_for_a_generation(m)) {
         if (!was_pending) {
             log_warn("SIGHUP: %s is valid, but older workers still draining "
                      "hold the stats slots: the reload waits until enough "
@@ -570,13 +577,7 @@ static void close_sockets(struct master *m)
         close(m->admin_fd);
         m->admin_fd = -1;
     }
-    for (int s = 0; s < m->n_slots; s++) {
-        for (int i = 0; i < m->cfg->n_listen; i++) {
-            if (m->slots[s].fds[i] >= 0) {
-                close(m->slots[s].fds[i]);
-            }
-        }
-    }
+    close_listeners(m);
 }
 
 /* Bind the admin listener; prints where it listens. -1 on failure. */
@@ -703,8 +704,8 @@ int master_run(const struct config *cfg)
             break;
         }
         reap(&m, 0);
-        if (m.reload_pending) {
-            reload(&m); /* waits again while no slots are free */
+        if (m.reload_pending && room_for_a_generation(&m)) {
+            reload(&m); /* read and checked again: the file may have moved on */
         }
         double now = util_now_ms();
         for (int s = 0; s < m.n_slots; s++) {
