@@ -168,17 +168,23 @@ def process_tree(roots):
     return out
 
 
-def cpu_ticks(roots, kernel=False):
-    """CPU ticks used so far by roots' trees (only those spent in the kernel
-    with kernel=True): each root counts its reaped children too (cutime),
-    live descendants their own time."""
-    own, reaped = (4, 5) if kernel else (1, 2)
-    total = 0
+def cpu_split(roots):
+    """(all, kernel) CPU ticks used so far by roots' trees, from one walk:
+    each root counts its reaped children too (cutime, cstime), live
+    descendants their own time."""
+    total = kernel = 0
     for p in process_tree(roots):
         st = read_stat(p)
         if st:
-            total += st[own] + (st[reaped] if p in roots else 0)
-    return total
+            reaped = p in roots
+            total += st[1] + (st[2] if reaped else 0)
+            kernel += st[4] + (st[5] if reaped else 0)
+    return total, kernel
+
+
+def cpu_ticks(roots):
+    """CPU ticks used so far by roots' trees (see cpu_split)."""
+    return cpu_split(roots)[0]
 
 
 def rss_bytes(roots):
@@ -668,11 +674,11 @@ class Bench:
             run_load(self.lab, "overhead-%s-%d-warmup" % (row, rnd),
                      peer.port, "/", 50, 1, 10, self.tool)
             roots = peer.roots()
-            c0, k0 = cpu_ticks(roots), cpu_ticks(roots, kernel=True)
+            c0, k0 = cpu_split(roots)
             x0, m0, s0 = others_ticks(), machine_busy(), tcp_segments()
             r = run_load(self.lab, "overhead-%s-%d" % (row, rnd), peer.port,
                          "/", 50, dur, 10, self.tool)
-            c1, k1 = cpu_ticks(roots), cpu_ticks(roots, kernel=True)
+            c1, k1 = cpu_split(roots)
             x1, m1, s1 = others_ticks(), machine_busy(), tcp_segments()
             r["median"] = r["rps"]
             if r["requests"]:
@@ -703,8 +709,8 @@ class Bench:
             if rs is None:
                 continue
             res["rps_all"] = [r["rps"] for r in rs]
-            cpus = sorted(rs, key=lambda r: r.get("cpu_us", 0))
-            cpus = [r for r in cpus if "cpu_us" in r]
+            cpus = sorted((r for r in rs if "cpu_us" in r),
+                          key=lambda r: r["cpu_us"])
             if cpus:
                 # The median round by CPU, with its kernel share.
                 res["cpu_us"] = cpus[len(cpus) // 2]["cpu_us"]
@@ -804,10 +810,10 @@ class Bench:
                 qs.start()
                 n0 = tcp_ext()
                 roots = peer.roots()
-                c0, k0 = cpu_ticks(roots), cpu_ticks(roots, kernel=True)
+                c0, k0 = cpu_split(roots)
                 r = run_load(self.lab, "%s-%s" % (name, row), peer.port, "/",
                              conns, d, timeout_s, self.tool)
-                c1, k1 = cpu_ticks(roots), cpu_ticks(roots, kernel=True)
+                c1, k1 = cpu_split(roots)
                 qs.stop()
                 n1 = tcp_ext()
                 res.update(r)

@@ -60,11 +60,11 @@ def profile_row(lab, row, args, lines):
                                  "-e", ",".join(events), "-p", pids],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
-        c0, k0 = L.cpu_ticks(peer.roots()), L.cpu_ticks(peer.roots(), kernel=True)
+        c0, k0 = L.cpu_split(peer.roots())
         s0 = L.tcp_segments()
         r = L.run_load(lab, "profile-%s-stat" % row, peer.port, "/",
                        args.connections, args.seconds, 10, "wrk")
-        c1, k1 = L.cpu_ticks(peer.roots()), L.cpu_ticks(peer.roots(), kernel=True)
+        c1, k1 = L.cpu_split(peer.roots())
         s1 = L.tcp_segments()
         perf.send_signal(2)
         perf.wait(30)
