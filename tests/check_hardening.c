@@ -1600,9 +1600,11 @@ static void h_race(int fd, void *arg)
     record_s("<close>");
 }
 
-START_TEST(test_idempotent_request_retried_once_on_reuse_race)
+/* Start a racing upstream (h_race, h_race_split) and the proxy, and leave
+ * one kept-alive upstream connection in the pool: GET /first, answered. */
+static void pool_one_connection(harness_handler race)
 {
-    start_script(h_race, NULL, "", "");
+    start_script(race, NULL, "", "");
     struct response r;
     ck_assert_int_eq(harness_exchange(proxy.port,
                                       "GET /first HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -1610,6 +1612,11 @@ START_TEST(test_idempotent_request_retried_once_on_reuse_race)
                      0);
     ck_assert_int_eq(r.status, 200);
     response_free(&r);
+}
+
+START_TEST(test_idempotent_request_retried_once_on_reuse_race)
+{
+    pool_one_connection(h_race);
     int fd = harness_own(harness_connect(proxy.port));
     int port = harness_client_port(fd);
     ck_assert_int_eq(
@@ -1662,14 +1669,8 @@ static void h_race_split(int fd, void *arg)
 
 START_TEST(test_retried_request_gets_the_whole_response)
 {
-    start_script(h_race_split, NULL, "", "");
+    pool_one_connection(h_race_split);
     struct response r;
-    ck_assert_int_eq(harness_exchange(proxy.port,
-                                      "GET /first HTTP/1.1\r\nHost: a\r\n\r\n",
-                                      &r, 3000),
-                     0);
-    ck_assert_int_eq(r.status, 200);
-    response_free(&r);
     ck_assert_int_eq(harness_exchange(proxy.port,
                                       "GET /second HTTP/1.1\r\nHost: a\r\n\r\n",
                                       &r, 5000),
@@ -1684,14 +1685,7 @@ END_TEST
 
 START_TEST(test_post_not_retried_on_reuse_race)
 {
-    start_script(h_race, NULL, "", "");
-    struct response r;
-    ck_assert_int_eq(harness_exchange(proxy.port,
-                                      "GET /first HTTP/1.1\r\nHost: a\r\n\r\n",
-                                      &r, 3000),
-                     0);
-    ck_assert_int_eq(r.status, 200);
-    response_free(&r);
+    pool_one_connection(h_race);
     static const char post[] = "POST /second HTTP/1.1\r\nHost: a\r\n"
                                "Content-Length: 1\r\n\r\nx";
     struct talk t;
