@@ -5,7 +5,9 @@
  * bound by the master before any fork, so the kernel spreads connections
  * over the workers and a restarted worker picks up exactly the socket (and
  * the queued connections) its predecessor had. With port 0 the first bind
- * picks the port and the rest reuse it. Signals are blocked and taken
+ * picks the port and the rest reuse it. A reload keeps the sockets of the
+ * addresses both confs name (rebind), so its new workers take over their
+ * queues too. Signals are blocked and taken
  * synchronously with sigtimedwait(): no handler runs concurrently with the
  * code here, and children unblock them after fork.
  */
@@ -37,18 +39,21 @@
 #define MASTER_MAX_WORKERS 64
 #define MASTER_MAX_RETIRING 256
 
-/* One worker slot: its sockets and the process serving them. */
+/* One worker slot: the process serving its sockets (master.fds[slot]). */
 struct slot {
-    int fds[CONFIG_MAX_LISTEN];
     pid_t pid;
     double started_ms;
     double respawn_at_ms; /* > 0: waiting to be restarted */
 };
 
+/* A table of listening sockets: one per worker slot and listen address. */
+typedef int listen_fds[MASTER_MAX_WORKERS][CONFIG_MAX_LISTEN];
+
 /* The master's state. */
 struct master {
     const struct config *cfg; /* the conf new workers get */
     struct config *owned;     /* cfg, when a reload allocated it */
+    listen_fds fds;           /* [slot][cfg->listen index], -1 if none */
     struct slot slots[MASTER_MAX_WORKERS];
     int n_slots;
     pid_t retiring[MASTER_MAX_RETIRING]; /* old workers draining */
@@ -102,9 +107,8 @@ static int listen_socket(const struct sockaddr *sa, socklen_t len,
     return fd;
 }
 
-/* The address to bind for a conf's host:port; logs "what host:port: why"
- * and returns -1 if it does not resolve. */
-static int listen_address(const struct config_addr *a, const char *what,
+/* The address to bind for a conf's host:port, or getaddrinfo's error. */
+static int resolve_listen(const struct config_addr *a,
                           struct sockaddr_storage *ss, socklen_t *len)
 {
     char port[8];
@@ -114,8 +118,7 @@ static int listen_address(const struct config_addr *a, const char *what,
     struct addrinfo *res = NULL;
     int rc = getaddrinfo(a->host, port, &hints, &res);
     if (rc != 0) {
-        log_error("%s %s:%u: %s", what, a->host, a->port, gai_strerror(rc));
-        return -1;
+        return rc;
     }
     memcpy(ss, res->ai_addr, res->ai_addrlen);
     *len = res->ai_addrlen;
@@ -123,24 +126,46 @@ static int listen_address(const struct config_addr *a, const char *what,
     return 0;
 }
 
+/* resolve_listen, which logs "what host:port: why" and returns -1 when the
+ * name does not resolve. */
+static int listen_address(const struct config_addr *a, const char *what,
+                          struct sockaddr_storage *ss, socklen_t *len)
+{
+    int rc = resolve_listen(a, ss, len);
+    if (rc != 0) {
+        log_error("%s %s:%u: %s", what, a->host, a->port, gai_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+/* The port a socket is bound to. */
+static unsigned bound_port(const struct sockaddr_storage *ss)
+{
+    return ntohs(ss->ss_family == AF_INET6
+                     ? ((const struct sockaddr_in6 *)ss)->sin6_port
+                     : ((const struct sockaddr_in *)ss)->sin_port);
+}
+
 /* Print "[what]listening on HOST:PORT" with the port actually bound, the
  * line tests and scripts wait for. */
 static void announce(const char *what, const char *host,
                      const struct sockaddr_storage *ss)
 {
-    uint16_t bound = ntohs(ss->ss_family == AF_INET6
-                               ? ((const struct sockaddr_in6 *)ss)->sin6_port
-                               : ((const struct sockaddr_in *)ss)->sin_port);
     printf(strchr(host, ':') ? "%slistening on [%s]:%u\n"
                              : "%slistening on %s:%u\n",
-           what, host, bound);
+           what, host, bound_port(ss));
     fflush(stdout);
 }
 
-/* Bind every slot's socket for listen address i; prints where it listens. */
-static int bind_address(struct master *m, int i)
+/*
+ * Bind one socket per slot (n_slots of them) for listen address a into
+ * column i of fds, and print where it listens. On failure the column is
+ * closed again (all -1) and -1 returned, logged.
+ */
+static int bind_address(const struct config_addr *a, int backlog, int n_slots,
+                        listen_fds fds, int i)
 {
-    const struct config_addr *a = &m->cfg->listen[i];
     struct sockaddr_storage ss;
     socklen_t sslen;
     if (listen_address(a, "listen", &ss, &sslen) < 0) {
@@ -158,18 +183,22 @@ static int bind_address(struct master *m, int i)
         }
         close(probe);
     }
-    for (int s = 0; s < m->n_slots; s++) {
-        int fd = listen_socket((struct sockaddr *)&ss, sslen, 1,
-                               m->cfg->backlog, err, sizeof(err));
+    for (int s = 0; s < n_slots; s++) {
+        int fd = listen_socket((struct sockaddr *)&ss, sslen, 1, backlog, err,
+                               sizeof(err));
         if (fd < 0) {
             log_error("listen %s:%u: %s", a->host, a->port, err);
+            while (s-- > 0) {
+                close(fds[s][i]);
+                fds[s][i] = -1;
+            }
             return -1;
         }
         if (s == 0) {
             /* Port 0: every other slot binds the port the kernel chose. */
             getsockname(fd, (struct sockaddr *)&ss, &sslen);
         }
-        m->slots[s].fds[i] = fd;
+        fds[s][i] = fd;
     }
     announce("", a->host, &ss);
     return 0;
@@ -237,8 +266,8 @@ static void child_close(struct master *m, int keep_slot)
             continue;
         }
         for (int i = 0; i < m->cfg->n_listen; i++) {
-            if (m->slots[o].fds[i] >= 0) {
-                close(m->slots[o].fds[i]);
+            if (m->fds[o][i] >= 0) {
+                close(m->fds[o][i]);
             }
         }
     }
@@ -276,7 +305,7 @@ static int spawn(struct master *m, int s)
         if (st != NULL) {
             st->pid = getpid();
         }
-        int rc = worker_run(m->cfg, s, m->slots[s].fds, m->cfg->n_listen, st);
+        int rc = worker_run(m->cfg, s, m->fds[s], m->cfg->n_listen, st);
         libevent_global_shutdown();
         exit(rc);
     }
@@ -443,23 +472,112 @@ static int room_for_a_generation(const struct master *m)
     return free_slots >= m->n_slots;
 }
 
-/* Do two confs listen on the same addresses with the same workers? */
-static const char *restart_needed(const struct config *a,
-                                  const struct config *b)
+/* Does the new conf's address a name the socket the running conf's
+ * listen entry j is bound to (with the port the kernel gave it, for port
+ * 0)? A new port 0 matches an old port 0 on the same host: such a socket
+ * keeps the port it was given. */
+static int same_address(const struct master *m, int j,
+                        const struct config_addr *a)
 {
-    if (a->n_listen != b->n_listen) {
-        return "listen";
+    const struct config_addr *old = &m->cfg->listen[j];
+    struct sockaddr_storage want, have;
+    socklen_t want_len, have_len = sizeof(have);
+    if ((a->port == 0) != (old->port == 0)) {
+        /* An old port-0 socket still matches its actual port. */
+        if (a->port == 0) {
+            return 0;
+        }
+    } else if (strcmp(a->host, old->host) == 0) {
+        return a->port == old->port;
     }
-    for (int i = 0; i < a->n_listen; i++) {
-        if (strcmp(a->listen[i].host, b->listen[i].host) != 0 ||
-            a->listen[i].port != b->listen[i].port) {
-            return "listen";
+    if (resolve_listen(a, &want, &want_len) != 0 ||
+        getsockname(m->fds[0][j], (struct sockaddr *)&have, &have_len) < 0 ||
+        want.ss_family != have.ss_family) {
+        return 0;
+    }
+    if (want.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)&want;
+        const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)&have;
+        return memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) ==
+                   0 &&
+               (a->port == 0 || x->sin6_port == y->sin6_port);
+    }
+    const struct sockaddr_in *x = (const struct sockaddr_in *)&want;
+    const struct sockaddr_in *y = (const struct sockaddr_in *)&have;
+    return x->sin_addr.s_addr == y->sin_addr.s_addr &&
+           (a->port == 0 || x->sin_port == y->sin_port);
+}
+
+/*
+ * The sockets next listens on, into fds: an address the running conf
+ * listens on too keeps its sockets, and the connections queued on them; a
+ * new one is bound (and announced). The sockets of addresses next drops
+ * are closed, and a changed backlog is set on the kept ones, only once
+ * every new address is bound: -1 (logged) leaves everything as it was.
+ */
+static int rebind(struct master *m, const struct config *next,
+                  listen_fds fds)
+{
+    const struct config *cur = m->cfg;
+    int kept_from[CONFIG_MAX_LISTEN]; /* next's i: cur's index, or -1 */
+    int kept[CONFIG_MAX_LISTEN] = {0};
+    memset(fds, -1, sizeof(listen_fds));
+    for (int i = 0; i < next->n_listen; i++) {
+        kept_from[i] = -1;
+        for (int j = 0; j < cur->n_listen && kept_from[i] < 0; j++) {
+            if (!kept[j] && same_address(m, j, &next->listen[i])) {
+                kept_from[i] = j;
+                kept[j] = 1;
+            }
+        }
+        if (kept_from[i] >= 0) {
+            for (int s = 0; s < m->n_slots; s++) {
+                fds[s][i] = m->fds[s][kept_from[i]];
+            }
+        } else if (bind_address(&next->listen[i], next->backlog, m->n_slots,
+                                fds, i) < 0) {
+            log_error("SIGHUP: reload failed, still running the previous "
+                      "configuration: %s:%d: listen %s:%u cannot be bound",
+                      next->path, next->listen[i].line, next->listen[i].host,
+                      next->listen[i].port);
+            while (i-- > 0) {
+                for (int s = 0; s < m->n_slots && kept_from[i] < 0; s++) {
+                    close(fds[s][i]);
+                }
+            }
+            return -1;
+        } else {
+            struct sockaddr_storage ss;
+            socklen_t len = sizeof(ss);
+            getsockname(fds[0][i], (struct sockaddr *)&ss, &len);
+            log_info("SIGHUP: listen %s:%u added (line %d)",
+                     next->listen[i].host, bound_port(&ss),
+                     next->listen[i].line);
         }
     }
-    if (a->workers != b->workers || a->backlog != b->backlog) {
-        return a->workers != b->workers ? "workers" : "backlog";
+    for (int j = 0; j < cur->n_listen; j++) {
+        if (kept[j]) {
+            continue;
+        }
+        log_info("SIGHUP: listen %s:%u removed: its old workers stop "
+                 "accepting there as they drain",
+                 cur->listen[j].host, cur->listen[j].port);
+        for (int s = 0; s < m->n_slots; s++) {
+            close(m->fds[s][j]);
+        }
     }
-    return NULL;
+    for (int i = 0; i < next->n_listen; i++) {
+        for (int s = 0; s < m->n_slots && kept_from[i] >= 0 &&
+                        next->backlog != cur->backlog;
+             s++) {
+            if (listen(fds[s][i], next->backlog) < 0) {
+                log_warn("listen %s:%u: backlog %d: %s", next->listen[i].host,
+                         next->listen[i].port, next->backlog,
+                         strerror(errno));
+            }
+        }
+    }
+    return 0;
 }
 
 /*
@@ -490,11 +608,10 @@ static void reload(struct master *m)
         config_free(next);
         return;
     }
-    const char *what = restart_needed(m->cfg, next);
-    if (what != NULL) {
+    if (next->workers != m->cfg->workers) {
         log_error("SIGHUP: reload refused, still running the previous "
-                  "configuration: %s: %s changed, which needs a restart",
-                  m->cfg->path, what);
+                  "configuration: %s: workers changed, which needs a restart",
+                  m->cfg->path);
         m->shm->reload_failures++;
         config_free(next);
         return;
@@ -522,6 +639,13 @@ static void reload(struct master *m)
           next->admin_listen[0].port != m->cfg->admin_listen[0].port))) {
         log_warn("SIGHUP: [admin] listen changed; it takes a restart");
     }
+    listen_fds fds;
+    if (rebind(m, next, fds) < 0) {
+        m->shm->reload_failures++;
+        config_free(next);
+        return;
+    }
+    memcpy(m->fds, fds, sizeof(fds));
     struct config *old_owned = m->owned;
     const struct config *old = m->cfg;
     /* Keep the admin address the sockets were bound for. */
@@ -563,9 +687,9 @@ static void close_listeners(struct master *m)
 {
     for (int s = 0; s < m->n_slots; s++) {
         for (int i = 0; i < m->cfg->n_listen; i++) {
-            if (m->slots[s].fds[i] >= 0) {
-                close(m->slots[s].fds[i]);
-                m->slots[s].fds[i] = -1;
+            if (m->fds[s][i] >= 0) {
+                close(m->fds[s][i]);
+                m->fds[s][i] = -1;
             }
         }
     }
@@ -630,13 +754,10 @@ int master_run(const struct config *cfg)
     m.shm->master_pid = getpid();
     m.shm->started_ms = util_now_ms();
     m.shm->generation = m.generation;
-    for (int s = 0; s < m.n_slots; s++) {
-        for (int i = 0; i < CONFIG_MAX_LISTEN; i++) {
-            m.slots[s].fds[i] = -1;
-        }
-    }
+    memset(m.fds, -1, sizeof(m.fds));
     for (int i = 0; i < cfg->n_listen; i++) {
-        if (bind_address(&m, i) < 0) {
+        if (bind_address(&cfg->listen[i], cfg->backlog, m.n_slots, m.fds, i) <
+            0) {
             close_sockets(&m);
             stats_unmap(m.shm);
             return 1;

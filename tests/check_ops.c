@@ -1109,6 +1109,157 @@ START_TEST(test_reload_under_load_loses_nothing)
 }
 END_TEST
 
+/* How many of n connections opened at once to port complete their
+ * handshake within 300 ms (a stopped worker accepts none of them: the
+ * listen backlog decides). */
+static int connects_completing(int port, int n)
+{
+    int fds[16];
+    ck_assert_int_le(n, 16);
+    for (int i = 0; i < n; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        ck_assert_int_ge(fds[i], 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_port = htons((uint16_t)port),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        connect(fds[i], (struct sockaddr *)&sa, sizeof(sa));
+    }
+    usleep(300 * 1000);
+    int done = 0;
+    for (int i = 0; i < n; i++) {
+        struct pollfd pfd = {.fd = fds[i], .events = POLLOUT};
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLOUT) &&
+            getsockopt(fds[i], SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
+            err == 0) {
+            done++;
+        }
+        close(fds[i]);
+    }
+    return done;
+}
+
+/* The listen backlog of the worker of the newest generation, as seen
+ * from outside: it is stopped while connections queue. */
+static int queued_while_stopped(int port)
+{
+    char pid[32];
+    snprintf(pid, sizeof(pid), "%s",
+             status_eval("[w['pid'] for w in d['workers'] if "
+                         "w['generation'] == d['generation']][0]"));
+    ck_assert_int_eq(kill(atoi(pid), SIGSTOP), 0);
+    int done = connects_completing(port, 12);
+    kill(atoi(pid), SIGCONT);
+    return done;
+}
+
+/* The conf of the listen test: the addresses (ports), the backlog. */
+static const char *listen_conf(const int *ports, int n, int backlog)
+{
+    static char buf[4096];
+    char extra[64];
+    size_t len = 0;
+    buf[0] = '\0';
+    len += (size_t)snprintf(buf, sizeof(buf), "[server]\n");
+    for (int i = 0; i < n; i++) {
+        len += (size_t)snprintf(buf + len, sizeof(buf) - len,
+                                "listen = 127.0.0.1:%d\n", ports[i]);
+    }
+    snprintf(extra, sizeof(extra), "workers = 1\nbacklog = %d\n", backlog);
+    snprintf(buf + len, sizeof(buf) - len,
+             "access_log = stderr\n%s\n[admin]\nlisten = 127.0.0.1:%d\n"
+             "[upstream origin]\nserver = 127.0.0.1:%d\n"
+             "[route /]\nupstream = origin\n",
+             harness_server_lines(extra), admin_port, origin[0].port);
+    return buf;
+}
+
+/* How many times the proxy's log says text. */
+static int log_count(const char *text)
+{
+    int n = 0;
+    for (const char *at = harness_log(&proxy); (at = strstr(at, text)) != NULL;
+         at++) {
+        n++;
+    }
+    return n;
+}
+
+/* Wait until n old workers have finished draining in all. */
+static void drained(int n)
+{
+    double deadline = harness_now() + 5000 * harness_scale();
+    while (log_count("finished draining") < n && harness_now() < deadline) {
+        usleep(20 * 1000);
+    }
+    ck_assert_msg(log_count("finished draining") >= n,
+                  "not %d old workers drained in:\n%s", n,
+                  harness_log(&proxy));
+}
+
+START_TEST(test_reload_changes_listen_and_backlog)
+{
+    /* A reload adds and drops listen addresses and sets a new backlog;
+     * an address both confs name keeps its socket (and its queue). */
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_on_origin("workers = 1\nbacklog = 1\n");
+    int ports[2] = {proxy.port, 0};
+    do {
+        ports[1] = harness_dead_port();
+    } while (ports[1] == ports[0] || ports[1] == admin_port);
+    const char *get = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+
+    /* backlog = 1: the kernel queues two connections for a stopped
+     * worker and drops the others' handshakes. */
+    ck_assert_int_le(queued_while_stopped(ports[0]), 3);
+
+    write_conf(&proxy, listen_conf(ports, 2, 16));
+    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    ck_assert_msg(harness_log_wait(&proxy, "generation 2 takes over", 3000),
+                  "no reload in:\n%s", harness_log(&proxy));
+    char added[128];
+    snprintf(added, sizeof(added), "listen 127.0.0.1:%d added (line 3)",
+             ports[1]);
+    ck_assert_msg(strstr(harness_log(&proxy), added) != NULL,
+                  "no \"%s\" in:\n%s", added, harness_log(&proxy));
+    ck_assert_int_eq(exchange(ports[0], get, NULL), 200);
+    ck_assert_int_eq(exchange(ports[1], get, NULL), 200);
+    drained(1);
+    ck_assert_int_eq(queued_while_stopped(ports[0]), 12);
+    ck_assert_str_eq(status_eval("[d['generation'], d['reloads'], "
+                                 "d['reload_failures']]"),
+                     "[2, 1, 0]");
+
+    /* The first address dropped: refused once its old worker is gone. */
+    write_conf(&proxy, listen_conf(ports + 1, 1, 16));
+    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    ck_assert_msg(harness_log_wait(&proxy, "generation 3 takes over", 3000),
+                  "no reload in:\n%s", harness_log(&proxy));
+    drained(2);
+    ck_assert_int_eq(exchange(ports[1], get, NULL), 200);
+    int fd = try_connect(ports[0]);
+    ck_assert_msg(fd < 0 && errno == ECONNREFUSED,
+                  "port %d still accepts after it was dropped", ports[0]);
+
+    /* An address that cannot be bound (the origin's) fails the reload
+     * with its line, and nothing changes. */
+    int bad[2] = {ports[1], origin[0].port};
+    write_conf(&proxy, listen_conf(bad, 2, 16));
+    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    char want[400];
+    snprintf(want, sizeof(want),
+             "%s:3: listen 127.0.0.1:%d cannot be bound", proxy.conf_path,
+             origin[0].port);
+    ck_assert_msg(harness_log_wait(&proxy, want, 3000), "no \"%s\" in:\n%s",
+                  want, harness_log(&proxy));
+    ck_assert_int_eq(exchange(ports[1], get, NULL), 200);
+    ck_assert_str_eq(status_eval("[d['generation'], d['reloads'], "
+                                 "d['reload_failures']]"),
+                     "[3, 2, 1]");
+}
+END_TEST
+
 START_TEST(test_admin_lets_silent_clients_go)
 {
     /* The admin port times out a connection that sends nothing or half a
@@ -1742,6 +1893,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_shutdown_timeout_cuts_long_exchanges);
     tcase_add_test(tc, test_sigint_during_a_drain_stops_at_once);
     tcase_add_test(tc, test_admin_lets_silent_clients_go);
+    tcase_add_test(tc, test_reload_changes_listen_and_backlog);
     tcase_add_test(tc, test_reloads_faster_than_drains_wait_for_a_stats_slot);
     tcase_add_test(tc, test_upstreams_past_the_metrics_room_are_named);
     tcase_add_test(tc, test_passive_health_takes_a_dead_server_out_and_back);
