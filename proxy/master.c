@@ -38,6 +38,8 @@
 
 #define MASTER_MAX_WORKERS 64
 #define MASTER_MAX_RETIRING 256
+/* Older generations of workers that may drain at once after reloads. */
+#define MASTER_DRAINING_GENERATIONS 3
 
 /* One worker slot: the process serving its sockets (master.fds[slot]). */
 struct slot {
@@ -159,9 +161,39 @@ static void announce(const char *what, const char *host,
 }
 
 /*
+ * Bind sockets for slots [from, to) into column i of fds, on ss (SO_REUSEPORT:
+ * they share the address). With port 0 the first one picks the port, which
+ * ss then holds. On failure those sockets are closed again (-1) and -1
+ * returned, logged for address a.
+ */
+static int bind_slots(const struct config_addr *a, struct sockaddr_storage *ss,
+                      socklen_t sslen, int backlog, int from, int to,
+                      listen_fds fds, int i)
+{
+    char err[128];
+    for (int s = from; s < to; s++) {
+        int fd = listen_socket((struct sockaddr *)ss, sslen, 1, backlog, err,
+                               sizeof(err));
+        if (fd < 0) {
+            log_error("listen %s:%u: %s", a->host, a->port, err);
+            while (s-- > from) {
+                close(fds[s][i]);
+                fds[s][i] = -1;
+            }
+            return -1;
+        }
+        if (s == from) {
+            /* Port 0: every other slot binds the port the kernel chose. */
+            getsockname(fd, (struct sockaddr *)ss, &sslen);
+        }
+        fds[s][i] = fd;
+    }
+    return 0;
+}
+
+/*
  * Bind one socket per slot (n_slots of them) for listen address a into
- * column i of fds, and print where it listens. On failure the column is
- * closed again (all -1) and -1 returned, logged.
+ * column i of fds, and print where it listens. -1 (logged) on failure.
  */
 static int bind_address(const struct config_addr *a, int backlog, int n_slots,
                         listen_fds fds, int i)
@@ -171,10 +203,10 @@ static int bind_address(const struct config_addr *a, int backlog, int n_slots,
     if (listen_address(a, "listen", &ss, &sslen) < 0) {
         return -1;
     }
-    char err[128];
     /* SO_REUSEPORT would let us share a port with a stale instance: probe
      * with a plain socket first so "address in use" is reported. */
     if (a->port != 0) {
+        char err[128];
         int probe = listen_socket((struct sockaddr *)&ss, sslen, 0, 0, err,
                                   sizeof(err));
         if (probe < 0) {
@@ -183,22 +215,8 @@ static int bind_address(const struct config_addr *a, int backlog, int n_slots,
         }
         close(probe);
     }
-    for (int s = 0; s < n_slots; s++) {
-        int fd = listen_socket((struct sockaddr *)&ss, sslen, 1, backlog, err,
-                               sizeof(err));
-        if (fd < 0) {
-            log_error("listen %s:%u: %s", a->host, a->port, err);
-            while (s-- > 0) {
-                close(fds[s][i]);
-                fds[s][i] = -1;
-            }
-            return -1;
-        }
-        if (s == 0) {
-            /* Port 0: every other slot binds the port the kernel chose. */
-            getsockname(fd, (struct sockaddr *)&ss, &sslen);
-        }
-        fds[s][i] = fd;
+    if (bind_slots(a, &ss, sslen, backlog, 0, n_slots, fds, i) < 0) {
+        return -1;
     }
     announce("", a->host, &ss);
     return 0;
@@ -462,14 +480,33 @@ static void warn_unshown(const struct config *cfg)
     }
 }
 
-/* Are there free stats slots for a whole new generation of workers? */
-static int room_for_a_generation(const struct master *m)
+/* How many generations of workers are running or draining. */
+static int generations_alive(const struct master *m)
 {
-    int free_slots = 0;
+    int gens[MASTER_DRAINING_GENERATIONS + 2];
+    int n = 0;
     for (int i = 0; i < m->shm->n_slots; i++) {
-        free_slots += !m->shm->slots[i].in_use;
+        const struct stats_slot *st = &m->shm->slots[i];
+        int seen = 0;
+        for (int g = 0; g < n && !seen; g++) {
+            seen = gens[g] == st->generation;
+        }
+        if (st->in_use && !seen && n < MASTER_DRAINING_GENERATIONS + 2) {
+            gens[n++] = st->generation;
+        }
     }
-    return free_slots >= m->n_slots;
+    return n;
+}
+
+/* How many workers a conf asks for: workers, or one per online core. */
+static int workers_wanted(const struct config *cfg)
+{
+    int n = cfg->workers;
+    if (n <= 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cores > 0 ? (int)cores : 1;
+    }
+    return n > MASTER_MAX_WORKERS ? MASTER_MAX_WORKERS : n;
 }
 
 /* Does the new conf's address a name the socket the running conf's
@@ -508,66 +545,81 @@ static int same_address(const struct master *m, int j,
            (a->port == 0 || x->sin_port == y->sin_port);
 }
 
+/* Close column i of fds for slots [from, to). */
+static void close_slots(listen_fds fds, int i, int from, int to)
+{
+    for (int s = from; s < to; s++) {
+        if (fds[s][i] >= 0) {
+            close(fds[s][i]);
+            fds[s][i] = -1;
+        }
+    }
+}
+
 /*
- * The sockets next listens on, into fds: an address the running conf
- * listens on too keeps its sockets, and the connections queued on them; a
- * new one is bound (and announced). The sockets of addresses next drops
- * are closed, and a changed backlog is set on the kept ones, only once
- * every new address is bound: -1 (logged) leaves everything as it was.
+ * The sockets next listens on with n workers, into fds. An address the
+ * running conf listens on too keeps its sockets, and the connections
+ * queued on them (more workers: more sockets on it); a new one is bound
+ * (and announced). Once every address is bound, the sockets of dropped
+ * addresses and of dropped slots are closed, and a changed backlog is set
+ * on the kept ones: a failure (-1, logged) leaves everything as it was.
  */
-static int rebind(struct master *m, const struct config *next,
+static int rebind(struct master *m, const struct config *next, int n,
                   listen_fds fds)
 {
     const struct config *cur = m->cfg;
     int kept_from[CONFIG_MAX_LISTEN]; /* next's i: cur's index, or -1 */
     int kept[CONFIG_MAX_LISTEN] = {0};
+    int both = n < m->n_slots ? n : m->n_slots; /* slots in both */
     memset(fds, -1, sizeof(listen_fds));
     for (int i = 0; i < next->n_listen; i++) {
+        const struct config_addr *a = &next->listen[i];
         kept_from[i] = -1;
         for (int j = 0; j < cur->n_listen && kept_from[i] < 0; j++) {
-            if (!kept[j] && same_address(m, j, &next->listen[i])) {
+            if (!kept[j] && same_address(m, j, a)) {
                 kept_from[i] = j;
                 kept[j] = 1;
             }
         }
+        int bound;
         if (kept_from[i] >= 0) {
-            for (int s = 0; s < m->n_slots; s++) {
-                fds[s][i] = m->fds[s][kept_from[i]];
-            }
-        } else if (bind_address(&next->listen[i], next->backlog, m->n_slots,
-                                fds, i) < 0) {
-            log_error("SIGHUP: reload failed, still running the previous "
-                      "configuration: %s:%d: listen %s:%u cannot be bound",
-                      next->path, next->listen[i].line, next->listen[i].host,
-                      next->listen[i].port);
-            while (i-- > 0) {
-                for (int s = 0; s < m->n_slots && kept_from[i] < 0; s++) {
-                    close(fds[s][i]);
-                }
-            }
-            return -1;
-        } else {
             struct sockaddr_storage ss;
             socklen_t len = sizeof(ss);
-            getsockname(fds[0][i], (struct sockaddr *)&ss, &len);
-            log_info("SIGHUP: listen %s:%u added (line %d)",
-                     next->listen[i].host, bound_port(&ss),
-                     next->listen[i].line);
+            for (int s = 0; s < both; s++) {
+                fds[s][i] = m->fds[s][kept_from[i]];
+            }
+            getsockname(m->fds[0][kept_from[i]], (struct sockaddr *)&ss, &len);
+            bound = bind_slots(a, &ss, len, next->backlog, both, n, fds, i);
+        } else {
+            bound = bind_address(a, next->backlog, n, fds, i);
+            if (bound == 0) {
+                struct sockaddr_storage ss;
+                socklen_t len = sizeof(ss);
+                getsockname(fds[0][i], (struct sockaddr *)&ss, &len);
+                log_info("SIGHUP: listen %s:%u added (line %d)", a->host,
+                         bound_port(&ss), a->line);
+            }
+        }
+        if (bound < 0) {
+            log_error("SIGHUP: reload failed, still running the previous "
+                      "configuration: %s:%d: listen %s:%u cannot be bound",
+                      next->path, a->line, a->host, a->port);
+            while (i-- > 0) {
+                close_slots(fds, i, kept_from[i] >= 0 ? both : 0, n);
+            }
+            return -1;
         }
     }
     for (int j = 0; j < cur->n_listen; j++) {
-        if (kept[j]) {
-            continue;
+        if (!kept[j]) {
+            log_info("SIGHUP: listen %s:%u removed: its old workers stop "
+                     "accepting there as they drain",
+                     cur->listen[j].host, cur->listen[j].port);
         }
-        log_info("SIGHUP: listen %s:%u removed: its old workers stop "
-                 "accepting there as they drain",
-                 cur->listen[j].host, cur->listen[j].port);
-        for (int s = 0; s < m->n_slots; s++) {
-            close(m->fds[s][j]);
-        }
+        close_slots(m->fds, j, kept[j] ? both : 0, m->n_slots);
     }
     for (int i = 0; i < next->n_listen; i++) {
-        for (int s = 0; s < m->n_slots && kept_from[i] >= 0 &&
+        for (int s = 0; s < both && kept_from[i] >= 0 &&
                         next->backlog != cur->backlog;
              s++) {
             if (listen(fds[s][i], next->backlog) < 0) {
@@ -608,25 +660,17 @@ static void reload(struct master *m)
         config_free(next);
         return;
     }
-    if (next->workers != m->cfg->workers) {
-        log_error("SIGHUP: reload refused, still running the previous "
-                  "configuration: %s: workers changed, which needs a restart",
-                  m->cfg->path);
-        m->shm->reload_failures++;
-        config_free(next);
-        return;
-    }
-    /* Every worker of the new generation needs a stats slot; the slots of
-     * older generations free up as they finish draining. Until then the
-     * reload waits (the master's loop retries it once there is room),
-     * rather than start workers whose figures /metrics and /status would
-     * never show. */
-    if (!room_for_a_generation(m)) {
+    /* Up to three older generations drain at once (the stats region has
+     * a slot for each of their workers and the new ones): a reload that
+     * comes while they all still drain waits, and the master's loop
+     * retries it once the oldest has finished, rather than start workers
+     * whose figures /metrics and /status would never show. */
+    if (generations_alive(m) > MASTER_DRAINING_GENERATIONS) {
         if (!was_pending) {
-            log_warn("SIGHUP: %s is valid, but older workers still draining "
-                     "hold the stats slots: the reload waits until enough "
-                     "of them finish",
-                     next->path);
+            log_warn("SIGHUP: %s is valid, but %d older generations of "
+                     "workers are still draining: the reload waits until "
+                     "the oldest finishes",
+                     next->path, MASTER_DRAINING_GENERATIONS);
         }
         m->reload_pending = 1;
         config_free(next);
@@ -639,8 +683,9 @@ static void reload(struct master *m)
           next->admin_listen[0].port != m->cfg->admin_listen[0].port))) {
         log_warn("SIGHUP: [admin] listen changed; it takes a restart");
     }
+    int n = workers_wanted(next);
     listen_fds fds;
-    if (rebind(m, next, fds) < 0) {
+    if (rebind(m, next, n, fds) < 0) {
         m->shm->reload_failures++;
         config_free(next);
         return;
@@ -655,13 +700,18 @@ static void reload(struct master *m)
     m->owned = next;
     m->generation++;
     m->shm->generation = m->generation;
-    log_info("SIGHUP: %s is valid: generation %d takes over", next->path,
-             m->generation);
+    log_info("SIGHUP: %s is valid: generation %d takes over with %d "
+             "worker%s",
+             next->path, m->generation, n, n == 1 ? "" : "s");
     log_init(next->log_level, "master");
     warn_unshown(next);
-    for (int s = 0; s < m->n_slots; s++) {
+    int was_slots = m->n_slots;
+    m->n_slots = n;
+    for (int s = 0; s < was_slots || s < n; s++) {
         pid_t was = m->slots[s].pid;
-        if (spawn(m, s) < 0) {
+        m->slots[s].pid = 0;
+        m->slots[s].respawn_at_ms = 0;
+        if (s < n && spawn(m, s) < 0) {
             log_error("SIGHUP: cannot start worker %d; the old one keeps "
                       "serving",
                       s);
@@ -736,17 +786,10 @@ int master_run(const struct config *cfg)
     m.cfg = cfg;
     m.admin_fd = -1;
     m.generation = 1;
-    m.n_slots = cfg->workers;
-    if (m.n_slots <= 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        m.n_slots = n > 0 ? (int)n : 1;
-    }
-    if (m.n_slots > MASTER_MAX_WORKERS) {
-        m.n_slots = MASTER_MAX_WORKERS;
-    }
-    /* Room for the workers, a generation draining after a reload, and
-     * another reload on top. */
-    m.shm = stats_map(3 * m.n_slots + 1);
+    m.n_slots = workers_wanted(cfg);
+    /* Room for the workers and three generations draining, each as many
+     * as a reload may ask for. */
+    m.shm = stats_map((MASTER_DRAINING_GENERATIONS + 1) * MASTER_MAX_WORKERS);
     if (m.shm == NULL) {
         log_error("cannot map the stats region: %s", strerror(errno));
         return 1;
@@ -825,7 +868,8 @@ int master_run(const struct config *cfg)
             break;
         }
         reap(&m, 0);
-        if (m.reload_pending && room_for_a_generation(&m)) {
+        if (m.reload_pending &&
+            generations_alive(&m) <= MASTER_DRAINING_GENERATIONS) {
             reload(&m); /* read and checked again: the file may have moved on */
         }
         double now = util_now_ms();

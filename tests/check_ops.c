@@ -1154,19 +1154,16 @@ static int queued_while_stopped(int port)
     return done;
 }
 
-/* The conf of the listen test: the addresses (ports), the backlog. */
-static const char *listen_conf(const int *ports, int n, int backlog)
+/* The conf of the reload tests: the addresses (ports), then extra
+ * [server] lines. */
+static const char *listen_conf(const int *ports, int n, const char *extra)
 {
     static char buf[4096];
-    char extra[64];
-    size_t len = 0;
-    buf[0] = '\0';
-    len += (size_t)snprintf(buf, sizeof(buf), "[server]\n");
+    size_t len = (size_t)snprintf(buf, sizeof(buf), "[server]\n");
     for (int i = 0; i < n; i++) {
         len += (size_t)snprintf(buf + len, sizeof(buf) - len,
                                 "listen = 127.0.0.1:%d\n", ports[i]);
     }
-    snprintf(extra, sizeof(extra), "workers = 1\nbacklog = %d\n", backlog);
     snprintf(buf + len, sizeof(buf) - len,
              "access_log = stderr\n%s\n[admin]\nlisten = 127.0.0.1:%d\n"
              "[upstream origin]\nserver = 127.0.0.1:%d\n"
@@ -1214,7 +1211,7 @@ START_TEST(test_reload_changes_listen_and_backlog)
      * worker and drops the others' handshakes. */
     ck_assert_int_le(queued_while_stopped(ports[0]), 3);
 
-    write_conf(&proxy, listen_conf(ports, 2, 16));
+    write_conf(&proxy, listen_conf(ports, 2, "workers = 1\nbacklog = 16\n"));
     ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
     ck_assert_msg(harness_log_wait(&proxy, "generation 2 takes over", 3000),
                   "no reload in:\n%s", harness_log(&proxy));
@@ -1232,7 +1229,7 @@ START_TEST(test_reload_changes_listen_and_backlog)
                      "[2, 1, 0]");
 
     /* The first address dropped: refused once its old worker is gone. */
-    write_conf(&proxy, listen_conf(ports + 1, 1, 16));
+    write_conf(&proxy, listen_conf(ports + 1, 1, "workers = 1\nbacklog = 16\n"));
     ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
     ck_assert_msg(harness_log_wait(&proxy, "generation 3 takes over", 3000),
                   "no reload in:\n%s", harness_log(&proxy));
@@ -1245,7 +1242,7 @@ START_TEST(test_reload_changes_listen_and_backlog)
     /* An address that cannot be bound (the origin's) fails the reload
      * with its line, and nothing changes. */
     int bad[2] = {ports[1], origin[0].port};
-    write_conf(&proxy, listen_conf(bad, 2, 16));
+    write_conf(&proxy, listen_conf(bad, 2, "workers = 1\nbacklog = 16\n"));
     ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
     char want[400];
     snprintf(want, sizeof(want),
@@ -1257,6 +1254,47 @@ START_TEST(test_reload_changes_listen_and_backlog)
     ck_assert_str_eq(status_eval("[d['generation'], d['reloads'], "
                                  "d['reload_failures']]"),
                      "[3, 2, 1]");
+}
+END_TEST
+
+/* [workers of the current generation, workers in all] from /status. */
+static const char *workers_now(void)
+{
+    return status_eval("[len([w for w in d['workers'] if w['generation'] == "
+                       "d['generation']]), len(d['workers'])]");
+}
+
+START_TEST(test_reload_changes_workers)
+{
+    /* 1 worker, then 3, then 2: each reload starts the new count on the
+     * same address and the old ones drain away. */
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_on_origin("workers = 1\n");
+    int port = proxy.port;
+    const char *get = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    ck_assert_str_eq(workers_now(), "[1, 1]");
+    const int counts[] = {3, 2};
+    for (int k = 0; k < 2; k++) {
+        char extra[32], want[64];
+        snprintf(extra, sizeof(extra), "workers = %d\n", counts[k]);
+        write_conf(&proxy, listen_conf(&port, 1, extra));
+        ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+        snprintf(want, sizeof(want), "generation %d takes over with %d workers",
+                 k + 2, counts[k]);
+        ck_assert_msg(harness_log_wait(&proxy, want, 3000), "no \"%s\" in:\n%s",
+                      want, harness_log(&proxy));
+        drained(k == 0 ? 1 : 4);
+        snprintf(want, sizeof(want), "[%d, %d]", counts[k], counts[k]);
+        ck_assert_str_eq(workers_now(), want);
+        for (int i = 0; i < 20; i++) {
+            ck_assert_int_eq(exchange(port, get, NULL), 200);
+        }
+    }
+    /* Every worker took part: the requests of generation 3 spread over
+     * both of its workers (SO_REUSEPORT hashes each connection). */
+    ck_assert_str_eq(status_eval("len([w for w in d['workers'] if "
+                                 "w['requests'] > 0])"),
+                     "2");
 }
 END_TEST
 
@@ -1286,10 +1324,9 @@ END_TEST
 
 START_TEST(test_reloads_faster_than_drains_wait_for_a_stats_slot)
 {
-    /* One worker: 4 stats slots (3 generations draining and a new one).
-     * Each reload leaves a generation draining a 3 s request; the fourth
-     * finds no free slot, waits, and happens when the first generation
-     * is gone, with a worker whose figures /metrics shows. */
+    /* Each reload leaves a generation draining a 3 s request; the fourth
+     * finds three draining already, waits, and happens when the first
+     * generation is gone, with a worker whose figures /metrics shows. */
     harness_origin(&origin[0], "--delay", "0ms", NULL);
     start_admin_on_origin("workers = 1\n");
     int held[4];
@@ -1894,6 +1931,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_sigint_during_a_drain_stops_at_once);
     tcase_add_test(tc, test_admin_lets_silent_clients_go);
     tcase_add_test(tc, test_reload_changes_listen_and_backlog);
+    tcase_add_test(tc, test_reload_changes_workers);
     tcase_add_test(tc, test_reloads_faster_than_drains_wait_for_a_stats_slot);
     tcase_add_test(tc, test_upstreams_past_the_metrics_room_are_named);
     tcase_add_test(tc, test_passive_health_takes_a_dead_server_out_and_back);
