@@ -1843,6 +1843,23 @@ static void on_client_write(struct bufferevent *bev, void *arg)
     session_flush(s);
 }
 
+/*
+ * Has the client sent its request head and seen no response yet? An EOF
+ * then is taken, like nginx's (proxy_ignore_client_abort off), for a
+ * client that gave up waiting rather than one that only half-closed: the
+ * exchange and its upstream connection end (on_client_event) rather than
+ * keep an upstream busy for nobody. A client that gives up and retries
+ * would otherwise pile its requests up on an upstream already slow.
+ * ignore_client_abort = on waits for the answer instead, and so does a
+ * client with more requests pipelined behind this one: it sent them all
+ * and half-closed.
+ */
+static int waiting_for_answer(const struct session *s)
+{
+    return !s->response_started &&
+           (s->cstate == CLIENT_WAITING || s->cstate == CLIENT_REQUEST_DONE);
+}
+
 static void on_client_event(struct bufferevent *bev, short what, void *arg)
 {
     struct session *s = arg;
@@ -1858,6 +1875,12 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
         if (s->cstate == CLIENT_CLOSING) {
             return; /* keep flushing: the client may only have half-closed */
         }
+        if (waiting_for_answer(s) && !s->w->cfg->ignore_client_abort &&
+            evbuffer_get_length(bufferevent_get_input(bev)) == 0) {
+            s->w->stats->counter[STAT_CLIENT_ABORTS]++;
+            session_close(s, "client_closed");
+            return;
+        }
         rc = client_process(s);
     } else if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
                s->cstate == CLIENT_TUNNEL) {
@@ -1872,6 +1895,9 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
         session_close(s, "client_send_timeout");
         return;
     } else {
+        if (waiting_for_answer(s)) {
+            s->w->stats->counter[STAT_CLIENT_ABORTS]++;
+        }
         session_close(s, "client_closed");
         return;
     }

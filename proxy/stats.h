@@ -67,7 +67,9 @@
     X(FAULT_DELAYS, "switchboard_fault_delays_total", "",                      \
       "Requests delayed by injected latency or a fault")                       \
     X(FAULT_ABORTS, "switchboard_fault_aborts_total", "",                      \
-      "Requests answered by an injected fault")
+      "Requests answered by an injected fault")                                \
+    X(CLIENT_ABORTS, "switchboard_client_aborts_total", "",                    \
+      "Exchanges ended by the client closing before any response")
 
 /* Gauges of a worker: X(id, name, help) */
 #define STATS_GAUGES(X)                                                        \

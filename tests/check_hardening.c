@@ -1435,6 +1435,62 @@ START_TEST(test_client_half_close_mid_request_answered)
 }
 END_TEST
 
+START_TEST(test_client_gone_before_answer_ends_the_exchange)
+{
+    /* The upstream never answers. A client that hangs up (FIN) after its
+     * request ends the exchange: the upstream connection is closed, not
+     * kept busy for nobody, and the log says the client closed. */
+    record_open();
+    harness_script(&script, h_recorder, NULL, 1);
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    const char *conf = "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                       "access_log = stderr\n%s"
+                       "[upstream rec]\nserver = 127.0.0.1:%d\n"
+                       "[upstream origin]\nserver = 127.0.0.1:%d\n"
+                       "[route /rec]\nupstream = rec\n"
+                       "[route /]\nupstream = origin\n";
+    harness_proxy(&proxy, conf, "", script.port, origin.port);
+    int fd = harness_own(harness_connect(proxy.port));
+    int port = harness_client_port(fd);
+    ck_assert_int_eq(harness_send(fd, "GET /rec HTTP/1.1\r\nHost: a\r\n\r\n"),
+                     0);
+    ck_assert(recorded_wait("GET /rec HTTP/1.1\r\n", 3000));
+    ck_assert(recorded_wait("\r\n\r\n", 3000));
+    shutdown(fd, SHUT_WR);
+    ck_assert_msg(recorded_wait("<eof>", 1000),
+                  "the upstream connection outlived the client: %s",
+                  show(recorded(), strlen(recorded())));
+    struct talk t;
+    memset(&t, 0, sizeof(t));
+    talk_read(fd, &t, 3000);
+    ck_assert_msg(t.len == 0 && t.closed, "the client got: %s",
+                  show(t.got, t.len));
+    harness_assert_logged(&proxy, port, "\"GET /rec HTTP/1.1\" 0 ",
+                          " term=client_closed", NULL);
+    harness_close_owned(fd);
+    harness_stop(&proxy);
+
+    /* ignore_client_abort = on: a half-closed client waits for its answer
+     * (the origin's, 300 ms later) and gets it. */
+    harness_proxy(&proxy, conf, "ignore_client_abort = on\n", script.port,
+                  origin.port);
+    fd = harness_own(harness_connect(proxy.port));
+    port = harness_client_port(fd);
+    ck_assert_int_eq(
+        harness_send(fd, "GET /?delay=300ms&size=5 HTTP/1.1\r\nHost: a\r\n\r\n"),
+        0);
+    usleep((useconds_t)(50 * 1000 * harness_scale()));
+    shutdown(fd, SHUT_WR);
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq((int)r.body_len, 5);
+    response_free(&r);
+    harness_assert_logged(&proxy, port, "\" 200 ", " term=done", NULL);
+    harness_close_owned(fd);
+}
+END_TEST
+
 /* ---- 9: a client that leaves mid-upload --------------------------------- */
 
 START_TEST(test_client_leaves_mid_upload)
@@ -1964,6 +2020,7 @@ static Suite *hardening_suite(void)
     tcase_add_test(tc, test_lingering_survives_a_drain);
     tcase_add_test(tc, test_bytes_after_connection_close_meet_no_reset);
     tcase_add_test(tc, test_client_half_close_mid_request_answered);
+    tcase_add_test(tc, test_client_gone_before_answer_ends_the_exchange);
     tcase_add_test(tc, test_client_leaves_mid_upload);
     tcase_add_test(tc, test_client_leaves_mid_download);
     tcase_add_test(tc, test_idempotent_request_retried_once_on_reuse_race);
