@@ -266,8 +266,12 @@ static int side_flush(struct side *side, int peer_paused)
          * the write event: libevent drops the write event of an empty
          * output when this runs in the callback of a completed connect,
          * and the write callback never came (an upload paused during the
-         * connect stalled). */
-        side->writing = 1;
+         * connect stalled). `writing` stays 0: it means a remainder is
+         * queued on the write event, and bytes queued before the callback
+         * comes are written at once like any others. (Set here, it made
+         * side_flush skip them, and the callback found them and left the
+         * flag up with no write event on: a pipelined upload's tail stayed
+         * in the output for good.) */
         bufferevent_trigger(side->bev, EV_WRITE,
                             BEV_TRIG_IGNORE_WATERMARKS |
                                 BEV_TRIG_DEFER_CALLBACKS);
