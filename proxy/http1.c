@@ -973,6 +973,12 @@ int http1_check_response(const struct http1_head *h, const http_parser *p,
     return 0;
 }
 
+int http1_te_in_http10(const http_parser *p)
+{
+    return p->http_major == 1 && p->http_minor == 0 &&
+           (p->uses_transfer_encoding || (p->flags & F_CHUNKED));
+}
+
 enum http1_body http1_request_body(const http_parser *p)
 {
     if (p->flags & F_CHUNKED) {

@@ -189,6 +189,11 @@ enum http1_body {
     HTTP1_BODY_EOF,     /* until the connection closes (responses only) */
 };
 
+/* Did an HTTP/1.0 message carry Transfer-Encoding? Its framing is then
+ * unreliable (RFC 9112 6.1): it is read as the header says, and its
+ * connection is closed after it. */
+int http1_te_in_http10(const http_parser *p);
+
 /* How the parsed request's body is delimited (after headers complete). */
 enum http1_body http1_request_body(const http_parser *p);
 

@@ -1030,6 +1030,48 @@ START_TEST(test_103_early_hints_relayed)
 }
 END_TEST
 
+static const struct reply chunked_http10 = {
+    .first = "HTTP/1.0 200 OK\r\nDate: " FIXED_DATE "\r\n"
+             "Connection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
+             "2\r\nok\r\n0\r\n\r\n",
+    .end = END_KEEP,
+};
+
+START_TEST(test_transfer_encoding_in_http10_closes_after)
+{
+    /* RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 message makes its
+     * framing unreliable; it is read as chunked and its connection is
+     * closed after it. Upstream side: two exchanges, two connections,
+     * although the upstream asked to keep the first. */
+    start_script(h_reply, (void *)&chunked_http10, "", "");
+    int fd = harness_own(harness_connect(proxy.port));
+    for (int i = 0; i < 2; i++) {
+        char got[4096];
+        size_t len = 0;
+        ck_assert_int_eq(
+            harness_send(fd, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+        ck_assert_msg(harness_read_until(fd, got, sizeof(got), &len,
+                                         "\r\n0\r\n\r\n", 3000),
+                      "exchange %d: %s", i, show(got, len));
+        ck_assert_ptr_nonnull(strstr(got, "\r\n\r\n2\r\nok\r\n0\r\n\r\n"));
+    }
+    ck_assert_int_eq(harness_count(recorded(), "<accept>"), 2);
+    harness_close_owned(fd);
+
+    /* Client side: the answer says close, and the connection ends. */
+    static const char ask[] = "POST / HTTP/1.0\r\nHost: a\r\n"
+                              "Connection: keep-alive\r\n"
+                              "Transfer-Encoding: chunked\r\n\r\n"
+                              "2\r\nhi\r\n0\r\n\r\n";
+    struct talk t;
+    talk(ask, sizeof(ask) - 1, &t);
+    ck_assert_msg(t.closed, "the client connection stayed open: %s",
+                  show(t.got, t.len));
+    ck_assert_msg(strstr(t.got, "Connection: close\r\n") != NULL,
+                  "no Connection: close in: %s", show(t.got, t.len));
+}
+END_TEST
+
 static const struct reply processing = {
     .first = "HTTP/1.1 102 Processing\r\n\r\n",
     .pause_ms = 400,
@@ -2006,6 +2048,7 @@ static Suite *hardening_suite(void)
                         (int)(sizeof(bad_responses) /
                               sizeof(bad_responses[0])));
     tcase_add_test(tc, test_103_early_hints_relayed);
+    tcase_add_test(tc, test_transfer_encoding_in_http10_closes_after);
     tcase_add_test(tc, test_102_processing_relayed);
     tcase_add_test(tc, test_interim_not_sent_to_http10_client);
     tcase_add_test(tc, test_upstream_100_continue_not_relayed);
