@@ -1,14 +1,20 @@
 /*
  * accesslog: formats entries into an evbuffer and writes it out in whole
- * lines.
+ * lines. Several workers may share the file or pipe: a write to a regular
+ * file opened O_APPEND (or sharing one offset, as stderr redirected to a
+ * file does) is never interleaved with another; a write to a pipe or a
+ * socket (journald, `| logger`) is only up to PIPE_BUF bytes, so there
+ * each write is whole lines of at most PIPE_BUF.
  */
 #include "accesslog.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,18 +29,46 @@ struct accesslog {
     char path[1024]; /* "" for stderr */
     int fd;
     int owns_fd;
+    int piped; /* fd is a pipe or a socket: writes of PIPE_BUF at most */
     struct evbuffer *buf;
     struct event *flush_timer;
 };
 
+/* How much of buf the next write takes: all of it, or on a pipe the
+ * whole lines that fit in PIPE_BUF (a longer first line alone). */
+static size_t next_write(struct accesslog *log)
+{
+    size_t len = evbuffer_get_length(log->buf);
+    if (!log->piped || len <= PIPE_BUF) {
+        return len;
+    }
+    const char *head = (const char *)evbuffer_pullup(log->buf, PIPE_BUF);
+    for (size_t n = PIPE_BUF; n > 0; n--) {
+        if (head[n - 1] == '\n') {
+            return n;
+        }
+    }
+    struct evbuffer_ptr eol = evbuffer_search(log->buf, "\n", 1, NULL);
+    return eol.pos < 0 ? len : (size_t)eol.pos + 1;
+}
+
 static void accesslog_flush(struct accesslog *log)
 {
     while (evbuffer_get_length(log->buf) > 0) {
-        if (evbuffer_write(log->buf, log->fd) < 0 && errno != EINTR) {
+        if (evbuffer_write_atmost(log->buf, log->fd,
+                                  (ev_ssize_t)next_write(log)) < 0 &&
+            errno != EINTR) {
             evbuffer_drain(log->buf, evbuffer_get_length(log->buf));
             return;
         }
     }
+}
+
+/* Is fd a pipe or a socket? */
+static int is_piped(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
 }
 
 static void on_flush_timer(evutil_socket_t fd, short what, void *arg)
@@ -66,6 +100,7 @@ struct accesslog *accesslog_open(struct event_base *base, const char *where,
         log->owns_fd = 1;
         snprintf(log->path, sizeof(log->path), "%s", where);
     }
+    log->piped = is_piped(log->fd);
     log->buf = evbuffer_new();
     log->flush_timer = event_new(base, -1, 0, on_flush_timer, log);
     if (log->buf == NULL || log->flush_timer == NULL) {
@@ -88,6 +123,7 @@ int accesslog_reopen(struct accesslog *log)
     }
     close(log->fd);
     log->fd = fd;
+    log->piped = is_piped(fd);
     return 0;
 }
 

@@ -4,8 +4,11 @@
  * of the real slow-origin, or of a scripted upstream that plays exact bytes,
  * on loopback ports the kernel picks, and stops them at the end.
  */
+#define _GNU_SOURCE 1 /* pipe2 */
+
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -1206,6 +1209,106 @@ START_TEST(test_pipelined_mixed_load_never_stalls)
 }
 END_TEST
 
+/* What a slow reader of the proxy's stderr pipe got. */
+struct pipe_reader {
+    int fd;
+    char *buf;
+    size_t len, cap;
+};
+
+static void *slow_reader(void *arg)
+{
+    struct pipe_reader *r = arg;
+    for (;;) {
+        if (r->len + 1000 >= r->cap) {
+            r->cap *= 2;
+            r->buf = realloc(r->buf, r->cap);
+            ck_assert_ptr_nonnull(r->buf);
+        }
+        ssize_t n = read(r->fd, r->buf + r->len, 1000);
+        if (n <= 0) {
+            break;
+        }
+        r->len += (size_t)n;
+        usleep(2000); /* slower than two workers write */
+    }
+    r->buf[r->len] = '\0';
+    return NULL;
+}
+
+static void *get_many(void *arg)
+{
+    int n = *(const int *)arg;
+    int fd = harness_connect(proxy.port);
+    for (int i = 0; i < n; i++) {
+        harness_send(fd, "GET /?size=10 HTTP/1.1\r\nHost: a\r\n\r\n");
+        struct response r;
+        if (harness_read_response(fd, &r, 10000, 0) != 0) {
+            break;
+        }
+        response_free(&r);
+    }
+    close(fd);
+    return NULL;
+}
+
+START_TEST(test_access_log_lines_whole_on_a_pipe)
+{
+    /* access_log = stderr, and stderr a pipe whose reader lags (journald,
+     * `| logger`): two workers' lines must never be spliced into each
+     * other. Writes over PIPE_BUF to a pipe are not atomic. */
+    int pfd[2];
+    /* Close-on-exec: only the proxy, which gets it as its stderr, may
+     * hold the write end, or the reader never sees EOF. */
+    ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    harness_stderr = pfd[1];
+    harness_proxy(&proxy, CONF,
+                  harness_server_lines("workers = 2\n"),
+                  origin.port, "");
+    harness_stderr = -1;
+    close(pfd[1]);
+    struct pipe_reader rd = {.fd = pfd[0], .cap = 1 << 20};
+    rd.buf = malloc(rd.cap);
+    pthread_t reader, clients[8];
+    ck_assert_int_eq(pthread_create(&reader, NULL, slow_reader, &rd), 0);
+    int each = harness_scale() > 1 ? 50 : 600;
+    for (int i = 0; i < 8; i++) {
+        ck_assert_int_eq(pthread_create(&clients[i], NULL, get_many, &each),
+                         0);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(clients[i], NULL);
+    }
+    harness_stop(&proxy); /* every writer gone: the reader sees EOF */
+    pthread_join(reader, NULL);
+    close(pfd[0]);
+    int access = 0, bad = 0;
+    for (char *line = rd.buf; *line != '\0';) {
+        char *end = strchr(line, '\n');
+        if (end == NULL) {
+            bad++;
+            break;
+        }
+        *end = '\0';
+        if (strstr(line, "\"GET /?size=10 HTTP/1.1\" 200 ") != NULL) {
+            size_t n = strlen(line);
+            access++;
+            bad += harness_count(line, "\"GET ") != 1 ||
+                   strncmp(line, "20", 2) != 0 ||
+                   n < 10 || strcmp(line + n - 10, " term=done") != 0;
+        } else if (strstr(line, "] ") == NULL) {
+            bad++; /* neither an access line nor a log line */
+        }
+        line = end + 1;
+    }
+    free(rd.buf);
+    ck_assert_msg(bad == 0 && access == 8 * each,
+                  "%d access lines of %d, %d malformed lines", access,
+                  8 * each, bad);
+}
+END_TEST
+
 START_TEST(test_injected_latency)
 {
     start_default("", "latency = 300ms");
@@ -1365,6 +1468,7 @@ static Suite *proxy_suite(void)
     tcase_add_test(tc, test_sigterm_exits_cleanly);
     tcase_add_test(tc, test_access_log_line);
     tcase_add_test(tc, test_pipelined_mixed_load_never_stalls);
+    tcase_add_test(tc, test_access_log_lines_whole_on_a_pipe);
     suite_add_tcase(s, tc);
     return s;
 }

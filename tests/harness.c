@@ -27,6 +27,7 @@
 #define MAX_PROCS 32
 
 int harness_nofile;
+int harness_stderr = -1;
 const char *const *harness_wrap;
 
 static struct proc *started[MAX_PROCS];
@@ -109,7 +110,7 @@ static void spawn(struct proc *p, char *const argv[])
             setenv("ASAN_OPTIONS", child_asan, 1);
         }
         dup2(pipefd[1], STDOUT_FILENO);
-        dup2(logfd, STDERR_FILENO);
+        dup2(harness_stderr >= 0 ? harness_stderr : logfd, STDERR_FILENO);
         close(pipefd[0]);
         close(pipefd[1]);
         close(logfd);

@@ -33,6 +33,10 @@ struct proc {
  * for descriptor-exhaustion tests. */
 extern int harness_nofile;
 
+/* When >= 0, processes started next get this descriptor as their stderr
+ * instead of their log file (a pipe, say). */
+extern int harness_stderr;
+
 /* When set (NULL-terminated), harness_proxy runs switchboard under this
  * command, e.g. {"/usr/bin/unshare", "-pf", ..., NULL}. */
 extern const char *const *harness_wrap;
