@@ -113,6 +113,7 @@ struct side {
     int paused;         /* reads off: the peer's output is above high water */
     int writing;        /* a remainder is queued: libevent's write event on */
     int read_err;       /* errno of a failed side_fill, for the event cb */
+    uint64_t acked;     /* the peer's bytes_acked when sending last stalled */
     uint64_t bytes_in;  /* this exchange */
     uint64_t bytes_out; /* this exchange */
 };
@@ -258,6 +259,7 @@ static int side_flush(struct side *side, int peer_paused)
     }
     if (evbuffer_get_length(out) > 0) {
         side->writing = 1;
+        util_tcp_bytes_acked(bufferevent_getfd(side->bev), &side->acked);
         bufferevent_enable(side->bev, EV_WRITE);
     } else if (peer_paused) {
         /* The peer waits for this output to drain, and it has: let the
@@ -342,6 +344,28 @@ static void side_fill(struct side *side, size_t high)
         evbuffer_commit_space(in, v, full);
     }
     evbuffer_freeze(in, 0);
+}
+
+/*
+ * The send timeout of a side fired: its socket has not turned writable for
+ * that long. Linux reports a socket writable only once half its send queue
+ * is free, and a send buffer autotuned to megabytes can take longer than
+ * the timeout to drain halfway to a peer that reads steadily but slowly.
+ * So only a peer that has acknowledged nothing since the write event was
+ * armed (or since the last such check) times out; one that did gets the
+ * timeout again (1 here). A peer that stops reading is thus cut between
+ * one and two timeouts after its last read.
+ */
+static int side_still_reading(struct side *side)
+{
+    uint64_t acked;
+    if (util_tcp_bytes_acked(bufferevent_getfd(side->bev), &acked) < 0 ||
+        acked <= side->acked) {
+        return 0;
+    }
+    side->acked = acked;
+    bufferevent_enable(side->bev, EV_WRITE); /* libevent turned it off */
+    return 1;
 }
 
 /* libevent has drained a remainder: back to optimistic writes. */
@@ -1662,6 +1686,9 @@ static void on_upstream_event(struct bufferevent *bev, short what, void *arg)
             s->w->stats->counter[STAT_TO_UP_CONNECT]++;
             rc = upstream_fail(s, 504, "upstream_connect_timeout",
                                "upstream connect timed out");
+        } else if ((what & BEV_EVENT_WRITING) &&
+                   side_still_reading(&s->upstream)) {
+            return;
         } else if (what & BEV_EVENT_WRITING) {
             s->w->stats->counter[STAT_TO_UP_SEND]++;
             rc = upstream_fail(s, 504, "upstream_send_timeout",
@@ -1896,6 +1923,9 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
         rc = reply_error(s, 408, "client_body_timeout",
                          "request body not received in time");
     } else if (what & BEV_EVENT_TIMEOUT) {
+        if (side_still_reading(&s->client)) {
+            return;
+        }
         s->w->stats->counter[STAT_TO_CLIENT_SEND]++;
         session_close(s, "client_send_timeout");
         return;

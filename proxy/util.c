@@ -14,8 +14,11 @@
 #include "util.h"
 
 #include <arpa/inet.h>
+#include <linux/tcp.h> /* tcpi_bytes_acked: glibc's tcp_info lacks it */
 #include <netinet/in.h>
+#include <stddef.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 static int is_digit(char c)
@@ -254,4 +257,18 @@ int util_strieq(const char *a, size_t alen, const char *b)
 {
     /* Most calls compare names of different lengths: settle those first. */
     return strlen(b) == alen && util_strnieq(a, b, alen);
+}
+
+int util_tcp_bytes_acked(int fd, uint64_t *acked)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    *acked = 0;
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+        len < offsetof(struct tcp_info, tcpi_bytes_acked) +
+                  sizeof(ti.tcpi_bytes_acked)) {
+        return -1;
+    }
+    *acked = ti.tcpi_bytes_acked;
+    return 0;
 }

@@ -27,6 +27,10 @@ int util_parse_size(const char *s, uint64_t *bytes);
 /* A duration in milliseconds as a timeval (for libevent timers). */
 struct timeval util_ms_to_tv(int ms);
 
+/* How many bytes the peer of TCP socket fd has acknowledged in all (TCP_INFO
+ * tcpi_bytes_acked); 0 and -1 if the kernel does not say. */
+int util_tcp_bytes_acked(int fd, uint64_t *acked);
+
 /* Parse a plain non-negative decimal integer; 0 or -1 as above. */
 int util_parse_uint(const char *s, uint64_t *out);
 

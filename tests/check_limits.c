@@ -544,6 +544,43 @@ END_TEST
 
 /* ---- 8: upstream send_timeout ------------------------------------------- */
 
+START_TEST(test_send_timeout_spares_a_slow_steady_reader)
+{
+    /* A client reading about 2 MB/s, never pausing more than a few ms,
+     * downloads 6 MiB with send_timeout = 500ms. Its socket is writable
+     * again only once half the send queue (megabytes, autotuned) has
+     * drained, which takes longer than 500 ms: it used to be cut there,
+     * with the body short. It acknowledges bytes all along, so it is not. */
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    harness_proxy(&proxy, CONF, harness_server_lines("send_timeout = 500ms\n"),
+                  origin.port, "");
+    int fd = harness_own(connect_rcvbuf(proxy.port, 16384));
+    int port = harness_client_port(fd);
+    ck_assert_int_eq(harness_send(fd, "GET /?size=6m HTTP/1.1\r\nHost: a\r\n"
+                                      "Connection: close\r\n\r\n"),
+                     0);
+    static char buf[32768];
+    long got = 0;
+    double deadline = harness_now() + 30000 * harness_scale();
+    while (harness_now() < deadline) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 1000) != 1) {
+            continue;
+        }
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n <= 0) {
+            break;
+        }
+        got += n;
+        usleep(8000);
+    }
+    char line[1024];
+    ck_assert(harness_access_line(&proxy, port, line, sizeof(line), 5000));
+    ck_assert_msg(strstr(line, " term=done") != NULL && got > 6 * 1048576,
+                  "got %ld bytes; line: %s", got, line);
+}
+END_TEST
+
 START_TEST(test_upstream_send_timeout)
 {
     harness_script(&script, never_reads, NULL, 0);
@@ -1207,6 +1244,7 @@ static Suite *limits_suite(void)
     tcase_add_test(tc, test_keepalive_timeout_zero_closes_every_response);
     tcase_add_test(tc, test_client_body_timeout);
     tcase_add_test(tc, test_send_timeout_client_never_reads);
+    tcase_add_test(tc, test_send_timeout_spares_a_slow_steady_reader);
     tcase_add_test(tc, test_upstream_connect_timeout);
     tcase_add_test(tc, test_upstream_read_timeout_mid_body);
     tcase_add_test(tc, test_upstream_send_timeout);
