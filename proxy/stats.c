@@ -87,12 +87,70 @@ int stats_gauges_answered(const struct stats_shm *shm, unsigned ask)
     return 1;
 }
 
+/* Does some worker in a slot in use have a pool named name (and, when
+ * address is not NULL, a server at address in it)? */
+static int live_has(const struct stats_shm *shm, const char *name,
+                    const char *address)
+{
+    for (int i = 0; i < shm->n_slots; i++) {
+        const struct stats_slot *w = &shm->slots[i];
+        for (int p = 0; w->in_use && p < w->n_pools && p < STATS_MAX_POOLS;
+             p++) {
+            const struct stats_pool *sp = &w->pools[p];
+            if (strcmp(sp->name, name) != 0) {
+                continue;
+            }
+            if (address == NULL) {
+                return 1;
+            }
+            for (int k = 0; k < sp->n_servers && k < STATS_MAX_SERVERS; k++) {
+                if (strcmp(sp->servers[k].address, address) == 0) {
+                    return 1;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/*
+ * Forget the figures of pools and servers of retired workers that no
+ * worker has any more (reloads removed or renamed them): /metrics no
+ * longer shows them, and they would fill retired's room, so that the
+ * figures of a pool or server added later were dropped when its workers
+ * exited and its counters went back.
+ */
+static void prune_retired(struct stats_shm *shm)
+{
+    struct stats_slot *r = &shm->retired;
+    int kept = 0;
+    for (int p = 0; p < r->n_pools; p++) {
+        struct stats_pool *sp = &r->pools[p];
+        if (!live_has(shm, sp->name, NULL)) {
+            continue;
+        }
+        int servers = 0;
+        for (int k = 0; k < sp->n_servers; k++) {
+            if (live_has(shm, sp->name, sp->servers[k].address)) {
+                sp->servers[servers++] = sp->servers[k];
+            }
+        }
+        sp->n_servers = servers;
+        if (kept != p) {
+            r->pools[kept] = *sp;
+        }
+        kept++;
+    }
+    r->n_pools = kept;
+}
+
 void stats_release(struct stats_shm *shm, pid_t pid)
 {
     for (int i = 0; i < shm->n_slots; i++) {
         struct stats_slot *s = &shm->slots[i];
         if (s->in_use && s->pid == pid) {
             __atomic_add_fetch(&shm->fold_seq, 1, __ATOMIC_SEQ_CST);
+            prune_retired(shm);
             stats_fold(&shm->retired, s, 0, 0);
             s->in_use = 0;
             __atomic_add_fetch(&shm->fold_seq, 1, __ATOMIC_SEQ_CST);

@@ -1298,6 +1298,44 @@ START_TEST(test_reload_changes_workers)
 }
 END_TEST
 
+START_TEST(test_renamed_upstreams_keep_their_counters)
+{
+    /* Each reload renames the upstream (17 names after the first), with
+     * one request through each; then one more reload keeps the last name.
+     * Its counter must stay at 1 as its old worker exits: the figures of
+     * exited workers used to fill with the names of the first 16, and a
+     * later name's were dropped (the counter went back to 0). */
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_on_origin("workers = 1\n");
+    int port = proxy.port;
+    char head[4096];
+    snprintf(head, sizeof(head), "%s", listen_conf(&port, 1, "workers = 1\n"));
+    *strstr(head, "[upstream origin]") = '\0';
+    const char *get = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    for (int k = 1; k <= 18; k++) {
+        char conf[5000], want[64];
+        snprintf(conf, sizeof(conf),
+                 "%s[upstream api_v%d]\nserver = 127.0.0.1:%d\n"
+                 "[route /]\nupstream = api_v%d\n",
+                 head, k < 18 ? k : 17, origin[0].port, k < 18 ? k : 17);
+        write_conf(&proxy, conf);
+        ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+        snprintf(want, sizeof(want), "generation %d takes over", k + 1);
+        ck_assert_msg(harness_log_wait(&proxy, want, 3000), "no \"%s\" in:\n%s",
+                      want, harness_log(&proxy));
+        drained(k);
+        if (k < 18) {
+            ck_assert_int_eq(exchange(port, get, NULL), 200);
+        }
+    }
+    ck_assert_msg(
+        metric_now("switchboard_pool_requests_total{pool=\"api_v17\"}") == 1,
+        "api_v17's requests went from 1 to %.0f",
+        metric_now("switchboard_pool_requests_total{pool=\"api_v17\"}"));
+    ck_assert(metric_now("switchboard_requests_total") >= 17);
+}
+END_TEST
+
 START_TEST(test_admin_lets_silent_clients_go)
 {
     /* The admin port times out a connection that sends nothing or half a
@@ -1932,6 +1970,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_admin_lets_silent_clients_go);
     tcase_add_test(tc, test_reload_changes_listen_and_backlog);
     tcase_add_test(tc, test_reload_changes_workers);
+    tcase_add_test(tc, test_renamed_upstreams_keep_their_counters);
     tcase_add_test(tc, test_reloads_faster_than_drains_wait_for_a_stats_slot);
     tcase_add_test(tc, test_upstreams_past_the_metrics_room_are_named);
     tcase_add_test(tc, test_passive_health_takes_a_dead_server_out_and_back);
