@@ -910,7 +910,11 @@ static int exchange_next(struct session *s)
 static int exchange_end(struct session *s)
 {
     exchange_log(s, TERM_DONE);
-    if (!s->keep_alive || s->client_eof || s->cstate != CLIENT_REQUEST_DONE) {
+    /* A client that half-closed after pipelining requests has the rest
+     * answered, then the connection ends. */
+    if (!s->keep_alive || s->cstate != CLIENT_REQUEST_DONE ||
+        (s->client_eof &&
+         evbuffer_get_length(bufferevent_get_input(s->client.bev)) == 0)) {
         return close_after_flush(s, TERM_DONE);
     }
     return exchange_next(s);
@@ -1902,13 +1906,17 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if ((what & BEV_EVENT_EOF) && s->client.read_err == 0) {
+        size_t pipelined = evbuffer_get_length(bufferevent_get_input(bev));
         s->client_eof = 1;
-        s->keep_alive = 0;
+        if (pipelined == 0) {
+            s->keep_alive = 0;
+        } /* else each queued request is answered; the last one's end is
+           * the connection's (exchange_end) */
         if (s->cstate == CLIENT_CLOSING) {
             return; /* keep flushing: the client may only have half-closed */
         }
         if (waiting_for_answer(s) && !s->w->cfg->ignore_client_abort &&
-            evbuffer_get_length(bufferevent_get_input(bev)) == 0) {
+            pipelined == 0) {
             s->w->stats->counter[STAT_CLIENT_ABORTS]++;
             session_close(s, "client_closed");
             return;

@@ -1466,6 +1466,20 @@ START_TEST(test_client_half_close_mid_request_answered)
     ck_assert(t.closed);
     harness_close_owned(fd);
 
+    /* Three requests pipelined, then a half-close: all three answered,
+     * then the connection ends. */
+    fd = harness_own(harness_connect(proxy.port));
+    ck_assert_int_eq(harness_send(fd, "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
+                                      "GET /2 HTTP/1.1\r\nHost: a\r\n\r\n"
+                                      "GET /3 HTTP/1.1\r\nHost: a\r\n\r\n"),
+                     0);
+    shutdown(fd, SHUT_WR);
+    memset(&t, 0, sizeof(t));
+    talk_read(fd, &t, 5000);
+    ck_assert_msg(harness_count(t.got, "HTTP/1.1 200 OK\r\n") == 3 && t.closed,
+                  "three pipelined, then half-closed: %s", show(t.got, t.len));
+    harness_close_owned(fd);
+
     /* Between requests a half-close is an ordinary goodbye: no answer. */
     fd = harness_own(harness_connect(proxy.port));
     shutdown(fd, SHUT_WR);
