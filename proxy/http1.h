@@ -190,8 +190,8 @@ enum http1_body {
 };
 
 /* Did an HTTP/1.0 message carry Transfer-Encoding? Its framing is then
- * unreliable (RFC 9112 6.1): it is read as the header says, and its
- * connection is closed after it. */
+ * unreliable (RFC 9112 6.1). A request is refused (http1_check_request); a
+ * response is read as the header says, and its connection closed after. */
 int http1_te_in_http10(const http_parser *p);
 
 /* How the parsed request's body is delimited (after headers complete). */

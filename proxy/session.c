@@ -828,6 +828,16 @@ static int on_resp_headers_complete(http_parser *p)
     s->status = p->status_code;
     s->response_started = 1;
     s->ustate = UPSTREAM_STREAMING_BODY;
+    if (!no_body && body == HTTP1_BODY_CHUNKED) {
+        /* Stop on the head's last LF so that the body's chunk framing is
+         * checked (http1_chunks_scan) before the parser reads it, as a
+         * request's is. */
+        http1_chunks_reset(&s->upstream.chunks);
+        s->upstream.head_lf_pending = 1;
+        s->upstream.parsed = PARSED_HEAD;
+        http_parser_pause(p, 1);
+        return 0;
+    }
     if (!no_body && body == HTTP1_BODY_LENGTH &&
         s->framing == HTTP1_BODY_LENGTH) {
         /* The body is exactly content_length bytes, relayed as they are:
@@ -1007,7 +1017,7 @@ static int exchange_begin(struct session *s)
     s->method = p->method;
     s->http_major = p->http_major;
     s->http_minor = p->http_minor;
-    s->keep_alive = http_should_keep_alive(p) && !http1_te_in_http10(p) &&
+    s->keep_alive = http_should_keep_alive(p) &&
                     cfg->keepalive_timeout_ms > 0 && !s->w->draining;
     s->w->stats->counter[STAT_REQUESTS]++;
     s->upgrade = http1_is_websocket_upgrade(&s->client.head, p);
@@ -1560,6 +1570,21 @@ static int upstream_process(struct session *s)
                 return reply_error(s, 502, "bad_response",
                                    "upstream sent a malformed head");
             }
+            if (s->ustate == UPSTREAM_STREAMING_BODY &&
+                s->upstream.parser.flags & F_CHUNKED) {
+                size_t skip = s->upstream.head_lf_pending ? 1 : 0;
+                s->upstream.head_lf_pending = 0;
+                struct http1_error err;
+                if (http1_chunks_scan(&s->upstream.chunks,
+                                      (char *)v.iov_base + skip, feed - skip,
+                                      &err) < 0) {
+                    log_warn("%s: upstream %s: %s", s->client_addr,
+                             s->conn->server->name, err.reason);
+                    upstream_failed(s, "bad_response");
+                    return reply_error(s, 502, "bad_response",
+                                       "upstream sent an invalid chunk");
+                }
+            }
             n = http_parser_execute(p, &response_settings, v.iov_base, feed);
             evbuffer_drain(in, n);
             s->upstream.bytes_in += n;
@@ -1597,6 +1622,11 @@ static int upstream_process(struct session *s)
             }
             http_parser_pause(p, 0);
             continue; /* the head is out; the body moves directly */
+        }
+        if (e == HPE_PAUSED && s->upstream.parsed == PARSED_HEAD) {
+            http_parser_pause(p, 0); /* a chunked body follows */
+            s->upstream.parsed = PARSED_NOTHING;
+            continue;
         }
         if (e == HPE_PAUSED) {
             http_parser_pause(p, 0);
