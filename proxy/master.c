@@ -194,9 +194,10 @@ static int bind_slots(const struct config_addr *a, struct sockaddr_storage *ss,
 /*
  * Bind one socket per slot (n_slots of them) for listen address a into
  * column i of fds, and print where it listens. -1 (logged) on failure.
+ * With probe, a plain bind first reports a port another process holds.
  */
 static int bind_address(const struct config_addr *a, int backlog, int n_slots,
-                        listen_fds fds, int i)
+                        listen_fds fds, int i, int probe)
 {
     struct sockaddr_storage ss;
     socklen_t sslen;
@@ -205,15 +206,15 @@ static int bind_address(const struct config_addr *a, int backlog, int n_slots,
     }
     /* SO_REUSEPORT would let us share a port with a stale instance: probe
      * with a plain socket first so "address in use" is reported. */
-    if (a->port != 0) {
+    if (a->port != 0 && probe) {
         char err[128];
-        int probe = listen_socket((struct sockaddr *)&ss, sslen, 0, 0, err,
-                                  sizeof(err));
-        if (probe < 0) {
+        int fd = listen_socket((struct sockaddr *)&ss, sslen, 0, 0, err,
+                               sizeof(err));
+        if (fd < 0) {
             log_error("listen %s:%u: %s", a->host, a->port, err);
             return -1;
         }
-        close(probe);
+        close(fd);
     }
     if (bind_slots(a, &ss, sslen, backlog, 0, n_slots, fds, i) < 0) {
         return -1;
@@ -545,6 +546,20 @@ static int same_address(const struct master *m, int j,
            (a->port == 0 || x->sin_port == y->sin_port);
 }
 
+/* Does the master hold a listening socket on port (any address)? */
+static int holds_port(const struct master *m, unsigned port)
+{
+    for (int j = 0; j < m->cfg->n_listen && port != 0; j++) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        if (getsockname(m->fds[0][j], (struct sockaddr *)&ss, &len) == 0 &&
+            bound_port(&ss) == port) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Close column i of fds for slots [from, to). */
 static void close_slots(listen_fds fds, int i, int from, int to)
 {
@@ -572,15 +587,26 @@ static int rebind(struct master *m, const struct config *next, int n,
     int kept[CONFIG_MAX_LISTEN] = {0};
     int both = n < m->n_slots ? n : m->n_slots; /* slots in both */
     memset(fds, -1, sizeof(listen_fds));
+    /* Addresses with a port first, then those with port 0, so that a
+     * port-0 entry never takes the socket an explicit port names. */
     for (int i = 0; i < next->n_listen; i++) {
-        const struct config_addr *a = &next->listen[i];
         kept_from[i] = -1;
-        for (int j = 0; j < cur->n_listen && kept_from[i] < 0; j++) {
-            if (!kept[j] && same_address(m, j, a)) {
-                kept_from[i] = j;
-                kept[j] = 1;
+    }
+    for (int zero = 0; zero < 2; zero++) {
+        for (int i = 0; i < next->n_listen; i++) {
+            const struct config_addr *a = &next->listen[i];
+            for (int j = 0; j < cur->n_listen && kept_from[i] < 0 &&
+                            (a->port == 0) == zero;
+                 j++) {
+                if (!kept[j] && same_address(m, j, a)) {
+                    kept_from[i] = j;
+                    kept[j] = 1;
+                }
             }
         }
+    }
+    for (int i = 0; i < next->n_listen; i++) {
+        const struct config_addr *a = &next->listen[i];
         int bound;
         if (kept_from[i] >= 0) {
             struct sockaddr_storage ss;
@@ -591,7 +617,10 @@ static int rebind(struct master *m, const struct config *next, int n,
             getsockname(m->fds[0][kept_from[i]], (struct sockaddr *)&ss, &len);
             bound = bind_slots(a, &ss, len, next->backlog, both, n, fds, i);
         } else {
-            bound = bind_address(a, next->backlog, n, fds, i);
+            /* The stale-instance probe would collide with our own socket
+             * on that port (127.0.0.1:P becoming 0.0.0.0:P, say). */
+            bound = bind_address(a, next->backlog, n, fds, i,
+                                 !holds_port(m, a->port));
             if (bound == 0) {
                 struct sockaddr_storage ss;
                 socklen_t len = sizeof(ss);
@@ -612,9 +641,12 @@ static int rebind(struct master *m, const struct config *next, int n,
     }
     for (int j = 0; j < cur->n_listen; j++) {
         if (!kept[j]) {
+            struct sockaddr_storage ss;
+            socklen_t len = sizeof(ss);
+            getsockname(m->fds[0][j], (struct sockaddr *)&ss, &len);
             log_info("SIGHUP: listen %s:%u removed: its old workers stop "
                      "accepting there as they drain",
-                     cur->listen[j].host, cur->listen[j].port);
+                     cur->listen[j].host, bound_port(&ss));
         }
         close_slots(m->fds, j, kept[j] ? both : 0, m->n_slots);
     }
@@ -712,10 +744,15 @@ static void reload(struct master *m)
         m->slots[s].pid = 0;
         m->slots[s].respawn_at_ms = 0;
         if (s < n && spawn(m, s) < 0) {
-            log_error("SIGHUP: cannot start worker %d; the old one keeps "
-                      "serving",
-                      s);
+            /* An old worker keeps serving; a new slot (or one that was
+             * waiting for a restart) is tried again in a second. */
+            log_error("SIGHUP: cannot start worker %d; %s", s,
+                      was > 0 ? "the old one keeps serving"
+                              : "trying again in 1 s");
             m->slots[s].pid = was;
+            if (was <= 0) {
+                m->slots[s].respawn_at_ms = util_now_ms() + 1000;
+            }
             continue;
         }
         if (was > 0) {
@@ -799,8 +836,8 @@ int master_run(const struct config *cfg)
     m.shm->generation = m.generation;
     memset(m.fds, -1, sizeof(m.fds));
     for (int i = 0; i < cfg->n_listen; i++) {
-        if (bind_address(&cfg->listen[i], cfg->backlog, m.n_slots, m.fds, i) <
-            0) {
+        if (bind_address(&cfg->listen[i], cfg->backlog, m.n_slots, m.fds, i,
+                         1) < 0) {
             close_sockets(&m);
             stats_unmap(m.shm);
             return 1;
