@@ -139,6 +139,7 @@ struct exchange {
     bool head_only;       /* HEAD: headers of the reply, no body */
     bool chunked;         /* HTTP/1.1 chunk framing on the body */
     struct event *timer;  /* delay, then /stream intervals */
+    struct timespec due;  /* when the timer is meant to go off */
     struct evbuffer_cb_entry *drain_cb; /* on the output while SENDING */
     char bad[96];         /* "name=value" of the first bad query parameter */
     unsigned status;
@@ -411,11 +412,27 @@ static void exchange_free(struct exchange *x)
     free(x);
 }
 
+/* Microseconds from now (CLOCK_MONOTONIC) to t; negative once past. */
+static int64_t us_until(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)(t->tv_sec - now.tv_sec) * 1000000 +
+           (t->tv_nsec - now.tv_nsec) / 1000;
+}
+
 /* Arm the exchange's timer on its connection's own event base. */
 static void exchange_arm(struct exchange *x, int64_t ms)
 {
     struct timeval tv = { .tv_sec = ms / 1000,
                           .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
+    clock_gettime(CLOCK_MONOTONIC, &x->due);
+    x->due.tv_sec += ms / 1000;
+    x->due.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (x->due.tv_nsec >= 1000000000) {
+        x->due.tv_sec++;
+        x->due.tv_nsec -= 1000000000;
+    }
     struct event_base *base = evhtp_request_get_connection(x->req)->evbase;
 
     if (x->timer == NULL) {
@@ -731,6 +748,16 @@ static void exchange_respond(struct exchange *x)
 static void on_exchange_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct exchange *x = arg;
+    /* libevent keeps time with CLOCK_MONOTONIC_COARSE, whose tick (4 ms
+     * at 250 Hz) can let a timer go off that much early: wait out the
+     * rest, so a delay is never short. */
+    int64_t early_us = us_until(&x->due);
+    if (early_us > 0) {
+        struct timeval rest = { .tv_sec = early_us / 1000000,
+                                .tv_usec = (suseconds_t)(early_us % 1000000) };
+        evtimer_add(x->timer, &rest);
+        return;
+    }
 
     switch (x->state) {
     case EXCHANGE_DELAYING:
@@ -911,14 +938,7 @@ static int origin_loop_init(struct origin_loop *loop,
     evhtp_callback_t *cb;
 
     LIST_INIT(&loop->sessions);
-    /* Timers on CLOCK_MONOTONIC, not libevent's default _COARSE: a delay
-     * is never a tick (4 ms at 250 Hz) short. */
-    struct event_config *ec = event_config_new();
-    if (ec != NULL) {
-        event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
-        loop->base = event_base_new_with_config(ec);
-        event_config_free(ec);
-    }
+    loop->base = event_base_new();
     loop->htp = loop->base != NULL ? evhtp_new(loop->base, NULL) : NULL;
     if (loop->htp == NULL) {
         snprintf(err, errlen, "cannot initialise libevent/libevhtp");

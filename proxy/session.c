@@ -165,6 +165,7 @@ struct session {
     double t_start, t_head, t_forward, t_connected, t_first_byte;
     double t_accept;
     double latency_ms;
+    double latency_due; /* util_now_ms() when the injected latency ends */
     const char *close_reason;
     int linger;    /* mid-request or requests queued at close_after_flush */
     int too_slow;  /* answered 408: a client that slow is not waited for */
@@ -347,20 +348,22 @@ static void side_fill(struct side *side, size_t high)
 }
 
 /*
- * The send timeout of a side fired: its socket has not turned writable for
- * that long. Linux reports a socket writable only once half its send queue
- * is free, and a send buffer autotuned to megabytes can take longer than
- * the timeout to drain halfway to a peer that reads steadily but slowly.
- * So only a peer that has acknowledged nothing since the write event was
- * armed (or since the last such check) times out; one that did gets the
- * timeout again (1 here). A peer that stops reading is thus cut between
- * one and two timeouts after its last read.
+ * The send timeout (timeout_ms) of a side fired: its socket has not turned
+ * writable for that long. Linux reports a socket writable only once half
+ * its send queue is free, and a send buffer autotuned to megabytes can
+ * take longer than the timeout to drain halfway to a peer that reads
+ * steadily but slowly. So a peer that has acknowledged at least a byte per
+ * millisecond (about 1 KB/s) since the write event was armed, or since the
+ * last such check, gets the timeout again (1 here); one that read less
+ * times out. A peer that stops reading is thus cut between one and two
+ * timeouts after its last read, and one that reads a byte now and then
+ * cannot hold its connection and buffers for ever.
  */
-static int side_still_reading(struct side *side)
+static int side_still_reading(struct side *side, int timeout_ms)
 {
     uint64_t acked;
     if (util_tcp_bytes_acked(bufferevent_getfd(side->bev), &acked) < 0 ||
-        acked <= side->acked) {
+        acked < side->acked + (uint64_t)timeout_ms) {
         return 0;
     }
     side->acked = acked;
@@ -1102,6 +1105,7 @@ static int exchange_begin(struct session *s)
     s->latency_ms = latency;
     if (latency > 0) {
         s->ustate = UPSTREAM_LATENCY;
+        s->latency_due = util_now_ms() + latency;
         struct timeval tv = util_ms_to_tv(latency);
         timer_set(s, TIMER_LATENCY, &tv);
         return 0;
@@ -1209,7 +1213,9 @@ static int client_ended(struct session *s)
                            "request head incomplete: the client closed its "
                            "side");
     }
-    return session_close(s, "client_closed");
+    /* The end of the last response may still be queued: it goes out
+     * whole (a half-closed client reads it) before the close. */
+    return close_after_flush(s, "client_closed");
 }
 
 /*
@@ -1721,7 +1727,8 @@ static void on_upstream_event(struct bufferevent *bev, short what, void *arg)
             rc = upstream_fail(s, 504, "upstream_connect_timeout",
                                "upstream connect timed out");
         } else if ((what & BEV_EVENT_WRITING) &&
-                   side_still_reading(&s->upstream)) {
+                   side_still_reading(&s->upstream,
+                                      s->pool->cfg->send_timeout_ms)) {
             return;
         } else if (what & BEV_EVENT_WRITING) {
             s->w->stats->counter[STAT_TO_UP_SEND]++;
@@ -1937,6 +1944,9 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
     }
     if ((what & BEV_EVENT_EOF) && s->client.read_err == 0) {
         size_t pipelined = evbuffer_get_length(bufferevent_get_input(bev));
+        /* libevent says EOF again if reads are turned back on after it
+         * (relay_resume): only the first one is the client's news. */
+        int first = !s->client_eof;
         s->client_eof = 1;
         if (pipelined == 0) {
             s->keep_alive = 0;
@@ -1945,8 +1955,8 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
         if (s->cstate == CLIENT_CLOSING) {
             return; /* keep flushing: the client may only have half-closed */
         }
-        if (waiting_for_answer(s) && !s->w->cfg->ignore_client_abort &&
-            pipelined == 0) {
+        if (first && waiting_for_answer(s) &&
+            !s->w->cfg->ignore_client_abort && pipelined == 0) {
             s->w->stats->counter[STAT_CLIENT_ABORTS]++;
             session_close(s, "client_closed");
             return;
@@ -1961,7 +1971,7 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
         rc = reply_error(s, 408, "client_body_timeout",
                          "request body not received in time");
     } else if (what & BEV_EVENT_TIMEOUT) {
-        if (side_still_reading(&s->client)) {
+        if (side_still_reading(&s->client, s->w->cfg->send_timeout_ms)) {
             return;
         }
         s->w->stats->counter[STAT_TO_CLIENT_SEND]++;
@@ -2003,6 +2013,18 @@ static void on_session_timer(evutil_socket_t fd, short what, void *arg)
         session_close(s, s->close_reason);
         return;
     case TIMER_LATENCY:
+        if (s->latency_due > util_now_ms()) {
+            /* libevent keeps time with CLOCK_MONOTONIC_COARSE, whose tick
+             * (4 ms at 250 Hz) can let a timer go off that much early:
+             * wait out the rest, so an injected latency is never short.
+             * (EVENT_BASE_FLAG_PRECISE_TIMER would cost a timerfd_settime
+             * per loop turn.) */
+            double rest_us = (s->latency_due - util_now_ms()) * 1000.0;
+            struct timeval rest = {(time_t)(rest_us / 1e6),
+                                   (suseconds_t)fmod(rest_us, 1e6) + 1};
+            timer_set(s, TIMER_LATENCY, &rest);
+            return;
+        }
         rc = upstream_start(s);
         if (rc == 0) {
             rc = client_process(s);

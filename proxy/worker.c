@@ -309,9 +309,6 @@ static int worker_setup(struct worker *w, const int *fds, int n_fds)
                      FD_SETSIZE);
         }
     }
-    /* Timers on CLOCK_MONOTONIC, not libevent's default _COARSE, whose
-     * tick (4 ms at 250 Hz) let an injected latency fire that much early. */
-    event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
     w->base = event_base_new_with_config(ec);
     event_config_free(ec);
     if (w->base == NULL) {
