@@ -2,9 +2,10 @@
  * accesslog: formats entries into an evbuffer and writes it out in whole
  * lines. Several workers may share the file or pipe: a write to a regular
  * file opened O_APPEND (or sharing one offset, as stderr redirected to a
- * file does) is never interleaved with another; a write to a pipe or a
- * socket (journald, `| logger`) is only up to PIPE_BUF bytes, so there
- * each write is whole lines of at most PIPE_BUF.
+ * file does) is never interleaved with another; a write to a pipe is
+ * only up to PIPE_BUF bytes (`| logger`, systemd's stdout pipe), so there,
+ * and on sockets, each write is whole lines of at most PIPE_BUF (on a
+ * stream socket that makes splicing unlikely, not impossible).
  */
 #include "accesslog.h"
 

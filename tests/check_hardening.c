@@ -1546,14 +1546,16 @@ START_TEST(test_client_gone_before_answer_ends_the_exchange)
     harness_stop(&proxy);
 
     /* ignore_client_abort = on: a half-closed client waits for its answer
-     * (the origin's, 300 ms later) and gets it. */
+     * (the origin's, 300 ms later, well after the half-close) and gets it. */
     harness_proxy(&proxy, conf, "ignore_client_abort = on\n", script.port,
                   origin.port);
     fd = harness_own(harness_connect(proxy.port));
     port = harness_client_port(fd);
-    ck_assert_int_eq(
-        harness_send(fd, "GET /?delay=300ms&size=5 HTTP/1.1\r\nHost: a\r\n\r\n"),
-        0);
+    char ask[128];
+    snprintf(ask, sizeof(ask),
+             "GET /?delay=%dms&size=5 HTTP/1.1\r\nHost: a\r\n\r\n",
+             (int)(300 * harness_scale()));
+    ck_assert_int_eq(harness_send(fd, ask), 0);
     usleep((useconds_t)(50 * 1000 * harness_scale()));
     shutdown(fd, SHUT_WR);
     struct response r;

@@ -581,6 +581,39 @@ START_TEST(test_send_timeout_spares_a_slow_steady_reader)
 }
 END_TEST
 
+START_TEST(test_half_close_after_a_stray_crlf_gets_the_whole_body)
+{
+    /* A request, a stray CRLF after it (some clients send one), then a
+     * half-close while the 8 MiB answer is still queued in the proxy: the
+     * CRLF is no request, and the answer must still go out whole. It used
+     * to be cut off where the close found it, logged as done. */
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    harness_proxy(&proxy, CONF, harness_server_lines(""), origin.port, "");
+    int fd = harness_own(connect_rcvbuf(proxy.port, 16384));
+    ck_assert_int_eq(harness_send(fd, "GET /?size=8m HTTP/1.1\r\nHost: a\r\n"
+                                      "\r\n\r\n"),
+                     0);
+    usleep((useconds_t)(200 * 1000 * harness_scale()));
+    shutdown(fd, SHUT_WR);
+    static char buf[65536];
+    long got = 0;
+    double deadline = harness_now() + 30000 * harness_scale();
+    while (harness_now() < deadline) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 1000) != 1) {
+            continue;
+        }
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n <= 0) {
+            break;
+        }
+        got += n;
+    }
+    ck_assert_msg(got > 8 * 1048576 && got < 8 * 1048576 + 512,
+                  "got %ld bytes of a 8 MiB answer", got);
+}
+END_TEST
+
 START_TEST(test_upstream_send_timeout)
 {
     harness_script(&script, never_reads, NULL, 0);
@@ -1245,6 +1278,7 @@ static Suite *limits_suite(void)
     tcase_add_test(tc, test_client_body_timeout);
     tcase_add_test(tc, test_send_timeout_client_never_reads);
     tcase_add_test(tc, test_send_timeout_spares_a_slow_steady_reader);
+    tcase_add_test(tc, test_half_close_after_a_stray_crlf_gets_the_whole_body);
     tcase_add_test(tc, test_upstream_connect_timeout);
     tcase_add_test(tc, test_upstream_read_timeout_mid_body);
     tcase_add_test(tc, test_upstream_send_timeout);
