@@ -544,6 +544,30 @@ END_TEST
 
 /* ---- 8: upstream send_timeout ------------------------------------------- */
 
+/* Read fd until EOF (or 30 s), 32 KiB at a time with pause_us between
+ * reads; how many bytes came. */
+static long read_to_end(int fd, int pause_us)
+{
+    static char buf[32768];
+    long got = 0;
+    double deadline = harness_now() + 30000 * harness_scale();
+    while (harness_now() < deadline) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 1000) != 1) {
+            continue;
+        }
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n <= 0) {
+            break;
+        }
+        got += n;
+        if (pause_us > 0) {
+            usleep((useconds_t)pause_us);
+        }
+    }
+    return got;
+}
+
 START_TEST(test_send_timeout_spares_a_slow_steady_reader)
 {
     /* A client reading about 2 MB/s, never pausing more than a few ms,
@@ -559,21 +583,7 @@ START_TEST(test_send_timeout_spares_a_slow_steady_reader)
     ck_assert_int_eq(harness_send(fd, "GET /?size=6m HTTP/1.1\r\nHost: a\r\n"
                                       "Connection: close\r\n\r\n"),
                      0);
-    static char buf[32768];
-    long got = 0;
-    double deadline = harness_now() + 30000 * harness_scale();
-    while (harness_now() < deadline) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (poll(&pfd, 1, 1000) != 1) {
-            continue;
-        }
-        ssize_t n = read(fd, buf, sizeof(buf));
-        if (n <= 0) {
-            break;
-        }
-        got += n;
-        usleep(8000);
-    }
+    long got = read_to_end(fd, 8000);
     char line[1024];
     ck_assert(harness_access_line(&proxy, port, line, sizeof(line), 5000));
     ck_assert_msg(strstr(line, " term=done") != NULL && got > 6 * 1048576,
@@ -595,20 +605,7 @@ START_TEST(test_half_close_after_a_stray_crlf_gets_the_whole_body)
                      0);
     usleep((useconds_t)(200 * 1000 * harness_scale()));
     shutdown(fd, SHUT_WR);
-    static char buf[65536];
-    long got = 0;
-    double deadline = harness_now() + 30000 * harness_scale();
-    while (harness_now() < deadline) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (poll(&pfd, 1, 1000) != 1) {
-            continue;
-        }
-        ssize_t n = read(fd, buf, sizeof(buf));
-        if (n <= 0) {
-            break;
-        }
-        got += n;
-    }
+    long got = read_to_end(fd, 0);
     ck_assert_msg(got > 8 * 1048576 && got < 8 * 1048576 + 512,
                   "got %ld bytes of a 8 MiB answer", got);
 }
