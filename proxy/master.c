@@ -149,6 +149,15 @@ static unsigned bound_port(const struct sockaddr_storage *ss)
                      : ((const struct sockaddr_in *)ss)->sin_port);
 }
 
+/* The port socket fd is bound to; 0 if it cannot say. */
+static unsigned fd_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    return getsockname(fd, (struct sockaddr *)&ss, &len) == 0 ? bound_port(&ss)
+                                                               : 0;
+}
+
 /* Print "[what]listening on HOST:PORT" with the port actually bound, the
  * line tests and scripts wait for. */
 static void announce(const char *what, const char *host,
@@ -550,10 +559,7 @@ static int same_address(const struct master *m, int j,
 static int holds_port(const struct master *m, unsigned port)
 {
     for (int j = 0; j < m->cfg->n_listen && port != 0; j++) {
-        struct sockaddr_storage ss;
-        socklen_t len = sizeof(ss);
-        if (getsockname(m->fds[0][j], (struct sockaddr *)&ss, &len) == 0 &&
-            bound_port(&ss) == port) {
+        if (fd_port(m->fds[0][j]) == port) {
             return 1;
         }
     }
@@ -622,11 +628,8 @@ static int rebind(struct master *m, const struct config *next, int n,
             bound = bind_address(a, next->backlog, n, fds, i,
                                  !holds_port(m, a->port));
             if (bound == 0) {
-                struct sockaddr_storage ss;
-                socklen_t len = sizeof(ss);
-                getsockname(fds[0][i], (struct sockaddr *)&ss, &len);
                 log_info("SIGHUP: listen %s:%u added (line %d)", a->host,
-                         bound_port(&ss), a->line);
+                         fd_port(fds[0][i]), a->line);
             }
         }
         if (bound < 0) {
@@ -641,12 +644,9 @@ static int rebind(struct master *m, const struct config *next, int n,
     }
     for (int j = 0; j < cur->n_listen; j++) {
         if (!kept[j]) {
-            struct sockaddr_storage ss;
-            socklen_t len = sizeof(ss);
-            getsockname(m->fds[0][j], (struct sockaddr *)&ss, &len);
             log_info("SIGHUP: listen %s:%u removed: its old workers stop "
                      "accepting there as they drain",
-                     cur->listen[j].host, bound_port(&ss));
+                     cur->listen[j].host, fd_port(m->fds[0][j]));
         }
         close_slots(m->fds, j, kept[j] ? both : 0, m->n_slots);
     }
@@ -772,13 +772,8 @@ static void reload(struct master *m)
  * they start draining. */
 static void close_listeners(struct master *m)
 {
-    for (int s = 0; s < m->n_slots; s++) {
-        for (int i = 0; i < m->cfg->n_listen; i++) {
-            if (m->fds[s][i] >= 0) {
-                close(m->fds[s][i]);
-                m->fds[s][i] = -1;
-            }
-        }
+    for (int i = 0; i < m->cfg->n_listen; i++) {
+        close_slots(m->fds, i, 0, m->n_slots);
     }
 }
 
