@@ -542,9 +542,28 @@ static void on_admin_request(evhtp_request_t *req, void *arg)
     }
 }
 
+/* What the signal handlers need. */
+struct admin_ctx {
+    struct event_base *base;
+    evhtp_t *htp;
+};
+
+/*
+ * SIGTERM and SIGINT: stop. SIGQUIT, from a reload that started a new
+ * admin process on the same (or a new) socket: stop accepting at once,
+ * and leave once the replies under way are out (they wait at most
+ * GAUGES_WAIT_MS for the gauges).
+ */
 static void on_admin_signal(evutil_socket_t sig, short what, void *arg)
 {
-    event_base_loopbreak(arg);
+    struct admin_ctx *ctx = arg;
+    if (sig == SIGQUIT) {
+        evhtp_unbind_socket(ctx->htp);
+        struct timeval grace = util_ms_to_tv(GAUGES_WAIT_MS + 500);
+        event_base_loopexit(ctx->base, &grace);
+        return;
+    }
+    event_base_loopbreak(ctx->base);
 }
 
 int admin_run(const struct config *cfg, int fd, struct stats_shm *shm)
@@ -558,9 +577,10 @@ int admin_run(const struct config *cfg, int fd, struct stats_shm *shm)
         return 1;
     }
     evhtp_t *htp = evhtp_new(base, NULL);
-    struct event *term = evsignal_new(base, SIGTERM, on_admin_signal, base);
-    struct event *intr = evsignal_new(base, SIGINT, on_admin_signal, base);
-    struct event *quit = evsignal_new(base, SIGQUIT, on_admin_signal, base);
+    struct admin_ctx ctx = {base, htp};
+    struct event *term = evsignal_new(base, SIGTERM, on_admin_signal, &ctx);
+    struct event *intr = evsignal_new(base, SIGINT, on_admin_signal, &ctx);
+    struct event *quit = evsignal_new(base, SIGQUIT, on_admin_signal, &ctx);
     int rc = 1;
     if (htp == NULL || term == NULL || intr == NULL || quit == NULL ||
         evsignal_add(term, NULL) < 0 || evsignal_add(intr, NULL) < 0 ||

@@ -665,6 +665,76 @@ static int rebind(struct master *m, const struct config *next, int n,
 }
 
 /*
+ * Bind cfg's admin listener and print where it listens: the socket, or -1.
+ * A reload's failure names the conf's line (the reload is refused).
+ */
+static int bind_admin(const struct config *cfg, int reloading)
+{
+    const struct config_addr *a = &cfg->admin_listen[0];
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    char err[128];
+    int rc = resolve_listen(a, &ss, &sslen);
+    int fd = -1;
+    if (rc != 0) {
+        snprintf(err, sizeof(err), "%s", gai_strerror(rc));
+    } else {
+        fd = listen_socket((struct sockaddr *)&ss, sslen, 0, 128, err,
+                           sizeof(err));
+    }
+    if (fd < 0) {
+        if (reloading) {
+            log_error("SIGHUP: reload failed, still running the previous "
+                      "configuration: %s:%d: [admin] listen %s:%u cannot be "
+                      "bound: %s",
+                      cfg->path, a->line, a->host, a->port, err);
+        } else {
+            log_error("[admin] listen %s:%u: %s", a->host, a->port, err);
+        }
+        return -1;
+    }
+    sslen = sizeof(ss);
+    getsockname(fd, (struct sockaddr *)&ss, &sslen);
+    announce("admin ", a->host, &ss);
+    return fd;
+}
+
+/* Whether next's [admin] listen differs from cur's (port 0 stays 0: the
+ * socket bound for it is kept, as for [server] listen). */
+static int admin_moved(const struct config *cur, const struct config *next)
+{
+    if (next->n_admin_listen != cur->n_admin_listen) {
+        return 1;
+    }
+    return next->n_admin_listen > 0 &&
+           (strcmp(next->admin_listen[0].host, cur->admin_listen[0].host) !=
+                0 ||
+            next->admin_listen[0].port != cur->admin_listen[0].port);
+}
+
+/*
+ * After a reload: a new admin process on the new conf (and on fd, the
+ * admin socket now); the old one stops accepting at once and leaves when
+ * its replies under way are out (admin.c).
+ */
+static void restart_admin(struct master *m, int fd)
+{
+    pid_t old = m->admin_pid;
+    if (fd != m->admin_fd && m->admin_fd >= 0) {
+        close(m->admin_fd);
+    }
+    m->admin_fd = fd;
+    m->admin_pid = 0;
+    m->admin_respawn_at_ms = 0;
+    if (old > 0) {
+        kill(old, SIGQUIT);
+    }
+    if (fd >= 0 && spawn_admin(m) < 0) {
+        m->admin_respawn_at_ms = util_now_ms() + 1000; /* tried again */
+    }
+}
+
+/*
  * SIGHUP: read and check the conf again. If it is good, start a new
  * worker per slot on it (same sockets: nothing queued is lost) and let the
  * old ones drain; if not, log why and go on with the one we have.
@@ -708,26 +778,30 @@ static void reload(struct master *m)
         config_free(next);
         return;
     }
-    if (next->n_admin_listen != m->cfg->n_admin_listen ||
-        (next->n_admin_listen > 0 &&
-         (strcmp(next->admin_listen[0].host, m->cfg->admin_listen[0].host) !=
-              0 ||
-          next->admin_listen[0].port != m->cfg->admin_listen[0].port))) {
-        log_warn("SIGHUP: [admin] listen changed; it takes a restart");
+    /* A moved admin listener is bound first: a reload whose admin address
+     * cannot be bound changes nothing. */
+    int moved = admin_moved(m->cfg, next);
+    int admin_fd = m->admin_fd;
+    if (moved) {
+        admin_fd = next->n_admin_listen > 0 ? bind_admin(next, 1) : -1;
+        if (next->n_admin_listen > 0 && admin_fd < 0) {
+            m->shm->reload_failures++;
+            config_free(next);
+            return;
+        }
     }
     int n = workers_wanted(next);
     listen_fds fds;
     if (rebind(m, next, n, fds) < 0) {
+        if (moved && admin_fd >= 0) {
+            close(admin_fd);
+        }
         m->shm->reload_failures++;
         config_free(next);
         return;
     }
     memcpy(m->fds, fds, sizeof(fds));
     struct config *old_owned = m->owned;
-    const struct config *old = m->cfg;
-    /* Keep the admin address the sockets were bound for. */
-    memcpy(next->admin_listen, old->admin_listen, sizeof(next->admin_listen));
-    next->n_admin_listen = old->n_admin_listen;
     m->cfg = next;
     m->owned = next;
     m->generation++;
@@ -762,6 +836,7 @@ static void reload(struct master *m)
             kill(was, SIGQUIT);
         }
     }
+    restart_admin(m, admin_fd);
     m->shm->reloads++;
     config_free(old_owned);
 }
@@ -784,28 +859,6 @@ static void close_sockets(struct master *m)
         m->admin_fd = -1;
     }
     close_listeners(m);
-}
-
-/* Bind the admin listener; prints where it listens. -1 on failure. */
-static int bind_admin(struct master *m)
-{
-    const struct config_addr *a = &m->cfg->admin_listen[0];
-    struct sockaddr_storage ss;
-    socklen_t sslen;
-    if (listen_address(a, "[admin] listen", &ss, &sslen) < 0) {
-        return -1;
-    }
-    char err[128];
-    m->admin_fd = listen_socket((struct sockaddr *)&ss, sslen, 0, 128, err,
-                                sizeof(err));
-    if (m->admin_fd < 0) {
-        log_error("[admin] listen %s:%u: %s", a->host, a->port, err);
-        return -1;
-    }
-    sslen = sizeof(ss);
-    getsockname(m->admin_fd, (struct sockaddr *)&ss, &sslen);
-    announce("admin ", a->host, &ss);
-    return 0;
 }
 
 int master_run(const struct config *cfg)
@@ -838,7 +891,8 @@ int master_run(const struct config *cfg)
             return 1;
         }
     }
-    if (cfg->n_admin_listen > 0 && bind_admin(&m) < 0) {
+    if (cfg->n_admin_listen > 0 &&
+        (m.admin_fd = bind_admin(cfg, 0)) < 0) {
         close_sockets(&m);
         stats_unmap(m.shm);
         return 1;

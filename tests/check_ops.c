@@ -1257,6 +1257,116 @@ START_TEST(test_reload_changes_listen_and_backlog)
 }
 END_TEST
 
+/* Wait up to 3 s (scaled) until 127.0.0.1:port refuses connections. */
+static int refused_soon(int port)
+{
+    double deadline = harness_now() + 3000 * harness_scale();
+    for (;;) {
+        int fd = try_connect(port);
+        if (fd < 0 && errno == ECONNREFUSED) {
+            return 1;
+        }
+        if (fd >= 0) {
+            close(fd);
+        }
+        if (harness_now() >= deadline) {
+            return 0;
+        }
+        usleep(20 * 1000);
+    }
+}
+
+/* Milliseconds until the admin listener closes a connection that sends
+ * nothing (its client_header_timeout), or -1 if still open after 5 s. */
+static double admin_silent_close_ms(void)
+{
+    int fd = try_connect(admin_port);
+    ck_assert_int_ge(fd, 0);
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    double t0 = harness_now();
+    char c;
+    ssize_t n = recv(fd, &c, 1, 0);
+    double took = harness_now() - t0;
+    close(fd);
+    return n <= 0 && took < 4900 ? took : -1;
+}
+
+START_TEST(test_reload_moves_the_admin_listener)
+{
+    /* A reload applies [admin]: a new address is bound and the old one
+     * closed; the same address keeps its socket, and the admin process
+     * runs on the new conf; an address that cannot be bound fails the
+     * reload; no [admin] section closes it. */
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_on_origin("workers = 1\nclient_header_timeout = 60s\n");
+    int port = proxy.port;
+    int old_admin = admin_port;
+    do {
+        admin_port = harness_dead_port();
+    } while (admin_port == old_admin || admin_port == port);
+    write_conf(&proxy, listen_conf(&port, 1, "workers = 1\n"
+                                             "client_header_timeout = 60s\n"));
+    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    ck_assert_msg(harness_log_wait(&proxy, "generation 2 takes over", 3000),
+                  "no reload in:\n%s", harness_log(&proxy));
+    wait_admin();
+    ck_assert_str_eq(status_eval("[d['generation'], d['reload_failures']]"),
+                     "[2, 0]");
+    ck_assert_msg(refused_soon(old_admin),
+                  "the old admin port %d still accepts", old_admin);
+
+    /* Same address, new timeout: the admin process follows the conf. */
+    ck_assert_double_lt(admin_silent_close_ms(), 0);
+    write_conf(&proxy, listen_conf(&port, 1, "workers = 1\n"
+                                             "client_header_timeout = 300ms\n"));
+    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    ck_assert_msg(harness_log_wait(&proxy, "generation 3 takes over", 3000),
+                  "no reload in:\n%s", harness_log(&proxy));
+    ck_assert_str_eq(status_eval("d['generation']"), "3");
+    double ms = admin_silent_close_ms();
+    ck_assert_msg(ms >= 200 && ms < 3000 * harness_scale(),
+                  "admin closed a silent connection after %.0f ms", ms);
+
+    /* The origin's port cannot be bound: the reload fails with the line,
+     * and the admin stays where it was. */
+    int kept = admin_port;
+    admin_port = origin[0].port;
+    const char *text = listen_conf(&port, 1, "workers = 1\n");
+    admin_port = kept;
+    int line = 2; /* the line after "[admin]" */
+    for (const char *c = text; c < strstr(text, "[admin]"); c++) {
+        line += *c == '\n';
+    }
+    write_conf(&proxy, text);
+    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    char want[400];
+    snprintf(want, sizeof(want),
+             "%s:%d: [admin] listen 127.0.0.1:%d cannot be bound",
+             proxy.conf_path, line, origin[0].port);
+    ck_assert_msg(harness_log_wait(&proxy, want, 3000), "no \"%s\" in:\n%s",
+                  want, harness_log(&proxy));
+    ck_assert_str_eq(status_eval("[d['generation'], d['reload_failures']]"),
+                     "[3, 1]");
+
+    /* No [admin] section: the admin listener closes; proxying goes on. */
+    char plain[512];
+    snprintf(plain, sizeof(plain),
+             "[server]\nlisten = 127.0.0.1:%d\nworkers = 1\n"
+             "[upstream origin]\nserver = 127.0.0.1:%d\n"
+             "[route /]\nupstream = origin\n",
+             port, origin[0].port);
+    write_conf(&proxy, plain);
+    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    ck_assert_msg(harness_log_wait(&proxy, "generation 4 takes over", 3000),
+                  "no reload in:\n%s", harness_log(&proxy));
+    ck_assert_msg(refused_soon(admin_port), "the admin port %d still accepts",
+                  admin_port);
+    ck_assert_int_eq(exchange(port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", NULL),
+                     200);
+}
+END_TEST
+
 /* [workers of the current generation, workers in all] from /status. */
 static const char *workers_now(void)
 {
@@ -1972,6 +2082,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_admin_lets_silent_clients_go);
     tcase_add_test(tc, test_reload_changes_listen_and_backlog);
     tcase_add_test(tc, test_reload_changes_workers);
+    tcase_add_test(tc, test_reload_moves_the_admin_listener);
     tcase_add_test(tc, test_renamed_upstreams_keep_their_counters);
     tcase_add_test(tc, test_reloads_faster_than_drains_wait_for_a_stats_slot);
     tcase_add_test(tc, test_upstreams_past_the_metrics_room_are_named);
