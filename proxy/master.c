@@ -547,6 +547,7 @@ static int same_address(const struct master *m, int j,
         const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)&have;
         return memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) ==
                    0 &&
+               x->sin6_scope_id == y->sin6_scope_id &&
                (a->port == 0 || x->sin6_port == y->sin6_port);
     }
     const struct sockaddr_in *x = (const struct sockaddr_in *)&want;
