@@ -1181,6 +1181,15 @@ static int on_directive(void *user, const char *section, const char *name,
         }
         break;
     }
+    /* A value in double quotes, as nginx and HAProxy take them: the
+     * quotes go. */
+    char unquoted[INI_MAX_LINE + 1];
+    size_t len = strlen(value);
+    if (len >= 2 && value[0] == '"' && value[len - 1] == '"') {
+        memcpy(unquoted, value + 1, len - 2);
+        unquoted[len - 2] = '\0';
+        value = unquoted;
+    }
     if (set_value(p, d, base, value) < 0) {
         return 0;
     }

@@ -869,6 +869,29 @@ START_TEST(syntax_comments_and_blanks)
 }
 END_TEST
 
+START_TEST(syntax_quoted_values)
+{
+    /* Double quotes around a whole value go, as in nginx and HAProxy;
+     * anything else keeps its quotes and is judged as written. */
+    LOAD_OK("[server]\n"
+            "listen = \"127.0.0.1:8081\"\n"
+            "access_log = \"/var/log/a b.log\" ; quoted\n"
+            "client_header_timeout = \"3s\"\n"
+            "[upstream a]\n"
+            "server = \"h:1 weight=2\"\n");
+    ck_assert_int_eq(cfg->listen[0].port, 8081);
+    ck_assert_str_eq(cfg->access_log, "/var/log/a b.log");
+    ck_assert_int_eq(cfg->client_header_timeout_ms, 3000);
+    ck_assert_int_eq(cfg->upstreams[0].servers[0].weight, 2);
+    LOAD_ERROR("[server]\nworkers = \"3\n" UPSTREAM,
+               "t.conf:2: bad value \"\"3\" for workers: expected a whole "
+               "number or auto");
+    LOAD_ERROR("[server]\nworkers = \"\"\n" UPSTREAM,
+               "t.conf:2: bad value \"\" for workers: expected a whole "
+               "number or auto");
+}
+END_TEST
+
 START_TEST(syntax_crlf_bom_and_last_line)
 {
     LOAD_OK("\xEF\xBB\xBF[server]\r\nworkers = 2\r\n\r\n[upstream a]\r\n"
@@ -1176,6 +1199,7 @@ static Suite *config_suite(void)
     tcase_add_test(t, syntax_sections);
     tcase_add_test(t, syntax_directives);
     tcase_add_test(t, syntax_comments_and_blanks);
+    tcase_add_test(t, syntax_quoted_values);
     tcase_add_test(t, syntax_crlf_bom_and_last_line);
     tcase_add_test(t, syntax_continuation_lines);
     tcase_add_test(t, syntax_line_too_long);
