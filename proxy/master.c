@@ -65,6 +65,7 @@ struct master {
     struct stats_shm *shm;
     int admin_fd;             /* -1: no admin listener */
     pid_t admin_pid;
+    pid_t admin_old;          /* the one a reload replaced, until it exits */
     double admin_respawn_at_ms;
     sigset_t sigs;
     sigset_t old_mask;
@@ -380,6 +381,10 @@ static int reap(struct master *m, int stopping)
     int status;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         stats_release(m->shm, pid);
+        if (pid == m->admin_old) {
+            m->admin_old = 0;
+            continue;
+        }
         if (pid == m->admin_pid) {
             m->admin_pid = 0;
             if (!stopping) {
@@ -464,11 +469,14 @@ static void stop_workers(struct master *m, int sig)
             deadline = util_now_ms() + 10000.0;
         }
     }
-    if (m->admin_pid > 0) {
-        kill(m->admin_pid, SIGTERM);
-        waitpid(m->admin_pid, NULL, 0);
-        m->admin_pid = 0;
+    pid_t admins[2] = {m->admin_pid, m->admin_old};
+    for (int i = 0; i < 2; i++) {
+        if (admins[i] > 0) {
+            kill(admins[i], SIGTERM);
+            waitpid(admins[i], NULL, 0);
+        }
     }
+    m->admin_pid = m->admin_old = 0;
 }
 
 /* /metrics and /status have room for STATS_MAX_POOLS upstreams and
@@ -729,6 +737,7 @@ static void restart_admin(struct master *m, int fd)
     m->admin_respawn_at_ms = 0;
     if (old > 0) {
         kill(old, SIGQUIT);
+        m->admin_old = old;
     }
     if (fd >= 0 && spawn_admin(m) < 0) {
         m->admin_respawn_at_ms = util_now_ms() + 1000; /* tried again */
