@@ -722,24 +722,20 @@ static int admin_moved(const struct config *cur, const struct config *next)
 }
 
 /*
- * After a reload: a new admin process on the new conf (and on fd, the
- * admin socket now); the old one stops accepting at once and leaves when
- * its replies under way are out (admin.c).
+ * After a reload: a new admin process on the new conf and on m->admin_fd;
+ * the old one stops accepting at once and leaves when its replies under
+ * way are out (admin.c).
  */
-static void restart_admin(struct master *m, int fd)
+static void restart_admin(struct master *m)
 {
     pid_t old = m->admin_pid;
-    if (fd != m->admin_fd && m->admin_fd >= 0) {
-        close(m->admin_fd);
-    }
-    m->admin_fd = fd;
     m->admin_pid = 0;
     m->admin_respawn_at_ms = 0;
     if (old > 0) {
         kill(old, SIGQUIT);
         m->admin_old = old;
     }
-    if (fd >= 0 && spawn_admin(m) < 0) {
+    if (m->admin_fd >= 0 && spawn_admin(m) < 0) {
         m->admin_respawn_at_ms = util_now_ms() + 1000; /* tried again */
     }
 }
@@ -811,6 +807,11 @@ static void reload(struct master *m)
         return;
     }
     memcpy(m->fds, fds, sizeof(fds));
+    /* Before any fork: the new workers close the admin socket they get. */
+    if (admin_fd != m->admin_fd && m->admin_fd >= 0) {
+        close(m->admin_fd);
+    }
+    m->admin_fd = admin_fd;
     struct config *old_owned = m->owned;
     m->cfg = next;
     m->owned = next;
@@ -846,7 +847,7 @@ static void reload(struct master *m)
             kill(was, SIGQUIT);
         }
     }
-    restart_admin(m, admin_fd);
+    restart_admin(m);
     m->shm->reloads++;
     config_free(old_owned);
 }

@@ -14,6 +14,7 @@
 #define _GNU_SOURCE 1 /* strcasestr */
 
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -1292,6 +1293,58 @@ static double admin_silent_close_ms(void)
     return n <= 0 && took < 4900 ? took : -1;
 }
 
+/* How many of the master's children hold the socket listening on
+ * 127.0.0.1:port (from /proc/net/tcp and their /proc/PID/fd). */
+static int children_holding_listener(int port)
+{
+    unsigned long inodes[8];
+    int n_inodes = 0;
+    FILE *f = fopen("/proc/net/tcp", "r");
+    ck_assert_ptr_nonnull(f);
+    char line[512];
+    while (fgets(line, sizeof(line), f) != NULL && n_inodes < 8) {
+        unsigned lport, state;
+        unsigned long inode;
+        if (sscanf(line, " %*d: %*x:%x %*x:%*x %x %*x:%*x %*x:%*x %*x %*d %*d "
+                         "%lu",
+                   &lport, &state, &inode) == 3 &&
+            (int)lport == port && state == 0x0A) {
+            inodes[n_inodes++] = inode;
+        }
+    }
+    fclose(f);
+    pid_t kids[16];
+    int n_kids = harness_children(proxy.pid, kids, 16), holding = 0;
+    for (int k = 0; k < n_kids; k++) {
+        char dir[64];
+        snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)kids[k]);
+        DIR *d = opendir(dir);
+        if (d == NULL) {
+            continue;
+        }
+        int holds = 0;
+        for (struct dirent *e; (e = readdir(d)) != NULL;) {
+            char path[320], target[64];
+            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+            ssize_t len = readlink(path, target, sizeof(target) - 1);
+            unsigned long inode;
+            if (len <= 0) {
+                continue;
+            }
+            target[len] = '\0';
+            if (sscanf(target, "socket:[%lu]", &inode) != 1) {
+                continue;
+            }
+            for (int i = 0; i < n_inodes; i++) {
+                holds |= inode == inodes[i];
+            }
+        }
+        closedir(d);
+        holding += holds;
+    }
+    return holding;
+}
+
 START_TEST(test_reload_moves_the_admin_listener)
 {
     /* A reload applies [admin]: a new address is bound and the old one
@@ -1313,6 +1366,9 @@ START_TEST(test_reload_moves_the_admin_listener)
     wait_admin();
     ck_assert_str_eq(status_eval("[d['generation'], d['reload_failures']]"),
                      "[2, 0]");
+    /* Only the new admin process holds the new socket (no worker would
+     * let it go when the admin moves on). */
+    ck_assert_int_eq(children_holding_listener(admin_port), 1);
     ck_assert_msg(refused_soon(old_admin),
                   "the old admin port %d still accepts", old_admin);
 
