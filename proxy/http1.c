@@ -1295,11 +1295,15 @@ int http1_write_response(struct evbuffer *out, const struct http1_head *h,
     return head_end(out, &v, p);
 }
 
-int http1_write_error(struct evbuffer *out, int status, const char *reason)
+int http1_write_error(struct evbuffer *out, int status, const char *reason,
+                      int head_only)
 {
     const char *text = http1_status_text(status);
     size_t text_len = strlen(text);
     size_t reason_len = strlen(reason);
+    /* 1xx, 204 and 304 have no content, and no Content-Length either
+     * (RFC 9110 8.6); a reply to HEAD has the header, not the content. */
+    int no_content = status < 200 || status == 204 || status == 304;
     struct evbuffer_iovec v;
     char *p = head_begin(out, text_len + reason_len + HEAD_EXTRA, &v);
     if (p == NULL) {
@@ -1312,11 +1316,15 @@ int http1_write_error(struct evbuffer *out, int status, const char *reason)
     p = put(p, text, text_len);
     p = PUT_LIT(p, "\r\nServer: switchboard\r\nDate: ");
     p = put(p, date_now(), 29);
-    p = PUT_LIT(p, "\r\nContent-Type: text/plain\r\nContent-Length: ");
-    p = put_uint(p, (uint64_t)reason_len + 1);
+    if (!no_content) {
+        p = PUT_LIT(p, "\r\nContent-Type: text/plain\r\nContent-Length: ");
+        p = put_uint(p, (uint64_t)reason_len + 1);
+    }
     p = PUT_LIT(p, "\r\nConnection: close\r\n\r\n");
-    p = put(p, reason, reason_len);
-    *p++ = '\n';
+    if (!no_content && !head_only) {
+        p = put(p, reason, reason_len);
+        *p++ = '\n';
+    }
     int n = (int)(p - start);
     return head_end(out, &v, p) < 0 ? -1 : n;
 }

@@ -269,8 +269,11 @@ int http1_is_websocket_switch(const struct http1_head *h);
 int http1_write_response(struct evbuffer *out, const struct http1_head *h,
                          const struct http1_response_info *info);
 
-/* Write a complete error response (Connection: close, text body). */
-int http1_write_error(struct evbuffer *out, int status, const char *reason);
+/* Write a complete error response (Connection: close, the reason as a
+ * text body): without the body for head_only (a reply to HEAD), and
+ * without body or Content-Length for 1xx, 204 and 304. */
+int http1_write_error(struct evbuffer *out, int status, const char *reason,
+                      int head_only);
 
 /* The standard reason phrase for a status ("Bad Gateway"), or "Unknown". */
 const char *http1_status_text(int status);

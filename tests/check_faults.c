@@ -64,6 +64,55 @@ START_TEST(test_fault_abort_percentage)
 }
 END_TEST
 
+/* Send raw on a new connection; everything the proxy sends until it
+ * closes (malloc'd). */
+static char *answer_of(int port, const char *raw)
+{
+    int fd = harness_connect(port);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(harness_send(fd, raw), 0);
+    size_t len;
+    char *got = harness_read_all(fd, &len, 5000);
+    close(fd);
+    ck_assert_ptr_nonnull(got);
+    return got;
+}
+
+START_TEST(test_own_answers_have_no_content_where_none_is_allowed)
+{
+    /* The proxy's own answers follow RFC 9110 as relayed ones do: one to
+     * HEAD has Content-Length and no content; 204 and 304 have neither. */
+    start("", "fault_abort = 204");
+    char *got = answer_of(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    ck_assert_msg(strncmp(got, "HTTP/1.1 204 ", 13) == 0, "%s", got);
+    ck_assert_msg(strstr(got, "Content-Length") == NULL, "%s", got);
+    ck_assert_str_eq(strstr(got, "\r\n\r\n") + 4, "");
+    free(got);
+    harness_stop(&proxy);
+    harness_stop(&origin);
+
+    start("", "fault_abort = 304");
+    got = answer_of(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    ck_assert_msg(strncmp(got, "HTTP/1.1 304 ", 13) == 0, "%s", got);
+    ck_assert_str_eq(strstr(got, "\r\n\r\n") + 4, "");
+    free(got);
+    harness_stop(&proxy);
+    harness_stop(&origin);
+
+    start("", "fault_abort = 503");
+    got = answer_of(proxy.port, "HEAD / HTTP/1.1\r\nHost: a\r\n\r\n");
+    ck_assert_msg(strncmp(got, "HTTP/1.1 503 ", 13) == 0, "%s", got);
+    ck_assert_msg(strstr(got, "\r\nContent-Length: 15\r\n") != NULL, "%s",
+                  got);
+    ck_assert_str_eq(strstr(got, "\r\n\r\n") + 4, "");
+    free(got);
+    /* GET still gets the text. */
+    got = answer_of(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    ck_assert_str_eq(strstr(got, "\r\n\r\n") + 4, "fault injected\n");
+    free(got);
+}
+END_TEST
+
 START_TEST(test_fault_delay_fixed_and_percentage)
 {
     start("", "fault_delay = 200ms\nfault_delay_percent = 50");
@@ -287,6 +336,7 @@ static Suite *faults_suite(void)
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_fault_abort_percentage);
+    tcase_add_test(tc, test_own_answers_have_no_content_where_none_is_allowed);
     tcase_add_test(tc, test_fault_delay_fixed_and_percentage);
     tcase_add_test(tc, test_fault_delay_exponential_mean);
     tcase_add_test(tc, test_fault_headers_only_when_on);

@@ -2197,7 +2197,7 @@ START_TEST(test_write_error_is_complete_and_closes)
 {
     static const char reason[] = "missing Host header";
     struct evbuffer *out = evbuffer_new();
-    ck_assert_int_gt(http1_write_error(out, 400, reason), 0);
+    ck_assert_int_gt(http1_write_error(out, 400, reason, 0), 0);
     char *got = drain(out);
     evbuffer_free(out);
 
@@ -2223,7 +2223,7 @@ START_TEST(test_write_error_is_complete_and_closes)
 
     /* unknown status: the text says so, the framing is still right */
     out = evbuffer_new();
-    http1_write_error(out, 599, "");
+    http1_write_error(out, 599, "", 0);
     got = drain(out);
     evbuffer_free(out);
     ck_assert(strncmp(got, "HTTP/1.1 599 Unknown\r\n", 22) == 0);
@@ -2235,13 +2235,35 @@ START_TEST(test_write_error_is_complete_and_closes)
     static char long_reason[5000];
     memset(long_reason, 'r', sizeof(long_reason) - 1);
     out = evbuffer_new();
-    int written = http1_write_error(out, 502, long_reason);
+    int written = http1_write_error(out, 502, long_reason, 0);
     ck_assert_int_eq(written, (int)evbuffer_get_length(out));
     got = drain(out);
     evbuffer_free(out);
     ck_assert_ptr_nonnull(strstr(got, "\r\nContent-Length: 5000\r\n"));
     ck_assert_uint_eq(strlen(strstr(got, "\r\n\r\n") + 4), 5000);
     free(got);
+
+    /* HEAD: the length of the text, and no text */
+    out = evbuffer_new();
+    written = http1_write_error(out, 502, "bad gateway", 1);
+    ck_assert_int_eq(written, (int)evbuffer_get_length(out));
+    got = drain(out);
+    evbuffer_free(out);
+    ck_assert_ptr_nonnull(strstr(got, "\r\nContent-Length: 12\r\n"));
+    ck_assert_str_eq(strstr(got, "\r\n\r\n") + 4, "");
+    free(got);
+
+    /* 204 and 304: neither content nor Content-Length */
+    for (int status = 204; status <= 304; status += 100) {
+        out = evbuffer_new();
+        http1_write_error(out, status, "fault injected", 0);
+        got = drain(out);
+        evbuffer_free(out);
+        ck_assert_ptr_null(strstr(got, "Content-Length"));
+        ck_assert_ptr_null(strstr(got, "Content-Type"));
+        ck_assert_str_eq(strstr(got, "\r\n\r\n") + 4, "");
+        free(got);
+    }
 }
 END_TEST
 

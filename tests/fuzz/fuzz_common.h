@@ -313,7 +313,7 @@ static void fuzz_reject(struct evbuffer *out, struct fuzz_verdict *v,
         v->reason = reason;
         evbuffer_add(out, "reject\n", 7);
         struct evbuffer *answer = evbuffer_new();
-        if (answer == NULL || http1_write_error(answer, status, reason) < 0) {
+        if (answer == NULL || http1_write_error(answer, status, reason, 0) < 0) {
             abort();
         }
         evbuffer_free(answer);
