@@ -811,6 +811,81 @@ static int framing_mismatch(const struct fields *f, const http_parser *p)
     return 0;
 }
 
+int http1_path_is_normal(const char *path, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (path[i] == '%') {
+            return 0;
+        }
+        if (path[i] == '/' && i + 1 < len &&
+            (path[i + 1] == '/' || path[i + 1] == '.')) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int http1_path_normalize(const char *path, size_t len, char *out,
+                         size_t *out_len)
+{
+    /* Decode and merge slashes: out never outgrows path. */
+    size_t n = 0;
+    for (size_t i = 0; i < len;) {
+        unsigned char c = (unsigned char)path[i++];
+        if (c == '%') {
+            int hi = i < len ? hexval((unsigned char)path[i]) : -1;
+            int lo = i + 1 < len ? hexval((unsigned char)path[i + 1]) : -1;
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+                return -1;
+            }
+            c = (unsigned char)(hi << 4 | lo);
+            i += 2;
+        }
+        if (c == '/' && n > 0 && out[n - 1] == '/') {
+            continue;
+        }
+        out[n++] = (char)c;
+    }
+    if (n == 0 || out[0] != '/') {
+        return -1;
+    }
+    /* Then the segments, "/seg" at a time, written over themselves: the
+     * result never overtakes what is still to be read. */
+    size_t w = 0;
+    for (size_t r = 0; r < n;) {
+        size_t s = r + 1, e = s;
+        while (e < n && out[e] != '/') {
+            e++;
+        }
+        size_t seg = e - s;
+        int last = e >= n;
+        if (seg == 1 && out[s] == '.') {
+            if (last) {
+                out[w++] = '/';
+            }
+        } else if (seg == 2 && out[s] == '.' && out[s + 1] == '.') {
+            if (w == 0) {
+                return -1; /* above the root */
+            }
+            while (out[--w] != '/') {
+            }
+            if (last) {
+                out[w++] = '/';
+            }
+        } else {
+            out[w++] = '/';
+            memmove(out + w, out + s, seg);
+            w += seg;
+        }
+        r = e;
+    }
+    if (w == 0) {
+        out[w++] = '/';
+    }
+    *out_len = w;
+    return 0;
+}
+
 int http1_origin_form(struct http1_head *h, struct http1_target *t)
 {
     char *s = h->buf + h->target;

@@ -181,6 +181,20 @@ struct http1_target {
  */
 int http1_origin_form(struct http1_head *h, struct http1_target *t);
 
+/*
+ * The path a route is chosen by, as nginx matches locations: %XX decoded,
+ * repeated slashes merged, "." and ".." segments resolved. path (len bytes,
+ * starting with '/', no query) is written normalised to out, which has room
+ * for len bytes; *out_len is set. Returns 0, or -1 for a path that has no
+ * normal form: a bad %XX, an encoded NUL, or ".." above the root.
+ */
+int http1_path_normalize(const char *path, size_t len, char *out,
+                         size_t *out_len);
+
+/* Whether path is its own normal form (no '%', "//" or dot-segment): the
+ * common case, which needs no copy. */
+int http1_path_is_normal(const char *path, size_t len);
+
 /* How a message body is delimited. */
 enum http1_body {
     HTTP1_BODY_NONE,    /* no body at all */

@@ -1074,10 +1074,36 @@ static int exchange_begin(struct session *s)
         }
     }
     /* OPTIONS * asks about the server as a whole: the / route answers. */
-    int route = s->target[0] == '*'
-                    ? config_route_match(cfg, host, host_len, "/", 1)
-                    : config_route_match(cfg, host, host_len, s->target,
-                                         path_len);
+    int route;
+    if (s->target[0] == '*') {
+        route = config_route_match(cfg, host, host_len, "/", 1);
+    } else if (http1_path_is_normal(s->target, path_len)) {
+        route = config_route_match(cfg, host, host_len, s->target, path_len);
+    } else {
+        /* Matched as nginx matches locations, so that "/%61dmin",
+         * "//admin" or "/x/../admin" cannot get past [route /admin] to an
+         * origin that reads them as /admin; forwarded as sent. */
+        char small[1024];
+        char *normal = path_len <= sizeof(small) ? small : malloc(path_len);
+        size_t normal_len;
+        if (normal == NULL) {
+            return reply_error(s, 500, "internal_error", "out of memory");
+        }
+        int bad = http1_path_normalize(s->target, path_len, normal,
+                                       &normal_len) < 0;
+        if (!bad) {
+            route = config_route_match(cfg, host, host_len, normal,
+                                       normal_len);
+        }
+        if (normal != small) {
+            free(normal);
+        }
+        if (bad) {
+            return reply_error(s, 400, "bad_request",
+                               "invalid path: a bad %-escape, %00, or .. "
+                               "above the root");
+        }
+    }
     if (route < 0) {
         return reply_error(s, 404, "no_route", "no route for this path");
     }

@@ -1510,6 +1510,59 @@ START_TEST(test_client_half_close_mid_request_answered)
 }
 END_TEST
 
+/* Status of one request for target on a new connection. */
+static int status_for(const char *target)
+{
+    char raw[512];
+    snprintf(raw, sizeof(raw),
+             "GET %s HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+             target);
+    struct response r;
+    ck_assert_int_eq(harness_exchange(proxy.port, raw, &r, 5000), 0);
+    int status = r.status;
+    response_free(&r);
+    return status;
+}
+
+START_TEST(test_routes_match_the_normalised_path)
+{
+    /* Routes match the path as nginx matches locations (decoded, slashes
+     * merged, dot-segments resolved), so no spelling of /admin gets past
+     * [route /admin]; the target still goes upstream as the client sent
+     * it, and a path with no normal form gets 400. */
+    record_open();
+    harness_script(&script, h_recorder, NULL, 1);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "[upstream rec]\nserver = 127.0.0.1:%d\n"
+                  "[route /admin]\nupstream = rec\nfault_abort = 403\n"
+                  "[route /]\nupstream = rec\n",
+                  script.port);
+    static const char *blocked[] = {
+        "/admin",      "//admin",     "/%61dmin",       "/./admin",
+        "/x/../admin", "/%2fadmin",   "/x/%2E%2e/admin", "/admin/../admin/x",
+        "/%2561dmin/../admin",
+    };
+    for (size_t i = 0; i < sizeof(blocked) / sizeof(blocked[0]); i++) {
+        ck_assert_msg(status_for(blocked[i]) == 403, "%s got past /admin",
+                      blocked[i]);
+    }
+    ck_assert_int_eq(status_for("/.."), 400);
+    ck_assert_int_eq(status_for("/a/../../admin"), 400);
+    ck_assert_int_eq(status_for("/100%"), 400);
+    ck_assert_int_eq(status_for("/%00admin"), 400);
+    ck_assert_str_eq(recorded(), "");
+
+    /* Another route's odd spelling is forwarded byte for byte. */
+    int fd = harness_own(harness_connect(proxy.port));
+    ck_assert_int_eq(
+        harness_send(fd, "GET /x//y/./%41 HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    ck_assert_msg(recorded_wait("GET /x//y/./%41 HTTP/1.1\r\n", 3000),
+                  "the upstream got: %s", show(recorded(), strlen(recorded())));
+    harness_close_owned(fd);
+}
+END_TEST
+
 START_TEST(test_client_gone_before_answer_ends_the_exchange)
 {
     /* The upstream never answers. A client that hangs up (FIN) after its
@@ -2078,6 +2131,7 @@ static Suite *hardening_suite(void)
     tcase_add_loop_test(tc, test_forwarded_exactly, 0,
                         (int)(sizeof(forwards) / sizeof(forwards[0])));
     tcase_add_test(tc, test_absolute_form_reaches_configured_origin);
+    tcase_add_test(tc, test_routes_match_the_normalised_path);
     tcase_add_test(tc, test_field_count_limit);
     tcase_add_loop_test(tc, test_bad_upstream_response, 0,
                         (int)(sizeof(bad_responses) /

@@ -2191,6 +2191,66 @@ START_TEST(test_write_response_reason_with_control_chars_replaced)
 }
 END_TEST
 
+/* ---- the path routes are matched on -------------------------------------- */
+
+/* Normalise path; its normal form, or "ERR" (static). */
+static const char *normal(const char *path)
+{
+    static char out[256];
+    size_t n = 0;
+    if (http1_path_normalize(path, strlen(path), out, &n) < 0) {
+        return "ERR";
+    }
+    ck_assert_uint_le(n, strlen(path));
+    out[n] = '\0';
+    return out;
+}
+
+START_TEST(test_path_normalize_as_nginx_matches_locations)
+{
+    static const char *cases[][2] = {
+        {"/", "/"},
+        {"/admin", "/admin"},
+        {"//admin", "/admin"},
+        {"/%61dmin", "/admin"},
+        {"/%2Fadmin", "/admin"},
+        {"/%2fadmin", "/admin"},
+        {"/./admin", "/admin"},
+        {"/x/../admin", "/admin"},
+        {"/x/%2e%2E/admin", "/admin"},
+        {"/a/b/../../admin/", "/admin/"},
+        {"/a/.", "/a/"},
+        {"/a/..", "/"},
+        {"/a/b/..", "/a/"},
+        {"/a//b///c", "/a/b/c"},
+        {"/.hidden/x", "/.hidden/x"},
+        {"/a/...", "/a/..."},
+        {"/a/..b", "/a/..b"},
+        {"/%20x", "/ x"},
+        {"/..", "ERR"},
+        {"/a/../..", "ERR"},
+        {"/%2e%2e", "ERR"},
+        {"/100%", "ERR"},
+        {"/%4", "ERR"},
+        {"/%zz", "ERR"},
+        {"/%00", "ERR"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        ck_assert_msg(strcmp(normal(cases[i][0]), cases[i][1]) == 0,
+                      "%s: got %s, want %s", cases[i][0], normal(cases[i][0]),
+                      cases[i][1]);
+        /* What is_normal lets through is its own normal form. */
+        if (http1_path_is_normal(cases[i][0], strlen(cases[i][0]))) {
+            ck_assert_str_eq(normal(cases[i][0]), cases[i][0]);
+        }
+    }
+    ck_assert(http1_path_is_normal("/api/v1/x.json", 14));
+    ck_assert(!http1_path_is_normal("/api//x", 7));
+    ck_assert(!http1_path_is_normal("/api/./x", 8));
+    ck_assert(!http1_path_is_normal("/a%2fb", 6));
+}
+END_TEST
+
 /* ---- errors, status text, date ------------------------------------------- */
 
 START_TEST(test_write_error_is_complete_and_closes)
@@ -2423,6 +2483,7 @@ static Suite *http1_suite(void)
     suite_add_tcase(s, t);
 
     t = tcase_create("errors and dates");
+    tcase_add_test(t, test_path_normalize_as_nginx_matches_locations);
     tcase_add_test(t, test_write_error_is_complete_and_closes);
     tcase_add_test(t, test_status_text_for_common_codes);
     tcase_add_test(t, test_date_is_imf_fixdate_now);
