@@ -232,6 +232,43 @@ static void strict_request(struct fuzz_req *r, size_t from,
 
 /* exchange_begin() up to forwarding: 0 to go on, -1 where session.c
  * answers an error and closes. */
+/* The path routes match on: never longer than the path, its own normal
+ * form, and "normal" paths need no copy. Aborts (a finding) otherwise. */
+static void check_path_normal_form(const struct http1_target *t)
+{
+    if (t->target[0] != '/') {
+        return; /* "*" */
+    }
+    size_t len = 0;
+    while (len < t->target_len && t->target[len] != '?') {
+        len++;
+    }
+    char *once = malloc(len), *twice = malloc(len);
+    size_t n1, n2;
+    if (once == NULL || twice == NULL) {
+        abort();
+    }
+    if (http1_path_normalize(t->target, len, once, &n1) == 0) {
+        if (n1 > len || n1 == 0 || once[0] != '/' ||
+            http1_path_normalize(once, n1, twice, &n2) != 0 || n2 != n1 ||
+            memcmp(once, twice, n1) != 0) {
+            /* A decoded %25 may start a new escape: only a path without
+             * one must be stable. */
+            if (memchr(once, '%', n1) == NULL) {
+                abort();
+            }
+        }
+        if (http1_path_is_normal(t->target, len) &&
+            (n1 != len || memcmp(once, t->target, len) != 0)) {
+            abort();
+        }
+    } else if (http1_path_is_normal(t->target, len)) {
+        abort();
+    }
+    free(once);
+    free(twice);
+}
+
 static int request_head(struct fuzz_req *r)
 {
     http_parser *p = &r->parser;
@@ -246,6 +283,7 @@ static int request_head(struct fuzz_req *r)
         fuzz_reject(r->out, &r->verdict, 400, "invalid request target");
         return -1;
     }
+    check_path_normal_form(&t);
     r->body = http1_request_body(p);
     http1_chunks_reset(&r->chunks);
     int expect = http1_head_find(&r->head, "expect", 0);
