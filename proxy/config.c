@@ -233,6 +233,10 @@ static const struct directive directives[] = {
     DURATION(SECTION_SERVER, "tunnel_timeout", F_SERVER(tunnel_timeout_ms),
              HOURS(1), 1, HOURS(24)),
     /* 0: no lingering close, the connection closes after the answer */
+    {.name = "underscores_in_headers", .section = SECTION_SERVER,
+     .type = TYPE_ENUM, .store = STORE_INT,
+     .offset = F_SERVER(underscores_in_headers), .def = 0,
+     .names = off_on_names},
     {.name = "ignore_client_abort", .section = SECTION_SERVER,
      .type = TYPE_ENUM, .store = STORE_INT,
      .offset = F_SERVER(ignore_client_abort), .def = 0,

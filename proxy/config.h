@@ -123,6 +123,7 @@ struct config {
     int lingering_timeout_ms;     /* lingering close: idle client; 0 = off; 5s */
     int lingering_time_ms;        /* lingering close: at most; 30s */
     int ignore_client_abort;      /* a client's EOF before the answer: go on */
+    int underscores_in_headers;   /* forward request fields named with '_' */
     size_t buffer_size;           /* high watermark per direction; 64k */
     size_t max_header_size;       /* request head limit; 16k */
     uint64_t max_body_size;       /* request body limit; 0 = unlimited; 0 */

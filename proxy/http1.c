@@ -1246,7 +1246,8 @@ int http1_write_request(struct evbuffer *out, const struct http1_head *h,
         enum header_kind kind = header_kind(name, len);
         if (kind_is_hop(kind) || kind == HDR_EXPECT ||
             dropped_by_connection(h, conn, kind, name, len) ||
-            kind == HDR_X_FORWARDED_PROTO) {
+            kind == HDR_X_FORWARDED_PROTO ||
+            (!info->underscores && memchr(name, '_', len) != NULL)) {
             continue;
         }
         if (kind == HDR_X_FORWARDED_FOR) {

@@ -239,13 +239,16 @@ struct http1_request_info {
     uint64_t content_length; /* with HTTP1_BODY_LENGTH */
     int close;               /* send Connection: close (no upstream keep-alive) */
     int upgrade;             /* pass the WebSocket upgrade on */
+    int underscores;         /* keep fields whose name has a '_' */
 };
 
 /*
  * Regenerate the request head for the upstream into out: origin-form target,
  * HTTP/1.1, hop-by-hop and framing headers removed, Expect removed (the proxy
  * answers 100-continue itself), X-Forwarded-For appended, X-Forwarded-Proto
- * set, Via added, Host preserved, framing regenerated.
+ * set, Via added, Host preserved, framing regenerated. Fields whose name has
+ * a '_' are dropped unless info->underscores: CGI and WSGI read X_Forwarded_For
+ * as X-Forwarded-For, which would get past the ones set here.
  */
 int http1_write_request(struct evbuffer *out, const struct http1_head *h,
                         const struct http1_request_info *info);

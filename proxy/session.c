@@ -1847,6 +1847,7 @@ static int upstream_connect(struct session *s, struct pool_server *server,
         .content_length = s->client.parser.content_length,
         .close = s->pool->cfg->keepalive == 0,
         .upgrade = s->upgrade,
+        .underscores = s->w->cfg->underscores_in_headers,
     };
     http1_write_request(bufferevent_get_output(c->bev), &s->client.head,
                         &info);

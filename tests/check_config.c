@@ -105,6 +105,8 @@ START_TEST(defaults_match_header)
     ck_assert_int_eq(cfg->send_timeout_ms, 60000);
     ck_assert_int_eq(cfg->lingering_timeout_ms, 5000);
     ck_assert_int_eq(cfg->lingering_time_ms, 30000);
+    ck_assert_int_eq(cfg->underscores_in_headers, 0);
+    ck_assert_int_eq(cfg->ignore_client_abort, 0);
     ck_assert_uint_eq(cfg->buffer_size, 65536);
     ck_assert_uint_eq(cfg->max_header_size, 16384);
     ck_assert_uint_eq(cfg->max_body_size, 0);
@@ -189,8 +191,12 @@ START_TEST(server_all_directives)
             "max_header_size = 1m\n"
             "max_body_size = 10g\n"
             "access_log = /var/log/switchboard/access.log\n"
+            "underscores_in_headers = on\n"
+            "ignore_client_abort = on\n"
             "log_level = debug\n" UPSTREAM);
     ck_assert_int_eq(cfg->n_listen, 2);
+    ck_assert_int_eq(cfg->underscores_in_headers, 1);
+    ck_assert_int_eq(cfg->ignore_client_abort, 1);
     ck_assert_str_eq(cfg->listen[0].host, "0.0.0.0");
     ck_assert_uint_eq(cfg->listen[0].port, 80);
     ck_assert_int_eq(cfg->listen[0].line, 2);

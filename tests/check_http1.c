@@ -1677,6 +1677,41 @@ START_TEST(test_write_request_xfp_replaced)
 }
 END_TEST
 
+START_TEST(test_write_request_underscored_names_dropped)
+{
+    /* CGI/WSGI read X_Forwarded_Proto as X-Forwarded-Proto: such names
+     * are dropped (nginx's underscores_in_headers off), unless asked. */
+    struct msg m;
+    parse_request(&m, "GET / HTTP/1.1\r\nHost: a\r\n"
+                      "X_Forwarded_Proto: https\r\n"
+                      "X_Forwarded_For: 1.2.3.4\r\n"
+                      "My_Header: x\r\n"
+                      "Accept: */*\r\n\r\n");
+    struct http1_request_info info = request_info("GET", "/");
+    assert_request_written(&m.head, &info,
+                           "GET / HTTP/1.1\r\n"
+                           "Host: a\r\n"
+                           "Accept: */*\r\n"
+                           "X-Forwarded-For: 10.0.0.9\r\n"
+                           "X-Forwarded-Proto: http\r\n"
+                           "Via: 1.1 switchboard\r\n"
+                           "\r\n");
+    info.underscores = 1;
+    assert_request_written(&m.head, &info,
+                           "GET / HTTP/1.1\r\n"
+                           "Host: a\r\n"
+                           "X_Forwarded_Proto: https\r\n"
+                           "X_Forwarded_For: 1.2.3.4\r\n"
+                           "My_Header: x\r\n"
+                           "Accept: */*\r\n"
+                           "X-Forwarded-For: 10.0.0.9\r\n"
+                           "X-Forwarded-Proto: http\r\n"
+                           "Via: 1.1 switchboard\r\n"
+                           "\r\n");
+    msg_deinit(&m);
+}
+END_TEST
+
 START_TEST(test_write_request_via_carries_client_version)
 {
     struct msg m;
@@ -2451,6 +2486,7 @@ static Suite *http1_suite(void)
     tcase_add_test(t, test_write_request_xff_created_when_absent);
     tcase_add_test(t, test_write_request_several_xff_merged_in_order);
     tcase_add_test(t, test_write_request_xfp_replaced);
+    tcase_add_test(t, test_write_request_underscored_names_dropped);
     tcase_add_test(t, test_write_request_via_carries_client_version);
     tcase_add_test(t, test_write_request_host_preserved_as_sent);
     tcase_add_test(t, test_write_request_host_added_from_info_when_missing);

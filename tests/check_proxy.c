@@ -112,6 +112,31 @@ START_TEST(test_hop_by_hop_removed_from_request)
 }
 END_TEST
 
+START_TEST(test_underscored_names_dropped_unless_asked)
+{
+    /* X_Forwarded_Proto reaches a CGI/WSGI app as X-Forwarded-Proto:
+     * dropped, as nginx does, unless underscores_in_headers = on. */
+    const char *ask = "GET /echo HTTP/1.1\r\nHost: a\r\n"
+                      "X_Forwarded_Proto: https\r\nMy_Field: 1\r\n"
+                      "My-Field: 2\r\n\r\n";
+    for (int on = 0; on < 2; on++) {
+        start_default(on ? "underscores_in_headers = on\n" : "", "");
+        struct response r;
+        ck_assert_int_eq(harness_exchange(proxy.port, ask, &r, 5000), 0);
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_ptr_nonnull(strstr(r.body, "header: My-Field: 2\n"));
+        ck_assert_msg((strstr(r.body, "header: X_Forwarded_Proto: https\n") !=
+                       NULL) == on,
+                      "underscores_in_headers = %s:\n%s", on ? "on" : "off",
+                      r.body);
+        ck_assert((strstr(r.body, "header: My_Field: 1\n") != NULL) == on);
+        response_free(&r);
+        harness_stop(&proxy);
+        harness_stop(&origin);
+    }
+}
+END_TEST
+
 static char hop_response[] =
     "HTTP/1.1 200 OK\r\nConnection: X-Internal\r\nX-Internal: secret\r\n"
     "Keep-Alive: timeout=5\r\nDate: Tue, 01 Jan 2030 00:00:00 GMT\r\n"
@@ -1501,6 +1526,7 @@ static Suite *proxy_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_get_forwards_and_rewrites_headers);
     tcase_add_test(tc, test_hop_by_hop_removed_from_request);
+    tcase_add_test(tc, test_underscored_names_dropped_unless_asked);
     tcase_add_test(tc, test_hop_by_hop_removed_from_response);
     tcase_add_test(tc, test_keepalive_and_pipelining_in_order);
     tcase_add_test(tc, test_http10_gets_close_delimited_body);
