@@ -247,6 +247,21 @@ int master_check_outside(const struct config *cfg, char *err, size_t errlen)
         }
         close(fd);
     }
+    /* The addresses to listen on: a name must resolve now (-t says so). */
+    for (int i = 0; i < cfg->n_listen + cfg->n_admin_listen; i++) {
+        const struct config_addr *a = i < cfg->n_listen
+                                          ? &cfg->listen[i]
+                                          : &cfg->admin_listen[0];
+        struct sockaddr_storage ss;
+        socklen_t len;
+        int rc = resolve_listen(a, &ss, &len);
+        if (rc != 0) {
+            snprintf(err, errlen, "%s:%d: %slisten %s:%u: cannot resolve it: %s",
+                     cfg->path, a->line, i < cfg->n_listen ? "" : "[admin] ",
+                     a->host, a->port, gai_strerror(rc));
+            return -1;
+        }
+    }
     if (strcmp(cfg->resolver, "system") != 0) {
         return 0;
     }
@@ -692,14 +707,11 @@ static int bind_admin(const struct config *cfg, int reloading)
                            sizeof(err));
     }
     if (fd < 0) {
-        if (reloading) {
-            log_error("SIGHUP: reload failed, still running the previous "
-                      "configuration: %s:%d: [admin] listen %s:%u cannot be "
-                      "bound: %s",
-                      cfg->path, a->line, a->host, a->port, err);
-        } else {
-            log_error("[admin] listen %s:%u: %s", a->host, a->port, err);
-        }
+        log_error("%s%s:%d: [admin] listen %s:%u cannot be bound: %s",
+                  reloading ? "SIGHUP: reload failed, still running the "
+                              "previous configuration: "
+                            : "",
+                  cfg->path, a->line, a->host, a->port, err);
         return -1;
     }
     sslen = sizeof(ss);
@@ -895,8 +907,10 @@ int master_run(const struct config *cfg)
     m.shm->generation = m.generation;
     memset(m.fds, -1, sizeof(m.fds));
     for (int i = 0; i < cfg->n_listen; i++) {
-        if (bind_address(&cfg->listen[i], cfg->backlog, m.n_slots, m.fds, i,
-                         1) < 0) {
+        const struct config_addr *a = &cfg->listen[i];
+        if (bind_address(a, cfg->backlog, m.n_slots, m.fds, i, 1) < 0) {
+            log_error("%s:%d: listen %s:%u cannot be bound", cfg->path,
+                      a->line, a->host, a->port);
             close_sockets(&m);
             stats_unmap(m.shm);
             return 1;

@@ -1078,8 +1078,17 @@ static void slurp(const char *path, char *buf, size_t cap)
     unlink(path);
 }
 
-/* Run `switchboard -t -c path` (killed after 5 s) into run. */
+/* Run `switchboard [-t] -c path` (killed after 5 s) into run. */
+static void run_switchboard(const char *path, int test_only,
+                            struct check_run *run);
+
 static void run_check(const char *path, struct check_run *run)
+{
+    run_switchboard(path, 1, run);
+}
+
+static void run_switchboard(const char *path, int test_only,
+                            struct check_run *run)
 {
     char out_path[128], err_path[128];
     snprintf(out_path, sizeof(out_path), "/tmp/sb-limits-%d.out",
@@ -1097,7 +1106,11 @@ static void run_check(const char *path, struct check_run *run)
         dup2(out, STDOUT_FILENO);
         dup2(err, STDERR_FILENO);
         const char *bin = harness_path("proxy/switchboard");
-        execl(bin, bin, "-t", "-c", path, (char *)NULL);
+        if (test_only) {
+            execl(bin, bin, "-t", "-c", path, (char *)NULL);
+        } else {
+            execl(bin, bin, "-c", path, (char *)NULL);
+        }
         _exit(127);
     }
     int status = 0;
@@ -1110,7 +1123,7 @@ static void run_check(const char *path, struct check_run *run)
     if (r == 0) {
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
-        ck_abort_msg("switchboard -t did not exit within 5 s");
+        ck_abort_msg("switchboard did not exit within 5 s");
     }
     run->status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     slurp(out_path, run->out, sizeof(run->out));
@@ -1194,6 +1207,42 @@ START_TEST(test_check_mode)
              path);
     ck_assert_msg(strncmp(run.err, want, strlen(want)) == 0, "stderr: %s",
                   run.err);
+
+    /* A listen name that does not resolve: its line, before any start
+     * (resolved locally: an empty label never reaches a name server). */
+    write_conf(path, sizeof(path),
+               "[server]\n"
+               "listen = a..b:80\n"
+               "[upstream origin]\nserver = 127.0.0.1:9\n");
+    run_check(path, &run);
+    unlink(path);
+    ck_assert_msg(run.status == 1, "exit %d, stdout: %s", run.status, run.out);
+    snprintf(want, sizeof(want), "%s:2: listen a..b:80: cannot resolve it: ",
+             path);
+    ck_assert_msg(strncmp(run.err, want, strlen(want)) == 0, "stderr: %s",
+                  run.err);
+
+    /* A port another process holds: the start fails, naming the line. */
+    int holder = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t salen = sizeof(sa);
+    ck_assert_int_eq(bind(holder, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(listen(holder, 1), 0);
+    ck_assert_int_eq(getsockname(holder, (struct sockaddr *)&sa, &salen), 0);
+    char text[256];
+    snprintf(text, sizeof(text),
+             "[server]\nworkers = 1\nlisten = 127.0.0.1:%d\n"
+             "[upstream origin]\nserver = 127.0.0.1:9\n",
+             ntohs(sa.sin_port));
+    write_conf(path, sizeof(path), text);
+    run_switchboard(path, 0, &run);
+    close(holder);
+    unlink(path);
+    ck_assert_msg(run.status == 1, "exit %d, stdout: %s", run.status, run.out);
+    snprintf(want, sizeof(want), "%s:3: listen 127.0.0.1:%d cannot be bound",
+             path, ntohs(sa.sin_port));
+    ck_assert_msg(strstr(run.err, want) != NULL, "stderr: %s", run.err);
 
     /* A file that does not exist: named. */
     snprintf(path, sizeof(path), "/tmp/sb-limits-%d-absent.conf",
