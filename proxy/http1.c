@@ -945,6 +945,10 @@ int http1_origin_form(struct http1_head *h, struct http1_target *t)
     return 0;
 }
 
+/* The largest Content-Length passed on: a signed 64-bit length, what
+ * nginx's off_t and most peers hold; above it a peer could wrap. */
+#define CONTENT_LENGTH_MAX ((uint64_t)INT64_MAX)
+
 int http1_check_request(const struct http1_head *h, const http_parser *p,
                         struct http1_error *err)
 {
@@ -975,6 +979,9 @@ int http1_check_request(const struct http1_head *h, const http_parser *p,
     }
     if (f.te >= 0 && f.content_length >= 0) {
         return fail(err, 400, "both Content-Length and Transfer-Encoding");
+    }
+    if (f.content_length >= 0 && p->content_length > CONTENT_LENGTH_MAX) {
+        return fail(err, 400, "Content-Length too large");
     }
     if (framing_mismatch(&f, p)) {
         return fail(err, 400, "a header name that mimics Transfer-Encoding "
@@ -1040,6 +1047,9 @@ int http1_check_response(const struct http1_head *h, const http_parser *p,
     if (f.te >= 0 && f.content_length >= 0) {
         return fail(err, 502, "upstream sent both Content-Length and "
                               "Transfer-Encoding");
+    }
+    if (f.content_length >= 0 && p->content_length > CONTENT_LENGTH_MAX) {
+        return fail(err, 502, "upstream sent a Content-Length too large");
     }
     if (framing_mismatch(&f, p)) {
         return fail(err, 502, "upstream sent a header name that mimics "

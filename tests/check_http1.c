@@ -996,6 +996,26 @@ START_TEST(test_check_response_ordinary_accepted)
 }
 END_TEST
 
+START_TEST(test_content_length_past_int64_refused)
+{
+    /* 2^63 and more would wrap a signed 64-bit length in a peer. */
+    ck_assert_int_eq(request_status("POST / HTTP/1.1\r\nHost: a\r\n"
+                                    "Content-Length: 9223372036854775807"
+                                    "\r\n\r\n"),
+                     0);
+    ck_assert_int_eq(request_status("POST / HTTP/1.1\r\nHost: a\r\n"
+                                    "Content-Length: 9223372036854775808"
+                                    "\r\n\r\n"),
+                     400);
+    ck_assert_int_eq(response_status("HTTP/1.1 200 OK\r\nContent-Length: "
+                                     "9223372036854775807\r\n\r\n"),
+                     0);
+    ck_assert_int_eq(response_status("HTTP/1.1 200 OK\r\nContent-Length: "
+                                     "9223372036854775808\r\n\r\n"),
+                     502);
+}
+END_TEST
+
 START_TEST(test_check_response_switching_protocols_is_502)
 {
     ck_assert_int_eq(response_status("HTTP/1.1 101 Switching Protocols\r\n"
@@ -2464,6 +2484,7 @@ static Suite *http1_suite(void)
 
     t = tcase_create("check_response");
     tcase_add_test(t, test_check_response_ordinary_accepted);
+    tcase_add_test(t, test_content_length_past_int64_refused);
     tcase_add_test(t, test_check_response_switching_protocols_is_502);
     tcase_add_test(t, test_check_response_bad_version_is_502);
     tcase_add_test(t, test_check_response_invalid_status_is_502);
