@@ -383,12 +383,15 @@ static void side_drained(struct side *side)
 
 /*
  * The hard cap on what a session may hold queued for one peer. The relay
- * keeps each output near buffer_size by construction; this catches anything
- * that would get past it, closing the session instead of growing.
+ * keeps each output near buffer_size by construction, plus a regenerated
+ * head (up to max_header_size and the fields the proxy adds), which goes
+ * out whole; this catches anything that would get past them, closing the
+ * session instead of growing.
  */
 static int over_buffer_cap(struct session *s, struct bufferevent *out)
 {
-    size_t cap = 2 * s->w->cfg->buffer_size + 65536;
+    size_t cap = 2 * s->w->cfg->buffer_size + s->w->cfg->max_header_size +
+                 65536;
     if (out == NULL || evbuffer_get_length(bufferevent_get_output(out)) <= cap) {
         return 0;
     }

@@ -137,6 +137,41 @@ START_TEST(test_underscored_names_dropped_unless_asked)
 }
 END_TEST
 
+START_TEST(test_response_head_larger_than_the_buffers_is_relayed)
+{
+    /* A 200 KB response head within max_header_size, with 4 KiB buffers:
+     * relayed whole (it used to trip the hard buffer cap: an empty reply
+     * to the client, logged 200). */
+    static char big[220000];
+    size_t n = (size_t)snprintf(big, sizeof(big), "HTTP/1.1 200 OK\r\n");
+    for (int i = 0; i < 198; i++) {
+        n += (size_t)snprintf(big + n, sizeof(big) - n, "X-Big-%03d: ", i);
+        memset(big + n, 'a', 1000);
+        n += 1000;
+        n += (size_t)snprintf(big + n, sizeof(big) - n, "\r\n");
+    }
+    snprintf(big + n, sizeof(big) - n, "Content-Length: 2\r\n\r\nok");
+    harness_script(&script, reply_and_close, big, 1);
+    harness_proxy(&proxy, CONF,
+                  harness_server_lines("buffer_size = 4k\n"
+                                       "max_header_size = 1m\n"),
+                  script.port, "");
+    int fd = harness_connect(proxy.port);
+    ck_assert_int_eq(
+        harness_send(fd, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+        0);
+    size_t len;
+    char *got = harness_read_all(fd, &len, 5000);
+    close(fd);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_msg(len > 200000 && strncmp(got, "HTTP/1.1 200 ", 13) == 0,
+                  "the client got %zu bytes", len);
+    ck_assert_ptr_nonnull(strstr(got, "\r\nX-Big-197: aaa"));
+    ck_assert_str_eq(got + len - 6, "\r\n\r\nok");
+    free(got);
+}
+END_TEST
+
 static char hop_response[] =
     "HTTP/1.1 200 OK\r\nConnection: X-Internal\r\nX-Internal: secret\r\n"
     "Keep-Alive: timeout=5\r\nDate: Tue, 01 Jan 2030 00:00:00 GMT\r\n"
@@ -1528,6 +1563,7 @@ static Suite *proxy_suite(void)
     tcase_add_test(tc, test_hop_by_hop_removed_from_request);
     tcase_add_test(tc, test_underscored_names_dropped_unless_asked);
     tcase_add_test(tc, test_hop_by_hop_removed_from_response);
+    tcase_add_test(tc, test_response_head_larger_than_the_buffers_is_relayed);
     tcase_add_test(tc, test_keepalive_and_pipelining_in_order);
     tcase_add_test(tc, test_http10_gets_close_delimited_body);
     tcase_add_test(tc, test_http10_keepalive_with_length);
