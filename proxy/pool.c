@@ -4,6 +4,7 @@
  */
 #include "pool.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -319,15 +320,21 @@ static void on_check_read(struct bufferevent *bev, void *arg)
         }
         return;
     }
-    char line[32] = "";
+    /* As strict as the data path (RFC 9112 4): HTTP/1.0 or 1.1, one space,
+     * exactly three digits, then a space or the line's end. */
+    char line[16] = "";
     evbuffer_copyout(in, line, sizeof(line) - 1);
-    unsigned major, minor, status;
-    if (sscanf(line, "HTTP/%u.%u %3u", &major, &minor, &status) != 3) {
-        check_done(s, 0, "not an HTTP response");
+    const char *c = line + 9;
+    if (strncmp(line, "HTTP/1.", 7) != 0 || (line[7] != '0' && line[7] != '1') ||
+        line[8] != ' ' || !isdigit((unsigned char)c[0]) ||
+        !isdigit((unsigned char)c[1]) || !isdigit((unsigned char)c[2]) ||
+        (c[3] != ' ' && c[3] != '\r')) {
+        check_done(s, 0, "not an HTTP/1.x status line");
         return;
     }
+    int status = (c[0] - '0') * 100 + (c[1] - '0') * 10 + (c[2] - '0');
     char why[40];
-    snprintf(why, sizeof(why), "status %u", status);
+    snprintf(why, sizeof(why), "status %d", status);
     check_done(s, status >= 200 && status < 400, why);
 }
 
@@ -350,6 +357,10 @@ static void check_start(evutil_socket_t fd, short what, void *arg)
     struct pool_server *s = arg;
     const struct config_upstream *cfg = s->pool->cfg;
     if (s->check_bev != NULL) {
+        /* The timer doubles as the check's deadline: health_timeout for
+         * the whole check, not per read, so that a server trickling its
+         * answer fails like a silent one. */
+        check_done(s, 0, "timed out");
         return;
     }
     if (!s->resolved) {
@@ -365,7 +376,7 @@ static void check_start(evutil_socket_t fd, short what, void *arg)
         return;
     }
     struct timeval tv = util_ms_to_tv(cfg->health_timeout_ms);
-    bufferevent_set_timeouts(s->check_bev, &tv, &tv);
+    evtimer_add(s->check_timer, &tv);
     bufferevent_setcb(s->check_bev, on_check_read, NULL, on_check_event, s);
     evbuffer_add_printf(bufferevent_get_output(s->check_bev),
                         "GET %s HTTP/1.1\r\nHost: %s\r\n"

@@ -575,6 +575,71 @@ START_TEST(test_active_health_check_takes_a_server_out)
 }
 END_TEST
 
+/* A check target that reads the request and sends arg a byte at a time,
+ * 200 ms apart (arg starting with '!': all at once). */
+static void reply_slowly(int fd, void *arg)
+{
+    const char *text = arg;
+    harness_read_request_head(fd);
+    if (text[0] == '!') {
+        harness_send(fd, text + 1);
+        return;
+    }
+    for (; *text != '\0'; text++) {
+        if (harness_write(fd, text, 1) < 0) {
+            return;
+        }
+        usleep(200 * 1000);
+    }
+}
+
+START_TEST(test_health_check_deadline_and_strict_status_line)
+{
+    /* health_timeout bounds the whole check: an answer trickled a byte
+     * every 200 ms fails a 500 ms check (it used to reset an idle timer
+     * and never fail); a status line the data path would refuse fails
+     * too. */
+    static const struct {
+        char *reply;
+        const char *why;
+    } cases[] = {
+        {"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", "timed out"},
+        {"!HTTP/1.1 2000 OK\r\n\r\n", "not an HTTP/1.x status line"},
+        {"!HTTP/9.9 200 OK\r\n\r\n", "not an HTTP/1.x status line"},
+        {"!HTTP/1.1 200OK\r\n\r\n", "not an HTTP/1.x status line"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        harness_script(&script, reply_slowly, cases[i].reply, 1);
+        start_admin_proxy("",
+                          "[upstream pool]\nserver = 127.0.0.1:%d\n"
+                          "health_check = /hc\nhealth_interval = 100ms\n"
+                          "health_timeout = 500ms\nhealth_fall = 2\n"
+                          "[route /]\nupstream = pool\n",
+                          script.port);
+        char line[200];
+        snprintf(line, sizeof(line),
+                 "server 127.0.0.1:%d down: 2 health checks failed (last: %s)",
+                 script.port, cases[i].why);
+        ck_assert_msg(harness_log_wait(&proxy, line, 4000), "no \"%s\" in:\n%s",
+                      line, harness_log(&proxy));
+        harness_stop(&proxy);
+        harness_stop(&script);
+    }
+    /* A plain, well-formed answer keeps it up. */
+    harness_script(&script, reply_slowly,
+                   "!HTTP/1.1 204 No Content\r\n\r\n", 1);
+    start_admin_proxy("",
+                      "[upstream pool]\nserver = 127.0.0.1:%d\n"
+                      "health_check = /hc\nhealth_interval = 100ms\n"
+                      "health_timeout = 500ms\nhealth_fall = 2\n"
+                      "[route /]\nupstream = pool\n",
+                      script.port);
+    usleep((useconds_t)(1000 * 1000 * harness_scale()));
+    ck_assert_ptr_null(strstr(harness_log(&proxy), " down: "));
+    ck_assert_str_eq(status_server(script.port, "'up'"), "true");
+}
+END_TEST
+
 /* ---- 7. retries -------------------------------------------------------- */
 
 /* An upstream that reads the request head and closes without answering. */
@@ -2150,6 +2215,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_least_conn_prefers_the_fast_server);
     tcase_add_test(tc, test_hash_on_header_is_sticky_and_spreads);
     tcase_add_test(tc, test_active_health_check_takes_a_server_out);
+    tcase_add_test(tc, test_health_check_deadline_and_strict_status_line);
     tcase_add_test(tc, test_sigusr1_reopens_the_access_log);
     tcase_add_test(tc, test_server_by_name);
     tcase_add_test(tc, test_injected_delays_in_metrics);
