@@ -1079,6 +1079,14 @@ static char *on_read_line(char *str, int num, void *stream)
     }
     memcpy(str, s, n);
     str[n] = '\0';
+    /* inih, as Debian builds it, takes only ';' to start an inline
+     * comment: a '#' after a blank starts one too (switchboard.conf(5)). */
+    for (char *c = str + 1; *c != '\0'; c++) {
+        if (*c == '#' && (c[-1] == ' ' || c[-1] == '\t')) {
+            *c = '\0';
+            break;
+        }
+    }
     if (classify_line(p, str) < 0) {
         return NULL;
     }

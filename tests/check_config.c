@@ -863,15 +863,19 @@ START_TEST(syntax_comments_and_blanks)
             "[server]   \n"
             "   ; indented comment\n"
             "workers = 5 ; five\n"
-            "backlog=9\n"
+            "backlog=9 # nine\n"
             "\n"
-            "[upstream a]\n"
+            "[upstream a] # the pool\n"
             "server = h:1 weight=2 ; heavy\n");
     ck_assert_int_eq(cfg->workers, 5);
     ck_assert_int_eq(cfg->backlog, 9);
     ck_assert_int_eq(cfg->upstreams[0].line, 10);
     ck_assert_int_eq(cfg->upstreams[0].servers[0].weight, 2);
     ck_assert_int_eq(cfg->upstreams[0].servers[0].addr.line, 11);
+    /* '#' starts a comment only after a blank */
+    LOAD_ERROR("[server]\nworkers = 1#2\n" UPSTREAM,
+               "t.conf:2: bad value \"1#2\" for workers: expected a whole "
+               "number or auto");
 }
 END_TEST
 
