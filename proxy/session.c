@@ -1187,6 +1187,17 @@ static int method_well_formed(struct session *s)
     return n < sizeof(buf); /* a token still arriving */
 }
 
+/* A head over max_header_size: 414 while no field has begun (the request
+ * line alone is too long, which is its target), 431 after. */
+static int head_too_large(struct session *s)
+{
+    if (s->client.head.n_hdrs == 0) {
+        return reply_error(s, 414, "bad_request", "request target too long");
+    }
+    return reply_error(s, 431, "bad_request",
+                       "request header section too large");
+}
+
 /* The client sent something http-parser or our limits refuse. */
 static int client_parse_error(struct session *s, enum http_errno e)
 {
@@ -1203,8 +1214,7 @@ static int client_parse_error(struct session *s, enum http_errno e)
     }
     switch (e) {
     case HPE_HEADER_OVERFLOW:
-        return reply_error(s, 431, "bad_request",
-                           "request header section too large");
+        return head_too_large(s);
     case HPE_INVALID_VERSION:
         /* Well-formed versions other than 1.x get 505 from
          * http1_check_request; what the parser refuses is malformed. */
@@ -1336,8 +1346,7 @@ static int client_process(struct session *s)
         if (s->cstate == CLIENT_READING_HEAD &&
             s->client.bytes_in + (e == HPE_PAUSED) >
                 s->w->cfg->max_header_size) {
-            return reply_error(s, 431, "bad_request",
-                               "request header section too large");
+            return head_too_large(s);
         }
         if (e == HPE_PAUSED) {
             http_parser_pause(p, 0);
