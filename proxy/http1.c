@@ -958,6 +958,11 @@ int http1_check_request(const struct http1_head *h, const http_parser *p,
     if (p->method == HTTP_CONNECT) {
         return fail(err, 405, "CONNECT is not supported: not a forward proxy");
     }
+    if (p->method == HTTP_TRACE) {
+        /* As nginx: TRACE would echo the request, cookies and all, to
+         * whatever script can make the browser send one (XST). */
+        return fail(err, 405, "TRACE is not allowed");
+    }
     struct fields f;
     fields_scan(h, &f);
     if (f.bad == FIELD_BAD_NAME) {

@@ -827,6 +827,9 @@ START_TEST(test_check_request_connect_is_405)
     ck_assert_int_eq(request_status("CONNECT example.com:443 HTTP/1.1\r\n"
                                     "Host: example.com:443\r\n\r\n"),
                      405);
+    ck_assert_int_eq(request_status("TRACE / HTTP/1.1\r\nHost: a\r\n"
+                                    "Cookie: s=1\r\n\r\n"),
+                     405);
 }
 END_TEST
 
