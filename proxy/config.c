@@ -183,9 +183,15 @@ static const char *check_route_host(const char *v)
         }
         v += 2;
     }
+    /* Labels of letters, digits, '-' and '_', none empty (".a" and "a..b"
+     * could never match a valid Host). */
+    if (*v == '.' || *v == '\0') {
+        return expected;
+    }
     for (; *v != '\0'; v++) {
         if (!(isalnum((unsigned char)*v) || *v == '-' || *v == '.' ||
-              *v == '_')) {
+              *v == '_') ||
+            (*v == '.' && v[1] == '.')) {
             return expected;
         }
     }
@@ -364,6 +370,7 @@ struct parser {
     int route_upstream_line[CONFIG_MAX_ROUTES];
     int route_fault_abort_line[CONFIG_MAX_ROUTES];
     int admin_line; /* the [admin] header, 0 if none */
+    int server_line; /* the [server] header, 0 if none */
     int failed;
     int fail_line;
     char *err;
@@ -869,13 +876,26 @@ static int open_section(struct parser *p, const char *b, const char *e)
                  shown(v, sizeof(v), arg));
             return -1;
         }
+        if (p->server_line > 0) {
+            fail(p, p->line, "a second [server] section (the first is at "
+                             "line %d)",
+                 p->server_line);
+            return -1;
+        }
         p->section = SECTION_SERVER;
+        p->server_line = p->line;
         return 0;
     }
     if (strcmp(kind, "admin") == 0) {
         if (an > 0) {
             fail(p, p->line, "[admin] takes no name (found \"%s\")",
                  shown(v, sizeof(v), arg));
+            return -1;
+        }
+        if (p->admin_line > 0) {
+            fail(p, p->line, "a second [admin] section (the first is at "
+                             "line %d)",
+                 p->admin_line);
             return -1;
         }
         p->section = SECTION_ADMIN;

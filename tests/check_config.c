@@ -284,6 +284,28 @@ START_TEST(server_event_backends)
 }
 END_TEST
 
+START_TEST(route_host_values)
+{
+    LOAD_OK(UPSTREAM "[route /]\nupstream = a\nhost = api.example.com\n"
+                     "[route /x]\nupstream = a\nhost = *.example.com\n"
+                     "[route /y]\nupstream = a\nhost = my_host-1\n");
+    ck_assert_str_eq(cfg->routes[0].host, "api.example.com");
+    ck_assert_str_eq(cfg->routes[1].host, "*.example.com");
+    static const char *bad[] = {".a", "a..b", "*.", "*a", "*..a", "a b",
+                                "a/b"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[256], want[256];
+        snprintf(text, sizeof(text),
+                 UPSTREAM "[route /]\nupstream = a\nhost = %s\n", bad[i]);
+        snprintf(want, sizeof(want),
+                 "t.conf:5: bad value \"%s\" for host: expected a host name "
+                 "like api.example.com, or *.example.com",
+                 bad[i]);
+        LOAD_ERROR(text, want);
+    }
+}
+END_TEST
+
 START_TEST(route_overrides_and_faults)
 {
     LOAD_OK(UPSTREAM);
@@ -811,13 +833,12 @@ START_TEST(syntax_sections)
                "t.conf:1: unexpected text after the section header");
     LOAD_OK("[server] ; the proxy itself\nworkers = 2\n" UPSTREAM);
     ck_assert_int_eq(cfg->workers, 2);
-    /* [server] may appear twice; its directives still count once */
-    LOAD_OK("[server]\nworkers = 2\n" UPSTREAM "[server]\nbacklog = 7\n");
-    ck_assert_int_eq(cfg->workers, 2);
-    ck_assert_int_eq(cfg->backlog, 7);
-    LOAD_ERROR("[server]\nworkers = 2\n" UPSTREAM "[server]\nworkers = 3\n",
-               "t.conf:6: duplicate directive \"workers\" (first set at line "
-               "2)");
+    /* [server] and [admin] appear once, as [upstream NAME] and
+     * [route PREFIX] do for each name and prefix */
+    LOAD_ERROR("[server]\nworkers = 2\n" UPSTREAM "[server]\nbacklog = 7\n",
+               "t.conf:5: a second [server] section (the first is at line 1)");
+    LOAD_ERROR("[admin]\nlisten = 127.0.0.1:9\n[admin]\n" UPSTREAM,
+               "t.conf:3: a second [admin] section (the first is at line 1)");
 }
 END_TEST
 
@@ -1177,6 +1198,7 @@ static Suite *config_suite(void)
     tcase_add_test(t, server_log_levels);
     tcase_add_test(t, server_event_backends);
     tcase_add_test(t, route_overrides_and_faults);
+    tcase_add_test(t, route_host_values);
     tcase_add_test(t, server_access_log);
     tcase_add_test(t, server_durations);
     tcase_add_test(t, server_numbers_and_sizes);
