@@ -647,6 +647,10 @@ enum chunk_state {
     CHUNK_DATA,
     CHUNK_DATA_CR,
     CHUNK_DATA_LF,
+    CHUNK_TRAILER_START, /* at the start of a trailer line or the last one */
+    CHUNK_TRAILER,
+    CHUNK_TRAILER_LF,
+    CHUNK_END_LF,
     CHUNK_DONE,
 };
 
@@ -708,7 +712,7 @@ int http1_chunks_scan(struct http1_chunks *c, const char *data, size_t len,
             if (ch != '\n') {
                 return fail(err, 400, "bare CR in a chunk size line");
             }
-            c->state = c->left == 0 ? CHUNK_DONE : CHUNK_DATA;
+            c->state = c->left == 0 ? CHUNK_TRAILER_START : CHUNK_DATA;
             break;
         case CHUNK_DATA: {
             size_t take = len - i;
@@ -734,6 +738,29 @@ int http1_chunks_scan(struct http1_chunks *c, const char *data, size_t len,
             }
             c->state = CHUNK_SIZE_START;
             c->digits = 0;
+            break;
+        /* The trailer section and the body's last line: the parser reads
+         * their fields; here every line must end in CRLF, as every other
+         * line of the body must (a bare LF the parser would take). */
+        case CHUNK_TRAILER_START:
+        case CHUNK_TRAILER:
+            if (ch == '\n') {
+                return fail(err, 400, "bare LF at the end of a chunked body");
+            }
+            if (ch == '\r') {
+                c->state = c->state == CHUNK_TRAILER_START ? CHUNK_END_LF
+                                                           : CHUNK_TRAILER_LF;
+            } else {
+                c->state = CHUNK_TRAILER;
+            }
+            break;
+        case CHUNK_TRAILER_LF:
+        case CHUNK_END_LF:
+            if (ch != '\n') {
+                return fail(err, 400, "bare CR at the end of a chunked body");
+            }
+            c->state = c->state == CHUNK_END_LF ? CHUNK_DONE
+                                                : CHUNK_TRAILER_START;
             break;
         }
     }

@@ -148,8 +148,9 @@ int http1_scan_head(struct http1_scan *sc, const char *data, size_t len,
  * http-parser (which takes whitespace after a chunk size and ignores what
  * follows): a chunk-size line is 1*HEXDIG (at most 16 digits), then either
  * CRLF or optional whitespace, ';' and an extension up to CRLF; chunk data
- * is followed by CRLF. Scanning stops after the last-chunk line (the parser
- * handles trailers).
+ * is followed by CRLF; after the last chunk, each trailer line and the final
+ * one end in CRLF (the parser reads the trailer fields). Scanning stops at
+ * the body's end.
  */
 struct http1_chunks {
     int state;

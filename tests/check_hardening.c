@@ -674,6 +674,12 @@ static const struct refusal chunk_refusals[] = {
     {"chunk data longer than its size",
      RAW(CHUNKED_HEAD "5\r\nhelloXX\r\n0\r\n\r\n"), 400,
      "chunk data longer than its size"},
+    {"body's last line a bare LF",
+     RAW(CHUNKED_HEAD "5\r\nhello\r\n0\r\n\n"), 400,
+     "bare LF at the end of a chunked body"},
+    {"trailer line ended by a bare LF",
+     RAW(CHUNKED_HEAD "5\r\nhello\r\n0\r\nX-T: 1\n\r\n"), 400,
+     "bare LF at the end of a chunked body"},
 };
 
 START_TEST(test_bad_chunked_body)
