@@ -2388,6 +2388,9 @@ END_TEST
 START_TEST(test_status_text_for_common_codes)
 {
     ck_assert_str_eq(http1_status_text(100), "Continue");
+    ck_assert_str_eq(http1_status_text(103), "Early Hints");
+    ck_assert_str_eq(http1_status_text(429), "Too Many Requests");
+    ck_assert_str_eq(http1_status_text(308), "Permanent Redirect");
     ck_assert_str_eq(http1_status_text(200), "OK");
     ck_assert_str_eq(http1_status_text(204), "No Content");
     ck_assert_str_eq(http1_status_text(304), "Not Modified");
