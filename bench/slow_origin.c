@@ -55,6 +55,9 @@
 #define DEFAULT_LISTEN "127.0.0.1:9000"
 #define MAX_THREADS 256
 #define MAX_DURATION_MS (24LL * 3600 * 1000) /* one day */
+/* The largest body or chunk size: more than any bench sends, and far from
+ * the 2^64 that would overflow a client's byte counters. */
+#define MAX_BODY_SIZE (64ULL << 30) /* 64 GiB */
 
 /*
  * Filler bodies are queued by reference from FILLER_SIZE bytes of static
@@ -142,6 +145,7 @@ struct exchange {
     struct timespec due;  /* when the timer is meant to go off */
     struct evbuffer_cb_entry *drain_cb; /* on the output while SENDING */
     char bad[96];         /* "name=value" of the first bad query parameter */
+    bool bad_version;     /* neither HTTP/1.0 nor 1.1: the reply is 505 */
     unsigned status;
     int64_t delay_ms;
     int64_t jitter_ms;
@@ -232,7 +236,8 @@ static int parse_duration(const char *s, size_t len, int64_t *ms)
 
 /*
  * Parse a size: digits and an optional unit `k`, `m` or `g` (powers of
- * 1024, any case, optionally followed by `b`); "64k" -> 65536.
+ * 1024, any case, optionally followed by `b`); "64k" -> 65536. At most
+ * MAX_BODY_SIZE.
  */
 static int parse_size(const char *s, size_t len, uint64_t *bytes)
 {
@@ -255,7 +260,7 @@ static int parse_size(const char *s, size_t len, uint64_t *bytes)
     } else if (ulen != 0) {
         return -1;
     }
-    if (parse_uint(s, n, UINT64_MAX >> shift, &v) != 0) {
+    if (parse_uint(s, n, MAX_BODY_SIZE >> shift, &v) != 0) {
         return -1;
     }
     *bytes = v << shift;
@@ -359,6 +364,9 @@ static struct exchange *exchange_new(evhtp_request_t *req)
     x->chunk_next = 1;
     x->interval_ms = 500;
     x->head_only = evhtp_request_get_method(req) == htp_method_HEAD;
+    htparser *parser = evhtp_request_get_connection(req)->parser;
+    x->bad_version = htparser_get_major(parser) != 1 ||
+                     htparser_get_minor(parser) > 1;
     if (req->uri != NULL && req->uri->path != NULL &&
         req->uri->path->full != NULL) {
         path = req->uri->path->full;
@@ -630,6 +638,31 @@ static void exchange_send_bad(struct exchange *x)
     evbuffer_free(body);
 }
 
+/*
+ * Answer 505 to a request that is neither HTTP/1.0 nor 1.1, and close.
+ * evhtp writes the request's version in the status line ("HTTP/2.0 505"),
+ * so the parser's version is set to the one we speak first.
+ */
+static void exchange_send_bad_version(struct exchange *x)
+{
+    evhtp_request_t *req = x->req;
+    htparser *parser = evhtp_request_get_connection(req)->parser;
+    struct evbuffer *body = evbuffer_new();
+
+    if (body == NULL) {
+        abort();
+    }
+    evbuffer_add_printf(body, "HTTP/%u.%u is not supported: use HTTP/1.1\n",
+                        (unsigned)htparser_get_major(parser),
+                        (unsigned)htparser_get_minor(parser));
+    htparser_set_major(parser, 1);
+    htparser_set_minor(parser, 1);
+    req->proto = EVHTP_PROTO_11;
+    evhtp_request_disable_flag(req, EVHTP_REQ_FLAG_KEEPALIVE);
+    exchange_send_buffer(x, 505, body);
+    evbuffer_free(body);
+}
+
 /* One request header as an /echo line. */
 static int on_echo_header(evhtp_kv_t *kv, void *arg)
 {
@@ -711,6 +744,10 @@ static void exchange_respond(struct exchange *x)
 {
     bool no_body = !status_has_body(x->status);
 
+    if (x->bad_version) {
+        exchange_send_bad_version(x);
+        return;
+    }
     if (x->bad[0] != '\0') {
         exchange_send_bad(x);
         return;
@@ -866,9 +903,15 @@ static void on_request(evhtp_request_t *req, void *arg)
         evhtp_send_reply(req, 500);
         return;
     }
-    delay = x->delay_ms;
-    if (x->jitter_ms > 0) {
-        delay += (int64_t)random_upto((uint64_t)x->jitter_ms);
+    /* A request refused (bad version, bad query value) is answered at
+     * once: its delay may be one of the bad values, or a good one given
+     * next to a bad one. */
+    delay = 0;
+    if (!x->bad_version && x->bad[0] == '\0') {
+        delay = x->delay_ms;
+        if (x->jitter_ms > 0) {
+            delay += (int64_t)random_upto((uint64_t)x->jitter_ms);
+        }
     }
     x->state = EXCHANGE_DELAYING;
     x->paused = true;
@@ -1018,7 +1061,8 @@ static void usage(FILE *f)
 "  --jitter D          add a uniform random 0..D to each delay (default 0)\n"
 "  --body SIZE         body size of the default reply (default 1k)\n"
 "  --threads N         event-loop threads (default 1)\n"
-"Durations take ms (the default), s, m; sizes take k, m, g (1024-based).\n"
+"Durations take ms (the default), s, m, h, up to 24h; sizes take k, m, g\n"
+"(1024-based), up to 64g.\n"
 "\n"
 "Paths:\n"
 "  /any/path  wait delay+jitter, answer status with size bytes of filler;\n"
@@ -1029,7 +1073,8 @@ static void usage(FILE *f)
 "  /echo      method, target, version, headers, body-length, body-sha256;\n"
 "             query: delay=0 status=200\n"
 "HEAD gets the headers only; 204 and 304 get neither body nor length;\n"
-"a bad query value gets a 400 naming it.\n");
+"a bad query value gets a 400 naming it, at once; a version other than\n"
+"HTTP/1.0 and 1.1 gets 505.\n");
 }
 
 /* Parse the command line into conf; exits on error or -h. */

@@ -329,6 +329,56 @@ START_TEST(test_origin_refuses_a_port_in_use)
 }
 END_TEST
 
+/*
+ * The origin refuses what it cannot honour, at once: a size past 64 GiB
+ * (2^64-1 was sent as Content-Length), a bad value next to a good delay
+ * (it waited for the delay before its 400), a version it does not speak
+ * (it answered "HTTP/2.0 200"). 64 GiB itself is still served.
+ */
+START_TEST(test_origin_refuses_bad_requests_at_once)
+{
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    struct response r;
+    ck_assert_int_eq(harness_exchange(origin.port,
+                                      "GET /?size=18446744073709551615 "
+                                      "HTTP/1.1\r\nHost: a\r\n\r\n",
+                                      &r, 5000),
+                     0);
+    ck_assert_int_eq(r.status, 400);
+    ck_assert_ptr_nonnull(strstr(r.body, "size=18446744073709551615"));
+    response_free(&r);
+    ck_assert_int_eq(harness_exchange(origin.port,
+                                      "HEAD /?size=64g HTTP/1.1\r\n"
+                                      "Host: a\r\n\r\n",
+                                      &r, 5000),
+                     0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(response_header(&r, "Content-Length"), "68719476736");
+    response_free(&r);
+
+    double t0 = harness_now();
+    ck_assert_int_eq(harness_exchange(origin.port,
+                                      "GET /?delay=abc&delay=1s HTTP/1.1\r\n"
+                                      "Host: a\r\n\r\n",
+                                      &r, 5000),
+                     0);
+    double took = harness_now() - t0;
+    ck_assert_int_eq(r.status, 400);
+    ck_assert_ptr_nonnull(strstr(r.body, "delay=abc"));
+    response_free(&r);
+    ck_assert_msg(took < 500 * harness_scale(), "the 400 took %.0f ms", took);
+
+    int fd = harness_connect(origin.port);
+    harness_send(fd, "GET / HTTP/2.0\r\nHost: a\r\n\r\n");
+    size_t len;
+    char *all = harness_read_all(fd, &len, 5000);
+    close(fd);
+    ck_assert_msg(strncmp(all, "HTTP/1.1 505 ", 13) == 0, "got: %s", all);
+    ck_assert_ptr_nonnull(strstr(all, "Connection: close\r\n"));
+    free(all);
+}
+END_TEST
+
 static Suite *faults_suite(void)
 {
     Suite *s = suite_create("faults");
@@ -344,6 +394,7 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, test_2000_concurrent_streams_delivered_whole);
     tcase_add_test(tc, test_origin_threads_answer_a_connect_burst);
     tcase_add_test(tc, test_origin_refuses_a_port_in_use);
+    tcase_add_test(tc, test_origin_refuses_bad_requests_at_once);
     suite_add_tcase(s, tc);
     return s;
 }
