@@ -1,18 +1,27 @@
 /*
  * admin: /metrics, /status, /healthz and the dashboard, served by libevhtp
  * (DESIGN.md: a convenience server is fine off the client path) from the
- * stats region the workers write.
+ * stats region the workers write. It must never hold more than a head per
+ * connection: heads that announce a body or break a limit are refused at
+ * once (see "refusing a head"), every head has a deadline, and accept
+ * pauses when descriptors run out.
  */
 #include "admin.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/listener.h>
 #include <evhtp/evhtp.h>
 
 #include "log.h"
@@ -413,6 +422,26 @@ static struct stats_shm *admin_shm;
  * they show the last ones (a worker answers within its tick, 50 ms). */
 #define GAUGES_WAIT_MS 500
 
+/* The most header fields one head may have (as on the proxy's port). */
+#define MAX_HEAD_FIELDS 256
+
+/*
+ * The admin process's server: its loop, its libevhtp instance (whose
+ * evconnlistener is htp->server), what it does when accept fails for lack
+ * of descriptors, and the limits every connection gets. One per process.
+ */
+struct admin_server {
+    struct event_base *base;
+    evhtp_t *htp;
+    struct timeval head_tv; /* client_header_timeout: deadline for a head */
+    size_t max_head;        /* max_header_size: the fields of one head */
+    int reserve_fd;         /* given up to shed a client when out of fds */
+    struct event *accept_retry;
+    unsigned long long n_shed;
+};
+
+static struct admin_server admin = {.reserve_fd = -1};
+
 typedef void (*render_fn)(const struct stats_shm *shm, struct evbuffer *out);
 
 /*
@@ -427,9 +456,24 @@ struct admin_reply {
     evhtp_request_t *req;
     struct event *timer;
     int status;
+    int paused; /* we paused the request and owe it a resume */
     render_fn render; /* NULL: the body is built already */
     unsigned ask;
     double give_up_ms;
+};
+
+/*
+ * One admin connection: the deadline for the head it is sending, what the
+ * fields of that head have cost so far, and whether we have refused it.
+ * Created when evhtp has accepted the connection (on_conn_accepted), freed
+ * with it (on_conn_fini).
+ */
+struct admin_conn {
+    evhtp_connection_t *conn;
+    struct event *deadline; /* client_header_timeout, while a head is due */
+    size_t head_bytes;
+    int head_fields;
+    int refused; /* answered with Connection: close; nothing more to say */
 };
 
 #define HOOK(f) ((evhtp_hook)(void (*)(void))(f))
@@ -461,16 +505,24 @@ static void on_reply_timer(evutil_socket_t fd, short what, void *arg)
         evbuffer_drain(req->buffer_out, evbuffer_get_length(req->buffer_out));
     }
     evhtp_send_reply(req, r->status);
+    r->paused = 0;
     evhtp_request_resume(req);
 }
 
-/* The connection failed while the reply waited: let evhtp free it. */
+/*
+ * The connection failed. If the reply still waits, let evhtp free the
+ * connection now (a resume); once it is sent the request is no longer
+ * paused, and resuming it again would only make evhtp log an "ODDITY".
+ */
 static void on_reply_error(evhtp_request_t *req, evhtp_error_flags flags,
                            void *arg)
 {
     struct admin_reply *r = arg;
     event_del(r->timer);
-    evhtp_request_resume(req);
+    if (r->paused) {
+        r->paused = 0;
+        evhtp_request_resume(req);
+    }
 }
 
 static evhtp_res on_reply_fini(evhtp_request_t *req, void *arg)
@@ -484,7 +536,7 @@ static evhtp_res on_reply_fini(evhtp_request_t *req, void *arg)
 /* Queue the reply built in req->buffer_out, or to be built by render;
  * pausing is the last call. */
 static void reply(evhtp_request_t *req, int status, const char *type,
-                  render_fn render)
+                 render_fn render)
 {
     add_header(req, "Content-Type", type);
     add_header(req, "Cache-Control", "no-store");
@@ -507,6 +559,7 @@ static void reply(evhtp_request_t *req, int status, const char *type,
                            r);
     struct timeval now = {0, 0};
     evtimer_add(r->timer, &now);
+    r->paused = 1;
     evhtp_request_pause(req);
 }
 
@@ -542,11 +595,292 @@ static void on_admin_request(evhtp_request_t *req, void *arg)
     }
 }
 
-/* What the signal handlers need. */
-struct admin_ctx {
-    struct event_base *base;
-    evhtp_t *htp;
-};
+/* ---- refusing a head ---------------------------------------------------- */
+
+/*
+ * The admin serves GET and HEAD and needs no request body, so it answers a
+ * head that is not for it as soon as it can tell and reads no further:
+ * evhtp itself would buffer a whole body of any size before the callback
+ * ran, and answers nothing to what its parser rejects (it just closes).
+ * These answers are written straight to the socket and the connection is
+ * closed at once, for three reasons: where evhtp rejects a head it frees
+ * the connection without a request to answer on (a reply queued in its
+ * bufferevent would be dropped); its reply would carry the request's
+ * version ("HTTP/2.0 505") and its own reason phrases ("431 UNKNOWN"); and
+ * a refused connection is closed anyway. Our output buffer is empty
+ * whenever a head is being read (evhtp reads the next head only once the
+ * last reply is flushed), so the few bytes go out whole unless the client
+ * has not read its earlier answers.
+ */
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Bad Request";
+    }
+}
+
+/* Write a closing answer, once, if nothing of ours is queued; with no
+ * body if head_only (the answer to a HEAD). */
+static void send_canned(struct admin_conn *ac, int status, const char *why,
+                        int head_only)
+{
+    struct bufferevent *bev = evhtp_connection_get_bev(ac->conn);
+    if (ac->refused || bev == NULL ||
+        evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+        return;
+    }
+    ac->refused = 1;
+    char msg[512];
+    int n = snprintf(msg, sizeof(msg),
+                     "HTTP/1.1 %d %s\r\n%sContent-Type: text/plain\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n"
+                     "Cache-Control: no-store\r\n\r\n%s\n",
+                     status, reason_phrase(status),
+                     status == 405 ? "Allow: GET, HEAD\r\n" : "",
+                     strlen(why) + 1, head_only ? "" : why);
+    if (n > 0 && (size_t)n < sizeof(msg)) {
+        if (head_only) {
+            n -= 1; /* the newline after the empty body */
+        }
+        (void)send(bufferevent_getfd(bev), msg, (size_t)n,
+                   MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+}
+
+/* Answer req and close: from a head hook, which returns this. evhtp then
+ * stops its parser and frees the connection. */
+static evhtp_res refuse(struct admin_conn *ac, evhtp_request_t *req,
+                        int status, const char *why)
+{
+    send_canned(ac, status, why,
+                evhtp_request_get_method(req) == htp_method_HEAD);
+    return EVHTP_RES_ERROR;
+}
+
+/* Any Transfer-Encoding, or a Content-Length other than 0 (evhtp's parser
+ * keeps the last of several, so look at each). */
+static int announces_body(evhtp_request_t *req)
+{
+    evhtp_header_t *h;
+    TAILQ_FOREACH(h, req->headers_in, next) {
+        if (strcasecmp(h->key, "Transfer-Encoding") == 0 ||
+            (strcasecmp(h->key, "Content-Length") == 0 &&
+             strcmp(h->val, "0") != 0)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The answer to a head evhtp's parser rejected, its reason in *why; 0 if
+ * the connection ends for another reason. */
+static int parse_failure(evhtp_connection_t *conn, const char **why)
+{
+    evhtp_request_t *req = conn->request;
+    int started = req != NULL && !(req->flags & EVHTP_REQ_FLAG_FINISHED);
+    int in_line = !started || req->uri == NULL || req->uri->path == NULL;
+    htp_method m = htparser_get_method(conn->parser);
+    switch (htparser_get_error(conn->parser)) {
+    case htparse_error_none:
+        return 0;
+    case htparse_error_user:
+        /* A hook said stop: ours (they answer for themselves), or evhtp's
+         * own handling of the head, which marks the request so. */
+        if (!started || (req->status != EVHTP_RES_ERROR &&
+                         req->status != EVHTP_RES_FATAL)) {
+            return 0;
+        }
+        break;
+    case htparse_error_too_big:
+        /* A token (method, target, field name or value) past evhtp's
+         * 8 KiB: the request line's if evhtp has no path yet. */
+        *why = in_line ? "request line too long"
+                       : "request header field too large";
+        return in_line ? 414 : 431;
+    default:
+        break;
+    }
+    if (in_line && started && m != htp_method_UNKNOWN &&
+        m != htp_method_GET && m != htp_method_HEAD) {
+        /* A method we know but do not serve, with a target evhtp cannot
+         * take ("OPTIONS *"): what matters is the method. */
+        *why = "only GET and HEAD";
+        return 405;
+    }
+    *why = "malformed request head";
+    return 400;
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+/*
+ * client_header_timeout passed and no head is complete. The connection is
+ * between requests or inside a head, never paused (the deadline stops when
+ * a head is complete): a 408 if a head had begun, then close.
+ */
+static void on_head_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct admin_conn *ac = arg;
+    evhtp_request_t *req = ac->conn->request;
+    if (req != NULL && !(req->flags & EVHTP_REQ_FLAG_FINISHED)) {
+        send_canned(ac, 408, "request head not received in time", 0);
+    }
+    evhtp_connection_free(ac->conn); /* frees ac (on_conn_fini) */
+}
+
+/* One header field parsed: count it against the head's limits. */
+static evhtp_res on_head_field(evhtp_request_t *req, evhtp_header_t *hdr,
+                               void *arg)
+{
+    struct admin_conn *ac = arg;
+    ac->head_fields++;
+    ac->head_bytes += hdr->klen + hdr->vlen + 4; /* ": " and CRLF */
+    if (ac->head_bytes > admin.max_head || ac->head_fields > MAX_HEAD_FIELDS) {
+        return refuse(ac, req, 431, "request header fields too large");
+    }
+    return EVHTP_RES_OK;
+}
+
+/* A head is complete: stop its deadline, and refuse what is not for us. */
+static evhtp_res on_head_done(evhtp_request_t *req, evhtp_headers_t *hdrs,
+                              void *arg)
+{
+    struct admin_conn *ac = arg;
+    evtimer_del(ac->deadline);
+    ac->head_bytes = 0;
+    ac->head_fields = 0;
+    unsigned major = htparser_get_major(ac->conn->parser);
+    unsigned minor = htparser_get_minor(ac->conn->parser);
+    if (major != 1 || minor > 1) {
+        char why[64];
+        snprintf(why, sizeof(why), "HTTP/%u.%u is not supported: use HTTP/1.1",
+                 major, minor);
+        return refuse(ac, req, 505, why);
+    }
+    if (announces_body(req)) {
+        htp_method m = evhtp_request_get_method(req);
+        if (m != htp_method_GET && m != htp_method_HEAD) {
+            return refuse(ac, req, 405, "only GET and HEAD");
+        }
+        return refuse(ac, req, 413, "no request body is accepted here");
+    }
+    return EVHTP_RES_OK;
+}
+
+/* A reply is all written: the next head is due within
+ * client_header_timeout from now. */
+static evhtp_res on_conn_flushed(evhtp_connection_t *conn, void *arg)
+{
+    struct admin_conn *ac = arg;
+    if (conn->request == NULL ||
+        (conn->request->flags & EVHTP_REQ_FLAG_FINISHED)) {
+        evtimer_add(ac->deadline, &admin.head_tv);
+    }
+    return EVHTP_RES_OK;
+}
+
+/* evhtp is freeing the connection: answer a head its parser rejected,
+ * then forget the connection. */
+static evhtp_res on_conn_fini(evhtp_connection_t *conn, void *arg)
+{
+    struct admin_conn *ac = arg;
+    const char *why = NULL;
+    int status = parse_failure(conn, &why);
+    if (status != 0) {
+        send_canned(ac, status, why,
+                    conn->request != NULL &&
+                        htparser_get_method(conn->parser) == htp_method_HEAD);
+    }
+    event_free(ac->deadline);
+    free(ac);
+    return EVHTP_RES_OK;
+}
+
+/* evhtp accepted a connection: its hooks, and the deadline for its first
+ * head. Anything but EVHTP_RES_OK makes evhtp close it. */
+static evhtp_res on_conn_accepted(evhtp_connection_t *conn, void *arg)
+{
+    struct admin_conn *ac = calloc(1, sizeof(*ac));
+    if (ac == NULL) {
+        return EVHTP_RES_FATAL;
+    }
+    ac->conn = conn;
+    ac->deadline = evtimer_new(conn->evbase, on_head_deadline, ac);
+    if (ac->deadline == NULL ||
+        evhtp_connection_set_hook(conn, evhtp_hook_on_connection_fini,
+                                  HOOK(on_conn_fini), ac) != 0) {
+        if (ac->deadline != NULL) {
+            event_free(ac->deadline);
+        }
+        free(ac);
+        return EVHTP_RES_FATAL;
+    }
+    /* From here on_conn_fini frees ac, whatever fails. */
+    if (evhtp_connection_set_hook(conn, evhtp_hook_on_header,
+                                  HOOK(on_head_field), ac) != 0 ||
+        evhtp_connection_set_hook(conn, evhtp_hook_on_headers,
+                                  HOOK(on_head_done), ac) != 0 ||
+        evhtp_connection_set_hook(conn, evhtp_hook_on_write,
+                                  HOOK(on_conn_flushed), ac) != 0) {
+        return EVHTP_RES_FATAL;
+    }
+    evtimer_add(ac->deadline, &admin.head_tv);
+    return EVHTP_RES_OK;
+}
+
+/* ---- the listener ------------------------------------------------------- */
+
+static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
+{
+    if (admin.htp->server != NULL) {
+        evconnlistener_enable(admin.htp->server);
+    }
+}
+
+/*
+ * accept failed (as in worker.c). Out of descriptors (EMFILE/ENFILE), the
+ * pending client would stay queued and the listener readable, so the loop
+ * would spin: give up the reserve descriptor, accept that client and close
+ * it at once (it sees the connection close instead of hanging), take the
+ * reserve back, and pause accepting for 100 ms (so at most ten log lines a
+ * second).
+ */
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+    int err = EVUTIL_SOCKET_ERROR();
+    if ((err == EMFILE || err == ENFILE) && admin.reserve_fd >= 0) {
+        close(admin.reserve_fd);
+        int fd = accept(evconnlistener_get_fd(l), NULL, NULL);
+        if (fd >= 0) {
+            close(fd);
+            admin.n_shed++;
+        }
+        admin.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        log_error("accept: %s: closed a new connection (%llu so far); "
+                  "pausing for 100 ms",
+                  evutil_socket_error_to_string(err), admin.n_shed);
+    } else {
+        log_error("accept: %s; pausing for 100 ms",
+                  evutil_socket_error_to_string(err));
+    }
+    evconnlistener_disable(l);
+    struct timeval tv = {0, 100 * 1000};
+    evtimer_add(admin.accept_retry, &tv);
+}
 
 /*
  * SIGTERM and SIGINT: stop. SIGQUIT, from a reload that started a new
@@ -556,14 +890,42 @@ struct admin_ctx {
  */
 static void on_admin_signal(evutil_socket_t sig, short what, void *arg)
 {
-    struct admin_ctx *ctx = arg;
     if (sig == SIGQUIT) {
-        evhtp_unbind_socket(ctx->htp);
+        evtimer_del(admin.accept_retry);
+        evhtp_unbind_socket(admin.htp);
         struct timeval grace = util_ms_to_tv(GAUGES_WAIT_MS + 500);
-        event_base_loopexit(ctx->base, &grace);
+        event_base_loopexit(admin.base, &grace);
         return;
     }
-    event_base_loopbreak(ctx->base);
+    event_base_loopbreak(admin.base);
+}
+
+/* Set up the server on the listening socket fd; 0 or -1 (logged). */
+static int admin_serve(const struct config *cfg, int fd)
+{
+    evhtp_set_gencb(admin.htp, on_admin_request, NULL);
+    evhtp_set_post_accept_cb(admin.htp, on_conn_accepted, NULL);
+    /* A backstop: on_head_done refuses every head that announces a body,
+     * so evhtp never reads one; were it to, it would close at its first
+     * byte instead of holding it. */
+    evhtp_set_max_body_size(admin.htp, 1);
+    admin.head_tv = util_ms_to_tv(cfg->client_header_timeout_ms);
+    admin.max_head = cfg->max_header_size;
+    /* A head must be whole within client_header_timeout (on_head_deadline);
+     * evhtp's idle timeouts stay as a backstop for reads, and close one
+     * that does not read its answer after send_timeout (as on the proxy's
+     * side). */
+    struct timeval wtv = util_ms_to_tv(cfg->send_timeout_ms);
+    evhtp_set_timeouts(admin.htp, &admin.head_tv, &wtv);
+    admin.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    admin.accept_retry = evtimer_new(admin.base, on_accept_retry, NULL);
+    if (admin.accept_retry == NULL ||
+        evhtp_accept_socket(admin.htp, fd, 128) < 0) {
+        log_error("cannot serve on the admin socket");
+        return -1;
+    }
+    evconnlistener_set_error_cb(admin.htp->server, on_accept_error);
+    return 0;
 }
 
 int admin_run(const struct config *cfg, int fd, struct stats_shm *shm)
@@ -571,18 +933,20 @@ int admin_run(const struct config *cfg, int fd, struct stats_shm *shm)
     log_init(cfg->log_level, "admin");
     admin_shm = shm;
     signal(SIGUSR1, SIG_IGN);
-    struct event_base *base = event_base_new();
-    if (base == NULL) {
+    admin.base = event_base_new();
+    if (admin.base == NULL) {
         log_error("cannot create an event base");
         return 1;
     }
-    evhtp_t *htp = evhtp_new(base, NULL);
-    struct admin_ctx ctx = {base, htp};
-    struct event *term = evsignal_new(base, SIGTERM, on_admin_signal, &ctx);
-    struct event *intr = evsignal_new(base, SIGINT, on_admin_signal, &ctx);
-    struct event *quit = evsignal_new(base, SIGQUIT, on_admin_signal, &ctx);
+    admin.htp = evhtp_new(admin.base, NULL);
+    struct event *term = evsignal_new(admin.base, SIGTERM, on_admin_signal,
+                                      NULL);
+    struct event *intr = evsignal_new(admin.base, SIGINT, on_admin_signal,
+                                      NULL);
+    struct event *quit = evsignal_new(admin.base, SIGQUIT, on_admin_signal,
+                                      NULL);
     int rc = 1;
-    if (htp == NULL || term == NULL || intr == NULL || quit == NULL ||
+    if (admin.htp == NULL || term == NULL || intr == NULL || quit == NULL ||
         evsignal_add(term, NULL) < 0 || evsignal_add(intr, NULL) < 0 ||
         evsignal_add(quit, NULL) < 0) {
         log_error("cannot set up the admin server");
@@ -591,23 +955,20 @@ int admin_run(const struct config *cfg, int fd, struct stats_shm *shm)
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        evhtp_set_gencb(htp, on_admin_request, NULL);
-        /* A connection that sends nothing, or half a request, is closed
-         * after client_header_timeout; one that does not read its answer,
-         * after send_timeout (as on the proxy's side). */
-        struct timeval rtv = util_ms_to_tv(cfg->client_header_timeout_ms);
-        struct timeval wtv = util_ms_to_tv(cfg->send_timeout_ms);
-        evhtp_set_timeouts(htp, &rtv, &wtv);
-        if (evhtp_accept_socket(htp, fd, 128) < 0) {
-            log_error("cannot serve on the admin socket");
-        } else {
+        if (admin_serve(cfg, fd) == 0) {
             rc = 0;
-            event_base_dispatch(base);
-            evhtp_unbind_socket(htp);
+            event_base_dispatch(admin.base);
+            evhtp_unbind_socket(admin.htp);
         }
     }
-    if (htp != NULL) {
-        evhtp_free(htp);
+    if (admin.htp != NULL) {
+        evhtp_free(admin.htp);
+    }
+    if (admin.accept_retry != NULL) {
+        event_free(admin.accept_retry);
+    }
+    if (admin.reserve_fd >= 0) {
+        close(admin.reserve_fd);
     }
     if (term != NULL) {
         event_free(term);
@@ -618,6 +979,6 @@ int admin_run(const struct config *cfg, int fd, struct stats_shm *shm)
     if (quit != NULL) {
         event_free(quit);
     }
-    event_base_free(base);
+    event_base_free(admin.base);
     return rc;
 }

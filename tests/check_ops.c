@@ -1593,6 +1593,244 @@ START_TEST(test_admin_lets_silent_clients_go)
 }
 END_TEST
 
+/* ---- the admin listener's defences ------------------------------------- */
+
+/* The admin process's pid, from the master's log (log_level = info). */
+static pid_t admin_pid(void)
+{
+    harness_log_wait(&proxy, "admin started, pid ", 5000);
+    const char *l = strstr(harness_log(&proxy), "admin started, pid ");
+    ck_assert_msg(l != NULL, "log:\n%.2000s", harness_log(&proxy));
+    return (pid_t)atoi(l + strlen("admin started, pid "));
+}
+
+/* Send len bytes of raw to the admin port (as much of them as the admin
+ * takes before it closes) and return all that came back (malloc'd). */
+static char *admin_raw(const char *raw, size_t len)
+{
+    int fd = harness_connect(admin_port);
+    harness_write(fd, raw, len); /* fails once the admin has closed */
+    size_t n;
+    char *got = harness_read_all(fd, &n, 5000);
+    close(fd);
+    return got;
+}
+
+/* A head of fill bytes: a request line with a long target, or a header
+ * with a long value, or many small headers (malloc'd, length in *len). */
+static char *big_head(const char *kind, size_t n, size_t *len)
+{
+    char *raw = malloc(n * 8 + 256);
+    ck_assert_ptr_nonnull(raw);
+    size_t at = 0;
+    if (strcmp(kind, "target") == 0) {
+        at += (size_t)sprintf(raw, "GET /");
+        memset(raw + at, 'a', n);
+        at += n;
+        at += (size_t)sprintf(raw + at, " HTTP/1.1\r\nHost: a\r\n");
+    } else if (strcmp(kind, "value") == 0) {
+        at += (size_t)sprintf(raw, "GET /healthz HTTP/1.1\r\nX-Big: ");
+        memset(raw + at, 'b', n);
+        at += n;
+        at += (size_t)sprintf(raw + at, "\r\n");
+    } else {
+        at += (size_t)sprintf(raw, "GET /healthz HTTP/1.1\r\n");
+        for (size_t i = 0; i < n; i++) {
+            at += (size_t)sprintf(raw + at, "X: b\r\n");
+        }
+    }
+    at += (size_t)sprintf(raw + at, "Connection: close\r\n\r\n");
+    *len = at;
+    return raw;
+}
+
+/*
+ * A request that announces a body is answered as soon as its head is
+ * complete, and the body is not read: the admin held a whole body in
+ * memory before it answered (1.5 GB to GET /healthz: 2.98 GB resident).
+ */
+START_TEST(test_admin_refuses_a_body_without_reading_it)
+{
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_on_origin("log_level = info\n");
+    pid_t admin = admin_pid();
+    long rss0 = harness_proc_field(admin, "status", "VmRSS:");
+    int fd = harness_connect(admin_port);
+    harness_send(fd, "GET /healthz HTTP/1.1\r\nHost: a\r\n"
+                     "Content-Length: 1610612736\r\n\r\n");
+    static char block[1 << 20];
+    memset(block, 'x', sizeof(block));
+    for (int i = 0; i < 64 && harness_write(fd, block, sizeof(block)) == 0;
+         i++) {
+    }
+    long grown = harness_proc_field(admin, "status", "VmRSS:") - rss0;
+    size_t len;
+    char *got = harness_read_all(fd, &len, 5000);
+    close(fd);
+    ck_assert_msg(strncmp(got, "HTTP/1.1 413 ", 13) == 0, "got: %.200s", got);
+    ck_assert_ptr_nonnull(strstr(got, "Connection: close\r\n"));
+    free(got);
+    ck_assert_msg(grown < 16 * 1024, "the admin grew by %ld kB", grown);
+
+    const char *post = "POST /metrics HTTP/1.1\r\nHost: a\r\n"
+                       "Content-Length: 314572800\r\n\r\nabc";
+    got = admin_raw(post, strlen(post));
+    ck_assert_msg(strncmp(got, "HTTP/1.1 405 ", 13) == 0, "got: %.200s", got);
+    ck_assert_ptr_nonnull(strstr(got, "Allow: GET, HEAD\r\n"));
+    free(got);
+    const char *chunked = "GET /metrics HTTP/1.1\r\nHost: a\r\n"
+                          "Transfer-Encoding: chunked\r\n\r\nzz\r\n";
+    got = admin_raw(chunked, strlen(chunked));
+    ck_assert_msg(strncmp(got, "HTTP/1.1 413 ", 13) == 0, "got: %.200s", got);
+    free(got);
+    ck_assert_int_eq(admin_get("GET", "/healthz", NULL), 200);
+}
+END_TEST
+
+/* Clock ticks of CPU that pid has used (user and system). */
+static long cpu_ticks(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    long utime = 0, stime = 0;
+    ck_assert_ptr_nonnull(p);
+    /* after the command: state, 5 ints, 5 counts, then utime and stime */
+    ck_assert_int_eq(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
+                                   "%*u %ld %ld",
+                            &utime, &stime),
+                     2);
+    return utime + stime;
+}
+
+/*
+ * Out of descriptors, the admin sheds newcomers and pauses accepting, as
+ * the workers do: it spun at 100% CPU, logging libevent's "Error from
+ * accept() call" some 580,000 times a second.
+ */
+START_TEST(test_admin_sheds_when_out_of_descriptors)
+{
+    enum { N = 100 };
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    harness_nofile = 64;
+    start_admin_on_origin("client_header_timeout = 30s\nlog_level = info\n");
+    harness_nofile = 0;
+    pid_t admin = admin_pid();
+    static int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = harness_own(harness_connect(admin_port));
+    }
+    ck_assert_msg(harness_log_wait(&proxy, "closed a new connection", 3000),
+                  "no shedding logged; log:\n%.2000s", harness_log(&proxy));
+    long t0 = cpu_ticks(admin);
+    usleep(1000 * 1000);
+    long used = cpu_ticks(admin) - t0;
+    ck_assert_msg(used < sysconf(_SC_CLK_TCK) / 4,
+                  "the admin used %ld ticks of CPU in a second", used);
+    ck_assert_int_eq(harness_count(harness_log(&proxy), "Error from accept"),
+                     0);
+    for (int i = 0; i < N; i++) {
+        harness_close_owned(fds[i]);
+    }
+    ck_assert_int_eq(admin_get("GET", "/healthz", NULL), 200);
+}
+END_TEST
+
+/*
+ * client_header_timeout on the admin port is a deadline for the whole
+ * head, as on the proxy's: a head trickled a byte at a time gets 408 and
+ * is closed. (It was an idle timer, which every byte restarted.)
+ */
+START_TEST(test_admin_head_deadline_not_extended_by_trickle)
+{
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_on_origin("client_header_timeout = 500ms\n");
+    int fd = harness_own(harness_connect(admin_port));
+    harness_send(fd, "GET /healthz HTTP/1.1\r\nHost: a\r\nX-Pad: ");
+    double t0 = harness_now();
+    char got[512] = "";
+    size_t len = 0;
+    int closed = 0;
+    while (!closed && harness_now() - t0 < 3000 * harness_scale()) {
+        harness_write(fd, "a", 1); /* fails once the admin has closed */
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 50) == 1) {
+            ssize_t n = read(fd, got + len, sizeof(got) - 1 - len);
+            if (n <= 0) {
+                closed = 1;
+            } else {
+                len += (size_t)n;
+                got[len] = '\0';
+            }
+        }
+    }
+    double took = harness_now() - t0;
+    ck_assert_msg(closed, "a trickled head still open after %.0f ms", took);
+    ck_assert_msg(strncmp(got, "HTTP/1.1 408 ", 13) == 0, "got: %s", got);
+    ck_assert_msg(took < 500 + 1000 * harness_scale(),
+                  "closed %.0f ms after the head began", took);
+    ck_assert_int_eq(admin_get("GET", "/healthz", NULL), 200);
+}
+END_TEST
+
+/*
+ * What libevhtp's parser rejects, or would misread, gets a real answer:
+ * it answered "HTTP/2.0 200" to HTTP/2.0, closed without a word on
+ * OPTIONS * and obs-fold, reset the connection on a 100 KB target or a
+ * 200 KB header, and took 5,000 headers.
+ */
+START_TEST(test_admin_answers_protocol_errors)
+{
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_on_origin("");
+    static const struct {
+        const char *raw, *want;
+    } cases[] = {
+        {"GET / HTTP/2.0\r\nHost: a\r\n\r\n", "HTTP/1.1 505 "},
+        {"GET / HTTP/1.2\r\nHost: a\r\n\r\n", "HTTP/1.1 505 "},
+        {"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", "HTTP/1.1 405 "},
+        {"GET /metrics HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n",
+         "HTTP/1.1 400 "},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *got = admin_raw(cases[i].raw, strlen(cases[i].raw));
+        ck_assert_msg(strncmp(got, cases[i].want, strlen(cases[i].want)) == 0,
+                      "%s got: %.200s", cases[i].raw, got);
+        ck_assert_msg(strstr(got, "Connection: close\r\n") != NULL,
+                      "%s got: %.200s", cases[i].raw, got);
+        free(got);
+    }
+    static const struct {
+        const char *kind;
+        size_t n;
+        const char *want;
+    } big[] = {
+        {"target", 100000, "HTTP/1.1 414 "},
+        {"value", 200000, "HTTP/1.1 431 "},
+        {"fields", 5000, "HTTP/1.1 431 "},
+    };
+    for (size_t i = 0; i < sizeof(big) / sizeof(big[0]); i++) {
+        size_t len;
+        char *raw = big_head(big[i].kind, big[i].n, &len);
+        char *got = admin_raw(raw, len);
+        ck_assert_msg(strncmp(got, big[i].want, strlen(big[i].want)) == 0,
+                      "%zu of %s got: %.200s", big[i].n, big[i].kind, got);
+        free(got);
+        free(raw);
+    }
+    char *body;
+    ck_assert_int_eq(admin_get("DELETE", "/status", &body), 405);
+    ck_assert_str_eq(body, "only GET and HEAD\n");
+    free(body);
+    ck_assert_int_eq(admin_get("GET", "/healthz", NULL), 200);
+}
+END_TEST
+
 START_TEST(test_reloads_faster_than_drains_wait_for_a_stats_slot)
 {
     /* Each reload leaves a generation draining a 3 s request; the fourth
@@ -2201,6 +2439,10 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_shutdown_timeout_cuts_long_exchanges);
     tcase_add_test(tc, test_sigint_during_a_drain_stops_at_once);
     tcase_add_test(tc, test_admin_lets_silent_clients_go);
+    tcase_add_test(tc, test_admin_refuses_a_body_without_reading_it);
+    tcase_add_test(tc, test_admin_sheds_when_out_of_descriptors);
+    tcase_add_test(tc, test_admin_head_deadline_not_extended_by_trickle);
+    tcase_add_test(tc, test_admin_answers_protocol_errors);
     tcase_add_test(tc, test_reload_changes_listen_and_backlog);
     tcase_add_test(tc, test_reload_changes_workers);
     tcase_add_test(tc, test_reload_moves_the_admin_listener);
