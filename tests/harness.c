@@ -207,6 +207,7 @@ void harness_proxy(struct proc *p, const char *conf_fmt, ...)
         argv[n++] = "--leak-check=full";
         argv[n++] = "--errors-for-leak-kinds=definite";
         argv[n++] = "--error-exitcode=99";
+        argv[n++] = "--suppressions=" TOP_SRCDIR "/tests/valgrind.supp";
         argv[n++] = vglog;
     }
     argv[n++] = (char *)harness_path("proxy/switchboard");
