@@ -24,6 +24,7 @@
 #include <event2/listener.h>
 #include <evhtp/evhtp.h>
 
+#include "http1.h"
 #include "log.h"
 #include "util.h"
 
@@ -613,26 +614,6 @@ static void on_admin_request(evhtp_request_t *req, void *arg)
  * has not read its earlier answers.
  */
 
-static const char *reason_phrase(int status)
-{
-    switch (status) {
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 413:
-        return "Content Too Large";
-    case 414:
-        return "URI Too Long";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 505:
-        return "HTTP Version Not Supported";
-    default:
-        return "Bad Request";
-    }
-}
-
 /* Write a closing answer, once, if nothing of ours is queued; with no
  * body if head_only (the answer to a HEAD). */
 static void send_canned(struct admin_conn *ac, int status, const char *why,
@@ -649,7 +630,7 @@ static void send_canned(struct admin_conn *ac, int status, const char *why,
                      "HTTP/1.1 %d %s\r\n%sContent-Type: text/plain\r\n"
                      "Content-Length: %zu\r\nConnection: close\r\n"
                      "Cache-Control: no-store\r\n\r\n%s\n",
-                     status, reason_phrase(status),
+                     status, http1_status_text(status),
                      status == 405 ? "Allow: GET, HEAD\r\n" : "",
                      strlen(why) + 1, head_only ? "" : why);
     if (n > 0 && (size_t)n < sizeof(msg)) {
