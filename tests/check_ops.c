@@ -625,13 +625,14 @@ START_TEST(test_health_check_deadline_and_strict_status_line)
         harness_stop(&proxy);
         harness_stop(&script);
     }
-    /* A plain, well-formed answer keeps it up. */
+    /* A plain, well-formed answer keeps it up (a roomier deadline: the
+     * proxy may run under valgrind). */
     harness_script(&script, reply_slowly,
                    "!HTTP/1.1 204 No Content\r\n\r\n", 1);
     start_admin_proxy("",
                       "[upstream pool]\nserver = 127.0.0.1:%d\n"
                       "health_check = /hc\nhealth_interval = 100ms\n"
-                      "health_timeout = 500ms\nhealth_fall = 2\n"
+                      "health_timeout = 5s\nhealth_fall = 2\n"
                       "[route /]\nupstream = pool\n",
                       script.port);
     usleep((useconds_t)(1000 * 1000 * harness_scale()));
