@@ -1032,6 +1032,11 @@ int http1_check_request(const struct http1_head *h, const http_parser *p,
     if (h->target_len == 0) {
         return fail(err, 400, "empty request target");
     }
+    if (memchr(h->buf + h->target, '#', h->target_len) != NULL) {
+        /* A fragment is the client's own (RFC 9110 4.2.4) and no target
+         * form has one: an origin would drop it where a route would not. */
+        return fail(err, 400, "fragment (#) in the request target");
+    }
     char first = h->buf[h->target];
     if (first != '/' && !(h->target_len == 1 && first == '*' &&
                           p->method == HTTP_OPTIONS)) {

@@ -1085,7 +1085,12 @@ static int exchange_begin(struct session *s)
     } else {
         /* Matched as nginx matches locations, so that "/%61dmin",
          * "//admin" or "/x/../admin" cannot get past [route /admin] to an
-         * origin that reads them as /admin; forwarded as sent. */
+         * origin that reads them as /admin; forwarded as sent. And since
+         * an origin may read it raw instead ("/admin/../x" as under
+         * /admin), a path whose two readings take different routes is
+         * refused rather than guessed at. */
+        int raw = config_route_match(cfg, host, host_len, s->target,
+                                     path_len);
         char small[1024];
         char *normal = path_len <= sizeof(small) ? small : malloc(path_len);
         size_t normal_len;
@@ -1105,6 +1110,12 @@ static int exchange_begin(struct session *s)
             return reply_error(s, 400, "bad_request",
                                "invalid path: a bad %-escape, %00, or .. "
                                "above the root");
+        }
+        if (route != raw) {
+            return reply_error(s, 400, "bad_request",
+                               "ambiguous path: it takes another route "
+                               "once %-escapes, // and dot-segments are "
+                               "resolved");
         }
     }
     if (route < 0) {

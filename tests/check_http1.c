@@ -830,6 +830,11 @@ START_TEST(test_check_request_connect_is_405)
     ck_assert_int_eq(request_status("TRACE / HTTP/1.1\r\nHost: a\r\n"
                                     "Cookie: s=1\r\n\r\n"),
                      405);
+    /* no target form has a fragment */
+    ck_assert_int_eq(request_status("GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n"),
+                     400);
+    ck_assert_int_eq(request_status("GET /a?q#b HTTP/1.1\r\nHost: a\r\n\r\n"),
+                     400);
 }
 END_TEST
 
