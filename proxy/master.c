@@ -542,14 +542,13 @@ static int workers_wanted(const struct config *cfg)
     return n > MASTER_MAX_WORKERS ? MASTER_MAX_WORKERS : n;
 }
 
-/* Does the new conf's address a name the socket the running conf's
- * listen entry j is bound to (with the port the kernel gave it, for port
- * 0)? A new port 0 matches an old port 0 on the same host: such a socket
+/* Is a (as the conf says it, old as it was said when fd was bound) the
+ * address fd is bound to (with the port the kernel gave it, for port 0)?
+ * A new port 0 matches an old port 0 on the same host: such a socket
  * keeps the port it was given. */
-static int same_address(const struct master *m, int j,
-                        const struct config_addr *a)
+static int bound_to(int fd, const struct config_addr *old,
+                    const struct config_addr *a)
 {
-    const struct config_addr *old = &m->cfg->listen[j];
     struct sockaddr_storage want, have;
     socklen_t want_len, have_len = sizeof(have);
     if ((a->port == 0) != (old->port == 0)) {
@@ -561,7 +560,7 @@ static int same_address(const struct master *m, int j,
         return a->port == old->port;
     }
     if (resolve_listen(a, &want, &want_len) != 0 ||
-        getsockname(m->fds[0][j], (struct sockaddr *)&have, &have_len) < 0 ||
+        getsockname(fd, (struct sockaddr *)&have, &have_len) < 0 ||
         want.ss_family != have.ss_family) {
         return 0;
     }
@@ -577,6 +576,13 @@ static int same_address(const struct master *m, int j,
     const struct sockaddr_in *y = (const struct sockaddr_in *)&have;
     return x->sin_addr.s_addr == y->sin_addr.s_addr &&
            (a->port == 0 || x->sin_port == y->sin_port);
+}
+
+/* Is listen entry j's socket bound to a? */
+static int same_address(const struct master *m, int j,
+                        const struct config_addr *a)
+{
+    return bound_to(m->fds[0][j], &m->cfg->listen[j], a);
 }
 
 /* Does the master hold a listening socket on port (any address)? */
@@ -720,17 +726,17 @@ static int bind_admin(const struct config *cfg, int reloading)
     return fd;
 }
 
-/* Whether next's [admin] listen differs from cur's (port 0 stays 0: the
- * socket bound for it is kept, as for [server] listen). */
-static int admin_moved(const struct config *cur, const struct config *next)
+/* Whether next's [admin] listen is another address than the admin
+ * socket's, compared as [server] listen entries are (bound_to). */
+static int admin_moved(const struct master *m, const struct config *next)
 {
+    const struct config *cur = m->cfg;
     if (next->n_admin_listen != cur->n_admin_listen) {
         return 1;
     }
     return next->n_admin_listen > 0 &&
-           (strcmp(next->admin_listen[0].host, cur->admin_listen[0].host) !=
-                0 ||
-            next->admin_listen[0].port != cur->admin_listen[0].port);
+           !bound_to(m->admin_fd, &cur->admin_listen[0],
+                     &next->admin_listen[0]);
 }
 
 /*
@@ -744,6 +750,11 @@ static void restart_admin(struct master *m)
     m->admin_pid = 0;
     m->admin_respawn_at_ms = 0;
     if (old > 0) {
+        /* One old admin is tracked: one still finishing from the reload
+         * before is told to stop now. */
+        if (m->admin_old > 0) {
+            kill(m->admin_old, SIGTERM);
+        }
         kill(old, SIGQUIT);
         m->admin_old = old;
     }
@@ -798,7 +809,7 @@ static void reload(struct master *m)
     }
     /* A moved admin listener is bound first: a reload whose admin address
      * cannot be bound changes nothing. */
-    int moved = admin_moved(m->cfg, next);
+    int moved = admin_moved(m, next);
     int admin_fd = m->admin_fd;
     if (moved) {
         admin_fd = next->n_admin_listen > 0 ? bind_admin(next, 1) : -1;

@@ -1471,6 +1471,24 @@ START_TEST(test_reload_moves_the_admin_listener)
     ck_assert_str_eq(status_eval("[d['generation'], d['reload_failures']]"),
                      "[3, 1]");
 
+    /* Another name for the same address (127.1 is 127.0.0.1) keeps the
+     * socket: no bind, so no "in use" failure. */
+    char renamed[4096];
+    snprintf(renamed, sizeof(renamed), "%s",
+             listen_conf(&port, 1, "workers = 1\n"));
+    char *at = strstr(renamed, "[admin]\nlisten = 127.0.0.1:");
+    ck_assert_ptr_nonnull(at);
+    at += strlen("[admin]\nlisten = ");
+    memmove(at + 5, at + 9, strlen(at + 9) + 1); /* "127.0.0.1" -> "127.1" */
+    memcpy(at, "127.1", 5);
+    write_conf(&proxy, renamed);
+    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    ck_assert_msg(harness_log_wait(&proxy, "generation 4 takes over", 3000),
+                  "no reload in:\n%s", harness_log(&proxy));
+    wait_admin();
+    ck_assert_str_eq(status_eval("[d['generation'], d['reload_failures']]"),
+                     "[4, 1]");
+
     /* No [admin] section: the admin listener closes; proxying goes on. */
     char plain[512];
     snprintf(plain, sizeof(plain),
@@ -1480,7 +1498,7 @@ START_TEST(test_reload_moves_the_admin_listener)
              port, origin[0].port);
     write_conf(&proxy, plain);
     ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
-    ck_assert_msg(harness_log_wait(&proxy, "generation 4 takes over", 3000),
+    ck_assert_msg(harness_log_wait(&proxy, "generation 5 takes over", 3000),
                   "no reload in:\n%s", harness_log(&proxy));
     ck_assert_msg(refused_soon(admin_port), "the admin port %d still accepts",
                   admin_port);
