@@ -605,9 +605,13 @@ static int reply_error(struct session *s, int status, const char *term,
     }
     struct evbuffer *out = bufferevent_get_output(s->client.bev);
     size_t before = evbuffer_get_length(out);
-    /* The method is this exchange's once its head is in (t_head). */
-    http1_write_error(out, status, reason,
-                      s->t_head >= 0 && s->method == HTTP_HEAD);
+    /* The method is this exchange's once its head is in (t_head), and
+     * the parser's once the request line has reached its target. */
+    int method = s->t_head >= 0 ? s->method
+                 : s->in_exchange && s->client.head.target_len > 0
+                     ? (int)s->client.parser.method
+                     : -1;
+    http1_write_error(out, status, reason, method == HTTP_HEAD);
     s->client.bytes_out += evbuffer_get_length(out) - before;
     s->status = status;
     s->response_started = 1;

@@ -110,6 +110,20 @@ START_TEST(test_own_answers_have_no_content_where_none_is_allowed)
     got = answer_of(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
     ck_assert_str_eq(strstr(got, "\r\n\r\n") + 4, "fault injected\n");
     free(got);
+
+    /* Refused before the head is whole: still a HEAD's answer. */
+    static char big[20100];
+    int n = snprintf(big, sizeof(big), "HEAD / HTTP/1.1\r\nHost: a\r\nX: ");
+    memset(big + n, 'x', 20000);
+    snprintf(big + n + 20000, sizeof(big) - (size_t)n - 20000, "\r\n\r\n");
+    got = answer_of(proxy.port, big);
+    ck_assert_msg(strncmp(got, "HTTP/1.1 431 ", 13) == 0, "%.80s", got);
+    ck_assert_str_eq(strstr(got, "\r\n\r\n") + 4, "");
+    free(got);
+    got = answer_of(proxy.port, "HEAD / HTTP/1.1\r\nHost: a\r\nX: \001\r\n\r\n");
+    ck_assert_msg(strncmp(got, "HTTP/1.1 400 ", 13) == 0, "%.80s", got);
+    ck_assert_str_eq(strstr(got, "\r\n\r\n") + 4, "");
+    free(got);
 }
 END_TEST
 
