@@ -680,6 +680,9 @@ static const struct refusal chunk_refusals[] = {
     {"trailer line ended by a bare LF",
      RAW(CHUNKED_HEAD "5\r\nhello\r\n0\r\nX-T: 1\n\r\n"), 400,
      "bare LF at the end of a chunked body"},
+    {"trailer line with a bare CR",
+     RAW(CHUNKED_HEAD "5\r\nhello\r\n0\r\nX-T: 1\r\r\n\r\n"), 400,
+     "bare CR at the end of a chunked body"},
 };
 
 START_TEST(test_bad_chunked_body)
@@ -1235,6 +1238,8 @@ static const char *const bad_response_chunks[] = {
     "0x5\r\nhello\r\n0\r\n\r\n",        /* 0x prefix */
     "00000000000000005\r\nhello\r\n0\r\n\r\n", /* 17 digits */
     "5\r\nhello!\r\n0\r\n\r\n",         /* data longer than its size */
+    "5\r\nhello\r\n0\r\n\n",           /* the last line a bare LF */
+    "0\r\nX-T: 1\n\r\n",                /* a trailer ended by a bare LF */
 };
 
 START_TEST(test_bad_response_chunk_framing_cut_off)

@@ -625,10 +625,10 @@ START_TEST(test_health_check_deadline_and_strict_status_line)
         harness_stop(&proxy);
         harness_stop(&script);
     }
-    /* A plain, well-formed answer keeps it up (a roomier deadline: the
-     * proxy may run under valgrind). */
-    harness_script(&script, reply_slowly,
-                   "!HTTP/1.1 204 No Content\r\n\r\n", 1);
+    /* A well-formed answer keeps it up, even with no reason and bare LFs
+     * (as the data path takes it; a roomier deadline: the proxy may run
+     * under valgrind). */
+    harness_script(&script, reply_slowly, "!HTTP/1.1 204\n\n", 1);
     start_admin_proxy("",
                       "[upstream pool]\nserver = 127.0.0.1:%d\n"
                       "health_check = /hc\nhealth_interval = 100ms\n"
