@@ -47,25 +47,31 @@ $(FUZZ_DIR)/fuzz_response: $(top_srcdir)/tests/fuzz/fuzz_response.c $(FUZZ_DEPS)
 		$(top_srcdir)/tests/fuzz/fuzz_response.c $(FUZZ_PROXY_SRCS) \
 		$(FUZZ_LINK)
 
-# Both targets run even if the first fails; the summary is libFuzzer's
-# final stats, or the end of the log on a failure.
+# Both targets run at once (one per core: FUZZ_SECONDS of wall time for
+# both), and each is reported even if the other fails; the summary is
+# libFuzzer's final stats, or the end of the log on a failure.
 fuzz: $(FUZZ_PROGS)
-	@status=0; \
-	for t in request response; do \
+	@for t in request response; do \
 	  corpus=$(FUZZ_DIR)/run/$$t; \
 	  artifacts=$(FUZZ_DIR)/artifacts/$$t; \
 	  log=$(FUZZ_DIR)/fuzz_$$t.log; \
 	  mkdir -p $$corpus $$artifacts; \
 	  cp $(top_srcdir)/tests/fuzz/corpus/$$t/* $$corpus/ || exit 1; \
 	  echo "fuzz_$$t: $(FUZZ_SECONDS) s, corpus $$corpus, log $$log"; \
-	  if SWITCHBOARD_FUZZ_STRICT=$(FUZZ_STRICT) $(FUZZ_DIR)/fuzz_$$t \
-	       $(FUZZ_RUN_FLAGS) -artifact_prefix=$$artifacts/ $$corpus \
-	       > $$log 2>&1; then \
+	  ( SWITCHBOARD_FUZZ_STRICT=$(FUZZ_STRICT) $(FUZZ_DIR)/fuzz_$$t \
+	      $(FUZZ_RUN_FLAGS) -artifact_prefix=$$artifacts/ $$corpus \
+	      > $$log 2>&1; echo $$? > $(FUZZ_DIR)/fuzz_$$t.rc ) & \
+	done; \
+	wait; \
+	status=0; \
+	for t in request response; do \
+	  log=$(FUZZ_DIR)/fuzz_$$t.log; \
+	  if [ "`cat $(FUZZ_DIR)/fuzz_$$t.rc 2>/dev/null`" = 0 ]; then \
 	    grep -E '$(FUZZ_SUMMARY)' $$log; \
 	  else \
 	    status=1; \
 	    tail -n 60 $$log; \
-	    echo "fuzz_$$t: FAILED; input in $$artifacts/"; \
+	    echo "fuzz_$$t: FAILED; input in $(FUZZ_DIR)/artifacts/$$t/"; \
 	  fi; \
 	done; \
 	exit $$status
