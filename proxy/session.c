@@ -2069,15 +2069,14 @@ static void on_session_timer(evutil_socket_t fd, short what, void *arg)
         session_close(s, s->close_reason);
         return;
     case TIMER_LATENCY:
-        if (s->latency_due > util_now_ms()) {
+        double early_ms = s->latency_due - util_now_ms();
+        if (early_ms > 0) {
             /* libevent keeps time with CLOCK_MONOTONIC_COARSE, whose tick
              * (4 ms at 250 Hz) can let a timer go off that much early:
              * wait out the rest, so an injected latency is never short.
              * (EVENT_BASE_FLAG_PRECISE_TIMER would cost a timerfd_settime
              * per loop turn.) */
-            double rest_us = (s->latency_due - util_now_ms()) * 1000.0;
-            struct timeval rest = {(time_t)(rest_us / 1e6),
-                                   (suseconds_t)fmod(rest_us, 1e6) + 1};
+            struct timeval rest = util_ms_to_tv((int)ceil(early_ms));
             timer_set(s, TIMER_LATENCY, &rest);
             return;
         }
