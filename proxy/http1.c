@@ -1112,10 +1112,14 @@ enum http1_body http1_request_body(const http_parser *p)
     return HTTP1_BODY_NONE;
 }
 
+int http1_status_has_content(int status)
+{
+    return status / 100 != 1 && status != 204 && status != 304;
+}
+
 enum http1_body http1_response_body(const http_parser *p, int head_request)
 {
-    int status = p->status_code;
-    if (head_request || status / 100 == 1 || status == 204 || status == 304) {
+    if (head_request || !http1_status_has_content(p->status_code)) {
         return HTTP1_BODY_NONE;
     }
     if (p->flags & F_CHUNKED) {
@@ -1426,7 +1430,7 @@ int http1_write_error(struct evbuffer *out, int status, const char *reason,
     size_t reason_len = strlen(reason);
     /* 1xx, 204 and 304 have no content, and no Content-Length either
      * (RFC 9110 8.6); a reply to HEAD has the header, not the content. */
-    int no_content = status < 200 || status == 204 || status == 304;
+    int no_content = !http1_status_has_content(status);
     struct evbuffer_iovec v;
     char *p = head_begin(out, text_len + reason_len + HEAD_EXTRA, &v);
     if (p == NULL) {

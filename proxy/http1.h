@@ -212,6 +212,10 @@ int http1_te_in_http10(const http_parser *p);
 /* How the parsed request's body is delimited (after headers complete). */
 enum http1_body http1_request_body(const http_parser *p);
 
+/* Whether a response with this status may have content: 1xx, 204 and 304
+ * never do, whatever framing they claim (RFC 9110 6.4.1). */
+int http1_status_has_content(int status);
+
 /* How the parsed response's body is delimited, given the request method was
  * HEAD or not. */
 enum http1_body http1_response_body(const http_parser *p, int head_request);

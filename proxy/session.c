@@ -797,8 +797,8 @@ static int on_resp_headers_complete(http_parser *p)
     int http11 = s->http_major == 1 && s->http_minor == 1;
     /* 1xx, 204 and 304 never have a body, whatever framing they claim
      * (http-parser would read one): skip it, like a HEAD response's. */
-    int no_body = p->status_code / 100 == 1 || p->status_code == 204 ||
-                  p->status_code == 304 || s->method == HTTP_HEAD;
+    int no_body = !http1_status_has_content(p->status_code) ||
+                  s->method == HTTP_HEAD;
     if (p->status_code / 100 == 1) {
         /* Interim: relay 102/103 to HTTP/1.1 clients; 100 was ours to send. */
         s->interim = 1;
