@@ -677,7 +677,8 @@ int http1_chunks_scan(struct http1_chunks *c, const char *data, size_t len,
         case CHUNK_SIZE_START:
         case CHUNK_SIZE:
             if (hexval(ch) >= 0) {
-                if (++c->digits > 16) {
+                /* 1*HEXDIG: leading zeros are legal and do not count. */
+                if ((c->left != 0 || ch != '0') && ++c->digits > 16) {
                     return fail(err, 400, "chunk size too large");
                 }
                 c->left = c->left * 16 + (uint64_t)hexval(ch);
@@ -1110,6 +1111,14 @@ enum http1_body http1_request_body(const http_parser *p)
         return HTTP1_BODY_LENGTH;
     }
     return HTTP1_BODY_NONE;
+}
+
+enum http1_body http1_request_framing(const http_parser *p)
+{
+    if ((p->flags & F_CONTENTLENGTH) && !(p->flags & F_CHUNKED)) {
+        return HTTP1_BODY_LENGTH;
+    }
+    return http1_request_body(p);
 }
 
 int http1_status_has_content(int status)

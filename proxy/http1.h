@@ -146,15 +146,15 @@ int http1_scan_head(struct http1_scan *sc, const char *data, size_t len,
 /*
  * Framing checks on a chunked body as it streams in, stricter than
  * http-parser (which takes whitespace after a chunk size and ignores what
- * follows): a chunk-size line is 1*HEXDIG (at most 16 digits), then either
- * CRLF or optional whitespace, ';' and an extension up to CRLF; chunk data
- * is followed by CRLF; after the last chunk, each trailer line and the final
- * one end in CRLF (the parser reads the trailer fields). Scanning stops at
- * the body's end.
+ * follows): a chunk-size line is 1*HEXDIG (any leading zeros, then at most
+ * 16 digits), then either CRLF or optional whitespace, ';' and an extension
+ * up to CRLF; chunk data is followed by CRLF; after the last chunk, each
+ * trailer line and the final one end in CRLF (the parser reads the trailer
+ * fields). Scanning stops at the body's end.
  */
 struct http1_chunks {
     int state;
-    int digits;
+    int digits;    /* of the size so far, leading zeros not counted */
     uint64_t left; /* data bytes left in the current chunk */
 };
 
@@ -211,6 +211,11 @@ int http1_te_in_http10(const http_parser *p);
 
 /* How the parsed request's body is delimited (after headers complete). */
 enum http1_body http1_request_body(const http_parser *p);
+
+/* The framing to send upstream for the parsed request: its body's, but a
+ * Content-Length of 0 is kept (a POST's empty body has a length, RFC 9110
+ * 8.6, and an origin may answer 411 without one). */
+enum http1_body http1_request_framing(const http_parser *p);
 
 /* Whether a response with this status may have content: 1xx, 204 and 304
  * never do, whatever framing they claim (RFC 9110 6.4.1). */

@@ -141,7 +141,8 @@ struct session {
     const char *authority; /* from an absolute-form target */
     size_t authority_len;
     enum http1_body req_body;
-    enum http1_body framing; /* of the response to the client */
+    enum http1_body req_framing; /* sent upstream: req_body, or a length 0 */
+    enum http1_body framing;     /* of the response to the client */
     int keep_alive;          /* the client connection outlives it */
     int expect_continue;
     int upgrade;          /* the request asks for a WebSocket tunnel */
@@ -486,6 +487,7 @@ static void exchange_reset(struct session *s)
     s->route = -1;
     s->ustate = UPSTREAM_NONE;
     s->req_body = HTTP1_BODY_NONE;
+    s->req_framing = HTTP1_BODY_NONE;
     s->framing = HTTP1_BODY_NONE;
 }
 
@@ -1049,6 +1051,7 @@ static int exchange_begin(struct session *s)
     s->authority = where.authority;
     s->authority_len = where.authority_len;
     s->req_body = http1_request_body(p);
+    s->req_framing = http1_request_framing(p);
     http1_chunks_reset(&s->client.chunks);
     if (s->req_body == HTTP1_BODY_LENGTH && cfg->max_body_size > 0 &&
         p->content_length > cfg->max_body_size) {
@@ -1870,8 +1873,10 @@ static int upstream_connect(struct session *s, struct pool_server *server,
         .host = server->host_header,
         .client_major = s->http_major,
         .client_minor = s->http_minor,
-        .body = s->req_body,
-        .content_length = s->client.parser.content_length,
+        .body = s->req_framing,
+        .content_length = s->req_body == HTTP1_BODY_LENGTH
+                              ? s->client.parser.content_length
+                              : 0,
         .close = s->pool->cfg->keepalive == 0,
         .upgrade = s->upgrade,
         .underscores = s->w->cfg->underscores_in_headers,

@@ -772,6 +772,22 @@ static const struct forward forwards[] = {
      "5;ext\r\nhello\r\n0\r\n\r\n",
      "POST /up HTTP/1.1\r\nHost: a\r\n" FWD_1_1
      "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"},
+    /* 1*HEXDIG: leading zeros are legal however many (as nginx and
+     * HAProxy read them); only the significant digits are capped. */
+    {"chunk sizes with leading zeros",
+     "POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "00000000000000000000005\r\nhello\r\n000\r\n\r\n",
+     "POST /up HTTP/1.1\r\nHost: a\r\n" FWD_1_1
+     "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"},
+    /* A body-carrying method says its empty body's length (RFC 9110 8.6):
+     * an origin may answer 411 to a POST with no length at all. */
+    {"POST with Content-Length: 0",
+     "POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+     "POST /up HTTP/1.1\r\nHost: a\r\n" FWD_1_1
+     "Content-Length: 0\r\n\r\n"},
+    {"GET without a length",
+     "GET /up HTTP/1.1\r\nHost: a\r\n\r\n",
+     "GET /up HTTP/1.1\r\nHost: a\r\n" FWD_1_1 "\r\n"},
     {"OPTIONS *", "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
      "OPTIONS * HTTP/1.1\r\nHost: a\r\n" FWD_1_1 "\r\n"},
     {"absolute-form target",
@@ -1070,6 +1086,35 @@ START_TEST(test_transfer_encoding_in_http10_closes_after)
 }
 END_TEST
 
+static const struct reply leading_zeros = {
+    .first = "HTTP/1.1 200 OK\r\nDate: " FIXED_DATE "\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n"
+             "00000000000000000000002\r\nok\r\n0000\r\n\r\n",
+    .end = END_KEEP,
+};
+
+START_TEST(test_chunk_sizes_with_leading_zeros_relayed)
+{
+    /* The response side of "chunk sizes with leading zeros": relayed
+     * whole, the sizes rewritten, the connection kept. */
+    start_script(h_reply, (void *)&leading_zeros, "", "");
+    int fd = harness_own(harness_connect(proxy.port));
+    for (int i = 0; i < 2; i++) {
+        char got[4096];
+        size_t len = 0;
+        ck_assert_int_eq(
+            harness_send(fd, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+        ck_assert_msg(harness_read_until(fd, got, sizeof(got), &len,
+                                         "\r\n0\r\n\r\n", 3000),
+                      "exchange %d: %s", i, show(got, len));
+        ck_assert_msg(strstr(got, "\r\n\r\n2\r\nok\r\n0\r\n\r\n") != NULL,
+                      "exchange %d: %s", i, show(got, len));
+    }
+    ck_assert_int_eq(harness_count(recorded(), "<accept>"), 1);
+    harness_close_owned(fd);
+}
+END_TEST
+
 static const struct reply processing = {
     .first = "HTTP/1.1 102 Processing\r\n\r\n",
     .pause_ms = 400,
@@ -1236,7 +1281,7 @@ END_TEST
 static const char *const bad_response_chunks[] = {
     "5 x\r\nhello\r\n0\r\n\r\n",        /* junk after the size */
     "0x5\r\nhello\r\n0\r\n\r\n",        /* 0x prefix */
-    "00000000000000005\r\nhello\r\n0\r\n\r\n", /* 17 digits */
+    "10000000000000005\r\nhello\r\n0\r\n\r\n", /* 17 digits */
     "5\r\nhello!\r\n0\r\n\r\n",         /* data longer than its size */
     "5\r\nhello\r\n0\r\n\n",           /* the last line a bare LF */
     "0\r\nX-T: 1\n\r\n",                /* a trailer ended by a bare LF */
@@ -2169,6 +2214,7 @@ static Suite *hardening_suite(void)
                               sizeof(bad_responses[0])));
     tcase_add_test(tc, test_103_early_hints_relayed);
     tcase_add_test(tc, test_transfer_encoding_in_http10_closes_after);
+    tcase_add_test(tc, test_chunk_sizes_with_leading_zeros_relayed);
     tcase_add_test(tc, test_102_processing_relayed);
     tcase_add_test(tc, test_interim_not_sent_to_http10_client);
     tcase_add_test(tc, test_upstream_100_continue_not_relayed);
