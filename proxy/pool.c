@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -513,13 +514,27 @@ static void on_idle_event(struct bufferevent *bev, short what, void *arg)
     upconn_free(c);
 }
 
-struct upconn *pool_acquire(struct pool *p, struct pool_server *server,
-                            int fresh)
+/* Is idle c's socket still open with nothing to read? One MSG_PEEK. */
+static int idle_is_silent(const struct upconn *c)
 {
-    struct upconn *c = fresh ? NULL : TAILQ_FIRST(&server->idle);
-    if (c != NULL) {
+    char byte;
+    ssize_t n = recv(bufferevent_getfd(c->bev), &byte, 1,
+                     MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+struct upconn *pool_acquire(struct pool *p, struct pool_server *server,
+                            int fresh, int peek)
+{
+    struct upconn *c = NULL;
+    while (!fresh && (c = TAILQ_FIRST(&server->idle)) != NULL) {
         idle_remove(c);
-    } else {
+        if (!peek || idle_is_silent(c)) {
+            break;
+        }
+        upconn_free(c); /* closed or spoke: as on_idle_read would */
+    }
+    if (c == NULL) {
         c = calloc(1, sizeof(*c));
         if (c == NULL) {
             return NULL;

@@ -128,12 +128,16 @@ void pool_server_succeeded(struct pool_server *s);
 
 /*
  * A connection to server: an idle one (already connected, exchanges > 0),
- * unless fresh, or a new one (connected == 0, not yet connecting). The
+ * unless fresh, or a new one (connected == 0, not yet connecting). With
+ * peek, an idle one is taken only if a look at its socket (one system call)
+ * finds it still open and silent: a server may close a connection right
+ * after its last response, and the loop may not have seen that yet. For
+ * requests that cannot be replayed on a fresh connection. The
  * caller sets its callbacks and timeouts. Returns NULL with errno set when
  * a socket cannot even be created.
  */
 struct upconn *pool_acquire(struct pool *p, struct pool_server *server,
-                            int fresh);
+                            int fresh, int peek);
 
 /*
  * Give a clean connection (response complete, nothing unread) back to the

@@ -181,6 +181,7 @@ static int upstream_process(struct session *s);
 static int upstream_start(struct session *s);
 static int upstream_connect(struct session *s, struct pool_server *server,
                             int fresh);
+static void client_body_start(struct session *s);
 static int session_close(struct session *s, const char *reason);
 static int client_done(struct session *s);
 static int session_flush(struct session *s);
@@ -1484,15 +1485,24 @@ static int response_done(struct session *s)
     return exchange_end(s);
 }
 
-/* An idempotent, bodiless request that failed on a reused connection
- * before any response byte may be sent once more on a fresh one: the
- * server most likely closed an idle connection as we reused it. */
-static int retry_allowed(struct session *s)
+/* Could the request be sent once more on a fresh connection, were its
+ * reused one found closed: safe and without a body (none was consumed). */
+static int replayable(const struct session *s)
 {
-    return !s->retried && s->conn != NULL && s->conn->exchanges > 0 &&
-           s->upstream.bytes_in == 0 && s->req_body == HTTP1_BODY_NONE &&
+    return s->req_body == HTTP1_BODY_NONE &&
            (s->method == HTTP_GET || s->method == HTTP_HEAD ||
             s->method == HTTP_OPTIONS);
+}
+
+/* A replayable request whose reused connection closed or reset before any
+ * response byte is sent once more on a fresh one: the server most likely
+ * closed an idle connection as we reused it. Not after a timeout (504): the
+ * server may still be working on it. */
+static int retry_allowed(struct session *s, int status)
+{
+    return status != 504 && !s->retried && s->conn != NULL &&
+           s->conn->exchanges > 0 && s->upstream.bytes_in == 0 &&
+           replayable(s);
 }
 
 /* RFC 9110 9.2.2: repeating these has the effect of doing them once. */
@@ -1525,20 +1535,32 @@ static void upstream_failed(struct session *s, const char *term)
     }
 }
 
+/* Send the request again, to server: on a new connection (fresh) or any.
+ * A reused connection takes the rest of the request at once, which may be
+ * waiting with the client (client_body_start). */
+static int upstream_retry(struct session *s, struct pool_server *server,
+                          int fresh)
+{
+    upstream_detach(s, 0);
+    s->ustate = UPSTREAM_NONE;
+    if (upstream_connect(s, server, fresh) < 0) {
+        return -1;
+    }
+    return client_process(s);
+}
+
 /* The upstream failed: retry, answer status, or cut the client off. */
 static int upstream_fail(struct session *s, int status, const char *term,
                          const char *reason)
 {
     int not_sent = s->ustate == UPSTREAM_CONNECTING;
-    if (retry_allowed(s)) {
+    if (retry_allowed(s, status)) {
         struct pool_server *server = s->conn->server;
         log_info("%s: retrying on a fresh connection to %s (%s)",
                  s->client_addr, server->name, term);
         s->retried = 1;
         s->w->stats->counter[STAT_RETRIES]++;
-        upstream_detach(s, 0);
-        s->ustate = UPSTREAM_NONE;
-        return upstream_connect(s, server, 1);
+        return upstream_retry(s, server, 1);
     }
     if (s->conn != NULL) {
         log_warn("%s: upstream %s: %s", s->client_addr,
@@ -1558,9 +1580,7 @@ static int upstream_fail(struct session *s, int status, const char *term,
                      s->client_addr, s->attempts, s->pool->cfg->retries,
                      http_method_str(s->method), (int)s->target_len,
                      s->target, next->name, term, failed->name);
-            upstream_detach(s, 0);
-            s->ustate = UPSTREAM_NONE;
-            return upstream_connect(s, next, 0);
+            return upstream_retry(s, next, 0);
         }
     }
     return reply_error(s, status, term, reason);
@@ -1772,7 +1792,8 @@ static void on_upstream_event(struct bufferevent *bev, short what, void *arg)
         bufferevent_set_timeouts(
             bev, s->cstate == CLIENT_REQUEST_DONE ? upstream_read_tv(s) : NULL,
             s->w->tv.up_send[up]);
-        rc = 0;
+        client_body_start(s);
+        rc = client_process(s);
     } else if ((what & BEV_EVENT_EOF) && s->upstream.read_err == 0) {
         s->upstream_eof = 1;
         rc = upstream_process(s);
@@ -1833,6 +1854,28 @@ static int upstream_start(struct session *s)
     return upstream_connect(s, server, 0);
 }
 
+/*
+ * The upstream connection is up: the rest of the request (the body, or the
+ * head's last LF) may now be read and sent. Until then it stays with the
+ * client (bounded by the read watermark), so that a connect that fails
+ * leaves the request whole for another server (retry_other_allowed).
+ */
+static void client_body_start(struct session *s)
+{
+    if (s->cstate != CLIENT_WAITING) {
+        return;
+    }
+    if (s->expect_continue && s->req_body != HTTP1_BODY_NONE) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        client_send(s, cont, sizeof(cont) - 1);
+    }
+    s->cstate = CLIENT_READING_BODY;
+    if (s->req_body != HTTP1_BODY_NONE) {
+        bufferevent_set_timeouts(s->client.bev, s->w->tv.client_body,
+                                 s->w->tv.send);
+    }
+}
+
 /* Borrow (unless fresh) or open a connection to server, send the head. */
 static int upstream_connect(struct session *s, struct pool_server *server,
                             int fresh)
@@ -1840,7 +1883,7 @@ static int upstream_connect(struct session *s, struct pool_server *server,
     const struct config *cfg = s->w->cfg;
     int up = s->pool->cfg - cfg->upstreams;
     s->t_forward = util_now_ms();
-    struct upconn *c = pool_acquire(s->pool, server, fresh);
+    struct upconn *c = pool_acquire(s->pool, server, fresh, !replayable(s));
     if (c == NULL) {
         return reply_error(s, 502, "upstream_connect_error",
                            "cannot open an upstream connection");
@@ -1894,6 +1937,7 @@ static int upstream_connect(struct session *s, struct pool_server *server,
             s->w->tv.up_send[up]);
         bufferevent_enable(c->bev, EV_READ);
         bufferevent_disable(c->bev, EV_WRITE); /* see side_flush */
+        client_body_start(s);
     } else {
         s->ustate = UPSTREAM_CONNECTING;
         /* The connect itself waits on the write event (and its timeout);
@@ -1910,17 +1954,6 @@ static int upstream_connect(struct session *s, struct pool_server *server,
             return reply_error(s, 502, "upstream_connect_error", reason);
         }
         bufferevent_enable(c->bev, EV_READ);
-    }
-    if (s->cstate == CLIENT_WAITING) {
-        if (s->expect_continue && s->req_body != HTTP1_BODY_NONE) {
-            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-            client_send(s, cont, sizeof(cont) - 1);
-        }
-        s->cstate = CLIENT_READING_BODY;
-        if (s->req_body != HTTP1_BODY_NONE) {
-            bufferevent_set_timeouts(s->client.bev, s->w->tv.client_body,
-                                     s->w->tv.send);
-        }
     }
     return 0;
 }

@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/resource.h>
 #include <signal.h>
@@ -1970,6 +1971,110 @@ START_TEST(test_post_not_retried_on_reuse_race)
 }
 END_TEST
 
+/*
+ * Upstream that answers each connection's first request and closes at once,
+ * without saying Connection: close: the answer and the FIN leave in one
+ * segment (TCP_CORK holds the answer until close adds the FIN to it), so
+ * the proxy reads both in the same turn of its loop. A second request that
+ * reaches such a connection is recorded, never answered.
+ */
+static void h_answer_and_close(int fd, void *arg)
+{
+    (void)arg;
+    char head[8192];
+    record_s("<accept>");
+    if (read_request(fd, head, sizeof(head)) < 0) {
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_CORK, &one, sizeof(one));
+    harness_send(fd, strncmp(head, "POST ", 5) == 0
+                         ? "HTTP/1.1 200 OK\r\nDate: " FIXED_DATE
+                           "\r\nContent-Length: 3\r\n\r\nyes"
+                         : OK_REPLY);
+    record_s("<close>");
+}
+
+START_TEST(test_post_after_a_closing_answer_gets_a_fresh_connection)
+{
+    /* A GET and a POST pipelined: the GET's answer ends its connection.
+     * The connection went back to the pool before its close was seen; the
+     * POST, which could not be sent again, must not be sent on it (one
+     * look at the socket), but on a new connection. */
+    start_script(h_answer_and_close, NULL, "", "");
+    static const char two[] = "GET /first HTTP/1.1\r\nHost: a\r\n\r\n"
+                              "POST /second HTTP/1.1\r\nHost: a\r\n"
+                              "Content-Length: 5\r\n\r\nhello";
+    int fd = harness_own(harness_connect(proxy.port));
+    ck_assert_int_eq(harness_write(fd, two, sizeof(two) - 1), 0);
+    char got[4096];
+    size_t len = 0;
+    ck_assert_msg(harness_read_until(fd, got, sizeof(got), &len,
+                                     "\r\n\r\nyes", 3000),
+                  "got: %s; log:\n%s", show(got, len), harness_log(&proxy));
+    ck_assert_ptr_nonnull(strstr(got, "\r\n\r\nok"));
+    harness_close_owned(fd);
+    ck_assert_msg(harness_log_wait(&proxy, "\"POST /second HTTP/1.1\" 200 ", 1000),
+                  "log:\n%s", harness_log(&proxy));
+    const char *rec = recorded();
+    ck_assert_msg(harness_count(rec, "POST /second ") == 1, "recorded: %s",
+                  show(rec, strlen(rec)));
+    ck_assert_int_eq(harness_count(rec, "<accept>"), 2);
+}
+END_TEST
+
+/* Upstream that answers a connection's first request, then reads the
+ * next and never answers it. */
+static void h_answer_then_hang(int fd, void *arg)
+{
+    (void)arg;
+    record_s("<accept>");
+    if (read_request(fd, NULL, 0) < 0) {
+        return;
+    }
+    harness_send(fd, OK_REPLY);
+    if (read_request(fd, NULL, 0) < 0) {
+        return;
+    }
+    char b;
+    while (read(fd, &b, 1) > 0) {
+    }
+}
+
+START_TEST(test_read_timeout_on_reuse_not_replayed)
+{
+    /* A GET that times out on a reused connection is not the race of an
+     * idle close (the server may still be working on it): 504 after one
+     * read_timeout, sent once, with retries = 0. */
+    record_open();
+    harness_script(&script, h_answer_then_hang, NULL, 1);
+    harness_proxy(&proxy, CONF, harness_server_lines(""), script.port,
+                  "read_timeout = 500ms\nretries = 0\n");
+    struct response r;
+    ck_assert_int_eq(harness_exchange(proxy.port,
+                                      "GET /first HTTP/1.1\r\nHost: a\r\n\r\n",
+                                      &r, 3000),
+                     0);
+    ck_assert_int_eq(r.status, 200);
+    response_free(&r);
+    double t0 = harness_now();
+    ck_assert_int_eq(harness_exchange(proxy.port,
+                                      "GET /second HTTP/1.1\r\nHost: a\r\n\r\n",
+                                      &r, 5000),
+                     0);
+    double took = harness_now() - t0;
+    ck_assert_int_eq(r.status, 504);
+    response_free(&r);
+    ck_assert_msg(took < 500 + MARGIN_MS * harness_scale(), "took %.0f ms",
+                  took);
+    const char *rec = recorded();
+    ck_assert_msg(harness_count(rec, "GET /second ") == 1, "recorded: %s",
+                  show(rec, strlen(rec)));
+    ck_assert_int_eq(harness_count(rec, "<accept>"), 1);
+    ck_assert_ptr_null(strstr(harness_log(&proxy), "retrying"));
+}
+END_TEST
+
 /* ---- 12: descriptor exhaustion ------------------------------------------ */
 
 /*
@@ -2237,6 +2342,8 @@ static Suite *hardening_suite(void)
     tcase_add_test(tc, test_client_leaves_mid_download);
     tcase_add_test(tc, test_idempotent_request_retried_once_on_reuse_race);
     tcase_add_test(tc, test_post_not_retried_on_reuse_race);
+    tcase_add_test(tc, test_post_after_a_closing_answer_gets_a_fresh_connection);
+    tcase_add_test(tc, test_read_timeout_on_reuse_not_replayed);
     tcase_add_test(tc, test_retried_request_gets_the_whole_response);
     tcase_add_test(tc, test_descriptor_exhaustion);
     tcase_add_test(tc, test_select_backend_survives_past_fd_setsize);

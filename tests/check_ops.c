@@ -709,6 +709,43 @@ START_TEST(test_post_not_retried_get_retried)
 }
 END_TEST
 
+START_TEST(test_body_tried_elsewhere_after_connect_failure)
+{
+    /* A request with a body whose connect fails was never sent: its body
+     * still waits with the client, and it goes whole to the next server.
+     * Round robin over a dead port and a live origin, the dead one never
+     * taken out: every other request meets the dead one first. */
+    int dead = harness_dead_port();
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_proxy("",
+                      "[upstream pool]\nserver = 127.0.0.1:%d\n"
+                      "server = 127.0.0.1:%d\nretries = 1\nmax_fails = 0\n"
+                      "[route /]\nupstream = pool\n",
+                      dead, origin[0].port);
+    static const char *const asks[] = {
+        "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n"
+        "hello=world",
+        "PUT /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+        "\r\n6\r\nhello=\r\n5\r\nworld\r\n0\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n"
+        "Expect: 100-continue\r\n\r\nhello=world",
+    };
+    for (int i = 0; i < 6; i++) {
+        struct response r;
+        ck_assert_int_eq(exchange(proxy.port, asks[i % 3], &r), 200);
+        ck_assert_msg(strstr(r.body, "body-length: 11\n") != NULL,
+                      "request %d: echo said:\n%s", i, r.body);
+        response_free(&r);
+    }
+    char line[128];
+    snprintf(line, sizeof(line), "to 127.0.0.1:%d after upstream_connect_error",
+             origin[0].port);
+    ck_assert_msg(harness_count(harness_log(&proxy), line) >= 2,
+                  "fewer than two retries after a failed connect:\n%s",
+                  harness_log(&proxy));
+}
+END_TEST
+
 /* ---- 8. admin ---------------------------------------------------------- */
 
 /* Check the Prometheus text format rules this suite relies on. */
@@ -2485,6 +2522,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_upstreams_past_the_metrics_room_are_named);
     tcase_add_test(tc, test_passive_health_takes_a_dead_server_out_and_back);
     tcase_add_test(tc, test_post_not_retried_get_retried);
+    tcase_add_test(tc, test_body_tried_elsewhere_after_connect_failure);
     tcase_add_test(tc, test_admin_endpoints);
     tcase_add_test(tc, test_every_server_out_answers_503);
     tcase_add_test(tc, test_host_routing);
