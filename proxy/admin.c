@@ -673,7 +673,9 @@ static int parse_failure(evhtp_connection_t *conn, const char **why)
 {
     evhtp_request_t *req = conn->request;
     int started = req != NULL && !(req->flags & EVHTP_REQ_FLAG_FINISHED);
-    int in_line = !started || req->uri == NULL || req->uri->path == NULL;
+    /* Still in the request line until its version is read (a path alone is
+     * not enough: the query may be what is too long). */
+    int in_line = !started || htparser_get_major(conn->parser) == 0;
     htp_method m = htparser_get_method(conn->parser);
     switch (htparser_get_error(conn->parser)) {
     case htparse_error_none:
@@ -688,7 +690,7 @@ static int parse_failure(evhtp_connection_t *conn, const char **why)
         break;
     case htparse_error_too_big:
         /* A token (method, target, field name or value) past evhtp's
-         * 8 KiB: the request line's if evhtp has no path yet. */
+         * 8 KiB: the request line's if its version has not come yet. */
         *why = in_line ? "request line too long"
                        : "request header field too large";
         return in_line ? 414 : 431;

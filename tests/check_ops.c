@@ -1672,15 +1672,17 @@ static char *admin_raw(const char *raw, size_t len)
     return got;
 }
 
-/* A head of fill bytes: a request line with a long target, or a header
- * with a long value, or many small headers (malloc'd, length in *len). */
+/* A head of fill bytes: a request line with a long target or query, or a
+ * header with a long value, or many small headers (malloc'd, length in
+ * *len). */
 static char *big_head(const char *kind, size_t n, size_t *len)
 {
     char *raw = malloc(n * 8 + 256);
     ck_assert_ptr_nonnull(raw);
     size_t at = 0;
-    if (strcmp(kind, "target") == 0) {
-        at += (size_t)sprintf(raw, "GET /");
+    if (strcmp(kind, "target") == 0 || strcmp(kind, "query") == 0) {
+        at += (size_t)sprintf(raw, strcmp(kind, "query") == 0 ? "GET /healthz?"
+                                                              : "GET /");
         memset(raw + at, 'a', n);
         at += n;
         at += (size_t)sprintf(raw + at, " HTTP/1.1\r\nHost: a\r\n");
@@ -1882,6 +1884,8 @@ START_TEST(test_admin_answers_protocol_errors)
         const char *want;
     } big[] = {
         {"target", 100000, "HTTP/1.1 414 "},
+        /* The path is read before the query: still the request line. */
+        {"query", 9000, "HTTP/1.1 414 "},
         {"value", 200000, "HTTP/1.1 431 "},
         {"fields", 5000, "HTTP/1.1 431 "},
     };
