@@ -157,6 +157,9 @@ struct session {
     uint64_t hash_key;    /* balance = hash */
     int upstream_eof;
     int client_eof;
+    /* The client closed while its request's body waited with it: whether
+     * it gave up is known once that body is read (request_done). */
+    int eof_while_waiting;
     /* A Content-Length response body relayed without the parser: the
      * bytes still to come (bufferevent chains move, nothing is copied). */
     int body_direct;
@@ -490,6 +493,7 @@ static void exchange_reset(struct session *s)
     s->req_body = HTTP1_BODY_NONE;
     s->req_framing = HTTP1_BODY_NONE;
     s->framing = HTTP1_BODY_NONE;
+    s->eof_while_waiting = 0;
 }
 
 /* Let go of the upstream connection: back to its pool if clean. */
@@ -1163,6 +1167,23 @@ static int exchange_begin(struct session *s)
     return upstream_start(s);
 }
 
+/*
+ * Has the client sent its request head and seen no response yet? An EOF
+ * then is taken, like nginx's (proxy_ignore_client_abort off), for a
+ * client that gave up waiting rather than one that only half-closed: the
+ * exchange and its upstream connection end (on_client_event) rather than
+ * keep an upstream busy for nobody. A client that gives up and retries
+ * would otherwise pile its requests up on an upstream already slow.
+ * ignore_client_abort = on waits for the answer instead, and so does a
+ * client with more requests pipelined behind this one: it sent them all
+ * and half-closed.
+ */
+static int waiting_for_answer(const struct session *s)
+{
+    return !s->response_started &&
+           (s->cstate == CLIENT_WAITING || s->cstate == CLIENT_REQUEST_DONE);
+}
+
 /* The request has been read whole. */
 static int request_done(struct session *s)
 {
@@ -1177,6 +1198,18 @@ static int request_done(struct session *s)
     if (s->ustate == UPSTREAM_NONE) {
         /* The response ended before the request: it cannot go on. */
         return close_after_flush(s, TERM_DONE);
+    }
+    int eof_while_waiting = s->eof_while_waiting;
+    s->eof_while_waiting = 0;
+    if (eof_while_waiting && waiting_for_answer(s) &&
+        !s->w->cfg->ignore_client_abort &&
+        evbuffer_get_length(bufferevent_get_input(s->client.bev)) == 0) {
+        /* The client closed while its body waited for the upstream
+         * connection (client_body_start), and nothing follows it: it has
+         * given up, as on_client_event decides for a close after the
+         * request. */
+        s->w->stats->counter[STAT_CLIENT_ABORTS]++;
+        return session_close(s, "client_closed");
     }
     return 0;
 }
@@ -2010,23 +2043,6 @@ static void on_client_write(struct bufferevent *bev, void *arg)
     session_flush(s);
 }
 
-/*
- * Has the client sent its request head and seen no response yet? An EOF
- * then is taken, like nginx's (proxy_ignore_client_abort off), for a
- * client that gave up waiting rather than one that only half-closed: the
- * exchange and its upstream connection end (on_client_event) rather than
- * keep an upstream busy for nobody. A client that gives up and retries
- * would otherwise pile its requests up on an upstream already slow.
- * ignore_client_abort = on waits for the answer instead, and so does a
- * client with more requests pipelined behind this one: it sent them all
- * and half-closed.
- */
-static int waiting_for_answer(const struct session *s)
-{
-    return !s->response_started &&
-           (s->cstate == CLIENT_WAITING || s->cstate == CLIENT_REQUEST_DONE);
-}
-
 static void on_client_event(struct bufferevent *bev, short what, void *arg)
 {
     struct session *s = arg;
@@ -2038,6 +2054,9 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
     }
     if ((what & BEV_EVENT_EOF) && s->client.read_err == 0) {
         size_t pipelined = evbuffer_get_length(bufferevent_get_input(bev));
+        if (s->cstate == CLIENT_WAITING && pipelined > 0) {
+            pipelined--; /* the head's last LF, not yet taken */
+        }
         /* libevent says EOF again if reads are turned back on after it
          * (relay_resume): only the first one is the client's news. */
         int first = !s->client_eof;
@@ -2049,8 +2068,11 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
         if (s->cstate == CLIENT_CLOSING) {
             return; /* keep flushing: the client may only have half-closed */
         }
-        if (first && waiting_for_answer(s) &&
-            !s->w->cfg->ignore_client_abort && pipelined == 0) {
+        if (first && s->cstate == CLIENT_WAITING &&
+            s->req_body != HTTP1_BODY_NONE) {
+            s->eof_while_waiting = 1;
+        } else if (first && waiting_for_answer(s) &&
+                   !s->w->cfg->ignore_client_abort && pipelined == 0) {
             s->w->stats->counter[STAT_CLIENT_ABORTS]++;
             session_close(s, "client_closed");
             return;

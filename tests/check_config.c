@@ -1061,7 +1061,6 @@ START_TEST(file_shipped_conf)
     ck_assert_str_eq(up->servers[0].addr.host, "127.0.0.1");
     ck_assert_uint_eq(up->servers[0].addr.port, 9000);
     ck_assert_int_eq(up->servers[0].weight, 1);
-    ck_assert_int_eq(up->keepalive, 64);
     ck_assert_int_eq(cfg->n_routes, 1);
     ck_assert_str_eq(cfg->routes[0].prefix, "/");
     ck_assert_int_eq(cfg->routes[0].upstream, 0);
@@ -1083,12 +1082,13 @@ START_TEST(file_shipped_conf)
     ck_assert_int_eq(cfg->log_level, def->log_level);
     config_free(def);
 
-    /* and so are the upstream's, keepalive aside */
+    /* and so are the upstream's */
     LOAD_OK(UPSTREAM);
     const struct config_upstream *d = &cfg->upstreams[0];
     struct config *again = config_new();
     ck_assert_int_eq(config_load(again, path, err, sizeof(err)), 0);
     up = &again->upstreams[0];
+    ck_assert_int_eq(up->keepalive, d->keepalive);
     ck_assert_int_eq(up->keepalive_timeout_ms, d->keepalive_timeout_ms);
     ck_assert_int_eq(up->connect_timeout_ms, d->connect_timeout_ms);
     ck_assert_int_eq(up->read_timeout_ms, d->read_timeout_ms);

@@ -1842,6 +1842,52 @@ START_TEST(test_client_leaves_mid_download)
 }
 END_TEST
 
+START_TEST(test_client_gone_while_request_waits_ends_the_exchange)
+{
+    /* The request waits in the proxy (injected latency) when the client
+     * hangs up: it has given up as surely as one that hangs up later, and
+     * the request is never sent. (The head's last LF, which the parser
+     * takes only when the request goes on, is not a pipelined request.) */
+    record_open();
+    harness_script(&script, h_recorder, NULL, 1);
+    char up[64];
+    snprintf(up, sizeof(up), "latency = %dms\n", (int)(300 * harness_scale()));
+    harness_proxy(&proxy, CONF, harness_server_lines(""), script.port, up);
+    int fd = harness_own(harness_connect(proxy.port));
+    int port = harness_client_port(fd);
+    ck_assert_int_eq(harness_send(fd, "GET /late HTTP/1.1\r\nHost: a\r\n\r\n"),
+                     0);
+    shutdown(fd, SHUT_WR);
+    struct talk t;
+    memset(&t, 0, sizeof(t));
+    talk_read(fd, &t, 3000);
+    ck_assert_msg(t.len == 0 && t.closed, "the client got: %s",
+                  show(t.got, t.len));
+    harness_assert_logged(&proxy, port, "\"GET /late HTTP/1.1\" 0 ",
+                          " term=client_closed", NULL);
+    usleep((useconds_t)(500 * 1000 * harness_scale()));
+    ck_assert_msg(strstr(recorded(), "GET /late") == NULL,
+                  "the upstream got: %s", show(recorded(), strlen(recorded())));
+    harness_close_owned(fd);
+
+    /* With a body, which waits with the client too: whether the client
+     * gave up is known once the body is read, and it did. */
+    fd = harness_own(harness_connect(proxy.port));
+    port = harness_client_port(fd);
+    ck_assert_int_eq(harness_send(fd, "POST /late HTTP/1.1\r\nHost: a\r\n"
+                                      "Content-Length: 5\r\n\r\nhello"),
+                     0);
+    shutdown(fd, SHUT_WR);
+    memset(&t, 0, sizeof(t));
+    talk_read(fd, &t, 3000);
+    ck_assert_msg(t.len == 0 && t.closed, "the client got: %s",
+                  show(t.got, t.len));
+    harness_assert_logged(&proxy, port, "\"POST /late HTTP/1.1\" 0 ",
+                          " term=client_closed", NULL);
+    harness_close_owned(fd);
+}
+END_TEST
+
 /* ---- 11: a pooled connection the upstream closes at reuse --------------- */
 
 /*
@@ -2338,6 +2384,7 @@ static Suite *hardening_suite(void)
     tcase_add_test(tc, test_bytes_after_connection_close_meet_no_reset);
     tcase_add_test(tc, test_client_half_close_mid_request_answered);
     tcase_add_test(tc, test_client_gone_before_answer_ends_the_exchange);
+    tcase_add_test(tc, test_client_gone_while_request_waits_ends_the_exchange);
     tcase_add_test(tc, test_client_leaves_mid_upload);
     tcase_add_test(tc, test_client_leaves_mid_download);
     tcase_add_test(tc, test_idempotent_request_retried_once_on_reuse_race);
