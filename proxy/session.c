@@ -1959,6 +1959,12 @@ static int upstream_connect(struct session *s, struct pool_server *server,
     };
     http1_write_request(bufferevent_get_output(c->bev), &s->client.head,
                         &info);
+    if (s->req_body == HTTP1_BODY_CHUNKED && s->cstate == CLIENT_REQUEST_DONE) {
+        /* A retry of a chunked request whose body was empty (a retry needs
+         * body_received == 0): its last chunk went to the failed
+         * connection (on_req_message_complete), and goes here again. */
+        evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
+    }
 
     s->w->stats->counter[c->exchanges > 0 ? STAT_UP_REUSES : STAT_UP_CONNECTS]++;
     if (c->exchanges > 0) {
@@ -1999,8 +2005,11 @@ static int upstream_connect(struct session *s, struct pool_server *server,
  */
 static int session_flush(struct session *s)
 {
-    if (s->conn != NULL && s->ustate != UPSTREAM_CONNECTING &&
-        side_flush(&s->upstream, s->client.paused) < 0) {
+    while (s->conn != NULL && s->ustate != UPSTREAM_CONNECTING &&
+           side_flush(&s->upstream, s->client.paused) < 0) {
+        /* The write failed: a retry may have put the request on a reused
+         * connection, which is flushed in turn (each failure retries at
+         * most as allowed, then answers and lets the connection go). */
         if (upstream_error(s, errno) < 0) {
             return -1;
         }

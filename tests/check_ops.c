@@ -746,6 +746,58 @@ START_TEST(test_body_tried_elsewhere_after_connect_failure)
 }
 END_TEST
 
+/* An upstream that reads a whole request (head and an empty chunked body)
+ * and closes without answering. */
+static void accept_read_all_close(int fd, void *arg)
+{
+    (void)arg;
+    char buf[4096];
+    size_t len = 0;
+    while (memmem(buf, len, "\r\n0\r\n\r\n", 7) == NULL && len < sizeof(buf)) {
+        ssize_t n = read(fd, buf + len, sizeof(buf) - len);
+        if (n <= 0) {
+            return;
+        }
+        len += (size_t)n;
+    }
+}
+
+START_TEST(test_empty_chunked_body_retried_whole)
+{
+    /* An idempotent request with an empty chunked body reached a server
+     * that closed without answering: tried again on the other server, its
+     * last chunk included (it had gone to the failed connection). */
+    harness_script(&script, accept_read_all_close, NULL, 0);
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_proxy("",
+                      "[upstream pool]\nserver = 127.0.0.1:%d\n"
+                      "server = 127.0.0.1:%d\nretries = 1\nmax_fails = 0\n"
+                      "read_timeout = 2s\n"
+                      "[route /]\nupstream = pool\n",
+                      script.port, origin[0].port);
+    for (int i = 0; i < 4; i++) {
+        struct response r;
+        double t0 = harness_now();
+        ck_assert_int_eq(
+            exchange(proxy.port,
+                     "PUT /echo HTTP/1.1\r\nHost: a\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                     &r),
+            200);
+        ck_assert_msg(strstr(r.body, "body-length: 0\n") != NULL,
+                      "request %d: echo said:\n%s", i, r.body);
+        response_free(&r);
+        ck_assert_msg(harness_now() - t0 < 1000 * harness_scale(),
+                      "request %d took %.0f ms", i, harness_now() - t0);
+    }
+    char line[128];
+    snprintf(line, sizeof(line), "retry 1 of 1: PUT /echo to 127.0.0.1:%d",
+             origin[0].port);
+    ck_assert_msg(harness_log_wait(&proxy, line, 1000), "no \"%s\" in:\n%s",
+                  line, harness_log(&proxy));
+}
+END_TEST
+
 /* ---- 8. admin ---------------------------------------------------------- */
 
 /* Check the Prometheus text format rules this suite relies on. */
@@ -2527,6 +2579,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_passive_health_takes_a_dead_server_out_and_back);
     tcase_add_test(tc, test_post_not_retried_get_retried);
     tcase_add_test(tc, test_body_tried_elsewhere_after_connect_failure);
+    tcase_add_test(tc, test_empty_chunked_body_retried_whole);
     tcase_add_test(tc, test_admin_endpoints);
     tcase_add_test(tc, test_every_server_out_answers_503);
     tcase_add_test(tc, test_host_routing);
