@@ -1576,6 +1576,11 @@ static int upstream_retry(struct session *s, struct pool_server *server,
 {
     upstream_detach(s, 0);
     s->ustate = UPSTREAM_NONE;
+    if (s->cstate == CLIENT_READING_BODY && s->body_received == 0) {
+        /* Nothing of the body taken yet: it waits for this connection
+         * too, so that should it fail as well, another may be tried. */
+        s->cstate = CLIENT_WAITING;
+    }
     if (upstream_connect(s, server, fresh) < 0) {
         return -1;
     }
@@ -1901,6 +1906,7 @@ static void client_body_start(struct session *s)
     if (s->expect_continue && s->req_body != HTTP1_BODY_NONE) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         client_send(s, cont, sizeof(cont) - 1);
+        s->expect_continue = 0; /* once, whatever retries follow */
     }
     s->cstate = CLIENT_READING_BODY;
     if (s->req_body != HTTP1_BODY_NONE) {
