@@ -1893,10 +1893,11 @@ static int upstream_start(struct session *s)
 }
 
 /*
- * The upstream connection is up: the rest of the request (the body, or the
- * head's last LF) may now be read and sent. Until then it stays with the
- * client (bounded by the read watermark), so that a connect that fails
- * leaves the request whole for another server (retry_other_allowed).
+ * The rest of the request (the body, or the head's last LF) may now be read
+ * and sent: the upstream connection is up, or the request has no body. A
+ * body stays with the client until then (bounded by the read watermark), so
+ * that a connect that fails leaves the request whole for another server
+ * (retry_other_allowed).
  */
 static void client_body_start(struct session *s)
 {
@@ -1982,7 +1983,6 @@ static int upstream_connect(struct session *s, struct pool_server *server,
             s->w->tv.up_send[up]);
         bufferevent_enable(c->bev, EV_READ);
         bufferevent_disable(c->bev, EV_WRITE); /* see side_flush */
-        client_body_start(s);
     } else {
         s->ustate = UPSTREAM_CONNECTING;
         /* The connect itself waits on the write event (and its timeout);
@@ -1999,6 +1999,13 @@ static int upstream_connect(struct session *s, struct pool_server *server,
             return reply_error(s, 502, "upstream_connect_error", reason);
         }
         bufferevent_enable(c->bev, EV_READ);
+    }
+    if (c->exchanges > 0 || s->req_body == HTTP1_BODY_NONE) {
+        /* The rest of the request may be read now: the connection is up,
+         * or there is no body to keep for another server (the head's last
+         * LF, taken at once, frees the client's input during the connect:
+         * 0.4 KiB per held connection in the bench's memory scenario). */
+        client_body_start(s);
     }
     return 0;
 }
