@@ -668,7 +668,7 @@ static int hexval(unsigned char c)
     return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-int http1_chunks_scan(struct http1_chunks *c, const char *data, size_t len,
+int http1_chunks_scan(struct http1_chunks *c, char *data, size_t len,
                       struct http1_error *err)
 {
     for (size_t i = 0; i < len && c->state != CHUNK_DONE; i++) {
@@ -688,6 +688,10 @@ int http1_chunks_scan(struct http1_chunks *c, const char *data, size_t len,
             } else if (ch == ';') {
                 c->state = CHUNK_EXT;
             } else if (ch == ' ' || ch == '\t') {
+                /* BWS before a chunk extension may be a tab; http_parser
+                 * takes only a space there (and ignores what follows up
+                 * to the CR), so it reads a space. */
+                data[i] = ' ';
                 c->state = CHUNK_BWS;
             } else if (ch == '\r') {
                 c->state = CHUNK_SIZE_LF;

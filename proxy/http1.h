@@ -161,8 +161,10 @@ struct http1_chunks {
 /* Ready the scanner for a new body. */
 void http1_chunks_reset(struct http1_chunks *c);
 
-/* Scan len bytes of a chunked body; 0, or -1 with err (400) filled. */
-int http1_chunks_scan(struct http1_chunks *c, const char *data, size_t len,
+/* Scan len bytes of a chunked body; 0, or -1 with err (400) filled. A tab
+ * right after a chunk size is rewritten to a space in data, for the parser
+ * that reads the same bytes next. */
+int http1_chunks_scan(struct http1_chunks *c, char *data, size_t len,
                       struct http1_error *err);
 
 /* Where a request goes, as the upstream should see it. */

@@ -768,6 +768,12 @@ static const struct forward forwards[] = {
      "5 ;ext=1\r\nhello\r\n0\r\n\r\n",
      "POST /up HTTP/1.1\r\nHost: a\r\n" FWD_1_1
      "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"},
+    /* BWS is spaces and tabs (RFC 9112 7.1.1), as nginx reads it. */
+    {"chunk size '5<TAB>;ext'",
+     "POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "5\t;ext\r\nhello\r\n0\t \t;x=\"y\"\r\n\r\n",
+     "POST /up HTTP/1.1\r\nHost: a\r\n" FWD_1_1
+     "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"},
     {"chunk size '5;ext'",
      "POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
      "5;ext\r\nhello\r\n0\r\n\r\n",
@@ -1110,6 +1116,21 @@ START_TEST(test_chunk_sizes_with_leading_zeros_relayed)
     /* The response side of "chunk sizes with leading zeros": relayed
      * whole, the sizes rewritten, the connection kept. */
     two_chunked_ok(&leading_zeros, 1);
+}
+END_TEST
+
+static const struct reply tab_before_extension = {
+    .first = "HTTP/1.1 200 OK\r\nDate: " FIXED_DATE "\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n"
+             "2\t;a=b\r\nok\r\n0\t;c\r\n\r\n",
+    .end = END_KEEP,
+};
+
+START_TEST(test_tab_before_chunk_extension_relayed)
+{
+    /* BWS before a chunk extension may be a tab: relayed whole, the
+     * extensions dropped, the connection kept. */
+    two_chunked_ok(&tab_before_extension, 1);
 }
 END_TEST
 
@@ -2363,6 +2384,7 @@ static Suite *hardening_suite(void)
     tcase_add_test(tc, test_103_early_hints_relayed);
     tcase_add_test(tc, test_transfer_encoding_in_http10_closes_after);
     tcase_add_test(tc, test_chunk_sizes_with_leading_zeros_relayed);
+    tcase_add_test(tc, test_tab_before_chunk_extension_relayed);
     tcase_add_test(tc, test_102_processing_relayed);
     tcase_add_test(tc, test_interim_not_sent_to_http10_client);
     tcase_add_test(tc, test_upstream_100_continue_not_relayed);

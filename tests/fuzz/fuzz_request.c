@@ -335,7 +335,7 @@ static void req_close(struct fuzz_req *r, int status, const char *reason)
  * its body, a finished one to the next request when the connection
  * persists.
  */
-static void req_process(struct fuzz_req *r, const char *data, size_t *pos,
+static void req_process(struct fuzz_req *r, char *data, size_t *pos,
                         size_t end)
 {
     while (r->state != REQ_CLOSED) {
@@ -352,7 +352,7 @@ static void req_process(struct fuzz_req *r, const char *data, size_t *pos,
             r->bytes_in = 0;
             r->state = REQ_READING_HEAD;
         }
-        const char *v = data + *pos;
+        char *v = data + *pos;
         size_t avail = end - *pos;
         if (avail == 0) {
             return;
@@ -428,9 +428,17 @@ static struct evbuffer *run(uint8_t control, const char *data, size_t len,
     }
     r.state = REQ_READING_HEAD;
     r.close = (control & 0x80) != 0;
+    /* http1_chunks_scan may rewrite bytes, as it does in the proxy's
+     * input buffer: each run reads its own copy. */
+    char *copy = malloc(len + 1);
+    if (copy == NULL) {
+        abort();
+    }
+    memcpy(copy, data, len);
     size_t pos = 0;
-    req_process(&r, data, &pos, split);
-    req_process(&r, data, &pos, len);
+    req_process(&r, copy, &pos, split);
+    req_process(&r, copy, &pos, len);
+    free(copy);
     evbuffer_add_printf(r.out, "state %d\n", (int)r.state);
     r.verdict.parser_errno = http_errno_name(HTTP_PARSER_ERRNO(&r.parser));
     *verdict = r.verdict;
