@@ -1497,12 +1497,17 @@ static int response_done(struct session *s)
     if (s->framing == HTTP1_BODY_CHUNKED) {
         client_send(s, "0\r\n\r\n", 5);
     }
+    size_t extra = evbuffer_get_length(bufferevent_get_input(s->upstream.bev));
+    if (extra > 0) {
+        log_warn("%s: upstream %s sent %zu bytes after a complete response: "
+                 "connection not reused",
+                 s->client_addr, s->conn->server->name, extra);
+    }
     int reusable =
         http_should_keep_alive(&s->upstream.parser) &&
         !http1_te_in_http10(&s->upstream.parser) &&
         s->cstate == CLIENT_REQUEST_DONE && !s->upstream_eof &&
-        s->upstream.read_err == 0 &&
-        evbuffer_get_length(bufferevent_get_input(s->upstream.bev)) == 0 &&
+        s->upstream.read_err == 0 && extra == 0 &&
         evbuffer_get_length(bufferevent_get_output(s->upstream.bev)) == 0;
     s->ustate = UPSTREAM_NONE;
     exchange_log(s, TERM_DONE);

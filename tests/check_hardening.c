@@ -1119,6 +1119,26 @@ START_TEST(test_chunk_sizes_with_leading_zeros_relayed)
 }
 END_TEST
 
+static const struct reply bytes_after_response = {
+    .first = "HTTP/1.1 200 OK\r\nDate: " FIXED_DATE "\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n"
+             "2\r\nok\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL",
+    .end = END_KEEP,
+};
+
+START_TEST(test_bytes_after_response_not_reused_and_logged)
+{
+    /* What follows a complete response on its connection is no answer to
+     * anything: the connection is not reused (two accepts) and the log
+     * says why, as nginx's "upstream sent more data than specified". */
+    two_chunked_ok(&bytes_after_response, 2);
+    ck_assert_msg(harness_log_wait(&proxy, "sent 42 bytes after a complete "
+                                           "response: connection not reused",
+                                   3000),
+                  "%s", harness_log(&proxy));
+}
+END_TEST
+
 static const struct reply tab_before_extension = {
     .first = "HTTP/1.1 200 OK\r\nDate: " FIXED_DATE "\r\n"
              "Transfer-Encoding: chunked\r\n\r\n"
@@ -2385,6 +2405,7 @@ static Suite *hardening_suite(void)
     tcase_add_test(tc, test_transfer_encoding_in_http10_closes_after);
     tcase_add_test(tc, test_chunk_sizes_with_leading_zeros_relayed);
     tcase_add_test(tc, test_tab_before_chunk_extension_relayed);
+    tcase_add_test(tc, test_bytes_after_response_not_reused_and_logged);
     tcase_add_test(tc, test_102_processing_relayed);
     tcase_add_test(tc, test_interim_not_sent_to_http10_client);
     tcase_add_test(tc, test_upstream_100_continue_not_relayed);
