@@ -1859,7 +1859,10 @@ static void on_upstream_event(struct bufferevent *bev, short what, void *arg)
         } else {
             s->w->stats->counter[STAT_TO_UP_READ]++;
             rc = upstream_fail(s, 504, "upstream_read_timeout",
-                               "upstream did not respond in time");
+                               s->response_started
+                                   ? "upstream stopped sending mid-response "
+                                     "(read_timeout)"
+                                   : "upstream did not respond in time");
         }
     } else {
         rc = upstream_error(s, s->upstream.read_err != 0

@@ -539,6 +539,9 @@ START_TEST(test_upstream_read_timeout_mid_body)
     assert_timely(took, 300, "close");
     response_free(&r);
     harness_assert_logged(&proxy, port, "\" 200 ", " term=upstream_read_timeout", NULL);
+    ck_assert_msg(strstr(harness_log(&proxy),
+                         "stopped sending mid-response (read_timeout)"),
+                  "%s", harness_log(&proxy));
 }
 END_TEST
 
