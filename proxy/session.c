@@ -1835,6 +1835,9 @@ static void on_upstream_event(struct bufferevent *bev, short what, void *arg)
         bufferevent_set_timeouts(
             bev, s->cstate == CLIENT_REQUEST_DONE ? upstream_read_tv(s) : NULL,
             s->w->tv.up_send[up]);
+        if (!s->upstream.paused) {
+            bufferevent_enable(bev, EV_READ);
+        }
         client_body_start(s);
         rc = client_process(s);
     } else if ((what & BEV_EVENT_EOF) && s->upstream.read_err == 0) {
@@ -2006,7 +2009,9 @@ static int upstream_connect(struct session *s, struct pool_server *server,
                      strerror(errno));
             return reply_error(s, 502, "upstream_connect_error", reason);
         }
-        bufferevent_enable(c->bev, EV_READ);
+        /* Reads start once connected (on_upstream_event): an EOF read
+         * first, in the loop pass that also reports the connect, would
+         * go unanswered while still connecting. */
     }
     if (c->exchanges > 0 || s->req_body == HTTP1_BODY_NONE) {
         /* The rest of the request may be read now: the connection is up,

@@ -525,6 +525,40 @@ START_TEST(test_502_on_garbage_status_line)
 }
 END_TEST
 
+/* Scripted upstream: close each connection as soon as it is accepted. */
+static void close_at_once(int fd, void *arg)
+{
+    (void)fd;
+    (void)arg;
+}
+
+START_TEST(test_upstream_closing_at_once_answered_under_a_burst)
+{
+    /* Under a burst, the upstream's EOF and its connect may be reported in
+     * one loop pass, the EOF first: it must not be lost while the proxy is
+     * still connecting (every client waited for good). */
+    harness_script(&script, close_at_once, NULL, 0);
+    harness_proxy(&proxy, CONF, harness_server_lines("workers = 1"),
+                  script.port, "max_fails = 0\nretries = 0");
+    enum { N = 200 };
+    int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = harness_own(harness_connect(proxy.port));
+    }
+    static const char ask[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(harness_send(fds[i], ask), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        struct response r;
+        ck_assert_msg(harness_read_response(fds[i], &r, 5000, 0) == 0,
+                      "client %d of %d got no answer", i + 1, N);
+        ck_assert_int_eq(r.status, 502);
+        response_free(&r);
+    }
+}
+END_TEST
+
 /* Scripted upstream: read the request, then reset the connection. */
 static void reset_after_request(int fd, void *arg)
 {
@@ -1578,6 +1612,7 @@ static Suite *proxy_suite(void)
     tcase_add_test(tc, test_upstream_dies_mid_body_content_length);
     tcase_add_test(tc, test_upstream_dies_mid_body_chunked);
     tcase_add_test(tc, test_502_on_garbage_status_line);
+    tcase_add_test(tc, test_upstream_closing_at_once_answered_under_a_burst);
     tcase_add_test(tc, test_502_when_upstream_resets_before_responding);
     tcase_add_test(tc, test_204_body_is_never_relayed);
     tcase_add_test(tc, test_304_with_length_completes_at_once);
