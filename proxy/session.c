@@ -1446,9 +1446,16 @@ static int tunnel_relay(struct session *s, struct side *from, struct side *to)
     }
     relay_resume(from);
     if (from == &s->client && s->client_eof) {
-        /* The client is gone: pass on what it said last, then close. */
-        side_flush(&s->upstream, 0);
-        return session_close(s, "client_closed");
+        /* The client is done: what it said last reaches the upstream
+         * first (the upstream's write callback comes back here until its
+         * output has drained), then what is queued for the client. */
+        if (side_flush(&s->upstream, 0) < 0) {
+            return session_close(s, "upstream_error");
+        }
+        if (evbuffer_get_length(bufferevent_get_output(s->upstream.bev)) > 0) {
+            return 0;
+        }
+        return close_after_flush(s, "client_closed");
     }
     if (from == &s->upstream && s->upstream_eof) {
         return close_after_flush(s, TERM_DONE);
@@ -1470,6 +1477,9 @@ static int tunnel_start(struct session *s)
                              s->w->tv.up_send[up]);
     if (tunnel_relay(s, &s->upstream, &s->client) < 0) {
         return -1;
+    }
+    if (s->cstate != CLIENT_TUNNEL) {
+        return 0; /* the upstream has closed: flushing to the client */
     }
     return tunnel_relay(s, &s->client, &s->upstream);
 }

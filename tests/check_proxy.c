@@ -856,6 +856,73 @@ START_TEST(test_websocket_tunnel_timeout)
 }
 END_TEST
 
+/*
+ * Scripted WebSocket upstream that reads slowly: answers 101, waits, then
+ * reads with a pause between reads until EOF, and writes how many bytes
+ * came to the file named by arg.
+ */
+static void websocket_slow_sink(int fd, void *arg)
+{
+    harness_read_request_head(fd);
+    harness_send(fd, "HTTP/1.1 101 Switching Protocols\r\n"
+                     "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    usleep(300 * 1000);
+    static char buf[65536];
+    long total = 0;
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof(buf))) > 0) {
+        total += n;
+        usleep(1000);
+    }
+    FILE *f = fopen(arg, "w");
+    if (f != NULL) {
+        fprintf(f, "%ld\n", total);
+        fclose(f);
+    }
+}
+
+START_TEST(test_websocket_client_close_delivers_its_last_bytes)
+{
+    /* A client that sends its last bytes and closes while the upstream
+     * reads slower than it writes: what is queued for the upstream still
+     * reaches it before the proxy closes (it was dropped). */
+    static char path[] = "/tmp/sb-ws-sink-XXXXXX";
+    int tmp = mkstemp(path);
+    ck_assert_int_ge(tmp, 0);
+    close(tmp);
+    unlink(path);
+    harness_script(&script, websocket_slow_sink, path, 1);
+    harness_proxy(&proxy, CONF, harness_server_lines(""), script.port, "");
+    int fd = harness_own(harness_connect(proxy.port));
+    harness_send(fd, ws_request);
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 3000, 1), 0);
+    ck_assert_int_eq(r.status, 101);
+    response_free(&r);
+    enum { SENT = 4 << 20 };
+    static char data[SENT];
+    memset(data, 'x', sizeof(data));
+    ck_assert_int_eq(harness_write(fd, data, sizeof(data)), 0);
+    shutdown(fd, SHUT_WR);
+    ck_assert(harness_wait_closed(fd, 10000));
+    long got = -1;
+    double deadline = harness_now() + 10000 * harness_scale();
+    while (got < 0 && harness_now() < deadline) {
+        FILE *f = fopen(path, "r");
+        if (f == NULL || fscanf(f, "%ld", &got) != 1) {
+            got = -1;
+            usleep(20 * 1000);
+        }
+        if (f != NULL) {
+            fclose(f);
+        }
+    }
+    unlink(path);
+    ck_assert_int_eq(got, SENT);
+    ck_assert(harness_log_wait(&proxy, " term=client_closed", 3000));
+}
+END_TEST
+
 static char upgrade_refused[] =
     "HTTP/1.1 426 Upgrade Required\r\nContent-Length: 4\r\n\r\nnope";
 
@@ -1619,6 +1686,7 @@ static Suite *proxy_suite(void)
     tcase_add_test(tc, test_absolute_form_ipv6_authority_keeps_brackets);
     tcase_add_test(tc, test_websocket_tunnel_frames_both_ways);
     tcase_add_test(tc, test_websocket_tunnel_timeout);
+    tcase_add_test(tc, test_websocket_client_close_delivers_its_last_bytes);
     tcase_add_test(tc, test_websocket_refused_stays_http);
     tcase_add_test(tc, test_h2c_upgrade_not_forwarded);
     tcase_add_test(tc, test_idle_upstream_connection_closed_after_keepalive_timeout);
