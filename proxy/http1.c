@@ -783,6 +783,8 @@ struct fields {
     int content_length; /* first Content-Length, or -1 */
     int host;           /* first Host, or -1 */
     int hosts;          /* how many Host fields */
+    int te_alike;       /* a name longer than "Transfer-Encoding" that
+                         * starts with it (framing_mismatch) */
 };
 
 enum { FIELD_BAD_NAME = 1, FIELD_BAD_VALUE = 2 };
@@ -792,10 +794,14 @@ static void fields_scan(const struct http1_head *h, struct fields *f)
 {
     f->bad = 0;
     f->te = f->content_length = f->host = -1;
-    f->hosts = 0;
+    f->hosts = f->te_alike = 0;
     for (uint32_t i = 0; i < h->n_hdrs; i++) {
         const struct http1_header *hd = &h->hdrs[i];
         const char *name = h->buf + hd->name;
+        if (hd->name_len > 17 && (name[0] | 0x20) == 't' &&
+            strncasecmp(name, "transfer-encoding", 17) == 0) {
+            f->te_alike = 1;
+        }
         if (!name_valid(name, hd->name_len)) {
             f->bad = FIELD_BAD_NAME;
             return;
@@ -830,10 +836,15 @@ static void fields_scan(const struct http1_head *h, struct fields *f)
 /*
  * http-parser 2.9.4 takes a field whose name merely starts with
  * "Transfer-Encoding" (Transfer-Encoding-Foo) for the real one. Framing the
- * parser believes in must come from the exact fields we see.
+ * parser believes in must come from the exact fields we see; and such a
+ * field is refused even beside a real one, since it is passed on as it is
+ * and a next hop on the same parser would take it for one.
  */
 static int framing_mismatch(const struct fields *f, const http_parser *p)
 {
+    if (f->te_alike) {
+        return 1;
+    }
     if ((p->uses_transfer_encoding || (p->flags & F_CHUNKED)) && f->te < 0) {
         return 1;
     }
@@ -1098,6 +1109,13 @@ int http1_check_response(const struct http1_head *h, const http_parser *p,
                               "Transfer-Encoding or Content-Length");
     }
     return 0;
+}
+
+void http1_settle_chunked(http_parser *p)
+{
+    if (p->uses_transfer_encoding) {
+        p->flags |= F_CHUNKED;
+    }
 }
 
 int http1_te_in_http10(const http_parser *p)

@@ -110,6 +110,16 @@ int http1_check_response(const struct http1_head *h, const http_parser *p,
                          struct http1_error *err);
 
 /*
+ * Once http1_check_request or http1_check_response has passed a head: any
+ * Transfer-Encoding in it is a lone "chunked", and the parser must read the
+ * body so. http-parser 2.9.4 takes "chunked" followed by a tab (OWS, RFC
+ * 9110 5.6.3) for another coding: it would refuse such a request after its
+ * head was taken, and read such a response to its close, relaying the chunk
+ * framing as content. Call before the body's framing is decided.
+ */
+void http1_settle_chunked(http_parser *p);
+
+/*
  * Raw-byte checks on a message head as it streams in, for what http-parser
  * lets through or folds silently: obs-fold (a line starting with SP or HTAB
  * after the start line, which also covers whitespace before the first

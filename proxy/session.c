@@ -801,6 +801,7 @@ static int on_resp_headers_complete(http_parser *p)
     if (http1_check_response(&s->upstream.head, p, &s->error) < 0) {
         return -1;
     }
+    http1_settle_chunked(p);
     int http11 = s->http_major == 1 && s->http_minor == 1;
     /* 1xx, 204 and 304 never have a body, whatever framing they claim
      * (http-parser would read one): skip it, like a HEAD response's. */
@@ -1047,6 +1048,7 @@ static int exchange_begin(struct session *s)
         s->target_len = s->client.head.target_len;
         return reply_error(s, err.status, "bad_request", err.reason);
     }
+    http1_settle_chunked(p);
     struct http1_target where;
     if (http1_origin_form(&s->client.head, &where) < 0) {
         return reply_error(s, 400, "bad_request", "invalid request target");

@@ -574,6 +574,15 @@ static const struct refusal refusals[] = {
     {"Transfer-Encoding in HTTP/1.0",
      RAW("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
      400, "Transfer-Encoding in an HTTP/1.0 request"},
+    /* http-parser takes a name that starts with Transfer-Encoding for it;
+     * passed on beside the real one, a next hop on it would too. */
+    {"a name that starts with Transfer-Encoding",
+     RAW("GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding-X: 1\r\n\r\n"),
+     400, "a header name that mimics Transfer-Encoding or Content-Length"},
+    {"a name that starts with Transfer-Encoding, beside the real one",
+     RAW("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+         "Transfer-Encodingk: 1\r\n\r\n0\r\n\r\n"),
+     400, "a header name that mimics Transfer-Encoding or Content-Length"},
     /* The header section. */
     {"whitespace between name and colon",
      RAW("GET / HTTP/1.1\r\nHost: a\r\nX-A : 1\r\n\r\n"), 400,
@@ -760,6 +769,13 @@ static const struct forward forwards[] = {
      "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"},
     {"Transfer-Encoding:<TAB>chunked",
      "POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\tchunked\r\n\r\n"
+     "5\r\nhello\r\n0\r\n\r\n",
+     "POST /up HTTP/1.1\r\nHost: a\r\n" FWD_1_1
+     "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"},
+    /* OWS after the coding may be a tab (RFC 9110 5.6.3), which
+     * http-parser alone would not read as chunked. */
+    {"Transfer-Encoding: chunked<TAB>",
+     "POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\t\r\n\r\n"
      "5\r\nhello\r\n0\r\n\r\n",
      "POST /up HTTP/1.1\r\nHost: a\r\n" FWD_1_1
      "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"},
@@ -984,6 +1000,11 @@ static const struct bad_response bad_responses[] = {
     {"whitespace before a header colon",
      "HTTP/1.1 200 OK\r\nContent-Length : 6\r\n\r\nLEAKED",
      "upstream sent an invalid header name"},
+    {"a name that starts with Transfer-Encoding, beside the real one",
+     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+     "Transfer-Encoding-X: 1\r\n\r\n6\r\nLEAKED\r\n0\r\n\r\n",
+     "upstream sent a header name that mimics Transfer-Encoding or "
+     "Content-Length"},
 };
 
 /* The scripted upstream of a bad-response test reads its reply here: set
@@ -1136,6 +1157,21 @@ START_TEST(test_bytes_after_response_not_reused_and_logged)
                                            "response: connection not reused",
                                    3000),
                   "%s", harness_log(&proxy));
+}
+END_TEST
+
+static const struct reply chunked_then_tab = {
+    .first = "HTTP/1.1 200 OK\r\nDate: " FIXED_DATE "\r\n"
+             "Transfer-Encoding: chunked\t\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    .end = END_KEEP,
+};
+
+START_TEST(test_chunked_followed_by_a_tab_relayed)
+{
+    /* "chunked<TAB>" is chunked: its body is relayed dechunked and
+     * rechunked, not its chunk framing as content to the connection's
+     * close; the connection is kept. */
+    two_chunked_ok(&chunked_then_tab, 1);
 }
 END_TEST
 
@@ -2405,6 +2441,7 @@ static Suite *hardening_suite(void)
     tcase_add_test(tc, test_transfer_encoding_in_http10_closes_after);
     tcase_add_test(tc, test_chunk_sizes_with_leading_zeros_relayed);
     tcase_add_test(tc, test_tab_before_chunk_extension_relayed);
+    tcase_add_test(tc, test_chunked_followed_by_a_tab_relayed);
     tcase_add_test(tc, test_bytes_after_response_not_reused_and_logged);
     tcase_add_test(tc, test_102_processing_relayed);
     tcase_add_test(tc, test_interim_not_sent_to_http10_client);

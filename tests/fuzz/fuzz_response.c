@@ -194,6 +194,7 @@ static int on_resp_headers_complete(http_parser *p)
         fuzz_reject(r->out, &r->verdict, err.status, err.reason);
         return -1;
     }
+    http1_settle_chunked(p);
     if (fuzz_strict) {
         strict_parser_framing(r, p);
     }
