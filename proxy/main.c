@@ -80,9 +80,6 @@ int main(int argc, char **argv)
         config_free(cfg);
         return 0;
     }
-    /* Our own limits answer 431 before the parser's global one trips. */
-    http_parser_set_max_header_size((uint32_t)cfg->max_header_size * 2 +
-                                    4096);
     int rc = master_run(cfg);
     config_free(cfg);
     return rc;

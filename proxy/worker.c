@@ -21,6 +21,7 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <http_parser.h>
 
 #include "accesslog.h"
 #include "log.h"
@@ -457,6 +458,11 @@ int worker_run(const struct config *cfg, int index, const int *fds, int n_fds,
     char role[32];
     snprintf(role, sizeof(role), "worker %d", index);
     log_init(cfg->log_level, role);
+    /* http-parser's limit is per process: set from this worker's conf, so
+     * that a reload changes it. Our own limits answer 431 before it trips;
+     * it also bounds a chunk-size line and a trailer section. */
+    http_parser_set_max_header_size((uint32_t)cfg->max_header_size * 2 +
+                                    4096);
     struct worker w;
     memset(&w, 0, sizeof(w));
     w.index = index;

@@ -1637,6 +1637,49 @@ START_TEST(test_reload_changes_workers)
 }
 END_TEST
 
+/* Upstream for heads of any size: reads one to its blank line, answers
+ * 200 "ok", then reads until the proxy closes. */
+static void ok_to_any_head(int fd, void *arg)
+{
+    (void)arg;
+    char buf[4096];
+    unsigned last4 = 0;
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof(buf))) > 0) {
+        for (ssize_t i = 0; i < n; i++) {
+            last4 = last4 << 8 | (unsigned char)buf[i];
+            if (last4 == 0x0d0a0d0a) {
+                harness_send(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                                 "\r\nok");
+            }
+        }
+    }
+}
+
+START_TEST(test_reload_raises_max_header_size)
+{
+    /* http-parser's own limit is per process, and was set once at start
+     * from the first conf (2 x 16k + 4k): a reload that raised
+     * max_header_size still got 431 for a 60 KB head. */
+    harness_script(&origin[0], ok_to_any_head, NULL, 1);
+    start_admin_on_origin("workers = 1\n");
+    int port = proxy.port;
+    enum { PAD = 60000 };
+    static char raw[PAD + 128];
+    int n = snprintf(raw, 128, "GET / HTTP/1.1\r\nHost: a\r\nX-Big: ");
+    memset(raw + n, 'b', PAD);
+    memcpy(raw + n + PAD, "\r\n\r\n", 5);
+    ck_assert_int_eq(exchange(port, raw, NULL), 431);
+    write_conf(&proxy,
+               listen_conf(&port, 1, "workers = 1\nmax_header_size = 128k\n"));
+    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    ck_assert_msg(harness_log_wait(&proxy, "generation 2 takes over", 3000),
+                  "%s", harness_log(&proxy));
+    drained(1);
+    ck_assert_int_eq(exchange(port, raw, NULL), 200);
+}
+END_TEST
+
 static double metric_wait(const char *series, double want, int ms);
 
 START_TEST(test_renamed_upstreams_keep_their_counters)
@@ -2572,6 +2615,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_admin_answers_protocol_errors);
     tcase_add_test(tc, test_reload_changes_listen_and_backlog);
     tcase_add_test(tc, test_reload_changes_workers);
+    tcase_add_test(tc, test_reload_raises_max_header_size);
     tcase_add_test(tc, test_reload_moves_the_admin_listener);
     tcase_add_test(tc, test_renamed_upstreams_keep_their_counters);
     tcase_add_test(tc, test_reloads_faster_than_drains_wait_for_a_stats_slot);
