@@ -229,7 +229,17 @@ static void on_worker_signal(evutil_socket_t sig, short what, void *arg)
         worker_drain(w, "SIGQUIT");
         break;
     case SIGUSR1:
-        if (accesslog_reopen(w->access_log) < 0) {
+        if (w->access_log == NULL && strcmp(w->cfg->access_log, "off") != 0) {
+            /* Could not be opened when this worker started: try again. */
+            const char *err = NULL;
+            w->access_log = accesslog_open(w->base, w->cfg->access_log, &err);
+            if (err != NULL) {
+                log_error("SIGUSR1: access_log %s: %s: %s", w->cfg->access_log,
+                          err, strerror(errno));
+            } else {
+                log_info("SIGUSR1: access log opened");
+            }
+        } else if (accesslog_reopen(w->access_log) < 0) {
             log_error("SIGUSR1: cannot reopen access_log %s: %s",
                       w->cfg->access_log, strerror(errno));
         } else {
@@ -377,9 +387,14 @@ static int worker_setup(struct worker *w, const int *fds, int n_fds)
     const char *err = NULL;
     w->access_log = accesslog_open(w->base, cfg->access_log, &err);
     if (err != NULL) {
-        log_error("access_log %s: %s: %s", cfg->access_log, err,
-                  strerror(errno));
-        return -1;
+        /* The master opened it when it read the conf: it has gone since
+         * (its directory removed, say) and this worker is a restart.
+         * Exiting would only restart it again, a second later, with its
+         * listening socket's share of new connections left waiting; so it
+         * serves, without the log, until SIGUSR1 opens it. */
+        log_error("access_log %s: %s: %s; no access log for this worker "
+                  "until SIGUSR1",
+                  cfg->access_log, err, strerror(errno));
     }
     w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     w->accept_retry = evtimer_new(w->base, on_accept_retry, w);

@@ -2259,6 +2259,49 @@ START_TEST(test_sigusr1_reopens_the_access_log)
 }
 END_TEST
 
+START_TEST(test_restarted_worker_serves_without_its_access_log)
+{
+    /* A worker restarted after its access log's directory was removed
+     * serves without the log (it exited at once, a second later again, and
+     * so on, while the connections its listening socket took waited), and
+     * SIGUSR1 opens the log once it can be opened. */
+    char dir[] = "/tmp/sb-ops-log-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof(path), "%s/access.log", dir);
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "access_log = %s\n"
+                  "[upstream origin]\nserver = 127.0.0.1:%d\n"
+                  "[route /]\nupstream = origin\n",
+                  path, origin[0].port);
+    char line[64];
+    get_logged_as(line, sizeof(line));
+    ck_assert(file_wait(path, line, 2000));
+    ck_assert_int_eq(unlink(path), 0);
+    ck_assert_int_eq(rmdir(dir), 0);
+    pid_t worker[2];
+    ck_assert_int_eq(harness_children(proxy.pid, worker, 2), 1);
+    ck_assert_int_eq(kill(worker[0], SIGKILL), 0);
+    ck_assert_msg(harness_log_wait(&proxy, "no access log for this worker",
+                                   5000),
+                  "%s", harness_log(&proxy));
+    for (int i = 0; i < 5; i++) {
+        get_logged_as(line, sizeof(line));
+    }
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    ck_assert_int_eq(kill(proxy.pid, SIGUSR1), 0);
+    ck_assert_msg(harness_log_wait(&proxy, "SIGUSR1: access log opened", 2000),
+                  "%s", harness_log(&proxy));
+    get_logged_as(line, sizeof(line));
+    ck_assert_msg(file_wait(path, line, 2000), "not in %s", path);
+    harness_stop(&proxy);
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
 /* ---- 12. DNS ----------------------------------------------------------- */
 
 START_TEST(test_server_by_name)
@@ -2632,6 +2675,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_active_health_check_takes_a_server_out);
     tcase_add_test(tc, test_health_check_deadline_and_strict_status_line);
     tcase_add_test(tc, test_sigusr1_reopens_the_access_log);
+    tcase_add_test(tc, test_restarted_worker_serves_without_its_access_log);
     tcase_add_test(tc, test_server_by_name);
     tcase_add_test(tc, test_injected_delays_in_metrics);
     tcase_add_test(tc, test_session_gauges_are_fresh);
