@@ -60,6 +60,7 @@ struct master {
     int n_slots;
     pid_t retiring[MASTER_MAX_RETIRING]; /* old workers draining */
     int n_retiring;
+    int retiring_grace_ms;    /* the longest shutdown_timeout they drain by */
     int generation;
     int reload_pending;       /* a valid SIGHUP waits for free stats slots */
     struct stats_shm *shm;
@@ -411,8 +412,17 @@ static int reap(struct master *m, int stopping)
         }
         for (int r = 0; r < m->n_retiring; r++) {
             if (m->retiring[r] == pid) {
-                log_info("old worker (pid %d) finished draining", (int)pid);
+                if (WIFSIGNALED(status)) {
+                    log_warn("old worker (pid %d) killed by signal %d while "
+                             "draining", (int)pid, WTERMSIG(status));
+                } else {
+                    log_info("old worker (pid %d) finished draining",
+                             (int)pid);
+                }
                 m->retiring[r] = m->retiring[--m->n_retiring];
+                if (m->n_retiring == 0) {
+                    m->retiring_grace_ms = 0;
+                }
                 break;
             }
         }
@@ -465,8 +475,12 @@ static void signal_workers(struct master *m, int sig)
 static void stop_workers(struct master *m, int sig)
 {
     signal_workers(m, sig);
-    double grace = sig == SIGTERM ? m->cfg->shutdown_timeout_ms + 5000.0
-                                  : 10000.0;
+    /* Old workers drain by their own conf's shutdown_timeout, which may be
+     * longer than the current one. */
+    int drain_ms = m->cfg->shutdown_timeout_ms > m->retiring_grace_ms
+                       ? m->cfg->shutdown_timeout_ms
+                       : m->retiring_grace_ms;
+    double grace = sig == SIGTERM ? drain_ms + 5000.0 : 10000.0;
     double deadline = util_now_ms() + grace;
     while (reap(m, 1) > 0) {
         if (util_now_ms() > deadline) {
@@ -836,6 +850,9 @@ static void reload(struct master *m)
     }
     m->admin_fd = admin_fd;
     struct config *old_owned = m->owned;
+    if (m->cfg->shutdown_timeout_ms > m->retiring_grace_ms) {
+        m->retiring_grace_ms = m->cfg->shutdown_timeout_ms;
+    }
     m->cfg = next;
     m->owned = next;
     m->generation++;

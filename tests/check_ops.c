@@ -2167,6 +2167,39 @@ START_TEST(test_shutdown_timeout_cuts_long_exchanges)
 }
 END_TEST
 
+START_TEST(test_sigterm_gives_old_workers_their_own_shutdown_timeout)
+{
+    /* A worker retired by a reload drains by its own conf's
+     * shutdown_timeout (30 s), not the new one's (100 ms): at SIGTERM the
+     * master waited 100 ms + 5 s, then killed it mid-exchange. */
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    const char *conf = "[server]\nlisten = 127.0.0.1:%d\nworkers = 1\n"
+                       "access_log = stderr\nshutdown_timeout = %s\n"
+                       "[upstream origin]\nserver = 127.0.0.1:%d\n"
+                       "[route /]\nupstream = origin\n";
+    harness_proxy(&proxy, conf, 0, "30s", origin[0].port);
+    int fd = harness_own(harness_connect(proxy.port));
+    harness_send(fd, "GET /?delay=6s HTTP/1.1\r\nHost: a\r\n\r\n");
+    usleep(200 * 1000);
+    char text[512];
+    snprintf(text, sizeof(text), conf, proxy.port, "100ms", origin[0].port);
+    write_conf(&proxy, text);
+    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    ck_assert_msg(harness_log_wait(&proxy, "generation 2 takes over", 3000),
+                  "%s", harness_log(&proxy));
+    ck_assert_int_eq(kill(proxy.pid, SIGTERM), 0);
+    struct response r;
+    ck_assert_msg(harness_read_response(fd, &r, 15000, 0) == 0,
+                  "no answer; log:\n%s", harness_log(&proxy));
+    ck_assert_int_eq(r.status, 200);
+    ck_assert(r.complete);
+    response_free(&r);
+    double took;
+    ck_assert(wait_exit(&proxy, 5000, &took) != -1);
+    ck_assert_ptr_null(strstr(harness_log(&proxy), "killed by signal"));
+}
+END_TEST
+
 START_TEST(test_sigint_during_a_drain_stops_at_once)
 {
     int fd = sigterm_with_one_in_flight("20s", "10s");
@@ -2650,6 +2683,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_reload_under_load_loses_nothing);
     tcase_add_test(tc, test_sigterm_drains_in_flight_exchanges);
     tcase_add_test(tc, test_shutdown_timeout_cuts_long_exchanges);
+    tcase_add_test(tc, test_sigterm_gives_old_workers_their_own_shutdown_timeout);
     tcase_add_test(tc, test_sigint_during_a_drain_stops_at_once);
     tcase_add_test(tc, test_admin_lets_silent_clients_go);
     tcase_add_test(tc, test_admin_refuses_a_body_without_reading_it);
