@@ -490,7 +490,12 @@ static void stop_workers(struct master *m, int sig)
             deadline += 10000;
         }
         struct timespec ts = {0, 20 * 1000 * 1000};
-        if (sigtimedwait(&m->sigs, NULL, &ts) == SIGINT && sig != SIGINT) {
+        int got = sigtimedwait(&m->sigs, NULL, &ts);
+        if (got == SIGUSR1) {
+            /* Log rotation does not wait for the drain. */
+            log_info("SIGUSR1: workers reopen their log files");
+            signal_workers(m, SIGUSR1);
+        } else if (got == SIGINT && sig != SIGINT) {
             /* SIGINT means now, even in the middle of a drain. */
             log_info("%s: stopping workers now", strsignal(SIGINT));
             sig = SIGINT;

@@ -2292,6 +2292,48 @@ START_TEST(test_sigusr1_reopens_the_access_log)
 }
 END_TEST
 
+START_TEST(test_sigusr1_during_a_drain_reopens_the_access_log)
+{
+    /* Log rotation while a SIGTERM drain goes on: the draining worker
+     * reopens (the master dropped the signal while it waited), and the
+     * exchange still in flight is logged in the new file. */
+    char dir[] = "/tmp/sb-ops-log-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[128], moved[128];
+    snprintf(path, sizeof(path), "%s/access.log", dir);
+    snprintf(moved, sizeof(moved), "%s/access.log.1", dir);
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "access_log = %s\nshutdown_timeout = 10s\n"
+                  "[upstream origin]\nserver = 127.0.0.1:%d\n"
+                  "[route /]\nupstream = origin\n",
+                  path, origin[0].port);
+    int fd = harness_own(harness_connect(proxy.port));
+    char line[64];
+    snprintf(line, sizeof(line), "Z 127.0.0.1:%d \"GET",
+             harness_client_port(fd));
+    harness_send(fd, "GET /?delay=1s HTTP/1.1\r\nHost: a\r\n\r\n");
+    usleep(200 * 1000);
+    ck_assert_int_eq(kill(proxy.pid, SIGTERM), 0);
+    ck_assert(harness_log_wait(&proxy, "draining (SIGTERM)", 2000));
+    ck_assert_int_eq(rename(path, moved), 0);
+    ck_assert_int_eq(kill(proxy.pid, SIGUSR1), 0);
+    ck_assert_msg(harness_log_wait(&proxy, "access log reopened", 2000), "%s",
+                  harness_log(&proxy));
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    response_free(&r);
+    double took;
+    ck_assert(wait_exit(&proxy, 5000, &took) != -1);
+    ck_assert_msg(file_wait(path, line, 0), "not in the new %s", path);
+    unlink(path);
+    unlink(moved);
+    rmdir(dir);
+}
+END_TEST
+
 START_TEST(test_restarted_worker_serves_without_its_access_log)
 {
     /* A worker restarted after its access log's directory was removed
@@ -2709,6 +2751,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_active_health_check_takes_a_server_out);
     tcase_add_test(tc, test_health_check_deadline_and_strict_status_line);
     tcase_add_test(tc, test_sigusr1_reopens_the_access_log);
+    tcase_add_test(tc, test_sigusr1_during_a_drain_reopens_the_access_log);
     tcase_add_test(tc, test_restarted_worker_serves_without_its_access_log);
     tcase_add_test(tc, test_server_by_name);
     tcase_add_test(tc, test_injected_delays_in_metrics);
