@@ -23,6 +23,8 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "log.h"
+
 #define ACCESSLOG_FLUSH_BYTES 32768
 
 /* An open access log. */
@@ -33,6 +35,8 @@ struct accesslog {
     int piped; /* fd is a pipe or a socket: writes of PIPE_BUF at most */
     struct evbuffer *buf;
     struct event *flush_timer;
+    uint64_t dropped;      /* bytes a failed write lost, all told */
+    time_t dropped_logged; /* when that was last said (once a minute) */
 };
 
 /* How much of buf the next write takes: all of it, or on a pipe the
@@ -59,7 +63,20 @@ static void accesslog_flush(struct accesslog *log)
         if (evbuffer_write_atmost(log->buf, log->fd,
                                   (ev_ssize_t)next_write(log)) < 0 &&
             errno != EINTR) {
-            evbuffer_drain(log->buf, evbuffer_get_length(log->buf));
+            /* The lines are lost (a full disk, a closed pipe): say so,
+             * once a minute at most, rather than holding them. */
+            int err = errno;
+            size_t len = evbuffer_get_length(log->buf);
+            evbuffer_drain(log->buf, len);
+            log->dropped += len;
+            time_t now = time(NULL);
+            if (now - log->dropped_logged >= 60) {
+                log->dropped_logged = now;
+                log_error("access_log %s: cannot write: %s; %llu bytes of "
+                          "log lines lost so far",
+                          log->path[0] != '\0' ? log->path : "stderr",
+                          strerror(err), (unsigned long long)log->dropped);
+            }
             return;
         }
     }

@@ -2334,6 +2334,28 @@ START_TEST(test_sigusr1_during_a_drain_reopens_the_access_log)
 }
 END_TEST
 
+START_TEST(test_access_log_write_failure_is_reported)
+{
+    /* Lines a write cannot take (here: /dev/full) are dropped, and the
+     * error log says so (they went silently). */
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "access_log = /dev/full\n"
+                  "[upstream origin]\nserver = 127.0.0.1:%d\n"
+                  "[route /]\nupstream = origin\n",
+                  origin[0].port);
+    char line[64];
+    get_logged_as(line, sizeof(line));
+    ck_assert_msg(harness_log_wait(&proxy,
+                                   "access_log /dev/full: cannot write: No "
+                                   "space left on device; ",
+                                   3000),
+                  "%s", harness_log(&proxy));
+    get_logged_as(line, sizeof(line)); /* still served */
+}
+END_TEST
+
 START_TEST(test_restarted_worker_serves_without_its_access_log)
 {
     /* A worker restarted after its access log's directory was removed
@@ -2751,6 +2773,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_active_health_check_takes_a_server_out);
     tcase_add_test(tc, test_health_check_deadline_and_strict_status_line);
     tcase_add_test(tc, test_sigusr1_reopens_the_access_log);
+    tcase_add_test(tc, test_access_log_write_failure_is_reported);
     tcase_add_test(tc, test_sigusr1_during_a_drain_reopens_the_access_log);
     tcase_add_test(tc, test_restarted_worker_serves_without_its_access_log);
     tcase_add_test(tc, test_server_by_name);
