@@ -958,6 +958,16 @@ int http1_origin_form(struct http1_head *h, struct http1_target *t)
     if (u.field_set & (1 << UF_PORT)) {
         end = (size_t)u.field_data[UF_PORT].off + u.field_data[UF_PORT].len;
     }
+    /* The authority becomes the Host sent on: held to what a Host field
+     * must be, and only for an http or https URI. */
+    const char *scheme = s + u.field_data[UF_SCHEMA].off;
+    size_t scheme_len = u.field_data[UF_SCHEMA].len;
+    if (!(u.field_set & (1 << UF_SCHEMA)) ||
+        !((scheme_len == 4 && strncasecmp(scheme, "http", 4) == 0) ||
+          (scheme_len == 5 && strncasecmp(scheme, "https", 5) == 0)) ||
+        !host_valid(s + start, end - start)) {
+        return -1;
+    }
     t->authority = s + start;
     t->authority_len = end - start;
     if (u.field_set & (1 << UF_PATH)) {

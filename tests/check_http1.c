@@ -916,6 +916,28 @@ START_TEST(test_origin_form_of_each_target_form)
     /* A fragment is never part of a request target. */
     origin_form_is("http://example.com?q=1#frag", "/?q=1", "example.com");
     origin_form_is("http://example.com/p?q=1#frag", "/p?q=1", "example.com");
+    origin_form_is("HTTPS://example.com/s", "/s", "example.com");
+}
+END_TEST
+
+START_TEST(test_origin_form_refuses_what_would_be_a_bad_host)
+{
+    /* The authority is sent on as Host: only an http(s) URI, and only an
+     * authority the Host check would take (a fuzzing finding: "[:%1]:8"
+     * went out as Host from an HTTP/1.0 request). */
+    static const char *const bad[] = {"hp://[:%1]:8?6", "http://[:%1]:8/",
+                                      "ftp://example.com/",
+                                      "http://example.com:123456/"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct msg m;
+        char raw[256];
+        snprintf(raw, sizeof(raw), "GET %s HTTP/1.0\r\n\r\n", bad[i]);
+        parse_request(&m, raw);
+        struct http1_target t;
+        ck_assert_msg(http1_origin_form(&m.head, &t) == -1, "%s taken",
+                      bad[i]);
+        msg_deinit(&m);
+    }
 }
 END_TEST
 
@@ -2490,6 +2512,7 @@ static Suite *http1_suite(void)
     tcase_add_test(t, test_check_request_absolute_form_accepted);
     tcase_add_test(t, test_check_request_garbage_target_rejected);
     tcase_add_test(t, test_origin_form_of_each_target_form);
+    tcase_add_test(t, test_origin_form_refuses_what_would_be_a_bad_host);
     tcase_add_test(t, test_check_request_options_asterisk_accepted);
     suite_add_tcase(s, t);
 
