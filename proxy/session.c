@@ -1260,7 +1260,8 @@ static int client_parse_error(struct session *s, enum http_errno e)
     }
     if (s->cstate == CLIENT_READING_BODY) {
         /* http-parser counts a chunk-size line and the trailer section
-         * against its 80 KiB head limit. */
+         * against its head limit (2 x max_header_size + 4 KiB, set in
+         * worker_run). */
         return reply_error(s, 400, "bad_request",
                            e == HPE_HEADER_OVERFLOW
                                ? "chunk line or trailer section too large"
@@ -1509,11 +1510,21 @@ static int response_done(struct session *s)
     if (s->framing == HTTP1_BODY_CHUNKED) {
         client_send(s, "0\r\n\r\n", 5);
     }
-    size_t extra = evbuffer_get_length(bufferevent_get_input(s->upstream.bev));
+    struct evbuffer *up_in = bufferevent_get_input(s->upstream.bev);
+    size_t extra = evbuffer_get_length(up_in);
     if (extra > 0) {
-        log_warn("%s: upstream %s sent %zu bytes after a complete response: "
-                 "connection not reused",
-                 s->client_addr, s->conn->server->name, extra);
+        /* A stray CRLF after a body is a known quirk of some servers: not
+         * worth a warning each time, though the connection is not reused
+         * either way (what follows could be anything). */
+        char peek[2];
+        int crlf = extra <= 2 &&
+                   evbuffer_copyout(up_in, peek, extra) == (ev_ssize_t)extra &&
+                   memchr("\r\n", peek[0], 2) != NULL &&
+                   (extra == 1 || memchr("\r\n", peek[1], 2) != NULL);
+        log_msg(crlf ? LOG_LEVEL_INFO : LOG_LEVEL_WARN,
+                "%s: upstream %s sent at least %zu bytes after a complete "
+                "response: connection not reused",
+                s->client_addr, s->conn->server->name, extra);
     }
     int reusable =
         http_should_keep_alive(&s->upstream.parser) &&
