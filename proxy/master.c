@@ -46,6 +46,7 @@ struct slot {
     pid_t pid;
     double started_ms;
     double respawn_at_ms; /* > 0: waiting to be restarted */
+    int shutdown_ms;      /* the shutdown_timeout of the conf it runs */
 };
 
 /* A table of listening sockets: one per worker slot and listen address. */
@@ -358,6 +359,7 @@ static int spawn(struct master *m, int s)
         st->pid = pid;
     }
     m->slots[s].pid = pid;
+    m->slots[s].shutdown_ms = m->cfg->shutdown_timeout_ms;
     m->slots[s].started_ms = util_now_ms();
     m->slots[s].respawn_at_ms = 0;
     log_info("worker %d started, pid %d", s, (int)pid);
@@ -468,6 +470,23 @@ static void signal_workers(struct master *m, int sig)
     }
 }
 
+/* The longest a drain may take: each worker drains by the shutdown_timeout
+ * of the conf it runs, and after a reload that is not always the current
+ * one (retired workers, and one kept when its replacement failed). */
+static int drain_ms(const struct master *m)
+{
+    int ms = m->cfg->shutdown_timeout_ms;
+    if (m->retiring_grace_ms > ms) {
+        ms = m->retiring_grace_ms;
+    }
+    for (int s = 0; s < m->n_slots; s++) {
+        if (m->slots[s].pid > 0 && m->slots[s].shutdown_ms > ms) {
+            ms = m->slots[s].shutdown_ms;
+        }
+    }
+    return ms;
+}
+
 /*
  * Stop every worker with sig (SIGTERM drains, SIGINT stops at once) and
  * wait for them; past the deadline they are killed. Then the admin.
@@ -475,12 +494,7 @@ static void signal_workers(struct master *m, int sig)
 static void stop_workers(struct master *m, int sig)
 {
     signal_workers(m, sig);
-    /* Old workers drain by their own conf's shutdown_timeout, which may be
-     * longer than the current one. */
-    int drain_ms = m->cfg->shutdown_timeout_ms > m->retiring_grace_ms
-                       ? m->cfg->shutdown_timeout_ms
-                       : m->retiring_grace_ms;
-    double grace = sig == SIGTERM ? drain_ms + 5000.0 : 10000.0;
+    double grace = sig == SIGTERM ? drain_ms(m) + 5000.0 : 10000.0;
     double deadline = util_now_ms() + grace;
     while (reap(m, 1) > 0) {
         if (util_now_ms() > deadline) {
@@ -855,8 +869,11 @@ static void reload(struct master *m)
     }
     m->admin_fd = admin_fd;
     struct config *old_owned = m->owned;
-    if (m->cfg->shutdown_timeout_ms > m->retiring_grace_ms) {
-        m->retiring_grace_ms = m->cfg->shutdown_timeout_ms;
+    for (int s = 0; s < m->n_slots; s++) {
+        if (m->slots[s].pid > 0 &&
+            m->slots[s].shutdown_ms > m->retiring_grace_ms) {
+            m->retiring_grace_ms = m->slots[s].shutdown_ms;
+        }
     }
     m->cfg = next;
     m->owned = next;
@@ -990,7 +1007,7 @@ int master_run(const struct config *cfg)
         case SIGQUIT:
             log_info("%s: draining: no new connections; exchanges in "
                      "flight have %d ms to finish",
-                     strsignal(sig), m.cfg->shutdown_timeout_ms);
+                     strsignal(sig), drain_ms(&m));
             m.shm->draining = 1;
             stop_sig = SIGTERM;
             close_listeners(&m);
