@@ -2250,20 +2250,47 @@ static void get_logged_as(char *needle, size_t n)
     close(fd);
 }
 
-START_TEST(test_sigusr1_reopens_the_access_log)
+/* A temporary directory for an access log: its access.log, and the name
+ * it is rotated to. */
+struct log_dir {
+    char dir[32];
+    char path[128];
+    char moved[128];
+};
+
+static void log_dir_make(struct log_dir *d)
 {
-    char dir[] = "/tmp/sb-ops-log-XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    char path[128], moved[128];
-    snprintf(path, sizeof(path), "%s/access.log", dir);
-    snprintf(moved, sizeof(moved), "%s/access.log.1", dir);
+    snprintf(d->dir, sizeof(d->dir), "/tmp/sb-ops-log-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(d->dir));
+    snprintf(d->path, sizeof(d->path), "%s/access.log", d->dir);
+    snprintf(d->moved, sizeof(d->moved), "%s/access.log.1", d->dir);
+}
+
+static void log_dir_remove(const struct log_dir *d)
+{
+    unlink(d->path);
+    unlink(d->moved);
+    rmdir(d->dir);
+}
+
+/* The origin with no delay, and the proxy in front of it with server
+ * (its [server] lines after listen) and access_log. */
+static void start_logging(const char *server, const char *access_log)
+{
     harness_origin(&origin[0], "--delay", "0ms", NULL);
     harness_proxy(&proxy,
-                  "[server]\nlisten = 127.0.0.1:0\nworkers = 2\n"
-                  "access_log = %s\n"
+                  "[server]\nlisten = 127.0.0.1:0\n%saccess_log = %s\n"
                   "[upstream origin]\nserver = 127.0.0.1:%d\n"
                   "[route /]\nupstream = origin\n",
-                  path, origin[0].port);
+                  server, access_log, origin[0].port);
+}
+
+START_TEST(test_sigusr1_reopens_the_access_log)
+{
+    struct log_dir d;
+    log_dir_make(&d);
+    const char *path = d.path, *moved = d.moved;
+    start_logging("workers = 2\n", path);
     char before[64], after[64];
     get_logged_as(before, sizeof(before));
     ck_assert(file_wait(path, before, 2000));
@@ -2286,9 +2313,7 @@ START_TEST(test_sigusr1_reopens_the_access_log)
     }
     ck_assert(file_wait(moved, before, 0));
     harness_stop(&proxy);
-    unlink(path);
-    unlink(moved);
-    rmdir(dir);
+    log_dir_remove(&d);
 }
 END_TEST
 
@@ -2297,18 +2322,10 @@ START_TEST(test_sigusr1_during_a_drain_reopens_the_access_log)
     /* Log rotation while a SIGTERM drain goes on: the draining worker
      * reopens (the master dropped the signal while it waited), and the
      * exchange still in flight is logged in the new file. */
-    char dir[] = "/tmp/sb-ops-log-XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    char path[128], moved[128];
-    snprintf(path, sizeof(path), "%s/access.log", dir);
-    snprintf(moved, sizeof(moved), "%s/access.log.1", dir);
-    harness_origin(&origin[0], "--delay", "0ms", NULL);
-    harness_proxy(&proxy,
-                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
-                  "access_log = %s\nshutdown_timeout = 10s\n"
-                  "[upstream origin]\nserver = 127.0.0.1:%d\n"
-                  "[route /]\nupstream = origin\n",
-                  path, origin[0].port);
+    struct log_dir d;
+    log_dir_make(&d);
+    const char *path = d.path, *moved = d.moved;
+    start_logging("workers = 1\nshutdown_timeout = 10s\n", path);
     int fd = harness_own(harness_connect(proxy.port));
     char line[64];
     snprintf(line, sizeof(line), "Z 127.0.0.1:%d \"GET",
@@ -2328,9 +2345,7 @@ START_TEST(test_sigusr1_during_a_drain_reopens_the_access_log)
     double took;
     ck_assert(wait_exit(&proxy, 5000, &took) != -1);
     ck_assert_msg(file_wait(path, line, 0), "not in the new %s", path);
-    unlink(path);
-    unlink(moved);
-    rmdir(dir);
+    log_dir_remove(&d);
 }
 END_TEST
 
@@ -2338,13 +2353,7 @@ START_TEST(test_access_log_write_failure_is_reported)
 {
     /* Lines a write cannot take (here: /dev/full) are dropped, and the
      * error log says so (they went silently). */
-    harness_origin(&origin[0], "--delay", "0ms", NULL);
-    harness_proxy(&proxy,
-                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
-                  "access_log = /dev/full\n"
-                  "[upstream origin]\nserver = 127.0.0.1:%d\n"
-                  "[route /]\nupstream = origin\n",
-                  origin[0].port);
+    start_logging("workers = 1\n", "/dev/full");
     char line[64];
     get_logged_as(line, sizeof(line));
     ck_assert_msg(harness_log_wait(&proxy,
@@ -2362,17 +2371,10 @@ START_TEST(test_restarted_worker_serves_without_its_access_log)
      * serves without the log (it exited at once, a second later again, and
      * so on, while the connections its listening socket took waited), and
      * SIGUSR1 opens the log once it can be opened. */
-    char dir[] = "/tmp/sb-ops-log-XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    char path[128];
-    snprintf(path, sizeof(path), "%s/access.log", dir);
-    harness_origin(&origin[0], "--delay", "0ms", NULL);
-    harness_proxy(&proxy,
-                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
-                  "access_log = %s\n"
-                  "[upstream origin]\nserver = 127.0.0.1:%d\n"
-                  "[route /]\nupstream = origin\n",
-                  path, origin[0].port);
+    struct log_dir d;
+    log_dir_make(&d);
+    const char *path = d.path, *dir = d.dir;
+    start_logging("workers = 1\n", path);
     char line[64];
     get_logged_as(line, sizeof(line));
     ck_assert(file_wait(path, line, 2000));
@@ -2394,8 +2396,7 @@ START_TEST(test_restarted_worker_serves_without_its_access_log)
     get_logged_as(line, sizeof(line));
     ck_assert_msg(file_wait(path, line, 2000), "not in %s", path);
     harness_stop(&proxy);
-    unlink(path);
-    rmdir(dir);
+    log_dir_remove(&d);
 }
 END_TEST
 
