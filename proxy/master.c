@@ -60,8 +60,8 @@ struct master {
     struct slot slots[MASTER_MAX_WORKERS];
     int n_slots;
     pid_t retiring[MASTER_MAX_RETIRING]; /* old workers draining */
+    int retiring_shutdown_ms[MASTER_MAX_RETIRING]; /* what each drains by */
     int n_retiring;
-    int retiring_grace_ms;    /* the longest shutdown_timeout they drain by */
     int generation;
     int reload_pending;       /* a valid SIGHUP waits for free stats slots */
     struct stats_shm *shm;
@@ -421,10 +421,10 @@ static int reap(struct master *m, int stopping)
                     log_info("old worker (pid %d) finished draining",
                              (int)pid);
                 }
-                m->retiring[r] = m->retiring[--m->n_retiring];
-                if (m->n_retiring == 0) {
-                    m->retiring_grace_ms = 0;
-                }
+                m->n_retiring--;
+                m->retiring[r] = m->retiring[m->n_retiring];
+                m->retiring_shutdown_ms[r] =
+                    m->retiring_shutdown_ms[m->n_retiring];
                 break;
             }
         }
@@ -476,12 +476,14 @@ static void signal_workers(struct master *m, int sig)
 static int drain_ms(const struct master *m)
 {
     int ms = m->cfg->shutdown_timeout_ms;
-    if (m->retiring_grace_ms > ms) {
-        ms = m->retiring_grace_ms;
-    }
     for (int s = 0; s < m->n_slots; s++) {
         if (m->slots[s].pid > 0 && m->slots[s].shutdown_ms > ms) {
             ms = m->slots[s].shutdown_ms;
+        }
+    }
+    for (int r = 0; r < m->n_retiring; r++) {
+        if (m->retiring_shutdown_ms[r] > ms) {
+            ms = m->retiring_shutdown_ms[r];
         }
     }
     return ms;
@@ -869,12 +871,6 @@ static void reload(struct master *m)
     }
     m->admin_fd = admin_fd;
     struct config *old_owned = m->owned;
-    for (int s = 0; s < m->n_slots; s++) {
-        if (m->slots[s].pid > 0 &&
-            m->slots[s].shutdown_ms > m->retiring_grace_ms) {
-            m->retiring_grace_ms = m->slots[s].shutdown_ms;
-        }
-    }
     m->cfg = next;
     m->owned = next;
     m->generation++;
@@ -888,6 +884,7 @@ static void reload(struct master *m)
     m->n_slots = n;
     for (int s = 0; s < was_slots || s < n; s++) {
         pid_t was = m->slots[s].pid;
+        int was_shutdown_ms = m->slots[s].shutdown_ms;
         m->slots[s].pid = 0;
         m->slots[s].respawn_at_ms = 0;
         if (s < n && spawn(m, s) < 0) {
@@ -904,6 +901,7 @@ static void reload(struct master *m)
         }
         if (was > 0) {
             if (m->n_retiring < MASTER_MAX_RETIRING) {
+                m->retiring_shutdown_ms[m->n_retiring] = was_shutdown_ms;
                 m->retiring[m->n_retiring++] = was;
             }
             kill(was, SIGQUIT);
