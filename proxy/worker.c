@@ -218,6 +218,21 @@ static void worker_drain(struct worker *w, const char *why)
     }
 }
 
+/* Open the access log the conf names into w->access_log; 0, or -1 with
+ * why logged after prefix. */
+static int access_log_open(struct worker *w, const char *prefix)
+{
+    const char *err = NULL;
+    w->access_log = accesslog_open(w->base, w->cfg->access_log, &err);
+    if (err != NULL) {
+        log_error("%saccess_log %s: %s: %s; no access log for this worker "
+                  "until SIGUSR1",
+                  prefix, w->cfg->access_log, err, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 static void on_worker_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct worker *w = arg;
@@ -231,12 +246,7 @@ static void on_worker_signal(evutil_socket_t sig, short what, void *arg)
     case SIGUSR1:
         if (w->access_log == NULL && strcmp(w->cfg->access_log, "off") != 0) {
             /* Could not be opened when this worker started: try again. */
-            const char *err = NULL;
-            w->access_log = accesslog_open(w->base, w->cfg->access_log, &err);
-            if (err != NULL) {
-                log_error("SIGUSR1: access_log %s: %s: %s", w->cfg->access_log,
-                          err, strerror(errno));
-            } else {
+            if (access_log_open(w, "SIGUSR1: ") == 0) {
                 log_info("SIGUSR1: access log opened");
             }
         } else if (accesslog_reopen(w->access_log) < 0) {
@@ -384,18 +394,12 @@ static int worker_setup(struct worker *w, const int *fds, int n_fds)
                 common_tv(w->base, cfg->routes[r].read_timeout_ms);
         }
     }
-    const char *err = NULL;
-    w->access_log = accesslog_open(w->base, cfg->access_log, &err);
-    if (err != NULL) {
-        /* The master opened it when it read the conf: it has gone since
-         * (its directory removed, say) and this worker is a restart.
-         * Exiting would only restart it again, a second later, with its
-         * listening socket's share of new connections left waiting; so it
-         * serves, without the log, until SIGUSR1 opens it. */
-        log_error("access_log %s: %s: %s; no access log for this worker "
-                  "until SIGUSR1",
-                  cfg->access_log, err, strerror(errno));
-    }
+    /* Should it fail, the master opened it when it read the conf: it has
+     * gone since (its directory removed, say) and this worker is a
+     * restart. Exiting would only restart it again, a second later, with
+     * its listening socket's share of new connections left waiting; so it
+     * serves, without the log, until SIGUSR1 opens it. */
+    access_log_open(w, "");
     w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     w->accept_retry = evtimer_new(w->base, on_accept_retry, w);
     w->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
