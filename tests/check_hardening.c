@@ -1108,36 +1108,44 @@ static void two_chunked_ok(const struct reply *rp, int accepts)
     harness_close_owned(fd);
 }
 
-static const struct reply chunked_http10 = {
-    .first = "HTTP/1.0 200 OK\r\nDate: " FIXED_DATE "\r\n"
-             "Connection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
-             "2\r\nok\r\n0\r\n\r\n",
-    .end = END_KEEP,
-};
-
-START_TEST(test_transfer_encoding_in_http10_closes_after)
-{
+/* Chunked replies relayed whole, each on two exchanges of one client
+ * connection, and how many upstream connections the two took. */
+static const struct chunked_case {
+    const char *first;
+    int accepts;
+} chunked_cases[] = {
     /* RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 message makes its
      * framing unreliable; it is read as chunked and its connection is
-     * closed after it: two exchanges, two upstream connections, although
-     * the upstream asked to keep the first. (Such a request is refused with
-     * 400, SECURITY.md.) */
-    two_chunked_ok(&chunked_http10, 2);
-}
-END_TEST
-
-static const struct reply leading_zeros = {
-    .first = "HTTP/1.1 200 OK\r\nDate: " FIXED_DATE "\r\n"
-             "Transfer-Encoding: chunked\r\n\r\n"
-             "00000000000000000000002\r\nok\r\n0000\r\n\r\n",
-    .end = END_KEEP,
+     * closed after it: two upstream connections, although the upstream
+     * asked to keep the first. (Such a request is refused with 400,
+     * SECURITY.md.) */
+    {"HTTP/1.0 200 OK\r\nDate: " FIXED_DATE "\r\n"
+     "Connection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "2\r\nok\r\n0\r\n\r\n",
+     2},
+    /* The response side of "chunk sizes with leading zeros": the sizes
+     * rewritten, the connection kept. */
+    {"HTTP/1.1 200 OK\r\nDate: " FIXED_DATE "\r\n"
+     "Transfer-Encoding: chunked\r\n\r\n"
+     "00000000000000000000002\r\nok\r\n0000\r\n\r\n",
+     1},
+    /* "chunked<TAB>" is chunked: its body dechunked and rechunked, not
+     * its chunk framing relayed as content to the connection's close. */
+    {"HTTP/1.1 200 OK\r\nDate: " FIXED_DATE "\r\n"
+     "Transfer-Encoding: chunked\t\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+     1},
+    /* BWS before a chunk extension may be a tab: the extensions dropped. */
+    {"HTTP/1.1 200 OK\r\nDate: " FIXED_DATE "\r\n"
+     "Transfer-Encoding: chunked\r\n\r\n"
+     "2\t;a=b\r\nok\r\n0\t;c\r\n\r\n",
+     1},
 };
 
-START_TEST(test_chunk_sizes_with_leading_zeros_relayed)
+START_TEST(test_chunked_replies_relayed_whole)
 {
-    /* The response side of "chunk sizes with leading zeros": relayed
-     * whole, the sizes rewritten, the connection kept. */
-    two_chunked_ok(&leading_zeros, 1);
+    static struct reply rp = {.end = END_KEEP};
+    rp.first = chunked_cases[_i].first;
+    two_chunked_ok(&rp, chunked_cases[_i].accepts);
 }
 END_TEST
 
@@ -1159,36 +1167,6 @@ START_TEST(test_bytes_after_response_not_reused_and_logged)
                                    "response: connection not reused",
                                    3000),
                   "%s", harness_log(&proxy));
-}
-END_TEST
-
-static const struct reply chunked_then_tab = {
-    .first = "HTTP/1.1 200 OK\r\nDate: " FIXED_DATE "\r\n"
-             "Transfer-Encoding: chunked\t\r\n\r\n2\r\nok\r\n0\r\n\r\n",
-    .end = END_KEEP,
-};
-
-START_TEST(test_chunked_followed_by_a_tab_relayed)
-{
-    /* "chunked<TAB>" is chunked: its body is relayed dechunked and
-     * rechunked, not its chunk framing as content to the connection's
-     * close; the connection is kept. */
-    two_chunked_ok(&chunked_then_tab, 1);
-}
-END_TEST
-
-static const struct reply tab_before_extension = {
-    .first = "HTTP/1.1 200 OK\r\nDate: " FIXED_DATE "\r\n"
-             "Transfer-Encoding: chunked\r\n\r\n"
-             "2\t;a=b\r\nok\r\n0\t;c\r\n\r\n",
-    .end = END_KEEP,
-};
-
-START_TEST(test_tab_before_chunk_extension_relayed)
-{
-    /* BWS before a chunk extension may be a tab: relayed whole, the
-     * extensions dropped, the connection kept. */
-    two_chunked_ok(&tab_before_extension, 1);
 }
 END_TEST
 
@@ -2440,10 +2418,8 @@ static Suite *hardening_suite(void)
                         (int)(sizeof(bad_responses) /
                               sizeof(bad_responses[0])));
     tcase_add_test(tc, test_103_early_hints_relayed);
-    tcase_add_test(tc, test_transfer_encoding_in_http10_closes_after);
-    tcase_add_test(tc, test_chunk_sizes_with_leading_zeros_relayed);
-    tcase_add_test(tc, test_tab_before_chunk_extension_relayed);
-    tcase_add_test(tc, test_chunked_followed_by_a_tab_relayed);
+    tcase_add_loop_test(tc, test_chunked_replies_relayed_whole, 0,
+                        (int)(sizeof(chunked_cases) / sizeof(chunked_cases[0])));
     tcase_add_test(tc, test_bytes_after_response_not_reused_and_logged);
     tcase_add_test(tc, test_102_processing_relayed);
     tcase_add_test(tc, test_interim_not_sent_to_http10_client);
