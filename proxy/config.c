@@ -1214,10 +1214,19 @@ static int on_directive(void *user, const char *section, const char *name,
         break;
     }
     /* A value in double quotes, as nginx and HAProxy take them: the
-     * quotes go. */
+     * quotes go. A quote at one end only is a quote left open (both
+     * refuse it too), not part of a file name. */
     char unquoted[INI_MAX_LINE + 1];
     size_t len = strlen(value);
-    if (len >= 2 && value[0] == '"' && value[len - 1] == '"') {
+    int opens = len >= 1 && value[0] == '"';
+    int closes = len >= 2 && value[len - 1] == '"';
+    if (opens != closes || (len == 1 && value[0] == '"')) {
+        char v[256];
+        fail(p, p->line, "unbalanced double quote in value \"%s\" for %s",
+             shown(v, sizeof(v), value), d->name);
+        return 0;
+    }
+    if (opens) {
         memcpy(unquoted, value + 1, len - 2);
         unquoted[len - 2] = '\0';
         value = unquoted;

@@ -902,8 +902,9 @@ END_TEST
 
 START_TEST(syntax_quoted_values)
 {
-    /* Double quotes around a whole value go, as in nginx and HAProxy;
-     * anything else keeps its quotes and is judged as written. */
+    /* Double quotes around a whole value go, as in nginx and HAProxy; a
+     * quote at one end only is refused, as there; quotes inside a value
+     * stay and are judged as written. */
     LOAD_OK("[server]\n"
             "listen = \"127.0.0.1:8081\"\n"
             "access_log = \"/var/log/a b.log\" ; quoted\n"
@@ -914,9 +915,17 @@ START_TEST(syntax_quoted_values)
     ck_assert_str_eq(cfg->access_log, "/var/log/a b.log");
     ck_assert_int_eq(cfg->client_header_timeout_ms, 3000);
     ck_assert_int_eq(cfg->upstreams[0].servers[0].weight, 2);
+    LOAD_OK("[server]\naccess_log = /tmp/a\"b.log\n" UPSTREAM);
+    ck_assert_str_eq(cfg->access_log, "/tmp/a\"b.log");
     LOAD_ERROR("[server]\nworkers = \"3\n" UPSTREAM,
-               "t.conf:2: bad value \"\"3\" for workers: expected a whole "
-               "number or auto");
+               "t.conf:2: unbalanced double quote in value \"\"3\" for "
+               "workers");
+    LOAD_ERROR("[server]\naccess_log = /var/log/a.log\"\n" UPSTREAM,
+               "t.conf:2: unbalanced double quote in value "
+               "\"/var/log/a.log\"\" for access_log");
+    LOAD_ERROR("[server]\naccess_log = \"\n" UPSTREAM,
+               "t.conf:2: unbalanced double quote in value \"\"\" for "
+               "access_log");
     LOAD_ERROR("[server]\nworkers = \"\"\n" UPSTREAM,
                "t.conf:2: bad value \"\" for workers: expected a whole "
                "number or auto");
