@@ -41,6 +41,9 @@ def main():
                 continue
             t = int(m.group(2)) * 3600 + int(m.group(3)) * 60 + float(m.group(4))
             ends.append((t, float(m.group(6))))
+    # Each worker writes its own buffered lines: in the file they are in
+    # order per worker, not overall.
+    ends.sort()
     if a.after_gap > 0:
         gap = next((i for i in range(1, len(ends))
                     if ends[i][0] - ends[i - 1][0] >= a.after_gap), None)

@@ -28,8 +28,21 @@ ensure_packages() {
         local sudo=
         if [[ $(id -u) != 0 ]]; then sudo=sudo; fi
         $sudo apt-get update -qq
+        # No package's service is started by the install: nginx and
+        # apache2 would both start on port 80 (and a failed start can fail
+        # the install), and what the scripts need they start themselves.
+        # A policy-rc.d that refuses every start, for the install only.
+        local policy=/usr/sbin/policy-rc.d made= rc=0
+        if [[ ! -e $policy ]]; then
+            printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null &&
+                $sudo chmod +x "$policy" && made=1
+        fi
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
-            --no-install-recommends "${missing[@]}" >/dev/null
+            --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+        if [[ -n $made ]]; then
+            $sudo rm -f "$policy"
+        fi
+        return $rc
     fi
 }
 
@@ -48,4 +61,14 @@ build() {
         (cd "$dir" && "$top/configure" -q "$@") || return 1
     fi
     make -C "$dir" -j"$(nproc)" -s >/dev/null || make -C "$dir" -j1
+}
+
+# raise_nofile: the soft limit on open files up to the hard one (10,000
+# connections through a proxy are 20,000 descriptors), or to 1,048,576 where
+# the hard limit is unlimited (a count, not a word, is what ulimit -n takes).
+raise_nofile() {
+    local hard
+    hard=$(ulimit -Hn)
+    [[ $hard == unlimited ]] && hard=1048576
+    ulimit -n "$hard"
 }
