@@ -1220,7 +1220,7 @@ static int on_directive(void *user, const char *section, const char *name,
     size_t len = strlen(value);
     int opens = len >= 1 && value[0] == '"';
     int closes = len >= 2 && value[len - 1] == '"';
-    if (opens != closes || (len == 1 && value[0] == '"')) {
+    if (opens != closes) {
         char v[256];
         fail(p, p->line, "unbalanced double quote in value \"%s\" for %s",
              shown(v, sizeof(v), value), d->name);
