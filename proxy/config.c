@@ -1469,15 +1469,21 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
         format_error(err, errlen, path, 0, "cannot open: %s", strerror(saved));
         return -1;
     }
+    /* The buffer grows to one byte past the limit, so that a file of
+     * exactly CONFIG_FILE_MAX bytes is read whole and one byte more is
+     * seen. */
     for (;;) {
         if (len == cap) {
             size_t ncap = cap == 0 ? 8192 : cap * 2;
             char *t;
-            if (cap >= CONFIG_FILE_MAX) {
+            if (cap > CONFIG_FILE_MAX) {
                 format_error(err, errlen, path, 0,
                              "too large (more than %zu bytes)",
                              CONFIG_FILE_MAX);
                 goto fail;
+            }
+            if (ncap > CONFIG_FILE_MAX) {
+                ncap = CONFIG_FILE_MAX + 1;
             }
             t = realloc(text, ncap);
             if (t == NULL) {

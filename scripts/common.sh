@@ -13,6 +13,12 @@ build_packages=(gcc make autoconf automake pkg-config libevent-dev
 # tests/check_dashboard.py drives the admin page in headless Chromium).
 test_packages=(python3 chromium)
 
+# Print the comment block at the top of the script $1 (its usage), without
+# the comment marks.
+print_usage() {
+    awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$1"
+}
+
 # Install each named package that is not installed yet.
 ensure_packages() {
     local missing=()

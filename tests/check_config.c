@@ -1183,6 +1183,29 @@ START_TEST(file_empty_and_large)
     ck_assert_msg(config_load(cfg, path, err, sizeof(err)) == 0, "%s", err);
     unlink(path);
     ck_assert_int_eq(cfg->workers, 9);
+
+    /* 4 MiB exactly is read whole; one byte more is refused */
+    size_t max = (size_t)4 << 20;
+    while (t.len < max) {
+        size_t line = max - t.len < 80 ? max - t.len : 80;
+        if (line < 2) {
+            text_add(&t, "\n");
+        } else {
+            text_add(&t, ";%.*s\n", (int)line - 2,
+                     "filler filler filler filler filler filler filler "
+                     "filler filler filler filler filler");
+        }
+    }
+    ck_assert_uint_eq(t.len, max);
+    write_temp(path, sizeof(path), t.buf, t.len);
+    ck_assert_msg(config_load(cfg, path, err, sizeof(err)) == 0, "%s", err);
+    unlink(path);
+    text_add(&t, "\n");
+    write_temp(path, sizeof(path), t.buf, t.len);
+    ck_assert_int_eq(config_load(cfg, path, err, sizeof(err)), -1);
+    unlink(path);
+    ck_assert_msg(strstr(err, ": too large (more than 4194304 bytes)") != NULL,
+                  "%s", err);
     free(t.buf);
 }
 END_TEST
