@@ -448,13 +448,17 @@ END_TEST
 START_TEST(test_passive_health_takes_a_dead_server_out_and_back)
 {
     int dead = harness_dead_port();
+    /* Scaled: the dead server must stay out while the ten exchanges below
+     * and the checks after them run, which under valgrind and a loaded
+     * machine can take more than a second. */
+    int fail_ms = (int)(1000 * harness_scale());
     harness_origin(&origin[0], "--delay", "0ms", NULL);
     start_admin_proxy("",
                       "[upstream pool]\nserver = 127.0.0.1:%d\n"
                       "server = 127.0.0.1:%d\nmax_fails = 1\n"
-                      "fail_timeout = 1s\nretries = 1\n"
+                      "fail_timeout = %dms\nretries = 1\n"
                       "[route /]\nupstream = pool\n",
-                      origin[0].port, dead);
+                      origin[0].port, dead, fail_ms);
     /* Every request succeeds: the one sent to the dead server is retried
      * on the live one, and then the dead one is out. */
     for (int i = 0; i < 10; i++) {
@@ -463,7 +467,8 @@ START_TEST(test_passive_health_takes_a_dead_server_out_and_back)
             200);
     }
     char line[128];
-    snprintf(line, sizeof(line), "server 127.0.0.1:%d out for 1000 ms", dead);
+    snprintf(line, sizeof(line), "server 127.0.0.1:%d out for %d ms", dead,
+             fail_ms);
     ck_assert_msg(harness_log_wait(&proxy, line, 2000), "no \"%s\" in:\n%s",
                   line, harness_log(&proxy));
     ck_assert_str_eq(status_server(dead, "'up'"), "false");
@@ -481,7 +486,7 @@ START_TEST(test_passive_health_takes_a_dead_server_out_and_back)
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", dead);
     harness_origin(&origin[1], "--delay", "0ms", "--listen", listen, NULL);
     ck_assert_int_eq(origin[1].port, dead);
-    usleep((useconds_t)(1200 * 1000));
+    usleep((useconds_t)(fail_ms + 200) * 1000);
     for (int i = 0; i < 10; i++) {
         ck_assert_int_eq(
             exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", NULL),
