@@ -2053,13 +2053,13 @@ START_TEST(test_retried_request_gets_the_whole_response)
 }
 END_TEST
 
-START_TEST(test_post_not_retried_on_reuse_race)
+/* A POST (with the body given, which may be empty) on a connection the
+ * upstream closes as it arrives: 502, sent once, on no other connection. */
+static void post_not_retried_on_reuse_race(const char *post)
 {
     pool_one_connection(h_race);
-    static const char post[] = "POST /second HTTP/1.1\r\nHost: a\r\n"
-                               "Content-Length: 1\r\n\r\nx";
     struct talk t;
-    talk(post, sizeof(post) - 1, &t);
+    talk(post, strlen(post), &t);
     static const char reason[] =
         "upstream closed the connection before responding";
     assert_bytes(t.got, t.len, error_bytes(502, reason), "POST on a stale "
@@ -2075,6 +2075,20 @@ START_TEST(test_post_not_retried_on_reuse_race)
                   show(rec, strlen(rec)));
     ck_assert_int_eq(harness_count(rec, "<accept>"), 1);
     ck_assert_ptr_null(strstr(harness_log(&proxy), "retrying"));
+}
+
+START_TEST(test_post_not_retried_on_reuse_race)
+{
+    post_not_retried_on_reuse_race("POST /second HTTP/1.1\r\nHost: a\r\n"
+                                   "Content-Length: 1\r\n\r\nx");
+}
+END_TEST
+
+/* Without a body too: what forbids sending it again is the method. */
+START_TEST(test_empty_post_not_retried_on_reuse_race)
+{
+    post_not_retried_on_reuse_race("POST /second HTTP/1.1\r\nHost: a\r\n"
+                                   "Content-Length: 0\r\n\r\n");
 }
 END_TEST
 
@@ -2147,6 +2161,53 @@ static void h_answer_then_hang(int fd, void *arg)
     while (read(fd, &b, 1) > 0) {
     }
 }
+
+/* Upstream that answers a connection's first request with Connection:
+ * close but leaves the connection open, then reads and never answers. */
+static void h_close_header_then_hang(int fd, void *arg)
+{
+    (void)arg;
+    record_s("<accept>");
+    if (read_request(fd, NULL, 0) < 0) {
+        return;
+    }
+    harness_send(fd, "HTTP/1.1 200 OK\r\nDate: " FIXED_DATE "\r\n"
+                     "Connection: close\r\nContent-Length: 2\r\n\r\nok");
+    if (read_request(fd, NULL, 0) < 0) {
+        return;
+    }
+    record_s("<reused>");
+    char b;
+    while (read(fd, &b, 1) > 0) {
+    }
+}
+
+START_TEST(test_connection_close_answer_not_reused)
+{
+    /* An origin that said Connection: close is done with the connection,
+     * whether or not its FIN has come yet: the next request goes on a new
+     * one (reused, it would wait out the read_timeout for a 504). */
+    record_open();
+    harness_script(&script, h_close_header_then_hang, NULL, 1);
+    harness_proxy(&proxy, CONF, harness_server_lines(""), script.port,
+                  "read_timeout = 1s\nretries = 0\n");
+    for (int i = 0; i < 2; i++) {
+        struct response r;
+        ck_assert_int_eq(harness_exchange(proxy.port,
+                                          "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+                                          &r, 5000),
+                         0);
+        ck_assert_msg(r.status == 200, "request %d: %d; log:\n%s", i + 1,
+                      r.status, harness_log(&proxy));
+        /* Hop-by-hop: the origin's close is not the client's. */
+        ck_assert_ptr_null(response_header(&r, "connection"));
+        response_free(&r);
+    }
+    const char *rec = recorded();
+    ck_assert_int_eq(harness_count(rec, "<accept>"), 2);
+    ck_assert_int_eq(harness_count(rec, "<reused>"), 0);
+}
+END_TEST
 
 START_TEST(test_read_timeout_on_reuse_not_replayed)
 {
@@ -2451,8 +2512,10 @@ static Suite *hardening_suite(void)
     tcase_add_test(tc, test_client_leaves_mid_download);
     tcase_add_test(tc, test_idempotent_request_retried_once_on_reuse_race);
     tcase_add_test(tc, test_post_not_retried_on_reuse_race);
+    tcase_add_test(tc, test_empty_post_not_retried_on_reuse_race);
     tcase_add_test(tc, test_post_after_a_closing_answer_gets_a_fresh_connection);
     tcase_add_test(tc, test_read_timeout_on_reuse_not_replayed);
+    tcase_add_test(tc, test_connection_close_answer_not_reused);
     tcase_add_test(tc, test_retried_request_gets_the_whole_response);
     tcase_add_test(tc, test_descriptor_exhaustion);
     tcase_add_test(tc, test_select_backend_survives_past_fd_setsize);

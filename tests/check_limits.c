@@ -753,6 +753,61 @@ START_TEST(test_max_body_size_chunked)
 }
 END_TEST
 
+/* A body of exactly max_body_size goes through whole, with either framing;
+ * one byte more is refused. */
+START_TEST(test_max_body_size_is_exact)
+{
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    harness_proxy(&proxy, CONF, harness_server_lines("max_body_size = 1k\n"),
+                  origin.port, "");
+    char req[4096];
+    struct response r;
+    for (int extra = 0; extra <= 1; extra++) {
+        int n = snprintf(req, sizeof(req),
+                         "POST /echo HTTP/1.1\r\nHost: a\r\n"
+                         "Content-Length: %d\r\n\r\n", 1024 + extra);
+        memset(req + n, 'b', (size_t)(1024 + extra));
+        int fd = harness_own(harness_connect(proxy.port));
+        ck_assert_int_eq(harness_write(fd, req, (size_t)n + 1024 + extra), 0);
+        ck_assert_int_eq(harness_read_response(fd, &r, 3000, 0), 0);
+        if (extra == 0) {
+            ck_assert_int_eq(r.status, 200);
+            ck_assert_msg(strstr(r.body, "body-length: 1024\n") != NULL,
+                          "echo:\n%s", r.body);
+        } else {
+            assert_error_response(fd, &r, 413);
+        }
+        response_free(&r);
+    }
+    /* Chunked: four chunks of 256 bytes, then (the second time) one more
+     * byte. */
+    for (int extra = 0; extra <= 1; extra++) {
+        int fd = harness_own(harness_connect(proxy.port));
+        ck_assert_int_eq(harness_send(fd, "POST /echo HTTP/1.1\r\nHost: a\r\n"
+                                          "Transfer-Encoding: chunked\r\n"
+                                          "\r\n"),
+                         0);
+        char chunk[256 + 16];
+        int n = snprintf(chunk, sizeof(chunk), "100\r\n");
+        memset(chunk + n, 'c', 256);
+        memcpy(chunk + n + 256, "\r\n", 2);
+        for (int i = 0; i < 4; i++) {
+            ck_assert_int_eq(harness_write(fd, chunk, (size_t)n + 258), 0);
+        }
+        harness_send(fd, extra ? "1\r\nc\r\n0\r\n\r\n" : "0\r\n\r\n");
+        ck_assert_int_eq(harness_read_response(fd, &r, 3000, 0), 0);
+        if (extra == 0) {
+            ck_assert_int_eq(r.status, 200);
+            ck_assert_msg(strstr(r.body, "body-length: 1024\n") != NULL,
+                          "echo:\n%s", r.body);
+        } else {
+            assert_error_response(fd, &r, 413);
+        }
+        response_free(&r);
+    }
+}
+END_TEST
+
 /* Upstream: answers as soon as the request head is in, with a head that
  * promises 100000 bytes and 5 of them, then reads until the proxy hangs up. */
 static void answers_early(int fd, void *arg)
@@ -1345,6 +1400,7 @@ static Suite *limits_suite(void)
     tcase_add_test(tc, test_upstream_send_timeout);
     tcase_add_test(tc, test_max_body_size_content_length);
     tcase_add_test(tc, test_max_body_size_chunked);
+    tcase_add_test(tc, test_max_body_size_is_exact);
     tcase_add_test(tc, test_max_body_size_after_response_started);
     tcase_add_test(tc, test_max_header_size_header);
     tcase_add_test(tc, test_max_header_size_target);

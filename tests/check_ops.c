@@ -16,6 +16,7 @@
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -646,6 +647,117 @@ START_TEST(test_health_check_deadline_and_strict_status_line)
 }
 END_TEST
 
+static double metric_wait(const char *series, double want, int ms);
+
+/* A check target that appends a byte to the file whose descriptor arg
+ * points to for each check, and answers 503. */
+static void count_and_refuse(int fd, void *arg)
+{
+    harness_read_request_head(fd);
+    if (write(*(int *)arg, "c", 1) != 1) {
+        return;
+    }
+    harness_send(fd, "HTTP/1.1 503 Service Unavailable\r\n"
+                     "Content-Length: 0\r\nConnection: close\r\n\r\n");
+}
+
+START_TEST(test_health_fall_is_exact)
+{
+    /* health_fall = 2: the server is out after the second failed check,
+     * not the third. The interval is long enough (scaled) for the test to
+     * read the log line before another check comes. */
+    char path[] = "/tmp/sb-ops-checks-XXXXXX";
+    int counter = mkostemp(path, O_APPEND | O_CLOEXEC);
+    ck_assert_int_ge(counter, 0);
+    unlink(path);
+    harness_script(&script, count_and_refuse, &counter, 1);
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    int interval = (int)(400 * harness_scale());
+    start_admin_proxy("",
+                      "[upstream pool]\nserver = 127.0.0.1:%d\n"
+                      "server = 127.0.0.1:%d\n"
+                      "health_check = /hc\nhealth_interval = %dms\n"
+                      "health_fall = 2\n"
+                      "[route /]\nupstream = pool\n",
+                      script.port, origin[0].port, interval);
+    char line[160];
+    snprintf(line, sizeof(line),
+             "server 127.0.0.1:%d down: 2 health checks failed", script.port);
+    ck_assert_msg(harness_log_wait(&proxy, line, 5000), "no \"%s\" in:\n%s",
+                  line, harness_log(&proxy));
+    struct stat st;
+    ck_assert_int_eq(fstat(counter, &st), 0);
+    close(counter);
+    ck_assert_msg(st.st_size == 2, "down after %lld checks",
+                  (long long)st.st_size);
+}
+END_TEST
+
+START_TEST(test_success_clears_the_failure_count)
+{
+    /* max_fails = 2, and a server whose answers alternate between a read
+     * timeout and a good one: a response clears the count, so it is
+     * never out. Round robin over two servers with one worker sends the
+     * even requests to one of them; every fourth request, from the third,
+     * is one its origin holds past read_timeout. */
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    harness_origin(&origin[1], "--delay", "0ms", NULL);
+    int timeout = (int)(500 * harness_scale());
+    start_admin_proxy("",
+                      "[upstream pool]\nserver = 127.0.0.1:%d\n"
+                      "server = 127.0.0.1:%d\nmax_fails = 2\n"
+                      "fail_timeout = 1h\nretries = 0\nread_timeout = %dms\n"
+                      "[route /]\nupstream = pool\n",
+                      origin[0].port, origin[1].port, timeout);
+    int timeouts = 0;
+    for (int i = 0; i < 8; i++) {
+        char req[128];
+        snprintf(req, sizeof(req),
+                 "GET /?delay=%dms HTTP/1.1\r\nHost: a\r\n\r\n",
+                 i % 4 == 2 ? 2 * timeout : 0);
+        int status = exchange(proxy.port, req, NULL);
+        ck_assert_int_eq(status, i % 4 == 2 ? 504 : 200);
+        timeouts += status == 504;
+    }
+    ck_assert_int_eq(timeouts, 2);
+    ck_assert_msg(strstr(harness_log(&proxy), " out for ") == NULL,
+                  "a server was taken out:\n%s", harness_log(&proxy));
+    ck_assert_str_eq(status_server(origin[0].port, "'up'"), "true");
+    ck_assert_str_eq(status_server(origin[1].port, "'up'"), "true");
+}
+END_TEST
+
+START_TEST(test_keepalive_caps_idle_connections)
+{
+    /* Four exchanges at once open four upstream connections; with
+     * keepalive = 2, two stay idle in the pool and the others close. */
+    char delay[32];
+    snprintf(delay, sizeof(delay), "%dms", (int)(300 * harness_scale()));
+    harness_origin(&origin[0], "--delay", delay, NULL);
+    start_admin_proxy("",
+                      "[upstream origin]\nserver = 127.0.0.1:%d\n"
+                      "keepalive = 2\n"
+                      "[route /]\nupstream = origin\n",
+                      origin[0].port);
+    int fds[4];
+    for (int i = 0; i < 4; i++) {
+        fds[i] = harness_connect(proxy.port);
+        harness_send(fds[i], "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    }
+    for (int i = 0; i < 4; i++) {
+        struct response r;
+        ck_assert_int_eq(harness_read_response(fds[i], &r, 10000, 0), 0);
+        ck_assert_int_eq(r.status, 200);
+        response_free(&r);
+        close(fds[i]);
+    }
+    const char *idle = "switchboard_pool_idle_connections{pool=\"origin\"}";
+    ck_assert_int_eq(metric_wait(idle, 2, 2000), 2);
+    usleep((useconds_t)(200 * 1000 * harness_scale()));
+    ck_assert_int_eq(metric_now(idle), 2);
+}
+END_TEST
+
 /* ---- 7. retries -------------------------------------------------------- */
 
 /* An upstream that reads the request head and closes without answering. */
@@ -666,13 +778,18 @@ START_TEST(test_post_not_retried_get_retried)
                       "[route /]\nupstream = pool\n",
                       script.port, origin[0].port);
     /* POSTs alternate between the two servers: the one that reached the
-     * closing server is answered 502, never sent again. */
-    int bad = 0, good = 0;
-    for (int i = 0; i < 4; i++) {
+     * closing server is answered 502, never sent again; with a body or
+     * without one (two of each in turn, so that both kinds reach both
+     * servers), since what forbids it is the method. */
+    int bad = 0, good = 0, bad_empty = 0;
+    for (int i = 0; i < 8; i++) {
+        int empty = (i / 2) % 2;
         int fd = harness_connect(proxy.port);
         int cport = harness_client_port(fd);
-        harness_send(fd, "POST /form HTTP/1.1\r\nHost: a\r\n"
-                         "Content-Length: 11\r\n\r\nhello=world");
+        harness_send(fd, empty ? "POST /form HTTP/1.1\r\nHost: a\r\n"
+                                 "Content-Length: 0\r\n\r\n"
+                               : "POST /form HTTP/1.1\r\nHost: a\r\n"
+                                 "Content-Length: 11\r\n\r\nhello=world");
         struct response r;
         ck_assert_int_eq(harness_read_response(fd, &r, 10000, 0), 0);
         close(fd);
@@ -684,9 +801,12 @@ START_TEST(test_post_not_retried_get_retried)
                  r.status == 502 ? script.port : origin[0].port);
         harness_assert_logged(&proxy, cport, upstream, NULL);
         bad += r.status == 502;
+        bad_empty += empty && r.status == 502;
         good += r.status == 200;
     }
-    ck_assert_msg(bad >= 1 && good >= 1, "%d 502s and %d 200s", bad, good);
+    ck_assert_msg(bad_empty >= 1 && bad > bad_empty && good >= 1,
+                  "%d 502s (%d without a body) and %d 200s", bad, bad_empty,
+                  good);
     ck_assert_ptr_null(strstr(harness_log(&proxy), ": POST /form to"));
     ck_assert_int_eq(harness_count(harness_log(&proxy), "retry 1 of 1"), 0);
     double retries0 = metric_now("switchboard_upstream_retries_total");
@@ -1699,8 +1819,6 @@ START_TEST(test_reload_raises_max_header_size)
     ck_assert_int_eq(exchange(port, raw, NULL), 200);
 }
 END_TEST
-
-static double metric_wait(const char *series, double want, int ms);
 
 START_TEST(test_renamed_upstreams_keep_their_counters)
 {
@@ -2798,6 +2916,9 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_hash_on_header_is_sticky_and_spreads);
     tcase_add_test(tc, test_active_health_check_takes_a_server_out);
     tcase_add_test(tc, test_health_check_deadline_and_strict_status_line);
+    tcase_add_test(tc, test_health_fall_is_exact);
+    tcase_add_test(tc, test_success_clears_the_failure_count);
+    tcase_add_test(tc, test_keepalive_caps_idle_connections);
     tcase_add_test(tc, test_sigusr1_reopens_the_access_log);
     tcase_add_test(tc, test_access_log_write_failure_is_reported);
     tcase_add_test(tc, test_sigusr1_during_a_drain_reopens_the_access_log);

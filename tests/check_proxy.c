@@ -425,6 +425,23 @@ START_TEST(test_expect_100_continue)
     ck_assert_ptr_null(strstr(r.body, "Expect"));
     response_free(&r);
     close(fd);
+
+    /* From an HTTP/1.0 client the expectation is ignored (RFC 9110
+     * 10.1.1): no 100 (1.0 has no interim responses), the body is read
+     * when it comes, and the only answer is the final one. */
+    fd = harness_connect(proxy.port);
+    harness_send(fd, "POST /echo HTTP/1.0\r\nHost: a\r\nContent-Length: 5\r\n"
+                     "Expect: 100-continue\r\n\r\n");
+    pfd.fd = fd;
+    ck_assert_msg(poll(&pfd, 1, 300) == 0,
+                  "the proxy answered an HTTP/1.0 client before its body");
+    harness_send(fd, "hello");
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.body, "body-length: 5\n"));
+    ck_assert_ptr_null(strstr(r.body, "Expect"));
+    response_free(&r);
+    close(fd);
 }
 END_TEST
 
