@@ -64,6 +64,55 @@ START_TEST(test_fault_abort_percentage)
 }
 END_TEST
 
+START_TEST(test_fault_abort_percent_zero_never_aborts)
+{
+    start("", "fault_abort = 503\nfault_abort_percent = 0");
+    for (int i = 0; i < 500; i++) {
+        ck_assert_int_eq(get("GET / HTTP/1.1\r\nHost: a\r\n\r\n", NULL), 200);
+    }
+}
+END_TEST
+
+/* The injected latencies (latency=) of the first n access-log lines. */
+static int logged_latencies(double *out, int n)
+{
+    const char *at = harness_log(&proxy);
+    int got = 0;
+    while (got < n && (at = strstr(at, " latency=")) != NULL) {
+        at += strlen(" latency=");
+        out[got++] = strtod(at, NULL);
+    }
+    return got;
+}
+
+START_TEST(test_fault_delay_uniform_spreads)
+{
+    /* Uniform over [0, 2 x fault_delay]: of 30 draws, some under 60 ms and
+     * some over 140 (each has a 0.7^30 chance to fail). Read from the
+     * access log's latency=, which is the injected delay alone. */
+    start("", "fault_delay = 100ms\nfault_delay_distribution = uniform");
+    enum { N = 30 };
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(get("GET / HTTP/1.1\r\nHost: a\r\n\r\n", NULL), 200);
+    }
+    double lat[N];
+    double t0 = harness_now();
+    while (logged_latencies(lat, N) < N &&
+           harness_now() - t0 < 2000 * harness_scale()) {
+        usleep(20 * 1000);
+    }
+    ck_assert_int_eq(logged_latencies(lat, N), N);
+    double lo = lat[0], hi = lat[0];
+    for (int i = 0; i < N; i++) {
+        ck_assert_msg(lat[i] >= 0 && lat[i] <= 200.5, "latency=%.1f", lat[i]);
+        lo = lat[i] < lo ? lat[i] : lo;
+        hi = lat[i] > hi ? lat[i] : hi;
+    }
+    ck_assert_msg(lo < 60 && hi > 140, "latencies from %.1f to %.1f ms", lo,
+                  hi);
+}
+END_TEST
+
 /* Send raw on a new connection; everything the proxy sends until it
  * closes (malloc'd). */
 static char *answer_of(int port, const char *raw)
@@ -176,6 +225,12 @@ START_TEST(test_fault_headers_only_when_on)
                          "X-Switchboard-Abort: 418\r\n\r\n",
                          NULL),
                      418);
+    /* Past the cap (1h), the header is ignored, not obeyed. */
+    ck_assert_int_eq(get("GET / HTTP/1.1\r\nHost: a\r\n"
+                         "X-Switchboard-Delay: 2h\r\n\r\n",
+                         &ms),
+                     200);
+    ck_assert_msg(ms < 200 * harness_scale(), "took %.0f ms", ms);
     harness_stop(&proxy);
     harness_stop(&origin);
 
@@ -398,6 +453,8 @@ static Suite *faults_suite(void)
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_fault_abort_percentage);
+    tcase_add_test(tc, test_fault_abort_percent_zero_never_aborts);
+    tcase_add_test(tc, test_fault_delay_uniform_spreads);
     tcase_add_test(tc, test_own_answers_have_no_content_where_none_is_allowed);
     tcase_add_test(tc, test_fault_delay_fixed_and_percentage);
     tcase_add_test(tc, test_fault_delay_exponential_mean);

@@ -693,6 +693,12 @@ static const struct refusal chunk_refusals[] = {
     {"trailer line with a bare CR",
      RAW(CHUNKED_HEAD "5\r\nhello\r\n0\r\nX-T: 1\r\r\n\r\n"), 400,
      "bare CR at the end of a chunked body"},
+    {"DEL in a chunk extension",
+     RAW(CHUNKED_HEAD "5;a=\x7f\r\nhello\r\n0\r\n\r\n"), 400,
+     "invalid chunk extension"},
+    {"a control byte in a chunk extension",
+     RAW(CHUNKED_HEAD "5;a=\x01\r\nhello\r\n0\r\n\r\n"), 400,
+     "invalid chunk extension"},
 };
 
 START_TEST(test_bad_chunked_body)

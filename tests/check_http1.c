@@ -750,7 +750,7 @@ START_TEST(test_check_request_invalid_host_values_are_400)
         "a@b",       "user:pw@example.com", "a b",     "a/b",
         "a:1:2",     "a:123456",            "[::1",    "[::1]x",
         "[::1]:80:1", "[::g]",              "a:8o",    "a?b",
-        "a#b",       "[",
+        "a#b",       "[",                   "a:65536", "a:99999",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         ck_assert_msg(host_status(bad[i]) == 400, "Host \"%s\" gave %d",
@@ -1667,6 +1667,50 @@ START_TEST(test_write_request_host_kept_when_named_in_connection)
 }
 END_TEST
 
+START_TEST(test_websocket_upgrade_needs_http11_get)
+{
+    static const struct {
+        const char *line;
+        int upgrade;
+    } cases[] = {
+        {"GET /chat HTTP/1.1", 1},
+        {"GET /chat HTTP/1.0", 0}, /* 1.0 has no Upgrade (RFC 9110 7.8) */
+        {"POST /chat HTTP/1.1", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char raw[256];
+        snprintf(raw, sizeof(raw),
+                 "%s\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\n"
+                 "Upgrade: websocket\r\n\r\n",
+                 cases[i].line);
+        struct msg m;
+        parse_request(&m, raw);
+        ck_assert_msg(http1_is_websocket_upgrade(&m.head, &m.parser) ==
+                          cases[i].upgrade,
+                      "%s", cases[i].line);
+        msg_deinit(&m);
+    }
+}
+END_TEST
+
+START_TEST(test_write_request_empty_xff_not_kept)
+{
+    /* An empty X-Forwarded-For names nobody: the client alone, no ", ". */
+    struct msg m;
+    parse_request(&m, "GET /x HTTP/1.1\r\nHost: a\r\n"
+                      "X-Forwarded-For:\r\n\r\n");
+    struct http1_request_info info = request_info("GET", "/x");
+    assert_request_written(&m.head, &info,
+                           "GET /x HTTP/1.1\r\n"
+                           "Host: a\r\n"
+                           "X-Forwarded-For: 10.0.0.9\r\n"
+                           "X-Forwarded-Proto: http\r\n"
+                           "Via: 1.1 switchboard\r\n"
+                           "\r\n");
+    msg_deinit(&m);
+}
+END_TEST
+
 START_TEST(test_write_request_xff_created_when_absent)
 {
     struct msg m;
@@ -2539,6 +2583,8 @@ static Suite *http1_suite(void)
     tcase_add_test(t, test_write_request_lookalike_names_kept);
     tcase_add_test(t, test_write_request_large_head_whole);
     tcase_add_test(t, test_write_request_xff_created_when_absent);
+    tcase_add_test(t, test_write_request_empty_xff_not_kept);
+    tcase_add_test(t, test_websocket_upgrade_needs_http11_get);
     tcase_add_test(t, test_write_request_several_xff_merged_in_order);
     tcase_add_test(t, test_write_request_xfp_replaced);
     tcase_add_test(t, test_write_request_underscored_names_dropped);

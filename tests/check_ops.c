@@ -2262,6 +2262,29 @@ START_TEST(test_sigterm_drains_in_flight_exchanges)
 }
 END_TEST
 
+START_TEST(test_sigquit_drains_like_sigterm)
+{
+    /* SIGQUIT is nginx's graceful stop: the exchange in flight is answered
+     * whole before the master exits 0. */
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_on_origin("");
+    int fd = harness_connect(proxy.port);
+    harness_send(fd, "GET /?delay=1s HTTP/1.1\r\nHost: a\r\n\r\n");
+    usleep(200 * 1000);
+    ck_assert_int_eq(kill(proxy.pid, SIGQUIT), 0);
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert(r.complete);
+    response_free(&r);
+    close(fd);
+    int status = wait_exit(&proxy, 5000, NULL);
+    ck_assert_msg(status != -1, "the master did not exit");
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "wait status %#x", status);
+}
+END_TEST
+
 /* One worker with shutdown_timeout, one request of the given origin delay
  * in flight, then SIGTERM; the client's fd. */
 static int sigterm_with_one_in_flight(const char *shutdown_timeout,
@@ -2890,6 +2913,7 @@ static Suite *ops_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_reload_under_load_loses_nothing);
     tcase_add_test(tc, test_sigterm_drains_in_flight_exchanges);
+    tcase_add_test(tc, test_sigquit_drains_like_sigterm);
     tcase_add_test(tc, test_shutdown_timeout_cuts_long_exchanges);
     tcase_add_test(tc, test_sigterm_gives_old_workers_their_own_shutdown_timeout);
     tcase_add_test(tc, test_sigint_during_a_drain_stops_at_once);

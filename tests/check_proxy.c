@@ -1622,6 +1622,91 @@ START_TEST(test_dead_worker_is_replaced)
 }
 END_TEST
 
+/* The master's one worker once it is another than old (0 if none came
+ * within ms, scaled). */
+static pid_t worker_other_than(pid_t old, int ms)
+{
+    double deadline = harness_now() + ms * harness_scale();
+    pid_t w[8];
+    do {
+        if (harness_children(proxy.pid, w, 8) == 1 && w[0] != old) {
+            return w[0];
+        }
+        usleep(5 * 1000);
+    } while (harness_now() < deadline);
+    return 0;
+}
+
+START_TEST(test_worker_dying_at_once_restarted_after_a_pause)
+{
+    /* A worker that dies within a second of its start is restarted a
+     * second later, not at once: one that cannot run does not spin. */
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    harness_proxy(&proxy, CONF, harness_server_lines(""), origin.port, "");
+    pid_t first = worker_other_than(0, 3000);
+    ck_assert_int_ne(first, 0);
+    usleep(1200 * 1000); /* it has run for over a second */
+    kill(first, SIGKILL);
+    pid_t second = worker_other_than(first, 3000);
+    ck_assert_msg(second != 0, "no worker after the first died:\n%s",
+                  harness_log(&proxy));
+    double t0 = harness_now();
+    kill(second, SIGKILL);
+    pid_t third = worker_other_than(second, 5000);
+    double took = harness_now() - t0;
+    ck_assert_msg(third != 0, "no worker after the second died:\n%s",
+                  harness_log(&proxy));
+    ck_assert_msg(took >= 900, "restarted %.0f ms after dying at once", took);
+    struct response r;
+    harness_exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r, 5000);
+    ck_assert_int_eq(r.status, 200);
+    response_free(&r);
+}
+END_TEST
+
+/* Upstream end of a WebSocket that only listens: answers 101, then reads
+ * and drops until EOF. */
+static void websocket_sink(int fd, void *arg)
+{
+    (void)arg;
+    harness_read_request_head(fd);
+    harness_send(fd, "HTTP/1.1 101 Switching Protocols\r\n"
+                     "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    char buf[4096];
+    while (read(fd, buf, sizeof(buf)) > 0) {
+    }
+}
+
+START_TEST(test_websocket_one_way_traffic_keeps_the_tunnel)
+{
+    /* tunnel_timeout is idleness of the tunnel, not of each direction: a
+     * client that sends every 150 ms to an upstream that never answers
+     * keeps it open past 400 ms. */
+    harness_script(&script, websocket_sink, NULL, 1);
+    harness_proxy(&proxy, CONF, harness_server_lines("tunnel_timeout = 400ms"),
+                  script.port, "");
+    int fd = harness_connect(proxy.port);
+    harness_send(fd, ws_request);
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 3000, 1), 0);
+    ck_assert_int_eq(r.status, 101);
+    response_free(&r);
+    static const char ping[] = "\x89\x80\x01\x02\x03\x04";
+    for (int i = 0; i < 8; i++) {
+        usleep(150 * 1000);
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        ck_assert_msg(poll(&pfd, 1, 0) == 0,
+                      "the tunnel closed after %d ms of one-way traffic",
+                      (i + 1) * 150);
+        ck_assert_int_eq(harness_write(fd, ping, sizeof(ping) - 1), 0);
+    }
+    ck_assert_ptr_null(strstr(harness_log(&proxy), "term=tunnel_timeout"));
+    ck_assert(harness_wait_closed(fd, 3000));
+    close(fd);
+    ck_assert(harness_log_wait(&proxy, "term=tunnel_timeout", 2000));
+}
+END_TEST
+
 START_TEST(test_sigterm_exits_cleanly)
 {
     start_default("workers = 2", "");
@@ -1668,6 +1753,16 @@ START_TEST(test_access_log_line)
                      2);
     ck_assert_uint_eq(in, strlen("GET /?size=5 HTTP/1.1\r\nHost: a\r\n\r\n"));
     ck_assert_uint_gt(out, 5);
+
+    /* A quote or a backslash in the target cannot end the quoted field
+     * or fake an escape: both are written as \xHH. */
+    harness_exchange(proxy.port,
+                     "GET /a\\b\"c HTTP/1.1\r\nHost: a\r\n\r\n", &r, 5000);
+    ck_assert_int_eq(r.status, 200);
+    response_free(&r);
+    ck_assert_msg(harness_log_wait(&proxy,
+                                   "\"GET /a\\x5cb\\x22c HTTP/1.1\" 200 ", 2000),
+                  "log:\n%s", harness_log(&proxy));
 }
 END_TEST
 
@@ -1717,6 +1812,8 @@ static Suite *proxy_suite(void)
     tcase_add_test(tc, test_injected_latency);
     tcase_add_test(tc, test_injected_latency_with_jitter);
     tcase_add_test(tc, test_dead_worker_is_replaced);
+    tcase_add_test(tc, test_worker_dying_at_once_restarted_after_a_pause);
+    tcase_add_test(tc, test_websocket_one_way_traffic_keeps_the_tunnel);
     tcase_add_test(tc, test_sigterm_exits_cleanly);
     tcase_add_test(tc, test_access_log_line);
     tcase_add_test(tc, test_pipelined_mixed_load_never_stalls);
