@@ -696,6 +696,15 @@ END_TEST
 
 /* ---- 9: max_body_size --------------------------------------------------- */
 
+/* A chunk of 256 bytes of 'c' with its size line and CRLF. */
+#define CHUNK_256_LEN (5 + 256 + 2)
+static void chunk_256(char *out)
+{
+    memcpy(out, "100\r\n", 5);
+    memset(out + 5, 'c', 256);
+    memcpy(out + 5 + 256, "\r\n", 2);
+}
+
 START_TEST(test_max_body_size_content_length)
 {
     start_recorder("max_body_size = 1k\n");
@@ -723,12 +732,10 @@ START_TEST(test_max_body_size_chunked)
                                       "Transfer-Encoding: chunked\r\n\r\n"),
                      0);
     /* 8 chunks of 256 bytes: the limit is crossed by the fifth. */
-    char chunk[256 + 16];
-    int n = snprintf(chunk, sizeof(chunk), "100\r\n");
-    memset(chunk + n, 'c', 256);
-    memcpy(chunk + n + 256, "\r\n", 2);
+    char chunk[CHUNK_256_LEN];
+    chunk_256(chunk);
     for (int i = 0; i < 8; i++) {
-        if (harness_write(fd, chunk, (size_t)n + 258) < 0) {
+        if (harness_write(fd, chunk, sizeof(chunk)) < 0) {
             break; /* already refused and closed */
         }
     }
@@ -753,6 +760,22 @@ START_TEST(test_max_body_size_chunked)
 }
 END_TEST
 
+/* The answer on fd to a /echo upload of 1 KiB (extra = 0: the whole body
+ * reached the origin) or of 1 KiB and a byte more (extra = 1: 413). */
+static void assert_body_verdict(int fd, int extra)
+{
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 3000, 0), 0);
+    if (extra == 0) {
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_msg(strstr(r.body, "body-length: 1024\n") != NULL,
+                      "echo:\n%s", r.body);
+    } else {
+        assert_error_response(fd, &r, 413);
+    }
+    response_free(&r);
+}
+
 /* A body of exactly max_body_size goes through whole, with either framing;
  * one byte more is refused. */
 START_TEST(test_max_body_size_is_exact)
@@ -761,7 +784,6 @@ START_TEST(test_max_body_size_is_exact)
     harness_proxy(&proxy, CONF, harness_server_lines("max_body_size = 1k\n"),
                   origin.port, "");
     char req[4096];
-    struct response r;
     for (int extra = 0; extra <= 1; extra++) {
         int n = snprintf(req, sizeof(req),
                          "POST /echo HTTP/1.1\r\nHost: a\r\n"
@@ -769,15 +791,7 @@ START_TEST(test_max_body_size_is_exact)
         memset(req + n, 'b', (size_t)(1024 + extra));
         int fd = harness_own(harness_connect(proxy.port));
         ck_assert_int_eq(harness_write(fd, req, (size_t)n + 1024 + extra), 0);
-        ck_assert_int_eq(harness_read_response(fd, &r, 3000, 0), 0);
-        if (extra == 0) {
-            ck_assert_int_eq(r.status, 200);
-            ck_assert_msg(strstr(r.body, "body-length: 1024\n") != NULL,
-                          "echo:\n%s", r.body);
-        } else {
-            assert_error_response(fd, &r, 413);
-        }
-        response_free(&r);
+        assert_body_verdict(fd, extra);
     }
     /* Chunked: four chunks of 256 bytes, then (the second time) one more
      * byte. */
@@ -787,23 +801,13 @@ START_TEST(test_max_body_size_is_exact)
                                           "Transfer-Encoding: chunked\r\n"
                                           "\r\n"),
                          0);
-        char chunk[256 + 16];
-        int n = snprintf(chunk, sizeof(chunk), "100\r\n");
-        memset(chunk + n, 'c', 256);
-        memcpy(chunk + n + 256, "\r\n", 2);
+        char chunk[CHUNK_256_LEN];
+        chunk_256(chunk);
         for (int i = 0; i < 4; i++) {
-            ck_assert_int_eq(harness_write(fd, chunk, (size_t)n + 258), 0);
+            ck_assert_int_eq(harness_write(fd, chunk, sizeof(chunk)), 0);
         }
         harness_send(fd, extra ? "1\r\nc\r\n0\r\n\r\n" : "0\r\n\r\n");
-        ck_assert_int_eq(harness_read_response(fd, &r, 3000, 0), 0);
-        if (extra == 0) {
-            ck_assert_int_eq(r.status, 200);
-            ck_assert_msg(strstr(r.body, "body-length: 1024\n") != NULL,
-                          "echo:\n%s", r.body);
-        } else {
-            assert_error_response(fd, &r, 413);
-        }
-        response_free(&r);
+        assert_body_verdict(fd, extra);
     }
 }
 END_TEST

@@ -405,6 +405,20 @@ START_TEST(test_head_204_304_have_no_body)
 }
 END_TEST
 
+/* Send the 5-byte body "hello" of a POST /echo that said Expect:
+ * 100-continue; the origin got it whole, and no Expect; fd is closed. */
+static void send_hello_and_check_echo(int fd)
+{
+    harness_send(fd, "hello");
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.body, "body-length: 5\n"));
+    ck_assert_ptr_null(strstr(r.body, "Expect"));
+    response_free(&r);
+    close(fd);
+}
+
 START_TEST(test_expect_100_continue)
 {
     start_default("", "");
@@ -417,14 +431,7 @@ START_TEST(test_expect_100_continue)
     ssize_t n = read(fd, buf, 25);
     ck_assert_int_eq(n, 25);
     ck_assert_str_eq(buf, "HTTP/1.1 100 Continue\r\n\r\n");
-    harness_send(fd, "hello");
-    struct response r;
-    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
-    ck_assert_int_eq(r.status, 200);
-    ck_assert_ptr_nonnull(strstr(r.body, "body-length: 5\n"));
-    ck_assert_ptr_null(strstr(r.body, "Expect"));
-    response_free(&r);
-    close(fd);
+    send_hello_and_check_echo(fd);
 
     /* From an HTTP/1.0 client the expectation is ignored (RFC 9110
      * 10.1.1): no 100 (1.0 has no interim responses), the body is read
@@ -435,13 +442,7 @@ START_TEST(test_expect_100_continue)
     pfd.fd = fd;
     ck_assert_msg(poll(&pfd, 1, 300) == 0,
                   "the proxy answered an HTTP/1.0 client before its body");
-    harness_send(fd, "hello");
-    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
-    ck_assert_int_eq(r.status, 200);
-    ck_assert_ptr_nonnull(strstr(r.body, "body-length: 5\n"));
-    ck_assert_ptr_null(strstr(r.body, "Expect"));
-    response_free(&r);
-    close(fd);
+    send_hello_and_check_echo(fd);
 }
 END_TEST
 
@@ -845,9 +846,14 @@ START_TEST(test_websocket_tunnel_frames_both_ways)
 }
 END_TEST
 
-START_TEST(test_websocket_tunnel_timeout)
+/* A masked WebSocket ping with an empty payload. */
+static const char ws_ping[] = "\x89\x80\x01\x02\x03\x04";
+
+/* The proxy with tunnel_timeout = 400ms in front of the scripted WebSocket
+ * upstream h; a client connection whose upgrade was answered 101. */
+static int ws_tunnel_400ms(harness_handler h)
 {
-    harness_script(&script, websocket_echo, NULL, 1);
+    harness_script(&script, h, NULL, 1);
     harness_proxy(&proxy, CONF, harness_server_lines("tunnel_timeout = 400ms"),
                   script.port, "");
     int fd = harness_connect(proxy.port);
@@ -856,11 +862,16 @@ START_TEST(test_websocket_tunnel_timeout)
     ck_assert_int_eq(harness_read_response(fd, &r, 3000, 1), 0);
     ck_assert_int_eq(r.status, 101);
     response_free(&r);
+    return fd;
+}
+
+START_TEST(test_websocket_tunnel_timeout)
+{
+    int fd = ws_tunnel_400ms(websocket_echo);
     /* Traffic every 150 ms keeps it open past the timeout... */
-    static const char ping[] = "\x89\x80\x01\x02\x03\x04";
     for (int i = 0; i < 6; i++) {
         usleep(150 * 1000);
-        ck_assert_int_eq(harness_write(fd, ping, sizeof(ping) - 1), 0);
+        ck_assert_int_eq(harness_write(fd, ws_ping, sizeof(ws_ping) - 1), 0);
     }
     /* ...silence closes it. */
     double t0 = harness_now();
@@ -1682,23 +1693,14 @@ START_TEST(test_websocket_one_way_traffic_keeps_the_tunnel)
     /* tunnel_timeout is idleness of the tunnel, not of each direction: a
      * client that sends every 150 ms to an upstream that never answers
      * keeps it open past 400 ms. */
-    harness_script(&script, websocket_sink, NULL, 1);
-    harness_proxy(&proxy, CONF, harness_server_lines("tunnel_timeout = 400ms"),
-                  script.port, "");
-    int fd = harness_connect(proxy.port);
-    harness_send(fd, ws_request);
-    struct response r;
-    ck_assert_int_eq(harness_read_response(fd, &r, 3000, 1), 0);
-    ck_assert_int_eq(r.status, 101);
-    response_free(&r);
-    static const char ping[] = "\x89\x80\x01\x02\x03\x04";
+    int fd = ws_tunnel_400ms(websocket_sink);
     for (int i = 0; i < 8; i++) {
         usleep(150 * 1000);
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
         ck_assert_msg(poll(&pfd, 1, 0) == 0,
                       "the tunnel closed after %d ms of one-way traffic",
                       (i + 1) * 150);
-        ck_assert_int_eq(harness_write(fd, ping, sizeof(ping) - 1), 0);
+        ck_assert_int_eq(harness_write(fd, ws_ping, sizeof(ws_ping) - 1), 0);
     }
     ck_assert_ptr_null(strstr(harness_log(&proxy), "term=tunnel_timeout"));
     ck_assert(harness_wait_closed(fd, 3000));
