@@ -2150,35 +2150,16 @@ START_TEST(test_post_after_a_closing_answer_gets_a_fresh_connection)
 }
 END_TEST
 
-/* Upstream that answers a connection's first request, then reads the
- * next and never answers it. */
+/* Upstream that answers a connection's first request with arg (a reply;
+ * NULL: OK_REPLY), then reads the next (recording "<reused>") and never
+ * answers it. */
 static void h_answer_then_hang(int fd, void *arg)
 {
-    (void)arg;
     record_s("<accept>");
     if (read_request(fd, NULL, 0) < 0) {
         return;
     }
-    harness_send(fd, OK_REPLY);
-    if (read_request(fd, NULL, 0) < 0) {
-        return;
-    }
-    char b;
-    while (read(fd, &b, 1) > 0) {
-    }
-}
-
-/* Upstream that answers a connection's first request with Connection:
- * close but leaves the connection open, then reads and never answers. */
-static void h_close_header_then_hang(int fd, void *arg)
-{
-    (void)arg;
-    record_s("<accept>");
-    if (read_request(fd, NULL, 0) < 0) {
-        return;
-    }
-    harness_send(fd, "HTTP/1.1 200 OK\r\nDate: " FIXED_DATE "\r\n"
-                     "Connection: close\r\nContent-Length: 2\r\n\r\nok");
+    harness_send(fd, arg != NULL ? arg : OK_REPLY);
     if (read_request(fd, NULL, 0) < 0) {
         return;
     }
@@ -2194,7 +2175,11 @@ START_TEST(test_connection_close_answer_not_reused)
      * whether or not its FIN has come yet: the next request goes on a new
      * one (reused, it would wait out the read_timeout for a 504). */
     record_open();
-    harness_script(&script, h_close_header_then_hang, NULL, 1);
+    /* Connection: close, and the connection left open. */
+    static char closing[] = "HTTP/1.1 200 OK\r\nDate: " FIXED_DATE "\r\n"
+                            "Connection: close\r\nContent-Length: 2\r\n"
+                            "\r\nok";
+    harness_script(&script, h_answer_then_hang, closing, 1);
     harness_proxy(&proxy, CONF, harness_server_lines(""), script.port,
                   "read_timeout = 1s\nretries = 0\n");
     for (int i = 0; i < 2; i++) {
