@@ -1472,8 +1472,14 @@ int http1_write_error(struct evbuffer *out, int status, const char *reason,
     /* 1xx, 204 and 304 have no content, and no Content-Length either
      * (RFC 9110 8.6); a reply to HEAD has the header, not the content. */
     int no_content = !http1_status_has_content(status);
+    /* RFC 9110 15.5.6: a 405 says what is allowed. Every method is passed
+     * on except the two refused for any target (CONNECT, TRACE), so this
+     * lists the standard ones passed on. */
+    static const char allow[] =
+        "\r\nAllow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH";
     struct evbuffer_iovec v;
-    char *p = head_begin(out, text_len + reason_len + HEAD_EXTRA, &v);
+    char *p = head_begin(out, text_len + reason_len + sizeof(allow) +
+                                  HEAD_EXTRA, &v);
     if (p == NULL) {
         return -1;
     }
@@ -1484,6 +1490,9 @@ int http1_write_error(struct evbuffer *out, int status, const char *reason,
     p = put(p, text, text_len);
     p = PUT_LIT(p, "\r\nServer: switchboard\r\nDate: ");
     p = put(p, date_now(), 29);
+    if (status == 405) {
+        p = PUT_LIT(p, allow);
+    }
     if (!no_content) {
         p = PUT_LIT(p, "\r\nContent-Type: text/plain\r\nContent-Length: ");
         p = put_uint(p, (uint64_t)reason_len + 1);

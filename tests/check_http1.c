@@ -2429,6 +2429,20 @@ START_TEST(test_write_error_is_complete_and_closes)
     evbuffer_free(out);
     ck_assert_ptr_nonnull(strstr(got, "\r\nContent-Length: 12\r\n"));
     ck_assert_str_eq(strstr(got, "\r\n\r\n") + 4, "");
+    ck_assert_ptr_null(strstr(got, "Allow"));
+    free(got);
+
+    /* 405: what is allowed (RFC 9110 15.5.6), the framing still right */
+    out = evbuffer_new();
+    written = http1_write_error(out, 405, "TRACE is not allowed", 0);
+    ck_assert_int_eq(written, (int)evbuffer_get_length(out));
+    got = drain(out);
+    evbuffer_free(out);
+    ck_assert_ptr_nonnull(
+        strstr(got, "\r\nAllow: GET, HEAD, POST, PUT, DELETE, OPTIONS, "
+                    "PATCH\r\n"));
+    ck_assert_ptr_nonnull(strstr(got, "\r\nContent-Length: 21\r\n"));
+    ck_assert_str_eq(strstr(got, "\r\n\r\n") + 4, "TRACE is not allowed\n");
     free(got);
 
     /* 204 and 304: neither content nor Content-Length */

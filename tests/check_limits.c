@@ -96,6 +96,11 @@ static void assert_error_response(int fd, const struct response *r,
                   "Content-Type: %s", type ? type : "(none)");
     ck_assert(r->complete);
     ck_assert_uint_gt(r->body_len, 1);
+    /* RFC 9110 15.5.6: a 405 lists what is allowed. */
+    ck_assert_msg((response_header(r, "allow") != NULL) == (status == 405),
+                  "a %d with Allow: %s", status,
+                  response_header(r, "allow") ? response_header(r, "allow")
+                                              : "(none)");
     ck_assert_msg(r->closed || harness_wait_closed(fd, 2000),
                   "connection still open after a %d", status);
 }
@@ -1016,6 +1021,7 @@ static const struct bad_case bad_cases[] = {
     {"HTTP/2.0 request line", RAW("GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 505},
     {"CONNECT",
      RAW("CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n"), 405},
+    {"TRACE", RAW("TRACE / HTTP/1.1\r\nHost: a\r\n\r\n"), 405},
     {"Content-Length with Transfer-Encoding",
      RAW("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
          "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
