@@ -774,10 +774,30 @@ static void client_send(struct session *s, const void *data, size_t len)
     s->client.bytes_out += len;
 }
 
+/* The reason of a 500 of our own: compared by address, so that no
+ * upstream's error is taken for it. */
+static const char out_of_memory[] = "out of memory";
+
+/* Queue the client's copy of the response head (http1_write_response) and
+ * count it. Out of memory, nothing is queued and the exchange ends with
+ * a 500 of our own (upstream_process sees this reason): -1. */
+static int client_send_head(struct session *s,
+                            const struct http1_response_info *info)
+{
+    struct evbuffer *out = bufferevent_get_output(s->client.bev);
+    size_t before = evbuffer_get_length(out);
+    if (http1_write_response(out, &s->upstream.head, info) < 0) {
+        s->error.status = 500;
+        s->error.reason = out_of_memory;
+        return -1;
+    }
+    s->client.bytes_out += evbuffer_get_length(out) - before;
+    return 0;
+}
+
 static int on_resp_headers_complete(http_parser *p)
 {
     struct session *s = p->data;
-    struct evbuffer *out = bufferevent_get_output(s->client.bev);
     http1_head_trim(&s->upstream.head);
     if (p->status_code == 101 && s->upgrade &&
         http1_is_websocket_switch(&s->upstream.head)) {
@@ -790,9 +810,9 @@ static int on_resp_headers_complete(http_parser *p)
             .interim = 1,
             .upgrade = 1,
         };
-        size_t before = evbuffer_get_length(out);
-        http1_write_response(out, &s->upstream.head, &info);
-        s->client.bytes_out += evbuffer_get_length(out) - before;
+        if (client_send_head(s, &info) < 0) {
+            return -1;
+        }
         s->status = 101;
         s->response_started = 1;
         s->tunnel = 1;
@@ -817,9 +837,9 @@ static int on_resp_headers_complete(http_parser *p)
                 .upstream_minor = p->http_minor,
                 .interim = 1,
             };
-            size_t before = evbuffer_get_length(out);
-            http1_write_response(out, &s->upstream.head, &info);
-            s->client.bytes_out += evbuffer_get_length(out) - before;
+            if (client_send_head(s, &info) < 0) {
+                return -1;
+            }
         }
         return 1;
     }
@@ -842,9 +862,9 @@ static int on_resp_headers_complete(http_parser *p)
         .client_http10 = !http11,
         .no_body = body == HTTP1_BODY_NONE,
     };
-    size_t before = evbuffer_get_length(out);
-    http1_write_response(out, &s->upstream.head, &info);
-    s->client.bytes_out += evbuffer_get_length(out) - before;
+    if (client_send_head(s, &info) < 0) {
+        return -1;
+    }
     s->status = p->status_code;
     s->response_started = 1;
     s->ustate = UPSTREAM_STREAMING_BODY;
@@ -1109,7 +1129,7 @@ static int exchange_begin(struct session *s)
         char *normal = path_len <= sizeof(small) ? small : malloc(path_len);
         size_t normal_len;
         if (normal == NULL) {
-            return reply_error(s, 500, "internal_error", "out of memory");
+            return reply_error(s, 500, "internal_error", out_of_memory);
         }
         int bad = http1_path_normalize(s->target, path_len, normal,
                                        &normal_len) < 0;
@@ -1783,6 +1803,10 @@ static int upstream_process(struct session *s)
             s->upstream.parsed = PARSED_NOTHING;
             return response_done(s);
         }
+        if (e != HPE_OK && s->error.reason == out_of_memory) {
+            /* Ours, not the upstream's: no failure counted against it. */
+            return reply_error(s, 500, "internal_error", out_of_memory);
+        }
         if (e != HPE_OK) {
             if (s->error.status == 0) {
                 s->error.status = 502;
@@ -1998,8 +2022,10 @@ static int upstream_connect(struct session *s, struct pool_server *server,
         .upgrade = s->upgrade,
         .underscores = s->w->cfg->underscores_in_headers,
     };
-    http1_write_request(bufferevent_get_output(c->bev), &s->client.head,
-                        &info);
+    if (http1_write_request(bufferevent_get_output(c->bev), &s->client.head,
+                            &info) < 0) {
+        return reply_error(s, 500, "internal_error", out_of_memory);
+    }
     if (s->req_body == HTTP1_BODY_CHUNKED && s->cstate == CLIENT_REQUEST_DONE) {
         /* A retry of a chunked request whose body was empty (a retry needs
          * body_received == 0): its last chunk went to the failed

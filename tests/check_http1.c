@@ -2371,6 +2371,31 @@ END_TEST
 
 /* ---- errors, status text, date ------------------------------------------- */
 
+/* A buffer that cannot grow (out of memory; here its end is frozen): each
+ * head writer says so and leaves nothing half-written, so that the caller
+ * can answer 500 instead of sending a body without a head. */
+START_TEST(test_head_writers_fail_whole)
+{
+    struct msg m;
+    parse_request(&m, "GET /x HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n\r\n");
+    struct http1_request_info rinfo = request_info("GET", "/x");
+    struct http1_response_info sinfo = response_info(200);
+    for (int writer = 0; writer < 3; writer++) {
+        struct evbuffer *out = evbuffer_new();
+        evbuffer_add(out, "before", 6);
+        evbuffer_freeze(out, 0);
+        int rc = writer == 0   ? http1_write_request(out, &m.head, &rinfo)
+                 : writer == 1 ? http1_write_response(out, &m.head, &sinfo)
+                               : http1_write_error(out, 500, "x", 0);
+        ck_assert_msg(rc == -1, "writer %d returned %d", writer, rc);
+        ck_assert_uint_eq(evbuffer_get_length(out), 6);
+        evbuffer_unfreeze(out, 0);
+        evbuffer_free(out);
+    }
+    msg_deinit(&m);
+}
+END_TEST
+
 START_TEST(test_write_error_is_complete_and_closes)
 {
     static const char reason[] = "missing Host header";
@@ -2624,6 +2649,7 @@ static Suite *http1_suite(void)
     t = tcase_create("errors and dates");
     tcase_add_test(t, test_path_normalize_as_nginx_matches_locations);
     tcase_add_test(t, test_write_error_is_complete_and_closes);
+    tcase_add_test(t, test_head_writers_fail_whole);
     tcase_add_test(t, test_status_text_for_common_codes);
     tcase_add_test(t, test_date_is_imf_fixdate_now);
     suite_add_tcase(s, t);
