@@ -490,13 +490,14 @@ static int drain_ms(const struct master *m)
 }
 
 /*
- * Stop every worker with sig (SIGTERM drains, SIGINT stops at once) and
- * wait for them; past the deadline they are killed. Then the admin.
+ * Stop every worker with sig (SIGTERM and SIGQUIT drain, SIGINT stops at
+ * once) and wait for them; past the deadline they are killed. Then the
+ * admin.
  */
 static void stop_workers(struct master *m, int sig)
 {
     signal_workers(m, sig);
-    double grace = sig == SIGTERM ? drain_ms(m) + 5000.0 : 10000.0;
+    double grace = sig != SIGINT ? drain_ms(m) + 5000.0 : 10000.0;
     double deadline = util_now_ms() + grace;
     while (reap(m, 1) > 0) {
         if (util_now_ms() > deadline) {
@@ -1007,7 +1008,7 @@ int master_run(const struct config *cfg)
                      "flight have %d ms to finish",
                      strsignal(sig), drain_ms(&m));
             m.shm->draining = 1;
-            stop_sig = SIGTERM;
+            stop_sig = sig; /* passed on: the workers drain on either */
             close_listeners(&m);
             continue;
         case SIGINT:

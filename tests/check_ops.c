@@ -2213,8 +2213,8 @@ END_TEST
 
 /* ---- 10. drain --------------------------------------------------------- */
 
-/* A drain by sig (SIGTERM, or SIGQUIT as in nginx: the master drains its
- * workers with SIGTERM either way): /healthz says 503 at once, a new
+/* A drain by sig (SIGTERM, or SIGQUIT as in nginx; the master passes it
+ * on, and the workers say which): /healthz says 503 at once, a new
  * client is refused, the exchange in flight is answered whole, and the
  * master exits 0. */
 static void drains_in_flight_exchanges(int sig)
@@ -2228,7 +2228,9 @@ static void drains_in_flight_exchanges(int sig)
     usleep(200 * 1000);
     double t0 = harness_now();
     ck_assert_int_eq(kill(proxy.pid, sig), 0);
-    ck_assert(harness_log_wait(&proxy, "draining (SIGTERM)", 2000));
+    char draining[32];
+    snprintf(draining, sizeof(draining), "draining (%s)", name);
+    ck_assert(harness_log_wait(&proxy, draining, 2000));
     ck_assert_int_eq(admin_get("GET", "/healthz", NULL), 503);
     ck_assert_str_eq(status_eval("d['draining']"), "true");
 
