@@ -23,11 +23,11 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: switchboard [-c FILE] [-t] [-v] [-h]\n"
-            "  -c FILE  configuration file (default %s)\n"
-            "  -t       check the configuration and exit: prints \"ok\", or\n"
-            "           FILE:LINE: message for the first error (exit 1)\n"
-            "  -v       print the version and exit\n"
-            "  -h       print this help and exit\n",
+            "  -c FILE        configuration file (default %s)\n"
+            "  -t             check the configuration and exit: prints \"ok\",\n"
+            "                 or FILE:LINE: message for the first error (exit 1)\n"
+            "  -v, --version  print the version and exit\n"
+            "  -h, --help     print this help and exit\n",
             SWITCHBOARD_CONF);
 }
 
@@ -35,8 +35,14 @@ int main(int argc, char **argv)
 {
     const char *path = SWITCHBOARD_CONF;
     int test_only = 0;
+    /* The long forms people type first; nginx's one-letter ones too. */
+    static const struct option longs[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'v'},
+        {NULL, 0, NULL, 0},
+    };
     int opt;
-    while ((opt = getopt(argc, argv, "c:tvh")) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:tvh", longs, NULL)) != -1) {
         switch (opt) {
         case 'c':
             path = optarg;

@@ -79,6 +79,10 @@ if [ -x "$bin" ]; then
     check "switchboard -h names $switchboardconfdir/switchboard.conf" \
         sh -c '"$1" -h | grep -qF "(default $2)"' sh "$bin" \
         "$switchboardconfdir/switchboard.conf"
+    check "switchboard --help and --version are -h and -v" \
+        sh -c '[ "$("$1" --help)" = "$("$1" -h)" ] &&
+               [ "$("$1" --version)" = "$("$1" -v)" ] &&
+               "$1" --version | grep -q "^switchboard "' sh "$bin"
     if [ -f "$conf" ]; then
         check "switchboard -t accepts the installed conf" \
             sh -c '[ "$("$1" -t -c "$2" 2>&1)" = ok ]' sh "$bin" "$conf"
