@@ -143,6 +143,10 @@ struct session {
     enum http1_body req_body;
     enum http1_body req_framing; /* sent upstream: req_body, or a length 0 */
     enum http1_body framing;     /* of the response to the client */
+    /* The response body is chunked (by its head; the parser's F_CHUNKED
+     * goes when a trailer names Transfer-Encoding): its framing is
+     * checked with http1_chunks_scan to the end. */
+    int resp_chunked;
     int keep_alive;          /* the client connection outlives it */
     int expect_continue;
     int upgrade;          /* the request asks for a WebSocket tunnel */
@@ -493,6 +497,7 @@ static void exchange_reset(struct session *s)
     s->req_body = HTTP1_BODY_NONE;
     s->req_framing = HTTP1_BODY_NONE;
     s->framing = HTTP1_BODY_NONE;
+    s->resp_chunked = 0;
     s->eof_while_waiting = 0;
 }
 
@@ -873,6 +878,7 @@ static int on_resp_headers_complete(http_parser *p)
          * checked (http1_chunks_scan) before the parser reads it, as a
          * request's is. */
         http1_chunks_reset(&s->upstream.chunks);
+        s->resp_chunked = 1;
         s->upstream.head_lf_pending = 1;
         s->upstream.parsed = PARSED_HEAD;
         http_parser_pause(p, 1);
@@ -1740,8 +1746,7 @@ static int upstream_process(struct session *s)
                 return reply_error(s, 502, "bad_response",
                                    "upstream sent a malformed head");
             }
-            if (s->ustate == UPSTREAM_STREAMING_BODY &&
-                s->upstream.parser.flags & F_CHUNKED) {
+            if (s->ustate == UPSTREAM_STREAMING_BODY && s->resp_chunked) {
                 size_t skip = s->upstream.head_lf_pending ? 1 : 0;
                 s->upstream.head_lf_pending = 0;
                 struct http1_error err;

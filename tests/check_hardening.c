@@ -1338,14 +1338,21 @@ END_TEST
 
 /* Response chunk framing the request side refuses (SECURITY.md): the
  * response is cut off (the data read with the bad framing is not relayed)
- * and never completed, and the upstream counts a bad response. */
-static const char *const bad_response_chunks[] = {
-    "5 x\r\nhello\r\n0\r\n\r\n",        /* junk after the size */
-    "0x5\r\nhello\r\n0\r\n\r\n",        /* 0x prefix */
-    "10000000000000005\r\nhello\r\n0\r\n\r\n", /* 17 digits */
-    "5\r\nhello!\r\n0\r\n\r\n",         /* data longer than its size */
-    "5\r\nhello\r\n0\r\n\n",           /* the last line a bare LF */
-    "0\r\nX-T: 1\n\r\n",                /* a trailer ended by a bare LF */
+ * and never completed, and the upstream counts a bad response. The body
+ * comes in one piece (now), or in two with a pause between (later). */
+static const struct {
+    const char *now, *later;
+} bad_response_chunks[] = {
+    {"5 x\r\nhello\r\n0\r\n\r\n", NULL},        /* junk after the size */
+    {"0x5\r\nhello\r\n0\r\n\r\n", NULL},        /* 0x prefix */
+    {"10000000000000005\r\nhello\r\n0\r\n\r\n", NULL}, /* 17 digits */
+    {"5\r\nhello!\r\n0\r\n\r\n", NULL},         /* data longer than its size */
+    {"5\r\nhello\r\n0\r\n\n", NULL},           /* the last line a bare LF */
+    {"0\r\nX-T: 1\n\r\n", NULL},                /* a trailer ended by a bare LF */
+    /* The same after a trailer named Transfer-Encoding, which http-parser
+     * reads as one more coding (its F_CHUNKED flag goes): the framing is
+     * the head's, and the rest is still checked. */
+    {"0\r\nTransfer-Encoding: gzip\r\n", "X-T: 1\n\r\n"},
 };
 
 START_TEST(test_bad_response_chunk_framing_cut_off)
@@ -1355,8 +1362,10 @@ START_TEST(test_bad_response_chunk_framing_cut_off)
     snprintf(first, sizeof(first),
              "HTTP/1.1 200 OK\r\nDate: " FIXED_DATE "\r\n"
              "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n%s",
-             bad_response_chunks[_i]);
+             bad_response_chunks[_i].now);
     bad_chunks.first = first;
+    bad_chunks.then = bad_response_chunks[_i].later;
+    bad_chunks.pause_ms = bad_chunks.then != NULL ? 300 : 0;
     start_script(h_reply, &bad_chunks, "", "");
     static const char ask[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
     struct talk t;

@@ -10,9 +10,11 @@
  * head is trimmed and checked with http1_check_response, then an interim
  * head is regenerated with http1_write_response (interim), and a final one
  * is framed with http1_response_body and http1_client_framing and
- * regenerated for an HTTP/1.1 and for an HTTP/1.0 client. The end of the
- * input is the upstream closing (an execute call with no bytes), which
- * ends a close-delimited body.
+ * regenerated for an HTTP/1.1 and for an HTTP/1.0 client. A chunked body
+ * is checked by http1_chunks_scan before the parser reads it, from a
+ * pause on the head's last LF, as session.c does. The end of the input is
+ * the upstream closing (an execute call with no bytes), which ends a
+ * close-delimited body.
  *
  * Control byte: bits 0-6 choose where the stream is cut into two
  * deliveries (fuzz_split_at); bit 7 says the request was HEAD. Every input
@@ -44,6 +46,7 @@ struct fuzz_resp {
     http_parser parser;
     struct http1_head head;
     struct http1_scan scan;      /* raw checks on the head being read */
+    struct http1_chunks chunks;  /* raw checks on a chunked body */
     struct evbuffer *out;        /* transcript: heads, body bytes, refusal */
     struct evbuffer *body_bytes; /* this message's body, until it is whole */
     struct fuzz_verdict verdict;
@@ -52,6 +55,9 @@ struct fuzz_resp {
     int reading_head;     /* UPSTREAM_READING_HEAD, else streaming body */
     int head_complete;    /* the current message's head is parsed */
     int done;             /* the final response is complete */
+    int chunked;          /* the final head says chunked: scan to the end */
+    int paused_head;      /* the parser stopped on a chunked head's end */
+    int head_lf_pending;  /* ...before its last LF, which is not a chunk's */
     int closed;           /* session.c answered an error */
     enum http1_body body; /* the final response's framing from upstream */
 };
@@ -228,9 +234,18 @@ static int on_resp_headers_complete(http_parser *p)
     }
     r->reading_head = 0;
     /* As session.c: HEAD, 204 and 304 never have a body. */
-    return r->head_request || p->status_code == 204 || p->status_code == 304
-               ? 1
-               : 0;
+    if (r->head_request || p->status_code == 204 || p->status_code == 304) {
+        return 1;
+    }
+    if (r->body == HTTP1_BODY_CHUNKED) {
+        /* Stop on the head's last LF: the chunks are scanned first. */
+        http1_chunks_reset(&r->chunks);
+        r->chunked = 1;
+        r->head_lf_pending = 1;
+        r->paused_head = 1;
+        http_parser_pause(p, 1);
+    }
+    return 0;
 }
 
 /* Body bytes go to the transcript as they are (session.c forwards them,
@@ -280,11 +295,15 @@ static void resp_close(struct fuzz_resp *r, const char *reason)
     r->closed = 1;
 }
 
-/* The only pause is the end of the final response: response_done(). */
+/* A pause is a chunked head's end (the body follows) or the end of the
+ * final response: response_done(). */
 static void resp_after_execute(struct fuzz_resp *r)
 {
     enum http_errno e = HTTP_PARSER_ERRNO(&r->parser);
-    if (e == HPE_PAUSED) {
+    if (e == HPE_PAUSED && r->paused_head) {
+        http_parser_pause(&r->parser, 0);
+        r->paused_head = 0;
+    } else if (e == HPE_PAUSED) {
         http_parser_pause(&r->parser, 0);
         evbuffer_add_printf(r->out, "\nend keep-alive=%d\n",
                             http_should_keep_alive(&r->parser));
@@ -299,20 +318,29 @@ static void resp_after_execute(struct fuzz_resp *r)
  * at eof the upstream's close: scan, feed, until the input runs dry or the
  * exchange ends.
  */
-static void resp_process(struct fuzz_resp *r, const char *data, size_t *pos,
+static void resp_process(struct fuzz_resp *r, char *data, size_t *pos,
                          size_t end, int eof)
 {
     while (!r->closed) {
         http_parser *p = &r->parser;
         size_t avail = end - *pos;
         if (avail > 0) {
-            const char *v = data + *pos;
+            char *v = data + *pos;
             size_t feed = avail;
             struct http1_error err;
             if (r->reading_head && !r->scan.done &&
                 http1_scan_head(&r->scan, v, avail, &feed, &err) < 0) {
                 resp_close(r, err.reason);
                 return;
+            }
+            if (!r->reading_head && r->chunked) {
+                size_t skip = r->head_lf_pending ? 1 : 0;
+                r->head_lf_pending = 0;
+                if (http1_chunks_scan(&r->chunks, v + skip, feed - skip,
+                                      &err) < 0) {
+                    resp_close(r, err.reason);
+                    return;
+                }
             }
             size_t n = http_parser_execute(p, &response_settings, v, feed);
             *pos += n;
@@ -355,9 +383,17 @@ static struct evbuffer *run(uint8_t control, const char *data, size_t len,
     }
     r.head_request = (control & 0x80) != 0;
     r.reading_head = 1;
+    /* http1_chunks_scan may rewrite bytes, as it does in the proxy's
+     * input buffer: each run reads its own copy. */
+    char *copy = malloc(len + 1);
+    if (copy == NULL) {
+        abort();
+    }
+    memcpy(copy, data, len);
     size_t pos = 0;
-    resp_process(&r, data, &pos, split, 0);
-    resp_process(&r, data, &pos, len, 1);
+    resp_process(&r, copy, &pos, split, 0);
+    resp_process(&r, copy, &pos, len, 1);
+    free(copy);
     evbuffer_add_printf(r.out, "done %d\n", r.done);
     r.verdict.parser_errno = http_errno_name(HTTP_PARSER_ERRNO(&r.parser));
     *verdict = r.verdict;
