@@ -1058,6 +1058,14 @@ int http1_check_request(const struct http1_head *h, const http_parser *p,
     if (h->target_len == 0) {
         return fail(err, 400, "empty request target");
     }
+    for (uint32_t i = 0; i < h->target_len; i++) {
+        /* http-parser (not built strict) takes HTAB and FF in a target; a
+         * next hop may split the request line on them (RFC 9112 3). */
+        unsigned char c = (unsigned char)h->buf[h->target + i];
+        if (c < 0x20 || c == 0x7f) {
+            return fail(err, 400, "control character in the request target");
+        }
+    }
     if (memchr(h->buf + h->target, '#', h->target_len) != NULL) {
         /* A fragment is the client's own (RFC 9110 4.2.4) and no target
          * form has one: an origin would drop it where a route would not. */

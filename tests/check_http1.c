@@ -838,6 +838,27 @@ START_TEST(test_check_request_connect_is_405)
 }
 END_TEST
 
+/* http-parser, not built strict, takes HTAB and FF in a target (and
+ * nothing else below 0x20): a next hop may split the line on them. */
+START_TEST(test_check_request_control_in_target_is_400)
+{
+    static const char *const targets[] = {
+        "/a\tb", "/a\fb", "/q?a=\tb", "/x\tHTTP/1.0",
+        "http://a/\tb",
+    };
+    char raw[128];
+    for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
+        snprintf(raw, sizeof(raw), "GET %s HTTP/1.1\r\nHost: a\r\n\r\n",
+                 targets[i]);
+        ck_assert_msg(request_status(raw) == 400, "%s: %d", raw,
+                      request_status(raw));
+    }
+    /* The bytes around the range stay legal: "!" and "~", and obs-text. */
+    ck_assert_int_eq(
+        request_status("GET /!~\x80\xff HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+}
+END_TEST
+
 START_TEST(test_check_request_unsupported_version_is_505)
 {
     ck_assert_int_eq(request_status("GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 505);
@@ -2580,6 +2601,7 @@ static Suite *http1_suite(void)
     tcase_add_test(t, test_check_request_host_with_trailing_ows_accepted);
     tcase_add_test(t, test_check_request_control_char_in_value_is_400);
     tcase_add_test(t, test_check_request_connect_is_405);
+    tcase_add_test(t, test_check_request_control_in_target_is_400);
     tcase_add_test(t, test_check_request_unsupported_version_is_505);
     tcase_add_test(t, test_check_request_absolute_form_accepted);
     tcase_add_test(t, test_check_request_garbage_target_rejected);

@@ -1015,6 +1015,11 @@ static const struct bad_case bad_cases[] = {
     /* Junk after the version: a malformed line, not another version. */
     {"garbage request line (junk after version)",
      RAW("GET / HTTP/1.1 junk\r\nHost: a\r\n\r\n"), 400},
+    /* http-parser takes these two in a target; the proxy does not. */
+    {"tab in the target", RAW("GET /x\tHTTP/1.0 HTTP/1.1\r\nHost: a\r\n\r\n"),
+     400},
+    {"form feed in the target", RAW("GET /a\fb HTTP/1.1\r\nHost: a\r\n\r\n"),
+     400},
     {"garbage request line (control byte in target)",
      RAW("GET /\x01 HTTP/1.1\r\nHost: a\r\n\r\n"), 400},
     /* http-parser 2.9 reads the version digits; the proxy refuses it. */
