@@ -21,6 +21,7 @@
 
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -631,6 +632,26 @@ static const char *addr_label(const struct config_addr *a, char *buf,
 
     snprintf(buf, n, fmt, a->host, (unsigned)a->port);
     return buf;
+}
+
+/* Do two hosts name one address: the same name (in any case), or the same
+ * numeric address however spelt (127.1 and 127.000.000.001 are 127.0.0.1,
+ * as to the resolver; 0:0::1 is ::1). Different names for one address
+ * (localhost beside 127.0.0.1) are not looked up here. */
+static int same_host(const char *a, const char *b)
+{
+    struct in_addr a4, b4;
+    struct in6_addr a6, b6;
+
+    if (strcasecmp(a, b) == 0) {
+        return 1;
+    }
+    if (inet_aton(a, &a4) != 0 && inet_aton(b, &b4) != 0) {
+        return a4.s_addr == b4.s_addr;
+    }
+    return inet_pton(AF_INET6, a, &a6) == 1 &&
+           inet_pton(AF_INET6, b, &b6) == 1 &&
+           memcmp(&a6, &b6, sizeof(a6)) == 0;
 }
 
 /* --- values ------------------------------------------------------------ */
@@ -1264,7 +1285,7 @@ static int config_validate(struct parser *p)
         for (int j = 0; j < i; j++) {
             const struct config_addr *x = &cfg->listen[i], *y = &cfg->listen[j];
             if (x->port != 0 && x->port == y->port &&
-                strcmp(x->host, y->host) == 0) {
+                same_host(x->host, y->host)) {
                 fail(p, x->line, "duplicate listen %s (first at line %d)",
                      addr_label(x, a, sizeof(a)), y->line);
                 break;
@@ -1282,9 +1303,9 @@ static int config_validate(struct parser *p)
         for (int j = 0; j < cfg->n_listen && x->port != 0; j++) {
             const struct config_addr *y = &cfg->listen[j];
             if (x->port == y->port &&
-                (strcmp(x->host, y->host) == 0 ||
-                 strcmp(x->host, "0.0.0.0") == 0 ||
-                 strcmp(y->host, "0.0.0.0") == 0)) {
+                (same_host(x->host, y->host) ||
+                 same_host(x->host, "0.0.0.0") ||
+                 same_host(y->host, "0.0.0.0"))) {
                 char at[32] = "the default";
                 if (y->line > 0) {
                     snprintf(at, sizeof(at), "line %d", y->line);
@@ -1306,7 +1327,7 @@ static int config_validate(struct parser *p)
             for (int j = 0; j < i; j++) {
                 const struct config_addr *x = &up->servers[i].addr;
                 const struct config_addr *y = &up->servers[j].addr;
-                if (x->port == y->port && strcmp(x->host, y->host) == 0) {
+                if (x->port == y->port && same_host(x->host, y->host)) {
                     fail(p, x->line,
                          "duplicate server %s in [upstream %s] (first at line "
                          "%d); use weight= to send it more",

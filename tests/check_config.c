@@ -456,6 +456,14 @@ START_TEST(server_listen)
                "t.conf:4: duplicate listen 127.0.0.1:80 (first at line 2)");
     LOAD_ERROR("[server]\nlisten = [::1]:80\nlisten = [::1]:80\n" UPSTREAM,
                "t.conf:3: duplicate listen [::1]:80 (first at line 2)");
+    /* One address however spelt (as the resolver reads it). */
+    LOAD_ERROR("[server]\nlisten = 127.0.0.1:80\nlisten = 127.1:80\n" UPSTREAM,
+               "t.conf:3: duplicate listen 127.1:80 (first at line 2)");
+    LOAD_ERROR("[server]\nlisten = [::1]:80\nlisten = [0:0::1]:80\n" UPSTREAM,
+               "t.conf:3: duplicate listen [0:0::1]:80 (first at line 2)");
+    LOAD_ERROR("[server]\nlisten = LocalHost:80\nlisten = localhost:80\n"
+               UPSTREAM,
+               "t.conf:3: duplicate listen localhost:80 (first at line 2)");
 }
 END_TEST
 
@@ -570,6 +578,28 @@ START_TEST(upstream_server_errors)
     LOAD_ERROR("[upstream a]\nserver = h:1\nserver = h:2\nserver = h:1\n",
                "t.conf:4: duplicate server h:1 in [upstream a] (first at line "
                "2); use weight= to send it more");
+    /* One address however spelt, as the resolver reads it; names are
+     * compared without case; a name beside an address is not looked up. */
+    static const char *const spellings[][2] = {
+        {"127.0.0.1", "127.000.000.001"},
+        {"127.0.0.1", "127.1"},
+        {"10.0.0.1", "10.1"},
+        {"[::1]", "[0:0:0:0:0:0:0:1]"},
+        {"Origin.Example", "origin.example"},
+    };
+    for (size_t i = 0; i < sizeof(spellings) / sizeof(spellings[0]); i++) {
+        char conf[160], want[200];
+        snprintf(conf, sizeof(conf), "[upstream a]\nserver = %s:1\n"
+                 "server = %s:1\n", spellings[i][0], spellings[i][1]);
+        const char *second = spellings[i][1];
+        snprintf(want, sizeof(want), "t.conf:3: duplicate server %s:1 in "
+                 "[upstream a] (first at line 2); use weight= to send it "
+                 "more", second);
+        LOAD_ERROR(conf, want);
+    }
+    LOAD_OK("[upstream a]\nserver = 127.0.0.1:1\nserver = 127.0.0.2:1\n"
+            "server = localhost:1\nserver = [::1]:1\n");
+    ck_assert_int_eq(cfg->upstreams[0].n_servers, 4);
 }
 END_TEST
 
