@@ -764,14 +764,53 @@ static evhtp_res on_head_done(evhtp_request_t *req, evhtp_headers_t *hdrs,
     return EVHTP_RES_OK;
 }
 
+/*
+ * Empty lines before a request line are to be ignored (RFC 9112 2.2).
+ * evhtp's parser takes them one byte per run, and evhtp then waits for
+ * more input before it reads on (logging "ODDITY"), so a request after
+ * them went unanswered. Between requests, they are dropped here before
+ * evhtp reads: from each read (on_conn_read) and from what a pipelining
+ * client sent behind its last request (on_conn_flushed).
+ */
+static void drop_empty_lines(evhtp_connection_t *conn)
+{
+    if (conn->request != NULL &&
+        !(conn->request->flags & EVHTP_REQ_FLAG_FINISHED)) {
+        return; /* inside a head: an empty line ends it */
+    }
+    struct evbuffer *in = bufferevent_get_input(conn->bev);
+    struct evbuffer_iovec v;
+    while (evbuffer_peek(in, -1, NULL, &v, 1) > 0) {
+        const char *b = v.iov_base;
+        size_t n = 0;
+        while (n < v.iov_len && (b[n] == '\r' || b[n] == '\n')) {
+            n++;
+        }
+        evbuffer_drain(in, n);
+        if (n < v.iov_len) {
+            break;
+        }
+    }
+}
+
+/* evhtp's own read callback, which on_conn_read runs after its part. */
+static bufferevent_data_cb evhtp_readcb;
+
+static void on_conn_read(struct bufferevent *bev, void *arg)
+{
+    drop_empty_lines(arg);
+    evhtp_readcb(bev, arg);
+}
+
 /* A reply is all written: the next head is due within
- * client_header_timeout from now. */
+ * client_header_timeout from now. evhtp reads what is already in next. */
 static evhtp_res on_conn_flushed(evhtp_connection_t *conn, void *arg)
 {
     struct admin_conn *ac = arg;
     if (conn->request == NULL ||
         (conn->request->flags & EVHTP_REQ_FLAG_FINISHED)) {
         evtimer_add(ac->deadline, &admin.head_tv);
+        drop_empty_lines(conn);
     }
     return EVHTP_RES_OK;
 }
@@ -821,6 +860,15 @@ static evhtp_res on_conn_accepted(evhtp_connection_t *conn, void *arg)
                                   HOOK(on_conn_flushed), ac) != 0) {
         return EVHTP_RES_FATAL;
     }
+    /* evhtp set its callbacks before this hook: read through ours. */
+    bufferevent_data_cb readcb, writecb;
+    bufferevent_event_cb eventcb;
+    void *cbarg;
+    bufferevent_getcb(conn->bev, &readcb, &writecb, &eventcb, &cbarg);
+    if (readcb != on_conn_read) {
+        evhtp_readcb = readcb;
+    }
+    bufferevent_setcb(conn->bev, on_conn_read, writecb, eventcb, cbarg);
     evtimer_add(ac->deadline, &admin.head_tv);
     return EVHTP_RES_OK;
 }

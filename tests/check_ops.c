@@ -1112,9 +1112,11 @@ START_TEST(test_admin_endpoints)
     ck_assert(metric_now("switchboard_requests_total") == N);
 
     /* Pipelined on one connection: all answered, in order, at once; HEAD
-     * gets the length of the body but not the body. */
+     * gets the length of the body but not the body. The empty lines
+     * before a request line are ignored (RFC 9112 2.2). */
     int fd = harness_connect(admin_port);
-    harness_send(fd, "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"
+    harness_send(fd, "\r\nGET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"
+                     "\r\n\n"
                      "HEAD /healthz HTTP/1.1\r\nHost: a\r\n\r\n"
                      "GET /nope HTTP/1.1\r\nHost: a\r\n"
                      "Connection: close\r\n\r\n");
