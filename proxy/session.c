@@ -645,6 +645,11 @@ static int on_req_message_begin(http_parser *p)
     return 0;
 }
 
+/* The most header fields a head may have, either way (SECURITY.md). */
+#define MAX_FIELDS 256
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
+
 static int head_piece(struct session *s, struct side *side,
                       enum http1_piece kind, const char *at, size_t len,
                       int status, const char *reason)
@@ -652,6 +657,15 @@ static int head_piece(struct session *s, struct side *side,
     if (http1_head_add(&side->head, kind, at, len) < 0) {
         s->error.status = status;
         s->error.reason = reason;
+        if (kind == HTTP1_PIECE_FIELD &&
+            side->head.n_hdrs == side->head.max_hdrs) {
+            /* Not the size: one field more than a head may hold. */
+            s->error.reason =
+                side == &s->client
+                    ? "more than " STRINGIFY(MAX_FIELDS) " header fields"
+                    : "upstream sent more than " STRINGIFY(
+                          MAX_FIELDS) " header fields";
+        }
         return -1;
     }
     return 0;
@@ -1815,10 +1829,13 @@ static int upstream_process(struct session *s)
         if (e != HPE_OK) {
             if (s->error.status == 0) {
                 s->error.status = 502;
-                s->error.reason = e == HPE_INVALID_EOF_STATE
-                                      ? "upstream closed the connection "
-                                        "mid-response"
-                                      : "upstream sent an invalid response";
+                s->error.reason =
+                    e == HPE_INVALID_EOF_STATE
+                        ? "upstream closed the connection mid-response"
+                    : e == HPE_INVALID_HEADER_TOKEN
+                        ? "upstream sent an invalid header field (a control "
+                          "character, or a bad name)"
+                        : "upstream sent an invalid response";
             }
             if (s->conn != NULL) {
                 log_warn("%s: upstream %s: %s (%s)", s->client_addr,
@@ -2351,8 +2368,10 @@ int session_start(struct worker *w, evutil_socket_t fd,
 
     http_parser_init(&s->client.parser, HTTP_REQUEST);
     s->client.parser.data = s;
-    http1_head_init(&s->client.head, (uint32_t)cfg->max_header_size, 256);
-    http1_head_init(&s->upstream.head, (uint32_t)cfg->max_header_size, 256);
+    http1_head_init(&s->client.head, (uint32_t)cfg->max_header_size,
+                    MAX_FIELDS);
+    http1_head_init(&s->upstream.head, (uint32_t)cfg->max_header_size,
+                    MAX_FIELDS);
     exchange_reset(s);
     TAILQ_INSERT_TAIL(&w->sessions, s, link);
     w->n_sessions++;

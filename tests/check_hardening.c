@@ -919,11 +919,10 @@ START_TEST(test_field_count_limit)
     size_t len = many_fields(req, sizeof(req), 257);
     struct talk t;
     talk(req, len, &t);
-    assert_bytes(t.got, t.len,
-                 error_bytes(431, "request header section too large"),
+    assert_bytes(t.got, t.len, error_bytes(431, "more than 256 header fields"),
                  "257 fields");
     ck_assert(t.closed);
-    assert_answered(t.port, 431, "request header section too large");
+    assert_answered(t.port, 431, "more than 256 header fields");
     harness_assert_logged(&proxy, t.port, "\" 431 ", " term=bad_request", NULL);
     usleep((useconds_t)(200 * 1000 * harness_scale()));
     ck_assert_msg(recorded()[0] == '\0', "the upstream got: %.200s",
@@ -939,6 +938,42 @@ START_TEST(test_field_count_limit)
     const char *rec = recorded();
     ck_assert_int_eq(harness_count(rec, "\r\nX-H"), 255);
     ck_assert_ptr_nonnull(strstr(rec, "\r\nX-H255: v\r\n"));
+}
+END_TEST
+
+/* The response side: 257 fields are refused (502, its reason the count,
+ * not the size of a 3 KB head), 256 are relayed. */
+START_TEST(test_response_field_count_limit)
+{
+    static char reply[16384];
+    static struct reply many = {.first = reply, .end = END_CLOSE};
+    static const char ask[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    for (int n = 257; n >= 256; n--) {
+        size_t len = (size_t)snprintf(reply, sizeof(reply),
+                                      "HTTP/1.1 200 OK\r\nDate: " FIXED_DATE
+                                      "\r\nContent-Length: 2\r\n");
+        for (int i = 2; i < n; i++) {
+            len += (size_t)snprintf(reply + len, sizeof(reply) - len,
+                                    "X-H%03d: v\r\n", i);
+        }
+        snprintf(reply + len, sizeof(reply) - len, "\r\nok");
+        start_script(h_reply, &many, "", "");
+        struct talk t;
+        talk(ask, sizeof(ask) - 1, &t);
+        if (n == 257) {
+            assert_bytes(t.got, t.len,
+                         error_bytes(502, "upstream sent more than 256 "
+                                          "header fields"),
+                         "257 fields");
+            harness_assert_logged(&proxy, t.port, "\" 502 ",
+                                  " term=bad_response", NULL);
+        } else {
+            ck_assert_msg(strncmp(t.got, "HTTP/1.1 200 OK\r\n", 17) == 0,
+                          "256 fields: %s", show(t.got, t.len));
+            ck_assert_int_eq(harness_count(t.got, "\r\nX-H"), 254);
+        }
+        teardown(); /* the script holds its reply as it was at its start */
+    }
 }
 END_TEST
 
@@ -1007,6 +1042,16 @@ static const struct bad_response bad_responses[] = {
     {"whitespace before a header colon",
      "HTTP/1.1 200 OK\r\nContent-Length : 6\r\n\r\nLEAKED",
      "upstream sent an invalid header name"},
+    /* RFC 9110 5.5: a recipient may refuse a control character in a
+     * value, and the proxy does (nginx passes it on). */
+    {"a control character in a header value",
+     "HTTP/1.1 200 OK\r\nX-A: a\x01b\r\nContent-Length: 6\r\n\r\nLEAKED",
+     "upstream sent an invalid header field (a control character, or a bad "
+     "name)"},
+    {"DEL in a header value",
+     "HTTP/1.1 200 OK\r\nX-A: a\x7f\r\nContent-Length: 6\r\n\r\nLEAKED",
+     "upstream sent an invalid header field (a control character, or a bad "
+     "name)"},
     {"a name that starts with Transfer-Encoding, beside the real one",
      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
      "Transfer-Encoding-X: 1\r\n\r\n6\r\nLEAKED\r\n0\r\n\r\n",
@@ -2482,6 +2527,7 @@ static Suite *hardening_suite(void)
     tcase_add_test(tc, test_absolute_form_reaches_configured_origin);
     tcase_add_test(tc, test_routes_match_the_normalised_path);
     tcase_add_test(tc, test_field_count_limit);
+    tcase_add_test(tc, test_response_field_count_limit);
     tcase_add_loop_test(tc, test_bad_upstream_response, 0,
                         (int)(sizeof(bad_responses) /
                               sizeof(bad_responses[0])));
