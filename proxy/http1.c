@@ -936,6 +936,7 @@ int http1_origin_form(struct http1_head *h, struct http1_target *t)
     t->target_len = h->target_len;
     t->authority = NULL;
     t->authority_len = 0;
+    t->no_path = 0;
     if (h->target_len == 0) {
         return -1;
     }
@@ -994,6 +995,7 @@ int http1_origin_form(struct http1_head *h, struct http1_target *t)
     } else {
         t->target = "/";
         t->target_len = 1;
+        t->no_path = 1;
     }
     return 0;
 }

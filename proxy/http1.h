@@ -183,6 +183,7 @@ struct http1_target {
     size_t target_len;
     const char *authority; /* host[:port] of an absolute-form target, or NULL */
     size_t authority_len;
+    int no_path; /* absolute-form with neither path nor query ("http://a") */
 };
 
 /*

@@ -1093,6 +1093,11 @@ static int exchange_begin(struct session *s)
     if (http1_origin_form(&s->client.head, &where) < 0) {
         return reply_error(s, 400, "bad_request", "invalid request target");
     }
+    if (where.no_path && p->method == HTTP_OPTIONS) {
+        /* "OPTIONS http://a" asks about the server: sent on as "*" (RFC
+         * 9112 3.2.4), and routed as OPTIONS * is. */
+        where.target = "*";
+    }
     s->target = where.target;
     s->target_len = where.target_len;
     s->authority = where.authority;

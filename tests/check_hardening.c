@@ -826,6 +826,13 @@ static const struct forward forwards[] = {
     {"absolute-form target without a path",
      "GET http://other.example HTTP/1.1\r\nHost: a\r\n\r\n",
      "GET / HTTP/1.1\r\nHost: other.example\r\n" FWD_1_1 "\r\n"},
+    /* RFC 9112 3.2.4: an OPTIONS without a path asks about the server. */
+    {"OPTIONS, absolute-form without a path",
+     "OPTIONS http://other.example HTTP/1.1\r\nHost: a\r\n\r\n",
+     "OPTIONS * HTTP/1.1\r\nHost: other.example\r\n" FWD_1_1 "\r\n"},
+    {"OPTIONS, absolute-form with a path",
+     "OPTIONS http://other.example/ HTTP/1.1\r\nHost: a\r\n\r\n",
+     "OPTIONS / HTTP/1.1\r\nHost: other.example\r\n" FWD_1_1 "\r\n"},
     /* HTTP/1.0 may omit Host: the upstream's own name is sent. */
     {"HTTP/1.0 without Host", "GET /x HTTP/1.0\r\n\r\n",
      "GET /x HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nX-Forwarded-For: 127.0.0.1\r\n"

@@ -907,6 +907,10 @@ static void origin_form_is(const char *target, const char *want_target,
     parse_request(&m, raw);
     struct http1_target t;
     ck_assert_int_eq(http1_origin_form(&m.head, &t), 0);
+    /* Neither path nor query: what makes "OPTIONS http://a" an "*". */
+    const char *rest = strstr(target, "://");
+    ck_assert_int_eq(t.no_path,
+                     rest != NULL && strpbrk(rest + 3, "/?") == NULL);
     ck_assert_msg(t.target_len == strlen(want_target) &&
                       memcmp(t.target, want_target, t.target_len) == 0,
                   "%s: origin form \"%.*s\", want \"%s\"", target,
