@@ -1271,7 +1271,7 @@ static int method_well_formed(struct session *s)
 {
     struct evbuffer *in = bufferevent_get_input(s->client.bev);
     size_t avail = evbuffer_get_length(in);
-    unsigned char buf[32];
+    unsigned char buf[256];
     size_t n = avail < sizeof(buf) ? avail : sizeof(buf);
     evbuffer_copyout(in, buf, n);
     for (size_t i = 0; i < n; i++) {
