@@ -583,6 +583,16 @@ static const struct refusal refusals[] = {
      RAW("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
          "Transfer-Encodingk: 1\r\n\r\n0\r\n\r\n"),
      400, "a header name that mimics Transfer-Encoding or Content-Length"},
+    /* A method token the proxy does not know (RFC 9110 9.1), however
+     * long; a request line that is no token at all is malformed. */
+    {"unknown method", RAW("FOO / HTTP/1.1\r\nHost: a\r\n\r\n"), 501,
+     "unknown method"},
+    {"unknown method of 40 letters",
+     RAW("ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ / HTTP/1.1\r\n"
+         "Host: a\r\n\r\n"),
+     501, "unknown method"},
+    {"a method with a non-token byte", RAW("G@T / HTTP/1.1\r\nHost: a\r\n\r\n"),
+     400, "malformed request line"},
     /* The header section. */
     {"whitespace between name and colon",
      RAW("GET / HTTP/1.1\r\nHost: a\r\nX-A : 1\r\n\r\n"), 400,
