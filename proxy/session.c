@@ -1283,7 +1283,7 @@ static int method_well_formed(struct session *s)
             return 0;
         }
     }
-    return n < sizeof(buf); /* a token still arriving */
+    return 1; /* a token so far: still arriving, or longer than buf */
 }
 
 /* A head over max_header_size: 414 while no field has begun (the request

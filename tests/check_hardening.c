@@ -66,6 +66,8 @@
 
 /* A string literal and its length (it may hold NUL bytes). */
 #define RAW(s) s, sizeof(s) - 1
+#define Z10 "ZZZZZZZZZZ"
+#define Z100 Z10 Z10 Z10 Z10 Z10 Z10 Z10 Z10 Z10 Z10
 
 static struct proc origin, proxy, script;
 
@@ -588,9 +590,11 @@ static const struct refusal refusals[] = {
     {"unknown method", RAW("FOO / HTTP/1.1\r\nHost: a\r\n\r\n"), 501,
      "unknown method"},
     {"unknown method of 40 letters",
-     RAW("ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ / HTTP/1.1\r\n"
-         "Host: a\r\n\r\n"),
+     RAW(Z10 Z10 Z10 Z10 " / HTTP/1.1\r\nHost: a\r\n\r\n"),
      501, "unknown method"},
+    {"unknown method of 300 letters",
+     RAW(Z100 Z100 Z100 " / HTTP/1.1\r\nHost: a\r\n\r\n"), 501,
+     "unknown method"},
     {"a method with a non-token byte", RAW("G@T / HTTP/1.1\r\nHost: a\r\n\r\n"),
      400, "malformed request line"},
     /* The header section. */
