@@ -93,7 +93,7 @@ int http1_head_add(struct http1_head *h, enum http1_piece kind,
     case HTTP1_PIECE_FIELD:
         if (!continues) {
             if (h->n_hdrs == h->max_hdrs) {
-                return -1;
+                return -2;
             }
             if (h->n_hdrs == h->cap_hdrs) {
                 uint32_t cap = h->cap_hdrs ? h->cap_hdrs * 2 : 8;

@@ -67,9 +67,13 @@ void http1_head_deinit(struct http1_head *h);
 /* Forget the stored message, keep the buffers. */
 void http1_head_reset(struct http1_head *h);
 
+/* The most header fields a head may hold, either way (SECURITY.md). */
+#define HTTP1_MAX_FIELDS 256
+
 /*
- * Append a piece delivered by a parser callback. Returns 0, or -1 when the
- * head would exceed its limit (the caller answers 431 or 414).
+ * Append a piece delivered by a parser callback. Returns 0; -1 when the
+ * head would exceed its size limit (the caller answers 431 or 414); -2
+ * when a field would be one more than max_hdrs.
  */
 int http1_head_add(struct http1_head *h, enum http1_piece kind,
                    const char *at, size_t len);

@@ -645,8 +645,6 @@ static int on_req_message_begin(http_parser *p)
     return 0;
 }
 
-/* The most header fields a head may have, either way (SECURITY.md). */
-#define MAX_FIELDS 256
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 
@@ -654,17 +652,17 @@ static int head_piece(struct session *s, struct side *side,
                       enum http1_piece kind, const char *at, size_t len,
                       int status, const char *reason)
 {
-    if (http1_head_add(&side->head, kind, at, len) < 0) {
+    int rc = http1_head_add(&side->head, kind, at, len);
+    if (rc < 0) {
         s->error.status = status;
         s->error.reason = reason;
-        if (kind == HTTP1_PIECE_FIELD &&
-            side->head.n_hdrs == side->head.max_hdrs) {
+        if (rc == -2) {
             /* Not the size: one field more than a head may hold. */
             s->error.reason =
                 side == &s->client
-                    ? "more than " STRINGIFY(MAX_FIELDS) " header fields"
+                    ? "more than " STRINGIFY(HTTP1_MAX_FIELDS) " header fields"
                     : "upstream sent more than " STRINGIFY(
-                          MAX_FIELDS) " header fields";
+                          HTTP1_MAX_FIELDS) " header fields";
         }
         return -1;
     }
@@ -1097,6 +1095,7 @@ static int exchange_begin(struct session *s)
         /* "OPTIONS http://a" asks about the server: sent on as "*" (RFC
          * 9112 3.2.4), and routed as OPTIONS * is. */
         where.target = "*";
+        where.target_len = 1;
     }
     s->target = where.target;
     s->target_len = where.target_len;
@@ -1834,13 +1833,20 @@ static int upstream_process(struct session *s)
         if (e != HPE_OK) {
             if (s->error.status == 0) {
                 s->error.status = 502;
-                s->error.reason =
-                    e == HPE_INVALID_EOF_STATE
-                        ? "upstream closed the connection mid-response"
-                    : e == HPE_INVALID_HEADER_TOKEN
-                        ? "upstream sent an invalid header field (a control "
-                          "character, or a bad name)"
-                        : "upstream sent an invalid response";
+                switch (e) {
+                case HPE_INVALID_EOF_STATE:
+                    s->error.reason = "upstream closed the connection "
+                                      "mid-response";
+                    break;
+                case HPE_INVALID_HEADER_TOKEN:
+                    s->error.reason = "upstream sent an invalid header "
+                                      "field (a control character, or a "
+                                      "bad name)";
+                    break;
+                default:
+                    s->error.reason = "upstream sent an invalid response";
+                    break;
+                }
             }
             if (s->conn != NULL) {
                 log_warn("%s: upstream %s: %s (%s)", s->client_addr,
@@ -2374,9 +2380,9 @@ int session_start(struct worker *w, evutil_socket_t fd,
     http_parser_init(&s->client.parser, HTTP_REQUEST);
     s->client.parser.data = s;
     http1_head_init(&s->client.head, (uint32_t)cfg->max_header_size,
-                    MAX_FIELDS);
+                    HTTP1_MAX_FIELDS);
     http1_head_init(&s->upstream.head, (uint32_t)cfg->max_header_size,
-                    MAX_FIELDS);
+                    HTTP1_MAX_FIELDS);
     exchange_reset(s);
     TAILQ_INSERT_TAIL(&w->sessions, s, link);
     w->n_sessions++;
