@@ -424,7 +424,7 @@ static struct stats_shm *admin_shm;
 #define GAUGES_WAIT_MS 500
 
 /* The most header fields one head may have (as on the proxy's port). */
-#define MAX_HEAD_FIELDS 256
+#define MAX_HEAD_FIELDS HTTP1_MAX_FIELDS
 
 /*
  * The admin process's server: its loop, its libevhtp instance (whose
@@ -780,15 +780,16 @@ static void drop_empty_lines(evhtp_connection_t *conn)
     }
     struct evbuffer *in = bufferevent_get_input(conn->bev);
     struct evbuffer_iovec v;
-    while (evbuffer_peek(in, -1, NULL, &v, 1) > 0) {
+    while (evbuffer_get_length(in) > 0 &&
+           evbuffer_peek(in, -1, NULL, &v, 1) > 0) {
         const char *b = v.iov_base;
         size_t n = 0;
         while (n < v.iov_len && (b[n] == '\r' || b[n] == '\n')) {
             n++;
         }
         evbuffer_drain(in, n);
-        if (n < v.iov_len) {
-            break;
+        if (n == 0 || n < v.iov_len) {
+            break; /* a request line starts, or an empty chain */
         }
     }
 }
@@ -865,10 +866,12 @@ static evhtp_res on_conn_accepted(evhtp_connection_t *conn, void *arg)
     bufferevent_event_cb eventcb;
     void *cbarg;
     bufferevent_getcb(conn->bev, &readcb, &writecb, &eventcb, &cbarg);
-    if (readcb != on_conn_read) {
+    if (readcb != NULL && readcb != on_conn_read) {
         evhtp_readcb = readcb;
     }
-    bufferevent_setcb(conn->bev, on_conn_read, writecb, eventcb, cbarg);
+    if (evhtp_readcb != NULL) {
+        bufferevent_setcb(conn->bev, on_conn_read, writecb, eventcb, cbarg);
+    }
     evtimer_add(ac->deadline, &admin.head_tv);
     return EVHTP_RES_OK;
 }

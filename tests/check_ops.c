@@ -1135,6 +1135,30 @@ START_TEST(test_admin_endpoints)
     ck_assert_int_eq(harness_count(all, "ok\n"), 1); /* GET only */
     ck_assert_int_eq(harness_count(all, "Content-Length: 3\r\n"), 2);
     free(all);
+
+    /* An empty line in a read of its own, after an answer (and one split
+     * CR | LF), then the next request: answered at once. */
+    fd = harness_connect(admin_port);
+    for (int i = 0; i < 2; i++) {
+        harness_send(fd, "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
+        ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+        ck_assert_int_eq(r.status, 200);
+        response_free(&r);
+        harness_send(fd, i == 0 ? "\r\n" : "\r");
+        usleep(100 * 1000);
+        if (i == 1) {
+            harness_send(fd, "\n");
+            usleep(100 * 1000);
+        }
+    }
+    harness_send(fd, "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
+    t0 = harness_now();
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_msg(harness_now() - t0 < 2000 * harness_scale(),
+                  "answered after %.0f ms", harness_now() - t0);
+    response_free(&r);
+    close(fd);
 }
 END_TEST
 
