@@ -436,6 +436,10 @@ static int worker_setup(struct worker *w, const int *fds, int n_fds)
 
 static void worker_teardown(struct worker *w)
 {
+    /* Freeing the signal events puts back the default actions: a second
+     * SIGQUIT (the master passes one on at stop to workers a reload
+     * already retired) would then dump core. Leaving, it means nothing. */
+    signal(SIGQUIT, SIG_IGN);
     listeners_close(w);
     struct session *s;
     while ((s = TAILQ_FIRST(&w->sessions)) != NULL) {
