@@ -166,8 +166,11 @@ static const char *check_resolver(const char *v)
         snprintf(buf, sizeof(buf), strchr(v, ':') ? "[%s]:53" : "%s:53", v);
         v = buf;
     }
+    unsigned char a[sizeof(struct in6_addr)];
     if (util_parse_hostport(v, host, sizeof(host), &port) < 0 || port == 0 ||
-        !util_is_ip_literal(host)) {
+        /* evdns takes only the plain forms (not 127.1) */
+        !(inet_pton(AF_INET, host, a) == 1 ||
+          inet_pton(AF_INET6, host, a) == 1)) {
         return expected;
     }
     return NULL;

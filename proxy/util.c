@@ -219,8 +219,10 @@ int util_parse_hostport(const char *s, char *host, size_t hostlen,
 
 int util_is_ip_literal(const char *host)
 {
-    unsigned char a[sizeof(struct in6_addr)];
-    return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
+    struct in_addr a4;
+    unsigned char a6[sizeof(struct in6_addr)];
+    /* inet_aton, as getaddrinfo reads IPv4: 127.1 is 127.0.0.1 too. */
+    return inet_aton(host, &a4) != 0 || inet_pton(AF_INET6, host, a6) == 1;
 }
 
 double util_now_ms(void)

@@ -41,7 +41,8 @@ int util_parse_uint(const char *s, uint64_t *out);
 int util_parse_hostport(const char *s, char *host, size_t hostlen,
                         uint16_t *port);
 
-/* Is host an IPv4 or IPv6 address (rather than a name to resolve)? */
+/* Is host an IPv4 or IPv6 address (rather than a name to resolve), in
+ * any spelling the system resolver reads as one (127.1, 0x7f.0.0.1)? */
 int util_is_ip_literal(const char *host);
 
 /* Milliseconds from a monotonic clock, as a double (microsecond precision). */

@@ -261,7 +261,15 @@ START_TEST(ip_literal_or_name)
     ck_assert(util_is_ip_literal("2001:db8::2"));
     ck_assert(!util_is_ip_literal("localhost"));
     ck_assert(!util_is_ip_literal("origin.test"));
-    ck_assert(!util_is_ip_literal("127.0.0"));
+    /* Every IPv4 spelling getaddrinfo reads as an address (inet_aton):
+     * never re-resolved as a name. */
+    ck_assert(util_is_ip_literal("127.1"));
+    ck_assert(util_is_ip_literal("127.000.000.001"));
+    ck_assert(util_is_ip_literal("0x7f.1"));
+    ck_assert(util_is_ip_literal("127.0.0")); /* 127.0.0.0 */
+    ck_assert(!util_is_ip_literal("256.1.1.1"));
+    ck_assert(!util_is_ip_literal("127.0.0.1.2"));
+    ck_assert(!util_is_ip_literal("1.example"));
     ck_assert(!util_is_ip_literal("[::1]")); /* brackets belong to URLs */
     ck_assert(!util_is_ip_literal(""));
 }
