@@ -22,7 +22,7 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: switchboard [-c FILE] [-t] [-v] [-h]\n"
+            "usage: switchboard [-c FILE] [-t] [-v | --version] [-h | --help]\n"
             "  -c FILE        configuration file (default %s)\n"
             "  -t             check the configuration and exit: prints \"ok\",\n"
             "                 or FILE:LINE: message for the first error (exit 1)\n"
