@@ -804,12 +804,18 @@ static void on_conn_read(struct bufferevent *bev, void *arg)
 }
 
 /* A reply is all written: the next head is due within
- * client_header_timeout from now. evhtp reads what is already in next. */
+ * client_header_timeout from now. evhtp reads what is already in next,
+ * even after a reply that said Connection: close: such requests are
+ * dropped here, and evhtp then closes. */
 static evhtp_res on_conn_flushed(evhtp_connection_t *conn, void *arg)
 {
     struct admin_conn *ac = arg;
-    if (conn->request == NULL ||
-        (conn->request->flags & EVHTP_REQ_FLAG_FINISHED)) {
+    evhtp_request_t *req = conn->request;
+    if (req != NULL && (req->flags & EVHTP_REQ_FLAG_FINISHED) &&
+        !(req->flags & EVHTP_REQ_FLAG_KEEPALIVE)) {
+        struct evbuffer *in = bufferevent_get_input(conn->bev);
+        evbuffer_drain(in, evbuffer_get_length(in));
+    } else if (req == NULL || (req->flags & EVHTP_REQ_FLAG_FINISHED)) {
         evtimer_add(ac->deadline, &admin.head_tv);
         drop_empty_lines(conn);
     }

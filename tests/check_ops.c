@@ -1119,7 +1119,8 @@ START_TEST(test_admin_endpoints)
                      "\r\n\n"
                      "HEAD /healthz HTTP/1.1\r\nHost: a\r\n\r\n"
                      "GET /nope HTTP/1.1\r\nHost: a\r\n"
-                     "Connection: close\r\n\r\n");
+                     "Connection: close\r\n\r\n"
+                     "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
     double t0 = harness_now();
     size_t len;
     char *all = harness_read_all(fd, &len, 5000);
@@ -1133,6 +1134,8 @@ START_TEST(test_admin_endpoints)
     const char *c = strstr(b + 1, "HTTP/1.1 404");
     ck_assert_msg(c != NULL, "no third answer: %s", all);
     ck_assert_int_eq(harness_count(all, "ok\n"), 1); /* GET only */
+    /* Nothing after the answer that said close (nor waiting for it). */
+    ck_assert_int_eq(harness_count(all, "HTTP/1.1 "), 3);
     ck_assert_int_eq(harness_count(all, "Content-Length: 3\r\n"), 2);
     free(all);
 
