@@ -2422,14 +2422,21 @@ START_TEST(test_head_writers_fail_whole)
 }
 END_TEST
 
-START_TEST(test_write_error_is_complete_and_closes)
+/* http1_write_error's text (the caller frees), its return checked: the
+ * number of bytes it wrote. */
+static char *error_written(int status, const char *reason, int head_only)
 {
-    static const char reason[] = "missing Host header";
     struct evbuffer *out = evbuffer_new();
-    ck_assert_int_gt(http1_write_error(out, 400, reason, 0), 0);
+    int written = http1_write_error(out, status, reason, head_only);
+    ck_assert_int_eq(written, (int)evbuffer_get_length(out));
     char *got = drain(out);
     evbuffer_free(out);
+    return got;
+}
 
+START_TEST(test_write_error_is_complete_and_closes)
+{
+    char *got = error_written(400, "missing Host header", 0);
     ck_assert_msg(strncmp(got, "HTTP/1.1 400 Bad Request\r\n", 26) == 0,
                   "status line: %s", got);
     char *end = strstr(got, "\r\n\r\n");
@@ -2451,44 +2458,29 @@ START_TEST(test_write_error_is_complete_and_closes)
     free(got);
 
     /* unknown status: the text says so, the framing is still right */
-    out = evbuffer_new();
-    http1_write_error(out, 599, "", 0);
-    got = drain(out);
-    evbuffer_free(out);
+    got = error_written(599, "", 0);
     ck_assert(strncmp(got, "HTTP/1.1 599 Unknown\r\n", 22) == 0);
     ck_assert_ptr_nonnull(strstr(got, "\r\nContent-Length: 1\r\n"));
     ck_assert_str_eq(strstr(got, "\r\n\r\n") + 4, "\n");
     free(got);
 
-    /* the count returned is the bytes written, a long reason included */
+    /* a long reason, whole */
     static char long_reason[5000];
     memset(long_reason, 'r', sizeof(long_reason) - 1);
-    out = evbuffer_new();
-    int written = http1_write_error(out, 502, long_reason, 0);
-    ck_assert_int_eq(written, (int)evbuffer_get_length(out));
-    got = drain(out);
-    evbuffer_free(out);
+    got = error_written(502, long_reason, 0);
     ck_assert_ptr_nonnull(strstr(got, "\r\nContent-Length: 5000\r\n"));
     ck_assert_uint_eq(strlen(strstr(got, "\r\n\r\n") + 4), 5000);
     free(got);
 
     /* HEAD: the length of the text, and no text */
-    out = evbuffer_new();
-    written = http1_write_error(out, 502, "bad gateway", 1);
-    ck_assert_int_eq(written, (int)evbuffer_get_length(out));
-    got = drain(out);
-    evbuffer_free(out);
+    got = error_written(502, "bad gateway", 1);
     ck_assert_ptr_nonnull(strstr(got, "\r\nContent-Length: 12\r\n"));
     ck_assert_str_eq(strstr(got, "\r\n\r\n") + 4, "");
     ck_assert_ptr_null(strstr(got, "Allow"));
     free(got);
 
     /* 405: what is allowed (RFC 9110 15.5.6), the framing still right */
-    out = evbuffer_new();
-    written = http1_write_error(out, 405, "TRACE is not allowed", 0);
-    ck_assert_int_eq(written, (int)evbuffer_get_length(out));
-    got = drain(out);
-    evbuffer_free(out);
+    got = error_written(405, "TRACE is not allowed", 0);
     ck_assert_ptr_nonnull(
         strstr(got, "\r\nAllow: GET, HEAD, POST, PUT, DELETE, OPTIONS, "
                     "PATCH\r\n"));
@@ -2498,10 +2490,7 @@ START_TEST(test_write_error_is_complete_and_closes)
 
     /* 204 and 304: neither content nor Content-Length */
     for (int status = 204; status <= 304; status += 100) {
-        out = evbuffer_new();
-        http1_write_error(out, status, "fault injected", 0);
-        got = drain(out);
-        evbuffer_free(out);
+        got = error_written(status, "fault injected", 0);
         ck_assert_ptr_null(strstr(got, "Content-Length"));
         ck_assert_ptr_null(strstr(got, "Content-Type"));
         ck_assert_str_eq(strstr(got, "\r\n\r\n") + 4, "");
