@@ -846,13 +846,16 @@ START_TEST(test_check_request_control_in_target_is_400)
     static const char *const targets[] = {
         "/a\tb", "/a\fb", "/q?a=\tb", "/x\tHTTP/1.0",
         "http://a/\tb",
+        /* the ends of the range: the parser refuses these itself (-1) */
+        "/a\x01", "/a\x1f", "/a\x7f",
     };
     char raw[128];
     for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
         snprintf(raw, sizeof(raw), "GET %s HTTP/1.1\r\nHost: a\r\n\r\n",
                  targets[i]);
-        ck_assert_msg(request_status(raw) == 400, "%s: %d", raw,
-                      request_status(raw));
+        int status = request_status(raw);
+        ck_assert_msg(status == 400 || (i >= 5 && status == -1), "%s: %d",
+                      raw, status);
     }
     /* The bytes around the range stay legal: "!" and "~", and obs-text. */
     ck_assert_int_eq(
