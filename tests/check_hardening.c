@@ -173,6 +173,7 @@ static const char *status_text(int status)
     case 400: return "Bad Request";
     case 408: return "Request Timeout";
     case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
     case 502: return "Bad Gateway";
     case 505: return "HTTP Version Not Supported";
@@ -1109,6 +1110,68 @@ START_TEST(test_bad_upstream_response)
     ck_assert_msg(recorded_wait("<closed>", 2000),
                   "%s: upstream connection not closed: %s", c->name,
                   show(recorded(), strlen(recorded())));
+}
+END_TEST
+
+/* ---- 5b: out of memory while writing a head ------------------------------ */
+
+/* The scripted upstream answering "ok", and the proxy in front of it with
+ * tests/fail_reserve.so making its worker's nth head write fail. */
+static void start_failing_head_write(int nth)
+{
+    static char preload[1100], at[32], asan[1100];
+    snprintf(preload, sizeof(preload), "LD_PRELOAD=%s",
+             harness_path("tests/fail_reserve.so"));
+    snprintf(at, sizeof(at), "SB_FAIL_RESERVE_AT=%d", nth);
+    /* ASan wants its runtime first among the libraries: the shim is. */
+    const char *child = getenv("SB_CHILD_ASAN_OPTIONS");
+    snprintf(asan, sizeof(asan), "ASAN_OPTIONS=%s%sverify_asan_link_order=0",
+             child != NULL ? child : "", child != NULL ? ":" : "");
+    static const char *wrap[5];
+    wrap[0] = "/usr/bin/env";
+    wrap[1] = preload;
+    wrap[2] = at;
+    wrap[3] = asan;
+    wrap[4] = NULL;
+    harness_wrap = wrap;
+    start_script(h_reply, (void *)&keep_ok, "", "");
+    harness_wrap = NULL;
+}
+
+static const char ask_get[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+
+/* The request head cannot be written: a 500 at once, nothing sent (it
+ * waited out read_timeout, a minute, for an answer to nothing). */
+START_TEST(test_request_head_out_of_memory_is_500)
+{
+    start_failing_head_write(1);
+    struct talk t;
+    talk(ask_get, sizeof(ask_get) - 1, &t);
+    assert_bytes(t.got, t.len, error_bytes(500, "out of memory"),
+                 "request head not written");
+    ck_assert(t.closed);
+    harness_assert_logged(&proxy, t.port, "\" 500 ", " term=internal_error",
+                          NULL);
+    ck_assert_msg(strstr(recorded(), "GET /") == NULL, "the upstream got: %s",
+                  show(recorded(), strlen(recorded())));
+}
+END_TEST
+
+/* The response head cannot be written: a 500 rather than a body without
+ * its head, and the upstream is not blamed (max_fails = 1 would have
+ * taken the only server out: the next request would get 503). */
+START_TEST(test_response_head_out_of_memory_is_500)
+{
+    start_failing_head_write(2);
+    struct talk t;
+    talk(ask_get, sizeof(ask_get) - 1, &t);
+    assert_bytes(t.got, t.len, error_bytes(500, "out of memory"),
+                 "response head not written");
+    ck_assert(t.closed);
+    harness_assert_logged(&proxy, t.port, "\" 500 ", " term=internal_error",
+                          NULL);
+    talk(ask_get, sizeof(ask_get) - 1, &t);
+    assert_bytes(t.got, t.len, OK_RELAYED, "the next exchange");
 }
 END_TEST
 
@@ -2549,6 +2612,8 @@ static Suite *hardening_suite(void)
     tcase_add_test(tc, test_routes_match_the_normalised_path);
     tcase_add_test(tc, test_field_count_limit);
     tcase_add_test(tc, test_response_field_count_limit);
+    tcase_add_test(tc, test_request_head_out_of_memory_is_500);
+    tcase_add_test(tc, test_response_head_out_of_memory_is_500);
     tcase_add_loop_test(tc, test_bad_upstream_response, 0,
                         (int)(sizeof(bad_responses) /
                               sizeof(bad_responses[0])));
