@@ -355,7 +355,9 @@ class Browser:
 # each chart's point count.
 READ_PAGE = r"""
 (function () {
-  if (!document.body || !document.getElementById("conn")) {
+  // Still being parsed (a table may not have its body yet): not read.
+  if (document.readyState === "loading" || !document.body ||
+      !document.getElementById("conn")) {
     return JSON.stringify({updates: 0, state: "loading", ids: {},
                            tables: {}, charts: {}});
   }
