@@ -436,10 +436,15 @@ static int worker_setup(struct worker *w, const int *fds, int n_fds)
 
 static void worker_teardown(struct worker *w)
 {
-    /* Freeing the signal events puts back the default actions: a second
-     * SIGQUIT (the master passes one on at stop to workers a reload
-     * already retired) would then dump core. Leaving, it means nothing. */
-    signal(SIGQUIT, SIG_IGN);
+    /* Freeing the signal events puts back the actions the worker started
+     * with (SIG_DFL: core, for SIGQUIT), and the master passes a SIGQUIT
+     * on at stop to workers a reload already retired: held back, it
+     * cannot take one that is leaving anyway. (Ignoring it would not do:
+     * event_free restores the old action over SIG_IGN.) */
+    sigset_t quit;
+    sigemptyset(&quit);
+    sigaddset(&quit, SIGQUIT);
+    sigprocmask(SIG_BLOCK, &quit, NULL);
     listeners_close(w);
     struct session *s;
     while ((s = TAILQ_FIRST(&w->sessions)) != NULL) {
