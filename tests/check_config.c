@@ -742,6 +742,15 @@ START_TEST(route_errors)
                "t.conf:6: [admin] listen 127.0.0.1:9000 is also where [server] "
                "listens (line 2)");
     LOAD_OK(UPSTREAM "[admin]\nlisten = 127.0.0.1:9001\n");
+    /* The wildcard spelt otherwise (0 is 0.0.0.0), on the admin's side. */
+    LOAD_ERROR("[server]\nlisten = 127.0.0.1:9000\n" UPSTREAM
+               "[admin]\nlisten = 0:9000\n",
+               "t.conf:6: [admin] listen 0:9000 is also where [server] "
+               "listens (line 2)");
+    /* evdns takes only the plain forms of a name server's address. */
+    LOAD_ERROR("[server]\nresolver = 127.1\n" UPSTREAM,
+               "t.conf:2: bad value \"127.1\" for resolver: expected system, "
+               "or a name server's address like 127.0.0.1 or 10.0.0.2:53");
     /* The upstream line, not the route's last directive. */
     LOAD_ERROR("[route /api]\nupstream = nope\nfault_delay = 1s\n" UPSTREAM,
                "t.conf:2: upstream \"nope\" in [route /api] is not defined "

@@ -598,6 +598,9 @@ static const struct refusal refusals[] = {
      "unknown method"},
     {"a method with a non-token byte", RAW("G@T / HTTP/1.1\r\nHost: a\r\n\r\n"),
      400, "malformed request line"},
+    {"a 40-byte method ending in a non-token byte",
+     RAW(Z10 Z10 Z10 Z10 "@ / HTTP/1.1\r\nHost: a\r\n\r\n"), 400,
+     "malformed request line"},
     /* The header section. */
     {"whitespace between name and colon",
      RAW("GET / HTTP/1.1\r\nHost: a\r\nX-A : 1\r\n\r\n"), 400,

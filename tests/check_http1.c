@@ -845,17 +845,14 @@ START_TEST(test_check_request_control_in_target_is_400)
 {
     static const char *const targets[] = {
         "/a\tb", "/a\fb", "/q?a=\tb", "/x\tHTTP/1.0",
-        "http://a/\tb",
-        /* the ends of the range: the parser refuses these itself (-1) */
-        "/a\x01", "/a\x1f", "/a\x7f",
+        "http://a/\tb", "/a\t" /* the last byte */,
     };
     char raw[128];
     for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
         snprintf(raw, sizeof(raw), "GET %s HTTP/1.1\r\nHost: a\r\n\r\n",
                  targets[i]);
-        int status = request_status(raw);
-        ck_assert_msg(status == 400 || (i >= 5 && status == -1), "%s: %d",
-                      raw, status);
+        ck_assert_msg(request_status(raw) == 400, "%s: %d", raw,
+                      request_status(raw));
     }
     /* The bytes around the range stay legal: "!" and "~", and obs-text. */
     ck_assert_int_eq(
@@ -989,6 +986,23 @@ START_TEST(test_check_request_garbage_target_rejected)
         ck_assert_msg(http1_check_request(&h, &p, &err) == -1,
                       "target \"%s\" accepted", bad[i]);
         ck_assert_int_eq(err.status, 400);
+        http1_head_deinit(&h);
+    }
+    /* The ends of the control range, which http-parser refuses itself:
+     * the proxy's own check, given them past the parser. */
+    static const char *const ctl[] = {"/a\x01", "/a\x1f", "/a\x7f"};
+    for (size_t i = 0; i < 3; i++) {
+        struct http1_head h;
+        http_parser p;
+        struct http1_error err = {0, NULL};
+        http_parser_init(&p, HTTP_REQUEST);
+        p.http_major = 1;
+        p.http_minor = 1;
+        p.method = HTTP_GET;
+        head_build(&h, HTTP1_PIECE_URL, ctl[i], "Host", "a", NULL);
+        ck_assert_msg(http1_check_request(&h, &p, &err) == -1, "%zu", i);
+        ck_assert_int_eq(err.status, 400);
+        ck_assert_str_eq(err.reason, "control character in the request target");
         http1_head_deinit(&h);
     }
     /* and an empty target */

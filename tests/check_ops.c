@@ -1161,6 +1161,17 @@ START_TEST(test_admin_endpoints)
     ck_assert_msg(harness_now() - t0 < 2000 * harness_scale(),
                   "answered after %.0f ms", harness_now() - t0);
     response_free(&r);
+    /* The empty line that ends a head, in a read of its own: not taken
+     * for one before a request line. */
+    harness_send(fd, "GET /healthz HTTP/1.1\r\nHost: a\r\n");
+    usleep(100 * 1000);
+    harness_send(fd, "\r\n");
+    t0 = harness_now();
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_msg(harness_now() - t0 < 2000 * harness_scale(),
+                  "split head answered after %.0f ms", harness_now() - t0);
+    response_free(&r);
     close(fd);
 }
 END_TEST
