@@ -1118,9 +1118,13 @@ END_TEST
 
 /* ---- 5b: out of memory while writing a head ------------------------------ */
 
-/* The scripted upstream answering "ok", and the proxy in front of it with
- * tests/fail_reserve.so making its worker's nth head write fail. */
-static void start_failing_head_write(int nth)
+/*
+ * The scripted upstream answering "ok", the proxy in front of it with
+ * tests/fail_reserve.so making its worker's nth head write fail, and one
+ * GET: answered with a 500 of the proxy's own, "out of memory", logged
+ * as internal_error. The exchange in t.
+ */
+static void get_with_failing_head_write(int nth, struct talk *t)
 {
     static char preload[1100], at[32], asan[1100];
     snprintf(preload, sizeof(preload), "LD_PRELOAD=%s",
@@ -1139,22 +1143,23 @@ static void start_failing_head_write(int nth)
     harness_wrap = wrap;
     start_script(h_reply, (void *)&keep_ok, "", "");
     harness_wrap = NULL;
-}
 
-static const char ask_get[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    static const char ask[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    talk(ask, sizeof(ask) - 1, t);
+    assert_bytes(t->got, t->len, error_bytes(500, "out of memory"),
+                 nth == 1 ? "request head not written"
+                          : "response head not written");
+    ck_assert(t->closed);
+    harness_assert_logged(&proxy, t->port, "\" 500 ", " term=internal_error",
+                          NULL);
+}
 
 /* The request head cannot be written: a 500 at once, nothing sent (it
  * waited out read_timeout, a minute, for an answer to nothing). */
 START_TEST(test_request_head_out_of_memory_is_500)
 {
-    start_failing_head_write(1);
     struct talk t;
-    talk(ask_get, sizeof(ask_get) - 1, &t);
-    assert_bytes(t.got, t.len, error_bytes(500, "out of memory"),
-                 "request head not written");
-    ck_assert(t.closed);
-    harness_assert_logged(&proxy, t.port, "\" 500 ", " term=internal_error",
-                          NULL);
+    get_with_failing_head_write(1, &t);
     ck_assert_msg(strstr(recorded(), "GET /") == NULL, "the upstream got: %s",
                   show(recorded(), strlen(recorded())));
 }
@@ -1165,15 +1170,10 @@ END_TEST
  * taken the only server out: the next request would get 503). */
 START_TEST(test_response_head_out_of_memory_is_500)
 {
-    start_failing_head_write(2);
     struct talk t;
-    talk(ask_get, sizeof(ask_get) - 1, &t);
-    assert_bytes(t.got, t.len, error_bytes(500, "out of memory"),
-                 "response head not written");
-    ck_assert(t.closed);
-    harness_assert_logged(&proxy, t.port, "\" 500 ", " term=internal_error",
-                          NULL);
-    talk(ask_get, sizeof(ask_get) - 1, &t);
+    get_with_failing_head_write(2, &t);
+    static const char ask[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    talk(ask, sizeof(ask) - 1, &t);
     assert_bytes(t.got, t.len, OK_RELAYED, "the next exchange");
 }
 END_TEST
