@@ -667,12 +667,20 @@ static int announces_body(evhtp_request_t *req)
     return 0;
 }
 
+/* Is a request under way on conn (its head begun, its reply not yet
+ * written), rather than the connection between requests? */
+static int in_request(const evhtp_connection_t *conn)
+{
+    return conn->request != NULL &&
+           !(conn->request->flags & EVHTP_REQ_FLAG_FINISHED);
+}
+
 /* The answer to a head evhtp's parser rejected, its reason in *why; 0 if
  * the connection ends for another reason. */
 static int parse_failure(evhtp_connection_t *conn, const char **why)
 {
     evhtp_request_t *req = conn->request;
-    int started = req != NULL && !(req->flags & EVHTP_REQ_FLAG_FINISHED);
+    int started = in_request(conn);
     /* Still in the request line until its version is read (a path alone is
      * not enough: the query may be what is too long). */
     int in_line = !started || htparser_get_major(conn->parser) == 0;
@@ -718,8 +726,7 @@ static int parse_failure(evhtp_connection_t *conn, const char **why)
 static void on_head_deadline(evutil_socket_t fd, short what, void *arg)
 {
     struct admin_conn *ac = arg;
-    evhtp_request_t *req = ac->conn->request;
-    if (req != NULL && !(req->flags & EVHTP_REQ_FLAG_FINISHED)) {
+    if (in_request(ac->conn)) {
         send_canned(ac, 408, "request head not received in time", 0);
     }
     evhtp_connection_free(ac->conn); /* frees ac (on_conn_fini) */
@@ -774,8 +781,7 @@ static evhtp_res on_head_done(evhtp_request_t *req, evhtp_headers_t *hdrs,
  */
 static void drop_empty_lines(evhtp_connection_t *conn)
 {
-    if (conn->request != NULL &&
-        !(conn->request->flags & EVHTP_REQ_FLAG_FINISHED)) {
+    if (in_request(conn)) {
         return; /* inside a head: an empty line ends it */
     }
     struct evbuffer *in = bufferevent_get_input(conn->bev);
@@ -810,15 +816,17 @@ static void on_conn_read(struct bufferevent *bev, void *arg)
 static evhtp_res on_conn_flushed(evhtp_connection_t *conn, void *arg)
 {
     struct admin_conn *ac = arg;
-    evhtp_request_t *req = conn->request;
-    if (req != NULL && (req->flags & EVHTP_REQ_FLAG_FINISHED) &&
-        !(req->flags & EVHTP_REQ_FLAG_KEEPALIVE)) {
+    if (in_request(conn)) {
+        return EVHTP_RES_OK;
+    }
+    if (conn->request != NULL &&
+        !(conn->request->flags & EVHTP_REQ_FLAG_KEEPALIVE)) {
         struct evbuffer *in = bufferevent_get_input(conn->bev);
         evbuffer_drain(in, evbuffer_get_length(in));
-    } else if (req == NULL || (req->flags & EVHTP_REQ_FLAG_FINISHED)) {
-        evtimer_add(ac->deadline, &admin.head_tv);
-        drop_empty_lines(conn);
+        return EVHTP_RES_OK;
     }
+    evtimer_add(ac->deadline, &admin.head_tv);
+    drop_empty_lines(conn);
     return EVHTP_RES_OK;
 }
 
