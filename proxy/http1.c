@@ -415,7 +415,7 @@ static const unsigned char tchar[128] = {
     /* 70 */ 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 0,
 };
 
-static int is_tchar(unsigned char c)
+int http1_is_tchar(unsigned char c)
 {
     return c < 128 && tchar[c];
 }
@@ -427,7 +427,7 @@ static int name_valid(const char *v, size_t len)
         return 0;
     }
     for (size_t i = 0; i < len; i++) {
-        if (!is_tchar((unsigned char)v[i])) {
+        if (!http1_is_tchar((unsigned char)v[i])) {
             return 0;
         }
     }
@@ -606,7 +606,7 @@ static int transfer_encoding_kind(const struct http1_head *h, int first)
             }
             size_t start = p;
             while (p < len && v[p] != ',' && v[p] != ' ' && v[p] != '\t') {
-                if (!is_tchar((unsigned char)v[p])) {
+                if (!http1_is_tchar((unsigned char)v[p])) {
                     malformed = 1;
                 }
                 p++;

@@ -67,6 +67,9 @@ void http1_head_deinit(struct http1_head *h);
 /* Forget the stored message, keep the buffers. */
 void http1_head_reset(struct http1_head *h);
 
+/* Is c a token character (RFC 9110 5.6.2: a method, a field name)? */
+int http1_is_tchar(unsigned char c);
+
 /* The most header fields a head may hold, either way (SECURITY.md). */
 #define HTTP1_MAX_FIELDS 256
 

@@ -1277,8 +1277,7 @@ static int method_well_formed(struct session *s)
         if (buf[i] == ' ') {
             return i > 0 || s->client.bytes_in > 0;
         }
-        if (!(buf[i] > 0x20 && buf[i] < 0x7f && !strchr("\"(),/:;<=>?@[\\]{}",
-                                                      buf[i]))) {
+        if (!http1_is_tchar(buf[i])) {
             return 0;
         }
     }
