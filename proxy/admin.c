@@ -675,6 +675,16 @@ static int in_request(const evhtp_connection_t *conn)
            !(conn->request->flags & EVHTP_REQ_FLAG_FINISHED);
 }
 
+/* evhtp's parser says "too big" of a Content-Length it cannot read as a
+ * number ("-1", "1x", or past 2^64), with the field's name already added
+ * to the head and its value not yet. */
+static int content_length_failed(evhtp_request_t *req)
+{
+    evhtp_header_t *last = TAILQ_LAST(req->headers_in, evhtp_kvs);
+    return last != NULL && last->val == NULL && last->key != NULL &&
+           strcasecmp(last->key, "Content-Length") == 0;
+}
+
 /* The answer to a head evhtp's parser rejected, its reason in *why; 0 if
  * the connection ends for another reason. */
 static int parse_failure(evhtp_connection_t *conn, const char **why)
@@ -697,6 +707,10 @@ static int parse_failure(evhtp_connection_t *conn, const char **why)
         }
         break;
     case htparse_error_too_big:
+        if (!in_line && content_length_failed(req)) {
+            *why = "invalid Content-Length";
+            return 400;
+        }
         /* A token (method, target, field name or value) past evhtp's
          * 8 KiB: the request line's if its version has not come yet. */
         *why = in_line ? "request line too long"

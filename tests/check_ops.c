@@ -2139,6 +2139,14 @@ START_TEST(test_admin_answers_protocol_errors)
         {"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", "HTTP/1.1 405 "},
         {"GET /metrics HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n",
          "HTTP/1.1 400 "},
+        /* evhtp's parser calls a Content-Length it cannot read too big. */
+        {"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+         "HTTP/1.1 400 "},
+        {"GET / HTTP/1.1\r\nHost: a\r\ncontent-length: 1x\r\n\r\n",
+         "HTTP/1.1 400 "},
+        {"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: "
+         "99999999999999999999999\r\n\r\n",
+         "HTTP/1.1 400 "},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *got = admin_raw(cases[i].raw, strlen(cases[i].raw));
