@@ -657,6 +657,26 @@ static int same_host(const char *a, const char *b)
            memcmp(&a6, &b6, sizeof(a6)) == 0;
 }
 
+/* Could sockets bound to a and b on one port take each other's
+ * connections: the same address, or a wildcard that covers the other.
+ * [::] covers IPv4 too (Linux binds it dual-stack by default); 0.0.0.0
+ * covers every IPv4 address and any name, not an IPv6 literal. */
+static int hosts_overlap(const char *a, const char *b)
+{
+    struct in6_addr v6;
+
+    if (same_host(a, b) || same_host(a, "::") || same_host(b, "::")) {
+        return 1;
+    }
+    if (same_host(a, "0.0.0.0")) {
+        return inet_pton(AF_INET6, b, &v6) != 1;
+    }
+    if (same_host(b, "0.0.0.0")) {
+        return inet_pton(AF_INET6, a, &v6) != 1;
+    }
+    return 0;
+}
+
 /* --- values ------------------------------------------------------------ */
 
 static void bad_value(struct parser *p, const struct directive *d,
@@ -1305,10 +1325,7 @@ static int config_validate(struct parser *p)
         const struct config_addr *x = &cfg->admin_listen[i];
         for (int j = 0; j < cfg->n_listen && x->port != 0; j++) {
             const struct config_addr *y = &cfg->listen[j];
-            if (x->port == y->port &&
-                (same_host(x->host, y->host) ||
-                 same_host(x->host, "0.0.0.0") ||
-                 same_host(y->host, "0.0.0.0"))) {
+            if (x->port == y->port && hosts_overlap(x->host, y->host)) {
                 char at[32] = "the default";
                 if (y->line > 0) {
                     snprintf(at, sizeof(at), "line %d", y->line);

@@ -747,6 +747,17 @@ START_TEST(route_errors)
                "[admin]\nlisten = 0:9000\n",
                "t.conf:6: [admin] listen 0:9000 is also where [server] "
                "listens (line 2)");
+    /* [::] takes IPv4 connections too; 0.0.0.0 takes no IPv6 ones. */
+    LOAD_ERROR("[server]\nlisten = [::]:9000\n" UPSTREAM
+               "[admin]\nlisten = 127.0.0.1:9000\n",
+               "t.conf:6: [admin] listen 127.0.0.1:9000 is also where [server] "
+               "listens (line 2)");
+    LOAD_ERROR("[server]\nlisten = 127.0.0.1:9000\n" UPSTREAM
+               "[admin]\nlisten = [0:0::0]:9000\n",
+               "t.conf:6: [admin] listen [0:0::0]:9000 is also where [server] "
+               "listens (line 2)");
+    LOAD_OK("[server]\nlisten = 0.0.0.0:9000\n" UPSTREAM
+            "[admin]\nlisten = [::1]:9000\n");
     /* evdns takes only the plain forms of a name server's address. */
     LOAD_ERROR("[server]\nresolver = 127.1\n" UPSTREAM,
                "t.conf:2: bad value \"127.1\" for resolver: expected system, "
