@@ -929,6 +929,53 @@ int http1_path_normalize(const char *path, size_t len, char *out,
     return 0;
 }
 
+/*
+ * http_parser_parse_url, also taking an authority with an empty port
+ * ("http://a:/p"): RFC 3986 3.2.3 allows it, and it means the scheme's
+ * default, as nginx reads it; http-parser refuses it. Such a URL is
+ * parsed without that ':' and the offsets mapped back onto s, where the
+ * host then ends before it and no UF_PORT is set.
+ */
+static int parse_absolute_url(const char *s, size_t len,
+                              struct http_parser_url *u)
+{
+    http_parser_url_init(u);
+    if (http_parser_parse_url(s, len, 0, u) == 0) {
+        return 0;
+    }
+    const char *sep = memchr(s, ':', len); /* the scheme's */
+    if (sep == NULL || (size_t)(sep - s) + 3 > len || sep[1] != '/' ||
+        sep[2] != '/') {
+        return -1;
+    }
+    size_t a = (size_t)(sep - s) + 3, e = a;
+    while (e < len && s[e] != '/' && s[e] != '?' && s[e] != '#') {
+        e++;
+    }
+    if (e == a || s[e - 1] != ':') {
+        return -1;
+    }
+    size_t colon = e - 1;
+    char *copy = malloc(len);
+    if (copy == NULL) {
+        return -1;
+    }
+    memcpy(copy, s, colon);
+    memcpy(copy + colon, s + colon + 1, len - colon - 1);
+    http_parser_url_init(u);
+    int rc = http_parser_parse_url(copy, len - 1, 0, u);
+    free(copy);
+    if (rc != 0 || (u->field_set & (1 << UF_PORT))) {
+        return -1;
+    }
+    for (int f = 0; f < UF_MAX; f++) {
+        if ((u->field_set & (1 << f)) && u->field_data[f].off >= colon) {
+            u->field_data[f].off++;
+        }
+    }
+    return 0;
+}
+
 int http1_origin_form(struct http1_head *h, struct http1_target *t)
 {
     char *s = h->buf + h->target;
@@ -944,8 +991,7 @@ int http1_origin_form(struct http1_head *h, struct http1_target *t)
         return 0;
     }
     struct http_parser_url u;
-    http_parser_url_init(&u);
-    if (http_parser_parse_url(s, h->target_len, 0, &u) != 0 ||
+    if (parse_absolute_url(s, h->target_len, &u) != 0 ||
         !(u.field_set & (1 << UF_HOST))) {
         return -1;
     }
@@ -1077,9 +1123,7 @@ int http1_check_request(const struct http1_head *h, const http_parser *p,
     if (first != '/' && !(h->target_len == 1 && first == '*' &&
                           p->method == HTTP_OPTIONS)) {
         struct http_parser_url u;
-        http_parser_url_init(&u);
-        if (http_parser_parse_url(h->buf + h->target, h->target_len, 0, &u) !=
-                0 ||
+        if (parse_absolute_url(h->buf + h->target, h->target_len, &u) != 0 ||
             !(u.field_set & (1 << UF_HOST))) {
             return fail(err, 400, "invalid request target");
         }

@@ -844,6 +844,10 @@ static const struct forward forwards[] = {
     {"absolute-form target without a path",
      "GET http://other.example HTTP/1.1\r\nHost: a\r\n\r\n",
      "GET / HTTP/1.1\r\nHost: other.example\r\n" FWD_1_1 "\r\n"},
+    /* An empty port is the scheme's default (RFC 3986 3.2.3). */
+    {"absolute-form target with an empty port",
+     "GET http://other.example:/x HTTP/1.1\r\nHost: a\r\n\r\n",
+     "GET /x HTTP/1.1\r\nHost: other.example\r\n" FWD_1_1 "\r\n"},
     /* RFC 9112 3.2.4: an OPTIONS without a path asks about the server. */
     {"OPTIONS, absolute-form without a path",
      "OPTIONS http://other.example HTTP/1.1\r\nHost: a\r\n\r\n",

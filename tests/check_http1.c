@@ -895,6 +895,9 @@ START_TEST(test_check_request_absolute_form_accepted)
                      0);
     ck_assert_int_eq(
         request_status("GET http://[::1]:80/x HTTP/1.0\r\n\r\n"), 0);
+    ck_assert_int_eq(request_status("GET http://example.com:/a HTTP/1.1\r\n"
+                                    "Host: example.com\r\n\r\n"),
+                     0);
 }
 END_TEST
 
@@ -943,6 +946,11 @@ START_TEST(test_origin_form_of_each_target_form)
     origin_form_is("http://example.com?q=1#frag", "/?q=1", "example.com");
     origin_form_is("http://example.com/p?q=1#frag", "/p?q=1", "example.com");
     origin_form_is("HTTPS://example.com/s", "/s", "example.com");
+    /* An empty port is the scheme's default (RFC 3986 3.2.3). */
+    origin_form_is("http://example.com:/a", "/a", "example.com");
+    origin_form_is("http://example.com:", "/", "example.com");
+    origin_form_is("http://example.com:?q", "/?q", "example.com");
+    origin_form_is("http://[::1]:/x?y", "/x?y", "[::1]");
 }
 END_TEST
 
@@ -953,7 +961,9 @@ START_TEST(test_origin_form_refuses_what_would_be_a_bad_host)
      * went out as Host from an HTTP/1.0 request). */
     static const char *const bad[] = {"hp://[:%1]:8?6", "http://[:%1]:8/",
                                       "ftp://example.com/",
-                                      "http://example.com:123456/"};
+                                      "http://example.com:123456/",
+                                      "http://:/x", "http://a::/x",
+                                      "http://a:x/"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct msg m;
         char raw[256];
