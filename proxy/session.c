@@ -92,6 +92,7 @@ enum session_timer {
     TIMER_KEEPALIVE, /* keepalive_timeout: idle client between requests */
     TIMER_LATENCY,   /* injected latency before forwarding */
     TIMER_LINGER,    /* the most a lingering close may last */
+    TIMER_TUNNEL,    /* tunnel_timeout: nothing relayed either way */
 };
 
 /* What a parser callback saw, for the code after http_parser_execute(). */
@@ -195,7 +196,6 @@ static int session_flush(struct session *s);
 static int upstream_error(struct session *s, int err);
 static int tunnel_start(struct session *s);
 static int tunnel_relay(struct session *s, struct side *from, struct side *to);
-static int tunnel_idle(struct session *s, struct side *side);
 
 static const char *const TERM_DONE = "done";
 
@@ -1518,9 +1518,11 @@ static int tunnel_start(struct session *s)
     s->cstate = CLIENT_TUNNEL;
     s->ustate = UPSTREAM_TUNNEL;
     s->t_activity = util_now_ms();
-    bufferevent_set_timeouts(s->client.bev, s->w->tv.tunnel, s->w->tv.send);
-    bufferevent_set_timeouts(s->upstream.bev, s->w->tv.tunnel,
-                             s->w->tv.up_send[up]);
+    /* One timer for both directions (TIMER_TUNNEL), not a read timeout
+     * per side: either side's may go off while the other relays. */
+    bufferevent_set_timeouts(s->client.bev, NULL, s->w->tv.send);
+    bufferevent_set_timeouts(s->upstream.bev, NULL, s->w->tv.up_send[up]);
+    timer_set(s, TIMER_TUNNEL, s->w->tv.tunnel);
     if (tunnel_relay(s, &s->upstream, &s->client) < 0) {
         return -1;
     }
@@ -1528,20 +1530,6 @@ static int tunnel_start(struct session *s)
         return 0; /* the upstream has closed: flushing to the client */
     }
     return tunnel_relay(s, &s->client, &s->upstream);
-}
-
-/* A tunnel side's read timer fired: close if the whole tunnel was idle
- * for tunnel_timeout, else wait on. */
-static int tunnel_idle(struct session *s, struct side *side)
-{
-    if (util_now_ms() - s->t_activity >= s->w->cfg->tunnel_timeout_ms) {
-        s->w->stats->counter[STAT_TO_TUNNEL]++;
-        return session_close(s, "tunnel_timeout");
-    }
-    if (!side->paused) {
-        bufferevent_enable(side->bev, EV_READ);
-    }
-    return 0;
 }
 
 /* The response is complete: settle the upstream connection, end exchange. */
@@ -1922,9 +1910,6 @@ static void on_upstream_event(struct bufferevent *bev, short what, void *arg)
     } else if ((what & BEV_EVENT_EOF) && s->upstream.read_err == 0) {
         s->upstream_eof = 1;
         rc = upstream_process(s);
-    } else if ((what & BEV_EVENT_TIMEOUT) && s->ustate == UPSTREAM_TUNNEL &&
-               (what & BEV_EVENT_READING)) {
-        rc = tunnel_idle(s, &s->upstream);
     } else if (what & BEV_EVENT_TIMEOUT) {
         if (s->ustate == UPSTREAM_CONNECTING) {
             s->w->stats->counter[STAT_TO_UP_CONNECT]++;
@@ -2194,9 +2179,6 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
             return;
         }
         rc = client_process(s);
-    } else if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
-               s->cstate == CLIENT_TUNNEL) {
-        rc = tunnel_idle(s, &s->client);
     } else if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
         s->w->stats->counter[STAT_TO_CLIENT_BODY]++;
         s->too_slow = 1;
@@ -2244,6 +2226,21 @@ static void on_session_timer(evutil_socket_t fd, short what, void *arg)
     case TIMER_LINGER:
         session_close(s, s->close_reason);
         return;
+    case TIMER_TUNNEL: {
+        double rest =
+            s->t_activity + s->w->cfg->tunnel_timeout_ms - util_now_ms();
+        if (rest > 0) {
+            /* Bytes went through since it was set, or libevent's coarse
+             * clock (TIMER_LATENCY) let it go off early: wait out the
+             * rest, from the last byte either way. */
+            struct timeval tv = util_ms_to_tv((int)ceil(rest));
+            timer_set(s, TIMER_TUNNEL, &tv);
+            return;
+        }
+        s->w->stats->counter[STAT_TO_TUNNEL]++;
+        session_close(s, "tunnel_timeout");
+        return;
+    }
     case TIMER_LATENCY:
         double early_ms = s->latency_due - util_now_ms();
         if (early_ms > 0) {

@@ -377,6 +377,8 @@ void harness_script(struct proc *p, harness_handler handler, void *arg,
     track(p);
 }
 
+static void forget_leftover(int fd);
+
 int harness_connect(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -389,6 +391,7 @@ int harness_connect(int port)
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    forget_leftover(fd);
     return fd;
 }
 
@@ -509,6 +512,15 @@ static struct {
     char data[65536];
     size_t len;
 } leftover = {.fd = -1};
+
+/* A new connection on a descriptor number closed before: what was left
+ * over from the old one is not its. */
+static void forget_leftover(int fd)
+{
+    if (leftover.fd == fd) {
+        leftover.len = 0;
+    }
+}
 
 static void body_append(struct response *r, size_t *cap, const char *p,
                         size_t n)
