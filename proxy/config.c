@@ -677,6 +677,26 @@ static int hosts_overlap(const char *a, const char *b)
     return 0;
 }
 
+/* Could a request's path take a route of this prefix? Routes are chosen
+ * by the normalised path (session.c: a request whose raw and normalised
+ * paths take different routes is refused), which holds no %XX escape (a
+ * '%' stands for itself there), no "//" and no "." or ".." segment. */
+static int prefix_can_match(const char *prefix)
+{
+    for (const char *c = prefix; *c != '\0'; c++) {
+        if (c[0] == '%' && isxdigit((unsigned char)c[1]) &&
+            isxdigit((unsigned char)c[2])) {
+            return 0;
+        }
+        if (c[0] == '/' &&
+            (c[1] == '/' || (c[1] == '.' && c[2] == '/') ||
+             (c[1] == '.' && c[2] == '.' && c[3] == '/'))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* --- values ------------------------------------------------------------ */
 
 static void bad_value(struct parser *p, const struct directive *d,
@@ -1003,6 +1023,14 @@ static int open_section(struct parser *p, const char *b, const char *e)
         if (an >= CONFIG_PATH_MAX) {
             fail(p, p->line, "route prefix is too long (at most %d characters)",
                  CONFIG_PATH_MAX - 1);
+            return -1;
+        }
+        if (!prefix_can_match(arg)) {
+            fail(p, p->line,
+                 "route prefix \"%s\" can never match: paths are routed "
+                 "with %%-escapes decoded, // merged and . and .. segments "
+                 "resolved, so write it that way",
+                 shown(v, sizeof(v), arg));
             return -1;
         }
         if (cfg->n_routes >= CONFIG_MAX_ROUTES) {
