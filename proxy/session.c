@@ -175,6 +175,7 @@ struct session {
     double t_accept;
     double latency_ms;
     double latency_due; /* util_now_ms() when the injected latency ends */
+    int fault_abort;    /* status answered when it ends (fault_delay first) */
     const char *close_reason;
     int linger;    /* mid-request or requests queued at close_after_flush */
     int too_slow;  /* answered 408: a client that slow is not waited for */
@@ -1194,11 +1195,18 @@ static int exchange_begin(struct session *s)
     }
     struct fault fault;
     fault_decide(s, &cfg->routes[route], &fault);
-    if (fault.abort != 0) {
+    s->fault_abort = fault.abort;
+    if (fault.abort != 0 && fault.delay_ms == 0) {
         s->w->stats->counter[STAT_FAULT_ABORTS]++;
         return reply_error(s, fault.abort, "fault_abort", "fault injected");
     }
-    latency += fault.delay_ms;
+    if (fault.abort != 0) {
+        /* Envoy's order: the delay, then the abort (TIMER_LATENCY). The
+         * upstream's latency is not waited: the request never reaches it. */
+        latency = fault.delay_ms;
+    } else {
+        latency += fault.delay_ms;
+    }
     if (latency > 0) {
         s->w->stats->counter[STAT_FAULT_DELAYS]++;
     }
@@ -2252,6 +2260,13 @@ static void on_session_timer(evutil_socket_t fd, short what, void *arg)
             struct timeval rest = util_ms_to_tv((int)ceil(early_ms));
             timer_set(s, TIMER_LATENCY, &rest);
             return;
+        }
+        if (s->fault_abort != 0) {
+            s->ustate = UPSTREAM_NONE;
+            s->w->stats->counter[STAT_FAULT_ABORTS]++;
+            rc = reply_error(s, s->fault_abort, "fault_abort",
+                             "fault injected");
+            break;
         }
         rc = upstream_start(s);
         if (rc == 0) {

@@ -64,6 +64,22 @@ START_TEST(test_fault_abort_percentage)
 }
 END_TEST
 
+/* Both on one route: the delay, then the abort, as Envoy's fault filter;
+ * the upstream's own latency is not waited for a request that never
+ * reaches it. */
+START_TEST(test_fault_delay_then_abort)
+{
+    start("latency = 1s", "fault_delay = 200ms\nfault_abort = 503");
+    for (int i = 0; i < 3; i++) {
+        double ms;
+        ck_assert_int_eq(get("GET / HTTP/1.1\r\nHost: a\r\n\r\n", &ms), 503);
+        ck_assert_msg(ms >= 190 && ms < 200 + 300 * harness_scale(),
+                      "answered in %.0f ms", ms);
+    }
+    ck_assert(harness_log_wait(&proxy, "term=fault_abort", 2000));
+}
+END_TEST
+
 START_TEST(test_fault_abort_percent_zero_never_aborts)
 {
     start("", "fault_abort = 503\nfault_abort_percent = 0");
@@ -453,6 +469,7 @@ static Suite *faults_suite(void)
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_fault_abort_percentage);
+    tcase_add_test(tc, test_fault_delay_then_abort);
     tcase_add_test(tc, test_fault_abort_percent_zero_never_aborts);
     tcase_add_test(tc, test_fault_delay_uniform_spreads);
     tcase_add_test(tc, test_own_answers_have_no_content_where_none_is_allowed);
