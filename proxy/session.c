@@ -1954,15 +1954,18 @@ static int upstream_start(struct session *s)
 {
     const struct config_upstream *ucfg = s->pool->cfg;
     if (ucfg->balance == BALANCE_HASH) {
-        char buf[512];
-        const char *v = ucfg->hash_header[0] != '\0'
-                            ? header_value(s, ucfg->hash_header, buf,
-                                           sizeof(buf))
-                            : NULL;
-        if (v == NULL) {
-            v = s->client_ip; /* no such header: the address decides */
+        /* The whole value, however long (a Cookie's distinguishing part
+         * may come late); no such header: the address decides. */
+        int i = ucfg->hash_header[0] != '\0'
+                    ? http1_head_find(&s->client.head, ucfg->hash_header, 0)
+                    : -1;
+        if (i >= 0) {
+            const struct http1_header *hd = &s->client.head.hdrs[i];
+            s->hash_key = balancer_key(
+                http1_str(&s->client.head, hd->value), hd->value_len);
+        } else {
+            s->hash_key = balancer_key(s->client_ip, strlen(s->client_ip));
         }
-        s->hash_key = balancer_key(v, strlen(v));
     }
     struct pool_server *server = pool_pick(s->pool, s->hash_key, 0);
     if (server == NULL) {

@@ -420,13 +420,19 @@ START_TEST(test_hash_on_header_is_sticky_and_spreads)
                   origin[0].port, origin[1].port);
     enum { USERS = 16, EACH = 20 };
     int on[2] = {0, 0};
+    /* The users differ only after 600 bytes (a Cookie's part that tells
+     * them apart may come late): the whole value is hashed. */
+    char prefix[601];
+    memset(prefix, 'c', 600);
+    prefix[600] = '\0';
     for (int u = 0; u < USERS; u++) {
         long first = -1;
         for (int i = 0; i < EACH; i++) {
-            char raw[256];
+            char raw[1024];
             snprintf(raw, sizeof(raw),
-                     "GET /%d HTTP/1.1\r\nHost: a\r\nX-User: user-%d\r\n\r\n",
-                     i, u);
+                     "GET /%d HTTP/1.1\r\nHost: a\r\nX-User: %suser-%d\r\n"
+                     "\r\n",
+                     i, prefix, u);
             struct response r;
             ck_assert_int_eq(exchange(proxy.port, raw, &r), 200);
             long len = (long)r.body_len;
