@@ -219,7 +219,9 @@ void pool_free(struct pool *p)
 
 /* ---- health ------------------------------------------------------------ */
 
-/* Keep the pool's servers_up gauge and the server's up flag true. */
+/* Keep the pool's servers_up gauge and the server's up flag true. A
+ * change of health publishes at once; a fail_timeout running out is seen
+ * by pool_publish_health, before the admin reads the flags. */
 static void health_publish(struct pool *p)
 {
     int up = 0;
@@ -229,6 +231,11 @@ static void health_publish(struct pool *p)
         up += u;
     }
     p->st->servers_up = up;
+}
+
+void pool_publish_health(struct pool *p)
+{
+    health_publish(p);
 }
 
 int pool_server_usable(const struct pool_server *s)

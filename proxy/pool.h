@@ -122,6 +122,11 @@ struct pool_server *pool_pick(struct pool *p, uint64_t key, uint64_t tried);
 /* Is the server in service (passive and active health)? */
 int pool_server_usable(const struct pool_server *s);
 
+/* Publish the servers' up flags and the pool's servers_up as they are now
+ * (a server taken out by max_fails is back when fail_timeout has passed,
+ * with nothing else to publish it). */
+void pool_publish_health(struct pool *p);
+
 /* An exchange with the server failed (counts toward max_fails) or worked. */
 void pool_server_failed(struct pool_server *s, const char *why);
 void pool_server_succeeded(struct pool_server *s);

@@ -263,9 +263,10 @@ static void on_worker_signal(evutil_socket_t sig, short what, void *arg)
 }
 
 /*
- * The session gauges and the oldest sessions, when the admin has asked
- * since the last time (stats.h): the walk visits every session, which at
- * 10,000 of them is worth doing only for someone who reads the result.
+ * The session gauges, the oldest sessions and the servers' health, when
+ * the admin has asked since the last time (stats.h): the walk visits every
+ * session, which at 10,000 of them is worth doing only for someone who
+ * reads the result.
  */
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
@@ -295,6 +296,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         }
     }
     st->n_oldest = n_oldest;
+    for (int i = 0; i < w->cfg->n_upstreams; i++) {
+        pool_publish_health(w->pools[i]);
+    }
     st->gauge[STAT_OPEN_SESSIONS] = w->n_sessions;
     st->gauge[STAT_PAUSED_SESSIONS] = paused;
     st->gauge[STAT_BUFFERED_BYTES] = buffered;

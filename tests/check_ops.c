@@ -494,6 +494,13 @@ START_TEST(test_passive_health_takes_a_dead_server_out_and_back)
     harness_origin(&origin[1], "--delay", "0ms", "--listen", listen, NULL);
     ck_assert_int_eq(origin[1].port, dead);
     usleep((useconds_t)(fail_ms + 200) * 1000);
+    /* Back in service as fail_timeout ran out, and shown so before any
+     * request has gone to it (a quiet pool alerted on a server long
+     * back). */
+    ck_assert_str_eq(status_server(dead, "'up'"), "true");
+    ck_assert(metric_now(server_series("switchboard_server_up", "pool",
+                                       dead)) == 1);
+    ck_assert(metric_now("switchboard_pool_servers_up{pool=\"pool\"}") == 2);
     for (int i = 0; i < 10; i++) {
         ck_assert_int_eq(
             exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", NULL),
