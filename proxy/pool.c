@@ -401,6 +401,21 @@ static void check_start(evutil_socket_t fd, short what, void *arg)
 
 /* ---- re-resolution ----------------------------------------------------- */
 
+/* Is the server's address among those of an answer? A name with several
+ * addresses, answered in a new order each time (round-robin DNS), keeps
+ * the one it has, and its idle connections with it. */
+static int answer_holds(const struct evutil_addrinfo *res,
+                        const struct pool_server *s)
+{
+    for (const struct evutil_addrinfo *i = res; i != NULL; i = i->ai_next) {
+        if (i->ai_addrlen == s->addrlen &&
+            memcmp(i->ai_addr, &s->addr, i->ai_addrlen) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 {
     struct pool_server *s = arg;
@@ -433,8 +448,7 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
         log_info("upstream %s: %s resolves to %s", s->pool->cfg->name,
                  s->name, now);
         health_publish(s->pool);
-    } else if (a->ai_addrlen != s->addrlen ||
-        memcmp(a->ai_addr, &s->addr, a->ai_addrlen) != 0) {
+    } else if (!answer_holds(res, s)) {
         char was[INET6_ADDRSTRLEN + 8], now[INET6_ADDRSTRLEN + 8];
         format_sockaddr((struct sockaddr *)&s->addr, was, sizeof(was));
         memcpy(&s->addr, a->ai_addr, a->ai_addrlen);

@@ -2781,8 +2781,10 @@ END_TEST
 
 /*
  * A name server for the test, on 127.0.0.1 (UDP): every A question is
- * answered with the IPv4 address written in the file at path (TTL 1 s),
- * anything else with no answer. Runs in a child; returns its port.
+ * answered with the IPv4 addresses written in the file at path (up to 4,
+ * separated by blanks; TTL 1 s), each answer starting one address further
+ * than the last, as round-robin DNS does; anything else with no answer.
+ * Runs in a child; returns its port.
  */
 static int dns_serve(const char *path)
 {
@@ -2817,32 +2819,38 @@ static int dns_serve(const char *path)
         }
         size_t qend = i + 5; /* the 0, qtype, qclass */
         int type_a = q[i + 1] == 0 && q[i + 2] == 1;
-        unsigned char ip[4] = {0};
+        unsigned b[4][4];
+        int n_ip = 0;
         FILE *f = fopen(path, "r");
-        unsigned b[4] = {0};
         if (f != NULL) {
-            if (fscanf(f, "%u.%u.%u.%u", &b[0], &b[1], &b[2], &b[3]) != 4) {
-                type_a = 0;
+            while (n_ip < 4 && fscanf(f, "%u.%u.%u.%u", &b[n_ip][0],
+                                      &b[n_ip][1], &b[n_ip][2],
+                                      &b[n_ip][3]) == 4) {
+                n_ip++;
             }
             fclose(f);
         }
-        for (int k = 0; k < 4; k++) {
-            ip[k] = (unsigned char)b[k];
+        if (!type_a) {
+            n_ip = 0;
         }
+        static unsigned turn;
+        turn += n_ip > 0;
         memcpy(r, q, qend);
         r[2] = 0x81; /* response, recursion desired */
         r[3] = 0x80; /* recursion available, no error */
-        r[4] = 0, r[5] = 1;          /* one question */
-        r[6] = 0, r[7] = type_a;     /* answers */
+        r[4] = 0, r[5] = 1;                    /* one question */
+        r[6] = 0, r[7] = (unsigned char)n_ip; /* answers */
         r[8] = r[9] = r[10] = r[11] = 0;
         size_t o = qend;
-        if (type_a) {
+        for (int k = 0; k < n_ip; k++) {
             static const unsigned char rr[] = {0xc0, 0x0c, 0, 1, 0, 1,
                                                0,    0,    0, 1, 0, 4};
             memcpy(r + o, rr, sizeof(rr));
             o += sizeof(rr);
-            memcpy(r + o, ip, 4);
-            o += 4;
+            const unsigned *ip = b[(turn + (unsigned)k) % (unsigned)n_ip];
+            for (int j = 0; j < 4; j++) {
+                r[o++] = (unsigned char)ip[j];
+            }
         }
         sendto(fd, r, o, 0, (struct sockaddr *)&from, flen);
     }
@@ -2926,6 +2934,14 @@ START_TEST(test_resolver_follows_a_moved_name)
     for (int i = 0; i < 5; i++) {
         ck_assert_int_eq(body_len_now(), 200);
     }
+    /* A name with two addresses in turn (round-robin DNS) keeps the one
+     * it has, while the answers hold it: no move at every answer. */
+    put_file(path, "127.0.0.1 127.0.0.2\n");
+    usleep((useconds_t)(1500 * 1000 * harness_scale()));
+    ck_assert_msg(strstr(harness_log(&proxy), "now resolves to 127.0.0.1") ==
+                      NULL,
+                  "moved back and forth:\n%s", harness_log(&proxy));
+    ck_assert_int_eq(body_len_now(), 200);
     unlink(path);
 }
 END_TEST
