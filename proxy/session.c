@@ -363,11 +363,14 @@ static void side_fill(struct side *side, size_t high)
  * its send queue is free, and a send buffer autotuned to megabytes can
  * take longer than the timeout to drain halfway to a peer that reads
  * steadily but slowly. So a peer that has acknowledged at least a byte per
- * millisecond (about 1 KB/s) since the write event was armed, or since the
+ * millisecond of the timeout since the write event was armed, or since the
  * last such check, gets the timeout again (1 here); one that read less
  * times out. A peer that stops reading is thus cut between one and two
  * timeouts after its last read, and one that reads a byte now and then
- * cannot hold its connection and buffers for ever.
+ * cannot hold its connection and buffers for ever. A peer's stack opens
+ * its window in steps of about half its receive buffer: one reading
+ * slower than that per timeout shows no progress for a whole timeout and
+ * is cut too (the docs say so; nginx's send_timeout cuts it sooner).
  */
 static int side_still_reading(struct side *side, int timeout_ms)
 {
