@@ -50,17 +50,21 @@ int balancer_next(struct balancer *b)
     return balancer_round_robin(b, NULL);
 }
 
+/*
+ * Two passes: find the fewest active per weight among the ok servers, then
+ * pick among every ok server at that same ratio by smooth weighted
+ * round-robin, as nginx's least_conn does. Idle servers are all tied, so
+ * sequential traffic is split by weight and interleaved, not 1:1:1.
+ * The scores in current[] are the ones balancer_round_robin keeps; a pool
+ * uses one balance method, so the two never share them. A tie of one
+ * server leaves its score as it was.
+ */
 int balancer_least_conn(struct balancer *b, const unsigned char *ok,
                         const int *active)
 {
+    unsigned char tied[BALANCER_MAX];
     int best = -1;
-    if (b->n <= 0) {
-        return -1;
-    }
-    /* Scan from a rotating start so ties go round. */
-    unsigned start = b->next_tie % (unsigned)b->n;
-    for (int k = 0; k < b->n; k++) {
-        int i = (int)((start + (unsigned)k) % (unsigned)b->n);
+    for (int i = 0; i < b->n; i++) {
         if (!ok[i]) {
             continue;
         }
@@ -70,10 +74,14 @@ int balancer_least_conn(struct balancer *b, const unsigned char *ok,
             best = i;
         }
     }
-    if (best >= 0) {
-        b->next_tie = (unsigned)best + 1;
+    if (best < 0) {
+        return -1;
     }
-    return best;
+    for (int i = 0; i < b->n; i++) {
+        tied[i] = ok[i] && (long long)active[i] * b->weight[best] ==
+                               (long long)active[best] * b->weight[i];
+    }
+    return balancer_round_robin(b, tied);
 }
 
 /* splitmix64's finalizer: a good 64-bit mix. */

@@ -8,7 +8,8 @@
  *     window of sum(weights) picks each server is chosen exactly weight
  *     times, and heavy servers are spread out rather than picked in bursts;
  *   - least connections: the fewest active exchanges per unit of weight,
- *     ties broken by round-robin;
+ *     ties broken by smooth weighted round-robin among the tied servers
+ *     (so idle servers share sequential requests by weight);
  *   - hash: weighted rendezvous hashing of a key, so a key keeps its server
  *     while that server is usable, and only the keys of a server that goes
  *     out move (spread over the others by weight).
@@ -26,8 +27,8 @@
 struct balancer {
     int n;
     int weight[BALANCER_MAX];
-    int current[BALANCER_MAX];
-    unsigned next_tie; /* least_conn: where the next tie-break starts */
+    int current[BALANCER_MAX]; /* smooth round-robin scores (also used to
+                                  break least_conn ties) */
 };
 
 /* Set up for n servers (1..BALANCER_MAX) with the given weights (>= 1). */
@@ -42,7 +43,10 @@ int balancer_next(struct balancer *b);
  */
 int balancer_round_robin(struct balancer *b, const unsigned char *ok);
 
-/* Fewest active[i] / weight[i] among ok servers; -1 when none is. */
+/*
+ * Fewest active[i] / weight[i] among ok servers, ties broken by smooth
+ * weighted round-robin among the tied ones; -1 when none is ok.
+ */
 int balancer_least_conn(struct balancer *b, const unsigned char *ok,
                         const int *active);
 

@@ -5,7 +5,8 @@
  * by hand and looks at the sequence of picks: a single server, equal
  * weights, nginx's documented {5, 1, 1} example, exact shares over any
  * window of sum(weights) picks, how long a heavy server may run, and the
- * treatment of weights below 1 and of too many servers.
+ * treatment of weights below 1 and of too many servers; least_conn's
+ * fewest-per-weight choice and its ties, which follow the weights too.
  */
 #include <check.h>
 #include <stdio.h>
@@ -281,18 +282,148 @@ START_TEST(test_least_conn_prefers_fewest_per_weight)
     ck_assert_int_eq(balancer_least_conn(&b, ok, a2), 2);
     ok[2] = 0;
     ck_assert_int_eq(balancer_least_conn(&b, ok, a2) != 2, 1);
-    /* all equal: ties go round */
+    /* all equal: ties go by weight (1, 1, 2) */
     int zero[] = {0, 0, 0};
     unsigned char all[] = {1, 1, 1};
     int seen[3] = {0};
-    for (int i = 0; i < 30; i++) {
+    for (int i = 0; i < 40; i++) {
         seen[balancer_least_conn(&b, all, zero)]++;
     }
     ck_assert_int_eq(seen[0], 10);
     ck_assert_int_eq(seen[1], 10);
-    ck_assert_int_eq(seen[2], 10);
+    ck_assert_int_eq(seen[2], 20);
     unsigned char none[] = {0, 0, 0};
     ck_assert_int_eq(balancer_least_conn(&b, none, zero), -1);
+}
+END_TEST
+
+/*
+ * One least_conn pick of a request that ends before the next one starts:
+ * the picked server is busy for the pick and idle again afterwards, so
+ * active[] is unchanged.
+ */
+static int least_conn_sequential(struct balancer *b, const unsigned char *ok,
+                                 int *active)
+{
+    int k = balancer_least_conn(b, ok, active);
+    ck_assert_msg(k >= 0 && k < b->n, "pick %d of %d", k, b->n);
+    active[k]++;
+    active[k]--;
+    return k;
+}
+
+/*
+ * Sequential requests find every server idle, so every pick is a tie: the
+ * weights must still hold (2:1:1, not 1:1:1), interleaved the way
+ * round_robin interleaves them, and equal weights never repeat a server.
+ */
+START_TEST(test_least_conn_idle_ties_follow_weights)
+{
+    static const int w[] = {2, 1, 1};
+    unsigned char ok[] = {1, 1, 1};
+    int active[] = {0, 0, 0};
+    struct balancer b, rr;
+    int seq[40];
+    int count[3] = {0};
+
+    balancer_init(&b, w, 3);
+    balancer_init(&rr, w, 3);
+    for (int i = 0; i < 40; i++) {
+        seq[i] = least_conn_sequential(&b, ok, active);
+        ck_assert_int_eq(seq[i], balancer_round_robin(&rr, ok));
+        count[seq[i]]++;
+    }
+    ck_assert_int_eq(count[0], 20);
+    ck_assert_int_eq(count[1], 10);
+    ck_assert_int_eq(count[2], 10);
+    /* every 4 consecutive picks: exactly 2, 1, 1 */
+    for (int start = 0; start + 4 <= 40; start++) {
+        int c[3] = {0};
+        for (int i = start; i < start + 4; i++) {
+            c[seq[i]]++;
+        }
+        ck_assert_msg(c[0] == 2 && c[1] == 1 && c[2] == 1,
+                      "window at %d: %d %d %d", start, c[0], c[1], c[2]);
+    }
+    ck_assert_int_le(longest_run(seq, 40, 0), 2);
+    ck_assert_int_eq(longest_run(seq, 40, 1), 1);
+    ck_assert_int_eq(longest_run(seq, 40, 2), 1);
+
+    /* equal weights: a plain rotation, never twice in a row */
+    static const int threes[] = {3, 3, 3};
+    int zero[] = {0, 0, 0};
+    balancer_init(&b, threes, 3);
+    for (int i = 0; i < 30; i++) {
+        ck_assert_int_eq(least_conn_sequential(&b, ok, zero), i % 3);
+    }
+}
+END_TEST
+
+/*
+ * Only the servers tied at the fewest active per weight take part, and
+ * among them the weights hold; a tie of equal ratios with different counts
+ * ({4/4, 2/2}) is a tie. Servers that are not ok stay out as before.
+ */
+START_TEST(test_least_conn_ties_among_subset_follow_weights)
+{
+    struct balancer b;
+    int count[4];
+
+    /* server 3 is busier: 0, 1 and 2 share 2:1:1 */
+    static const int w1[] = {2, 1, 1, 4};
+    unsigned char ok[] = {1, 1, 1, 1};
+    int a1[] = {0, 0, 0, 5};
+    balancer_init(&b, w1, 4);
+    memset(count, 0, sizeof(count));
+    for (int i = 0; i < 40; i++) {
+        count[least_conn_sequential(&b, ok, a1)]++;
+    }
+    ck_assert_int_eq(count[0], 20);
+    ck_assert_int_eq(count[1], 10);
+    ck_assert_int_eq(count[2], 10);
+    ck_assert_int_eq(count[3], 0);
+
+    /* ratios 1, 1, 3, 3: 0 and 1 are tied, and share 4:2 */
+    static const int w2[] = {4, 2, 1, 1};
+    int a2[] = {4, 2, 3, 3};
+    balancer_init(&b, w2, 4);
+    memset(count, 0, sizeof(count));
+    int seq[30];
+    for (int i = 0; i < 30; i++) {
+        seq[i] = least_conn_sequential(&b, ok, a2);
+        count[seq[i]]++;
+    }
+    ck_assert_int_eq(count[0], 20);
+    ck_assert_int_eq(count[1], 10);
+    ck_assert_int_eq(count[2] + count[3], 0);
+    ck_assert_int_le(longest_run(seq, 30, 0), 2); /* interleaved: 0 1 0 */
+    ck_assert_int_eq(longest_run(seq, 30, 1), 1);
+
+    /* server 0 not ok: 1 and 2, still tied, share 1:1 */
+    ok[0] = 0;
+    balancer_init(&b, w1, 4);
+    memset(count, 0, sizeof(count));
+    for (int i = 0; i < 20; i++) {
+        count[least_conn_sequential(&b, ok, a1)]++;
+    }
+    ck_assert_int_eq(count[0], 0);
+    ck_assert_int_eq(count[1], 10);
+    ck_assert_int_eq(count[2], 10);
+    ck_assert_int_eq(count[3], 0);
+
+    /* requests that stay in progress: active follows weight exactly */
+    static const int w3[] = {2, 1, 1};
+    unsigned char all[] = {1, 1, 1};
+    int held[] = {0, 0, 0};
+    balancer_init(&b, w3, 3);
+    for (int i = 1; i <= 40; i++) {
+        held[balancer_least_conn(&b, all, held)]++;
+        if (i % 4 == 0) {
+            ck_assert_int_eq(held[0], i / 2);
+            ck_assert_int_eq(held[1], i / 4);
+            ck_assert_int_eq(held[2], i / 4);
+        }
+    }
 }
 END_TEST
 
@@ -412,6 +543,8 @@ static Suite *balancer_suite(void)
     tcase_add_test(t, test_more_than_max_servers_clamped);
     tcase_add_test(t, test_round_robin_skips_unusable);
     tcase_add_test(t, test_least_conn_prefers_fewest_per_weight);
+    tcase_add_test(t, test_least_conn_idle_ties_follow_weights);
+    tcase_add_test(t, test_least_conn_ties_among_subset_follow_weights);
     tcase_add_test(t, test_hash_is_stable_weighted_and_minimal);
     suite_add_tcase(s, t);
     return s;
