@@ -149,6 +149,13 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
             s->st = &spare;
         }
         p->n_servers++;
+        if (cfg->max_fails > 1 &&
+            (s->fail_times = calloc((size_t)cfg->max_fails,
+                                    sizeof(*s->fail_times))) == NULL) {
+            snprintf(err, errlen, "out of memory");
+            pool_free(p);
+            return NULL;
+        }
         if (strcmp(cfg->health_check, "off") != 0) {
             s->check_timer = evtimer_new(base, check_start, s);
             if (s->check_timer == NULL) {
@@ -209,6 +216,7 @@ void pool_free(struct pool *p)
         if (s->dns_req != NULL) {
             evdns_getaddrinfo_cancel(s->dns_req);
         }
+        free(s->fail_times);
     }
     if (p->resolve_timer != NULL) {
         event_free(p->resolve_timer);
@@ -254,11 +262,19 @@ void pool_server_failed(struct pool_server *s, const char *why)
         return;
     }
     double now = util_now_ms();
-    if (now - s->fail_window_ms > cfg->fail_timeout_ms) {
-        s->fail_window_ms = now;
-        s->fails = 0;
+    int n = cfg->max_fails;
+    if (s->fails < n) {
+        s->fails++;
     }
-    if (++s->fails >= cfg->max_fails &&
+    /* A window that slides with each failure: the last max_fails of them,
+     * with no success between, all within fail_timeout. */
+    int within = 1;
+    if (n > 1) {
+        s->fail_times[s->fail_next] = now;
+        s->fail_next = (s->fail_next + 1) % n;
+        within = now - s->fail_times[s->fail_next] <= cfg->fail_timeout_ms;
+    }
+    if (s->fails >= n && within &&
         (s->down_until_ms == 0 || now >= s->down_until_ms)) {
         s->down_until_ms = now + cfg->fail_timeout_ms;
         s->fails = 0;

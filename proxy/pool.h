@@ -47,8 +47,9 @@ struct pool_server {
     struct upconn_list idle;        /* this server's idle connections */
     int active;                     /* connections lent to sessions */
     /* passive health */
-    int fails;
-    double fail_window_ms; /* start of the window the fails count in */
+    int fails;             /* since the last success, up to max_fails */
+    double *fail_times;    /* of the last max_fails failures (a ring) */
+    int fail_next;         /* the ring's next slot: its oldest time */
     double down_until_ms;  /* out of service until then */
     /* active health */
     int check_up;         /* 1 unless health checks took it out */

@@ -514,6 +514,55 @@ START_TEST(test_passive_health_takes_a_dead_server_out_and_back)
 }
 END_TEST
 
+/* Two requests through the pool of a live and a dead server (round-robin,
+ * no retry): one 200, one 502, a failure of the dead one. */
+static void one_failure_each(void)
+{
+    int got[2];
+    for (int i = 0; i < 2; i++) {
+        got[i] =
+            exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", NULL);
+    }
+    ck_assert_msg((got[0] == 200 && got[1] == 502) ||
+                      (got[0] == 502 && got[1] == 200),
+                  "got %d and %d", got[0], got[1]);
+}
+
+START_TEST(test_max_fails_counts_in_a_sliding_window)
+{
+    /* max_fails = 3 within fail_timeout (T): the last three failures,
+     * whenever the first of them came. At 0, 0.6 T and 1.2 T there are
+     * never three within T; a fourth right after the third makes three
+     * (0.6 T to 1.2 T). A window fixed at the first failure started again
+     * at 1.2 T and counted only two. */
+    int t_ms = (int)(1000 * harness_scale());
+    int dead = harness_dead_port();
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "access_log = stderr\n"
+                  "[upstream pool]\nserver = 127.0.0.1:%d\n"
+                  "server = 127.0.0.1:%d\nmax_fails = 3\n"
+                  "fail_timeout = %dms\nretries = 0\n"
+                  "[route /]\nupstream = pool\n",
+                  origin[0].port, dead, t_ms);
+    one_failure_each();
+    usleep((useconds_t)t_ms * 600);
+    one_failure_each();
+    usleep((useconds_t)t_ms * 600);
+    one_failure_each();
+    ck_assert_msg(strstr(harness_log(&proxy), " out for ") == NULL,
+                  "out after three failures over 1.2 fail_timeout:\n%s",
+                  harness_log(&proxy));
+    one_failure_each();
+    char line[128];
+    snprintf(line, sizeof(line), "server 127.0.0.1:%d out for %d ms after 3 "
+             "failures", dead, t_ms);
+    ck_assert_msg(harness_log_wait(&proxy, line, 2000), "no \"%s\" in:\n%s",
+                  line, harness_log(&proxy));
+}
+END_TEST
+
 /* ---- 5. every server out ----------------------------------------------- */
 
 START_TEST(test_every_server_out_answers_503)
@@ -3002,6 +3051,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_reloads_faster_than_drains_wait_for_a_stats_slot);
     tcase_add_test(tc, test_upstreams_past_the_metrics_room_are_named);
     tcase_add_test(tc, test_passive_health_takes_a_dead_server_out_and_back);
+    tcase_add_test(tc, test_max_fails_counts_in_a_sliding_window);
     tcase_add_test(tc, test_post_not_retried_get_retried);
     tcase_add_test(tc, test_body_tried_elsewhere_after_connect_failure);
     tcase_add_test(tc, test_empty_chunked_body_retried_whole);
