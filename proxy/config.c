@@ -807,17 +807,27 @@ static int set_value(struct parser *p, const struct directive *d, void *base,
     uint64_t v = 0;
     int64_t ms;
 
+    int rc;
+
     switch (d->type) {
     case TYPE_DURATION:
-        if (util_parse_duration(value, &ms) < 0) {
-            bad_value(p, d, value, "a duration like 250ms, 30s or 2m");
+        if ((rc = util_parse_duration(value, &ms)) < 0) {
+            if (rc == -2) {
+                out_of_range(p, d, value);
+            } else {
+                bad_value(p, d, value, "a duration like 250ms, 30s or 2m");
+            }
             return -1;
         }
         v = (uint64_t)ms;
         break;
     case TYPE_SIZE:
-        if (util_parse_size(value, &v) < 0) {
-            bad_value(p, d, value, "a size like 512, 64k or 1m");
+        if ((rc = util_parse_size(value, &v)) < 0) {
+            if (rc == -2) {
+                out_of_range(p, d, value);
+            } else {
+                bad_value(p, d, value, "a size like 512, 64k or 1m");
+            }
             return -1;
         }
         break;
@@ -826,10 +836,14 @@ static int set_value(struct parser *p, const struct directive *d, void *base,
             store_number(field, d->store, d->keyword_value);
             return 0;
         }
-        if (util_parse_uint(value, &v) < 0) {
-            bad_value(p, d, value,
-                      d->keyword != NULL ? "a whole number or auto"
-                                         : "a whole number");
+        if ((rc = util_parse_uint(value, &v)) < 0) {
+            if (rc == -2) {
+                out_of_range(p, d, value);
+            } else {
+                bad_value(p, d, value,
+                          d->keyword != NULL ? "a whole number or auto"
+                                             : "a whole number");
+            }
             return -1;
         }
         break;

@@ -35,24 +35,28 @@ static char ascii_lower(char c)
  * Read the run of decimal digits at *s into *out and advance *s past it.
  * Returns 0, or -1 if there is no digit or the number exceeds max.
  */
+/* Digits up to max: 0, -1 for none, -2 past max (all of them read, so
+ * the caller can still tell a bad unit from a large number). */
 static int parse_digits(const char **s, uint64_t max, uint64_t *out)
 {
     const char *p = *s;
     uint64_t v = 0;
+    int over = 0;
 
     if (!is_digit(*p)) {
         return -1;
     }
     for (; is_digit(*p); p++) {
         uint64_t d = (uint64_t)(*p - '0');
-        if (v > (max - d) / 10) {
-            return -1;
+        if (over || v > (max - d) / 10) {
+            over = 1;
+            continue;
         }
         v = v * 10 + d;
     }
     *out = v;
     *s = p;
-    return 0;
+    return over ? -2 : 0;
 }
 
 struct timeval util_ms_to_tv(int ms)
@@ -64,9 +68,14 @@ struct timeval util_ms_to_tv(int ms)
 int util_parse_uint(const char *s, uint64_t *out)
 {
     uint64_t v;
+    int rc;
 
-    if (s == NULL || parse_digits(&s, UINT64_MAX, &v) < 0 || *s != '\0') {
+    if (s == NULL || (rc = parse_digits(&s, UINT64_MAX, &v)) == -1 ||
+        *s != '\0') {
         return -1;
+    }
+    if (rc < 0) {
+        return -2;
     }
     *out = v;
     return 0;
@@ -79,8 +88,9 @@ int util_parse_uint(const char *s, uint64_t *out)
 int util_parse_duration(const char *s, int64_t *ms)
 {
     uint64_t v, mult;
+    int rc;
 
-    if (s == NULL || parse_digits(&s, INT64_MAX, &v) < 0) {
+    if (s == NULL || (rc = parse_digits(&s, INT64_MAX, &v)) == -1) {
         return -1;
     }
     if (strcmp(s, "ms") == 0) {
@@ -94,8 +104,8 @@ int util_parse_duration(const char *s, int64_t *ms)
     } else {
         return -1;
     }
-    if (v > (uint64_t)INT64_MAX / mult) {
-        return -1;
+    if (rc < 0 || v > (uint64_t)INT64_MAX / mult) {
+        return -2;
     }
     *ms = (int64_t)(v * mult);
     return 0;
@@ -104,8 +114,9 @@ int util_parse_duration(const char *s, int64_t *ms)
 int util_parse_size(const char *s, uint64_t *bytes)
 {
     uint64_t v, mult = 1;
+    int rc;
 
-    if (s == NULL || parse_digits(&s, UINT64_MAX, &v) < 0) {
+    if (s == NULL || (rc = parse_digits(&s, UINT64_MAX, &v)) == -1) {
         return -1;
     }
     switch (ascii_lower(*s)) {
@@ -127,8 +138,11 @@ int util_parse_size(const char *s, uint64_t *bytes)
     if (ascii_lower(*s) == 'b') {
         s++;
     }
-    if (*s != '\0' || v > UINT64_MAX / mult) {
+    if (*s != '\0') {
         return -1;
+    }
+    if (rc < 0 || v > UINT64_MAX / mult) {
+        return -2;
     }
     *bytes = v * mult;
     return 0;

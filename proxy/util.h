@@ -12,15 +12,16 @@
 /*
  * Parse a duration: digits with an optional unit `ms`, `s` (default), `m`
  * or `h`; "250ms" -> 250, "30s" -> 30000, "2m" -> 120000, "5" -> 5000.
- * Returns 0 and stores milliseconds in *ms, or -1 on a malformed value or
- * an overflow past INT64_MAX.
+ * Returns 0 and stores milliseconds in *ms, -1 on a malformed value, or -2
+ * on a well-formed one past INT64_MAX.
  */
 int util_parse_duration(const char *s, int64_t *ms);
 
 /*
  * Parse a size: digits with an optional unit `k`, `m`, `g` (powers of 1024,
  * case-insensitive, an optional trailing `b`); "64k" -> 65536, "10" -> 10.
- * Returns 0 and stores bytes in *bytes, or -1 on a malformed value/overflow.
+ * Returns 0 and stores bytes in *bytes, -1 on a malformed value, or -2 on
+ * a well-formed one past 2^64 - 1.
  */
 int util_parse_size(const char *s, uint64_t *bytes);
 
@@ -31,7 +32,7 @@ struct timeval util_ms_to_tv(int ms);
  * tcpi_bytes_acked); 0 and -1 if the kernel does not say. */
 int util_tcp_bytes_acked(int fd, uint64_t *acked);
 
-/* Parse a plain non-negative decimal integer; 0 or -1 as above. */
+/* Parse a plain non-negative decimal integer; 0, -1 or -2 as above. */
 int util_parse_uint(const char *s, uint64_t *out);
 
 /*

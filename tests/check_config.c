@@ -402,8 +402,14 @@ START_TEST(server_numbers_and_sizes)
                "t.conf:2: value \"1000001\" for max_connections is out of "
                "range: expected 1..1000000");
     LOAD_ERROR("[server]\nmax_connections = 99999999999999999999999\n",
-               "t.conf:2: bad value \"99999999999999999999999\" for "
-               "max_connections: expected a whole number");
+               "t.conf:2: value \"99999999999999999999999\" for "
+               "max_connections is out of range: expected 1..1000000");
+    LOAD_ERROR("[server]\nclient_header_timeout = 99999999999999999999h\n",
+               "t.conf:2: value \"99999999999999999999h\" for "
+               "client_header_timeout is out of range: expected 1ms..24h");
+    LOAD_ERROR("[server]\nbuffer_size = 99999999999g\n",
+               "t.conf:2: value \"99999999999g\" for buffer_size is out of "
+               "range: expected 4k..64m");
     LOAD_ERROR("[server]\nbacklog = 65536\n",
                "t.conf:2: value \"65536\" for backlog is out of range: "
                "expected 1..65535");

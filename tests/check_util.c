@@ -41,6 +41,11 @@ START_TEST(duration_overflow)
     ck_assert_int_eq(dur("9223372036854776s"), -2);
     ck_assert_int_eq(dur("2562047788015215h"), -2);
     ck_assert_int_eq(dur("99999999999999999999999999"), -2);
+    /* Too large (-2) and malformed (-1) are told apart. */
+    int64_t ms;
+    ck_assert_int_eq(util_parse_duration("9223372036854776s", &ms), -2);
+    ck_assert_int_eq(util_parse_duration("99999999999999999999h", &ms), -2);
+    ck_assert_int_eq(util_parse_duration("99999999999999999999x", &ms), -1);
 }
 END_TEST
 
@@ -94,6 +99,10 @@ START_TEST(size_overflow)
     ck_assert_uint_eq(size("17179869183g"), 17179869183ULL << 30);
     ck_assert_uint_eq(size("17179869184g"), REJECTED);
     ck_assert_uint_eq(size("18014398509481984k"), REJECTED);
+    uint64_t b;
+    ck_assert_int_eq(util_parse_size("18014398509481984k", &b), -2);
+    ck_assert_int_eq(util_parse_size("99999999999999999999", &b), -2);
+    ck_assert_int_eq(util_parse_size("99999999999999999999t", &b), -1);
 }
 END_TEST
 
@@ -122,8 +131,10 @@ START_TEST(uint_values)
     ck_assert_uint_eq(v, 12345);
     ck_assert_int_eq(util_parse_uint("18446744073709551615", &v), 0);
     ck_assert_uint_eq(v, UINT64_MAX);
-    ck_assert_int_eq(util_parse_uint("18446744073709551616", &v), -1);
-    ck_assert_int_eq(util_parse_uint("99999999999999999999", &v), -1);
+    /* Well formed but too large: -2, so a conf can say "out of range". */
+    ck_assert_int_eq(util_parse_uint("18446744073709551616", &v), -2);
+    ck_assert_int_eq(util_parse_uint("99999999999999999999", &v), -2);
+    ck_assert_int_eq(util_parse_uint("99999999999999999999x", &v), -1);
     ck_assert_int_eq(util_parse_uint("", &v), -1);
     ck_assert_int_eq(util_parse_uint("-1", &v), -1);
     ck_assert_int_eq(util_parse_uint("+1", &v), -1);
