@@ -155,6 +155,23 @@ static void add_ms(struct evbuffer *b, const char *name, double ms)
     }
 }
 
+/* The target as logged: never let it break the line or the quoting. */
+static void log_target(struct evbuffer *b, const struct accesslog_entry *e)
+{
+    if (e->target == NULL || e->target_len == 0) {
+        evbuffer_add(b, "-", 1);
+        return;
+    }
+    for (int i = 0; i < e->target_len; i++) {
+        unsigned char c = (unsigned char)e->target[i];
+        if (c < 0x20 || c == '"' || c == '\\' || c >= 0x7f) {
+            evbuffer_add_printf(b, "\\x%02x", c);
+        } else {
+            evbuffer_add(b, &e->target[i], 1);
+        }
+    }
+}
+
 void accesslog_write(struct accesslog *log, const struct accesslog_entry *e)
 {
     if (log == NULL) {
@@ -171,24 +188,19 @@ void accesslog_write(struct accesslog *log, const struct accesslog_entry *e)
         cached_at = tv.tv_sec;
     }
     struct evbuffer *b = log->buf;
-    evbuffer_add_printf(b, "%s.%03dZ %s \"%s ", stamp,
-                        (int)(tv.tv_usec / 1000), e->client,
-                        e->method ? e->method : "-");
-    if (e->target != NULL && e->target_len > 0) {
-        /* Never let a target break the line or the quoting. */
-        for (int i = 0; i < e->target_len; i++) {
-            unsigned char c = (unsigned char)e->target[i];
-            if (c < 0x20 || c == '"' || c == '\\' || c >= 0x7f) {
-                evbuffer_add_printf(b, "\\x%02x", c);
-            } else {
-                evbuffer_add(b, &e->target[i], 1);
-            }
-        }
+    evbuffer_add_printf(b, "%s.%03dZ %s \"", stamp, (int)(tv.tv_usec / 1000),
+                        e->client);
+    if (e->method == NULL && (e->target == NULL || e->target_len == 0)) {
+        /* No request line was read (a 408 or 431 on a head, say): "-",
+         * as nginx logs it. */
+        evbuffer_add(b, "-\"", 2);
     } else {
-        evbuffer_add(b, "-", 1);
+        evbuffer_add_printf(b, "%s ", e->method ? e->method : "-");
+        log_target(b, e);
+        evbuffer_add_printf(b, " HTTP/%d.%d\"", e->http_major,
+                            e->http_minor);
     }
-    evbuffer_add_printf(b, " HTTP/%d.%d\" %d %llu %llu %s", e->http_major,
-                        e->http_minor, e->status,
+    evbuffer_add_printf(b, " %d %llu %llu %s", e->status,
                         (unsigned long long)e->bytes_in,
                         (unsigned long long)e->bytes_out,
                         e->upstream ? e->upstream : "-");

@@ -289,7 +289,9 @@ START_TEST(test_header_deadline_silent_client)
     assert_timely(harness_now() - t0, 300, "408");
     assert_error_response(fd, &r, 408);
     response_free(&r);
-    harness_assert_logged(&proxy, port, "\" 408 ", " term=client_header_timeout", NULL);
+    /* No request line to log: "-", as nginx. */
+    harness_assert_logged(&proxy, port, " \"-\" 408 ",
+                          " term=client_header_timeout", NULL);
 }
 END_TEST
 
