@@ -96,12 +96,13 @@ struct origin_loop {
 };
 
 /*
- * One client connection, tracked only so that shutdown can free the
- * connections still open (evhtp keeps no list). Owned by its loop; freed by
- * the connection's fini hook.
+ * One client connection, tracked so that shutdown can free the connections
+ * still open (evhtp keeps no list) and so that a bad head is answered once.
+ * Owned by its loop; freed by the connection's fini hook.
  */
 struct session {
     evhtp_connection_t *conn;
+    bool refused; /* a closing answer was written; nothing more to say */
     LIST_ENTRY(session) link;
 };
 
@@ -808,6 +809,97 @@ static void on_exchange_timer(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* ---- bad heads ---- */
+
+/*
+ * What evhtp's parser rejects, evhtp answers with nothing: it frees the
+ * connection, with no request left to reply on. So the connection's fini
+ * hook reads the parser's error and writes a closing answer straight to
+ * the socket, once. Nothing is written if a reply of ours is still queued
+ * (the answer would cut into it); otherwise the output is empty, as it is
+ * while a head is read, and the few bytes go out whole.
+ */
+
+/* Write a closing answer to s's client, once; no body if head_only. */
+static void session_refuse(struct session *s, unsigned status,
+                           const char *why, bool head_only)
+{
+    struct bufferevent *bev = evhtp_connection_get_bev(s->conn);
+    const char *reason = status == 505   ? "HTTP Version Not Supported"
+                         : status == 431 ? "Request Header Fields Too Large"
+                         : status == 414 ? "URI Too Long"
+                                         : "Bad Request";
+    char msg[512];
+    int n;
+
+    if (s->refused || bev == NULL ||
+        evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+        return;
+    }
+    s->refused = true;
+    n = snprintf(msg, sizeof(msg),
+                 "HTTP/1.1 %u %s\r\nContent-Type: text/plain\r\n"
+                 "Content-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
+                 status, reason, strlen(why) + 1, head_only ? "" : why);
+    if (n > 0 && (size_t)n < sizeof(msg)) {
+        if (head_only) {
+            n--; /* the newline of the empty body */
+        }
+        (void)send(bufferevent_getfd(bev), msg, (size_t)n,
+                   MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+}
+
+/*
+ * The answer to a head evhtp's parser rejected, with its reason in *why;
+ * 0 if the connection ends for another reason. The parser reads a version
+ * only after the target, so major 0 means "still in the request line".
+ */
+static unsigned parse_failure(evhtp_connection_t *conn, const char **why)
+{
+    evhtp_request_t *req = conn->request;
+    bool in_line = htparser_get_major(conn->parser) == 0;
+    evhtp_header_t *last;
+
+    switch (htparser_get_error(conn->parser)) {
+    case htparse_error_none:
+        return 0;
+    case htparse_error_user:
+        /* A hook said stop: ours answer for themselves, and a complete
+         * request we paused leaves this error behind; evhtp's own mark
+         * the request (a field with no colon, a query it cannot split). */
+        if (req == NULL || (req->status != EVHTP_RES_ERROR &&
+                            req->status != EVHTP_RES_FATAL)) {
+            return 0;
+        }
+        break;
+    case htparse_error_too_big:
+        /* Or a Content-Length that is no number below 2^64: its name is
+         * in the head and its value not yet. */
+        last = req != NULL ? TAILQ_LAST(req->headers_in, evhtp_kvs) : NULL;
+        if (!in_line && last != NULL && last->val == NULL &&
+            strcasecmp(last->key, "Content-Length") == 0) {
+            *why = "invalid Content-Length";
+            return 400;
+        }
+        /* A token (target, field name or value) past the parser's 8 KiB. */
+        *why = in_line ? "request line too long (limit 8 KiB)"
+                       : "request header field too large (limit 8 KiB)";
+        return in_line ? 414 : 431;
+    case htparse_error_inval_ver:
+        /* "HTTP/" then no digit 1-9: HTTP/0.9, HTTP/0.0 (or "HTTP/x"). */
+        if (in_line) {
+            *why = "HTTP version not supported: use HTTP/1.1";
+            return 505;
+        }
+        break;
+    default:
+        break;
+    }
+    *why = "malformed request head";
+    return 400;
+}
+
 /* ---- evhtp hooks and callbacks ---- */
 
 /* Request body bytes: hash them for /echo, count and drop them always. */
@@ -876,10 +968,39 @@ static struct exchange *exchange_attach(evhtp_request_t *req)
     return x;
 }
 
-/* Request head parsed (callback-level hook): start its exchange. */
+/* Refuse a head without an HTTP version; see on_request_line. */
+static evhtp_res session_refuse_versionless(struct session *s,
+                                            evhtp_request_t *req)
+{
+    session_refuse(s, 400, "no HTTP version in the request line",
+                   evhtp_request_get_method(req) == htp_method_HEAD);
+    return EVHTP_RES_ERROR;
+}
+
+/*
+ * A request line ended in CRLF (connection hook). Without a version
+ * ("GET /", HTTP/0.9's form) the parser goes on to read a head, and evhtp,
+ * which picks a request's callback when the target ends in a space, gives
+ * "GET /" none: it would never be answered. Refuse it now, before its
+ * head; anything but EVHTP_RES_OK stops the parser and evhtp frees the
+ * connection.
+ */
+static evhtp_res on_request_line(evhtp_request_t *req, void *arg)
+{
+    if (htparser_get_major(evhtp_request_get_connection(req)->parser) == 0) {
+        return session_refuse_versionless(arg, req);
+    }
+    return EVHTP_RES_OK;
+}
+
+/* Request head parsed (connection hook): refuse it if its request line,
+ * ended by a bare LF, had no version; else start its exchange. */
 static evhtp_res on_request_headers(evhtp_request_t *req,
                                     evhtp_headers_t *headers, void *arg)
 {
+    if (htparser_get_major(evhtp_request_get_connection(req)->parser) == 0) {
+        return session_refuse_versionless(arg, req);
+    }
     if (exchange_of(req) != NULL) {
         return EVHTP_RES_OK;
     }
@@ -921,11 +1042,18 @@ static void on_request(evhtp_request_t *req, void *arg)
 
 /* ---- sessions and loops ---- */
 
-/* evhtp is freeing a connection: forget its session. */
+/* evhtp is freeing a connection: answer a head its parser rejected, then
+ * forget the session. */
 static evhtp_res on_session_fini(evhtp_connection_t *conn, void *arg)
 {
     struct session *s = arg;
+    const char *why = NULL;
+    unsigned status = parse_failure(conn, &why);
 
+    if (status != 0) {
+        session_refuse(s, status, why,
+                       htparser_get_method(conn->parser) == htp_method_HEAD);
+    }
     LIST_REMOVE(s, link);
     free(s);
     return EVHTP_RES_OK;
@@ -945,6 +1073,10 @@ static evhtp_res on_session_accepted(evhtp_connection_t *conn, void *arg)
     LIST_INSERT_HEAD(&loop->sessions, s, link);
     evhtp_connection_set_hook(conn, evhtp_hook_on_connection_fini,
                               HOOK(on_session_fini), s);
+    evhtp_connection_set_hook(conn, evhtp_hook_on_headers_start,
+                              HOOK(on_request_line), s);
+    evhtp_connection_set_hook(conn, evhtp_hook_on_headers,
+                              HOOK(on_request_headers), s);
     return EVHTP_RES_OK;
 }
 
@@ -978,8 +1110,6 @@ static int origin_loop_init(struct origin_loop *loop,
                             const struct sockaddr_storage *ss,
                             socklen_t sslen, char *err, size_t errlen)
 {
-    evhtp_callback_t *cb;
-
     LIST_INIT(&loop->sessions);
     loop->base = event_base_new();
     loop->htp = loop->base != NULL ? evhtp_new(loop->base, NULL) : NULL;
@@ -987,14 +1117,7 @@ static int origin_loop_init(struct origin_loop *loop,
         snprintf(err, errlen, "cannot initialise libevent/libevhtp");
         return -1;
     }
-    /* One catch-all callback so that its hooks reach every request. */
-    cb = evhtp_set_glob_cb(loop->htp, "*", on_request, NULL);
-    if (cb == NULL ||
-        evhtp_callback_set_hook(cb, evhtp_hook_on_headers,
-                                HOOK(on_request_headers), NULL) != 0) {
-        snprintf(err, errlen, "cannot register callbacks");
-        return -1;
-    }
+    /* Every request comes here; its head hooks are the connection's. */
     evhtp_set_gencb(loop->htp, on_request, NULL);
     /* Set on the listener, inherited by every accepted socket: without it,
      * Nagle holds a /stream chunk back until the client's delayed ACK. */

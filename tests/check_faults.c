@@ -462,6 +462,74 @@ START_TEST(test_origin_refuses_bad_requests_at_once)
 }
 END_TEST
 
+/*
+ * What libevhtp's parser rejects gets a real answer and a close: the
+ * origin closed without a word on HTTP/0.9 and 0.0, on a field or a target
+ * past the parser's 8 KiB, on a bad Content-Length, and never answered a
+ * request line without a version ("GET /", waited on for ever).
+ */
+START_TEST(test_origin_answers_bad_heads)
+{
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    static char big_value[9000], big_target[9000];
+    memset(big_value, 'v', sizeof(big_value) - 1);
+    memset(big_target, 't', sizeof(big_target) - 1);
+    static const struct {
+        const char *raw, *big, *rest, *want;
+    } cases[] = {
+        {"GET / HTTP/0.9\r\nHost: a\r\n\r\n", "", "", "HTTP/1.1 505 "},
+        {"GET / HTTP/0.0\r\nHost: a\r\n\r\n", "", "", "HTTP/1.1 505 "},
+        {"GET /\r\n\r\n", "", "", "HTTP/1.1 400 "},
+        {"GET /\r\n", "", "", "HTTP/1.1 400 "}, /* HTTP/0.9's whole request */
+        {"GET / \r\n\r\n", "", "", "HTTP/1.1 400 "},
+        {"GET / HTTP/1.1\r\nHost: a\r\nX: ", big_value, "\r\n\r\n",
+         "HTTP/1.1 431 "},
+        {"GET /", big_target, " HTTP/1.1\r\nHost: a\r\n\r\n", "HTTP/1.1 414 "},
+        {"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", "", "",
+         "HTTP/1.1 400 "},
+        {"GET / FTP/1.1\r\nHost: a\r\n\r\n", "", "", "HTTP/1.1 400 "},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int fd = harness_connect(origin.port);
+        ck_assert_int_eq(harness_send(fd, cases[i].raw), 0);
+        ck_assert_int_eq(harness_send(fd, cases[i].big), 0);
+        ck_assert_int_eq(harness_send(fd, cases[i].rest), 0);
+        char got[4096];
+        size_t len = 0;
+        int closed = harness_read_until(fd, got, sizeof(got), &len, NULL,
+                                        2000);
+        close(fd);
+        ck_assert_msg(strncmp(got, cases[i].want, strlen(cases[i].want)) == 0,
+                      "%.40s%s: got: %.200s", cases[i].raw,
+                      cases[i].big[0] != '\0' ? " (big)" : "", got);
+        ck_assert_msg(strstr(got, "\r\nConnection: close\r\n") != NULL,
+                      "%.40s: got: %.200s", cases[i].raw, got);
+        ck_assert_msg(closed, "%.40s: still open after its answer",
+                      cases[i].raw);
+    }
+    /* A limit of the origin's, not the proxy's: one field just under the
+     * 8 KiB still goes through, and a HEAD's 431 has no body. */
+    char raw[9000];
+    snprintf(raw, sizeof(raw),
+             "GET / HTTP/1.1\r\nHost: a\r\nX: %.8191s\r\n\r\n", big_value);
+    struct response r;
+    ck_assert_int_eq(harness_exchange(origin.port, raw, &r, 5000), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert(r.complete);
+    response_free(&r);
+    snprintf(raw, sizeof(raw),
+             "HEAD / HTTP/1.1\r\nHost: a\r\nX: %.8192s\r\n\r\n", big_value);
+    int fd = harness_connect(origin.port);
+    ck_assert_int_eq(harness_send(fd, raw), 0);
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 1), 0);
+    ck_assert_int_eq(r.status, 431);
+    ck_assert_int_eq(r.body_len, 0);
+    ck_assert_int_eq(harness_wait_closed(fd, 2000), 1);
+    close(fd);
+    response_free(&r);
+}
+END_TEST
+
 static Suite *faults_suite(void)
 {
     Suite *s = suite_create("faults");
@@ -481,6 +549,7 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, test_origin_threads_answer_a_connect_burst);
     tcase_add_test(tc, test_origin_refuses_a_port_in_use);
     tcase_add_test(tc, test_origin_refuses_bad_requests_at_once);
+    tcase_add_test(tc, test_origin_answers_bad_heads);
     suite_add_tcase(s, tc);
     return s;
 }
