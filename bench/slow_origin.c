@@ -1197,7 +1197,10 @@ static void usage(FILE *f)
 "             query: delay=0 status=200\n"
 "HEAD gets the headers only; 204 and 304 get neither body nor length;\n"
 "a bad query value gets a 400 naming it, at once; a version other than\n"
-"HTTP/1.0 and 1.1 gets 505.\n");
+"HTTP/1.0 and 1.1 gets 505. A target over 8189 bytes gets 414, a header\n"
+"name or value over 8191 bytes 431 (libevhtp's limit, per field: a head\n"
+"of many fields may be larger); a malformed head, or one without a\n"
+"version, gets 400.\n");
 }
 
 /* Parse the command line into conf; exits on error or -h. */
