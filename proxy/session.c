@@ -2084,10 +2084,13 @@ static int upstream_connect(struct session *s, struct pool_server *server,
         if (bufferevent_socket_connect(c->bev,
                                        (struct sockaddr *)&server->addr,
                                        (int)server->addrlen) < 0) {
+            /* Failed at once (unreachable, no local port): like a connect
+             * that fails later, it counts against the server and another
+             * may be tried. */
             char reason[160];
             snprintf(reason, sizeof(reason), "cannot connect to upstream: %s",
                      strerror(errno));
-            return reply_error(s, 502, "upstream_connect_error", reason);
+            return upstream_fail(s, 502, "upstream_connect_error", reason);
         }
         /* Reads start once connected (on_upstream_event): an EOF read
          * first, in the loop pass that also reports the connect, would

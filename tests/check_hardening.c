@@ -1130,21 +1130,9 @@ END_TEST
  */
 static void get_with_failing_head_write(int nth, struct talk *t)
 {
-    static char preload[1100], at[32], asan[1100];
-    snprintf(preload, sizeof(preload), "LD_PRELOAD=%s",
-             harness_path("tests/fail_reserve.so"));
+    char at[32];
     snprintf(at, sizeof(at), "SB_FAIL_RESERVE_AT=%d", nth);
-    /* ASan wants its runtime first among the libraries: the shim is. */
-    const char *child = getenv("SB_CHILD_ASAN_OPTIONS");
-    snprintf(asan, sizeof(asan), "ASAN_OPTIONS=%s%sverify_asan_link_order=0",
-             child != NULL ? child : "", child != NULL ? ":" : "");
-    static const char *wrap[5];
-    wrap[0] = "/usr/bin/env";
-    wrap[1] = preload;
-    wrap[2] = at;
-    wrap[3] = asan;
-    wrap[4] = NULL;
-    harness_wrap = wrap;
+    harness_preload("tests/fail_reserve.so", at);
     start_script(h_reply, (void *)&keep_ok, "", "");
     harness_wrap = NULL;
 

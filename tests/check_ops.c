@@ -829,6 +829,51 @@ static void accept_read_close(int fd, void *arg)
     harness_read_request_head(fd);
 }
 
+/*
+ * A connect that fails at once (an unreachable network, made here by
+ * tests/fail_connect.so for one server's port) is a failure of that
+ * server like a refused one: counted, and the request, never sent, goes
+ * to another server, a POST with its body too. It was answered 502.
+ */
+START_TEST(test_connect_failing_at_once_is_retried)
+{
+    int unreachable = harness_dead_port();
+    char port[32];
+    snprintf(port, sizeof(port), "SB_FAIL_CONNECT_PORT=%d", unreachable);
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    harness_preload("tests/fail_connect.so", port);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "access_log = stderr\n"
+                  "[upstream pool]\nserver = 127.0.0.1:%d\n"
+                  "server = 127.0.0.1:%d\nretries = 1\nmax_fails = 2\n"
+                  "fail_timeout = 1h\n[route /]\nupstream = pool\n",
+                  unreachable, origin[0].port);
+    harness_wrap = NULL;
+    /* Round-robin: the first goes to the unreachable server, and so does a
+     * later one, until its second failure takes it out. */
+    for (int i = 0; i < 4; i++) {
+        struct response r;
+        ck_assert_int_eq(exchange(proxy.port,
+                                  "POST /echo HTTP/1.1\r\nHost: a\r\n"
+                                  "Content-Length: 11\r\n\r\nhello=world",
+                                  &r),
+                         200);
+        ck_assert_msg(strstr(r.body, "body-length: 11\n") != NULL,
+                      "the origin saw: %s", r.body);
+        response_free(&r);
+    }
+    ck_assert_msg(strstr(harness_log(&proxy), "retry 1 of 1: POST /echo") !=
+                      NULL,
+                  "no retry in:\n%s", harness_log(&proxy));
+    char line[128];
+    snprintf(line, sizeof(line), "server 127.0.0.1:%d out for", unreachable);
+    ck_assert_msg(harness_log_wait(&proxy, line, 2000), "no \"%s\" in:\n%s",
+                  line, harness_log(&proxy));
+    ck_assert(strstr(harness_log(&proxy), "Network is unreachable") != NULL);
+}
+END_TEST
+
 START_TEST(test_post_not_retried_get_retried)
 {
     harness_script(&script, accept_read_close, NULL, 0);
@@ -3053,6 +3098,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_passive_health_takes_a_dead_server_out_and_back);
     tcase_add_test(tc, test_max_fails_counts_in_a_sliding_window);
     tcase_add_test(tc, test_post_not_retried_get_retried);
+    tcase_add_test(tc, test_connect_failing_at_once_is_retried);
     tcase_add_test(tc, test_body_tried_elsewhere_after_connect_failure);
     tcase_add_test(tc, test_empty_chunked_body_retried_whole);
     tcase_add_test(tc, test_admin_endpoints);

@@ -30,6 +30,24 @@ int harness_nofile;
 int harness_stderr = -1;
 const char *const *harness_wrap;
 
+void harness_preload(const char *rel, const char *setting)
+{
+    static char preload[1100], set[128], asan[1100];
+    static const char *wrap[5];
+    snprintf(preload, sizeof(preload), "LD_PRELOAD=%s", harness_path(rel));
+    snprintf(set, sizeof(set), "%s", setting);
+    /* ASan wants its runtime first among the libraries: the shim is. */
+    const char *child = getenv("SB_CHILD_ASAN_OPTIONS");
+    snprintf(asan, sizeof(asan), "ASAN_OPTIONS=%s%sverify_asan_link_order=0",
+             child != NULL ? child : "", child != NULL ? ":" : "");
+    wrap[0] = "/usr/bin/env";
+    wrap[1] = preload;
+    wrap[2] = set;
+    wrap[3] = asan;
+    wrap[4] = NULL;
+    harness_wrap = wrap;
+}
+
 static struct proc *started[MAX_PROCS];
 static int n_started;
 static int atexit_set;

@@ -41,6 +41,11 @@ extern int harness_stderr;
  * command, e.g. {"/usr/bin/unshare", "-pf", ..., NULL}. */
 extern const char *const *harness_wrap;
 
+/* Set harness_wrap to run switchboard with the LD_PRELOAD shim at rel (in
+ * the build tree) and one NAME=VALUE setting for it; ASan is told the shim
+ * comes before its runtime. harness_wrap = NULL ends it. */
+void harness_preload(const char *rel, const char *setting);
+
 /* Start slow-origin with extra arguments (NULL-terminated list). */
 void harness_origin(struct proc *p, ...);
 
