@@ -191,7 +191,7 @@ void accesslog_write(struct accesslog *log, const struct accesslog_entry *e)
     evbuffer_add_printf(b, "%s.%03dZ %s \"", stamp, (int)(tv.tv_usec / 1000),
                         e->client);
     if (e->method == NULL && (e->target == NULL || e->target_len == 0)) {
-        /* No request line was read (a 408 or 431 on a head, say): "-",
+        /* No complete head was read (a 408 or 431 on a head, say): "-",
          * as nginx logs it. */
         evbuffer_add(b, "-\"", 2);
     } else {

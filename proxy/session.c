@@ -176,6 +176,7 @@ struct session {
     double latency_ms;
     double latency_due; /* util_now_ms() when the injected latency ends */
     int fault_abort;    /* status answered when it ends (fault_delay first) */
+    int latency_waited; /* it ended, and the exchange was answered, not sent */
     const char *close_reason;
     int linger;    /* mid-request or requests queued at close_after_flush */
     int too_slow;  /* answered 408: a client that slow is not waited for */
@@ -441,7 +442,8 @@ static void exchange_log(struct session *s, const char *term)
         .bytes_out = s->client.bytes_out,
         .upstream = s->conn ? s->conn->server->name : NULL,
         .head_ms = since(s->t_start, s->t_head),
-        .latency_ms = s->t_forward >= 0 ? s->latency_ms : -1,
+        .latency_ms =
+            s->t_forward >= 0 || s->latency_waited ? s->latency_ms : -1,
         .connect_ms = since(s->t_forward, s->t_connected),
         .first_byte_ms = since(s->t_forward, s->t_first_byte),
         .total_ms = since(s->t_start, now),
@@ -455,6 +457,11 @@ static void exchange_log(struct session *s, const char *term)
     }
     st->counter[STAT_BYTES_IN] += s->client.bytes_in;
     st->counter[STAT_BYTES_OUT] += s->client.bytes_out;
+    if (s->pool != NULL && s->latency_waited) {
+        struct stats_pool *sp =
+            worker_pool_stats(s->w, (int)(s->pool->cfg - s->w->cfg->upstreams));
+        stats_observe(&sp->hist[STAT_H_INJECTED], s->latency_ms);
+    }
     if (s->pool != NULL && s->t_forward >= 0) {
         struct stats_pool *sp =
             worker_pool_stats(s->w, (int)(s->pool->cfg - s->w->cfg->upstreams));
@@ -493,6 +500,8 @@ static void exchange_reset(struct session *s)
     s->t_start = s->t_head = s->t_forward = s->t_connected = -1;
     s->t_first_byte = -1;
     s->latency_ms = 0;
+    s->latency_waited = 0;
+    s->fault_abort = 0;
     s->target = s->authority = NULL;
     s->target_len = s->authority_len = 0;
     s->pool = NULL;
@@ -2084,12 +2093,21 @@ static int upstream_connect(struct session *s, struct pool_server *server,
         if (bufferevent_socket_connect(c->bev,
                                        (struct sockaddr *)&server->addr,
                                        (int)server->addrlen) < 0) {
-            /* Failed at once (unreachable, no local port): like a connect
-             * that fails later, it counts against the server and another
-             * may be tried. */
+            /* Failed at once. Short of descriptors or memory here, the
+             * proxy is at fault, not the server: answered, not counted
+             * (one request would take every server out). Else (an
+             * unreachable network, no local port for it) like a connect
+             * that fails later: counted, and another server may be tried. */
+            int err = errno;
             char reason[160];
             snprintf(reason, sizeof(reason), "cannot connect to upstream: %s",
-                     strerror(errno));
+                     strerror(err));
+            if (err == EMFILE || err == ENFILE || err == ENOBUFS ||
+                err == ENOMEM) {
+                log_warn("%s: upstream %s: %s", s->client_addr, server->name,
+                         reason);
+                return reply_error(s, 502, "upstream_connect_error", reason);
+            }
             return upstream_fail(s, 502, "upstream_connect_error", reason);
         }
         /* Reads start once connected (on_upstream_event): an EOF read
@@ -2272,6 +2290,7 @@ static void on_session_timer(evutil_socket_t fd, short what, void *arg)
         }
         if (s->fault_abort != 0) {
             s->ustate = UPSTREAM_NONE;
+            s->latency_waited = 1;
             s->w->stats->counter[STAT_FAULT_ABORTS]++;
             rc = reply_error(s, s->fault_abort, "fault_abort",
                              "fault injected");

@@ -33,10 +33,10 @@ static char ascii_lower(char c)
 
 /*
  * Read the run of decimal digits at *s into *out and advance *s past it.
- * Returns 0, or -1 if there is no digit or the number exceeds max.
+ * Returns 0, -1 if there is no digit, or -2 if the number exceeds max (all
+ * of it read even so, so the caller can tell a bad unit from a large
+ * number).
  */
-/* Digits up to max: 0, -1 for none, -2 past max (all of them read, so
- * the caller can still tell a bad unit from a large number). */
 static int parse_digits(const char **s, uint64_t max, uint64_t *out)
 {
     const char *p = *s;

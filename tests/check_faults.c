@@ -77,6 +77,9 @@ START_TEST(test_fault_delay_then_abort)
                       "answered in %.0f ms", ms);
     }
     ck_assert(harness_log_wait(&proxy, "term=fault_abort", 2000));
+    /* The delay it waited is logged as injected latency. */
+    ck_assert_msg(strstr(harness_log(&proxy), " latency=200.0 ") != NULL,
+                  "log:\n%s", harness_log(&proxy));
 }
 END_TEST
 

@@ -1132,7 +1132,7 @@ static void get_with_failing_head_write(int nth, struct talk *t)
 {
     char at[32];
     snprintf(at, sizeof(at), "SB_FAIL_RESERVE_AT=%d", nth);
-    harness_preload("tests/fail_reserve.so", at);
+    harness_preload("tests/fail_reserve.so", at, NULL);
     start_script(h_reply, (void *)&keep_ok, "", "");
     harness_wrap = NULL;
 

@@ -841,7 +841,7 @@ START_TEST(test_connect_failing_at_once_is_retried)
     char port[32];
     snprintf(port, sizeof(port), "SB_FAIL_CONNECT_PORT=%d", unreachable);
     harness_origin(&origin[0], "--delay", "0ms", NULL);
-    harness_preload("tests/fail_connect.so", port);
+    harness_preload("tests/fail_connect.so", port, NULL);
     harness_proxy(&proxy,
                   "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
                   "access_log = stderr\n"
@@ -871,6 +871,46 @@ START_TEST(test_connect_failing_at_once_is_retried)
     ck_assert_msg(harness_log_wait(&proxy, line, 2000), "no \"%s\" in:\n%s",
                   line, harness_log(&proxy));
     ck_assert(strstr(harness_log(&proxy), "Network is unreachable") != NULL);
+}
+END_TEST
+
+/*
+ * Short of descriptors (socket() failing with EMFILE; here the shim's
+ * connect), the proxy is at fault, not the server: a 502, and the server
+ * stays in service. Counted, one such request took every server out.
+ */
+START_TEST(test_connect_short_of_descriptors_blames_no_server)
+{
+    int port0;
+    char port[32], err[32];
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    harness_origin(&origin[1], "--delay", "0ms", NULL);
+    port0 = origin[0].port;
+    snprintf(port, sizeof(port), "SB_FAIL_CONNECT_PORT=%d", port0);
+    snprintf(err, sizeof(err), "SB_FAIL_CONNECT_ERRNO=%d", EMFILE);
+    harness_preload("tests/fail_connect.so", port, err, NULL);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "access_log = stderr\n"
+                  "[upstream pool]\nserver = 127.0.0.1:%d\n"
+                  "server = 127.0.0.1:%d\nretries = 1\nmax_fails = 1\n"
+                  "fail_timeout = 1h\n[route /]\nupstream = pool\n",
+                  port0, origin[1].port);
+    harness_wrap = NULL;
+    int bad = 0, good = 0;
+    for (int i = 0; i < 6; i++) {
+        int status =
+            exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", NULL);
+        ck_assert_msg(status == 200 || status == 502, "status %d", status);
+        bad += status == 502;
+        good += status == 200;
+    }
+    /* Round-robin over both, neither ever out: half each. */
+    ck_assert_msg(bad == 3 && good == 3, "%d 502s, %d 200s; log:\n%s", bad,
+                  good, harness_log(&proxy));
+    ck_assert(strstr(harness_log(&proxy), "Too many open files") != NULL);
+    ck_assert_ptr_null(strstr(harness_log(&proxy), " out for "));
+    ck_assert_ptr_null(strstr(harness_log(&proxy), "retry 1 of 1"));
 }
 END_TEST
 
@@ -3099,6 +3139,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_max_fails_counts_in_a_sliding_window);
     tcase_add_test(tc, test_post_not_retried_get_retried);
     tcase_add_test(tc, test_connect_failing_at_once_is_retried);
+    tcase_add_test(tc, test_connect_short_of_descriptors_blames_no_server);
     tcase_add_test(tc, test_body_tried_elsewhere_after_connect_failure);
     tcase_add_test(tc, test_empty_chunked_body_retried_whole);
     tcase_add_test(tc, test_admin_endpoints);

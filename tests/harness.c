@@ -30,21 +30,29 @@ int harness_nofile;
 int harness_stderr = -1;
 const char *const *harness_wrap;
 
-void harness_preload(const char *rel, const char *setting)
+void harness_preload(const char *rel, ...)
 {
-    static char preload[1100], set[128], asan[1100];
-    static const char *wrap[5];
+    static char preload[1100], set[2][128], asan[1100];
+    static const char *wrap[6];
+    int n = 0;
     snprintf(preload, sizeof(preload), "LD_PRELOAD=%s", harness_path(rel));
-    snprintf(set, sizeof(set), "%s", setting);
+    wrap[n++] = "/usr/bin/env";
+    wrap[n++] = preload;
+    va_list ap;
+    va_start(ap, rel);
+    const char *setting;
+    for (int i = 0; i < 2 && (setting = va_arg(ap, const char *)) != NULL;
+         i++) {
+        snprintf(set[i], sizeof(set[i]), "%s", setting);
+        wrap[n++] = set[i];
+    }
+    va_end(ap);
     /* ASan wants its runtime first among the libraries: the shim is. */
     const char *child = getenv("SB_CHILD_ASAN_OPTIONS");
     snprintf(asan, sizeof(asan), "ASAN_OPTIONS=%s%sverify_asan_link_order=0",
              child != NULL ? child : "", child != NULL ? ":" : "");
-    wrap[0] = "/usr/bin/env";
-    wrap[1] = preload;
-    wrap[2] = set;
-    wrap[3] = asan;
-    wrap[4] = NULL;
+    wrap[n++] = asan;
+    wrap[n] = NULL;
     harness_wrap = wrap;
 }
 

@@ -42,9 +42,10 @@ extern int harness_stderr;
 extern const char *const *harness_wrap;
 
 /* Set harness_wrap to run switchboard with the LD_PRELOAD shim at rel (in
- * the build tree) and one NAME=VALUE setting for it; ASan is told the shim
- * comes before its runtime. harness_wrap = NULL ends it. */
-void harness_preload(const char *rel, const char *setting);
+ * the build tree) and NAME=VALUE settings for it (NULL-terminated, up to
+ * 2); ASan is told the shim comes before its runtime. harness_wrap = NULL
+ * ends it. */
+void harness_preload(const char *rel, ...);
 
 /* Start slow-origin with extra arguments (NULL-terminated list). */
 void harness_origin(struct proc *p, ...);
