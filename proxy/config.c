@@ -678,14 +678,20 @@ static int hosts_overlap(const char *a, const char *b)
 }
 
 /* Could a request's path take a route of this prefix? Routes are chosen
- * by the normalised path (session.c: a request whose raw and normalised
- * paths take different routes is refused), which holds no %XX escape (a
- * '%' stands for itself there), no "//" and no "." or ".." segment. */
+ * by the normalised path, and a request whose raw and normalised paths
+ * take different routes is refused (session.c). A normalised path holds
+ * no "//", no "." or ".." segment, and a '?' or '#' only decoded from an
+ * escape, which the raw path, spelling it %3F or %23, does not share. Its
+ * '%' comes from a raw "%25": so a '%' in the prefix can be matched only
+ * where the prefix goes on with "25" (or ends within it). */
 static int prefix_can_match(const char *prefix)
 {
     for (const char *c = prefix; *c != '\0'; c++) {
-        if (c[0] == '%' && isxdigit((unsigned char)c[1]) &&
-            isxdigit((unsigned char)c[2])) {
+        if (c[0] == '?' || c[0] == '#') {
+            return 0;
+        }
+        if (c[0] == '%' && c[1] != '\0' &&
+            !(c[1] == '2' && (c[2] == '\0' || c[2] == '5'))) {
             return 0;
         }
         if (c[0] == '/' &&
@@ -1042,8 +1048,8 @@ static int open_section(struct parser *p, const char *b, const char *e)
         if (!prefix_can_match(arg)) {
             fail(p, p->line,
                  "route prefix \"%s\" can never match: paths are routed "
-                 "with %%-escapes decoded, // merged and . and .. segments "
-                 "resolved, so write it that way",
+                 "without their query, with %%-escapes decoded, // merged "
+                 "and . and .. segments resolved, so write it that way",
                  shown(v, sizeof(v), arg));
             return -1;
         }

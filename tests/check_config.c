@@ -790,20 +790,24 @@ START_TEST(route_errors)
                "t.conf:3: [route] needs a path prefix, like [route /api]");
     /* Paths are routed normalised: these prefixes could never match. */
     static const char *const dead[] = {"/%41", "/a%2fb", "//b", "/a//",
-                                       "/./x", "/a/../b", "/a/./"};
+                                       "/./x", "/a/../b", "/a/./", "/a?b",
+                                       "/a#b", "/a%zz", "/a%2z"};
     for (size_t i = 0; i < sizeof(dead) / sizeof(dead[0]); i++) {
         char conf[128], want[256];
         snprintf(conf, sizeof(conf), UPSTREAM "[route %s]\nupstream = a\n",
                  dead[i]);
         snprintf(want, sizeof(want),
                  "t.conf:3: route prefix \"%s\" can never match: paths are "
-                 "routed with %%-escapes decoded, // merged and . and .. "
-                 "segments resolved, so write it that way",
+                 "routed without their query, with %%-escapes decoded, // "
+                 "merged and . and .. segments resolved, so write it that "
+                 "way",
                  dead[i]);
         LOAD_ERROR(conf, want);
     }
-    /* A '%' of its own, and names that only start with dots, can. */
-    LOAD_OK(UPSTREAM "[route /100%]\nupstream = a\n"
+    /* A '%' that a raw "%25" can spell, and names that only start with
+     * dots, can. */
+    LOAD_OK(UPSTREAM "[route /100%]\nupstream = a\n[route /a%25]\n"
+            "upstream = a\n[route /b%2]\nupstream = a\n"
             "[route /a/.well-known]\nupstream = a\n[route /a/..b]\n"
             "upstream = a\n[route /a/.]\nupstream = a\n");
     LOAD_ERROR(UPSTREAM "[route /x]\nupstream = a\n[route /x]\n",
