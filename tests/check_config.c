@@ -764,6 +764,8 @@ START_TEST(route_errors)
                "listens (line 2)");
     LOAD_OK("[server]\nlisten = 0.0.0.0:9000\n" UPSTREAM
             "[admin]\nlisten = [::1]:9000\n");
+    LOAD_OK("[server]\nlisten = [::1]:9000\n" UPSTREAM
+            "[admin]\nlisten = 0.0.0.0:9000\n");
     /* evdns takes only the plain forms of a name server's address. */
     LOAD_ERROR("[server]\nresolver = 127.1\n" UPSTREAM,
                "t.conf:2: bad value \"127.1\" for resolver: expected system, "

@@ -491,12 +491,16 @@ START_TEST(test_origin_answers_bad_heads)
         {"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", "", "",
          "HTTP/1.1 400 "},
         {"GET / FTP/1.1\r\nHost: a\r\n\r\n", "", "", "HTTP/1.1 400 "},
+        /* A versionless line ended by a bare LF, fields after it. */
+        {"GET /\nHost: a\r\n\r\n", "", "", "HTTP/1.1 400 "},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int fd = harness_connect(origin.port);
         ck_assert_int_eq(harness_send(fd, cases[i].raw), 0);
-        ck_assert_int_eq(harness_send(fd, cases[i].big), 0);
-        ck_assert_int_eq(harness_send(fd, cases[i].rest), 0);
+        /* The origin may answer and close before the rest of a head over
+         * its limit is sent: the answer is what is checked. */
+        (void)harness_send(fd, cases[i].big);
+        (void)harness_send(fd, cases[i].rest);
         char got[4096];
         size_t len = 0;
         int closed = harness_read_until(fd, got, sizeof(got), &len, NULL,
@@ -523,13 +527,18 @@ START_TEST(test_origin_answers_bad_heads)
     snprintf(raw, sizeof(raw),
              "HEAD / HTTP/1.1\r\nHost: a\r\nX: %.8192s\r\n\r\n", big_value);
     int fd = harness_connect(origin.port);
-    ck_assert_int_eq(harness_send(fd, raw), 0);
-    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 1), 0);
-    ck_assert_int_eq(r.status, 431);
-    ck_assert_int_eq(r.body_len, 0);
-    ck_assert_int_eq(harness_wait_closed(fd, 2000), 1);
+    (void)harness_send(fd, raw); /* as above */
+    char got[4096];
+    size_t len = 0;
+    ck_assert_int_eq(
+        harness_read_until(fd, got, sizeof(got), &len, NULL, 2000), 1);
     close(fd);
-    response_free(&r);
+    ck_assert_msg(strncmp(got, "HTTP/1.1 431 ", 13) == 0, "got: %.200s", got);
+    /* Read to the close: nothing after the head. */
+    const char *end = strstr(got, "\r\n\r\n");
+    ck_assert_ptr_nonnull(end);
+    ck_assert_msg(end + 4 == got + len, "a body after a HEAD's head: %s",
+                  end + 4);
 }
 END_TEST
 

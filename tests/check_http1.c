@@ -963,7 +963,7 @@ START_TEST(test_origin_form_refuses_what_would_be_a_bad_host)
                                       "ftp://example.com/",
                                       "http://example.com:123456/",
                                       "http://:/x", "http://a::/x",
-                                      "http://a:x/"};
+                                      "http://a:x/", "http://a:80:/x"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct msg m;
         char raw[256];

@@ -528,6 +528,36 @@ static void one_failure_each(void)
                   "got %d and %d", got[0], got[1]);
 }
 
+/* max_fails = 2 within T: two failures 1.2 T apart do not take the
+ * server out; a third right after the second does. */
+START_TEST(test_max_fails_of_two_in_a_sliding_window)
+{
+    int t_ms = (int)(1000 * harness_scale());
+    int dead = harness_dead_port();
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "access_log = stderr\n"
+                  "[upstream pool]\nserver = 127.0.0.1:%d\n"
+                  "server = 127.0.0.1:%d\nmax_fails = 2\n"
+                  "fail_timeout = %dms\nretries = 0\n"
+                  "[route /]\nupstream = pool\n",
+                  origin[0].port, dead, t_ms);
+    one_failure_each();
+    usleep((useconds_t)t_ms * 1200);
+    one_failure_each();
+    ck_assert_msg(strstr(harness_log(&proxy), " out for ") == NULL,
+                  "out after two failures 1.2 fail_timeout apart:\n%s",
+                  harness_log(&proxy));
+    one_failure_each();
+    char line[128];
+    snprintf(line, sizeof(line), "server 127.0.0.1:%d out for %d ms after 2 "
+             "failures", dead, t_ms);
+    ck_assert_msg(harness_log_wait(&proxy, line, 2000), "no \"%s\" in:\n%s",
+                  line, harness_log(&proxy));
+}
+END_TEST
+
 START_TEST(test_max_fails_counts_in_a_sliding_window)
 {
     /* max_fails = 3 within fail_timeout (T): the last three failures,
@@ -881,13 +911,14 @@ END_TEST
  */
 START_TEST(test_connect_short_of_descriptors_blames_no_server)
 {
+    static const int errs[] = {EMFILE, ENFILE, ENOBUFS, ENOMEM};
     int port0;
     char port[32], err[32];
     harness_origin(&origin[0], "--delay", "0ms", NULL);
     harness_origin(&origin[1], "--delay", "0ms", NULL);
     port0 = origin[0].port;
     snprintf(port, sizeof(port), "SB_FAIL_CONNECT_PORT=%d", port0);
-    snprintf(err, sizeof(err), "SB_FAIL_CONNECT_ERRNO=%d", EMFILE);
+    snprintf(err, sizeof(err), "SB_FAIL_CONNECT_ERRNO=%d", errs[_i]);
     harness_preload("tests/fail_connect.so", port, err, NULL);
     harness_proxy(&proxy,
                   "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
@@ -908,7 +939,7 @@ START_TEST(test_connect_short_of_descriptors_blames_no_server)
     /* Round-robin over both, neither ever out: half each. */
     ck_assert_msg(bad == 3 && good == 3, "%d 502s, %d 200s; log:\n%s", bad,
                   good, harness_log(&proxy));
-    ck_assert(strstr(harness_log(&proxy), "Too many open files") != NULL);
+    ck_assert(strstr(harness_log(&proxy), strerror(errs[_i])) != NULL);
     ck_assert_ptr_null(strstr(harness_log(&proxy), " out for "));
     ck_assert_ptr_null(strstr(harness_log(&proxy), "retry 1 of 1"));
 }
@@ -2108,6 +2139,12 @@ static char *big_head(const char *kind, size_t n, size_t *len)
         memset(raw + at, 'b', n);
         at += n;
         at += (size_t)sprintf(raw + at, "\r\n");
+    } else if (strcmp(kind, "name after a length") == 0) {
+        at += (size_t)sprintf(raw, "GET /healthz HTTP/1.1\r\n"
+                                   "Content-Length: 5\r\n");
+        memset(raw + at, 'n', n);
+        at += n;
+        at += (size_t)sprintf(raw + at, ": v\r\n");
     } else {
         at += (size_t)sprintf(raw, "GET /healthz HTTP/1.1\r\n");
         for (size_t i = 0; i < n; i++) {
@@ -2313,6 +2350,9 @@ START_TEST(test_admin_answers_protocol_errors)
         {"query", 9000, "HTTP/1.1 414 "},
         {"value", 200000, "HTTP/1.1 431 "},
         {"fields", 5000, "HTTP/1.1 431 "},
+        /* Too big, after a Content-Length that was a number: not blamed
+         * on the length. */
+        {"name after a length", 9000, "HTTP/1.1 431 "},
     };
     for (size_t i = 0; i < sizeof(big) / sizeof(big[0]); i++) {
         size_t len;
@@ -3137,9 +3177,11 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_upstreams_past_the_metrics_room_are_named);
     tcase_add_test(tc, test_passive_health_takes_a_dead_server_out_and_back);
     tcase_add_test(tc, test_max_fails_counts_in_a_sliding_window);
+    tcase_add_test(tc, test_max_fails_of_two_in_a_sliding_window);
     tcase_add_test(tc, test_post_not_retried_get_retried);
     tcase_add_test(tc, test_connect_failing_at_once_is_retried);
-    tcase_add_test(tc, test_connect_short_of_descriptors_blames_no_server);
+    tcase_add_loop_test(tc, test_connect_short_of_descriptors_blames_no_server,
+                        0, 4);
     tcase_add_test(tc, test_body_tried_elsewhere_after_connect_failure);
     tcase_add_test(tc, test_empty_chunked_body_retried_whole);
     tcase_add_test(tc, test_admin_endpoints);
