@@ -528,43 +528,24 @@ static void one_failure_each(void)
                   "got %d and %d", got[0], got[1]);
 }
 
-/* max_fails = 2 within T: two failures 1.2 T apart do not take the
- * server out; a third right after the second does. */
-START_TEST(test_max_fails_of_two_in_a_sliding_window)
-{
-    int t_ms = (int)(1000 * harness_scale());
-    int dead = harness_dead_port();
-    harness_origin(&origin[0], "--delay", "0ms", NULL);
-    harness_proxy(&proxy,
-                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
-                  "access_log = stderr\n"
-                  "[upstream pool]\nserver = 127.0.0.1:%d\n"
-                  "server = 127.0.0.1:%d\nmax_fails = 2\n"
-                  "fail_timeout = %dms\nretries = 0\n"
-                  "[route /]\nupstream = pool\n",
-                  origin[0].port, dead, t_ms);
-    one_failure_each();
-    usleep((useconds_t)t_ms * 1200);
-    one_failure_each();
-    ck_assert_msg(strstr(harness_log(&proxy), " out for ") == NULL,
-                  "out after two failures 1.2 fail_timeout apart:\n%s",
-                  harness_log(&proxy));
-    one_failure_each();
-    char line[128];
-    snprintf(line, sizeof(line), "server 127.0.0.1:%d out for %d ms after 2 "
-             "failures", dead, t_ms);
-    ck_assert_msg(harness_log_wait(&proxy, line, 2000), "no \"%s\" in:\n%s",
-                  line, harness_log(&proxy));
-}
-END_TEST
+/*
+ * max_fails within fail_timeout (T) counts the last max_fails failures,
+ * whenever the first of them came. Each row's failures, the gaps between
+ * them in tenths of T, never put max_fails of them within T; one more
+ * right after the last does. A window fixed at the first failure started
+ * again past T and counted fewer.
+ */
+static const struct {
+    int max_fails;
+    int gaps[3]; /* before each of max_fails failures */
+} windows[] = {
+    {3, {0, 6, 6}}, /* 0, 0.6 T, 1.2 T; then 0.6 T to 1.2 T */
+    {2, {0, 12}},   /* 0, 1.2 T; then 1.2 T twice */
+};
 
 START_TEST(test_max_fails_counts_in_a_sliding_window)
 {
-    /* max_fails = 3 within fail_timeout (T): the last three failures,
-     * whenever the first of them came. At 0, 0.6 T and 1.2 T there are
-     * never three within T; a fourth right after the third makes three
-     * (0.6 T to 1.2 T). A window fixed at the first failure started again
-     * at 1.2 T and counted only two. */
+    int max_fails = windows[_i].max_fails;
     int t_ms = (int)(1000 * harness_scale());
     int dead = harness_dead_port();
     harness_origin(&origin[0], "--delay", "0ms", NULL);
@@ -572,22 +553,21 @@ START_TEST(test_max_fails_counts_in_a_sliding_window)
                   "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
                   "access_log = stderr\n"
                   "[upstream pool]\nserver = 127.0.0.1:%d\n"
-                  "server = 127.0.0.1:%d\nmax_fails = 3\n"
+                  "server = 127.0.0.1:%d\nmax_fails = %d\n"
                   "fail_timeout = %dms\nretries = 0\n"
                   "[route /]\nupstream = pool\n",
-                  origin[0].port, dead, t_ms);
-    one_failure_each();
-    usleep((useconds_t)t_ms * 600);
-    one_failure_each();
-    usleep((useconds_t)t_ms * 600);
-    one_failure_each();
+                  origin[0].port, dead, max_fails, t_ms);
+    for (int k = 0; k < max_fails; k++) {
+        usleep((useconds_t)t_ms * 100 * (useconds_t)windows[_i].gaps[k]);
+        one_failure_each();
+    }
     ck_assert_msg(strstr(harness_log(&proxy), " out for ") == NULL,
-                  "out after three failures over 1.2 fail_timeout:\n%s",
-                  harness_log(&proxy));
+                  "out after %d failures never %d within fail_timeout:\n%s",
+                  max_fails, max_fails, harness_log(&proxy));
     one_failure_each();
     char line[128];
-    snprintf(line, sizeof(line), "server 127.0.0.1:%d out for %d ms after 3 "
-             "failures", dead, t_ms);
+    snprintf(line, sizeof(line), "server 127.0.0.1:%d out for %d ms after %d "
+             "failures", dead, t_ms, max_fails);
     ck_assert_msg(harness_log_wait(&proxy, line, 2000), "no \"%s\" in:\n%s",
                   line, harness_log(&proxy));
 }
@@ -3176,8 +3156,8 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_reloads_faster_than_drains_wait_for_a_stats_slot);
     tcase_add_test(tc, test_upstreams_past_the_metrics_room_are_named);
     tcase_add_test(tc, test_passive_health_takes_a_dead_server_out_and_back);
-    tcase_add_test(tc, test_max_fails_counts_in_a_sliding_window);
-    tcase_add_test(tc, test_max_fails_of_two_in_a_sliding_window);
+    tcase_add_loop_test(tc, test_max_fails_counts_in_a_sliding_window, 0,
+                        (int)(sizeof(windows) / sizeof(windows[0])));
     tcase_add_test(tc, test_post_not_retried_get_retried);
     tcase_add_test(tc, test_connect_failing_at_once_is_retried);
     tcase_add_loop_test(tc, test_connect_short_of_descriptors_blames_no_server,
