@@ -727,6 +727,18 @@ static void out_of_range(struct parser *p, const struct directive *d,
          lo, hi);
 }
 
+/* A util_parse_* failure rc: -2, well formed but too large, is out of
+ * range; -1 is not the expected form. */
+static void number_failed(struct parser *p, const struct directive *d,
+                          const char *value, int rc, const char *expected)
+{
+    if (rc == -2) {
+        out_of_range(p, d, value);
+    } else {
+        bad_value(p, d, value, expected);
+    }
+}
+
 /* Claim the next slot of an array directive; NULL (and an error) if full. */
 static void *array_slot(struct parser *p, const struct directive *d,
                         void *base, size_t elem_size)
@@ -812,28 +824,19 @@ static int set_value(struct parser *p, const struct directive *d, void *base,
     void *field = field_at(base, d->offset);
     uint64_t v = 0;
     int64_t ms;
-
     int rc;
 
     switch (d->type) {
     case TYPE_DURATION:
         if ((rc = util_parse_duration(value, &ms)) < 0) {
-            if (rc == -2) {
-                out_of_range(p, d, value);
-            } else {
-                bad_value(p, d, value, "a duration like 250ms, 30s or 2m");
-            }
+            number_failed(p, d, value, rc, "a duration like 250ms, 30s or 2m");
             return -1;
         }
         v = (uint64_t)ms;
         break;
     case TYPE_SIZE:
         if ((rc = util_parse_size(value, &v)) < 0) {
-            if (rc == -2) {
-                out_of_range(p, d, value);
-            } else {
-                bad_value(p, d, value, "a size like 512, 64k or 1m");
-            }
+            number_failed(p, d, value, rc, "a size like 512, 64k or 1m");
             return -1;
         }
         break;
@@ -843,13 +846,9 @@ static int set_value(struct parser *p, const struct directive *d, void *base,
             return 0;
         }
         if ((rc = util_parse_uint(value, &v)) < 0) {
-            if (rc == -2) {
-                out_of_range(p, d, value);
-            } else {
-                bad_value(p, d, value,
+            number_failed(p, d, value, rc,
                           d->keyword != NULL ? "a whole number or auto"
                                              : "a whole number");
-            }
             return -1;
         }
         break;
