@@ -25,7 +25,6 @@
 #include "util.h"
 
 static void check_start(evutil_socket_t fd, short what, void *arg);
-static void health_publish(struct pool *p);
 static void resolve_all(evutil_socket_t fd, short what, void *arg);
 
 /* Take c out of the idle lists. */
@@ -170,7 +169,7 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
         }
     }
     balancer_init(&p->balancer, weights, p->n_servers);
-    health_publish(p);
+    pool_publish_health(p);
     if (names > 0 && dns != NULL &&
         (cfg->resolve_interval_ms > 0 || unresolved > 0)) {
         /* Without re-resolution, an unanswered first lookup is still
@@ -229,8 +228,8 @@ void pool_free(struct pool *p)
 
 /* Keep the pool's servers_up gauge and the server's up flag true. A
  * change of health publishes at once; a fail_timeout running out is seen
- * by pool_publish_health, before the admin reads the flags. */
-static void health_publish(struct pool *p)
+ * when the worker publishes before the admin reads the flags (on_tick). */
+void pool_publish_health(struct pool *p)
 {
     int up = 0;
     for (int i = 0; i < p->n_servers; i++) {
@@ -239,11 +238,6 @@ static void health_publish(struct pool *p)
         up += u;
     }
     p->st->servers_up = up;
-}
-
-void pool_publish_health(struct pool *p)
-{
-    health_publish(p);
 }
 
 int pool_server_usable(const struct pool_server *s)
@@ -282,7 +276,7 @@ void pool_server_failed(struct pool_server *s, const char *why)
                  "(last: %s)",
                  cfg->name, s->name, cfg->fail_timeout_ms, cfg->max_fails,
                  cfg->max_fails == 1 ? "" : "s", why);
-        health_publish(s->pool);
+        pool_publish_health(s->pool);
     }
 }
 
@@ -291,7 +285,7 @@ void pool_server_succeeded(struct pool_server *s)
     s->fails = 0;
     if (s->down_until_ms != 0 && util_now_ms() >= s->down_until_ms) {
         s->down_until_ms = 0;
-        health_publish(s->pool);
+        pool_publish_health(s->pool);
     }
 }
 
@@ -312,7 +306,7 @@ static void check_done(struct pool_server *s, int pass, const char *why)
                      "(last: %s)",
                      cfg->name, s->name, cfg->health_fall,
                      cfg->health_fall == 1 ? "" : "s", why);
-            health_publish(s->pool);
+            pool_publish_health(s->pool);
         }
     } else {
         s->check_streak = pass ? s->check_streak + 1 : 0;
@@ -324,7 +318,7 @@ static void check_done(struct pool_server *s, int pass, const char *why)
             log_warn("upstream %s: server %s up: %d health check%s passed",
                      cfg->name, s->name, cfg->health_rise,
                      cfg->health_rise == 1 ? "" : "s");
-            health_publish(s->pool);
+            pool_publish_health(s->pool);
         }
     }
     struct timeval tv = util_ms_to_tv(cfg->health_interval_ms);
@@ -463,7 +457,7 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
         format_sockaddr((struct sockaddr *)&s->addr, now, sizeof(now));
         log_info("upstream %s: %s resolves to %s", s->pool->cfg->name,
                  s->name, now);
-        health_publish(s->pool);
+        pool_publish_health(s->pool);
     } else if (!answer_holds(res, s)) {
         char was[INET6_ADDRSTRLEN + 8], now[INET6_ADDRSTRLEN + 8];
         format_sockaddr((struct sockaddr *)&s->addr, was, sizeof(was));
