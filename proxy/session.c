@@ -430,6 +430,10 @@ static void exchange_log(struct session *s, const char *term)
     }
     s->logged = 1;
     double now = util_now_ms();
+    /* The injected latency was waited out: the request was forwarded
+     * after it, or answered with a fault's abort (t_connected and
+     * t_first_byte are set only after forwarding). */
+    int injected = s->t_forward >= 0 || s->latency_waited;
     struct accesslog_entry e = {
         .client = s->client_addr,
         .method = s->t_head >= 0 ? http_method_str(s->method) : NULL,
@@ -442,8 +446,7 @@ static void exchange_log(struct session *s, const char *term)
         .bytes_out = s->client.bytes_out,
         .upstream = s->conn ? s->conn->server->name : NULL,
         .head_ms = since(s->t_start, s->t_head),
-        .latency_ms =
-            s->t_forward >= 0 || s->latency_waited ? s->latency_ms : -1,
+        .latency_ms = injected ? s->latency_ms : -1,
         .connect_ms = since(s->t_forward, s->t_connected),
         .first_byte_ms = since(s->t_forward, s->t_first_byte),
         .total_ms = since(s->t_start, now),
@@ -457,16 +460,13 @@ static void exchange_log(struct session *s, const char *term)
     }
     st->counter[STAT_BYTES_IN] += s->client.bytes_in;
     st->counter[STAT_BYTES_OUT] += s->client.bytes_out;
-    if (s->pool != NULL && s->latency_waited) {
+    if (s->pool != NULL && injected) {
         struct stats_pool *sp =
             worker_pool_stats(s->w, (int)(s->pool->cfg - s->w->cfg->upstreams));
         stats_observe(&sp->hist[STAT_H_INJECTED], s->latency_ms);
-    }
-    if (s->pool != NULL && s->t_forward >= 0) {
-        struct stats_pool *sp =
-            worker_pool_stats(s->w, (int)(s->pool->cfg - s->w->cfg->upstreams));
-        stats_observe(&sp->hist[STAT_H_DURATION], since(s->t_head, now));
-        stats_observe(&sp->hist[STAT_H_INJECTED], s->latency_ms);
+        if (s->t_forward >= 0) {
+            stats_observe(&sp->hist[STAT_H_DURATION], since(s->t_head, now));
+        }
         if (s->t_connected >= 0) {
             stats_observe(&sp->hist[STAT_H_CONNECT],
                           since(s->t_forward, s->t_connected));
@@ -1077,6 +1077,14 @@ static void fault_decide(struct session *s, const struct config_route *r,
     }
 }
 
+/* Answer the route's injected fault (s->fault_abort) instead of
+ * forwarding. */
+static int fault_abort_reply(struct session *s)
+{
+    s->w->stats->counter[STAT_FAULT_ABORTS]++;
+    return reply_error(s, s->fault_abort, "fault_abort", "fault injected");
+}
+
 /* A whole request head is in: check it, route it, forward it. */
 static int exchange_begin(struct session *s)
 {
@@ -1209,8 +1217,7 @@ static int exchange_begin(struct session *s)
     fault_decide(s, &cfg->routes[route], &fault);
     s->fault_abort = fault.abort;
     if (fault.abort != 0 && fault.delay_ms == 0) {
-        s->w->stats->counter[STAT_FAULT_ABORTS]++;
-        return reply_error(s, fault.abort, "fault_abort", "fault injected");
+        return fault_abort_reply(s);
     }
     if (fault.abort != 0) {
         /* Envoy's order: the delay, then the abort (TIMER_LATENCY). The
@@ -2291,9 +2298,7 @@ static void on_session_timer(evutil_socket_t fd, short what, void *arg)
         if (s->fault_abort != 0) {
             s->ustate = UPSTREAM_NONE;
             s->latency_waited = 1;
-            s->w->stats->counter[STAT_FAULT_ABORTS]++;
-            rc = reply_error(s, s->fault_abort, "fault_abort",
-                             "fault injected");
+            rc = fault_abort_reply(s);
             break;
         }
         rc = upstream_start(s);
