@@ -299,17 +299,26 @@ END_TEST
 
 /*
  * One least_conn pick of a request that ends before the next one starts:
- * the picked server is busy for the pick and idle again afterwards, so
- * active[] is unchanged.
+ * active[] is the same for every pick.
  */
 static int least_conn_sequential(struct balancer *b, const unsigned char *ok,
-                                 int *active)
+                                 const int *active)
 {
     int k = balancer_least_conn(b, ok, active);
     ck_assert_msg(k >= 0 && k < b->n, "pick %d of %d", k, b->n);
-    active[k]++;
-    active[k]--;
     return k;
+}
+
+/* How many of picks sequential picks each of 4 servers of weights w got. */
+static void least_conn_counts(const int *w, const unsigned char *ok,
+                              const int *active, int picks, int count[4])
+{
+    struct balancer b;
+    balancer_init(&b, w, 4);
+    memset(count, 0, 4 * sizeof(count[0]));
+    for (int i = 0; i < picks; i++) {
+        count[least_conn_sequential(&b, ok, active)]++;
+    }
 }
 
 /*
@@ -373,11 +382,7 @@ START_TEST(test_least_conn_ties_among_subset_follow_weights)
     static const int w1[] = {2, 1, 1, 4};
     unsigned char ok[] = {1, 1, 1, 1};
     int a1[] = {0, 0, 0, 5};
-    balancer_init(&b, w1, 4);
-    memset(count, 0, sizeof(count));
-    for (int i = 0; i < 40; i++) {
-        count[least_conn_sequential(&b, ok, a1)]++;
-    }
+    least_conn_counts(w1, ok, a1, 40, count);
     ck_assert_int_eq(count[0], 20);
     ck_assert_int_eq(count[1], 10);
     ck_assert_int_eq(count[2], 10);
@@ -401,11 +406,7 @@ START_TEST(test_least_conn_ties_among_subset_follow_weights)
 
     /* server 0 not ok: 1 and 2, still tied, share 1:1 */
     ok[0] = 0;
-    balancer_init(&b, w1, 4);
-    memset(count, 0, sizeof(count));
-    for (int i = 0; i < 20; i++) {
-        count[least_conn_sequential(&b, ok, a1)]++;
-    }
+    least_conn_counts(w1, ok, a1, 20, count);
     ck_assert_int_eq(count[0], 0);
     ck_assert_int_eq(count[1], 10);
     ck_assert_int_eq(count[2], 10);
