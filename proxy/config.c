@@ -95,6 +95,9 @@ struct directive {
     /* TYPE_STRING: a further check; NULL or a description of what was
      * expected when value is refused */
     const char *(*check)(const char *value);
+    /* TYPE_INT: the values allowed, in words, when min..max is not the
+     * whole rule (a later check refuses the rest with the same words) */
+    const char *range;
 };
 
 static const char *const log_level_names[] = {"error", "warn", "info",
@@ -216,6 +219,8 @@ static const char *check_route_host(const char *v)
 #define SIZE(sec, nm, st, off, d, lo, hi)                                      \
     {.name = nm, .section = sec, .type = TYPE_SIZE, .store = st,               \
      .offset = off, .def = d, .min = lo, .max = hi}
+#define FAULT_ABORT_RANGE "0 (off) or 200..599"
+
 #define INT(sec, nm, off, d, lo, hi)                                           \
     {.name = nm, .section = sec, .type = TYPE_INT, .store = STORE_INT,         \
      .offset = off, .def = d, .min = lo, .max = hi}
@@ -341,7 +346,9 @@ static const struct directive directives[] = {
      .offset = F_ROUTE(fault_delay_dist), .def = FAULT_FIXED,
      .names = dist_names},
     /* 0: off; otherwise the status answered (200..599) */
-    INT(SECTION_ROUTE, "fault_abort", F_ROUTE(fault_abort), 0, 0, 599),
+    {.name = "fault_abort", .section = SECTION_ROUTE, .type = TYPE_INT,
+     .store = STORE_INT, .offset = F_ROUTE(fault_abort), .def = 0, .min = 0,
+     .max = 599, .range = FAULT_ABORT_RANGE},
     INT(SECTION_ROUTE, "fault_abort_percent", F_ROUTE(fault_abort_percent),
         100, 0, 100),
     {.name = "fault_headers", .section = SECTION_ROUTE, .type = TYPE_ENUM,
@@ -719,6 +726,11 @@ static void out_of_range(struct parser *p, const struct directive *d,
 {
     char v[256], lo[32], hi[32];
 
+    if (d->range != NULL) {
+        fail(p, p->line, "value \"%s\" for %s is out of range: expected %s",
+             shown(v, sizeof(v), value), d->name, d->range);
+        return;
+    }
     format_value(d, d->min, lo, sizeof(lo));
     format_value(d, d->max, hi, sizeof(hi));
     fail(p, p->line, "value \"%s\" for %s is out of range: expected %s%s%s..%s",
@@ -1441,9 +1453,9 @@ static int config_validate(struct parser *p)
         }
         if (route->fault_abort != 0 && route->fault_abort < 200) {
             fail(p, p->route_fault_abort_line[r],
-                 "fault_abort %d in [route %s]: expected 0 (off) or a status "
-                 "from 200 to 599",
-                 route->fault_abort, route->prefix);
+                 "value \"%d\" for fault_abort is out of range: expected "
+                 FAULT_ABORT_RANGE,
+                 route->fault_abort);
         }
         route->upstream = -1;
         for (int u = 0; u < cfg->n_upstreams; u++) {

@@ -338,9 +338,13 @@ START_TEST(route_overrides_and_faults)
                         "fault_delay_distribution = normal\n",
                "t.conf:5: bad value \"normal\" for fault_delay_distribution: "
                "expected one of fixed, uniform, exponential");
+    /* Below 200 and above 599: one rule, one message. */
     LOAD_ERROR(UPSTREAM "[route /]\nupstream = a\nfault_abort = 99\n",
-               "t.conf:5: fault_abort 99 in [route /]: expected 0 (off) or a "
-               "status from 200 to 599");
+               "t.conf:5: value \"99\" for fault_abort is out of range: "
+               "expected 0 (off) or 200..599");
+    LOAD_ERROR(UPSTREAM "[route /]\nupstream = a\nfault_abort = 600\n",
+               "t.conf:5: value \"600\" for fault_abort is out of range: "
+               "expected 0 (off) or 200..599");
     LOAD_ERROR(UPSTREAM "[route /]\nupstream = a\nfault_headers = yes\n",
                "t.conf:5: bad value \"yes\" for fault_headers: expected one "
                "of off, on");
