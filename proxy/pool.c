@@ -598,12 +598,17 @@ static void give_back(struct upconn *c)
     }
 }
 
+int pool_keeps_idle(const struct pool *p)
+{
+    return p->cfg->keepalive > 0 && p->cfg->keepalive_timeout_ms > 0;
+}
+
 void pool_release(struct upconn *c)
 {
     struct pool *p = c->pool;
     give_back(c);
     c->exchanges++;
-    if (p->cfg->keepalive == 0 || c->addr_gen != c->server->addr_gen) {
+    if (!pool_keeps_idle(p) || c->addr_gen != c->server->addr_gen) {
         upconn_free(c); /* or its server's name moved meanwhile */
         return;
     }

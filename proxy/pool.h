@@ -146,8 +146,15 @@ struct upconn *pool_acquire(struct pool *p, struct pool_server *server,
                             int fresh, int peek);
 
 /*
+ * Does the pool keep idle connections at all? Not with keepalive = 0 or
+ * keepalive_timeout = 0: a request then says Connection: close.
+ */
+int pool_keeps_idle(const struct pool *p);
+
+/*
  * Give a clean connection (response complete, nothing unread) back to the
- * pool, or free it when the pool already holds `keepalive` idle ones.
+ * pool, or free it when the pool keeps none or already holds `keepalive`
+ * idle ones.
  */
 void pool_release(struct upconn *c);
 

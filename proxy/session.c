@@ -2065,7 +2065,7 @@ static int upstream_connect(struct session *s, struct pool_server *server,
         .content_length = s->req_body == HTTP1_BODY_LENGTH
                               ? s->client.parser.content_length
                               : 0,
-        .close = s->pool->cfg->keepalive == 0,
+        .close = !pool_keeps_idle(s->pool),
         .upgrade = s->upgrade,
         .underscores = s->w->cfg->underscores_in_headers,
     };

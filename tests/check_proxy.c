@@ -112,6 +112,33 @@ START_TEST(test_hop_by_hop_removed_from_request)
 }
 END_TEST
 
+START_TEST(test_upstream_told_when_not_kept)
+{
+    /* An upstream connection the pool will not keep (keepalive = 0, or
+     * keepalive_timeout = 0) is announced as such: the request says
+     * Connection: close (RFC 9112 9.6). */
+    const char *pools[] = {"", "keepalive = 0\n", "keepalive_timeout = 0\n"};
+    for (int i = 0; i < 3; i++) {
+        start_default("", pools[i]);
+        for (int k = 0; k < 2; k++) {
+            struct response r;
+            ck_assert_int_eq(harness_exchange(proxy.port,
+                                              "GET /echo HTTP/1.1\r\n"
+                                              "Host: a\r\n\r\n",
+                                              &r, 5000),
+                             0);
+            ck_assert_int_eq(r.status, 200);
+            ck_assert_msg((strstr(r.body, "header: Connection: close\n") !=
+                           NULL) == (i > 0),
+                          "pool \"%s\":\n%s", pools[i], r.body);
+            response_free(&r);
+        }
+        harness_stop(&proxy);
+        harness_stop(&origin);
+    }
+}
+END_TEST
+
 START_TEST(test_underscored_names_dropped_unless_asked)
 {
     /* X_Forwarded_Proto reaches a CGI/WSGI app as X-Forwarded-Proto:
@@ -1792,6 +1819,7 @@ static Suite *proxy_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_get_forwards_and_rewrites_headers);
     tcase_add_test(tc, test_hop_by_hop_removed_from_request);
+    tcase_add_test(tc, test_upstream_told_when_not_kept);
     tcase_add_test(tc, test_underscored_names_dropped_unless_asked);
     tcase_add_test(tc, test_hop_by_hop_removed_from_response);
     tcase_add_test(tc, test_response_head_larger_than_the_buffers_is_relayed);
