@@ -29,7 +29,7 @@
 
 /* An open access log. */
 struct accesslog {
-    char path[1024]; /* "" for stderr */
+    char path[1024]; /* the file's, or "stderr" or "stdout" */
     int fd;
     int owns_fd;
     int piped; /* fd is a pipe or a socket: writes of PIPE_BUF at most */
@@ -74,7 +74,7 @@ static void accesslog_flush(struct accesslog *log)
                 log->dropped_logged = now;
                 log_error("access_log %s: cannot write: %s; %llu bytes of "
                           "log lines lost so far",
-                          log->path[0] != '\0' ? log->path : "stderr",
+                          log->path,
                           strerror(err), (unsigned long long)log->dropped);
             }
             return;
@@ -94,6 +94,17 @@ static void on_flush_timer(evutil_socket_t fd, short what, void *arg)
     accesslog_flush(arg);
 }
 
+int accesslog_stream(const char *where)
+{
+    if (strcmp(where, "stderr") == 0) {
+        return STDERR_FILENO;
+    }
+    if (strcmp(where, "stdout") == 0) {
+        return STDOUT_FILENO;
+    }
+    return -1;
+}
+
 struct accesslog *accesslog_open(struct event_base *base, const char *where,
                                  const char **err)
 {
@@ -106,8 +117,9 @@ struct accesslog *accesslog_open(struct event_base *base, const char *where,
         *err = "out of memory";
         return NULL;
     }
-    if (strcmp(where, "stderr") == 0) {
-        log->fd = STDERR_FILENO;
+    int stream = accesslog_stream(where);
+    if (stream >= 0) {
+        log->fd = stream;
     } else {
         log->fd = open(where, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
         if (log->fd < 0) {
@@ -116,8 +128,8 @@ struct accesslog *accesslog_open(struct event_base *base, const char *where,
             return NULL;
         }
         log->owns_fd = 1;
-        snprintf(log->path, sizeof(log->path), "%s", where);
     }
+    snprintf(log->path, sizeof(log->path), "%s", where);
     log->piped = is_piped(log->fd);
     log->buf = evbuffer_new();
     log->flush_timer = event_new(base, -1, 0, on_flush_timer, log);

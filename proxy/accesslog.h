@@ -28,9 +28,13 @@ struct accesslog_entry {
     const char *term;     /* termination code: "done", "upstream_read_timeout" */
 };
 
+/* The descriptor a conf's access_log names as a stream ("stderr",
+ * "stdout"), or -1 for "off" and paths. */
+int accesslog_stream(const char *where);
+
 /*
- * Open the log: "off" returns NULL with *err NULL; "stderr" or a path opens
- * (appending). On failure returns NULL and *err is set to a static message
+ * Open the log: "off" returns NULL with *err NULL; "stderr", "stdout" or a
+ * path opens (appending). On failure returns NULL and *err is set to a static message
  * with errno describing why.
  */
 struct accesslog *accesslog_open(struct event_base *base, const char *where,

@@ -30,6 +30,7 @@
 
 #include <event2/event.h>
 
+#include "accesslog.h"
 #include "admin.h"
 #include "log.h"
 #include "stats.h"
@@ -238,7 +239,7 @@ static int bind_address(const struct config_addr *a, int backlog, int n_slots,
 int master_check_outside(const struct config *cfg, char *err, size_t errlen)
 {
     if (strcmp(cfg->access_log, "off") != 0 &&
-        strcmp(cfg->access_log, "stderr") != 0) {
+        accesslog_stream(cfg->access_log) < 0) {
         int fd = open(cfg->access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
                       0644);
         if (fd < 0) {

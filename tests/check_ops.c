@@ -2741,6 +2741,27 @@ START_TEST(test_access_log_write_failure_is_reported)
 }
 END_TEST
 
+START_TEST(test_access_log_to_stdout)
+{
+    /* access_log = stdout writes to the proxy's standard output (a
+     * container's log, systemd's journal), not to a file named "stdout" in
+     * its working directory. */
+    harness_keep_stdout = 1;
+    start_logging("workers = 2\n", "stdout");
+    harness_keep_stdout = 0;
+    char needle[64], out[8192];
+    size_t len = 0;
+    for (int i = 0; i < 3; i++) {
+        get_logged_as(needle, sizeof(needle));
+        ck_assert_msg(harness_read_until(proxy.out, out, sizeof(out), &len,
+                                         needle, 2000),
+                      "request %d not on stdout; stdout so far:\n%s", i, out);
+    }
+    ck_assert_msg(access("stdout", F_OK) != 0, "a file named stdout");
+    harness_stop(&proxy);
+}
+END_TEST
+
 START_TEST(test_restarted_worker_serves_without_its_access_log)
 {
     /* A worker restarted after its access log's directory was removed
@@ -3175,6 +3196,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_success_clears_the_failure_count);
     tcase_add_test(tc, test_keepalive_caps_idle_connections);
     tcase_add_test(tc, test_sigusr1_reopens_the_access_log);
+    tcase_add_test(tc, test_access_log_to_stdout);
     tcase_add_test(tc, test_access_log_write_failure_is_reported);
     tcase_add_test(tc, test_sigusr1_during_a_drain_reopens_the_access_log);
     tcase_add_test(tc, test_restarted_worker_serves_without_its_access_log);

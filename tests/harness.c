@@ -28,6 +28,7 @@
 
 int harness_nofile;
 int harness_stderr = -1;
+int harness_keep_stdout;
 const char *const *harness_wrap;
 
 void harness_preload(const char *rel, ...)
@@ -148,6 +149,7 @@ static void spawn(struct proc *p, char *const argv[])
     close(logfd);
     p->pid = pid;
     p->port = 0;
+    p->out = -1;
     track(p);
 
     char line[512];
@@ -177,7 +179,11 @@ static void spawn(struct proc *p, char *const argv[])
             *eol = '\n';
         }
     }
-    close(pipefd[0]);
+    if (harness_keep_stdout && p->port != 0) {
+        p->out = pipefd[0];
+    } else {
+        close(pipefd[0]);
+    }
     if (p->port == 0) {
         harness_stop(p);
         ck_abort_msg("%s did not print its port; its log:\n%s", argv[0],
@@ -265,6 +271,10 @@ int harness_stop(struct proc *p)
         usleep(5000);
     }
     p->pid = 0;
+    if (p->out > 0) {
+        close(p->out);
+        p->out = -1;
+    }
     for (int i = 0; i < n_started; i++) {
         if (started[i] == p) {
             started[i] = NULL;
@@ -400,6 +410,7 @@ void harness_script(struct proc *p, harness_handler handler, void *arg,
     }
     close(lfd);
     p->pid = pid;
+    p->out = -1;
     track(p);
 }
 

@@ -27,6 +27,7 @@ struct proc {
     int port;            /* from its "listening on" line */
     char log_path[256];  /* its stderr */
     char conf_path[256]; /* switchboard's conf, if any */
+    int out;             /* its stdout's read end, kept if harness_keep_stdout */
 };
 
 /* When > 0, processes started next get this RLIMIT_NOFILE (soft and hard):
@@ -36,6 +37,11 @@ extern int harness_nofile;
 /* When >= 0, processes started next get this descriptor as their stderr
  * instead of their log file (a pipe, say). */
 extern int harness_stderr;
+
+/* When set, processes started next keep their stdout pipe open after the
+ * port line: p->out reads what they print later (else p->out is -1).
+ * harness_stop closes it. */
+extern int harness_keep_stdout;
 
 /* When set (NULL-terminated), harness_proxy runs switchboard under this
  * command, e.g. {"/usr/bin/unshare", "-pf", ..., NULL}. */
