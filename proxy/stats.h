@@ -32,6 +32,8 @@
       "Client connections accepted")                                           \
     X(REJECTED, "switchboard_connections_rejected_total", "",                  \
       "Client connections closed at once (out of descriptors)")                \
+    X(CAPPED, "switchboard_max_connections_reached_total", "",                 \
+      "Times a worker reached max_connections and stopped accepting")          \
     X(REQUESTS, "switchboard_requests_total", "",                              \
       "Requests whose head was read whole")                                    \
     X(RESP_1XX, "switchboard_responses_total", "class=\"1xx\"",                \

@@ -70,6 +70,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
     session_start(w, fd, sa, socklen);
     if (w->n_sessions >= w->cfg->max_connections) {
         w->n_capped++;
+        w->stats->counter[STAT_CAPPED]++;
         log_warn("max_connections (%d) reached: not accepting (%llu times "
                  "so far)",
                  w->cfg->max_connections, (unsigned long long)w->n_capped);

@@ -2591,6 +2591,37 @@ START_TEST(test_sigint_during_a_drain_stops_at_once)
 }
 END_TEST
 
+START_TEST(test_max_connections_reached_is_counted)
+{
+    /* A worker at max_connections leaves new clients in the kernel's
+     * queue: /metrics counts each time it stops accepting. */
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_on_origin("max_connections = 2\n");
+    const char *series = "switchboard_max_connections_reached_total";
+    ck_assert_int_eq((int)metric_now(series), 0);
+    static const char ask[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    int fd[3];
+    for (int i = 0; i < 2; i++) {
+        fd[i] = harness_own(harness_connect(proxy.port));
+        struct response r;
+        ck_assert_int_eq(harness_send(fd[i], ask), 0);
+        ck_assert_int_eq(harness_read_response(fd[i], &r, 5000, 0), 0);
+        ck_assert_int_eq(r.status, 200);
+        response_free(&r);
+    }
+    ck_assert_int_eq((int)metric_wait(series, 1, 2000), 1);
+    /* One leaves, the queued third is accepted: the cap again. */
+    fd[2] = harness_own(harness_connect(proxy.port));
+    ck_assert_int_eq(harness_send(fd[2], ask), 0);
+    harness_close_owned(fd[0]);
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd[2], &r, 5000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    response_free(&r);
+    ck_assert_int_eq((int)metric_wait(series, 2, 2000), 2);
+}
+END_TEST
+
 /* ---- 11. SIGUSR1 ------------------------------------------------------- */
 
 /* Wait up to ms (scaled) for text in the file at path. */
@@ -3197,6 +3228,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_keepalive_caps_idle_connections);
     tcase_add_test(tc, test_sigusr1_reopens_the_access_log);
     tcase_add_test(tc, test_access_log_to_stdout);
+    tcase_add_test(tc, test_max_connections_reached_is_counted);
     tcase_add_test(tc, test_access_log_write_failure_is_reported);
     tcase_add_test(tc, test_sigusr1_during_a_drain_reopens_the_access_log);
     tcase_add_test(tc, test_restarted_worker_serves_without_its_access_log);
