@@ -2858,13 +2858,16 @@ START_TEST(test_server_by_name)
 }
 END_TEST
 
-/* Injected delays (fault_delay here) show in /metrics and /status. */
+/* Injected delays (fault_delay here) show in /metrics and /status; so
+ * does the delay before an injected abort. */
 START_TEST(test_injected_delays_in_metrics)
 {
     harness_origin(&origin[0], "--delay", "0ms", NULL);
     start_admin_proxy("", "[upstream origin]\nserver = 127.0.0.1:%d\n"
                           "[route /]\nupstream = origin\n"
-                          "fault_delay = 100ms\n",
+                          "fault_delay = 100ms\n"
+                          "[route /abort]\nupstream = origin\n"
+                          "fault_delay = 200ms\nfault_abort = 503\n",
                       origin[0].port);
     for (int i = 0; i < 10; i++) {
         ck_assert_int_eq(
@@ -2894,6 +2897,22 @@ START_TEST(test_injected_delays_in_metrics)
     ck_assert_str_eq(status_eval("d['pools'][0]['injected_latency_ms']"
                                  "['mean']"),
                      "100.0");
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(exchange(proxy.port,
+                                  "GET /abort HTTP/1.1\r\nHost: a\r\n\r\n",
+                                  NULL),
+                         503);
+    }
+    ck_assert_int_eq(metric_now("switchboard_fault_aborts_total"), 5);
+    ck_assert_int_eq(metric_now("switchboard_fault_delays_total"), 15);
+    ck_assert_int_eq(
+        metric_now("switchboard_injected_latency_seconds_count{pool=\"origin\"}"),
+        15);
+    sum = metric_now("switchboard_injected_latency_seconds_sum{pool=\"origin\"}");
+    ck_assert_msg(sum > 1.999 && sum < 2.001, "sum %.6f", sum);
+    ck_assert_int_eq(metric_now("switchboard_injected_latency_seconds_bucket"
+                                "{pool=\"origin\",le=\"0.1\"}"),
+                     10);
 }
 END_TEST
 
