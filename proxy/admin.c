@@ -570,13 +570,6 @@ static void on_admin_request(evhtp_request_t *req, void *arg)
                                req->uri->path->full != NULL
                            ? req->uri->path->full
                            : "/";
-    htp_method m = evhtp_request_get_method(req);
-    if (m != htp_method_GET && m != htp_method_HEAD) {
-        evbuffer_add_printf(req->buffer_out, "only GET and HEAD\n");
-        add_header(req, "Allow", "GET, HEAD");
-        reply(req, 405, "text/plain", NULL);
-        return;
-    }
     if (strcmp(path, "/metrics") == 0) {
         reply(req, 200, "text/plain; version=0.0.4; charset=utf-8",
               admin_render_metrics);
@@ -775,11 +768,13 @@ static evhtp_res on_head_done(evhtp_request_t *req, evhtp_headers_t *hdrs,
                  major, minor);
         return refuse(ac, req, 505, why);
     }
+    htp_method m = evhtp_request_get_method(req);
+    if (m != htp_method_GET && m != htp_method_HEAD) {
+        /* Here rather than from the handler: evhtp's reason phrase for
+         * 405 is "Not Allowed". */
+        return refuse(ac, req, 405, "only GET and HEAD");
+    }
     if (announces_body(req)) {
-        htp_method m = evhtp_request_get_method(req);
-        if (m != htp_method_GET && m != htp_method_HEAD) {
-            return refuse(ac, req, 405, "only GET and HEAD");
-        }
         return refuse(ac, req, 413, "no request body is accepted here");
     }
     return EVHTP_RES_OK;

@@ -2347,6 +2347,12 @@ START_TEST(test_admin_answers_protocol_errors)
     ck_assert_int_eq(admin_get("DELETE", "/status", &body), 405);
     ck_assert_str_eq(body, "only GET and HEAD\n");
     free(body);
+    static const char del[] = "DELETE /status HTTP/1.1\r\nHost: a\r\n\r\n";
+    char *got = admin_raw(del, strlen(del));
+    ck_assert_msg(strncmp(got, "HTTP/1.1 405 Method Not Allowed\r\n", 33) == 0 &&
+                      strstr(got, "\r\nAllow: GET, HEAD\r\n") != NULL,
+                  "got: %.200s", got);
+    free(got);
     ck_assert_int_eq(admin_get("GET", "/healthz", NULL), 200);
 }
 END_TEST
