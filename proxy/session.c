@@ -114,6 +114,7 @@ struct side {
     int paused;         /* reads off: the peer's output is above high water */
     int writing;        /* a remainder is queued: libevent's write event on */
     int read_err;       /* errno of a failed side_fill, for the event cb */
+    int write_err;      /* errno of a failed write whose answer is read on */
     uint64_t acked;     /* the peer's bytes_acked when sending last stalled */
     uint64_t bytes_in;  /* this exchange */
     uint64_t bytes_out; /* this exchange */
@@ -251,9 +252,21 @@ static void relay_resume(struct side *side)
  * goes off again. This spares two epoll_ctl calls per direction per
  * exchange. Returns 0, or -1 with errno when the write failed.
  */
+static void side_discard_output(struct side *side)
+{
+    struct evbuffer *out = bufferevent_get_output(side->bev);
+    evbuffer_unfreeze(out, 1); /* see side_flush */
+    evbuffer_drain(out, evbuffer_get_length(out));
+    evbuffer_freeze(out, 1);
+}
+
 static int side_flush(struct side *side, int peer_paused)
 {
     struct evbuffer *out = bufferevent_get_output(side->bev);
+    if (side->write_err != 0) {
+        side_discard_output(side); /* the peer reset: nothing goes out */
+        return 0;
+    }
     if (side->writing) {
         return 0;
     }
@@ -1588,7 +1601,8 @@ static int response_done(struct session *s)
         http_should_keep_alive(&s->upstream.parser) &&
         !http1_te_in_http10(&s->upstream.parser) &&
         s->cstate == CLIENT_REQUEST_DONE && !s->upstream_eof &&
-        s->upstream.read_err == 0 && extra == 0 &&
+        s->upstream.read_err == 0 && s->upstream.write_err == 0 &&
+        extra == 0 &&
         evbuffer_get_length(bufferevent_get_output(s->upstream.bev)) == 0;
     s->ustate = UPSTREAM_NONE;
     exchange_log(s, TERM_DONE);
@@ -1899,6 +1913,55 @@ static void on_upstream_write(struct bufferevent *bev, void *arg)
     session_flush(s);
 }
 
+/*
+ * A write of the request to the upstream failed with errno err. A server
+ * that answers before it has read the whole request (a 413 or a 401 to an
+ * upload) and closes with the body unread makes its stack reset the
+ * connection, and the next write fails; its answer is still in the
+ * socket's receive queue, ahead of the reset. Then that answer is read on
+ * (libevent's read event finds it) and relayed, and the rest of the
+ * request is dropped: the exchange ends as any early answer does, with
+ * Connection: close, and the server is not blamed. Returns 1 so, 0 when
+ * no answer came (the write failure is the exchange's failure).
+ */
+static int upstream_answered_anyway(struct session *s, int err)
+{
+    struct side *up = &s->upstream;
+    int ready = 0;
+    if (up->write_err != 0 || retry_allowed(s, 502) ||
+        (s->ustate != UPSTREAM_READING_HEAD &&
+         s->ustate != UPSTREAM_STREAMING_BODY)) {
+        /* A request that is sent again on a fresh connection (what a
+         * reused one holds may be a stale answer), or no exchange. */
+        return 0;
+    }
+    if (up->bytes_in == 0 &&
+        evbuffer_get_length(bufferevent_get_input(up->bev)) == 0 &&
+        (ioctl(bufferevent_getfd(up->bev), FIONREAD, &ready) < 0 ||
+         ready <= 0)) {
+        return 0;
+    }
+    log_info("%s: upstream %s: %s while sending the request, after it "
+             "began to answer: the answer is relayed, the rest of the "
+             "request dropped",
+             s->client_addr, s->conn->server->name,
+             evutil_socket_error_to_string(err));
+    up->write_err = err;
+    up->writing = 0;
+    bufferevent_disable(up->bev, EV_WRITE);
+    side_discard_output(up);
+    /* Nothing more goes to the server: its answer is waited for now. */
+    bufferevent_set_timeouts(up->bev, upstream_read_tv(s), NULL);
+    if (s->cstate == CLIENT_READING_BODY && s->client.paused) {
+        /* It waited for the upstream's output to drain: it is dropped. */
+        relay_resume(&s->client);
+        bufferevent_trigger(s->client.bev, EV_READ,
+                            BEV_TRIG_IGNORE_WATERMARKS |
+                                BEV_TRIG_DEFER_CALLBACKS);
+    }
+    return 1;
+}
+
 /* The upstream connection failed with errno err. */
 static int upstream_error(struct session *s, int err)
 {
@@ -1958,6 +2021,9 @@ static void on_upstream_event(struct bufferevent *bev, short what, void *arg)
                                      "(read_timeout)"
                                    : "upstream did not respond in time");
         }
+    } else if ((what & BEV_EVENT_WRITING) &&
+               upstream_answered_anyway(s, EVUTIL_SOCKET_ERROR())) {
+        rc = 0;
     } else {
         rc = upstream_error(s, s->upstream.read_err != 0
                                    ? s->upstream.read_err
@@ -2040,6 +2106,7 @@ static int upstream_connect(struct session *s, struct pool_server *server,
     s->t_connected = s->t_first_byte = -1;
     s->upstream.bytes_in = 0;
     s->upstream.read_err = 0;
+    s->upstream.write_err = 0;
     s->upstream_eof = 0; /* a retry: the last connection's EOF is not this one's */
     http_parser_init(&s->upstream.parser, HTTP_RESPONSE);
     s->upstream.parser.data = s;
@@ -2144,7 +2211,8 @@ static int session_flush(struct session *s)
         /* The write failed: a retry may have put the request on a reused
          * connection, which is flushed in turn (each failure retries at
          * most as allowed, then answers and lets the connection go). */
-        if (upstream_error(s, errno) < 0) {
+        int err = errno;
+        if (!upstream_answered_anyway(s, err) && upstream_error(s, err) < 0) {
             return -1;
         }
     }

@@ -1556,6 +1556,81 @@ START_TEST(test_early_answer_says_close_and_lingers)
 }
 END_TEST
 
+/* Upstream that refuses an upload once the proxy's writes have backed up,
+ * and closes with the body unread: its stack resets the connection, and
+ * the proxy's next write of the body fails. */
+static void h_early_reset(int fd, void *arg)
+{
+    (void)arg;
+    harness_read_request_head(fd);
+    usleep(300 * 1000);
+    harness_send(fd, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\n"
+                     "Connection: close\r\n\r\ntoo large");
+    close(fd);
+}
+
+START_TEST(test_early_answer_relayed_though_the_upstream_resets)
+{
+    /* The answer came before the reset, so it is in the proxy's receive
+     * queue when its write fails: the client gets that 413, not a 502,
+     * and the server is not blamed for answering. */
+    start_script(h_early_reset, NULL, "", "");
+    for (int round = 0; round < 3; round++) {
+        int fd = harness_own(harness_connect(proxy.port));
+        int port = harness_client_port(fd);
+        const size_t total = 16u << 20;
+        char head[128];
+        snprintf(head, sizeof(head),
+                 "POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: %zu\r\n\r\n",
+                 total);
+        ck_assert_int_eq(harness_send(fd, head), 0);
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        static char block[65536];
+        memset(block, 'u', sizeof(block));
+        static char got[4096];
+        size_t len = 0, sent = 0;
+        int eof = 0;
+        double deadline = harness_now() + 10000 * harness_scale();
+        /* Send the body while reading whatever comes, until EOF. */
+        while (!eof && harness_now() < deadline) {
+            struct pollfd pfd = {.fd = fd,
+                                 .events = POLLIN | (sent < total ? POLLOUT : 0)};
+            if (poll(&pfd, 1, 100) <= 0) {
+                continue;
+            }
+            if (pfd.revents & POLLOUT) {
+                size_t n = total - sent < sizeof(block) ? total - sent
+                                                        : sizeof(block);
+                ssize_t w = send(fd, block, n, MSG_NOSIGNAL);
+                if (w > 0) {
+                    sent += (size_t)w;
+                } else if (errno != EAGAIN) {
+                    sent = total; /* the proxy has gone: stop sending */
+                }
+            }
+            if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) {
+                ssize_t r = read(fd, got + len, sizeof(got) - 1 - len);
+                if (r > 0) {
+                    len += (size_t)r;
+                } else if (r == 0 || errno != EAGAIN) {
+                    eof = 1;
+                }
+            }
+        }
+        got[len] = '\0';
+        ck_assert_msg(strncmp(got, "HTTP/1.1 413 ", 13) == 0 &&
+                          len > 9 && strcmp(got + len - 9, "too large") == 0,
+                      "round %d (%zu of %zu body bytes sent): got %s", round,
+                      sent, total, got);
+        harness_assert_logged(&proxy, port, "\"POST /up HTTP/1.1\" 413 ", NULL);
+        harness_close_owned(fd);
+    }
+    ck_assert_msg(strstr(harness_log(&proxy), "upstream connection failed") ==
+                      NULL,
+                  "%s", harness_log(&proxy));
+}
+END_TEST
+
 /* Start an upload that h_early refuses at once; returns the client fd,
  * after its 413 was read. */
 static int refused_upload(int *port)
@@ -2627,6 +2702,7 @@ static Suite *hardening_suite(void)
                               sizeof(bad_response_chunks[0])));
     tcase_add_test(tc, test_oversized_trailers_named);
     tcase_add_test(tc, test_early_answer_says_close_and_lingers);
+    tcase_add_test(tc, test_early_answer_relayed_though_the_upstream_resets);
     tcase_add_test(tc, test_lingering_ends_after_lingering_timeout);
     tcase_add_test(tc, test_lingering_timeout_zero_closes_at_once);
     tcase_add_test(tc, test_no_lingering_for_a_client_too_slow);
