@@ -1137,7 +1137,7 @@ int http1_check_request(const struct http1_head *h, const http_parser *p,
 }
 
 int http1_check_response(const struct http1_head *h, const http_parser *p,
-                         struct http1_error *err)
+                         int switching, struct http1_error *err)
 {
     if (p->http_major != 1 || p->http_minor > 1) {
         return fail(err, 502, "upstream sent an unsupported HTTP version");
@@ -1145,8 +1145,11 @@ int http1_check_response(const struct http1_head *h, const http_parser *p,
     if (p->status_code < 100 || p->status_code > 599) {
         return fail(err, 502, "upstream sent an invalid status code");
     }
-    if (p->status_code == 101) {
+    if (p->status_code == 101 && !switching) {
         return fail(err, 502, "upstream switched protocols unasked");
+    }
+    if (p->status_code == 101 && p->http_minor == 0) {
+        return fail(err, 502, "upstream switched protocols over HTTP/1.0");
     }
     struct fields f;
     fields_scan(h, &f);

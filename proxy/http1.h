@@ -112,9 +112,11 @@ int http1_connection_has(const struct http1_head *h, const char *token);
 int http1_check_request(const struct http1_head *h, const http_parser *p,
                         struct http1_error *err);
 
-/* The same for a response head from an upstream (status and version). */
+/* The same for a response head from an upstream (status and version).
+ * A 101 passes only when switching says it was asked for (a WebSocket
+ * upgrade the proxy relays), and only from HTTP/1.1. */
 int http1_check_response(const struct http1_head *h, const http_parser *p,
-                         struct http1_error *err);
+                         int switching, struct http1_error *err);
 
 /*
  * Once http1_check_request or http1_check_response has passed a head: any

@@ -842,8 +842,12 @@ static int on_resp_headers_complete(http_parser *p)
 {
     struct session *s = p->data;
     http1_head_trim(&s->upstream.head);
-    if (p->status_code == 101 && s->upgrade &&
-        http1_is_websocket_switch(&s->upstream.head)) {
+    int switching = p->status_code == 101 && s->upgrade &&
+                    http1_is_websocket_switch(&s->upstream.head);
+    if (http1_check_response(&s->upstream.head, p, switching, &s->error) < 0) {
+        return -1;
+    }
+    if (switching) {
         /* The upstream agreed to the WebSocket upgrade: relay the 101 and
          * become a tunnel once the parser stops (response_done). */
         struct http1_response_info info = {
@@ -860,9 +864,6 @@ static int on_resp_headers_complete(http_parser *p)
         s->response_started = 1;
         s->tunnel = 1;
         return 1;
-    }
-    if (http1_check_response(&s->upstream.head, p, &s->error) < 0) {
-        return -1;
     }
     http1_settle_chunked(p);
     int http11 = s->http_major == 1 && s->http_minor == 1;

@@ -1120,6 +1120,50 @@ START_TEST(test_bad_upstream_response)
 }
 END_TEST
 
+/* A 101 to a WebSocket upgrade is checked as any response head is: one
+ * the client asked for is no licence for a malformed head. */
+#define WS_101 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" \
+               "Connection: Upgrade\r\n"
+static const struct bad_response bad_switches[] = {
+    {"whitespace before a header colon in a 101",
+     WS_101 "Sec-WebSocket-Accept : s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\nLEAKED",
+     "upstream sent an invalid header name"},
+    {"a space inside a header name in a 101",
+     WS_101 "X Evil: 1\r\n\r\nLEAKED", "upstream sent an invalid header name"},
+    {"a name that mimics Transfer-Encoding in a 101",
+     WS_101 "Transfer-Encoding-X: chunked\r\n\r\nLEAKED",
+     "upstream sent a header name that mimics Transfer-Encoding or "
+     "Content-Length"},
+    {"an HTTP/2.0 101",
+     "HTTP/2.0 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+     "Connection: Upgrade\r\n\r\nLEAKED",
+     "upstream sent an unsupported HTTP version"},
+    {"an HTTP/1.0 101",
+     "HTTP/1.0 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+     "Connection: Upgrade\r\n\r\nLEAKED",
+     "upstream switched protocols over HTTP/1.0"},
+};
+
+START_TEST(test_bad_switching_protocols)
+{
+    const struct bad_response *c = &bad_switches[_i];
+    bad_reply.first = c->reply;
+    start_script(h_reply, &bad_reply, "", "");
+    static const char ask[] =
+        "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n";
+    struct talk t;
+    talk(ask, sizeof(ask) - 1, &t);
+    char what[160];
+    snprintf(what, sizeof(what), "%s: what the client read", c->name);
+    assert_bytes(t.got, t.len, error_bytes(502, c->reason), what);
+    ck_assert_msg(t.closed, "%s: connection left open", c->name);
+    harness_assert_logged(&proxy, t.port, "\"GET /ws HTTP/1.1\" 502 ",
+                          " term=bad_response", NULL);
+}
+END_TEST
+
 /* ---- 5b: out of memory while writing a head ------------------------------ */
 
 /*
@@ -2684,6 +2728,8 @@ static Suite *hardening_suite(void)
     tcase_add_test(tc, test_response_field_count_limit);
     tcase_add_test(tc, test_request_head_out_of_memory_is_500);
     tcase_add_test(tc, test_response_head_out_of_memory_is_500);
+    tcase_add_loop_test(tc, test_bad_switching_protocols, 0,
+                        sizeof(bad_switches) / sizeof(bad_switches[0]));
     tcase_add_loop_test(tc, test_bad_upstream_response, 0,
                         (int)(sizeof(bad_responses) /
                               sizeof(bad_responses[0])));

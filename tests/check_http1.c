@@ -1041,19 +1041,24 @@ END_TEST
 
 /* ---- http1_check_response ------------------------------------------------ */
 
-static int response_status(const char *raw)
+static int response_status_switching(const char *raw, int switching)
 {
     struct msg m;
     struct http1_error err = {0, NULL};
     msg_init(&m, HTTP_RESPONSE, 65536, 100);
     int status = -1;
     if (msg_feed(&m, raw, 0) == 0) {
-        status = http1_check_response(&m.head, &m.parser, &err) == 0
+        status = http1_check_response(&m.head, &m.parser, switching, &err) == 0
                      ? 0
                      : err.status;
     }
     msg_deinit(&m);
     return status;
+}
+
+static int response_status(const char *raw)
+{
+    return response_status_switching(raw, 0);
 }
 
 START_TEST(test_check_response_ordinary_accepted)
@@ -1095,6 +1100,25 @@ START_TEST(test_check_response_switching_protocols_is_502)
                                      "Connection: Upgrade\r\n"
                                      "Upgrade: websocket\r\n\r\n"),
                      502);
+    /* Asked for, it passes; but not from HTTP/1.0, nor malformed. */
+    ck_assert_int_eq(
+        response_status_switching("HTTP/1.1 101 Switching Protocols\r\n"
+                                  "Connection: Upgrade\r\n"
+                                  "Upgrade: websocket\r\n\r\n",
+                                  1),
+        0);
+    ck_assert_int_eq(
+        response_status_switching("HTTP/1.0 101 Switching Protocols\r\n"
+                                  "Connection: Upgrade\r\n"
+                                  "Upgrade: websocket\r\n\r\n",
+                                  1),
+        502);
+    ck_assert_int_eq(
+        response_status_switching("HTTP/1.1 101 Switching Protocols\r\n"
+                                  "Connection: Upgrade\r\n"
+                                  "Upgrade: websocket\r\nX Y: 1\r\n\r\n",
+                                  1),
+        502);
 }
 END_TEST
 
@@ -1116,14 +1140,14 @@ START_TEST(test_check_response_invalid_status_is_502)
     p.http_minor = 1;
     p.status_code = 99;
     head_build(&h, HTTP1_PIECE_STATUS, "Odd", NULL);
-    ck_assert_int_eq(http1_check_response(&h, &p, &err), -1);
+    ck_assert_int_eq(http1_check_response(&h, &p, 0, &err), -1);
     ck_assert_int_eq(err.status, 502);
     /* Codes are 100 to 599 (RFC 9110 15). */
     p.status_code = 600;
-    ck_assert_int_eq(http1_check_response(&h, &p, &err), -1);
+    ck_assert_int_eq(http1_check_response(&h, &p, 0, &err), -1);
     ck_assert_int_eq(err.status, 502);
     p.status_code = 599;
-    ck_assert_int_eq(http1_check_response(&h, &p, &err), 0);
+    ck_assert_int_eq(http1_check_response(&h, &p, 0, &err), 0);
     http1_head_deinit(&h);
 }
 END_TEST
@@ -1139,7 +1163,7 @@ START_TEST(test_check_response_control_char_is_502)
     p.status_code = 200;
     head_build(&h, HTTP1_PIECE_STATUS, "OK", "Content-Type", "text/plain",
                "Set-Cookie", "a=b\001c", NULL);
-    ck_assert_int_eq(http1_check_response(&h, &p, &err), -1);
+    ck_assert_int_eq(http1_check_response(&h, &p, 0, &err), -1);
     ck_assert_int_eq(err.status, 502);
     ck_assert_ptr_nonnull(err.reason);
     http1_head_deinit(&h);
