@@ -156,27 +156,59 @@ int http1_head_find(const struct http1_head *h, const char *name, int from)
     return -1;
 }
 
+/* The next member of the comma-separated list v (len bytes) from *i:
+ * 1 and [*start, *end) without its whitespace, or 0 at the end. Empty
+ * members are skipped (RFC 9110 5.6.1.2). */
+static int list_next(const char *v, size_t len, size_t *i, size_t *start,
+                     size_t *end)
+{
+    while (*i < len) {
+        while (*i < len && (v[*i] == ' ' || v[*i] == '\t' || v[*i] == ',')) {
+            (*i)++;
+        }
+        *start = *i;
+        while (*i < len && v[*i] != ',') {
+            (*i)++;
+        }
+        *end = *i;
+        while (*end > *start && (v[*end - 1] == ' ' || v[*end - 1] == '\t')) {
+            (*end)--;
+        }
+        if (*end > *start) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Does the comma-separated list v (len bytes) hold token, ignoring case? */
 static int list_has(const char *v, size_t len, const char *tok, size_t toklen)
 {
-    size_t i = 0;
-    while (i < len) {
-        while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ',')) {
-            i++;
-        }
-        size_t start = i;
-        while (i < len && v[i] != ',') {
-            i++;
-        }
-        size_t end = i;
-        while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t')) {
-            end--;
-        }
+    size_t i = 0, start, end;
+    while (list_next(v, len, &i, &start, &end)) {
         if (end - start == toklen && strncasecmp(v + start, tok, toklen) == 0) {
             return 1;
         }
     }
     return 0;
+}
+
+int http1_expectation(const struct http1_head *h)
+{
+    int found = 0;
+    for (int i = http1_head_find(h, "expect", 0); i >= 0;
+         i = http1_head_find(h, "expect", i + 1)) {
+        const char *v = h->buf + h->hdrs[i].value;
+        size_t len = h->hdrs[i].value_len, at = 0, start, end;
+        while (list_next(v, len, &at, &start, &end)) {
+            if (end - start != 12 ||
+                strncasecmp(v + start, "100-continue", 12) != 0) {
+                return -1;
+            }
+            found = 1;
+        }
+    }
+    return found;
 }
 
 /* Does any header called name list token (case-insensitive)? */

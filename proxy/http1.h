@@ -95,6 +95,11 @@ static inline const char *http1_str(const struct http1_head *h, uint32_t off)
  * -1 when there is none. */
 int http1_head_find(const struct http1_head *h, const char *name, int from);
 
+/* What the request's Expect fields ask, all lines and list members taken
+ * together (empty members ignored, case ignored): 0 nothing, 1 only
+ * 100-continue, -1 some other expectation (417). */
+int http1_expectation(const struct http1_head *h);
+
 /* True when the header is hop-by-hop, either by RFC 9110 section 7.6.1 or by
  * being named in one of the message's Connection headers. */
 int http1_is_hop_by_hop(const struct http1_head *h, const char *name,

@@ -1143,16 +1143,11 @@ static int exchange_begin(struct session *s)
         p->content_length > cfg->max_body_size) {
         return reply_error(s, 413, "bad_request", "request body too large");
     }
-    int expect = http1_head_find(&s->client.head, "expect", 0);
-    if (expect >= 0) {
-        const struct http1_header *hd = &s->client.head.hdrs[expect];
-        if (!util_strieq(http1_str(&s->client.head, hd->value), hd->value_len,
-                         "100-continue")) {
-            return reply_error(s, 417, "bad_request",
-                               "unsupported expectation");
-        }
-        s->expect_continue = s->http_minor == 1;
+    int expect = http1_expectation(&s->client.head);
+    if (expect < 0) {
+        return reply_error(s, 417, "bad_request", "unsupported expectation");
     }
+    s->expect_continue = expect == 1 && s->http_minor == 1;
     /* Route on the path alone: the query does not choose a pool. */
     size_t path_len = 0;
     while (path_len < s->target_len && s->target[path_len] != '?') {

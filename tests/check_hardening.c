@@ -172,6 +172,7 @@ static const char *status_text(int status)
     switch (status) {
     case 400: return "Bad Request";
     case 408: return "Request Timeout";
+    case 417: return "Expectation Failed";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
@@ -509,6 +510,21 @@ struct refusal {
 };
 
 static const struct refusal refusals[] = {
+    /* Expectations (RFC 9110 10.1.1): only 100-continue is met, and
+     * every Expect line and list member counts (5.3: two lines mean what
+     * their comma-joined form means). */
+    {"Expect: foo",
+     RAW("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n"
+         "Expect: foo\r\n\r\nhi"),
+     417, "unsupported expectation"},
+    {"Expect: 100-continue, foo",
+     RAW("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n"
+         "Expect: 100-continue, foo\r\n\r\nhi"),
+     417, "unsupported expectation"},
+    {"Expect: 100-continue, then Expect: foo",
+     RAW("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n"
+         "Expect: 100-continue\r\nExpect: foo\r\n\r\nhi"),
+     417, "unsupported expectation"},
     /* Content-Length smuggling. http-parser refuses a Content-Length next
      * to Transfer-Encoding before the proxy's own check (which would say
      * "both Content-Length and Transfer-Encoding") gets to run. */

@@ -460,6 +460,30 @@ START_TEST(test_expect_100_continue)
     ck_assert_str_eq(buf, "HTTP/1.1 100 Continue\r\n\r\n");
     send_hello_and_check_echo(fd);
 
+    /* The same expectation however it is spelled: any case, empty list
+     * members (RFC 9110 5.6.1.2), on several lines. */
+    static const char *const spellings[] = {
+        "Expect: 100-Continue\r\n", "Expect: 100-continue,\r\n",
+        "Expect: , 100-continue\r\n",
+        "Expect: 100-continue\r\nExpect: 100-continue\r\n"};
+    for (size_t i = 0; i < sizeof(spellings) / sizeof(spellings[0]); i++) {
+        fd = harness_connect(proxy.port);
+        char head[256];
+        snprintf(head, sizeof(head),
+                 "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+                 "%s\r\n",
+                 spellings[i]);
+        harness_send(fd, head);
+        memset(buf, 0, sizeof(buf));
+        pfd.fd = fd;
+        ck_assert_int_eq(poll(&pfd, 1, 3000), 1);
+        n = read(fd, buf, 25);
+        ck_assert_msg(n == 25 && strcmp(buf, "HTTP/1.1 100 Continue\r\n\r\n") ==
+                                     0,
+                      "%s: got %s", spellings[i], buf);
+        send_hello_and_check_echo(fd);
+    }
+
     /* From an HTTP/1.0 client the expectation is ignored (RFC 9110
      * 10.1.1): no 100 (1.0 has no interim responses), the body is read
      * when it comes, and the only answer is the final one. */
