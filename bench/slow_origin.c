@@ -102,6 +102,7 @@ struct origin_loop {
  */
 struct session {
     evhtp_connection_t *conn;
+    struct evbuffer_cb_entry *input_cb; /* on_session_input */
     bool refused; /* a closing answer was written; nothing more to say */
     LIST_ENTRY(session) link;
 };
@@ -279,6 +280,60 @@ static uint64_t random_upto(uint64_t max)
     rng_state ^= rng_state << 25;
     rng_state ^= rng_state >> 27;
     return (rng_state * 2685821657736338717ULL) % (max + 1);
+}
+
+/* ---- between requests ---- */
+
+/*
+ * Is conn between requests, expecting a request line? It is once evhtp
+ * has freed the last request, or once our reply to it is complete (what
+ * follows then is the next request, read when the reply is flushed).
+ */
+static bool conn_expects_request_line(const evhtp_connection_t *conn)
+{
+    return conn->request == NULL ||
+           (conn->request->flags & EVHTP_REQ_FLAG_FINISHED) != 0;
+}
+
+/*
+ * Drop the empty lines in front of the next request line (RFC 9112 2.2: a
+ * server SHOULD ignore at least one). evhtp's parser skips them as well,
+ * but one byte per run, and evhtp runs it again only when more bytes
+ * arrive: a request behind two of them ("\r\nGET ...") was never
+ * answered. Any CR or LF goes, as the parser would skip it; nothing is
+ * dropped inside a request, where an empty line ends a head and CRLFs may
+ * be body bytes.
+ */
+static void conn_drop_empty_lines(evhtp_connection_t *conn)
+{
+    struct bufferevent *bev = evhtp_connection_get_bev(conn);
+    struct evbuffer_iovec vec[4];
+    int n;
+
+    if (bev == NULL || !conn_expects_request_line(conn)) {
+        return;
+    }
+    /* Peek a few chains at a time; all CRs and LFs: drain, peek on. */
+    while ((n = evbuffer_peek(bufferevent_get_input(bev), -1, NULL, vec,
+                              4)) > 0) {
+        size_t skip = 0;
+        bool all = true;
+
+        for (int i = 0; i < n && i < 4 && all; i++) {
+            const char *b = vec[i].iov_base;
+            size_t k = 0;
+
+            while (k < vec[i].iov_len && (b[k] == '\r' || b[k] == '\n')) {
+                k++;
+            }
+            skip += k;
+            all = k == vec[i].iov_len;
+        }
+        evbuffer_drain(bufferevent_get_input(bev), skip);
+        if (!all) {
+            return;
+        }
+    }
 }
 
 /* ---- exchanges ---- */
@@ -519,6 +574,9 @@ static void exchange_finish(struct exchange *x)
     }
     evhtp_send_reply_end(x->req);
     x->state = EXCHANGE_DONE;
+    /* A pipelined request may follow, read by evhtp once this reply is
+     * flushed: not through on_session_input, so empty lines go now. */
+    conn_drop_empty_lines(evhtp_request_get_connection(x->req));
     if (x->paused) {
         x->paused = false;
         evhtp_request_resume(x->req);
@@ -1042,17 +1100,37 @@ static void on_request(evhtp_request_t *req, void *arg)
 
 /* ---- sessions and loops ---- */
 
+/*
+ * The connection's input changed (an evbuffer callback, run as bytes are
+ * added or drained; never frees the session): what was read from the
+ * client between requests loses its empty lines before evhtp's read
+ * callback parses it.
+ */
+static void on_session_input(struct evbuffer *in,
+                             const struct evbuffer_cb_info *info, void *arg)
+{
+    struct session *s = arg;
+
+    if (info->n_added > 0) {
+        conn_drop_empty_lines(s->conn);
+    }
+}
+
 /* evhtp is freeing a connection: answer a head its parser rejected, then
  * forget the session. */
 static evhtp_res on_session_fini(evhtp_connection_t *conn, void *arg)
 {
     struct session *s = arg;
+    struct bufferevent *bev = evhtp_connection_get_bev(conn);
     const char *why = NULL;
     unsigned status = parse_failure(conn, &why);
 
     if (status != 0) {
         session_refuse(s, status, why,
                        htparser_get_method(conn->parser) == htp_method_HEAD);
+    }
+    if (s->input_cb != NULL && bev != NULL) {
+        evbuffer_remove_cb_entry(bufferevent_get_input(bev), s->input_cb);
     }
     LIST_REMOVE(s, link);
     free(s);
@@ -1077,7 +1155,11 @@ static evhtp_res on_session_accepted(evhtp_connection_t *conn, void *arg)
                               HOOK(on_request_line), s);
     evhtp_connection_set_hook(conn, evhtp_hook_on_headers,
                               HOOK(on_request_headers), s);
-    return EVHTP_RES_OK;
+    /* If this fails, evhtp frees the connection and on_session_fini s. */
+    s->input_cb = evbuffer_add_cb(
+        bufferevent_get_input(evhtp_connection_get_bev(conn)),
+        on_session_input, s);
+    return s->input_cb != NULL ? EVHTP_RES_OK : EVHTP_RES_FATAL;
 }
 
 /*
@@ -1200,7 +1282,8 @@ static void usage(FILE *f)
 "HTTP/1.0 and 1.1 gets 505. A target over 8189 bytes gets 414, a header\n"
 "name or value over 8191 bytes 431 (libevhtp's limit, per field: a head\n"
 "of many fields may be larger); a malformed head, or one without a\n"
-"version, gets 400.\n");
+"version, gets 400. Empty lines (CRLF or LF) before a request line are\n"
+"ignored.\n");
 }
 
 /* Parse the command line into conf; exits on error or -h. */
