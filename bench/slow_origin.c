@@ -103,6 +103,7 @@ struct origin_loop {
 struct session {
     evhtp_connection_t *conn;
     struct evbuffer_cb_entry *input_cb; /* on_session_input */
+    struct event *closer; /* closes it after on_session_input refused */
     bool refused; /* a closing answer was written; nothing more to say */
     LIST_ENTRY(session) link;
 };
@@ -1052,7 +1053,8 @@ static evhtp_res on_request_line(evhtp_request_t *req, void *arg)
 }
 
 /* Request head parsed (connection hook): refuse it if its request line,
- * ended by a bare LF, had no version; else start its exchange. */
+ * ended by a bare LF, had no version (on_session_input does when the head
+ * is not all read at once); else start its exchange. */
 static evhtp_res on_request_headers(evhtp_request_t *req,
                                     evhtp_headers_t *headers, void *arg)
 {
@@ -1100,19 +1102,59 @@ static void on_request(evhtp_request_t *req, void *arg)
 
 /* ---- sessions and loops ---- */
 
+/* The deferred close of a refused connection (session_close_later). */
+static void on_session_close(evutil_socket_t fd, short what, void *arg)
+{
+    struct session *s = arg;
+
+    evhtp_connection_free(s->conn); /* frees s: on_session_fini */
+}
+
+/*
+ * Close s's connection from the loop, once the evhtp callback that runs
+ * now has returned (it still uses the connection). Aborts when out of
+ * memory, as the origin does for its timers.
+ */
+static void session_close_later(struct session *s)
+{
+    if (s->closer == NULL) {
+        s->closer = event_new(s->conn->evbase, -1, 0, on_session_close, s);
+        if (s->closer == NULL) {
+            fprintf(stderr, "slow-origin: out of memory for an event\n");
+            abort();
+        }
+    }
+    event_active(s->closer, EV_TIMEOUT, 1);
+}
+
 /*
  * The connection's input changed (an evbuffer callback, run as bytes are
- * added or drained; never frees the session): what was read from the
- * client between requests loses its empty lines before evhtp's read
- * callback parses it.
+ * added or drained; never frees the session).
+ *
+ * Bytes read from the client between requests lose their empty lines
+ * before evhtp's read callback parses them.
+ *
+ * Bytes drained inside a request are what the parser consumed, whichever
+ * of evhtp's paths ran it. A request line without a version sets its minor
+ * version to 9 (HTTP/0.9's form), its major staying 0; ended by CRLF,
+ * on_request_line refuses it, but ended by a bare LF ("GET /\n\n") it
+ * runs no hook, and the parser waits for one more byte after the empty
+ * line: the client waited for ever. Refuse it here, once its line is in.
  */
 static void on_session_input(struct evbuffer *in,
                              const struct evbuffer_cb_info *info, void *arg)
 {
     struct session *s = arg;
+    htparser *parser = s->conn->parser;
 
     if (info->n_added > 0) {
         conn_drop_empty_lines(s->conn);
+    }
+    if (info->n_deleted > 0 && !s->refused &&
+        !conn_expects_request_line(s->conn) &&
+        htparser_get_major(parser) == 0 && htparser_get_minor(parser) == 9) {
+        (void)session_refuse_versionless(s, s->conn->request);
+        session_close_later(s);
     }
 }
 
@@ -1131,6 +1173,9 @@ static evhtp_res on_session_fini(evhtp_connection_t *conn, void *arg)
     }
     if (s->input_cb != NULL && bev != NULL) {
         evbuffer_remove_cb_entry(bufferevent_get_input(bev), s->input_cb);
+    }
+    if (s->closer != NULL) {
+        event_free(s->closer);
     }
     LIST_REMOVE(s, link);
     free(s);

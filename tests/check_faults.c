@@ -469,7 +469,9 @@ END_TEST
  * What libevhtp's parser rejects gets a real answer and a close: the
  * origin closed without a word on HTTP/0.9 and 0.0, on a field or a target
  * past the parser's 8 KiB, on a bad Content-Length, and never answered a
- * request line without a version ("GET /", waited on for ever).
+ * request line without a version ("GET /", waited on for ever), nor one
+ * ended by a bare LF ("GET /\n\n", which the parser held waiting for a
+ * byte more), first or after a keep-alive request.
  */
 START_TEST(test_origin_answers_bad_heads)
 {
@@ -493,6 +495,10 @@ START_TEST(test_origin_answers_bad_heads)
         {"GET / FTP/1.1\r\nHost: a\r\n\r\n", "", "", "HTTP/1.1 400 "},
         /* A versionless line ended by a bare LF, fields after it. */
         {"GET /\nHost: a\r\n\r\n", "", "", "HTTP/1.1 400 "},
+        /* ... or nothing after it, or a bare LF ending the head. */
+        {"GET /\n", "", "", "HTTP/1.1 400 "},
+        {"GET /\n\n", "", "", "HTTP/1.1 400 "},
+        {"GET /", "", "\n\n", "HTTP/1.1 400 "},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int fd = harness_connect(origin.port);
@@ -539,6 +545,21 @@ START_TEST(test_origin_answers_bad_heads)
     ck_assert_ptr_nonnull(end);
     ck_assert_msg(end + 4 == got + len, "a body after a HEAD's head: %s",
                   end + 4);
+
+    /* After a keep-alive request, pipelined behind it. */
+    fd = harness_connect(origin.port);
+    ck_assert_int_eq(harness_send(fd, "GET /?size=3 HTTP/1.1\r\nHost: a\r\n"
+                                      "\r\nGET /\n\n"),
+                     0);
+    ck_assert_int_eq(harness_read_response(fd, &r, 2000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    response_free(&r);
+    ck_assert_int_eq(harness_read_response(fd, &r, 2000, 0), 0);
+    ck_assert_int_eq(r.status, 400);
+    ck_assert_str_eq(r.body, "no HTTP version in the request line\n");
+    ck_assert(r.closed || harness_wait_closed(fd, 2000));
+    response_free(&r);
+    close(fd);
 }
 END_TEST
 
