@@ -26,6 +26,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <netdb.h>
@@ -70,6 +71,9 @@
 #define PUMP_LOW (64 * 1024)
 #define MAX_SINGLE_WRITE (128 * 1024)
 
+/* A refused connection lingers (struct lingering) at most this long. */
+#define LINGER_MS 2000
+
 /* The command line, read once in main and read-only afterwards. */
 struct origin_conf {
     char listen[256];
@@ -93,6 +97,7 @@ struct origin_loop {
     pthread_t thread;
     bool started;
     LIST_HEAD(, session) sessions;
+    LIST_HEAD(, lingering) lingers;
 };
 
 /*
@@ -102,10 +107,27 @@ struct origin_loop {
  */
 struct session {
     evhtp_connection_t *conn;
+    struct origin_loop *loop;
     struct evbuffer_cb_entry *input_cb; /* on_session_input */
     struct event *closer; /* closes it after on_session_input refused */
     bool refused; /* a closing answer was written; nothing more to say */
     LIST_ENTRY(session) link;
+};
+
+/*
+ * A refused connection closing gracefully (RFC 9112 9.6, nginx's
+ * lingering close): its answer written and its write side shut down, what
+ * the client still sends is read and dropped until the client closes, or
+ * for LINGER_MS at most. Closed at once with the client's bytes unread,
+ * the socket would be reset: the client's next send or read fails, and an
+ * answer not yet delivered is lost. Owns fd, a duplicate of the
+ * connection's socket (evhtp closes its own); owned by its loop.
+ */
+struct lingering {
+    evutil_socket_t fd;
+    struct event *ev;    /* readable, or the deadline passed */
+    struct timespec due; /* LINGER_MS after the answer */
+    LIST_ENTRY(lingering) link;
 };
 
 /* What an exchange answers with, chosen by its path. */
@@ -486,18 +508,24 @@ static int64_t us_until(const struct timespec *t)
            (t->tv_nsec - now.tv_nsec) / 1000;
 }
 
+/* Set *t to ms milliseconds from now (CLOCK_MONOTONIC). */
+static void clock_after(struct timespec *t, int64_t ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, t);
+    t->tv_sec += ms / 1000;
+    t->tv_nsec += (long)(ms % 1000) * 1000000;
+    if (t->tv_nsec >= 1000000000) {
+        t->tv_sec++;
+        t->tv_nsec -= 1000000000;
+    }
+}
+
 /* Arm the exchange's timer on its connection's own event base. */
 static void exchange_arm(struct exchange *x, int64_t ms)
 {
     struct timeval tv = { .tv_sec = ms / 1000,
                           .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
-    clock_gettime(CLOCK_MONOTONIC, &x->due);
-    x->due.tv_sec += ms / 1000;
-    x->due.tv_nsec += (long)(ms % 1000) * 1000000;
-    if (x->due.tv_nsec >= 1000000000) {
-        x->due.tv_sec++;
-        x->due.tv_nsec -= 1000000000;
-    }
+    clock_after(&x->due, ms);
     struct event_base *base = evhtp_request_get_connection(x->req)->evbase;
 
     if (x->timer == NULL) {
@@ -876,7 +904,8 @@ static void on_exchange_timer(evutil_socket_t fd, short what, void *arg)
  * hook reads the parser's error and writes a closing answer straight to
  * the socket, once. Nothing is written if a reply of ours is still queued
  * (the answer would cut into it); otherwise the output is empty, as it is
- * while a head is read, and the few bytes go out whole.
+ * while a head is read, and the few bytes go out whole. A connection so
+ * answered (by the fini hook or by a head hook) then lingers, below.
  */
 
 /* Write a closing answer to s's client, once; no body if head_only. */
@@ -906,6 +935,86 @@ static void session_refuse(struct session *s, unsigned status,
         }
         (void)send(bufferevent_getfd(bev), msg, (size_t)n,
                    MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+}
+
+/* ---- lingering close ---- */
+
+/* Close a lingering connection, forget it (lingering_free(NULL): no-op). */
+static void lingering_free(struct lingering *l)
+{
+    if (l == NULL) {
+        return;
+    }
+    event_free(l->ev);
+    close(l->fd);
+    LIST_REMOVE(l, link);
+    free(l);
+}
+
+/*
+ * A lingering connection is readable, or its time is up: drop what the
+ * client sent, and close on its EOF, on an error or at the deadline.
+ */
+static void on_lingering_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct lingering *l = arg;
+    char buf[16 * 1024];
+    int64_t left_us;
+
+    /* 64 KiB at most per wake-up: one fast client cannot hold the loop. */
+    for (int i = 0; i < 4 && (what & EV_READ); i++) {
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+                      errno == EINTR)) {
+            break;
+        }
+        if (n <= 0) {
+            lingering_free(l); /* the client closed, or reset */
+            return;
+        }
+    }
+    left_us = us_until(&l->due);
+    if (left_us <= 0) {
+        lingering_free(l);
+        return;
+    }
+    struct timeval tv = { .tv_sec = left_us / 1000000,
+                          .tv_usec = (suseconds_t)(left_us % 1000000) };
+    event_add(l->ev, &tv);
+}
+
+/*
+ * Start the lingering close of a refused connection whose socket is fd,
+ * just before evhtp closes fd: a duplicate keeps the socket open, its
+ * write side shut down after the answer. If anything fails, the socket
+ * just closes with fd, as before.
+ */
+static void lingering_start(struct origin_loop *loop, evutil_socket_t fd)
+{
+    struct lingering *l = calloc(1, sizeof(*l));
+    struct timeval tv = { .tv_sec = LINGER_MS / 1000,
+                          .tv_usec = (LINGER_MS % 1000) * 1000 };
+
+    if (l == NULL) {
+        return;
+    }
+    l->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    l->ev = l->fd >= 0 ? event_new(loop->base, l->fd, EV_READ,
+                                   on_lingering_read, l)
+                       : NULL;
+    if (l->ev == NULL) {
+        if (l->fd >= 0) {
+            close(l->fd);
+        }
+        free(l);
+        return;
+    }
+    LIST_INSERT_HEAD(&loop->lingers, l, link);
+    clock_after(&l->due, LINGER_MS);
+    if (shutdown(l->fd, SHUT_WR) != 0 || event_add(l->ev, &tv) != 0) {
+        lingering_free(l); /* the client is gone already */
     }
 }
 
@@ -1158,8 +1267,8 @@ static void on_session_input(struct evbuffer *in,
     }
 }
 
-/* evhtp is freeing a connection: answer a head its parser rejected, then
- * forget the session. */
+/* evhtp is freeing a connection: answer a head its parser rejected, close
+ * a refused connection gracefully, and forget the session. */
 static evhtp_res on_session_fini(evhtp_connection_t *conn, void *arg)
 {
     struct session *s = arg;
@@ -1177,6 +1286,9 @@ static evhtp_res on_session_fini(evhtp_connection_t *conn, void *arg)
     if (s->closer != NULL) {
         event_free(s->closer);
     }
+    if (s->refused && bev != NULL && bufferevent_getfd(bev) >= 0) {
+        lingering_start(s->loop, bufferevent_getfd(bev));
+    }
     LIST_REMOVE(s, link);
     free(s);
     return EVHTP_RES_OK;
@@ -1193,6 +1305,7 @@ static evhtp_res on_session_accepted(evhtp_connection_t *conn, void *arg)
         return EVHTP_RES_FATAL;
     }
     s->conn = conn;
+    s->loop = loop;
     LIST_INSERT_HEAD(&loop->sessions, s, link);
     evhtp_connection_set_hook(conn, evhtp_hook_on_connection_fini,
                               HOOK(on_session_fini), s);
@@ -1221,11 +1334,15 @@ static void settle(struct event_base *base)
     }
 }
 
-/* Free every connection still open on a loop (its thread, loop stopped). */
+/* Free every connection still open on a loop, lingering ones last (its
+ * thread, loop stopped). */
 static void origin_loop_close_all(struct origin_loop *loop)
 {
     while (!LIST_EMPTY(&loop->sessions)) {
         evhtp_connection_free(LIST_FIRST(&loop->sessions)->conn);
+    }
+    while (!LIST_EMPTY(&loop->lingers)) {
+        lingering_free(LIST_FIRST(&loop->lingers));
     }
 }
 
@@ -1238,6 +1355,7 @@ static int origin_loop_init(struct origin_loop *loop,
                             socklen_t sslen, char *err, size_t errlen)
 {
     LIST_INIT(&loop->sessions);
+    LIST_INIT(&loop->lingers);
     loop->base = event_base_new();
     loop->htp = loop->base != NULL ? evhtp_new(loop->base, NULL) : NULL;
     if (loop->htp == NULL) {
@@ -1327,8 +1445,11 @@ static void usage(FILE *f)
 "HTTP/1.0 and 1.1 gets 505. A target over 8189 bytes gets 414, a header\n"
 "name or value over 8191 bytes 431 (libevhtp's limit, per field: a head\n"
 "of many fields may be larger); a malformed head, or one without a\n"
-"version, gets 400. Empty lines (CRLF or LF) before a request line are\n"
-"ignored.\n");
+"version, gets 400. After a 414, 431 or 400 the origin shuts its side of\n"
+"the connection down and reads and drops what the client still sends,\n"
+"until the client closes or for 2 s at most, so that the answer is not\n"
+"lost to a reset.\n"
+"Empty lines (CRLF or LF) before a request line are ignored.\n");
 }
 
 /* Parse the command line into conf; exits on error or -h. */

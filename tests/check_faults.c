@@ -6,9 +6,13 @@
  * Starts the real switchboard in front of the real slow-origin on loopback.
  */
 #include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -653,6 +657,176 @@ START_TEST(test_origin_ignores_empty_lines_between_requests)
 }
 END_TEST
 
+/* What a client that kept sending saw (flood_origin). */
+struct flood {
+    char got[4096];   /* what it read, NUL-terminated */
+    size_t len;
+    size_t sent;      /* bytes it sent */
+    int eof;          /* its reads came to the end */
+    int send_err;     /* errno of a send that failed, or 0 */
+    int read_err;     /* errno of a read that failed, or 0 */
+    double answer_ms; /* when the first byte came back, from the start */
+    double end_ms;    /* when it stopped: all sent and the end read, or an
+                         error, or the deadline */
+};
+
+/*
+ * Connect to port and send the len bytes of out, then, if forever, 'v's
+ * for ever, reading what comes back all the while, until all is sent and
+ * the end is read, a send or a read fails, or ms (scaled) pass.
+ */
+static void flood_origin(int port, const char *out, size_t len, int forever,
+                         int ms, struct flood *f)
+{
+    static char vs[64 * 1024];
+    memset(vs, 'v', sizeof(vs));
+    memset(f, 0, sizeof(*f));
+    int fd = harness_connect(port);
+    ck_assert_int_eq(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
+    double t0 = harness_now();
+    double deadline = t0 + ms * harness_scale();
+    for (;;) {
+        int more = forever || f->sent < len;
+        int left = (int)(deadline - harness_now());
+        if ((!more && f->eof) || left <= 0) {
+            break;
+        }
+        struct pollfd pfd = {.fd = fd,
+                             .events = (short)((f->eof ? 0 : POLLIN) |
+                                               (more ? POLLOUT : 0))};
+        if (poll(&pfd, 1, left) <= 0) {
+            continue;
+        }
+        if (!f->eof && (pfd.revents & (POLLIN | POLLERR | POLLHUP))) {
+            char buf[4096];
+            ssize_t n = read(fd, buf, sizeof(buf));
+            if (n < 0 && errno != EAGAIN && errno != EINTR) {
+                f->read_err = errno;
+                break;
+            }
+            if (n == 0) {
+                f->eof = 1;
+            } else if (n > 0) {
+                if (f->len == 0) {
+                    f->answer_ms = harness_now() - t0;
+                }
+                size_t room = sizeof(f->got) - 1 - f->len;
+                size_t take = (size_t)n < room ? (size_t)n : room;
+                memcpy(f->got + f->len, buf, take);
+                f->len += take;
+                f->got[f->len] = '\0';
+            }
+        }
+        if (more && (pfd.revents & (POLLOUT | POLLERR | POLLHUP))) {
+            const char *b = f->sent < len ? out + f->sent : vs;
+            size_t n = f->sent < len ? len - f->sent : sizeof(vs);
+            ssize_t w = send(fd, b, n < sizeof(vs) ? n : sizeof(vs),
+                             MSG_NOSIGNAL);
+            if (w < 0 && errno != EAGAIN && errno != EINTR) {
+                f->send_err = errno;
+                break;
+            }
+            if (w > 0) {
+                f->sent += (size_t)w;
+            }
+        }
+    }
+    f->end_ms = harness_now() - t0;
+    close(fd);
+}
+
+/* f->got is one whole answer: a head, and a body of its Content-Length. */
+static int flood_answer_whole(const struct flood *f)
+{
+    const char *cl = strstr(f->got, "\r\nContent-Length: ");
+    const char *body = strstr(f->got, "\r\n\r\n");
+    return cl != NULL && body != NULL &&
+           strtoul(cl + 18, NULL, 10) == f->len - (size_t)(body + 4 - f->got);
+}
+
+/*
+ * A refused head's answer reaches a client that is still sending the
+ * head, and the connection then ends in order (the answer, then EOF), not
+ * in a reset. The origin closed at once with the client's bytes unread,
+ * so the kernel reset the connection: the client's send or its next read
+ * failed (ECONNRESET), and a client that gives up on a failed send, or
+ * whose answer was still in flight (on a real network), lost the answer.
+ * Each head is 200 KB, of 20 KB fields or of target, sent while the
+ * client reads; refused by the parser (431, 414), by a head hook (a line
+ * without a version) and from the input callback (the same, ended by a
+ * bare LF).
+ */
+START_TEST(test_origin_refusals_close_gracefully)
+{
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    static const struct {
+        const char *what, *head, *want;
+        int target; /* the head goes on with target, not with fields */
+    } cases[] = {
+        {"20 KB fields", "GET / HTTP/1.1\r\nHost: a\r\n", "HTTP/1.1 431 ", 0},
+        {"a 200 KB target", "GET /", "HTTP/1.1 414 ", 1},
+        {"no version (CRLF)", "GET /\r\n", "HTTP/1.1 400 ", 0},
+        {"no version (LF)", "GET /\n", "HTTP/1.1 400 ", 0},
+    };
+    static char out[200 * 1024];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t len = (size_t)snprintf(out, sizeof(out), "%s", cases[i].head);
+        while (len < sizeof(out)) {
+            size_t n = sizeof(out) - len < 20 * 1024 ? sizeof(out) - len
+                                                     : 20 * 1024;
+            memset(out + len, cases[i].target ? 't' : 'v', n);
+            if (!cases[i].target && n > 10) {
+                memcpy(out + len, "X-Fill: ", 8);
+                memcpy(out + len + n - 2, "\r\n", 2);
+            }
+            len += n;
+        }
+        struct flood f;
+        flood_origin(origin.port, out, len, 0, 5000, &f);
+        ck_assert_msg(f.send_err == 0 && f.read_err == 0,
+                      "%s: reset after %zu of %zu bytes sent (send: %s, "
+                      "read: %s); got %zu bytes: %.60s",
+                      cases[i].what, f.sent, len,
+                      f.send_err ? strerror(f.send_err) : "ok",
+                      f.read_err ? strerror(f.read_err) : "ok", f.len, f.got);
+        ck_assert_msg(f.eof && f.sent == len, "%s: sent %zu of %zu, %s",
+                      cases[i].what, f.sent, len,
+                      f.eof ? "the end read" : "no end");
+        ck_assert_msg(strncmp(f.got, cases[i].want, strlen(cases[i].want)) ==
+                              0 &&
+                          flood_answer_whole(&f),
+                      "%s: got: %.200s", cases[i].what, f.got);
+    }
+}
+END_TEST
+
+/*
+ * The graceful close is bounded: a client that never stops sending after
+ * a refusal has its answer, then the connection is closed under it within
+ * the origin's 2 s (plus slack), not held for as long as it sends.
+ */
+START_TEST(test_origin_refusal_linger_is_bounded)
+{
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    static const char head[] = "GET / HTTP/1.1\r\nHost: a\r\nX: ";
+    struct flood f;
+    flood_origin(origin.port, head, strlen(head), 1, 10000, &f);
+    ck_assert_msg(strncmp(f.got, "HTTP/1.1 431 ", 13) == 0 &&
+                      flood_answer_whole(&f) && f.eof,
+                  "got %zu bytes, %s (send: %s, read: %s): %.60s", f.len,
+                  f.eof ? "then the end" : "no end",
+                  f.send_err ? strerror(f.send_err) : "ok",
+                  f.read_err ? strerror(f.read_err) : "ok", f.got);
+    ck_assert_msg(f.send_err == ECONNRESET || f.send_err == EPIPE,
+                  "still open after %.0f ms (send: %s, read: %s)", f.end_ms,
+                  f.send_err ? strerror(f.send_err) : "ok",
+                  f.read_err ? strerror(f.read_err) : "ok");
+    double held = f.end_ms - f.answer_ms;
+    ck_assert_msg(held < 4000 * harness_scale(),
+                  "closed %.0f ms after its answer (2 s allowed)", held);
+}
+END_TEST
+
 static Suite *faults_suite(void)
 {
     Suite *s = suite_create("faults");
@@ -674,6 +848,8 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, test_origin_refuses_bad_requests_at_once);
     tcase_add_test(tc, test_origin_answers_bad_heads);
     tcase_add_test(tc, test_origin_ignores_empty_lines_between_requests);
+    tcase_add_test(tc, test_origin_refusals_close_gracefully);
+    tcase_add_test(tc, test_origin_refusal_linger_is_bounded);
     suite_add_tcase(s, tc);
     return s;
 }
