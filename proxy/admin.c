@@ -475,6 +475,8 @@ struct admin_conn {
     size_t head_bytes;
     int head_fields;
     int refused; /* answered with Connection: close; nothing more to say */
+    struct evbuffer_cb_entry *input_cb; /* on_conn_input */
+    struct event *closer; /* closes it after on_conn_input answered */
 };
 
 #define HOOK(f) ((evhtp_hook)(void (*)(void))(f))
@@ -839,6 +841,34 @@ static evhtp_res on_conn_flushed(evhtp_connection_t *conn, void *arg)
     return EVHTP_RES_OK;
 }
 
+static void on_conn_close(evutil_socket_t fd, short what, void *arg)
+{
+    struct admin_conn *ac = arg;
+    evhtp_connection_free(ac->conn); /* frees ac (on_conn_fini) */
+}
+
+/*
+ * The connection's input changed. Bytes drained inside a request are what
+ * evhtp's parser consumed. A request line without a version leaves the
+ * major version 0 and the minor 9 (HTTP/0.9's form): ended by CRLF,
+ * on_head_done answers 505, but ended by a bare LF ("GET /\n\n") no hook
+ * runs and the parser waits for a byte more, so the client waited for
+ * client_header_timeout and got a 408. Answer it here, and close from the
+ * loop once evhtp's callback, which still uses the connection, returns.
+ */
+static void on_conn_input(struct evbuffer *in,
+                          const struct evbuffer_cb_info *info, void *arg)
+{
+    struct admin_conn *ac = arg;
+    if (info->n_deleted == 0 || ac->refused || !in_request(ac->conn) ||
+        htparser_get_major(ac->conn->parser) != 0 ||
+        htparser_get_minor(ac->conn->parser) != 9) {
+        return;
+    }
+    send_canned(ac, 505, "HTTP/0.9 is not supported: use HTTP/1.1", 0);
+    event_active(ac->closer, EV_TIMEOUT, 1);
+}
+
 /* evhtp is freeing the connection: answer a head its parser rejected,
  * then forget the connection. */
 static evhtp_res on_conn_fini(evhtp_connection_t *conn, void *arg)
@@ -851,6 +881,11 @@ static evhtp_res on_conn_fini(evhtp_connection_t *conn, void *arg)
                     conn->request != NULL &&
                         htparser_get_method(conn->parser) == htp_method_HEAD);
     }
+    if (ac->input_cb != NULL && conn->bev != NULL) {
+        evbuffer_remove_cb_entry(bufferevent_get_input(conn->bev),
+                                 ac->input_cb);
+    }
+    event_free(ac->closer);
     event_free(ac->deadline);
     free(ac);
     return EVHTP_RES_OK;
@@ -866,11 +901,15 @@ static evhtp_res on_conn_accepted(evhtp_connection_t *conn, void *arg)
     }
     ac->conn = conn;
     ac->deadline = evtimer_new(conn->evbase, on_head_deadline, ac);
-    if (ac->deadline == NULL ||
+    ac->closer = event_new(conn->evbase, -1, 0, on_conn_close, ac);
+    if (ac->deadline == NULL || ac->closer == NULL ||
         evhtp_connection_set_hook(conn, evhtp_hook_on_connection_fini,
                                   HOOK(on_conn_fini), ac) != 0) {
         if (ac->deadline != NULL) {
             event_free(ac->deadline);
+        }
+        if (ac->closer != NULL) {
+            event_free(ac->closer);
         }
         free(ac);
         return EVHTP_RES_FATAL;
@@ -894,6 +933,11 @@ static evhtp_res on_conn_accepted(evhtp_connection_t *conn, void *arg)
     }
     if (evhtp_readcb != NULL) {
         bufferevent_setcb(conn->bev, on_conn_read, writecb, eventcb, cbarg);
+    }
+    ac->input_cb = evbuffer_add_cb(bufferevent_get_input(conn->bev),
+                                   on_conn_input, ac);
+    if (ac->input_cb == NULL) {
+        return EVHTP_RES_FATAL;
     }
     evtimer_add(ac->deadline, &admin.head_tv);
     return EVHTP_RES_OK;

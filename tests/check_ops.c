@@ -2300,6 +2300,11 @@ START_TEST(test_admin_answers_protocol_errors)
     } cases[] = {
         {"GET / HTTP/2.0\r\nHost: a\r\n\r\n", "HTTP/1.1 505 "},
         {"GET / HTTP/1.2\r\nHost: a\r\n\r\n", "HTTP/1.1 505 "},
+        /* No version at all (HTTP/0.9's form), its line ended by CRLF
+         * or by a bare LF: the same answer, at once. */
+        {"GET /\r\n\r\n", "HTTP/1.1 505 "},
+        {"GET /\n\n", "HTTP/1.1 505 "},
+        {"GET /\n", "HTTP/1.1 505 "},
         {"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", "HTTP/1.1 405 "},
         {"GET /metrics HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n",
          "HTTP/1.1 400 "},
