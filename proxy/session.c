@@ -149,6 +149,7 @@ struct session {
      * goes when a trailer names Transfer-Encoding): its framing is
      * checked with http1_chunks_scan to the end. */
     int resp_chunked;
+    int resp_until_close; /* the response body ends when the upstream closes */
     int keep_alive;          /* the client connection outlives it */
     int expect_continue;
     int upgrade;          /* the request asks for a WebSocket tunnel */
@@ -244,6 +245,16 @@ static void relay_resume(struct side *side)
     }
 }
 
+/* Drop what is queued for side's peer (its output's start is frozen, as
+ * side_flush says). */
+static void side_discard_output(struct side *side)
+{
+    struct evbuffer *out = bufferevent_get_output(side->bev);
+    evbuffer_unfreeze(out, 1);
+    evbuffer_drain(out, evbuffer_get_length(out));
+    evbuffer_freeze(out, 1);
+}
+
 /*
  * Writes are optimistic: what a callback queued for a peer is written at
  * its end, without waiting to hear that the socket is writable (it nearly
@@ -252,14 +263,6 @@ static void relay_resume(struct side *side)
  * goes off again. This spares two epoll_ctl calls per direction per
  * exchange. Returns 0, or -1 with errno when the write failed.
  */
-static void side_discard_output(struct side *side)
-{
-    struct evbuffer *out = bufferevent_get_output(side->bev);
-    evbuffer_unfreeze(out, 1); /* see side_flush */
-    evbuffer_drain(out, evbuffer_get_length(out));
-    evbuffer_freeze(out, 1);
-}
-
 static int side_flush(struct side *side, int peer_paused)
 {
     struct evbuffer *out = bufferevent_get_output(side->bev);
@@ -524,6 +527,7 @@ static void exchange_reset(struct session *s)
     s->req_framing = HTTP1_BODY_NONE;
     s->framing = HTTP1_BODY_NONE;
     s->resp_chunked = 0;
+    s->resp_until_close = 0;
     s->eof_while_waiting = 0;
 }
 
@@ -742,6 +746,9 @@ static int on_req_body(http_parser *p, const char *at, size_t len)
         s->error.reason = "request body too large";
         return -1;
     }
+    if (s->upstream.write_err != 0) {
+        return 0; /* the upstream reset, answering: the rest is dropped */
+    }
     struct evbuffer *out = bufferevent_get_output(s->upstream.bev);
     if (s->req_body == HTTP1_BODY_CHUNKED) {
         evbuffer_add_printf(out, "%zx\r\n", len);
@@ -756,7 +763,7 @@ static int on_req_body(http_parser *p, const char *at, size_t len)
 static int on_req_message_complete(http_parser *p)
 {
     struct session *s = p->data;
-    if (s->req_body == HTTP1_BODY_CHUNKED) {
+    if (s->req_body == HTTP1_BODY_CHUNKED && s->upstream.write_err == 0) {
         evbuffer_add(bufferevent_get_output(s->upstream.bev), "0\r\n\r\n", 5);
     }
     s->client.parsed = PARSED_MESSAGE;
@@ -889,6 +896,7 @@ static int on_resp_headers_complete(http_parser *p)
     }
     pool_server_succeeded(s->conn->server);
     enum http1_body body = http1_response_body(p, s->method == HTTP_HEAD);
+    s->resp_until_close = body == HTTP1_BODY_EOF;
     s->framing = http1_client_framing(body, s->http_major, s->http_minor);
     if (s->framing == HTTP1_BODY_EOF || s->cstate != CLIENT_REQUEST_DONE) {
         /* Close-delimited, or an answer before the whole request came:
@@ -1818,6 +1826,16 @@ static int upstream_process(struct session *s)
                                    "upstream sent an invalid response");
             }
         } else if (s->upstream_eof) {
+            if (s->resp_until_close && s->upstream.write_err != 0) {
+                /* Its end is the close, and the reset that came with it
+                 * may have destroyed the tail: never complete it. */
+                log_warn("%s: upstream %s: a response that ends at the "
+                         "close, after a reset: cut short",
+                         s->client_addr, s->conn->server->name);
+                return reply_error(s, 502, "upstream_error",
+                                   "upstream reset the connection "
+                                   "mid-response");
+            }
             http_parser_execute(p, &response_settings, NULL, 0);
             if (HTTP_PARSER_ERRNO(p) == HPE_OK &&
                 s->upstream.parsed != PARSED_MESSAGE) {
@@ -1916,9 +1934,12 @@ static void on_upstream_write(struct bufferevent *bev, void *arg)
  * connection, and the next write fails; its answer is still in the
  * socket's receive queue, ahead of the reset. Then that answer is read on
  * (libevent's read event finds it) and relayed, and the rest of the
- * request is dropped: the exchange ends as any early answer does, with
- * Connection: close, and the server is not blamed. Returns 1 so, 0 when
- * no answer came (the write failure is the exchange's failure).
+ * request is dropped (on_req_body): an answer before the request was read
+ * whole ends as any early answer does, with Connection: close; the server
+ * is not blamed, and its connection is not reused. An answer whose end is
+ * the close is cut, never completed: the reset may have destroyed its
+ * tail. Returns 1 so, 0 when no answer came (the write failure is the
+ * exchange's failure).
  */
 static int upstream_answered_anyway(struct session *s, int err)
 {

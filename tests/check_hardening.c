@@ -1618,15 +1618,73 @@ END_TEST
 
 /* Upstream that refuses an upload once the proxy's writes have backed up,
  * and closes with the body unread: its stack resets the connection, and
- * the proxy's next write of the body fails. */
+ * the proxy's next write of the body fails. arg non-NULL: the answer's
+ * body is 4 MiB, ended by the close (no length), part of which the reset
+ * destroys unsent. */
 static void h_early_reset(int fd, void *arg)
 {
-    (void)arg;
     harness_read_request_head(fd);
     usleep(300 * 1000);
-    harness_send(fd, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\n"
-                     "Connection: close\r\n\r\ntoo large");
+    if (arg == NULL) {
+        harness_send(fd, "HTTP/1.1 413 Payload Too Large\r\n"
+                         "Content-Length: 9\r\nConnection: close\r\n\r\n"
+                         "too large");
+    } else {
+        static char big[4 << 20];
+        memset(big, 'b', sizeof(big));
+        harness_send(fd, "HTTP/1.1 413 Payload Too Large\r\n"
+                         "Connection: close\r\n\r\n");
+        harness_write(fd, big, sizeof(big));
+    }
     close(fd);
+}
+
+/* Upload total bytes behind head on fd while reading what comes (nothing
+ * for the first read_after_ms), until EOF or 10 s (scaled); what was read
+ * into got (NUL-terminated), its length returned, *sent_out the body bytes
+ * sent. */
+static size_t upload_and_read(int fd, const char *head, size_t total,
+                              int read_after_ms, char *got, size_t cap,
+                              size_t *sent_out)
+{
+    ck_assert_int_eq(harness_send(fd, head), 0);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    static char block[65536];
+    memset(block, 'u', sizeof(block));
+    size_t len = 0, sent = 0;
+    int eof = 0;
+    double t0 = harness_now();
+    double deadline = t0 + 10000 * harness_scale();
+    while (!eof && harness_now() < deadline) {
+        int reading = harness_now() - t0 >= read_after_ms;
+        struct pollfd pfd = {.fd = fd,
+                             .events = (reading ? POLLIN : 0) |
+                                       (sent < total ? POLLOUT : 0)};
+        if (poll(&pfd, 1, 50) <= 0) {
+            continue;
+        }
+        if (pfd.revents & POLLOUT) {
+            size_t n = total - sent < sizeof(block) ? total - sent
+                                                    : sizeof(block);
+            ssize_t w = send(fd, block, n, MSG_NOSIGNAL);
+            if (w > 0) {
+                sent += (size_t)w;
+            } else if (errno != EAGAIN) {
+                sent = total; /* the proxy has gone: stop sending */
+            }
+        }
+        if (reading && (pfd.revents & (POLLIN | POLLHUP | POLLERR))) {
+            ssize_t r = read(fd, got + len, cap - 1 - len);
+            if (r > 0) {
+                len += (size_t)r;
+            } else if (r == 0 || errno != EAGAIN) {
+                eof = 1;
+            }
+        }
+    }
+    got[len] = '\0';
+    *sent_out = sent;
+    return len;
 }
 
 START_TEST(test_early_answer_relayed_though_the_upstream_resets)
@@ -1643,41 +1701,10 @@ START_TEST(test_early_answer_relayed_though_the_upstream_resets)
         snprintf(head, sizeof(head),
                  "POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: %zu\r\n\r\n",
                  total);
-        ck_assert_int_eq(harness_send(fd, head), 0);
-        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-        static char block[65536];
-        memset(block, 'u', sizeof(block));
         static char got[4096];
-        size_t len = 0, sent = 0;
-        int eof = 0;
-        double deadline = harness_now() + 10000 * harness_scale();
-        /* Send the body while reading whatever comes, until EOF. */
-        while (!eof && harness_now() < deadline) {
-            struct pollfd pfd = {.fd = fd,
-                                 .events = POLLIN | (sent < total ? POLLOUT : 0)};
-            if (poll(&pfd, 1, 100) <= 0) {
-                continue;
-            }
-            if (pfd.revents & POLLOUT) {
-                size_t n = total - sent < sizeof(block) ? total - sent
-                                                        : sizeof(block);
-                ssize_t w = send(fd, block, n, MSG_NOSIGNAL);
-                if (w > 0) {
-                    sent += (size_t)w;
-                } else if (errno != EAGAIN) {
-                    sent = total; /* the proxy has gone: stop sending */
-                }
-            }
-            if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) {
-                ssize_t r = read(fd, got + len, sizeof(got) - 1 - len);
-                if (r > 0) {
-                    len += (size_t)r;
-                } else if (r == 0 || errno != EAGAIN) {
-                    eof = 1;
-                }
-            }
-        }
-        got[len] = '\0';
+        size_t sent;
+        size_t len = upload_and_read(fd, head, total, 0, got, sizeof(got),
+                                     &sent);
         ck_assert_msg(strncmp(got, "HTTP/1.1 413 ", 13) == 0 &&
                           len > 9 && strcmp(got + len - 9, "too large") == 0,
                       "round %d (%zu of %zu body bytes sent): got %s", round,
@@ -1685,9 +1712,39 @@ START_TEST(test_early_answer_relayed_though_the_upstream_resets)
         harness_assert_logged(&proxy, port, "\"POST /up HTTP/1.1\" 413 ", NULL);
         harness_close_owned(fd);
     }
-    ck_assert_msg(strstr(harness_log(&proxy), "upstream connection failed") ==
-                      NULL,
+    /* The path under test ran (the proxy did not just read the answer
+     * before a write could fail). */
+    ck_assert_msg(strstr(harness_log(&proxy), "after it began to answer") !=
+                          NULL &&
+                      strstr(harness_log(&proxy),
+                             "upstream connection failed") == NULL,
                   "%s", harness_log(&proxy));
+}
+END_TEST
+
+START_TEST(test_early_answer_ended_by_a_reset_is_cut)
+{
+    /* The same, with an answer whose end is the close, and a client that
+     * reads late: the reset destroyed the tail the upstream had not sent,
+     * so the answer must not be relayed as complete (as chunked, never
+     * its last chunk). */
+    start_script(h_early_reset, (void *)1, "", "");
+    int fd = harness_own(harness_connect(proxy.port));
+    int port = harness_client_port(fd);
+    static char got[8 << 20];
+    size_t sent;
+    size_t len = upload_and_read(fd,
+                                 "POST /up HTTP/1.1\r\nHost: a\r\n"
+                                 "Content-Length: 16777216\r\n\r\n",
+                                 16u << 20, 1500, got, sizeof(got), &sent);
+    ck_assert_msg(strncmp(got, "HTTP/1.1 413 ", 13) == 0, "got %.200s", got);
+    ck_assert_msg(strstr(harness_log(&proxy), "after it began to answer") !=
+                      NULL,
+                  "the write did not fail: %s", harness_log(&proxy));
+    ck_assert_msg(len < 5 || memcmp(got + len - 5, "0\r\n\r\n", 5) != 0,
+                  "%zu bytes, ended as complete", len);
+    harness_assert_logged(&proxy, port, "\"POST /up HTTP/1.1\" 413 ",
+                          " term=upstream_error", NULL);
 }
 END_TEST
 
@@ -2765,6 +2822,7 @@ static Suite *hardening_suite(void)
     tcase_add_test(tc, test_oversized_trailers_named);
     tcase_add_test(tc, test_early_answer_says_close_and_lingers);
     tcase_add_test(tc, test_early_answer_relayed_though_the_upstream_resets);
+    tcase_add_test(tc, test_early_answer_ended_by_a_reset_is_cut);
     tcase_add_test(tc, test_lingering_ends_after_lingering_timeout);
     tcase_add_test(tc, test_lingering_timeout_zero_closes_at_once);
     tcase_add_test(tc, test_no_lingering_for_a_client_too_slow);
