@@ -115,7 +115,7 @@ static void spawn(struct proc *p, char *const argv[])
     snprintf(p->log_path, sizeof(p->log_path), "/tmp/sb-test-%d-%d.log",
              (int)getpid(), counter++);
     int pipefd[2];
-    ck_assert_int_eq(pipe(pipefd), 0);
+    ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
     int logfd = open(p->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ck_assert_int_ge(logfd, 0);
     pid_t parent = getpid();
