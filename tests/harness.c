@@ -60,12 +60,22 @@ void harness_preload(const char *rel, ...)
 static struct proc *started[MAX_PROCS];
 static int n_started;
 static int atexit_set;
+/* The log files this process made, removed at its exit (a test's
+ * failure message quotes what it needs) unless SB_KEEP_LOGS is set. */
+#define MAX_LOGS 1024
+static char made_logs[MAX_LOGS][256];
+static int n_made_logs;
 
 static void stop_all(void)
 {
     for (int i = 0; i < n_started; i++) {
         if (started[i] != NULL) {
             harness_stop(started[i]);
+        }
+    }
+    if (getenv("SB_KEEP_LOGS") == NULL) {
+        for (int i = 0; i < n_made_logs; i++) {
+            unlink(made_logs[i]);
         }
     }
 }
@@ -118,6 +128,10 @@ static void spawn(struct proc *p, char *const argv[])
     ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
     int logfd = open(p->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ck_assert_int_ge(logfd, 0);
+    if (n_made_logs < MAX_LOGS) {
+        snprintf(made_logs[n_made_logs++], sizeof(made_logs[0]), "%s",
+                 p->log_path);
+    }
     pid_t parent = getpid();
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);

@@ -12,7 +12,9 @@
  * Environment: SB_VALGRIND=1 runs switchboard under valgrind (leak check,
  * logs in SB_VALGRIND_DIR or /tmp); SB_TIME_SCALE=N multiplies the time
  * bounds the tests assert (for sanitizer and valgrind runs);
- * SB_CHILD_ASAN_OPTIONS replaces ASAN_OPTIONS for the started programs.
+ * SB_CHILD_ASAN_OPTIONS replaces ASAN_OPTIONS for the started programs;
+ * SB_KEEP_LOGS=1 keeps their stderr logs (/tmp/sb-test-*.log), which are
+ * otherwise removed when the test process exits.
  */
 #ifndef SWITCHBOARD_HARNESS_H
 #define SWITCHBOARD_HARNESS_H
