@@ -266,10 +266,6 @@ static void side_discard_output(struct side *side)
 static int side_flush(struct side *side, int peer_paused)
 {
     struct evbuffer *out = bufferevent_get_output(side->bev);
-    if (side->write_err != 0) {
-        side_discard_output(side); /* the peer reset: nothing goes out */
-        return 0;
-    }
     if (side->writing) {
         return 0;
     }

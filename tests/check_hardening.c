@@ -36,6 +36,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -516,6 +517,10 @@ static const struct refusal refusals[] = {
     {"Expect: foo",
      RAW("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n"
          "Expect: foo\r\n\r\nhi"),
+     417, "unsupported expectation"},
+    {"Expect: 100-continuex",
+     RAW("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n"
+         "Expect: 100-continuex\r\n\r\nhi"),
      417, "unsupported expectation"},
     {"Expect: 100-continue, foo",
      RAW("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n"
@@ -1616,25 +1621,51 @@ START_TEST(test_early_answer_says_close_and_lingers)
 }
 END_TEST
 
+/* What h_early_reset answers before it closes. */
+enum early_reset {
+    EARLY_SMALL,       /* a 413 of 9 bytes */
+    EARLY_UNTIL_CLOSE, /* a 413 of 4 MiB ended by the close (no length),
+                        * part of which the reset destroys unsent */
+    EARLY_NOTHING,     /* no answer at all */
+    EARLY_LARGE,       /* a 413 of 96 KiB with its length */
+};
+#define EARLY_LARGE_BYTES (96 * 1024)
+
 /* Upstream that refuses an upload once the proxy's writes have backed up,
  * and closes with the body unread: its stack resets the connection, and
- * the proxy's next write of the body fails. arg non-NULL: the answer's
- * body is 4 MiB, ended by the close (no length), part of which the reset
- * destroys unsent. */
+ * the proxy's next write of the body fails. arg: an enum early_reset. */
 static void h_early_reset(int fd, void *arg)
 {
     harness_read_request_head(fd);
     usleep(300 * 1000);
-    if (arg == NULL) {
+    static char big[4 << 20];
+    switch ((enum early_reset)(intptr_t)arg) {
+    case EARLY_SMALL:
         harness_send(fd, "HTTP/1.1 413 Payload Too Large\r\n"
                          "Content-Length: 9\r\nConnection: close\r\n\r\n"
                          "too large");
-    } else {
-        static char big[4 << 20];
+        break;
+    case EARLY_UNTIL_CLOSE:
         memset(big, 'b', sizeof(big));
         harness_send(fd, "HTTP/1.1 413 Payload Too Large\r\n"
                          "Connection: close\r\n\r\n");
         harness_write(fd, big, sizeof(big));
+        break;
+    case EARLY_NOTHING:
+        break;
+    case EARLY_LARGE: {
+        int sz = 1 << 20; /* all of it queued before the close */
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+        char head[128];
+        snprintf(head, sizeof(head),
+                 "HTTP/1.1 413 Payload Too Large\r\nContent-Length: %d\r\n"
+                 "Connection: close\r\n\r\n",
+                 EARLY_LARGE_BYTES);
+        memset(big, 'x', EARLY_LARGE_BYTES);
+        harness_send(fd, head);
+        harness_write(fd, big, EARLY_LARGE_BYTES);
+        break;
+    }
     }
     close(fd);
 }
@@ -1722,13 +1753,72 @@ START_TEST(test_early_answer_relayed_though_the_upstream_resets)
 }
 END_TEST
 
+START_TEST(test_reset_without_an_answer_is_502)
+{
+    /* No answer came before the reset: the failed write fails the
+     * exchange, as it always did. */
+    start_script(h_early_reset, (void *)(intptr_t)EARLY_NOTHING, "", "");
+    int fd = harness_own(harness_connect(proxy.port));
+    static char got[4096];
+    size_t sent;
+    upload_and_read(fd,
+                    "POST /up HTTP/1.1\r\nHost: a\r\n"
+                    "Content-Length: 16777216\r\n\r\n",
+                    16u << 20, 0, got, sizeof(got), &sent);
+    ck_assert_msg(strncmp(got, "HTTP/1.1 502 ", 13) == 0, "got %.200s", got);
+    ck_assert_msg(strstr(harness_log(&proxy), "after it began to answer") ==
+                      NULL,
+                  "%s", harness_log(&proxy));
+}
+END_TEST
+
+START_TEST(test_early_answer_to_a_client_that_sends_all_first)
+{
+    /* A client that sends its whole body before it reads (small buffers
+     * everywhere): after the reset the rest of its body is read and
+     * dropped at once, and it then gets the whole answer. */
+    start_script(h_early_reset, (void *)(intptr_t)EARLY_LARGE,
+                 "buffer_size = 4k\n", "");
+    int fd = harness_own(harness_connect(proxy.port));
+    int rcv = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+    const size_t total = 16u << 20;
+    char head[128];
+    snprintf(head, sizeof(head),
+             "POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: %zu\r\n\r\n",
+             total);
+    ck_assert_int_eq(harness_send(fd, head), 0);
+    struct timeval tv = {.tv_sec = (time_t)(10 * harness_scale())};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    static char block[65536];
+    memset(block, 'u', sizeof(block));
+    size_t sent = 0;
+    while (sent < total) {
+        ssize_t w = send(fd, block, sizeof(block), MSG_NOSIGNAL);
+        if (w <= 0) {
+            break;
+        }
+        sent += (size_t)w;
+    }
+    size_t len;
+    char *got = harness_read_all(fd, &len, (int)(5000 * harness_scale()));
+    const char *body = strstr(got, "\r\n\r\n");
+    ck_assert_msg(sent >= total && strncmp(got, "HTTP/1.1 413 ", 13) == 0 &&
+                      body != NULL &&
+                      len - (size_t)(body + 4 - got) == EARLY_LARGE_BYTES,
+                  "sent %zu of %zu; got %zu bytes: %.80s", sent, total, len,
+                  got);
+    free(got);
+}
+END_TEST
+
 START_TEST(test_early_answer_ended_by_a_reset_is_cut)
 {
     /* The same, with an answer whose end is the close, and a client that
      * reads late: the reset destroyed the tail the upstream had not sent,
      * so the answer must not be relayed as complete (as chunked, never
      * its last chunk). */
-    start_script(h_early_reset, (void *)1, "", "");
+    start_script(h_early_reset, (void *)(intptr_t)EARLY_UNTIL_CLOSE, "", "");
     int fd = harness_own(harness_connect(proxy.port));
     int port = harness_client_port(fd);
     static char got[8 << 20];
@@ -2823,6 +2913,8 @@ static Suite *hardening_suite(void)
     tcase_add_test(tc, test_early_answer_says_close_and_lingers);
     tcase_add_test(tc, test_early_answer_relayed_though_the_upstream_resets);
     tcase_add_test(tc, test_early_answer_ended_by_a_reset_is_cut);
+    tcase_add_test(tc, test_reset_without_an_answer_is_502);
+    tcase_add_test(tc, test_early_answer_to_a_client_that_sends_all_first);
     tcase_add_test(tc, test_lingering_ends_after_lingering_timeout);
     tcase_add_test(tc, test_lingering_timeout_zero_closes_at_once);
     tcase_add_test(tc, test_no_lingering_for_a_client_too_slow);
