@@ -345,6 +345,11 @@ START_TEST(route_overrides_and_faults)
     LOAD_ERROR(UPSTREAM "[route /]\nupstream = a\nfault_abort = 600\n",
                "t.conf:5: value \"600\" for fault_abort is out of range: "
                "expected 0 (off) or 200..599");
+    LOAD_ERROR(UPSTREAM "[route /]\nupstream = a\nfault_abort = 199\n",
+               "t.conf:5: value \"199\" for fault_abort is out of range: "
+               "expected 0 (off) or 200..599");
+    LOAD_OK(UPSTREAM "[route /]\nupstream = a\nfault_abort = 200\n");
+    ck_assert_int_eq(cfg->routes[0].fault_abort, 200);
     LOAD_ERROR(UPSTREAM "[route /]\nupstream = a\nfault_headers = yes\n",
                "t.conf:5: bad value \"yes\" for fault_headers: expected one "
                "of off, on");
