@@ -6,6 +6,7 @@
  * Starts the real switchboard in front of the real slow-origin on loopback.
  */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -756,9 +757,28 @@ static int flood_answer_whole(const struct flood *f)
  * without a version) and from the input callback (the same, ended by a
  * bare LF).
  */
+/* How many descriptors process pid has open, or -1. */
+static int open_fds(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    if (d == NULL) {
+        return -1;
+    }
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        n += e->d_name[0] != '.';
+    }
+    closedir(d);
+    return n;
+}
+
 START_TEST(test_origin_refusals_close_gracefully)
 {
     harness_origin(&origin, "--delay", "0ms", NULL);
+    int fds_before = open_fds(origin.pid);
     static const struct {
         const char *what, *head, *want;
         int target; /* the head goes on with target, not with fields */
@@ -797,6 +817,17 @@ START_TEST(test_origin_refusals_close_gracefully)
                           flood_answer_whole(&f),
                       "%s: got: %.200s", cases[i].what, f.got);
     }
+    /* The clients have closed: so has the origin, at their end, not at
+     * the end of its 2 s. */
+    double deadline = harness_now() + 500 * harness_scale();
+    int fds = open_fds(origin.pid);
+    while (fds != fds_before && harness_now() < deadline) {
+        usleep(10 * 1000);
+        fds = open_fds(origin.pid);
+    }
+    ck_assert_msg(fds == fds_before,
+                  "the origin holds %d descriptors, %d before the clients",
+                  fds, fds_before);
 }
 END_TEST
 
