@@ -1670,53 +1670,6 @@ static void h_early_reset(int fd, void *arg)
     close(fd);
 }
 
-/* Upload total bytes behind head on fd while reading what comes (nothing
- * for the first read_after_ms), until EOF or 10 s (scaled); what was read
- * into got (NUL-terminated), its length returned, *sent_out the body bytes
- * sent. */
-static size_t upload_and_read(int fd, const char *head, size_t total,
-                              int read_after_ms, char *got, size_t cap,
-                              size_t *sent_out)
-{
-    ck_assert_int_eq(harness_send(fd, head), 0);
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    static char block[65536];
-    memset(block, 'u', sizeof(block));
-    size_t len = 0, sent = 0;
-    int eof = 0;
-    double t0 = harness_now();
-    double deadline = t0 + 10000 * harness_scale();
-    while (!eof && harness_now() < deadline) {
-        int reading = harness_now() - t0 >= read_after_ms;
-        struct pollfd pfd = {.fd = fd,
-                             .events = (reading ? POLLIN : 0) |
-                                       (sent < total ? POLLOUT : 0)};
-        if (poll(&pfd, 1, 50) <= 0) {
-            continue;
-        }
-        if (pfd.revents & POLLOUT) {
-            size_t n = total - sent < sizeof(block) ? total - sent
-                                                    : sizeof(block);
-            ssize_t w = send(fd, block, n, MSG_NOSIGNAL);
-            if (w > 0) {
-                sent += (size_t)w;
-            } else if (errno != EAGAIN) {
-                sent = total; /* the proxy has gone: stop sending */
-            }
-        }
-        if (reading && (pfd.revents & (POLLIN | POLLHUP | POLLERR))) {
-            ssize_t r = read(fd, got + len, cap - 1 - len);
-            if (r > 0) {
-                len += (size_t)r;
-            } else if (r == 0 || errno != EAGAIN) {
-                eof = 1;
-            }
-        }
-    }
-    got[len] = '\0';
-    *sent_out = sent;
-    return len;
-}
 
 START_TEST(test_early_answer_relayed_though_the_upstream_resets)
 {
@@ -1734,8 +1687,8 @@ START_TEST(test_early_answer_relayed_though_the_upstream_resets)
                  total);
         static char got[4096];
         size_t sent;
-        size_t len = upload_and_read(fd, head, total, 0, got, sizeof(got),
-                                     &sent);
+        size_t len = harness_flood(fd, head, total, 0, got, sizeof(got),
+                                   &sent, NULL);
         ck_assert_msg(strncmp(got, "HTTP/1.1 413 ", 13) == 0 &&
                           len > 9 && strcmp(got + len - 9, "too large") == 0,
                       "round %d (%zu of %zu body bytes sent): got %s", round,
@@ -1761,10 +1714,10 @@ START_TEST(test_reset_without_an_answer_is_502)
     int fd = harness_own(harness_connect(proxy.port));
     static char got[4096];
     size_t sent;
-    upload_and_read(fd,
-                    "POST /up HTTP/1.1\r\nHost: a\r\n"
-                    "Content-Length: 16777216\r\n\r\n",
-                    16u << 20, 0, got, sizeof(got), &sent);
+    harness_flood(fd,
+                  "POST /up HTTP/1.1\r\nHost: a\r\n"
+                  "Content-Length: 16777216\r\n\r\n",
+                  16u << 20, 0, got, sizeof(got), &sent, NULL);
     ck_assert_msg(strncmp(got, "HTTP/1.1 502 ", 13) == 0, "got %.200s", got);
     ck_assert_msg(strstr(harness_log(&proxy), "after it began to answer") ==
                       NULL,
@@ -1823,10 +1776,10 @@ START_TEST(test_early_answer_ended_by_a_reset_is_cut)
     int port = harness_client_port(fd);
     static char got[8 << 20];
     size_t sent;
-    size_t len = upload_and_read(fd,
-                                 "POST /up HTTP/1.1\r\nHost: a\r\n"
-                                 "Content-Length: 16777216\r\n\r\n",
-                                 16u << 20, 1500, got, sizeof(got), &sent);
+    size_t len = harness_flood(fd,
+                               "POST /up HTTP/1.1\r\nHost: a\r\n"
+                               "Content-Length: 16777216\r\n\r\n",
+                               16u << 20, 1500, got, sizeof(got), &sent, NULL);
     ck_assert_msg(strncmp(got, "HTTP/1.1 413 ", 13) == 0, "got %.200s", got);
     ck_assert_msg(strstr(harness_log(&proxy), "after it began to answer") !=
                       NULL,

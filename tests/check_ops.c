@@ -2367,6 +2367,42 @@ START_TEST(test_admin_answers_protocol_errors)
 }
 END_TEST
 
+START_TEST(test_admin_refusals_close_gracefully)
+{
+    /* A client the admin refuses while it is still sending reads the
+     * whole answer, then the end: no reset (which can destroy the answer
+     * before it is read), as on the proxy's port. */
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_on_origin("lingering_timeout = 300ms\n");
+    static const struct {
+        const char *head, *want;
+    } cases[] = {
+        {"GET /healthz HTTP/1.1\r\nHost: a\r\nX-Big: ", "HTTP/1.1 431 "},
+        {"GET /", "HTTP/1.1 414 "},
+        {"POST /metrics HTTP/1.1\r\nHost: a\r\nContent-Length: 999999\r\n"
+         "\r\n",
+         "HTTP/1.1 405 "},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int fd = harness_own(harness_connect(admin_port));
+        static char got[4096];
+        size_t sent;
+        int err;
+        const size_t total = 400 * 1024;
+        size_t len = harness_flood(fd, cases[i].head, total, 0, got,
+                                   sizeof(got), &sent, &err);
+        const char *body = strstr(got, "\r\n\r\n");
+        ck_assert_msg(err == 0 && sent == total,
+                      "%s: %zu of %zu sent, then %s; got %zu bytes: %.100s",
+                      cases[i].want, sent, total, strerror(err), len, got);
+        ck_assert_msg(strncmp(got, cases[i].want, strlen(cases[i].want)) == 0 &&
+                          body != NULL && got[len - 1] == '\n',
+                      "got %zu bytes: %.200s", len, got);
+        harness_close_owned(fd);
+    }
+}
+END_TEST
+
 START_TEST(test_reloads_faster_than_drains_wait_for_a_stats_slot)
 {
     /* Each reload leaves a generation draining a 3 s request; the fourth
@@ -3236,6 +3272,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_admin_sheds_when_out_of_descriptors);
     tcase_add_test(tc, test_admin_head_deadline_not_extended_by_trickle);
     tcase_add_test(tc, test_admin_answers_protocol_errors);
+    tcase_add_test(tc, test_admin_refusals_close_gracefully);
     tcase_add_test(tc, test_reload_changes_listen_and_backlog);
     tcase_add_test(tc, test_reload_changes_workers);
     tcase_add_test(tc, test_reload_raises_max_header_size);

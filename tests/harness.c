@@ -1055,3 +1055,50 @@ int harness_read_until(int fd, char *buf, size_t cap, size_t *len,
     }
     return 1;
 }
+
+size_t harness_flood(int fd, const char *head, size_t total, int read_after_ms,
+                     char *got, size_t cap, size_t *sent, int *send_err)
+{
+    ck_assert_int_eq(harness_send(fd, head), 0);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    static char block[65536];
+    memset(block, 'u', sizeof(block));
+    size_t len = 0;
+    int eof = 0, err = 0;
+    double t0 = harness_now();
+    double deadline = t0 + 10000 * harness_scale();
+    *sent = 0;
+    while (!eof && harness_now() < deadline) {
+        int reading = harness_now() - t0 >= read_after_ms;
+        int sending = *sent < total && err == 0;
+        struct pollfd pfd = {.fd = fd,
+                             .events = (reading ? POLLIN : 0) |
+                                       (sending ? POLLOUT : 0)};
+        if (poll(&pfd, 1, 50) <= 0) {
+            continue;
+        }
+        if (sending && (pfd.revents & (POLLOUT | POLLERR | POLLHUP))) {
+            size_t n = total - *sent < sizeof(block) ? total - *sent
+                                                     : sizeof(block);
+            ssize_t w = send(fd, block, n, MSG_NOSIGNAL);
+            if (w > 0) {
+                *sent += (size_t)w;
+            } else if (errno != EAGAIN) {
+                err = errno; /* the peer has gone: stop sending */
+            }
+        }
+        if (reading && (pfd.revents & (POLLIN | POLLHUP | POLLERR))) {
+            ssize_t r = read(fd, got + len, cap - 1 - len);
+            if (r > 0) {
+                len += (size_t)r;
+            } else if (r == 0 || errno != EAGAIN) {
+                eof = 1;
+            }
+        }
+    }
+    got[len] = '\0';
+    if (send_err != NULL) {
+        *send_err = err;
+    }
+    return len;
+}

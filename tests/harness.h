@@ -220,6 +220,16 @@ void harness_close_owned_all(void);
 int harness_read_until(int fd, char *buf, size_t cap, size_t *len,
                        const char *needle, int ms);
 
+/*
+ * Send head, then total bytes of filler ('u'), on fd while reading what
+ * comes (nothing for the first read_after_ms), until the peer closes or
+ * 10 s (scaled) pass. What was read goes into got (NUL-terminated), its
+ * length is returned; *sent is the filler sent, and *send_err (if not
+ * NULL) the errno that stopped the sending, or 0.
+ */
+size_t harness_flood(int fd, const char *head, size_t total, int read_after_ms,
+                     char *got, size_t cap, size_t *sent, int *send_err);
+
 /* Path of a built program ("proxy/switchboard"). */
 const char *harness_path(const char *rel);
 
