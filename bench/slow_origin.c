@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/queue.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -427,6 +428,34 @@ static void exchange_parse_query(struct exchange *x, const char *q)
  * kind from the path, take defaults from the command line and overrides
  * from the query. Returns NULL when out of memory.
  */
+/* Does a Connection field of req list token (a comma-separated list,
+ * case ignored: RFC 9110 7.6.1)? evhtp matches a single exact value. */
+static bool connection_lists(evhtp_request_t *req, const char *token)
+{
+    size_t toklen = strlen(token);
+    evhtp_header_t *h;
+
+    TAILQ_FOREACH(h, req->headers_in, next) {
+        if (h->key == NULL || h->val == NULL ||
+            strcasecmp(h->key, "Connection") != 0) {
+            continue;
+        }
+        for (const char *v = h->val; *v != '\0';) {
+            v += strspn(v, " \t,");
+            size_t n = strcspn(v, ",");
+            size_t end = n;
+            while (end > 0 && (v[end - 1] == ' ' || v[end - 1] == '\t')) {
+                end--;
+            }
+            if (end == toklen && strncasecmp(v, token, toklen) == 0) {
+                return true;
+            }
+            v += n;
+        }
+    }
+    return false;
+}
+
 static struct exchange *exchange_new(evhtp_request_t *req)
 {
     struct exchange *x = calloc(1, sizeof(*x));
@@ -443,6 +472,9 @@ static struct exchange *exchange_new(evhtp_request_t *req)
     x->chunk_next = 1;
     x->interval_ms = 500;
     x->head_only = evhtp_request_get_method(req) == htp_method_HEAD;
+    if (connection_lists(req, "close")) {
+        evhtp_request_disable_flag(req, EVHTP_REQ_FLAG_KEEPALIVE);
+    }
     htparser *parser = evhtp_request_get_connection(req)->parser;
     x->bad_version = htparser_get_major(parser) != 1 ||
                      htparser_get_minor(parser) > 1;
@@ -603,9 +635,18 @@ static void exchange_finish(struct exchange *x)
     }
     evhtp_send_reply_end(x->req);
     x->state = EXCHANGE_DONE;
+    evhtp_connection_t *conn = evhtp_request_get_connection(x->req);
+    if (!(x->req->flags & EVHTP_REQ_FLAG_KEEPALIVE)) {
+        /* The connection ends with this reply (Connection: close, HTTP/1.0,
+         * a 1.0 stream ended by the close, a 505): a request pipelined
+         * behind it must not be answered (RFC 9112 9.6), yet evhtp would
+         * parse it once the request resumes. Drop it. */
+        struct evbuffer *in = bufferevent_get_input(evhtp_connection_get_bev(conn));
+        evbuffer_drain(in, evbuffer_get_length(in));
+    }
     /* A pipelined request may follow, read by evhtp once this reply is
      * flushed: not through on_session_input, so empty lines go now. */
-    conn_drop_empty_lines(evhtp_request_get_connection(x->req));
+    conn_drop_empty_lines(conn);
     if (x->paused) {
         x->paused = false;
         evhtp_request_resume(x->req);
@@ -849,6 +890,11 @@ static void exchange_respond(struct exchange *x)
             exchange_send_head(x, x->status, FRAMING_NONE, 0);
             exchange_finish(x);
             return;
+        }
+        if (x->status == 205) {
+            /* No content (RFC 9110 15.3.6), but a length: unlike 204 and
+             * 304, a 205 without one would be read to the close. */
+            x->size = 0;
         }
         exchange_send_head(x, x->status, FRAMING_LENGTH, x->size);
         if (x->head_only) {
@@ -1440,7 +1486,8 @@ static void usage(FILE *f)
 "             [delay=0 status=200]\n"
 "  /echo      method, target, version, headers, body-length, body-sha256;\n"
 "             query: delay=0 status=200\n"
-"HEAD gets the headers only; 204 and 304 get neither body nor length;\n"
+"HEAD gets the headers only; 204 and 304 get neither body nor length,\n"
+"205 no body and a length of 0;\n"
 "a bad query value gets a 400 naming it, at once; a version other than\n"
 "HTTP/1.0 and 1.1 gets 505. A target over 8189 bytes gets 414, a header\n"
 "name or value over 8191 bytes 431 (libevhtp's limit, per field: a head\n"
@@ -1694,7 +1741,6 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    print_listening(&ss);
     base = loops[0].base;
     sigint_ev = evsignal_new(base, SIGINT, on_signal, NULL);
     sigterm_ev = evsignal_new(base, SIGTERM, on_signal, NULL);
@@ -1720,12 +1766,18 @@ int main(int argc, char **argv)
         loops[i].started = true;
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    /* Only now: a SIGTERM sent as soon as this is read must find the
+     * handlers in (it killed the process), and the threads started. */
+    print_listening(&ss);
 
     event_base_dispatch(base);
 
-    /* Stop the other loops (each closes its connections), then this one. */
+    /* Stop the other loops (each closes its connections), then this one.
+     * loopexit, not loopbreak: a thread that has not entered its loop yet
+     * would lose a break (the loop clears it when it starts), and main
+     * would wait for it for ever; loopexit is an event, kept till then. */
     for (int i = 1; i < conf.threads; i++) {
-        event_base_loopbreak(loops[i].base);
+        event_base_loopexit(loops[i].base, NULL);
     }
     for (int i = 1; i < conf.threads; i++) {
         if (loops[i].started) {

@@ -580,6 +580,96 @@ static struct response origin_answer(int fd, int status, const char *what)
 }
 
 /*
+ * A reply that ends the connection is the last thing on it (RFC 9112 9.6):
+ * a request pipelined behind it is not answered, the connection closes.
+ * evhtp parsed the next request when the first one resumed, so it was
+ * answered, on a connection that then stayed open, or, behind an HTTP/1.0
+ * stream ended by the close, inside that stream's body. Connection is a
+ * token list, any case (evhtp took only a single exact value).
+ */
+START_TEST(test_origin_closing_reply_is_the_last)
+{
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    static const char *const cases[] = {
+        "GET /stream?chunks=2&interval=0 HTTP/1.0\r\n\r\n",
+        "GET /?size=4 HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "GET /?size=4&delay=300 HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "GET /?size=4 HTTP/1.0\r\n\r\n",
+        "GET / HTTP/2.0\r\n\r\n",
+        "GET /?size=4 HTTP/1.1\r\nConnection: CLOSE\r\n\r\n",
+        "GET /?size=4 HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int fd = harness_own(harness_connect(origin.port));
+        char raw[256];
+        snprintf(raw, sizeof(raw), "%sGET /?size=5 HTTP/1.1\r\n\r\n",
+                 cases[i]);
+        ck_assert_int_eq(harness_send(fd, raw), 0);
+        size_t len;
+        char *got = harness_read_all(fd, &len, 3000);
+        ck_assert_msg(harness_wait_closed(fd, 500), "%s: left open: %s",
+                      cases[i], got);
+        ck_assert_msg(strstr(got, "ABCDE") == NULL &&
+                          harness_count(got, "HTTP/1.") ==
+                              1 + (strstr(got, "use HTTP/1.1") != NULL),
+                      "%s: the pipelined request was answered: %s", cases[i],
+                      got);
+        free(got);
+        harness_close_owned(fd);
+    }
+    /* Not a closing reply: both are answered. */
+    int fd = harness_own(harness_connect(origin.port));
+    ck_assert_int_eq(harness_send(fd, "GET /?size=4 HTTP/1.1\r\n\r\n"
+                                      "GET /?size=5 HTTP/1.1\r\n\r\n"),
+                     0);
+    struct response r = origin_answer(fd, 200, "first of two");
+    response_free(&r);
+    r = origin_answer(fd, 200, "second of two");
+    ck_assert_uint_eq(r.body_len, 5);
+    response_free(&r);
+    harness_close_owned(fd);
+}
+END_TEST
+
+/* A 205 has no content (RFC 9110 15.3.6), and a length of 0: without
+ * one, it would be read to the close. */
+START_TEST(test_origin_205_has_no_content)
+{
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    int fd = harness_own(harness_connect(origin.port));
+    ck_assert_int_eq(harness_send(fd, "GET /?status=205&size=3 HTTP/1.1\r\n"
+                                      "\r\nGET /?size=2 HTTP/1.1\r\n\r\n"),
+                     0);
+    struct response r = origin_answer(fd, 205, "205");
+    ck_assert_uint_eq(r.body_len, 0);
+    ck_assert_str_eq(response_header(&r, "content-length"), "0");
+    response_free(&r);
+    r = origin_answer(fd, 200, "after the 205");
+    ck_assert_uint_eq(r.body_len, 2);
+    response_free(&r);
+    harness_close_owned(fd);
+}
+END_TEST
+
+/* SIGTERM as soon as the listening line is read: a clean exit, 0. It
+ * killed the process (the handlers were not in yet), or with threads hung
+ * it (a thread not yet in its loop lost the break, and main waited). */
+START_TEST(test_origin_stops_cleanly_right_after_its_listening_line)
+{
+    for (int i = 0; i < 10; i++) {
+        harness_origin(&origin, "--threads", "8", NULL);
+        int status = harness_stop(&origin);
+        ck_assert_msg(status != -1 && WIFEXITED(status) &&
+                          WEXITSTATUS(status) == 0,
+                      "round %d: status %d (%s)", i, status,
+                      status == -1 ? "hung"
+                      : WIFSIGNALED(status) ? "killed by its signal"
+                                            : "exit");
+    }
+}
+END_TEST
+
+/*
  * Empty lines where a request line is due are ignored (RFC 9112 2.2, as
  * nginx does): before the first request, between pipelined requests and
  * between keep-alive ones, CRLFs or bare LFs, read with the request or on
@@ -878,6 +968,9 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, test_origin_refuses_a_port_in_use);
     tcase_add_test(tc, test_origin_refuses_bad_requests_at_once);
     tcase_add_test(tc, test_origin_answers_bad_heads);
+    tcase_add_test(tc, test_origin_closing_reply_is_the_last);
+    tcase_add_test(tc, test_origin_205_has_no_content);
+    tcase_add_test(tc, test_origin_stops_cleanly_right_after_its_listening_line);
     tcase_add_test(tc, test_origin_ignores_empty_lines_between_requests);
     tcase_add_test(tc, test_origin_refusals_close_gracefully);
     tcase_add_test(tc, test_origin_refusal_linger_is_bounded);
