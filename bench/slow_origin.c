@@ -170,6 +170,7 @@ struct exchange {
     struct event *timer;  /* delay, then /stream intervals */
     struct timespec due;  /* when the timer is meant to go off */
     struct evbuffer_cb_entry *drain_cb; /* on the output while SENDING */
+    bool line_waits; /* a /stream text line waits for the output to drain */
     char bad[96];         /* "name=value" of the first bad query parameter */
     bool bad_version;     /* neither HTTP/1.0 nor 1.1: the reply is 505 */
     unsigned status;
@@ -194,6 +195,7 @@ static _Thread_local uint64_t rng_state;
 #define HOOK(fn) ((evhtp_hook)(void (*)(void))(fn))
 
 static void on_exchange_timer(evutil_socket_t fd, short what, void *arg);
+static void stream_send_chunk(struct exchange *x);
 
 /* ---- parsing (pure helpers: no logging, 0 or -1) ---- */
 
@@ -707,6 +709,13 @@ static void on_output_drained(struct evbuffer *out,
     if (info->n_deleted == 0 || evbuffer_get_length(out) >= PUMP_LOW) {
         return;
     }
+    if (x->line_waits) {
+        evbuffer_remove_cb_entry(out, x->drain_cb);
+        x->drain_cb = NULL;
+        x->line_waits = false;
+        stream_send_chunk(x);
+        return;
+    }
     if (exchange_pump(x)) {
         evbuffer_remove_cb_entry(out, x->drain_cb);
         x->drain_cb = NULL;
@@ -856,6 +865,19 @@ static void stream_send_chunk(struct exchange *x)
             evbuffer_add_printf(out, "%" PRIx64 "\r\n", x->size);
         }
         exchange_send_filler(x, x->size);
+        return;
+    }
+    if (evbuffer_get_length(out) >= PUMP_HIGH) {
+        /* A client that does not read (interval=0) must not make the
+         * lines pile up: this one waits until it has taken most of them. */
+        x->chunk_next--;
+        x->line_waits = true;
+        x->state = EXCHANGE_SENDING;
+        x->drain_cb = evbuffer_add_cb(out, on_output_drained, x);
+        if (x->drain_cb == NULL) {
+            fprintf(stderr, "slow-origin: out of memory for a drain callback\n");
+            abort();
+        }
         return;
     }
     n = snprintf(line, sizeof(line), "chunk %" PRIu64 " of %" PRIu64 "\n", i,

@@ -631,6 +631,36 @@ START_TEST(test_origin_closing_reply_is_the_last)
 }
 END_TEST
 
+/* /stream's text lines to a client that does not read stay bounded in
+ * the origin's memory (they piled up, some 7 MB a second at interval=0),
+ * and keep coming once it reads. */
+START_TEST(test_origin_stream_lines_wait_for_a_slow_reader)
+{
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    long before = harness_rss_kb(origin.pid);
+    int fd = harness_own(harness_connect(origin.port));
+    ck_assert_int_eq(harness_send(fd, "GET /stream?chunks=1000000&interval=0 "
+                                      "HTTP/1.1\r\nHost: a\r\n\r\n"),
+                     0);
+    usleep(2000 * 1000);
+    long grown = harness_rss_kb(origin.pid) - before;
+    ck_assert_msg(grown < 8 * 1024, "the origin grew by %ld KiB", grown);
+    static char buf[1 << 16];
+    size_t got = 0;
+    double deadline = harness_now() + 10000 * harness_scale();
+    while (got < (4u << 20) && harness_now() < deadline) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 100) == 1) {
+            ssize_t n = read(fd, buf, sizeof(buf));
+            ck_assert_int_gt(n, 0);
+            got += (size_t)n;
+        }
+    }
+    ck_assert_msg(got >= (4u << 20), "%zu bytes read", got);
+    harness_close_owned(fd);
+}
+END_TEST
+
 /* A 205 has no content (RFC 9110 15.3.6), and a length of 0: without
  * one, it would be read to the close. */
 START_TEST(test_origin_205_has_no_content)
@@ -970,6 +1000,7 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, test_origin_answers_bad_heads);
     tcase_add_test(tc, test_origin_closing_reply_is_the_last);
     tcase_add_test(tc, test_origin_205_has_no_content);
+    tcase_add_test(tc, test_origin_stream_lines_wait_for_a_slow_reader);
     tcase_add_test(tc, test_origin_stops_cleanly_right_after_its_listening_line);
     tcase_add_test(tc, test_origin_ignores_empty_lines_between_requests);
     tcase_add_test(tc, test_origin_refusals_close_gracefully);
