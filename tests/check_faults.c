@@ -644,7 +644,13 @@ START_TEST(test_origin_stream_lines_wait_for_a_slow_reader)
                      0);
     usleep(2000 * 1000);
     long grown = harness_rss_kb(origin.pid) - before;
+    /* Under AddressSanitizer freed memory sits in a quarantine, so RSS
+     * says nothing there (as in check_proxy): the plain build asserts. */
+#ifndef __SANITIZE_ADDRESS__
     ck_assert_msg(grown < 8 * 1024, "the origin grew by %ld KiB", grown);
+#else
+    (void)grown;
+#endif
     static char buf[1 << 16];
     size_t got = 0;
     double deadline = harness_now() + 10000 * harness_scale();

@@ -2373,7 +2373,10 @@ START_TEST(test_admin_refusals_close_gracefully)
      * whole answer, then the end: no reset (which can destroy the answer
      * before it is read), as on the proxy's port. */
     harness_origin(&origin[0], "--delay", "0ms", NULL);
-    start_admin_on_origin("lingering_timeout = 300ms\n");
+    /* Long enough that a test process held up on a loaded machine is not
+     * taken for a client that stopped sending; each case then waits that
+     * long for its end. */
+    start_admin_on_origin("lingering_timeout = 2s\n");
     static const struct {
         const char *head, *want;
     } cases[] = {
