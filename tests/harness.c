@@ -1068,9 +1068,14 @@ size_t harness_flood(int fd, const char *head, size_t total, int read_after_ms,
     double t0 = harness_now();
     double deadline = t0 + 10000 * harness_scale();
     *sent = 0;
-    while (!eof && harness_now() < deadline) {
-        int reading = harness_now() - t0 >= read_after_ms;
+    /* Sending goes on after the peer's FIN (a lingering close reads
+     * on), until all is sent or a send fails. */
+    for (;;) {
+        int reading = !eof && harness_now() - t0 >= read_after_ms;
         int sending = *sent < total && err == 0;
+        if ((!reading && eof && !sending) || harness_now() >= deadline) {
+            break;
+        }
         struct pollfd pfd = {.fd = fd,
                              .events = (reading ? POLLIN : 0) |
                                        (sending ? POLLOUT : 0)};
