@@ -262,6 +262,11 @@ static const struct directive directives[] = {
              SECONDS(30), 1, HOURS(24)),
     SIZE(SECTION_SERVER, "buffer_size", STORE_SIZE, F_SERVER(buffer_size),
          KIB(64), KIB(4), MIB(64)),
+    /* 0: the kernel's default, which it grows as a connection needs */
+    SIZE(SECTION_SERVER, "sndbuf", STORE_SIZE, F_SERVER(sndbuf), 0, 0,
+         MIB(64)),
+    SIZE(SECTION_SERVER, "rcvbuf", STORE_SIZE, F_SERVER(rcvbuf), 0, 0,
+         MIB(64)),
     SIZE(SECTION_SERVER, "max_header_size", STORE_SIZE,
          F_SERVER(max_header_size), KIB(16), KIB(1), MIB(1)),
     /* 0: unlimited */

@@ -126,6 +126,7 @@ struct config {
     int underscores_in_headers;   /* forward request fields named with '_' */
     size_t buffer_size;           /* high watermark per direction; 64k */
     size_t max_header_size;       /* request head limit; 16k */
+    size_t sndbuf, rcvbuf;        /* client sockets' buffers; 0 = kernel's */
     uint64_t max_body_size;       /* request body limit; 0 = unlimited; 0 */
     char access_log[CONFIG_PATH_MAX]; /* "stderr", "off" or a path */
     int access_log_line;              /* where it was set; 0: default */

@@ -83,9 +83,39 @@ static void raise_fd_limit(void)
     }
 }
 
-/* A bound, listening socket; -1 with err filled on failure. */
+/*
+ * Give a listening socket cfg's sndbuf and rcvbuf (0: leave it as it is).
+ * Accepted connections inherit them from it, before their handshake, so
+ * the window a client is offered fits the buffer (set after the
+ * handshake, a smaller buffer drops what that window let in). The kernel
+ * keeps a size once set: a reload to 0 leaves it.
+ */
+static void listen_buffers(int fd, const struct config *cfg,
+                           const struct config_addr *a)
+{
+    const struct {
+        int opt;
+        size_t size;
+        const char *name;
+    } bufs[] = {{SO_SNDBUF, cfg->sndbuf, "sndbuf"},
+                {SO_RCVBUF, cfg->rcvbuf, "rcvbuf"}};
+    for (size_t b = 0; b < sizeof(bufs) / sizeof(bufs[0]); b++) {
+        int size = (int)bufs[b].size;
+        if (size > 0 &&
+            setsockopt(fd, SOL_SOCKET, bufs[b].opt, &size, sizeof(size)) < 0) {
+            log_warn("listen %s:%u: %s %d: %s", a->host, a->port,
+                     bufs[b].name, size, strerror(errno));
+        }
+    }
+}
+
+/* A bound, listening socket (with cfg's buffers, unless cfg is NULL); -1
+ * with err filled on failure. */
 static int listen_socket(const struct sockaddr *sa, socklen_t len,
-                         int reuseport, int backlog, char *err, size_t errlen)
+                         int reuseport, int backlog,
+                         const struct config *cfg,
+                         const struct config_addr *a, char *err,
+                         size_t errlen)
 {
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
     if (fd < 0) {
@@ -104,6 +134,9 @@ static int listen_socket(const struct sockaddr *sa, socklen_t len,
         snprintf(err, errlen, "bind: %s", strerror(errno));
         close(fd);
         return -1;
+    }
+    if (cfg != NULL) {
+        listen_buffers(fd, cfg, a);
     }
     if (backlog > 0 && listen(fd, backlog) < 0) {
         snprintf(err, errlen, "listen: %s", strerror(errno));
@@ -180,13 +213,13 @@ static void announce(const char *what, const char *host,
  * returned, logged for address a.
  */
 static int bind_slots(const struct config_addr *a, struct sockaddr_storage *ss,
-                      socklen_t sslen, int backlog, int from, int to,
-                      listen_fds fds, int i)
+                      socklen_t sslen, const struct config *cfg, int from,
+                      int to, listen_fds fds, int i)
 {
     char err[128];
     for (int s = from; s < to; s++) {
-        int fd = listen_socket((struct sockaddr *)ss, sslen, 1, backlog, err,
-                               sizeof(err));
+        int fd = listen_socket((struct sockaddr *)ss, sslen, 1, cfg->backlog,
+                               cfg, a, err, sizeof(err));
         if (fd < 0) {
             log_error("listen %s:%u: %s", a->host, a->port, err);
             while (s-- > from) {
@@ -209,8 +242,8 @@ static int bind_slots(const struct config_addr *a, struct sockaddr_storage *ss,
  * column i of fds, and print where it listens. -1 (logged) on failure.
  * With probe, a plain bind first reports a port another process holds.
  */
-static int bind_address(const struct config_addr *a, int backlog, int n_slots,
-                        listen_fds fds, int i, int probe)
+static int bind_address(const struct config_addr *a, const struct config *cfg,
+                        int n_slots, listen_fds fds, int i, int probe)
 {
     struct sockaddr_storage ss;
     socklen_t sslen;
@@ -221,15 +254,15 @@ static int bind_address(const struct config_addr *a, int backlog, int n_slots,
      * with a plain socket first so "address in use" is reported. */
     if (a->port != 0 && probe) {
         char err[128];
-        int fd = listen_socket((struct sockaddr *)&ss, sslen, 0, 0, err,
-                               sizeof(err));
+        int fd = listen_socket((struct sockaddr *)&ss, sslen, 0, 0, NULL, a,
+                               err, sizeof(err));
         if (fd < 0) {
             log_error("listen %s:%u: %s", a->host, a->port, err);
             return -1;
         }
         close(fd);
     }
-    if (bind_slots(a, &ss, sslen, backlog, 0, n_slots, fds, i) < 0) {
+    if (bind_slots(a, &ss, sslen, cfg, 0, n_slots, fds, i) < 0) {
         return -1;
     }
     announce("", a->host, &ss);
@@ -688,11 +721,11 @@ static int rebind(struct master *m, const struct config *next, int n,
                 fds[s][i] = m->fds[s][kept_from[i]];
             }
             getsockname(m->fds[0][kept_from[i]], (struct sockaddr *)&ss, &len);
-            bound = bind_slots(a, &ss, len, next->backlog, both, n, fds, i);
+            bound = bind_slots(a, &ss, len, next, both, n, fds, i);
         } else {
             /* The stale-instance probe would collide with our own socket
              * on that port (127.0.0.1:P becoming 0.0.0.0:P, say). */
-            bound = bind_address(a, next->backlog, n, fds, i,
+            bound = bind_address(a, next, n, fds, i,
                                  !holds_port(m, a->port));
             if (bound == 0) {
                 log_info("SIGHUP: listen %s:%u added (line %d)", a->host,
@@ -718,10 +751,11 @@ static int rebind(struct master *m, const struct config *next, int n,
         close_slots(m->fds, j, kept[j] ? both : 0, m->n_slots);
     }
     for (int i = 0; i < next->n_listen; i++) {
-        for (int s = 0; s < both && kept_from[i] >= 0 &&
-                        next->backlog != cur->backlog;
-             s++) {
-            if (listen(fds[s][i], next->backlog) < 0) {
+        for (int s = 0; s < both && kept_from[i] >= 0; s++) {
+            /* Kept sockets take the new conf's buffers and backlog. */
+            listen_buffers(fds[s][i], next, &next->listen[i]);
+            if (next->backlog != cur->backlog &&
+                listen(fds[s][i], next->backlog) < 0) {
                 log_warn("listen %s:%u: backlog %d: %s", next->listen[i].host,
                          next->listen[i].port, next->backlog,
                          strerror(errno));
@@ -746,7 +780,7 @@ static int bind_admin(const struct config *cfg, int reloading)
     if (rc != 0) {
         snprintf(err, sizeof(err), "%s", gai_strerror(rc));
     } else {
-        fd = listen_socket((struct sockaddr *)&ss, sslen, 0, 128, err,
+        fd = listen_socket((struct sockaddr *)&ss, sslen, 0, 128, NULL, a, err,
                            sizeof(err));
     }
     if (fd < 0) {
@@ -958,7 +992,7 @@ int master_run(const struct config *cfg)
     memset(m.fds, -1, sizeof(m.fds));
     for (int i = 0; i < cfg->n_listen; i++) {
         const struct config_addr *a = &cfg->listen[i];
-        if (bind_address(a, cfg->backlog, m.n_slots, m.fds, i, 1) < 0) {
+        if (bind_address(a, cfg, m.n_slots, m.fds, i, 1) < 0) {
             log_error("%s:%d: listen %s:%u cannot be bound", cfg->path,
                       a->line, a->host, a->port);
             close_sockets(&m);

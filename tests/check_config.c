@@ -109,6 +109,8 @@ START_TEST(defaults_match_header)
     ck_assert_int_eq(cfg->ignore_client_abort, 0);
     ck_assert_uint_eq(cfg->buffer_size, 65536);
     ck_assert_uint_eq(cfg->max_header_size, 16384);
+    ck_assert_uint_eq(cfg->sndbuf, 0);
+    ck_assert_uint_eq(cfg->rcvbuf, 0);
     ck_assert_uint_eq(cfg->max_body_size, 0);
     ck_assert_str_eq(cfg->access_log, "stderr");
     ck_assert_int_eq(cfg->log_level, LOG_LEVEL_INFO);
@@ -189,6 +191,8 @@ START_TEST(server_all_directives)
             "lingering_time = 2s\n"
             "buffer_size = 4k\n"
             "max_header_size = 1m\n"
+            "sndbuf = 16k\n"
+            "rcvbuf = 1m\n"
             "max_body_size = 10g\n"
             "access_log = /var/log/switchboard/access.log\n"
             "underscores_in_headers = on\n"
@@ -214,6 +218,8 @@ START_TEST(server_all_directives)
     ck_assert_int_eq(cfg->lingering_time_ms, 2000);
     ck_assert_uint_eq(cfg->buffer_size, 4096);
     ck_assert_uint_eq(cfg->max_header_size, 1048576);
+    ck_assert_uint_eq(cfg->sndbuf, 16384);
+    ck_assert_uint_eq(cfg->rcvbuf, 1048576);
     ck_assert_uint_eq(cfg->max_body_size, 10ULL << 30);
     ck_assert_str_eq(cfg->access_log, "/var/log/switchboard/access.log");
     ck_assert_int_eq(cfg->log_level, LOG_LEVEL_DEBUG);
@@ -440,6 +446,12 @@ START_TEST(server_numbers_and_sizes)
     LOAD_ERROR("[server]\nmax_header_size = 2m\n",
                "t.conf:2: value \"2m\" for max_header_size is out of range: "
                "expected 1k..1m");
+    LOAD_ERROR("[server]\nsndbuf = 65m\n",
+               "t.conf:2: value \"65m\" for sndbuf is out of range: "
+               "expected 0..64m");
+    LOAD_ERROR("[server]\nrcvbuf = -1\n",
+               "t.conf:2: bad value \"-1\" for rcvbuf: expected a size "
+               "like 512, 64k or 1m");
     LOAD_ERROR("[server]\nmax_body_size = 1t\n",
                "t.conf:2: bad value \"1t\" for max_body_size: expected a size "
                "like 512, 64k or 1m");

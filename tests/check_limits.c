@@ -469,6 +469,128 @@ START_TEST(test_send_timeout_client_never_reads)
 }
 END_TEST
 
+/* What the kernel holds in the proxy's socket from 127.0.0.1:proxy_port
+ * to the client at client_port: unsent or unacknowledged (tx_queue of
+ * /proc/net/tcp), or with rx, received and not yet read (rx_queue); -1 if
+ * there is no such socket. */
+static long proxy_socket_queue(int proxy_port, int client_port, int rx)
+{
+    FILE *f = fopen("/proc/net/tcp", "r");
+    ck_assert_ptr_nonnull(f);
+    char line[512];
+    long queued = -1;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        unsigned lport, rport;
+        unsigned long tx, rxq;
+        if (sscanf(line, " %*d: %*x:%x %*x:%x %*x %lx:%lx", &lport, &rport,
+                   &tx, &rxq) == 4 &&
+            (int)lport == proxy_port && (int)rport == client_port) {
+            queued = (long)(rx ? rxq : tx);
+        }
+    }
+    fclose(f);
+    return queued;
+}
+
+/*
+ * The most the kernel holds in the proxy's socket to a new client, over
+ * about a second: with upload, what it has received of the client's
+ * endless body (which the upstream never reads); else what it has queued
+ * of a 64 MiB answer for a client that never reads.
+ */
+static long held_in_the_kernel(int upload)
+{
+    int fd = harness_own(connect_rcvbuf(proxy.port, 4096));
+    int port = harness_client_port(fd);
+    ck_assert_int_eq(
+        harness_send(fd, upload ? "POST / HTTP/1.1\r\nHost: a\r\n"
+                                  "Content-Length: 1000000000\r\n\r\n"
+                                : "GET /?size=64m HTTP/1.1\r\nHost: a\r\n\r\n"),
+        0);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    static char block[65536];
+    long most = -1;
+    for (int i = 0; i < 20; i++) {
+        while (upload && write(fd, block, sizeof(block)) > 0) {
+        }
+        usleep(50 * 1000);
+        long q = proxy_socket_queue(proxy.port, port, upload);
+        most = q > most ? q : most;
+    }
+    harness_close_owned(fd);
+    return most;
+}
+
+/* The proxy in front of upstream_port with the [server] lines extra. An
+ * upload's exchange waits on an upstream that never answers: the drain
+ * at the end cuts it off. */
+static void proxy_with(const char *extra, int upstream_port)
+{
+    char lines[256];
+    snprintf(lines, sizeof(lines), "%sshutdown_timeout = 0\n", extra);
+    harness_proxy(&proxy, CONF, harness_server_lines(lines), upstream_port,
+                  "");
+}
+
+/* held_in_the_kernel(upload) of a proxy started with extra. */
+static long held_with(const char *extra, int upstream_port, int upload)
+{
+    proxy_with(extra, upstream_port);
+    long held = held_in_the_kernel(upload);
+    ck_assert_int_eq(harness_stop(&proxy), 0);
+    return held;
+}
+
+START_TEST(test_sndbuf_and_rcvbuf_bound_the_kernels_queues)
+{
+    /* sndbuf and rcvbuf fix the buffers of client sockets (the kernel
+     * doubles them); left to the kernel, they grow far past that for a
+     * client that sends or is sent more than its peer takes. */
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    long fixed = held_with("sndbuf = 4k\n", origin.port, 0);
+    long grown = held_with("", origin.port, 0);
+    ck_assert_msg(fixed > 0 && fixed <= 4 * 4096 && grown > 16 * 4096,
+                  "with sndbuf = 4k the kernel held %ld bytes for the "
+                  "client, without %ld",
+                  fixed, grown);
+    harness_script(&script, never_reads, NULL, 0);
+    fixed = held_with("rcvbuf = 4k\n", script.port, 1);
+    grown = held_with("", script.port, 1);
+    ck_assert_msg(fixed > 0 && fixed <= 4 * 4096 && grown > 16 * 4096,
+                  "with rcvbuf = 4k the kernel held %ld bytes from the "
+                  "client, without %ld",
+                  fixed, grown);
+}
+END_TEST
+
+START_TEST(test_sndbuf_takes_effect_on_reload)
+{
+    /* A reload keeps the listening sockets; the new sndbuf is set on
+     * them, so connections accepted after it have it. */
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    proxy_with("", origin.port);
+    long grown = held_in_the_kernel(0);
+    char conf[1024], tmp[300];
+    snprintf(conf, sizeof(conf), CONF,
+             harness_server_lines("sndbuf = 4k\nshutdown_timeout = 0\n"),
+             origin.port, "");
+    snprintf(tmp, sizeof(tmp), "%s.new", proxy.conf_path);
+    FILE *f = fopen(tmp, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(conf, f);
+    fclose(f);
+    ck_assert_int_eq(rename(tmp, proxy.conf_path), 0);
+    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    ck_assert_msg(harness_log_wait(&proxy, "generation 2 takes over", 3000),
+                  "no reload in:\n%s", harness_log(&proxy));
+    long fixed = held_in_the_kernel(0);
+    ck_assert_msg(fixed > 0 && fixed <= 4 * 4096 && grown > 16 * 4096,
+                  "after a reload to sndbuf = 4k the kernel held %ld bytes "
+                  "for a client, before it %ld",
+                  fixed, grown);
+}
+END_TEST
+
 /* ---- 6: upstream connect_timeout ---------------------------------------- */
 
 /* Connect to 127.0.0.1:port without waiting; returns the socket. */
@@ -1410,6 +1532,8 @@ static Suite *limits_suite(void)
     tcase_add_test(tc, test_keepalive_timeout_zero_closes_every_response);
     tcase_add_test(tc, test_client_body_timeout);
     tcase_add_test(tc, test_send_timeout_client_never_reads);
+    tcase_add_test(tc, test_sndbuf_and_rcvbuf_bound_the_kernels_queues);
+    tcase_add_test(tc, test_sndbuf_takes_effect_on_reload);
     tcase_add_test(tc, test_send_timeout_spares_a_slow_steady_reader);
     tcase_add_test(tc, test_half_close_after_a_stray_crlf_gets_the_whole_body);
     tcase_add_test(tc, test_upstream_connect_timeout);
