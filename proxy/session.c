@@ -569,6 +569,16 @@ void session_abort(struct session *s, const char *reason)
     session_close(s, reason);
 }
 
+/* Drop the client's input, and read on (unbounded) to drop what comes. */
+static void client_discard_input(struct session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->client.bev);
+    s->client.paused = 0;
+    evbuffer_drain(in, evbuffer_get_length(in));
+    bufferevent_setwatermark(s->client.bev, EV_READ, 0, 0);
+    bufferevent_enable(s->client.bev, EV_READ);
+}
+
 /* Close once what is queued for the client has been written. */
 static int close_after_flush(struct session *s, const char *reason)
 {
@@ -582,7 +592,15 @@ static int close_after_flush(struct session *s, const char *reason)
                  evbuffer_get_length(bufferevent_get_input(s->client.bev)) > 0);
     s->cstate = CLIENT_CLOSING;
     s->close_reason = reason;
-    bufferevent_disable(s->client.bev, EV_READ);
+    if (s->linger && !s->too_slow) {
+        /* What it still sends is read and dropped while the answer is
+         * written, as nginx discards a body: a client that reads only
+         * once it has sent everything would otherwise stall on a full
+         * socket, with an answer larger than the buffers never read. */
+        client_discard_input(s);
+    } else {
+        bufferevent_disable(s->client.bev, EV_READ);
+    }
     bufferevent_set_timeouts(s->client.bev, NULL, s->w->tv.send);
     if (evbuffer_get_length(bufferevent_get_output(s->client.bev)) == 0) {
         return client_done(s);
@@ -616,12 +634,8 @@ static int client_done(struct session *s)
         return session_close(s, s->close_reason);
     }
     s->cstate = CLIENT_LINGERING;
-    s->client.paused = 0;
-    evbuffer_drain(bufferevent_get_input(s->client.bev),
-                   evbuffer_get_length(bufferevent_get_input(s->client.bev)));
-    bufferevent_setwatermark(s->client.bev, EV_READ, 0, 0);
+    client_discard_input(s);
     bufferevent_set_timeouts(s->client.bev, s->w->tv.linger_idle, NULL);
-    bufferevent_enable(s->client.bev, EV_READ);
     timer_set(s, TIMER_LINGER, s->w->tv.linger_max);
     return 0;
 }
@@ -1409,10 +1423,15 @@ static int client_process(struct session *s)
         if (s->cstate == CLIENT_TUNNEL) {
             return tunnel_relay(s, &s->client, &s->upstream);
         }
-        if (s->cstate == CLIENT_LINGERING) {
-            struct evbuffer *in_l = bufferevent_get_input(s->client.bev);
-            evbuffer_drain(in_l, evbuffer_get_length(in_l));
-            return s->client_eof ? session_close(s, s->close_reason) : 0;
+        if (s->cstate == CLIENT_LINGERING ||
+            (s->cstate == CLIENT_CLOSING && s->linger && !s->too_slow)) {
+            /* Dropped (close_after_flush, client_done); a client that
+             * closes while the answer is being written may only have
+             * half-closed: client_done sees it once that is flushed. */
+            evbuffer_drain(in, evbuffer_get_length(in));
+            return s->client_eof && s->cstate == CLIENT_LINGERING
+                       ? session_close(s, s->close_reason)
+                       : 0;
         }
         if (s->cstate == CLIENT_WAITING || s->cstate == CLIENT_REQUEST_DONE ||
             s->cstate == CLIENT_CLOSING) {

@@ -1627,9 +1627,9 @@ enum early_reset {
     EARLY_UNTIL_CLOSE, /* a 413 of 4 MiB ended by the close (no length),
                         * part of which the reset destroys unsent */
     EARLY_NOTHING,     /* no answer at all */
-    EARLY_LARGE,       /* a 413 of 96 KiB with its length */
+    EARLY_LARGE,       /* a 413 of 48 KiB with its length */
 };
-#define EARLY_LARGE_BYTES (96 * 1024)
+#define EARLY_LARGE_BYTES (48 * 1024)
 
 /* Upstream that refuses an upload once the proxy's writes have backed up,
  * and closes with the body unread: its stack resets the connection, and
@@ -1725,11 +1725,13 @@ END_TEST
 
 START_TEST(test_early_answer_to_a_client_that_sends_all_first)
 {
-    /* A client that sends its whole body before it reads (small buffers
-     * everywhere): after the reset the rest of its body is read and
-     * dropped at once, and it then gets the whole answer. */
+    /* A client that sends its whole body before it reads, with socket
+     * buffers too small for the answer: after the reset the rest of its
+     * body is read and dropped at once, and it still is once the whole
+     * answer has come and waits to be written; the client then gets it
+     * whole. */
     start_script(h_early_reset, (void *)(intptr_t)EARLY_LARGE,
-                 "buffer_size = 4k\n", "");
+                 "sndbuf = 4k\n", "");
     int fd = harness_own(harness_connect(proxy.port));
     int rcv = 4096;
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
