@@ -15,7 +15,8 @@
  *   /echo      describe the request: method, target, headers, body SHA-256
  *
  * It logs nothing per request (it is a benchmark backend); errors go to
- * stderr. It owns no proxy code and must not grow any.
+ * stderr. It shares no proxy code but proxy/linger.c, the lingering close
+ * of the two libevhtp servers (this and the admin port).
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -53,6 +54,8 @@
 #include <evhtp.h>
 #include <openssl/evp.h>
 
+#include "linger.h"
+
 #define LISTEN_BACKLOG 4096
 #define DEFAULT_LISTEN "127.0.0.1:9000"
 #define MAX_THREADS 256
@@ -72,7 +75,8 @@
 #define PUMP_LOW (64 * 1024)
 #define MAX_SINGLE_WRITE (128 * 1024)
 
-/* A refused connection lingers (struct lingering) at most this long. */
+/* A refused connection lingers (proxy/linger.h: its answer followed by a
+ * FIN, what the client still sends read and dropped) at most this long. */
 #define LINGER_MS 2000
 
 /* The command line, read once in main and read-only afterwards. */
@@ -98,7 +102,7 @@ struct origin_loop {
     pthread_t thread;
     bool started;
     LIST_HEAD(, session) sessions;
-    LIST_HEAD(, lingering) lingers;
+    struct linger_set lingers; /* refused connections closing (linger.h) */
 };
 
 /*
@@ -113,22 +117,6 @@ struct session {
     struct event *closer; /* closes it after on_session_input refused */
     bool refused; /* a closing answer was written; nothing more to say */
     LIST_ENTRY(session) link;
-};
-
-/*
- * A refused connection closing gracefully (RFC 9112 9.6, nginx's
- * lingering close): its answer written and its write side shut down, what
- * the client still sends is read and dropped until the client closes, or
- * for LINGER_MS at most. Closed at once with the client's bytes unread,
- * the socket would be reset: the client's next send or read fails, and an
- * answer not yet delivered is lost. Owns fd, a duplicate of the
- * connection's socket (evhtp closes its own); owned by its loop.
- */
-struct lingering {
-    evutil_socket_t fd;
-    struct event *ev;    /* readable, or the deadline passed */
-    struct timespec due; /* LINGER_MS after the answer */
-    LIST_ENTRY(lingering) link;
 };
 
 /* What an exchange answers with, chosen by its path. */
@@ -1006,86 +994,6 @@ static void session_refuse(struct session *s, unsigned status,
     }
 }
 
-/* ---- lingering close ---- */
-
-/* Close a lingering connection, forget it (lingering_free(NULL): no-op). */
-static void lingering_free(struct lingering *l)
-{
-    if (l == NULL) {
-        return;
-    }
-    event_free(l->ev);
-    close(l->fd);
-    LIST_REMOVE(l, link);
-    free(l);
-}
-
-/*
- * A lingering connection is readable, or its time is up: drop what the
- * client sent, and close on its EOF, on an error or at the deadline.
- */
-static void on_lingering_read(evutil_socket_t fd, short what, void *arg)
-{
-    struct lingering *l = arg;
-    char buf[16 * 1024];
-    int64_t left_us;
-
-    /* 64 KiB at most per wake-up: one fast client cannot hold the loop. */
-    for (int i = 0; i < 4 && (what & EV_READ); i++) {
-        ssize_t n = recv(fd, buf, sizeof(buf), 0);
-
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
-                      errno == EINTR)) {
-            break;
-        }
-        if (n <= 0) {
-            lingering_free(l); /* the client closed, or reset */
-            return;
-        }
-    }
-    left_us = us_until(&l->due);
-    if (left_us <= 0) {
-        lingering_free(l);
-        return;
-    }
-    struct timeval tv = { .tv_sec = left_us / 1000000,
-                          .tv_usec = (suseconds_t)(left_us % 1000000) };
-    event_add(l->ev, &tv);
-}
-
-/*
- * Start the lingering close of a refused connection whose socket is fd,
- * just before evhtp closes fd: a duplicate keeps the socket open, its
- * write side shut down after the answer. If anything fails, the socket
- * just closes with fd, as before.
- */
-static void lingering_start(struct origin_loop *loop, evutil_socket_t fd)
-{
-    struct lingering *l = calloc(1, sizeof(*l));
-    struct timeval tv = { .tv_sec = LINGER_MS / 1000,
-                          .tv_usec = (LINGER_MS % 1000) * 1000 };
-
-    if (l == NULL) {
-        return;
-    }
-    l->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    l->ev = l->fd >= 0 ? event_new(loop->base, l->fd, EV_READ,
-                                   on_lingering_read, l)
-                       : NULL;
-    if (l->ev == NULL) {
-        if (l->fd >= 0) {
-            close(l->fd);
-        }
-        free(l);
-        return;
-    }
-    LIST_INSERT_HEAD(&loop->lingers, l, link);
-    clock_after(&l->due, LINGER_MS);
-    if (shutdown(l->fd, SHUT_WR) != 0 || event_add(l->ev, &tv) != 0) {
-        lingering_free(l); /* the client is gone already */
-    }
-}
-
 /*
  * The answer to a head evhtp's parser rejected, with its reason in *why;
  * 0 if the connection ends for another reason. The parser reads a version
@@ -1355,7 +1263,7 @@ static evhtp_res on_session_fini(evhtp_connection_t *conn, void *arg)
         event_free(s->closer);
     }
     if (s->refused && bev != NULL && bufferevent_getfd(bev) >= 0) {
-        lingering_start(s->loop, bufferevent_getfd(bev));
+        linger_start(&s->loop->lingers, bufferevent_getfd(bev));
     }
     LIST_REMOVE(s, link);
     free(s);
@@ -1409,9 +1317,7 @@ static void origin_loop_close_all(struct origin_loop *loop)
     while (!LIST_EMPTY(&loop->sessions)) {
         evhtp_connection_free(LIST_FIRST(&loop->sessions)->conn);
     }
-    while (!LIST_EMPTY(&loop->lingers)) {
-        lingering_free(LIST_FIRST(&loop->lingers));
-    }
+    linger_close_all(&loop->lingers);
 }
 
 /*
@@ -1423,8 +1329,8 @@ static int origin_loop_init(struct origin_loop *loop,
                             socklen_t sslen, char *err, size_t errlen)
 {
     LIST_INIT(&loop->sessions);
-    LIST_INIT(&loop->lingers);
     loop->base = event_base_new();
+    linger_init(&loop->lingers, loop->base, LINGER_MS, LINGER_MS);
     loop->htp = loop->base != NULL ? evhtp_new(loop->base, NULL) : NULL;
     if (loop->htp == NULL) {
         snprintf(err, errlen, "cannot initialise libevent/libevhtp");

@@ -26,6 +26,7 @@
 #include <evhtp/evhtp.h>
 
 #include "http1.h"
+#include "linger.h"
 #include "log.h"
 #include "util.h"
 
@@ -440,24 +441,7 @@ struct admin_server {
     int reserve_fd;         /* given up to shed a client when out of fds */
     struct event *accept_retry;
     unsigned long long n_shed;
-    int linger_idle_ms, linger_max_ms; /* lingering_timeout, lingering_time */
-    LIST_HEAD(, admin_linger) lingers;
-};
-
-/*
- * A refused connection closing gracefully, as the proxy's port does (RFC
- * 9112 9.6): its answer sent and its write side shut down, what the
- * client still sends is read and dropped until it closes, pauses for
- * lingering_timeout, or lingering_time passes. Closed at once with the
- * client's bytes unread, the socket would be reset, and a reset can
- * destroy the answer before the client reads it. evhtp closes its own
- * descriptor; this holds a duplicate.
- */
-struct admin_linger {
-    evutil_socket_t fd;
-    struct event *ev;
-    double end_ms; /* lingering_time after the answer */
-    LIST_ENTRY(admin_linger) link;
+    struct linger_set lingers; /* refused connections closing (linger.h) */
 };
 
 static struct admin_server admin = {.reserve_fd = -1};
@@ -862,74 +846,6 @@ static evhtp_res on_conn_flushed(evhtp_connection_t *conn, void *arg)
     return EVHTP_RES_OK;
 }
 
-static void linger_free(struct admin_linger *l)
-{
-    event_free(l->ev);
-    close(l->fd);
-    LIST_REMOVE(l, link);
-    free(l);
-}
-
-/* A lingering connection is readable, or idle for lingering_timeout:
- * drop what came; close at its EOF, an error, the timeout or the end. */
-static void on_linger(evutil_socket_t fd, short what, void *arg)
-{
-    struct admin_linger *l = arg;
-    char buf[16384];
-    /* 64 KiB at most per turn: a fast sender cannot hold the loop. */
-    for (int i = 0; i < 4 && (what & EV_READ); i++) {
-        ssize_t n = recv(fd, buf, sizeof(buf), 0);
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
-                      errno == EINTR)) {
-            break;
-        }
-        if (n <= 0) {
-            linger_free(l);
-            return;
-        }
-    }
-    double left = l->end_ms - util_now_ms();
-    if (!(what & EV_READ) || left <= 0) {
-        linger_free(l);
-        return;
-    }
-    struct timeval tv = util_ms_to_tv(
-        left < admin.linger_idle_ms ? (int)left + 1 : admin.linger_idle_ms);
-    event_add(l->ev, &tv);
-}
-
-/* Start the lingering close of a refused connection whose socket is fd,
- * which evhtp is about to close. If anything fails, fd just closes. */
-static void linger_start(evutil_socket_t fd)
-{
-    if (admin.linger_idle_ms == 0) {
-        return; /* lingering_timeout = 0: close at once */
-    }
-    struct admin_linger *l = calloc(1, sizeof(*l));
-    if (l == NULL) {
-        return;
-    }
-    l->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    l->ev = l->fd >= 0 ? event_new(admin.base, l->fd, EV_READ, on_linger, l)
-                       : NULL;
-    if (l->ev == NULL) {
-        if (l->fd >= 0) {
-            close(l->fd);
-        }
-        free(l);
-        return;
-    }
-    LIST_INSERT_HEAD(&admin.lingers, l, link);
-    l->end_ms = util_now_ms() + admin.linger_max_ms;
-    int first = admin.linger_idle_ms < admin.linger_max_ms
-                    ? admin.linger_idle_ms
-                    : admin.linger_max_ms;
-    struct timeval tv = util_ms_to_tv(first);
-    if (shutdown(l->fd, SHUT_WR) < 0 || event_add(l->ev, &tv) < 0) {
-        linger_free(l); /* the client has gone already */
-    }
-}
-
 static void on_conn_close(evutil_socket_t fd, short what, void *arg)
 {
     struct admin_conn *ac = arg;
@@ -976,7 +892,9 @@ static evhtp_res on_conn_fini(evhtp_connection_t *conn, void *arg)
     }
     if (ac->refused && !ac->too_slow && conn->bev != NULL &&
         bufferevent_getfd(conn->bev) >= 0) {
-        linger_start(bufferevent_getfd(conn->bev));
+        /* Refused connections close lingering, as the proxy's port's
+         * do (by lingering_timeout and lingering_time). */
+        linger_start(&admin.lingers, bufferevent_getfd(conn->bev));
     }
     event_free(ac->closer);
     event_free(ac->deadline);
@@ -1105,9 +1023,8 @@ static int admin_serve(const struct config *cfg, int fd)
     evhtp_set_max_body_size(admin.htp, 1);
     admin.head_tv = util_ms_to_tv(cfg->client_header_timeout_ms);
     admin.max_head = cfg->max_header_size;
-    admin.linger_idle_ms = cfg->lingering_timeout_ms;
-    admin.linger_max_ms = cfg->lingering_time_ms;
-    LIST_INIT(&admin.lingers);
+    linger_init(&admin.lingers, admin.base, cfg->lingering_timeout_ms,
+                cfg->lingering_time_ms);
     /* A head must be whole within client_header_timeout (on_head_deadline);
      * evhtp's idle timeouts stay as a backstop for reads, and close one
      * that does not read its answer after send_timeout (as on the proxy's
@@ -1161,9 +1078,7 @@ int admin_run(const struct config *cfg, int fd, struct stats_shm *shm)
     if (admin.htp != NULL) {
         evhtp_free(admin.htp);
     }
-    while (!LIST_EMPTY(&admin.lingers)) {
-        linger_free(LIST_FIRST(&admin.lingers));
-    }
+    linger_close_all(&admin.lingers);
     if (admin.accept_retry != NULL) {
         event_free(admin.accept_retry);
     }

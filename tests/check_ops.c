@@ -2406,6 +2406,58 @@ START_TEST(test_admin_refusals_close_gracefully)
 }
 END_TEST
 
+/*
+ * Refuse a connection to the admin port (405 to a POST with a body it
+ * never reads), read the answer and its end, then every every_ms send a
+ * byte, and another 50 ms later (the first one after the admin's close
+ * draws its reset, the second fails): how long after the answer that
+ * close showed, or -1 if it had not after limit_ms.
+ */
+static double admin_linger_ms(int every_ms, int limit_ms)
+{
+    int fd = harness_own(harness_connect(admin_port));
+    ck_assert_int_eq(harness_send(fd, "POST /metrics HTTP/1.1\r\nHost: a\r\n"
+                                      "Content-Length: 999999\r\n\r\nxyz"),
+                     0);
+    size_t len;
+    char *got = harness_read_all(fd, &len, 5000);
+    ck_assert_msg(strncmp(got, "HTTP/1.1 405 ", 13) == 0, "got: %.100s", got);
+    free(got);
+    double answered = harness_now();
+    while (harness_now() - answered < limit_ms * harness_scale()) {
+        usleep((useconds_t)every_ms * 1000);
+        for (int i = 0; i < 2; i++) {
+            if (send(fd, "x", 1, MSG_NOSIGNAL) < 0) {
+                return harness_now() - answered;
+            }
+            usleep(i == 0 ? 50 * 1000 : 0);
+        }
+    }
+    return -1;
+}
+
+START_TEST(test_admin_linger_is_bounded_by_its_two_timeouts)
+{
+    /* A refused client's lingering close ends when it has sent nothing
+     * for lingering_timeout, or lingering_time after the answer however
+     * much it sends (proxy/linger.c, also the slow origin's). */
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_on_origin("lingering_timeout = 1s\nlingering_time = 3s\n");
+    /* Silent for 1.5 s, then bytes: the close came with the silence. */
+    double idle = admin_linger_ms(1500, 8000);
+    ck_assert_msg(idle >= 1500 && idle < 2900 * harness_scale(),
+                  "a silent client: the close showed %.0f ms after the "
+                  "answer (lingering_timeout = 1s)",
+                  idle);
+    /* A byte every 50 ms: never silent, cut after lingering_time. */
+    double steady = admin_linger_ms(0, 8000);
+    ck_assert_msg(steady >= 2900 && steady < 5000 * harness_scale(),
+                  "a client sending every 50 ms: the close showed %.0f ms "
+                  "after the answer (lingering_time = 3s)",
+                  steady);
+}
+END_TEST
+
 START_TEST(test_reloads_faster_than_drains_wait_for_a_stats_slot)
 {
     /* Each reload leaves a generation draining a 3 s request; the fourth
@@ -3276,6 +3328,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_admin_head_deadline_not_extended_by_trickle);
     tcase_add_test(tc, test_admin_answers_protocol_errors);
     tcase_add_test(tc, test_admin_refusals_close_gracefully);
+    tcase_add_test(tc, test_admin_linger_is_bounded_by_its_two_timeouts);
     tcase_add_test(tc, test_reload_changes_listen_and_backlog);
     tcase_add_test(tc, test_reload_changes_workers);
     tcase_add_test(tc, test_reload_raises_max_header_size);
