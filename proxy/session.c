@@ -180,7 +180,9 @@ struct session {
     int fault_abort;    /* status answered when it ends (fault_delay first) */
     int latency_waited; /* it ended, and the exchange was answered, not sent */
     const char *close_reason;
-    int linger;    /* mid-request or requests queued at close_after_flush */
+    int linger;    /* mid-request or requests queued at close_after_flush,
+                    * or bytes came while its last answer was written */
+    int discarding; /* closing: what the client sends is read and dropped */
     int too_slow;  /* answered 408: a client that slow is not waited for */
 
     char client_addr[INET6_ADDRSTRLEN + 8];
@@ -585,18 +587,22 @@ static int close_after_flush(struct session *s, const char *reason)
     timer_cancel(s);
     /* Mid-request, or with more requests queued: the client may be
      * sending still (client_done decides). */
-    s->linger = s->cstate != CLIENT_TUNNEL &&
+    int tunnel = s->cstate == CLIENT_TUNNEL;
+    s->linger = !tunnel &&
                 (s->cstate == CLIENT_READING_HEAD ||
                  s->cstate == CLIENT_WAITING ||
                  s->cstate == CLIENT_READING_BODY ||
                  evbuffer_get_length(bufferevent_get_input(s->client.bev)) > 0);
     s->cstate = CLIENT_CLOSING;
     s->close_reason = reason;
-    if (s->linger && !s->too_slow) {
-        /* What it still sends is read and dropped while the answer is
-         * written, as nginx discards a body: a client that reads only
-         * once it has sent everything would otherwise stall on a full
-         * socket, with an answer larger than the buffers never read. */
+    s->discarding = !tunnel && !s->too_slow && !s->client_eof;
+    if (s->discarding) {
+        /* What the client still sends (the rest of a body, requests
+         * behind this answer, read or not yet) is read and dropped while
+         * the answer is written, as nginx discards a body: a client that
+         * reads only once it has sent everything would otherwise stall
+         * on a full socket, with an answer larger than the buffers never
+         * read. A byte dropped so makes the close a lingering one. */
         client_discard_input(s);
     } else {
         bufferevent_disable(s->client.bev, EV_READ);
@@ -1424,10 +1430,13 @@ static int client_process(struct session *s)
             return tunnel_relay(s, &s->client, &s->upstream);
         }
         if (s->cstate == CLIENT_LINGERING ||
-            (s->cstate == CLIENT_CLOSING && s->linger && !s->too_slow)) {
+            (s->cstate == CLIENT_CLOSING && s->discarding)) {
             /* Dropped (close_after_flush, client_done); a client that
              * closes while the answer is being written may only have
              * half-closed: client_done sees it once that is flushed. */
+            if (evbuffer_get_length(in) > 0) {
+                s->linger = 1; /* it is sending: no reset at the end */
+            }
             evbuffer_drain(in, evbuffer_get_length(in));
             return s->client_eof && s->cstate == CLIENT_LINGERING
                        ? session_close(s, s->close_reason)
