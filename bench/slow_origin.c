@@ -15,8 +15,9 @@
  *   /echo      describe the request: method, target, headers, body SHA-256
  *
  * It logs nothing per request (it is a benchmark backend); errors go to
- * stderr. It shares no proxy code but proxy/linger.c, the lingering close
- * of the two libevhtp servers (this and the admin port).
+ * stderr. It shares no proxy code but two dependency-free modules:
+ * proxy/linger.c, the lingering close of the two libevhtp servers (this
+ * and the admin port), and proxy/util.c (a list reader, clocks).
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -55,6 +56,7 @@
 #include <openssl/evp.h>
 
 #include "linger.h"
+#include "util.h"
 
 #define LISTEN_BACKLOG 4096
 #define DEFAULT_LISTEN "127.0.0.1:9000"
@@ -422,25 +424,13 @@ static void exchange_parse_query(struct exchange *x, const char *q)
  * case ignored: RFC 9110 7.6.1)? evhtp matches a single exact value. */
 static bool connection_lists(evhtp_request_t *req, const char *token)
 {
-    size_t toklen = strlen(token);
     evhtp_header_t *h;
 
     TAILQ_FOREACH(h, req->headers_in, next) {
-        if (h->key == NULL || h->val == NULL ||
-            strcasecmp(h->key, "Connection") != 0) {
-            continue;
-        }
-        for (const char *v = h->val; *v != '\0';) {
-            v += strspn(v, " \t,");
-            size_t n = strcspn(v, ",");
-            size_t end = n;
-            while (end > 0 && (v[end - 1] == ' ' || v[end - 1] == '\t')) {
-                end--;
-            }
-            if (end == toklen && strncasecmp(v, token, toklen) == 0) {
-                return true;
-            }
-            v += n;
+        if (h->key != NULL && h->val != NULL &&
+            strcasecmp(h->key, "Connection") == 0 &&
+            util_list_has(h->val, strlen(h->val), token, strlen(token))) {
+            return true;
         }
     }
     return false;

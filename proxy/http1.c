@@ -156,43 +156,6 @@ int http1_head_find(const struct http1_head *h, const char *name, int from)
     return -1;
 }
 
-/* The next member of the comma-separated list v (len bytes) from *i:
- * 1 and [*start, *end) without its whitespace, or 0 at the end. Empty
- * members are skipped (RFC 9110 5.6.1.2). */
-static int list_next(const char *v, size_t len, size_t *i, size_t *start,
-                     size_t *end)
-{
-    while (*i < len) {
-        while (*i < len && (v[*i] == ' ' || v[*i] == '\t' || v[*i] == ',')) {
-            (*i)++;
-        }
-        *start = *i;
-        while (*i < len && v[*i] != ',') {
-            (*i)++;
-        }
-        *end = *i;
-        while (*end > *start && (v[*end - 1] == ' ' || v[*end - 1] == '\t')) {
-            (*end)--;
-        }
-        if (*end > *start) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/* Does the comma-separated list v (len bytes) hold token, ignoring case? */
-static int list_has(const char *v, size_t len, const char *tok, size_t toklen)
-{
-    size_t i = 0, start, end;
-    while (list_next(v, len, &i, &start, &end)) {
-        if (end - start == toklen && strncasecmp(v + start, tok, toklen) == 0) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 int http1_expectation(const struct http1_head *h)
 {
     int found = 0;
@@ -200,7 +163,7 @@ int http1_expectation(const struct http1_head *h)
          i = http1_head_find(h, "expect", i + 1)) {
         const char *v = h->buf + h->hdrs[i].value;
         size_t len = h->hdrs[i].value_len, at = 0, start, end;
-        while (list_next(v, len, &at, &start, &end)) {
+        while (util_list_next(v, len, &at, &start, &end)) {
             if (end - start != 12 ||
                 strncasecmp(v + start, "100-continue", 12) != 0) {
                 return -1;
@@ -218,7 +181,7 @@ static int header_has_token(const struct http1_head *h, const char *name,
     size_t toklen = strlen(token);
     for (int i = http1_head_find(h, name, 0); i >= 0;
          i = http1_head_find(h, name, i + 1)) {
-        if (list_has(h->buf + h->hdrs[i].value, h->hdrs[i].value_len, token,
+        if (util_list_has(h->buf + h->hdrs[i].value, h->hdrs[i].value_len, token,
                      toklen)) {
             return 1;
         }
@@ -244,7 +207,7 @@ int http1_connection_has(const struct http1_head *h, const char *token)
     size_t toklen = strlen(token);
     for (int i = http1_head_find(h, "connection", 0); i >= 0;
          i = http1_head_find(h, "connection", i + 1)) {
-        if (list_has(h->buf + h->hdrs[i].value, h->hdrs[i].value_len, token,
+        if (util_list_has(h->buf + h->hdrs[i].value, h->hdrs[i].value_len, token,
                      toklen)) {
             return 1;
         }
@@ -355,7 +318,7 @@ static int named_in_connection(const struct http1_head *h, int first,
                                const char *name, size_t len)
 {
     for (int i = first; i >= 0; i = find_connection(h, (uint32_t)i + 1)) {
-        if (list_has(h->buf + h->hdrs[i].value, h->hdrs[i].value_len, name,
+        if (util_list_has(h->buf + h->hdrs[i].value, h->hdrs[i].value_len, name,
                      len)) {
             return 1;
         }

@@ -4,8 +4,9 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "util.h"
 
 /* One lingering connection: a duplicate of its socket, owned by its set
  * (not "struct linger": <sys/socket.h> has one, for SO_LINGER). */
@@ -13,16 +14,9 @@ struct linger_conn {
     struct linger_set *set;
     evutil_socket_t fd;
     struct event *ev;   /* readable, or a bound passed */
-    long long end_ms;   /* max_ms after the answer */
+    double end_ms;      /* max_ms after the answer (util_now_ms) */
     LIST_ENTRY(linger_conn) link;
 };
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void linger_free(struct linger_conn *l)
 {
@@ -36,13 +30,12 @@ static void linger_free(struct linger_conn *l)
  * -1 if the end has come. */
 static int linger_wait(struct linger_conn *l)
 {
-    long long left = l->end_ms - now_ms();
+    double left = l->end_ms - util_now_ms();
     if (left <= 0) {
         return -1;
     }
-    long long ms = left < l->set->idle_ms ? left : l->set->idle_ms;
-    struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
-                         .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+    struct timeval tv = util_ms_to_tv(
+        left < l->set->idle_ms ? (int)left + 1 : l->set->idle_ms);
     return event_add(l->ev, &tv);
 }
 
@@ -99,7 +92,7 @@ void linger_start(struct linger_set *set, evutil_socket_t fd)
         return;
     }
     LIST_INSERT_HEAD(&set->all, l, link);
-    l->end_ms = now_ms() + set->max_ms;
+    l->end_ms = util_now_ms() + set->max_ms;
     if (shutdown(l->fd, SHUT_WR) < 0 || linger_wait(l) < 0) {
         linger_free(l); /* the client has gone already */
     }

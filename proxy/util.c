@@ -18,6 +18,7 @@
 #include <netinet/in.h>
 #include <stddef.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -286,5 +287,38 @@ int util_tcp_bytes_acked(int fd, uint64_t *acked)
         return -1;
     }
     *acked = ti.tcpi_bytes_acked;
+    return 0;
+}
+
+int util_list_next(const char *v, size_t len, size_t *i, size_t *start,
+                   size_t *end)
+{
+    while (*i < len) {
+        while (*i < len && (v[*i] == ' ' || v[*i] == '\t' || v[*i] == ',')) {
+            (*i)++;
+        }
+        *start = *i;
+        while (*i < len && v[*i] != ',') {
+            (*i)++;
+        }
+        *end = *i;
+        while (*end > *start && (v[*end - 1] == ' ' || v[*end - 1] == '\t')) {
+            (*end)--;
+        }
+        if (*end > *start) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int util_list_has(const char *v, size_t len, const char *tok, size_t toklen)
+{
+    size_t i = 0, start, end;
+    while (util_list_next(v, len, &i, &start, &end)) {
+        if (end - start == toklen && strncasecmp(v + start, tok, toklen) == 0) {
+            return 1;
+        }
+    }
     return 0;
 }

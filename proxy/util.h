@@ -49,6 +49,16 @@ int util_is_ip_literal(const char *host);
 /* Milliseconds from a monotonic clock, as a double (microsecond precision). */
 double util_now_ms(void);
 
+/* The next member of the comma-separated list v (len bytes) from *i:
+ * 1 and [*start, *end) without its whitespace, or 0 at the end. Empty
+ * members are skipped (RFC 9110 5.6.1.2). Start with *i = 0. */
+int util_list_next(const char *v, size_t len, size_t *i, size_t *start,
+                   size_t *end);
+
+/* Does the comma-separated list v (len bytes) hold tok (toklen bytes),
+ * ignoring case? */
+int util_list_has(const char *v, size_t len, const char *tok, size_t toklen);
+
 /* Copy at most dstlen-1 bytes and NUL-terminate; returns strlen(src). */
 size_t util_strlcpy(char *dst, const char *src, size_t dstlen);
 

@@ -312,6 +312,29 @@ START_TEST(now_ms_is_monotonic)
 }
 END_TEST
 
+START_TEST(list_members_and_tokens)
+{
+    /* Members trimmed of spaces and tabs, empty ones skipped. */
+    static const char v[] = " ,keep-alive ,\t, Close\t,,x y ";
+    size_t len = sizeof(v) - 1, i = 0, start, end;
+    const char *want[] = {"keep-alive", "Close", "x y"};
+    for (int k = 0; k < 3; k++) {
+        ck_assert(util_list_next(v, len, &i, &start, &end));
+        ck_assert_uint_eq(end - start, strlen(want[k]));
+        ck_assert(strncmp(v + start, want[k], end - start) == 0);
+    }
+    ck_assert(!util_list_next(v, len, &i, &start, &end));
+    ck_assert(util_list_has(v, len, "close", 5));
+    ck_assert(util_list_has(v, len, "KEEP-ALIVE", 10));
+    ck_assert(!util_list_has(v, len, "clos", 4));
+    ck_assert(!util_list_has(v, len, "x", 1));
+    ck_assert(!util_list_has(", ,", 3, "", 0));
+    /* len bounds it: no NUL needed, none read past. */
+    ck_assert(!util_list_has("closed", 5, "closed", 6));
+    ck_assert(util_list_has("close, upgrade", 5, "close", 5));
+}
+END_TEST
+
 static Suite *util_suite(void)
 {
     Suite *s = suite_create("util");
@@ -346,6 +369,7 @@ static Suite *util_suite(void)
     tcase_add_test(t, now_ms_is_monotonic);
     tcase_add_test(t, ms_to_tv_splits);
     tcase_add_test(t, ip_literal_or_name);
+    tcase_add_test(t, list_members_and_tokens);
     suite_add_tcase(s, t);
     return s;
 }
