@@ -162,7 +162,7 @@ struct exchange {
     struct evbuffer_cb_entry *drain_cb; /* on the output while SENDING */
     bool line_waits; /* a /stream text line waits for the output to drain */
     char bad[96];         /* "name=value" of the first bad query parameter */
-    bool bad_version;     /* neither HTTP/1.0 nor 1.1: the reply is 505 */
+    bool bad_version;     /* not HTTP/1.x: the reply is 505 */
     unsigned status;
     int64_t delay_ms;
     int64_t jitter_ms;
@@ -456,8 +456,13 @@ static struct exchange *exchange_new(evhtp_request_t *req)
         evhtp_request_disable_flag(req, EVHTP_REQ_FLAG_KEEPALIVE);
     }
     htparser *parser = evhtp_request_get_connection(req)->parser;
-    x->bad_version = htparser_get_major(parser) != 1 ||
-                     htparser_get_minor(parser) > 1;
+    x->bad_version = htparser_get_major(parser) != 1;
+    if (!x->bad_version && htparser_get_minor(parser) > 1) {
+        /* Read as HTTP/1.1 (RFC 9110 2.5); evhtp would write the
+         * request's version in the reply's status line. */
+        htparser_set_minor(parser, 1);
+        req->proto = EVHTP_PROTO_11;
+    }
     if (req->uri != NULL && req->uri->path != NULL &&
         req->uri->path->full != NULL) {
         path = req->uri->path->full;
@@ -755,7 +760,7 @@ static void exchange_send_bad(struct exchange *x)
 }
 
 /*
- * Answer 505 to a request that is neither HTTP/1.0 nor 1.1, and close.
+ * Answer 505 to a request that is not HTTP/1.x, and close.
  * evhtp writes the request's version in the status line ("HTTP/2.0 505"),
  * so the parser's version is set to the one we speak first.
  */
@@ -1407,7 +1412,7 @@ static void usage(FILE *f)
 "HEAD gets the headers only; 204 and 304 get neither body nor length,\n"
 "205 no body and a length of 0;\n"
 "a bad query value gets a 400 naming it, at once; a version other than\n"
-"HTTP/1.0 and 1.1 gets 505. A target over 8189 bytes gets 414, a header\n"
+"HTTP/1.x gets 505 (1.2 and on are read as 1.1). A target over 8189 bytes gets 414, a header\n"
 "name or value over 8191 bytes 431 (libevhtp's limit, per field: a head\n"
 "of many fields may be larger); a malformed head, or one without a\n"
 "version, gets 400. After a 414, 431 or 400 the origin shuts its side of\n"

@@ -769,11 +769,17 @@ static evhtp_res on_head_done(evhtp_request_t *req, evhtp_headers_t *hdrs,
     ac->head_fields = 0;
     unsigned major = htparser_get_major(ac->conn->parser);
     unsigned minor = htparser_get_minor(ac->conn->parser);
-    if (major != 1 || minor > 1) {
+    if (major != 1) {
         char why[64];
         snprintf(why, sizeof(why), "HTTP/%u.%u is not supported: use HTTP/1.1",
                  major, minor);
         return refuse(ac, req, 505, why);
+    }
+    if (minor > 1) {
+        /* Read as HTTP/1.1 (RFC 9110 2.5), as the proxy reads it; evhtp
+         * would write "HTTP/1.2" in the reply's status line. */
+        htparser_set_minor(ac->conn->parser, 1);
+        req->proto = EVHTP_PROTO_11;
     }
     htp_method m = evhtp_request_get_method(req);
     if (m != htp_method_GET && m != htp_method_HEAD) {

@@ -193,7 +193,7 @@ int http1_is_websocket_upgrade(const struct http1_head *h,
                                const http_parser *p)
 {
     return p->method == HTTP_GET && p->http_major == 1 &&
-           p->http_minor == 1 && header_has_token(h, "connection", "upgrade") &&
+           p->http_minor >= 1 && header_has_token(h, "connection", "upgrade") &&
            header_has_token(h, "upgrade", "websocket");
 }
 
@@ -1048,7 +1048,9 @@ int http1_origin_form(struct http1_head *h, struct http1_target *t)
 int http1_check_request(const struct http1_head *h, const http_parser *p,
                         struct http1_error *err)
 {
-    if (p->http_major != 1 || p->http_minor > 1) {
+    /* HTTP/1.2 and on are read as HTTP/1.1, the highest 1.x the proxy
+     * implements (RFC 9110 2.5), as nginx and HAProxy read them. */
+    if (p->http_major != 1) {
         return fail(err, 505, "HTTP version not supported");
     }
     if (p->method == HTTP_CONNECT) {
@@ -1091,7 +1093,7 @@ int http1_check_request(const struct http1_head *h, const http_parser *p,
     if (f.hosts > 1) {
         return fail(err, 400, "more than one Host header");
     }
-    if (f.host < 0 && p->http_minor == 1) {
+    if (f.host < 0 && p->http_minor >= 1) {
         return fail(err, 400, "missing Host header");
     }
     if (f.host >= 0 && !host_valid(h->buf + h->hdrs[f.host].value,
@@ -1134,7 +1136,7 @@ int http1_check_request(const struct http1_head *h, const http_parser *p,
 int http1_check_response(const struct http1_head *h, const http_parser *p,
                          int switching, struct http1_error *err)
 {
-    if (p->http_major != 1 || p->http_minor > 1) {
+    if (p->http_major != 1) {
         return fail(err, 502, "upstream sent an unsupported HTTP version");
     }
     if (p->status_code < 100 || p->status_code > 599) {

@@ -338,13 +338,13 @@ static void on_check_read(struct bufferevent *bev, void *arg)
         }
         return;
     }
-    /* As strict as the data path (RFC 9112 4): HTTP/1.0 or 1.1, one space,
+    /* As strict as the data path (RFC 9112 4): HTTP/1.x, one space,
      * exactly three digits, then a space or the line's end (CR, or a bare
      * LF, which the data path takes too). */
     char line[16] = "";
     evbuffer_copyout(in, line, sizeof(line) - 1);
     const char *c = line + 9;
-    if (strncmp(line, "HTTP/1.", 7) != 0 || (line[7] != '0' && line[7] != '1') ||
+    if (strncmp(line, "HTTP/1.", 7) != 0 || !isdigit((unsigned char)line[7]) ||
         line[8] != ' ' || !isdigit((unsigned char)c[0]) ||
         !isdigit((unsigned char)c[1]) || !isdigit((unsigned char)c[2]) ||
         (c[3] != ' ' && c[3] != '\r' && c[3] != '\n')) {

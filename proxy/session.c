@@ -889,7 +889,7 @@ static int on_resp_headers_complete(http_parser *p)
         return 1;
     }
     http1_settle_chunked(p);
-    int http11 = s->http_major == 1 && s->http_minor == 1;
+    int http11 = s->http_major == 1 && s->http_minor >= 1;
     /* 1xx, 204 and 304 never have a body, whatever framing they claim
      * (http-parser would read one): skip it, like a HEAD response's. */
     int no_body = !http1_status_has_content(p->status_code) ||
@@ -1171,7 +1171,7 @@ static int exchange_begin(struct session *s)
     if (expect < 0) {
         return reply_error(s, 417, "bad_request", "unsupported expectation");
     }
-    s->expect_continue = expect == 1 && s->http_minor == 1;
+    s->expect_continue = expect == 1 && s->http_minor >= 1;
     /* Route on the path alone: the query does not choose a pool. */
     size_t path_len = 0;
     while (path_len < s->target_len && s->target[path_len] != '?') {

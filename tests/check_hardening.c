@@ -667,8 +667,6 @@ static const struct refusal refusals[] = {
      * "HTTP"; the proxy's head scanner checks the rest. */
     {"HTTX instead of HTTP", RAW("GET / HTTX/1.1\r\nHost: a\r\n\r\n"), 400,
      "malformed HTTP version in the start line"},
-    {"HTTP/1.2", RAW("GET / HTTP/1.2\r\nHost: a\r\n\r\n"), 505,
-     "HTTP version not supported"},
 };
 
 START_TEST(test_refused_before_upstream)
@@ -876,6 +874,11 @@ static const struct forward forwards[] = {
     {"OPTIONS, absolute-form with a path",
      "OPTIONS http://other.example/ HTTP/1.1\r\nHost: a\r\n\r\n",
      "OPTIONS / HTTP/1.1\r\nHost: other.example\r\n" FWD_1_1 "\r\n"},
+    /* HTTP/1.2 is read as HTTP/1.1 (RFC 9110 2.5), as nginx and HAProxy
+     * read it: forwarded, its connection kept; Via names what came. */
+    {"HTTP/1.2", "GET /up HTTP/1.2\r\nHost: a\r\n\r\n",
+     "GET /up HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 127.0.0.1\r\n"
+     "X-Forwarded-Proto: http\r\nVia: 1.2 switchboard\r\n\r\n"},
     /* HTTP/1.0 may omit Host: the upstream's own name is sent. */
     {"HTTP/1.0 without Host", "GET /x HTTP/1.0\r\n\r\n",
      "GET /x HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nX-Forwarded-For: 127.0.0.1\r\n"
@@ -1056,9 +1059,6 @@ static const struct bad_response bad_responses[] = {
      "upstream sent a malformed head"},
     {"status 600", "HTTP/1.1 600 Odd\r\nContent-Length: 6\r\n\r\nLEAKED",
      "upstream sent an invalid status code"},
-    {"HTTP/1.2 status line",
-     "HTTP/1.2 200 OK\r\nContent-Length: 6\r\n\r\nLEAKED",
-     "upstream sent an unsupported HTTP version"},
     {"HTTP/2.0 status line",
      "HTTP/2.0 200 OK\r\nContent-Length: 6\r\n\r\nLEAKED",
      "upstream sent an unsupported HTTP version"},
@@ -1318,6 +1318,11 @@ static const struct chunked_case {
      "Connection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
      "2\r\nok\r\n0\r\n\r\n",
      2},
+    /* An HTTP/1.2 response is read as HTTP/1.1 (RFC 9110 2.5): relayed,
+     * rechunked, and its connection kept. */
+    {"HTTP/1.2 200 OK\r\nDate: " FIXED_DATE "\r\n"
+     "Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+     1},
     /* The response side of "chunk sizes with leading zeros": the sizes
      * rewritten, the connection kept. */
     {"HTTP/1.1 200 OK\r\nDate: " FIXED_DATE "\r\n"

@@ -863,12 +863,11 @@ END_TEST
 START_TEST(test_check_request_unsupported_version_is_505)
 {
     ck_assert_int_eq(request_status("GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 505);
-    ck_assert_int_eq(request_status("GET / HTTP/1.2\r\nHost: a\r\n\r\n"), 505);
     ck_assert_int_eq(request_status("GET / HTTP/0.9\r\nHost: a\r\n\r\n"), 505);
 
     /* The same with the parser's fields set by hand, in case a parser
      * refuses such lines. */
-    static const int versions[][2] = {{2, 0}, {1, 2}, {0, 9}, {3, 1}};
+    static const int versions[][2] = {{2, 0}, {0, 9}, {3, 1}};
     for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
         struct http1_head h;
         http_parser p;
@@ -1125,8 +1124,25 @@ END_TEST
 START_TEST(test_check_response_bad_version_is_502)
 {
     ck_assert_int_eq(response_status("HTTP/2.0 200 OK\r\n\r\n"), 502);
-    ck_assert_int_eq(response_status("HTTP/1.2 200 OK\r\n\r\n"), 502);
     ck_assert_int_eq(response_status("HTTP/0.9 200 OK\r\n\r\n"), 502);
+}
+END_TEST
+
+/* HTTP/1.2 and on are read as HTTP/1.1 (RFC 9110 2.5): accepted, and
+ * held to 1.1's rules (Host required, chunked allowed). */
+START_TEST(test_check_request_later_1x_read_as_1_1)
+{
+    ck_assert_int_eq(request_status("GET / HTTP/1.2\r\nHost: a\r\n\r\n"), 0);
+    ck_assert_int_eq(request_status("GET / HTTP/1.9\r\nHost: a\r\n\r\n"), 0);
+    ck_assert_int_eq(request_status("GET / HTTP/1.2\r\n\r\n"), 400);
+    ck_assert_int_eq(request_status("POST / HTTP/1.2\r\nHost: a\r\n"
+                                    "Transfer-Encoding: chunked\r\n\r\n"),
+                     0);
+    ck_assert_int_eq(response_status("HTTP/1.2 200 OK\r\n"
+                                     "Content-Length: 0\r\n\r\n"),
+                     0);
+    ck_assert_int_eq(http1_client_framing(HTTP1_BODY_EOF, 1, 2),
+                     HTTP1_BODY_CHUNKED);
 }
 END_TEST
 
@@ -2624,6 +2640,7 @@ static Suite *http1_suite(void)
     tcase_add_test(t, test_check_request_connect_is_405);
     tcase_add_test(t, test_check_request_control_in_target_is_400);
     tcase_add_test(t, test_check_request_unsupported_version_is_505);
+    tcase_add_test(t, test_check_request_later_1x_read_as_1_1);
     tcase_add_test(t, test_check_request_absolute_form_accepted);
     tcase_add_test(t, test_check_request_garbage_target_rejected);
     tcase_add_test(t, test_origin_form_of_each_target_form);

@@ -703,10 +703,10 @@ START_TEST(test_health_check_deadline_and_strict_status_line)
         harness_stop(&proxy);
         harness_stop(&script);
     }
-    /* A well-formed answer keeps it up, even with no reason and bare LFs
-     * (as the data path takes it; a roomier deadline: the proxy may run
-     * under valgrind). */
-    harness_script(&script, reply_slowly, "!HTTP/1.1 204\n\n", 1);
+    /* A well-formed answer keeps it up, even with no reason, bare LFs
+     * and HTTP/1.2 (as the data path takes it; a roomier deadline: the
+     * proxy may run under valgrind). */
+    harness_script(&script, reply_slowly, "!HTTP/1.2 204\n\n", 1);
     start_admin_proxy("",
                       "[upstream pool]\nserver = 127.0.0.1:%d\n"
                       "health_check = /hc\nhealth_interval = 100ms\n"
@@ -2285,6 +2285,38 @@ START_TEST(test_admin_head_deadline_not_extended_by_trickle)
 }
 END_TEST
 
+/* Two HTTP/1.2 requests on one connection to port: each answered as
+ * HTTP/1.1 (RFC 9110 2.5), 200, and the connection kept between them. */
+static void two_http_1_2(int port, const char *target, const char *who)
+{
+    int fd = harness_own(harness_connect(port));
+    char raw[256];
+    snprintf(raw, sizeof(raw), "GET %s HTTP/1.2\r\nHost: a\r\n\r\n", target);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(harness_send(fd, raw), 0);
+        struct response r;
+        ck_assert_msg(harness_read_response(fd, &r, 5000, 0) == 0,
+                      "%s: no answer to HTTP/1.2 request %d", who, i + 1);
+        ck_assert_msg(strncmp(r.head, "HTTP/1.1 200 ", 13) == 0 && !r.closed,
+                      "%s: answer %d:\n%s(closed: %d)", who, i + 1, r.head,
+                      r.closed);
+        response_free(&r);
+    }
+    harness_close_owned(fd);
+}
+
+START_TEST(test_admin_and_origin_read_http_1_2_as_1_1)
+{
+    /* As the proxy reads it (check_hardening): the admin answered 505,
+     * the slow origin too. */
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_on_origin("");
+    two_http_1_2(admin_port, "/healthz", "admin");
+    two_http_1_2(origin[0].port, "/?size=10", "slow origin");
+    two_http_1_2(proxy.port, "/?size=10", "proxy");
+}
+END_TEST
+
 /*
  * What libevhtp's parser rejects, or would misread, gets a real answer:
  * it answered "HTTP/2.0 200" to HTTP/2.0, closed without a word on
@@ -2299,7 +2331,6 @@ START_TEST(test_admin_answers_protocol_errors)
         const char *raw, *want;
     } cases[] = {
         {"GET / HTTP/2.0\r\nHost: a\r\n\r\n", "HTTP/1.1 505 "},
-        {"GET / HTTP/1.2\r\nHost: a\r\n\r\n", "HTTP/1.1 505 "},
         /* No version at all (HTTP/0.9's form), its line ended by CRLF
          * or by a bare LF: the same answer, at once. */
         {"GET /\r\n\r\n", "HTTP/1.1 505 "},
@@ -3327,6 +3358,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_admin_sheds_when_out_of_descriptors);
     tcase_add_test(tc, test_admin_head_deadline_not_extended_by_trickle);
     tcase_add_test(tc, test_admin_answers_protocol_errors);
+    tcase_add_test(tc, test_admin_and_origin_read_http_1_2_as_1_1);
     tcase_add_test(tc, test_admin_refusals_close_gracefully);
     tcase_add_test(tc, test_admin_linger_is_bounded_by_its_two_timeouts);
     tcase_add_test(tc, test_reload_changes_listen_and_backlog);
