@@ -1012,27 +1012,36 @@ int http1_origin_form(struct http1_head *h, struct http1_target *t)
     }
     t->authority = s + start;
     t->authority_len = end - start;
+    /* An empty query ("http://a/x?") sets no UF_QUERY, but its '?' is
+     * part of the target (RFC 3986 3.4): passed on, as nginx does. */
+    size_t after = end;
+    if (u.field_set & (1 << UF_PATH)) {
+        after = (size_t)u.field_data[UF_PATH].off + u.field_data[UF_PATH].len;
+    } else if (!(u.field_set & (1 << UF_PORT)) && after < h->target_len &&
+               s[after] == ':') {
+        after++; /* an empty port: "http://a:?" */
+    }
+    int query = (u.field_set & (1 << UF_QUERY)) != 0;
+    size_t qoff = query ? u.field_data[UF_QUERY].off : after + 1;
+    size_t qlen = query ? u.field_data[UF_QUERY].len : 0;
+    if (!query && after < h->target_len && s[after] == '?') {
+        query = 1;
+    }
     if (u.field_set & (1 << UF_PATH)) {
         size_t pstart = u.field_data[UF_PATH].off;
-        size_t pend = pstart + u.field_data[UF_PATH].len;
-        if (u.field_set & (1 << UF_QUERY)) {
-            pend = (size_t)u.field_data[UF_QUERY].off +
-                   u.field_data[UF_QUERY].len;
-        }
         t->target = s + pstart;
-        t->target_len = pend - pstart;
-    } else if (u.field_set & (1 << UF_QUERY)) {
+        t->target_len = (query ? qoff + qlen : after) - pstart;
+    } else if (query) {
         /* "http://a?q": the origin form is "/?q" (RFC 9112 3.2.1), which
          * is not in the string. Make room for its '/' by moving scheme
          * and authority one byte left, over the scheme's first letter:
          * nothing reads the scheme after this. */
-        size_t q = u.field_data[UF_QUERY].off - 1; /* the '?' */
+        size_t q = qoff - 1; /* the '?' */
         memmove(s, s + 1, q - 1);
         s[q - 1] = '/';
         t->authority--;
         t->target = s + q - 1;
-        t->target_len = (size_t)u.field_data[UF_QUERY].off +
-                        u.field_data[UF_QUERY].len - (q - 1); /* no fragment */
+        t->target_len = qoff + qlen - (q - 1); /* no fragment */
     } else {
         t->target = "/";
         t->target_len = 1;

@@ -874,6 +874,10 @@ static const struct forward forwards[] = {
     {"OPTIONS, absolute-form with a path",
      "OPTIONS http://other.example/ HTTP/1.1\r\nHost: a\r\n\r\n",
      "OPTIONS / HTTP/1.1\r\nHost: other.example\r\n" FWD_1_1 "\r\n"},
+    /* An empty query keeps its '?' (RFC 3986 3.4), as nginx sends it. */
+    {"absolute-form target with an empty query",
+     "GET http://other.example/x? HTTP/1.1\r\nHost: a\r\n\r\n",
+     "GET /x? HTTP/1.1\r\nHost: other.example\r\n" FWD_1_1 "\r\n"},
     /* HTTP/1.2 is read as HTTP/1.1 (RFC 9110 2.5), as nginx and HAProxy
      * read it: forwarded, its connection kept; Via names what came. */
     {"HTTP/1.2", "GET /up HTTP/1.2\r\nHost: a\r\n\r\n",

@@ -950,6 +950,13 @@ START_TEST(test_origin_form_of_each_target_form)
     origin_form_is("http://example.com:", "/", "example.com");
     origin_form_is("http://example.com:?q", "/?q", "example.com");
     origin_form_is("http://[::1]:/x?y", "/x?y", "[::1]");
+    /* An empty query keeps its '?' (RFC 3986 3.4), as nginx sends it. */
+    origin_form_is("http://example.com/x?", "/x?", "example.com");
+    origin_form_is("http://example.com?", "/?", "example.com");
+    origin_form_is("http://example.com:81?", "/?", "example.com:81");
+    origin_form_is("http://example.com:?", "/?", "example.com");
+    origin_form_is("http://[::1]?", "/?", "[::1]");
+    origin_form_is("http://example.com/x?#frag", "/x?", "example.com");
 }
 END_TEST
 
