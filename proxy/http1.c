@@ -516,6 +516,7 @@ int http1_scan_head(struct http1_scan *sc, const char *data, size_t len,
                     size_t *used, struct http1_error *err)
 {
     size_t i = 0;
+    uint32_t lead = sc->lead;
     for (; i < len && !sc->done; i++) {
         if (sc->line_len > 0 && sc->prev != '\r' &&
             (sc->lines > 0 || sc->start_done || sc->vmatch == 5)) {
@@ -544,7 +545,9 @@ int http1_scan_head(struct http1_scan *sc, const char *data, size_t len,
         if (c == '\0') {
             return fail(err, 400, "NUL in the message head");
         }
-        if (sc->lines == 0 && (sc->line_len > 0 || (c != '\r' && c != '\n'))) {
+        if (sc->lines == 0 && sc->line_len == 0 && (c == '\r' || c == '\n')) {
+            sc->lead++; /* an empty line before the start line */
+        } else if (sc->lines == 0) {
             int rc = scan_start_line(sc, c);
             if (rc < 0) {
                 return fail(err, 400,
@@ -569,6 +572,7 @@ int http1_scan_head(struct http1_scan *sc, const char *data, size_t len,
         }
     }
     *used = i;
+    sc->bytes += (uint32_t)i - (sc->lead - lead);
     return 0;
 }
 

@@ -152,6 +152,8 @@ struct http1_scan {
     uint8_t start_done; /* the start line's version has been checked */
     uint8_t in_code;    /* on a status line's code, after its version */
     uint8_t code_len;   /* digits of that code so far */
+    uint32_t bytes;     /* of the head so far, leading empty lines aside */
+    uint32_t lead;      /* CR and LF of empty lines before the start line */
 };
 
 /* Ready the scanner for a new request (http1_scan_reset) or response. */
@@ -162,7 +164,9 @@ void http1_scan_reset_response(struct http1_scan *sc);
  * Scan len bytes of a head. Returns 0 and sets *used to the bytes that
  * belong to the head (all of len, or up to and including the LF of the
  * blank line, after which sc->done is set); or -1 with err filled (status
- * 400; the caller maps it to 502 for responses).
+ * 400; the caller maps it to 502 for responses). sc->bytes and sc->lead
+ * count what was used: the head's bytes, and the empty lines before it
+ * (RFC 9112 2.2: ignored, so not part of the head).
  */
 int http1_scan_head(struct http1_scan *sc, const char *data, size_t len,
                     size_t *used, struct http1_error *err);

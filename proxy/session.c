@@ -1475,6 +1475,12 @@ static int client_process(struct session *s)
                                 &err) < 0) {
                 return reply_error(s, err.status, "bad_request", err.reason);
             }
+            if (s->client.scan.lead > s->w->cfg->max_header_size) {
+                /* Before the parser, which counts them against its own,
+                 * larger limit. */
+                return reply_error(s, 400, "bad_request",
+                                   "too many empty lines before the request");
+            }
         }
         if (s->cstate == CLIENT_READING_BODY &&
             s->req_body == HTTP1_BODY_CHUNKED) {
@@ -1506,12 +1512,11 @@ static int client_process(struct session *s)
         if (over_buffer_cap(s, s->upstream.bev)) {
             return session_close(s, "buffer_limit");
         }
-        /* max_header_size counts the whole head: request line, fields,
-         * separators and line ends, with the last LF, on which the parser
-         * paused uncounted when the head is complete. */
+        /* max_header_size counts the whole head as the scanner saw it:
+         * request line, fields, separators and line ends, not the empty
+         * lines before it (RFC 9112 2.2), bounded apart (above). */
         if (s->cstate == CLIENT_READING_HEAD &&
-            s->client.bytes_in + (e == HPE_PAUSED) >
-                s->w->cfg->max_header_size) {
+            s->client.scan.bytes > s->w->cfg->max_header_size) {
             return head_too_large(s);
         }
         if (e == HPE_PAUSED) {
@@ -1819,6 +1824,17 @@ static int upstream_process(struct session *s)
                 upstream_failed(s, "bad_response");
                 return reply_error(s, 502, "bad_response",
                                    "upstream sent a malformed head");
+            }
+            /* The whole head on the wire counts, as a request's does, before
+             * any of it is parsed (head_piece counts only what it stores). */
+            if (s->ustate == UPSTREAM_READING_HEAD &&
+                (s->upstream.scan.bytes > s->w->cfg->max_header_size ||
+                 s->upstream.scan.lead > s->w->cfg->max_header_size)) {
+                log_warn("%s: upstream %s: response head too large",
+                         s->client_addr, s->conn->server->name);
+                upstream_failed(s, "bad_response");
+                return reply_error(s, 502, "bad_response",
+                                   "upstream response head too large");
             }
             if (s->ustate == UPSTREAM_STREAMING_BODY && s->resp_chunked) {
                 size_t skip = s->upstream.head_lf_pending ? 1 : 0;

@@ -1476,6 +1476,49 @@ START_TEST(test_scan_head_status_code_is_three_digits)
 }
 END_TEST
 
+/* The scanner counts the head's bytes and, apart, the empty lines before
+ * it (RFC 9112 2.2: ignored), however the bytes arrive. */
+START_TEST(test_scan_head_counts_the_head_without_leading_empty_lines)
+{
+    static const struct {
+        const char *lead, *head;
+        int response;
+    } cases[] = {
+        {"", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 0},
+        {"\r\n\n\r\n", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 0},
+        {"\n", "GET / HTTP/1.1\nHost: a\n\n", 0},
+        {"\r\n", "HTTP/1.1 200 OK\r\nA: b\r\n\r\n", 1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char raw[128];
+        size_t lead = strlen(cases[i].lead), head = strlen(cases[i].head);
+        snprintf(raw, sizeof(raw), "%s%sBODY", cases[i].lead, cases[i].head);
+        size_t n = lead + head + 4;
+        for (size_t step = 1; step <= n; step++) {
+            struct http1_scan sc;
+            http1_scan_reset(&sc);
+            sc.response = cases[i].response;
+            size_t used_all = 0;
+            for (size_t off = 0; off < n && !sc.done; off += step) {
+                size_t piece = n - off < step ? n - off : step;
+                size_t used = 0;
+                struct http1_error err = {0, NULL};
+                ck_assert_int_eq(http1_scan_head(&sc, raw + off, piece, &used,
+                                                 &err),
+                                 0);
+                used_all += used;
+            }
+            ck_assert_msg(sc.done && used_all == lead + head &&
+                              sc.lead == lead && sc.bytes == head,
+                          "case %zu, pieces of %zu: used %zu lead %u bytes %u; "
+                          "want %zu, %zu, %zu",
+                          i, step, used_all, sc.lead, sc.bytes, lead + head,
+                          lead, head);
+        }
+    }
+}
+END_TEST
+
 START_TEST(test_scan_head_matches_byte_at_a_time_oracle)
 {
     static const char *const heads[] = {
@@ -2709,6 +2752,7 @@ static Suite *http1_suite(void)
 
     t = tcase_create("scan_head");
     tcase_add_test(t, test_scan_head_matches_byte_at_a_time_oracle);
+    tcase_add_test(t, test_scan_head_counts_the_head_without_leading_empty_lines);
     tcase_add_test(t, test_scan_head_status_code_is_three_digits);
     suite_add_tcase(s, t);
 

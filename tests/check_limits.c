@@ -1120,6 +1120,109 @@ START_TEST(test_max_header_size_is_exact)
 }
 END_TEST
 
+START_TEST(test_max_header_size_skips_empty_lines_before_the_request)
+{
+    /* Empty lines before a request line are ignored (RFC 9112 2.2), as a
+     * client may send one after a POST body: not part of the head, so a
+     * head of exactly max_header_size still goes on behind them. Too many
+     * of them get a 400 of their own. */
+    start_recorder("max_header_size = 1k\n");
+    char req[1200];
+    memcpy(req, "\r\n\n\r\n", 5);
+    size_t len = 5 + head_of(req + 5, 1024);
+    int fd = harness_own(harness_connect(proxy.port));
+    ck_assert_int_eq(harness_write(fd, req, len), 0);
+    double t0 = harness_now();
+    while (strstr(recorded(), "X-Pad: ") == NULL &&
+           harness_now() - t0 < 3000 * harness_scale()) {
+        usleep(5000);
+    }
+    ck_assert_msg(strstr(recorded(), "X-Pad: ") != NULL,
+                  "a 1024-byte head (limit 1k) after empty lines was not "
+                  "forwarded");
+    ck_assert_msg(strncmp(recorded(), "<accept>GET / HTTP/1.1\r\n", 24) == 0,
+                  "the upstream got: %.40s", recorded());
+    harness_close_owned(fd);
+
+    static char crlfs[2100];
+    for (size_t i = 0; i + 1 < sizeof(crlfs); i += 2) {
+        memcpy(crlfs + i, "\r\n", 2);
+    }
+    fd = harness_own(harness_connect(proxy.port));
+    int port = harness_client_port(fd);
+    ck_assert_int_eq(harness_write(fd, crlfs, sizeof(crlfs) - 2), 0);
+    struct response r;
+    ck_assert_msg(harness_read_response(fd, &r, 2000, 0) == 0,
+                  "2 KiB of empty lines (limit 1k) got no answer");
+    ck_assert_int_eq(r.status, 400);
+    ck_assert_msg(strstr(r.body, "too many empty lines") != NULL, "body: %s",
+                  r.body);
+    response_free(&r);
+    harness_assert_logged(&proxy, port, "\" 400 ", " term=bad_request", NULL);
+}
+END_TEST
+
+/* An upstream that answers each request "GET /N" with a response head of
+ * exactly N bytes, of many short fields (N at least 200), and "ok". */
+static void head_of_n_bytes(int fd, void *arg)
+{
+    (void)arg;
+    for (;;) {
+        char req[4096];
+        size_t len = 0;
+        if (!harness_read_until(fd, req, sizeof(req), &len, "\r\n\r\n",
+                                10000)) {
+            return;
+        }
+        size_t n = strtoul(req + 5, NULL, 10);
+        static char head[65536];
+        size_t h = (size_t)snprintf(head, sizeof(head),
+                                    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n");
+        while (h + 8 + 6 < n) {
+            h += (size_t)snprintf(head + h, sizeof(head) - h, "A: b\r\n");
+        }
+        /* Pad to n with one last field: "X: " + pad + CRLF, then CRLF. */
+        size_t pad = n - h - 7;
+        memcpy(head + h, "X: ", 3);
+        memset(head + h + 3, 'x', pad);
+        memcpy(head + h + 3 + pad, "\r\n\r\nok", 6);
+        if (harness_write(fd, head, n + 2) < 0) {
+            return;
+        }
+    }
+}
+
+START_TEST(test_max_header_size_bounds_the_response_head)
+{
+    /* A response head counts on the wire, as a request head does: status
+     * line, separators and line ends too, not only what the proxy stores
+     * of it (a head of 200 short fields passed at 1.1 times the limit). */
+    harness_script(&script, head_of_n_bytes, NULL, 0);
+    harness_proxy(&proxy, CONF, harness_server_lines("max_header_size = 1k\n"),
+                  script.port, "");
+    struct response r;
+    ck_assert_int_eq(harness_exchange(proxy.port,
+                                      "GET /1024 HTTP/1.1\r\nHost: a\r\n\r\n",
+                                      &r, 5000),
+                     0);
+    ck_assert_msg(r.status == 200 && strcmp(r.body, "ok") == 0,
+                  "a 1024-byte response head (limit 1k): %d %s", r.status,
+                  r.body);
+    response_free(&r);
+    int fd = harness_own(harness_connect(proxy.port));
+    int port = harness_client_port(fd);
+    ck_assert_int_eq(harness_send(fd, "GET /1025 HTTP/1.1\r\nHost: a\r\n\r\n"),
+                     0);
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+    ck_assert_msg(r.status == 502, "a 1025-byte response head (limit 1k): %d",
+                  r.status);
+    ck_assert_msg(strstr(r.body, "upstream response head too large") != NULL,
+                  "body: %s", r.body);
+    response_free(&r);
+    harness_assert_logged(&proxy, port, "\" 502 ", " term=bad_response", NULL);
+}
+END_TEST
+
 /* ---- 11: bad requests --------------------------------------------------- */
 
 /* A request the proxy must refuse on its own, and the status it owes. */
@@ -1555,6 +1658,8 @@ static Suite *limits_suite(void)
     tcase_add_test(tc, test_max_header_size_target);
     tcase_add_test(tc, test_max_header_size_counts_the_whole_head);
     tcase_add_test(tc, test_max_header_size_is_exact);
+    tcase_add_test(tc, test_max_header_size_skips_empty_lines_before_the_request);
+    tcase_add_test(tc, test_max_header_size_bounds_the_response_head);
     tcase_add_loop_test(tc, test_bad_request, 0,
                         (int)(sizeof(bad_cases) / sizeof(bad_cases[0])));
     tcase_add_test(tc, test_max_connections_queues_the_third);
