@@ -619,7 +619,6 @@ void pool_release(struct upconn *c)
     }
     bufferevent_setcb(c->bev, on_idle_read, NULL, on_idle_event, c);
     bufferevent_set_timeouts(c->bev, p->keepalive_tv, NULL);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
     bufferevent_enable(c->bev, EV_READ);
     bufferevent_disable(c->bev, EV_WRITE);

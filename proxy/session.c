@@ -1,7 +1,7 @@
 /*
  * session: the relay between one client and the upstreams it is served by.
  *
- *  client ──► client bufferevent (input watermark: buffer_size)
+ *  client ──► client bufferevent (input held under buffer_size)
  *               │ request parser (http-parser, REQUEST); head stored whole
  *               │ head complete → checks → route → injected latency (timer)
  *               ▼
@@ -10,7 +10,7 @@
  *               │ body streamed: parsed only while the upstream's output
  *               │ holds less than buffer_size; its write callback resumes
  *               ▼
- *           upstream bufferevent (input watermark: buffer_size)
+ *           upstream bufferevent (input held under buffer_size)
  *               │ response parser (RESPONSE); head regenerated for the client
  *               │ body streamed, re-framed: parsed only while the client's
  *               │ output holds less than buffer_size; its write callback
@@ -28,9 +28,9 @@
  * Backpressure lives in client_process() and upstream_process(): neither
  * consumes its input while the peer's output is above high water; they turn
  * that side's reads off (relay_pause) until the peer's write callback fires
- * below half (relay_resume). Unparsed input is also capped by a read
- * watermark of buffer_size. Memory per session is thus a few buffer_sizes
- * whatever the size of a body or the speed of a reader.
+ * below half (relay_resume). Input nothing takes is also capped near
+ * buffer_size (side_bound_input). Memory per session is thus a few
+ * buffer_sizes whatever the size of a body or the speed of a reader.
  *
  * Callbacks of the parsers never close the session (the parser lives inside
  * it): they record what happened and the code after http_parser_execute()
@@ -112,6 +112,7 @@ struct side {
     struct http1_chunks chunks; /* and on a chunked body */
     int head_lf_pending; /* the head's last LF is still unparsed */
     int paused;         /* reads off: the peer's output is above high water */
+    int held;           /* reads off: the input holds buffer_size untaken */
     int writing;        /* a remainder is queued: libevent's write event on */
     int read_err;       /* errno of a failed side_fill, for the event cb */
     int write_err;      /* errno of a failed write whose answer is read on */
@@ -235,7 +236,9 @@ static void relay_pause(struct side *side)
 {
     if (!side->paused) {
         side->paused = 1;
-        bufferevent_disable(side->bev, EV_READ);
+        if (!side->held) {
+            bufferevent_disable(side->bev, EV_READ);
+        }
     }
 }
 
@@ -243,7 +246,35 @@ static void relay_resume(struct side *side)
 {
     if (side->paused) {
         side->paused = 0;
-        bufferevent_enable(side->bev, EV_READ);
+        if (!side->held) {
+            bufferevent_enable(side->bev, EV_READ);
+        }
+    }
+}
+
+/*
+ * Reads stop while a side's input holds high bytes or more that nothing
+ * takes (requests pipelined behind one in progress, a response held back),
+ * and start again once it holds less. libevent's read high-water mark does
+ * the same through a callback on every change to the input, each of which
+ * re-arms the read event and its timeout: seven event_adds per exchange,
+ * about 8% of the proxy's instructions (bench/README.md). Checked as every
+ * callback ends (session_flush); a read adds at most 4 KiB to the input,
+ * or fills it to one byte under high (side_fill).
+ */
+static void side_bound_input(struct side *side, size_t high)
+{
+    int full = evbuffer_get_length(bufferevent_get_input(side->bev)) >= high;
+    if (full != side->held) {
+        side->held = full;
+        if (side->paused) {
+            return; /* reads are off anyway; relay_resume sees held */
+        }
+        if (full) {
+            bufferevent_disable(side->bev, EV_READ);
+        } else {
+            bufferevent_enable(side->bev, EV_READ);
+        }
     }
 }
 
@@ -328,8 +359,8 @@ static int vecs_trim(struct evbuffer_iovec *v, int n, size_t total)
  * ioctl(FIONREAD): a body streaming in faster than that costs four system
  * calls per 4 KiB (ioctl, readv, writev, epoll_wait). When the input holds
  * a full read, read what else is ready here, in one readv, up to one byte
- * under the high water mark (buffer_size; at the mark libevent would stop
- * reading and start again, two epoll_ctl per turn). The room is reserved
+ * under buffer_size (at it, side_bound_input would stop reading and start
+ * again, two epoll_ctl per turn). The room is reserved
  * for what FIONREAD says is there, so that the input's chains are sized to
  * what came: reserving buffer_size blindly would leave mostly empty 64 KiB
  * chains, which a relay moves whole into the peer's output. An error is
@@ -576,8 +607,8 @@ static void client_discard_input(struct session *s)
 {
     struct evbuffer *in = bufferevent_get_input(s->client.bev);
     s->client.paused = 0;
+    s->client.held = 0;
     evbuffer_drain(in, evbuffer_get_length(in));
-    bufferevent_setwatermark(s->client.bev, EV_READ, 0, 0);
     bufferevent_enable(s->client.bev, EV_READ);
 }
 
@@ -605,6 +636,7 @@ static int close_after_flush(struct session *s, const char *reason)
          * read. A byte dropped so makes the close a lingering one. */
         client_discard_input(s);
     } else {
+        s->client.held = 0; /* reads stay off for good */
         bufferevent_disable(s->client.bev, EV_READ);
     }
     bufferevent_set_timeouts(s->client.bev, NULL, s->w->tv.send);
@@ -2049,7 +2081,7 @@ static void on_upstream_event(struct bufferevent *bev, short what, void *arg)
         bufferevent_set_timeouts(
             bev, s->cstate == CLIENT_REQUEST_DONE ? upstream_read_tv(s) : NULL,
             s->w->tv.up_send[up]);
-        if (!s->upstream.paused) {
+        if (!s->upstream.paused && !s->upstream.held) {
             bufferevent_enable(bev, EV_READ);
         }
         client_body_start(s);
@@ -2123,7 +2155,7 @@ static int upstream_start(struct session *s)
 /*
  * The rest of the request (the body, or the head's last LF) may now be read
  * and sent: the upstream connection is up, or the request has no body. A
- * body stays with the client until then (bounded by the read watermark), so
+ * body stays with the client until then (bounded: side_bound_input), so
  * that a connect that fails leaves the request whole for another server
  * (retry_other_allowed).
  */
@@ -2159,6 +2191,7 @@ static int upstream_connect(struct session *s, struct pool_server *server,
     s->conn = c;
     s->upstream.bev = c->bev;
     s->upstream.paused = 0;
+    s->upstream.held = 0;
     s->upstream.writing = 0;
     s->t_connected = s->t_first_byte = -1;
     s->upstream.bytes_in = 0;
@@ -2171,7 +2204,6 @@ static int upstream_connect(struct session *s, struct pool_server *server,
     http1_head_reset(&s->upstream.head);
     bufferevent_setcb(c->bev, on_upstream_read, on_upstream_write,
                       on_upstream_event, s);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, cfg->buffer_size);
     bufferevent_setwatermark(c->bev, EV_WRITE, cfg->buffer_size / 2, 0);
 
     struct http1_request_info info = {
@@ -2263,6 +2295,10 @@ static int upstream_connect(struct session *s, struct pool_server *server,
  */
 static int session_flush(struct session *s)
 {
+    side_bound_input(&s->client, s->w->cfg->buffer_size);
+    if (s->conn != NULL) {
+        side_bound_input(&s->upstream, s->w->cfg->buffer_size);
+    }
     while (s->conn != NULL && s->ustate != UPSTREAM_CONNECTING &&
            side_flush(&s->upstream, s->client.paused) < 0) {
         /* The write failed: a retry may have put the request on a reused
@@ -2558,7 +2594,6 @@ int session_start(struct worker *w, evutil_socket_t fd,
 
     bufferevent_setcb(s->client.bev, on_client_read, on_client_write,
                       on_client_event, s);
-    bufferevent_setwatermark(s->client.bev, EV_READ, 0, cfg->buffer_size);
     bufferevent_setwatermark(s->client.bev, EV_WRITE, cfg->buffer_size / 2,
                              0);
     bufferevent_set_timeouts(s->client.bev, NULL, w->tv.send);
