@@ -1412,13 +1412,13 @@ static void usage(FILE *f)
 "HEAD gets the headers only; 204 and 304 get neither body nor length,\n"
 "205 no body and a length of 0;\n"
 "a bad query value gets a 400 naming it, at once; a version other than\n"
-"HTTP/1.x gets 505 (1.2 and on are read as 1.1). A target over 8189 bytes gets 414, a header\n"
-"name or value over 8191 bytes 431 (libevhtp's limit, per field: a head\n"
-"of many fields may be larger); a malformed head, or one without a\n"
-"version, gets 400. After a 414, 431 or 400 the origin shuts its side of\n"
-"the connection down and reads and drops what the client still sends,\n"
-"until the client closes or for 2 s at most, so that the answer is not\n"
-"lost to a reset.\n"
+"HTTP/1.x gets 505 (1.2 and on are read as 1.1). A target over 8189\n"
+"bytes gets 414, a header name or value over 8191 bytes 431 (libevhtp's\n"
+"limit, per field: a head of many fields may be larger); a malformed\n"
+"head, or one without a version, gets 400. After a 414, 431 or 400 the\n"
+"origin shuts its side of the connection down and reads and drops what\n"
+"the client still sends, until the client closes or for 2 s at most, so\n"
+"that the answer is not lost to a reset.\n"
 "Empty lines (CRLF or LF) before a request line are ignored.\n");
 }
 

@@ -181,8 +181,8 @@ static int header_has_token(const struct http1_head *h, const char *name,
     size_t toklen = strlen(token);
     for (int i = http1_head_find(h, name, 0); i >= 0;
          i = http1_head_find(h, name, i + 1)) {
-        if (util_list_has(h->buf + h->hdrs[i].value, h->hdrs[i].value_len, token,
-                     toklen)) {
+        if (util_list_has(h->buf + h->hdrs[i].value, h->hdrs[i].value_len,
+                          token, toklen)) {
             return 1;
         }
     }
@@ -207,8 +207,8 @@ int http1_connection_has(const struct http1_head *h, const char *token)
     size_t toklen = strlen(token);
     for (int i = http1_head_find(h, "connection", 0); i >= 0;
          i = http1_head_find(h, "connection", i + 1)) {
-        if (util_list_has(h->buf + h->hdrs[i].value, h->hdrs[i].value_len, token,
-                     toklen)) {
+        if (util_list_has(h->buf + h->hdrs[i].value, h->hdrs[i].value_len,
+                          token, toklen)) {
             return 1;
         }
     }
@@ -318,8 +318,8 @@ static int named_in_connection(const struct http1_head *h, int first,
                                const char *name, size_t len)
 {
     for (int i = first; i >= 0; i = find_connection(h, (uint32_t)i + 1)) {
-        if (util_list_has(h->buf + h->hdrs[i].value, h->hdrs[i].value_len, name,
-                     len)) {
+        if (util_list_has(h->buf + h->hdrs[i].value, h->hdrs[i].value_len,
+                          name, len)) {
             return 1;
         }
     }
@@ -1026,10 +1026,13 @@ int http1_origin_form(struct http1_head *h, struct http1_target *t)
         after++; /* an empty port: "http://a:?" */
     }
     int query = (u.field_set & (1 << UF_QUERY)) != 0;
-    size_t qoff = query ? u.field_data[UF_QUERY].off : after + 1;
-    size_t qlen = query ? u.field_data[UF_QUERY].len : 0;
-    if (!query && after < h->target_len && s[after] == '?') {
-        query = 1;
+    size_t qoff = after + 1; /* an empty query's: just after its '?' */
+    size_t qlen = 0;
+    if (query) {
+        qoff = u.field_data[UF_QUERY].off;
+        qlen = u.field_data[UF_QUERY].len;
+    } else {
+        query = after < h->target_len && s[after] == '?';
     }
     if (u.field_set & (1 << UF_PATH)) {
         size_t pstart = u.field_data[UF_PATH].off;
