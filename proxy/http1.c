@@ -312,6 +312,43 @@ static int find_connection(const struct http1_head *h, uint32_t from)
     return -1;
 }
 
+/* Does the message's body end only when the connection closes (RFC 9112
+ * 6.3: a response with neither a length nor chunked as its last coding)?
+ * http-parser's own answer is not in its public header. */
+static int body_ends_at_close(const http_parser *p)
+{
+    if (p->type == HTTP_REQUEST || p->status_code / 100 == 1 ||
+        p->status_code == 204 || p->status_code == 304 ||
+        (p->flags & F_SKIPBODY)) {
+        return 0;
+    }
+    if (p->flags & F_CHUNKED) {
+        return 0;
+    }
+    return p->uses_transfer_encoding || !(p->flags & F_CONTENTLENGTH);
+}
+
+int http1_keep_alive(const struct http1_head *h, const http_parser *p)
+{
+    int close = (p->flags & F_CONNECTION_CLOSE) != 0;
+    int keep = (p->flags & F_CONNECTION_KEEP_ALIVE) != 0;
+    for (uint32_t i = 0; i < h->n_hdrs && !close; i++) {
+        const struct http1_header *hd = &h->hdrs[i];
+        if (!header_is_connection(hd, h->buf) &&
+            !(hd->name_len == 16 &&
+              util_strnieq(h->buf + hd->name, "proxy-connection", 16))) {
+            continue;
+        }
+        const char *v = h->buf + hd->value;
+        close = util_list_has(v, hd->value_len, "close", 5);
+        keep |= util_list_has(v, hd->value_len, "keep-alive", 10);
+    }
+    if (close || ((p->http_major != 1 || p->http_minor == 0) && !keep)) {
+        return 0;
+    }
+    return !body_ends_at_close(p);
+}
+
 /* Is name listed by a Connection header, the first of which is first (-1:
  * there is none)? */
 static int named_in_connection(const struct http1_head *h, int first,

@@ -105,6 +105,16 @@ int http1_expectation(const struct http1_head *h);
 int http1_is_hop_by_hop(const struct http1_head *h, const char *name,
                         size_t len);
 
+/*
+ * May the connection carry another message after this one (RFC 9112 9.3)?
+ * Not when a Connection (or Proxy-Connection, which http-parser reads as
+ * one) header lists "close", nor for HTTP/1.0 without "keep-alive", nor
+ * when the body ends at the close. http_should_keep_alive() says the same
+ * but matches the tokens itself and misses one followed by a tab
+ * ("close\t"); this reads them with the list rules (RFC 9110 5.6.1).
+ */
+int http1_keep_alive(const struct http1_head *h, const http_parser *p);
+
 /* True when a Connection header of h lists token (case-insensitive). */
 int http1_connection_has(const struct http1_head *h, const char *token);
 

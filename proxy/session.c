@@ -1166,7 +1166,7 @@ static int exchange_begin(struct session *s)
     s->method = p->method;
     s->http_major = p->http_major;
     s->http_minor = p->http_minor;
-    s->keep_alive = http_should_keep_alive(p) &&
+    s->keep_alive = http1_keep_alive(&s->client.head, p) &&
                     cfg->keepalive_timeout_ms > 0 && !s->w->draining;
     s->w->stats->counter[STAT_REQUESTS]++;
     s->upgrade = http1_is_websocket_upgrade(&s->client.head, p);
@@ -1663,7 +1663,7 @@ static int response_done(struct session *s)
                 s->client_addr, s->conn->server->name, extra);
     }
     int reusable =
-        http_should_keep_alive(&s->upstream.parser) &&
+        http1_keep_alive(&s->upstream.head, &s->upstream.parser) &&
         !http1_te_in_http10(&s->upstream.parser) &&
         s->cstate == CLIENT_REQUEST_DONE && !s->upstream_eof &&
         s->upstream.read_err == 0 && s->upstream.write_err == 0 &&

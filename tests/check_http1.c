@@ -638,6 +638,64 @@ START_TEST(test_connection_has_tokens_with_ows_and_case)
 }
 END_TEST
 
+/* Whether a message leaves its connection open for another: Connection
+ * and Proxy-Connection read as lists (a token may end with a tab), close
+ * winning, HTTP/1.0 closing unless it asks, and close-delimited bodies. */
+static const struct keep_alive_case {
+    enum http_parser_type type;
+    const char *head; /* after the start line */
+    int keep;
+} keep_alive_cases[] = {
+    {HTTP_REQUEST, "1.1\r\nHost: a\r\n\r\n", 1},
+    {HTTP_REQUEST, "1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 0},
+    {HTTP_REQUEST, "1.1\r\nHost: a\r\nConnection: close\t\r\n\r\n", 0},
+    {HTTP_REQUEST, "1.1\r\nHost: a\r\nConnection: close \t\r\n\r\n", 0},
+    {HTTP_REQUEST, "1.1\r\nHost: a\r\nConnection: CLOSE\t\r\n\r\n", 0},
+    {HTTP_REQUEST, "1.1\r\nHost: a\r\nConnection: foo,\tclose\r\n\r\n", 0},
+    {HTTP_REQUEST, "1.1\r\nHost: a\r\nConnection: close\t, foo\r\n\r\n", 0},
+    {HTTP_REQUEST, "1.1\r\nHost: a\r\nConnection: foo\r\n"
+                   "Connection: x ,close\r\n\r\n", 0},
+    {HTTP_REQUEST, "1.1\r\nHost: a\r\nProxy-Connection: close\t\r\n\r\n", 0},
+    {HTTP_REQUEST, "1.1\r\nHost: a\r\nConnection: closed\r\n\r\n", 1},
+    {HTTP_REQUEST, "1.1\r\nHost: a\r\nX-Connection: close\r\n\r\n", 1},
+    {HTTP_REQUEST, "1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n", 1},
+    {HTTP_REQUEST, "1.0\r\n\r\n", 0},
+    {HTTP_REQUEST, "1.0\r\nConnection: keep-alive\r\n\r\n", 1},
+    {HTTP_REQUEST, "1.0\r\nConnection: Keep-Alive\t\r\n\r\n", 1},
+    {HTTP_REQUEST, "1.0\r\nConnection: foo,\tkeep-alive\t\r\n\r\n", 1},
+    {HTTP_REQUEST, "1.0\r\nConnection: keep-alive, close\r\n\r\n", 0},
+    {HTTP_REQUEST, "1.0\r\nConnection: keep-alive\r\n"
+                   "Connection: close\t\r\n\r\n", 0},
+    {HTTP_RESPONSE, "1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 1},
+    {HTTP_RESPONSE, "1.1 200 OK\r\nContent-Length: 0\r\n"
+                    "Connection: close\t\r\n\r\n", 0},
+    {HTTP_RESPONSE, "1.1 200 OK\r\nConnection: x,\tclose\t\r\n"
+                    "Content-Length: 0\r\n\r\n", 0},
+    {HTTP_RESPONSE, "1.1 200 OK\r\n\r\n", 0}, /* until the close */
+    {HTTP_RESPONSE, "1.1 204 No Content\r\n\r\n", 1},
+    {HTTP_RESPONSE, "1.0 200 OK\r\nContent-Length: 0\r\n\r\n", 0},
+    {HTTP_RESPONSE, "1.0 200 OK\r\nContent-Length: 0\r\n"
+                    "Connection: keep-alive\t\r\n\r\n", 1},
+};
+
+START_TEST(test_keep_alive_reads_connection_as_a_list)
+{
+    const struct keep_alive_case *c = &keep_alive_cases[_i];
+    char raw[512];
+    snprintf(raw, sizeof(raw), "%s%s",
+             c->type == HTTP_REQUEST ? "GET / HTTP/" : "HTTP/", c->head);
+    struct msg m;
+    if (c->type == HTTP_REQUEST) {
+        parse_request(&m, raw);
+    } else {
+        parse_response(&m, raw);
+    }
+    ck_assert_msg(http1_keep_alive(&m.head, &m.parser) == c->keep,
+                  "%s: keep-alive %d, want %d", raw, !c->keep, c->keep);
+    msg_deinit(&m);
+}
+END_TEST
+
 START_TEST(test_hop_by_hop_fixed_names_any_case)
 {
     static const char *const fixed[] = {
@@ -2674,6 +2732,9 @@ static Suite *http1_suite(void)
     t = tcase_create("fields");
     tcase_add_test(t, test_head_find_is_case_insensitive_and_resumes);
     tcase_add_test(t, test_connection_has_tokens_with_ows_and_case);
+    tcase_add_loop_test(t, test_keep_alive_reads_connection_as_a_list, 0,
+                        (int)(sizeof(keep_alive_cases) /
+                              sizeof(keep_alive_cases[0])));
     tcase_add_test(t, test_hop_by_hop_fixed_names_any_case);
     tcase_add_test(t, test_hop_by_hop_named_in_connection);
     suite_add_tcase(s, t);
