@@ -39,6 +39,7 @@ void http1_head_reset(struct http1_head *h)
     h->len = 0;
     h->n_hdrs = 0;
     h->target = h->target_len = 0;
+    h->method = h->method_len = 0;
     h->last = HTTP1_PIECE_NONE;
 }
 
@@ -70,6 +71,19 @@ static int head_reserve(struct http1_head *h, size_t len)
 int http1_head_add(struct http1_head *h, enum http1_piece kind,
                    const char *at, size_t len)
 {
+    if (kind == HTTP1_PIECE_METHOD) {
+        /* Whole and NUL-terminated: it is printed as it is. */
+        if (head_reserve(h, len + 1) < 0) {
+            return -1;
+        }
+        h->method = h->len;
+        h->method_len = (uint32_t)len;
+        memcpy(h->buf + h->len, at, len);
+        h->buf[h->len + len] = '\0';
+        h->len += (uint32_t)len + 1;
+        h->last = kind;
+        return 0;
+    }
     if (head_reserve(h, len) < 0) {
         return -1;
     }
@@ -126,6 +140,7 @@ int http1_head_add(struct http1_head *h, enum http1_piece kind,
         }
         h->hdrs[h->n_hdrs - 1].value_len += (uint32_t)len;
         return 0;
+    case HTTP1_PIECE_METHOD: /* taken above */
     case HTTP1_PIECE_NONE:
         break;
     }
@@ -310,6 +325,25 @@ static int find_connection(const struct http1_head *h, uint32_t from)
         }
     }
     return -1;
+}
+
+int http1_method_known(const char *m, size_t len)
+{
+#define METHOD_IS(num, name, string)                                       \
+    if (len == sizeof(#string) - 1 && memcmp(m, #string, len) == 0) {      \
+        return 1;                                                          \
+    }
+    HTTP_METHOD_MAP(METHOD_IS)
+#undef METHOD_IS
+    return 0;
+}
+
+const char *http1_method_name(const struct http1_head *h, int method)
+{
+    if (h->method_len > 0) {
+        return h->buf + h->method;
+    }
+    return http_method_str((enum http_method)method);
 }
 
 /* Does the message's body end only when the connection closes (RFC 9112

@@ -33,6 +33,7 @@ enum http1_piece {
     HTTP1_PIECE_STATUS,
     HTTP1_PIECE_FIELD,
     HTTP1_PIECE_VALUE,
+    HTTP1_PIECE_METHOD, /* an extension method's name (whole, once) */
 };
 
 /*
@@ -51,6 +52,8 @@ struct http1_head {
     uint32_t max_hdrs;
     uint32_t target; /* request target, or response reason phrase */
     uint32_t target_len;
+    uint32_t method;     /* an extension method's name, NUL-terminated */
+    uint32_t method_len; /* 0: the parser's method is the request's */
     enum http1_piece last;
 };
 
@@ -114,6 +117,13 @@ int http1_is_hop_by_hop(const struct http1_head *h, const char *name,
  * ("close\t"); this reads them with the list rules (RFC 9110 5.6.1).
  */
 int http1_keep_alive(const struct http1_head *h, const http_parser *p);
+
+/* Does http-parser know the method token m (len bytes, case-sensitive)? */
+int http1_method_known(const char *m, size_t len);
+
+/* The request's method: the extension method stored in h, else the
+ * parser's (method). NUL-terminated. */
+const char *http1_method_name(const struct http1_head *h, int method);
 
 /* True when a Connection header of h lists token (case-insensitive). */
 int http1_connection_has(const struct http1_head *h, const char *token);

@@ -467,6 +467,12 @@ static double since(double from, double to)
     return (from < 0 || to < 0) ? -1 : to - from;
 }
 
+/* The exchange's method, as the client sent it (client_method). */
+static const char *method_name(const struct session *s)
+{
+    return http1_method_name(&s->client.head, s->method);
+}
+
 /* Write the access log line of the exchange in progress, once. */
 static void exchange_log(struct session *s, const char *term)
 {
@@ -481,7 +487,7 @@ static void exchange_log(struct session *s, const char *term)
     int injected = s->t_forward >= 0 || s->latency_waited;
     struct accesslog_entry e = {
         .client = s->client_addr,
-        .method = s->t_head >= 0 ? http_method_str(s->method) : NULL,
+        .method = s->t_head >= 0 ? method_name(s) : NULL,
         .target = s->t_head >= 0 ? s->target : NULL,
         .target_len = (int)s->target_len,
         .http_major = s->http_major,
@@ -1449,6 +1455,82 @@ static int client_ended(struct session *s)
     return close_after_flush(s, "client_closed");
 }
 
+/* The longest method token read (the longest http-parser knows has 11). */
+#define METHOD_MAX 64
+
+/*
+ * At the start of a request line, before the parser sees it: read the
+ * method whole. Methods are extensible (RFC 9110 9.1) and nginx and
+ * HAProxy forward ones they do not know; http-parser refuses any not on
+ * its list. A method it knows, or bytes that are no method token, go to
+ * it as they are (it answers the latter). Any other token is taken here:
+ * the scanner counts it, the parser is given POST in its place (the same
+ * rules for a request: a body only by Content-Length or chunked, never
+ * replayed), and the head keeps its name for the request line sent
+ * upstream and the log. v is the input's first chain.
+ * Returns 1: go on with v (cut to the empty lines before the request
+ * line, if it starts with some); 2: a method was taken, read on; 0: wait
+ * for the rest of it; -1 if the session closed.
+ */
+static int client_method(struct session *s, struct evbuffer *in,
+                         struct evbuffer_iovec *v)
+{
+    char buf[METHOD_MAX + 1];
+    const char *b = v->iov_base;
+    size_t n = v->iov_len;
+    if (n < sizeof(buf) && evbuffer_get_length(in) > n) {
+        n = (size_t)evbuffer_copyout(in, buf, sizeof(buf));
+        b = buf;
+    }
+    if (n > sizeof(buf)) {
+        n = sizeof(buf);
+    }
+    size_t lead = 0;
+    while (lead < n && (b[lead] == '\r' || b[lead] == '\n')) {
+        lead++;
+    }
+    if (lead > 0) {
+        /* Empty lines first (RFC 9112 2.2): the scanner counts them. */
+        if (lead < v->iov_len) {
+            v->iov_len = lead;
+        }
+        return 1;
+    }
+    size_t len = 0;
+    while (len < n && http1_is_tchar((unsigned char)b[len])) {
+        len++;
+    }
+    if (len == n) { /* a token up to the end of what is here */
+        if (n == sizeof(buf)) {
+            return reply_error(s, 501, "bad_request", "method name too long");
+        }
+        if (s->client_eof) {
+            return reply_error(s, 400, "client_closed",
+                               "request head incomplete: the client closed "
+                               "its side");
+        }
+        return 0; /* the rest may come: client_header_timeout bounds it */
+    }
+    if (len == 0 || b[len] != ' ' || http1_method_known(b, len)) {
+        return 1;
+    }
+    struct http1_error err;
+    size_t used;
+    if (http1_scan_head(&s->client.scan, b, len, &used, &err) < 0) {
+        return reply_error(s, err.status, "bad_request", err.reason);
+    }
+    http_parser *p = &s->client.parser;
+    size_t fed = http_parser_execute(p, &request_settings, "POST", 4);
+    if (fed != 4 || HTTP_PARSER_ERRNO(p) != HPE_OK ||
+        head_piece(s, &s->client, HTTP1_PIECE_METHOD, b, len, 500,
+                   "out of memory") < 0) {
+        return client_parse_error(s, HTTP_PARSER_ERRNO(p));
+    }
+    evbuffer_drain(in, len); /* b may point into it: the last use */
+    s->client.bytes_in += len;
+    return 2;
+}
+
 /*
  * Feed the client's input to the request parser, as far as the state and
  * the upstream's output level allow. Returns -1 if the session closed.
@@ -1500,6 +1582,16 @@ static int client_process(struct session *s)
         }
         struct evbuffer_iovec v;
         evbuffer_peek(in, -1, NULL, &v, 1);
+        if (s->cstate == CLIENT_READING_HEAD && s->client.scan.lines == 0 &&
+            s->client.scan.line_len == 0) {
+            int rc = client_method(s, in, &v);
+            if (rc == 2) {
+                continue;
+            }
+            if (rc <= 0) {
+                return rc;
+            }
+        }
         size_t feed = v.iov_len;
         if (s->cstate == CLIENT_READING_HEAD && !s->client.scan.done) {
             struct http1_error err;
@@ -1781,7 +1873,7 @@ static int upstream_fail(struct session *s, int status, const char *term,
             s->w->stats->counter[STAT_RETRIES]++;
             log_warn("%s: retry %d of %d: %s %.*s to %s after %s from %s",
                      s->client_addr, s->attempts, s->pool->cfg->retries,
-                     http_method_str(s->method), (int)s->target_len,
+                     method_name(s), (int)s->target_len,
                      s->target, next->name, term, failed->name);
             return upstream_retry(s, next, 0);
         }
@@ -2207,7 +2299,7 @@ static int upstream_connect(struct session *s, struct pool_server *server,
     bufferevent_setwatermark(c->bev, EV_WRITE, cfg->buffer_size / 2, 0);
 
     struct http1_request_info info = {
-        .method = http_method_str(s->method),
+        .method = method_name(s),
         .target = s->target,
         .target_len = s->target_len,
         .authority = s->authority,

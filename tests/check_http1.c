@@ -696,6 +696,39 @@ START_TEST(test_keep_alive_reads_connection_as_a_list)
 }
 END_TEST
 
+START_TEST(test_method_known_and_extension_names)
+{
+    /* Every method http-parser lists, and nothing else. */
+#define KNOWN(num, name, string)                                            \
+    ck_assert_msg(http1_method_known(#string, strlen(#string)), #string);
+    HTTP_METHOD_MAP(KNOWN)
+#undef KNOWN
+    static const char *const unknown[] = {"QUERY", "get", "GETX", "GE",
+                                          "BREW",  "M-SEARC", "DELETEX"};
+    for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
+        ck_assert_msg(!http1_method_known(unknown[i], strlen(unknown[i])),
+                      "%s", unknown[i]);
+    }
+    ck_assert(!http1_method_known("GET ", 4));
+    ck_assert(http1_method_known("GET /", 3));
+
+    /* An extension method kept in the head, NUL-terminated, until reset;
+     * without one the parser's method names the request. */
+    struct http1_head h;
+    http1_head_init(&h, 1024, 8);
+    ck_assert_str_eq(http1_method_name(&h, HTTP_PUT), "PUT");
+    ck_assert_int_eq(http1_head_add(&h, HTTP1_PIECE_METHOD, "QUERYxx", 5), 0);
+    ck_assert_int_eq(http1_head_add(&h, HTTP1_PIECE_URL, "/a", 2), 0);
+    ck_assert_int_eq(http1_head_add(&h, HTTP1_PIECE_URL, "b", 1), 0);
+    ck_assert_str_eq(http1_method_name(&h, HTTP_POST), "QUERY");
+    ck_assert_int_eq(h.target_len, 3);
+    ck_assert_int_eq(memcmp(h.buf + h.target, "/ab", 3), 0);
+    http1_head_reset(&h);
+    ck_assert_str_eq(http1_method_name(&h, HTTP_POST), "POST");
+    http1_head_deinit(&h);
+}
+END_TEST
+
 START_TEST(test_hop_by_hop_fixed_names_any_case)
 {
     static const char *const fixed[] = {
@@ -2732,6 +2765,7 @@ static Suite *http1_suite(void)
     t = tcase_create("fields");
     tcase_add_test(t, test_head_find_is_case_insensitive_and_resumes);
     tcase_add_test(t, test_connection_has_tokens_with_ows_and_case);
+    tcase_add_test(t, test_method_known_and_extension_names);
     tcase_add_loop_test(t, test_keep_alive_reads_connection_as_a_list, 0,
                         (int)(sizeof(keep_alive_cases) /
                               sizeof(keep_alive_cases[0])));
