@@ -809,7 +809,10 @@ static void exchange_send_echo(struct exchange *x)
         req->uri->path->full != NULL) {
         path = req->uri->path->full;
     }
-    evbuffer_add_printf(body, "method: %s\n", htparser_get_methodstr(parser));
+    /* libevhtp names only the methods it knows; it keeps no other. */
+    const char *method = htparser_get_methodstr(parser);
+    evbuffer_add_printf(body, "method: %s\n",
+                        method != NULL ? method : "(one libevhtp does not know)");
     evbuffer_add_printf(body, "target: %s%s%s\n", path,
                         req->uri != NULL && req->uri->query_raw ? "?" : "",
                         req->uri != NULL && req->uri->query_raw
