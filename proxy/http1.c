@@ -338,6 +338,31 @@ int http1_method_known(const char *m, size_t len)
     return 0;
 }
 
+enum http1_method_kind http1_method_kind(const char *b, size_t n,
+                                         size_t *len)
+{
+    if (n > HTTP1_METHOD_MAX + 1) {
+        n = HTTP1_METHOD_MAX + 1;
+    }
+    size_t i = 0;
+    while (i < n && http1_is_tchar((unsigned char)b[i])) {
+        i++;
+    }
+    if (i == n) {
+        return n > HTTP1_METHOD_MAX ? HTTP1_METHOD_TOO_LONG : HTTP1_METHOD_WAIT;
+    }
+    if (i == 0 || b[i] != ' ' || http1_method_known(b, i)) {
+        return HTTP1_METHOD_PARSER;
+    }
+    for (size_t j = 0; j < i; j++) {
+        if (!((b[j] >= 'A' && b[j] <= 'Z') || b[j] == '-' || b[j] == '_')) {
+            return HTTP1_METHOD_UNKNOWN;
+        }
+    }
+    *len = i;
+    return HTTP1_METHOD_EXTENSION;
+}
+
 const char *http1_method_name(const struct http1_head *h, int method)
 {
     if (h->method_len > 0) {

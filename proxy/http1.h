@@ -121,6 +121,29 @@ int http1_keep_alive(const struct http1_head *h, const http_parser *p);
 /* Does http-parser know the method token m (len bytes, case-sensitive)? */
 int http1_method_known(const char *m, size_t len);
 
+/* The longest method read (the longest http-parser knows has 11 bytes). */
+#define HTTP1_METHOD_MAX 64
+
+/* What the first bytes of a request line say of its method. */
+enum http1_method_kind {
+    HTTP1_METHOD_WAIT,      /* a token so far: the rest may come */
+    HTTP1_METHOD_PARSER,    /* one http-parser knows, or no token: its call */
+    HTTP1_METHOD_EXTENSION, /* one it does not know: forward it (*len) */
+    HTTP1_METHOD_UNKNOWN,   /* a token beyond nginx's rule for methods */
+    HTTP1_METHOD_TOO_LONG,  /* over HTTP1_METHOD_MAX bytes */
+};
+
+/*
+ * Classify the method at the start of b (n bytes, at most
+ * HTTP1_METHOD_MAX + 1 looked at; no empty lines before it). Methods are
+ * extensible (RFC 9110 9.1): one http-parser does not know is an extension
+ * when it is made, as nginx requires, of capital letters, '-' and '_'. So
+ * no case variant of a known method ("head", "Trace") passes as another:
+ * an origin that ignores case would answer it as that method.
+ */
+enum http1_method_kind http1_method_kind(const char *b, size_t n,
+                                         size_t *len);
+
 /* The request's method: the extension method stored in h, else the
  * parser's (method). NUL-terminated. */
 const char *http1_method_name(const struct http1_head *h, int method);

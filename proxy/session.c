@@ -1455,19 +1455,15 @@ static int client_ended(struct session *s)
     return close_after_flush(s, "client_closed");
 }
 
-/* The longest method token read (the longest http-parser knows has 11). */
-#define METHOD_MAX 64
-
 /*
  * At the start of a request line, before the parser sees it: read the
- * method whole. Methods are extensible (RFC 9110 9.1) and nginx and
- * HAProxy forward ones they do not know; http-parser refuses any not on
- * its list. A method it knows, or bytes that are no method token, go to
- * it as they are (it answers the latter). Any other token is taken here:
- * the scanner counts it, the parser is given POST in its place (the same
- * rules for a request: a body only by Content-Length or chunked, never
- * replayed), and the head keeps its name for the request line sent
- * upstream and the log. v is the input's first chain.
+ * method whole (http1_method_kind). A method http-parser knows, or bytes
+ * that are no method token, go to it as they are (it answers the latter).
+ * An extension method is taken here: the scanner counts it, the parser is
+ * given POST in its place (the same rules for a request: a body only by
+ * Content-Length or chunked, never replayed), and the head keeps its name
+ * for the request line sent upstream and the log. v is the input's first
+ * chain.
  * Returns 1: go on with v (cut to the empty lines before the request
  * line, if it starts with some); 2: a method was taken, read on; 0: wait
  * for the rest of it; -1 if the session closed.
@@ -1475,15 +1471,12 @@ static int client_ended(struct session *s)
 static int client_method(struct session *s, struct evbuffer *in,
                          struct evbuffer_iovec *v)
 {
-    char buf[METHOD_MAX + 1];
+    char buf[HTTP1_METHOD_MAX + 1];
     const char *b = v->iov_base;
     size_t n = v->iov_len;
     if (n < sizeof(buf) && evbuffer_get_length(in) > n) {
         n = (size_t)evbuffer_copyout(in, buf, sizeof(buf));
         b = buf;
-    }
-    if (n > sizeof(buf)) {
-        n = sizeof(buf);
     }
     size_t lead = 0;
     while (lead < n && (b[lead] == '\r' || b[lead] == '\n')) {
@@ -1497,22 +1490,22 @@ static int client_method(struct session *s, struct evbuffer *in,
         return 1;
     }
     size_t len = 0;
-    while (len < n && http1_is_tchar((unsigned char)b[len])) {
-        len++;
-    }
-    if (len == n) { /* a token up to the end of what is here */
-        if (n == sizeof(buf)) {
-            return reply_error(s, 501, "bad_request", "method name too long");
-        }
+    switch (http1_method_kind(b, n, &len)) {
+    case HTTP1_METHOD_PARSER:
+        return 1;
+    case HTTP1_METHOD_WAIT:
         if (s->client_eof) {
             return reply_error(s, 400, "client_closed",
                                "request head incomplete: the client closed "
                                "its side");
         }
         return 0; /* the rest may come: client_header_timeout bounds it */
-    }
-    if (len == 0 || b[len] != ' ' || http1_method_known(b, len)) {
-        return 1;
+    case HTTP1_METHOD_TOO_LONG:
+        return reply_error(s, 501, "bad_request", "method name too long");
+    case HTTP1_METHOD_UNKNOWN:
+        return reply_error(s, 501, "bad_request", "unknown method");
+    case HTTP1_METHOD_EXTENSION:
+        break;
     }
     struct http1_error err;
     size_t used;

@@ -607,9 +607,21 @@ static const struct refusal refusals[] = {
      RAW("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
          "Transfer-Encodingk: 1\r\n\r\n0\r\n\r\n"),
      400, "a header name that mimics Transfer-Encoding or Content-Length"},
-    /* Any method token up to 64 bytes is forwarded (RFC 9110 9.1; the
-     * forwarded-exactly table); a longer one is not implemented, and a
-     * request line that is no token at all is malformed. */
+    /* A method http-parser does not know is forwarded (RFC 9110 9.1; the
+     * forwarded-exactly table) when it is made, as nginx requires, of
+     * capital letters, '-' and '_', and is at most 64 bytes long; other
+     * tokens are not implemented (no case variant of a known method may
+     * pass as another: an origin that ignores case would read "head" as
+     * HEAD, and "trace" would get past the 405 for TRACE), and a request
+     * line that is no token at all is malformed. */
+    {"a lower-case method", RAW("get / HTTP/1.1\r\nHost: a\r\n\r\n"), 501,
+     "unknown method"},
+    {"HEAD in lower case", RAW("head / HTTP/1.1\r\nHost: a\r\n\r\n"), 501,
+     "unknown method"},
+    {"TRACE in mixed case", RAW("Trace / HTTP/1.1\r\nHost: a\r\n\r\n"),
+     501, "unknown method"},
+    {"a method with a digit", RAW("BREW2 / HTTP/1.1\r\nHost: a\r\n\r\n"),
+     501, "unknown method"},
     {"a method of 65 bytes",
      RAW(Z10 Z10 Z10 Z10 Z10 Z10 "ZZZZZ / HTTP/1.1\r\nHost: a\r\n\r\n"),
      501, "method name too long"},
@@ -889,13 +901,10 @@ static const struct forward forwards[] = {
      "QUERY /m?q HTTP/1.1\r\nHost: a\r\n" FWD_1_1
      "Content-Length: 2\r\n\r\nhi"},
     {"an extension method with a chunked body, after empty lines",
-     "\r\n\r\nBREW-V2_x.1 /pot HTTP/1.1\r\nHost: a\r\n"
+     "\r\n\r\nBREW-POT_X /pot HTTP/1.1\r\nHost: a\r\n"
      "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-     "BREW-V2_x.1 /pot HTTP/1.1\r\nHost: a\r\n" FWD_1_1
+     "BREW-POT_X /pot HTTP/1.1\r\nHost: a\r\n" FWD_1_1
      "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"},
-    {"a lower-case method is another method",
-     "get /x HTTP/1.1\r\nHost: a\r\n\r\n",
-     "get /x HTTP/1.1\r\nHost: a\r\n" FWD_1_1 "\r\n"},
     {"an extension method of 64 bytes",
      Z10 Z10 Z10 Z10 Z10 Z10 "ZZZZ /x HTTP/1.1\r\nHost: a\r\n\r\n",
      Z10 Z10 Z10 Z10 Z10 Z10 "ZZZZ /x HTTP/1.1\r\nHost: a\r\n" FWD_1_1

@@ -729,6 +729,50 @@ START_TEST(test_method_known_and_extension_names)
 }
 END_TEST
 
+START_TEST(test_method_kind_of_a_request_line_start)
+{
+    char a64[80], a65[80];
+    memset(a64, 'A', 64);
+    strcpy(a64 + 64, " /");
+    memset(a65, 'A', 65);
+    a65[65] = '\0';
+    const struct {
+        const char *b;
+        enum http1_method_kind kind;
+        size_t len;
+    } cases[] = {
+        {"GET / HTTP/1.1", HTTP1_METHOD_PARSER, 0},
+        {"M-SEARCH /", HTTP1_METHOD_PARSER, 0},
+        {"GE", HTTP1_METHOD_WAIT, 0},
+        {"QUERY", HTTP1_METHOD_WAIT, 0},
+        {"QUERY /q HTTP/1.1", HTTP1_METHOD_EXTENSION, 5},
+        {"PURGE_ALL /", HTTP1_METHOD_EXTENSION, 9},
+        {"BREW-POT *", HTTP1_METHOD_EXTENSION, 8},
+        {a64, HTTP1_METHOD_EXTENSION, 64},
+        {a65, HTTP1_METHOD_TOO_LONG, 0},
+        {"query /", HTTP1_METHOD_UNKNOWN, 0},
+        {"head /", HTTP1_METHOD_UNKNOWN, 0},
+        {"Trace /", HTTP1_METHOD_UNKNOWN, 0},
+        {"BREW2 /", HTTP1_METHOD_UNKNOWN, 0},
+        {"G@T /", HTTP1_METHOD_PARSER, 0},   /* no token: the parser's 400 */
+        {" / HTTP/1.1", HTTP1_METHOD_PARSER, 0},
+        {"QUERY\t/", HTTP1_METHOD_PARSER, 0},
+        {"QUERY\r\n", HTTP1_METHOD_PARSER, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t len = 0;
+        enum http1_method_kind k =
+            http1_method_kind(cases[i].b, strlen(cases[i].b), &len);
+        ck_assert_msg(k == cases[i].kind, "%.20s: kind %d, want %d",
+                      cases[i].b, (int)k, (int)cases[i].kind);
+        if (k == HTTP1_METHOD_EXTENSION) {
+            ck_assert_msg(len == cases[i].len, "%.20s: len %zu", cases[i].b,
+                          len);
+        }
+    }
+}
+END_TEST
+
 START_TEST(test_hop_by_hop_fixed_names_any_case)
 {
     static const char *const fixed[] = {
@@ -2766,6 +2810,7 @@ static Suite *http1_suite(void)
     tcase_add_test(t, test_head_find_is_case_insensitive_and_resumes);
     tcase_add_test(t, test_connection_has_tokens_with_ows_and_case);
     tcase_add_test(t, test_method_known_and_extension_names);
+    tcase_add_test(t, test_method_kind_of_a_request_line_start);
     tcase_add_loop_test(t, test_keep_alive_reads_connection_as_a_list, 0,
                         (int)(sizeof(keep_alive_cases) /
                               sizeof(keep_alive_cases[0])));

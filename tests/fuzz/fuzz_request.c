@@ -3,12 +3,13 @@
  *
  * The input is one control byte and then what a client sends: one request
  * or several pipelined ones. client_process() is mirrored without its
- * timers and backpressure: a head is scanned with http1_scan_head, which
- * also bounds what the parser is fed, a chunked body with
- * http1_chunks_scan; the HTTP_REQUEST parser's callbacks store the head
- * with http1_head_add exactly as session.c's on_req_* callbacks do (limit
- * 16k, 256 fields, trailers dropped, a pause at headers complete and at
- * message complete). Each complete head is trimmed, checked with
+ * timers and backpressure: a request line's method is read whole first
+ * (client_method: an extension method stands in as POST), a head is
+ * scanned with http1_scan_head, which also bounds what the parser is fed,
+ * a chunked body with http1_chunks_scan; the HTTP_REQUEST parser's
+ * callbacks store the head with http1_head_add exactly as session.c's
+ * on_req_* callbacks do (limit 16k, 256 fields, trailers dropped, a pause
+ * at headers complete and at message complete). Each complete head is trimmed, checked with
  * http1_check_request, its target normalised as http1_origin_form does, its
  * framing taken from http1_request_body, the Expect rule applied, and the
  * head regenerated with http1_write_request; the next pipelined request is
@@ -179,6 +180,25 @@ static void strict_request(struct fuzz_req *r, size_t from,
     size_t len;
     char *head = fuzz_tail(r->out, from, &len);
     fuzz_strict_lines(head, len, 1);
+    size_t mlen = r->head.method_len;
+    if (mlen > 0) {
+        /* An extension method: sent as it came, and read again, as the
+         * proxy reads it, with POST standing in for it. */
+        if (len <= mlen || head[mlen] != ' ' ||
+            memcmp(head, http1_str(&r->head, r->head.method), mlen) != 0) {
+            fuzz_fail("strict: the extension method changed on the way", head,
+                      len);
+        }
+        char *stand_in = malloc(len - mlen + 5);
+        if (stand_in == NULL) {
+            abort();
+        }
+        memcpy(stand_in, "POST", 4);
+        memcpy(stand_in + 4, head + mlen, len - mlen + 1);
+        free(head);
+        head = stand_in;
+        len = len - mlen + 4;
+    }
     struct fuzz_reparse rp;
     fuzz_reparse(&rp, HTTP_REQUEST, head, len);
     struct http1_error err;
@@ -280,7 +300,7 @@ static int te_is_lone_chunked(const struct http1_head *h)
 static int request_head(struct fuzz_req *r)
 {
     http_parser *p = &r->parser;
-    r->keep_alive = http_should_keep_alive(p);
+    r->keep_alive = http1_keep_alive(&r->head, p);
     struct http1_error err;
     if (http1_check_request(&r->head, p, &err) < 0) {
         fuzz_reject(r->out, &r->verdict, err.status, err.reason);
@@ -314,7 +334,7 @@ static int request_head(struct fuzz_req *r)
         }
     }
     struct http1_request_info info = {
-        .method = http_method_str(p->method),
+        .method = http1_method_name(&r->head, p->method),
         .target = t.target,
         .target_len = t.target_len,
         .authority = t.authority,
@@ -375,8 +395,53 @@ static void req_process(struct fuzz_req *r, char *data, size_t *pos,
         if (avail == 0) {
             return;
         }
-        size_t feed = avail;
         struct http1_error err;
+        if (r->state == REQ_READING_HEAD && r->scan.lines == 0 &&
+            r->scan.line_len == 0) {
+            /* client_method(): empty lines go to the scanner alone; the
+             * method is read whole, an extension standing in as POST. */
+            size_t lead = 0;
+            while (lead < avail && (v[lead] == '\r' || v[lead] == '\n')) {
+                lead++;
+            }
+            size_t len = 0;
+            enum http1_method_kind kind =
+                lead > 0 ? HTTP1_METHOD_PARSER
+                         : http1_method_kind(v, avail, &len);
+            if (lead > 0) {
+                avail = lead;
+            }
+            switch (kind) {
+            case HTTP1_METHOD_PARSER:
+                break;
+            case HTTP1_METHOD_WAIT:
+                return; /* the rest may come */
+            case HTTP1_METHOD_TOO_LONG:
+                req_close(r, 501, "method name too long");
+                return;
+            case HTTP1_METHOD_UNKNOWN:
+                req_close(r, 501, "unknown method");
+                return;
+            case HTTP1_METHOD_EXTENSION: {
+                size_t used;
+                if (http1_scan_head(&r->scan, v, len, &used, &err) < 0) {
+                    req_close(r, err.status, err.reason);
+                    return;
+                }
+                if (http_parser_execute(&r->parser, &request_settings, "POST",
+                                        4) != 4 ||
+                    HTTP_PARSER_ERRNO(&r->parser) != HPE_OK ||
+                    http1_head_add(&r->head, HTTP1_PIECE_METHOD, v, len) < 0) {
+                    req_close(r, 400, "method stand-in refused");
+                    return;
+                }
+                *pos += len;
+                r->bytes_in += len;
+                continue;
+            }
+            }
+        }
+        size_t feed = avail;
         if (r->state == REQ_READING_HEAD && !r->scan.done &&
             http1_scan_head(&r->scan, v, avail, &feed, &err) < 0) {
             req_close(r, err.status, err.reason);

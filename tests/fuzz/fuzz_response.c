@@ -306,7 +306,7 @@ static void resp_after_execute(struct fuzz_resp *r)
     } else if (e == HPE_PAUSED) {
         http_parser_pause(&r->parser, 0);
         evbuffer_add_printf(r->out, "\nend keep-alive=%d\n",
-                            http_should_keep_alive(&r->parser));
+                            http1_keep_alive(&r->head, &r->parser));
         r->closed = 1;
     } else if (e != HPE_OK) {
         resp_close(r, http_errno_name(e));
