@@ -1499,6 +1499,7 @@ static int client_method(struct session *s, struct evbuffer *in,
                                "request head incomplete: the client closed "
                                "its side");
         }
+        s->in_exchange = 1; /* bytes of a request arrived: logged if cut */
         return 0; /* the rest may come: client_header_timeout bounds it */
     case HTTP1_METHOD_TOO_LONG:
         return reply_error(s, 501, "bad_request", "method name too long");

@@ -1008,7 +1008,7 @@ START_TEST(test_extension_method_cut_short)
 {
     /* A method still arriving is waited for within client_header_timeout
      * (408 after it); one cut off by the client's close is an incomplete
-     * head (400), never forwarded. */
+     * head (400), never forwarded, and one cut off by a reset is logged. */
     start_script(h_recorder, NULL, "client_header_timeout = 1s\n", "");
     int fd = harness_own(harness_connect(proxy.port));
     ck_assert_int_eq(harness_send(fd, "QUER"), 0);
@@ -1028,6 +1028,18 @@ START_TEST(test_extension_method_cut_short)
                   r.body);
     response_free(&r);
     harness_close_owned(fd);
+
+    /* Cut off by a reset: no answer to give, but the log has the try. */
+    fd = harness_own(harness_connect(proxy.port));
+    int port = harness_client_port(fd);
+    ck_assert_int_eq(harness_send(fd, "QUER"), 0);
+    usleep(50 * 1000);
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    harness_close_owned(fd);
+    char line[512];
+    ck_assert_msg(harness_access_line(&proxy, port, line, sizeof(line), 3000),
+                  "no access log line for a request cut off by a reset");
     ck_assert_str_eq(recorded(), "");
 }
 END_TEST
