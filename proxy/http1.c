@@ -345,6 +345,13 @@ enum http1_method_kind http1_method_kind(const char *b, size_t n,
         n = HTTP1_METHOD_MAX + 1;
     }
     size_t i = 0;
+    while (i < n && (b[i] == '\r' || b[i] == '\n')) {
+        i++;
+    }
+    if (i > 0) {
+        *len = i;
+        return HTTP1_METHOD_EMPTY_LINES;
+    }
     while (i < n && http1_is_tchar((unsigned char)b[i])) {
         i++;
     }

@@ -126,16 +126,18 @@ int http1_method_known(const char *m, size_t len);
 
 /* What the first bytes of a request line say of its method. */
 enum http1_method_kind {
-    HTTP1_METHOD_WAIT,      /* a token so far: the rest may come */
-    HTTP1_METHOD_PARSER,    /* one http-parser knows, or no token: its call */
-    HTTP1_METHOD_EXTENSION, /* one it does not know: forward it (*len) */
-    HTTP1_METHOD_UNKNOWN,   /* a token beyond nginx's rule for methods */
-    HTTP1_METHOD_TOO_LONG,  /* over HTTP1_METHOD_MAX bytes */
+    HTTP1_METHOD_EMPTY_LINES, /* *len bytes of CR and LF (RFC 9112 2.2) */
+    HTTP1_METHOD_WAIT,        /* a token so far: the rest may come */
+    HTTP1_METHOD_PARSER,      /* one http-parser knows, or no token */
+    HTTP1_METHOD_EXTENSION,   /* one it does not know: forward it (*len) */
+    HTTP1_METHOD_UNKNOWN,     /* a token beyond nginx's rule for methods */
+    HTTP1_METHOD_TOO_LONG,    /* over HTTP1_METHOD_MAX bytes */
 };
 
 /*
- * Classify the method at the start of b (n bytes, at most
- * HTTP1_METHOD_MAX + 1 looked at; no empty lines before it). Methods are
+ * Classify the start of a request line at b (n bytes, at most
+ * HTTP1_METHOD_MAX + 1 looked at): the empty lines that may come first,
+ * else the method. Methods are
  * extensible (RFC 9110 9.1): one http-parser does not know is an extension
  * when it is made, as nginx requires, of capital letters, '-' and '_'. So
  * no case variant of a known method ("head", "Trace") passes as another:

@@ -1358,30 +1358,6 @@ static int request_done(struct session *s)
     return 0;
 }
 
-/*
- * http-parser stopped at an unknown method: was it a well-formed token (an
- * unknown method, 501) or not a request line at all (400)? The parser has
- * matched a known method's prefix and stopped at the first byte that
- * differs, which is where the client's input now starts.
- */
-static int method_well_formed(struct session *s)
-{
-    struct evbuffer *in = bufferevent_get_input(s->client.bev);
-    size_t avail = evbuffer_get_length(in);
-    unsigned char buf[256];
-    size_t n = avail < sizeof(buf) ? avail : sizeof(buf);
-    evbuffer_copyout(in, buf, n);
-    for (size_t i = 0; i < n; i++) {
-        if (buf[i] == ' ') {
-            return i > 0 || s->client.bytes_in > 0;
-        }
-        if (!http1_is_tchar(buf[i])) {
-            return 0;
-        }
-    }
-    return 1; /* a token so far: still arriving, or longer than buf */
-}
-
 /* A head over max_header_size: 414 while no field has begun (the request
  * line alone is too long, which is its target), 431 after. */
 static int head_too_large(struct session *s)
@@ -1416,9 +1392,8 @@ static int client_parse_error(struct session *s, enum http_errno e)
          * http1_check_request; what the parser refuses is malformed. */
         return reply_error(s, 400, "bad_request", "malformed request line");
     case HPE_INVALID_METHOD:
-        if (method_well_formed(s)) {
-            return reply_error(s, 501, "bad_request", "unknown method");
-        }
+        /* Method tokens are classified before the parser sees them
+         * (client_method): what it refuses here is no token. */
         return reply_error(s, 400, "bad_request", "malformed request line");
     case HPE_INVALID_TRANSFER_ENCODING:
         return reply_error(s, 501, "bad_request",
@@ -1478,19 +1453,14 @@ static int client_method(struct session *s, struct evbuffer *in,
         n = (size_t)evbuffer_copyout(in, buf, sizeof(buf));
         b = buf;
     }
-    size_t lead = 0;
-    while (lead < n && (b[lead] == '\r' || b[lead] == '\n')) {
-        lead++;
-    }
-    if (lead > 0) {
-        /* Empty lines first (RFC 9112 2.2): the scanner counts them. */
-        if (lead < v->iov_len) {
-            v->iov_len = lead;
-        }
-        return 1;
-    }
     size_t len = 0;
     switch (http1_method_kind(b, n, &len)) {
+    case HTTP1_METHOD_EMPTY_LINES:
+        /* Before the request line (RFC 9112 2.2): the scanner counts them. */
+        if (len < v->iov_len) {
+            v->iov_len = len;
+        }
+        return 1;
     case HTTP1_METHOD_PARSER:
         return 1;
     case HTTP1_METHOD_WAIT:

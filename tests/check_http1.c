@@ -741,6 +741,8 @@ START_TEST(test_method_kind_of_a_request_line_start)
         enum http1_method_kind kind;
         size_t len;
     } cases[] = {
+        {"\r\n\r\nGET /", HTTP1_METHOD_EMPTY_LINES, 4},
+        {"\n\nQUERY /", HTTP1_METHOD_EMPTY_LINES, 2},
         {"GET / HTTP/1.1", HTTP1_METHOD_PARSER, 0},
         {"M-SEARCH /", HTTP1_METHOD_PARSER, 0},
         {"GE", HTTP1_METHOD_WAIT, 0},
@@ -765,7 +767,7 @@ START_TEST(test_method_kind_of_a_request_line_start)
             http1_method_kind(cases[i].b, strlen(cases[i].b), &len);
         ck_assert_msg(k == cases[i].kind, "%.20s: kind %d, want %d",
                       cases[i].b, (int)k, (int)cases[i].kind);
-        if (k == HTTP1_METHOD_EXTENSION) {
+        if (k == HTTP1_METHOD_EXTENSION || k == HTTP1_METHOD_EMPTY_LINES) {
             ck_assert_msg(len == cases[i].len, "%.20s: len %zu", cases[i].b,
                           len);
         }

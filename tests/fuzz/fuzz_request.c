@@ -400,18 +400,11 @@ static void req_process(struct fuzz_req *r, char *data, size_t *pos,
             r->scan.line_len == 0) {
             /* client_method(): empty lines go to the scanner alone; the
              * method is read whole, an extension standing in as POST. */
-            size_t lead = 0;
-            while (lead < avail && (v[lead] == '\r' || v[lead] == '\n')) {
-                lead++;
-            }
             size_t len = 0;
-            enum http1_method_kind kind =
-                lead > 0 ? HTTP1_METHOD_PARSER
-                         : http1_method_kind(v, avail, &len);
-            if (lead > 0) {
-                avail = lead;
-            }
-            switch (kind) {
+            switch (http1_method_kind(v, avail, &len)) {
+            case HTTP1_METHOD_EMPTY_LINES:
+                avail = len;
+                break;
             case HTTP1_METHOD_PARSER:
                 break;
             case HTTP1_METHOD_WAIT:
