@@ -68,6 +68,18 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    if (!test_only) {
+        /* A reload or a log reopen asked for while the conf is read, names
+         * resolved and sockets bound (a service manager's reload right
+         * after its start) would otherwise end the process, by those
+         * signals' default action: held until the master waits for them
+         * (master_run), which then acts on it. */
+        sigset_t early;
+        sigemptyset(&early);
+        sigaddset(&early, SIGHUP);
+        sigaddset(&early, SIGUSR1);
+        sigprocmask(SIG_BLOCK, &early, NULL);
+    }
 
     struct config *cfg = config_new();
     if (cfg == NULL) {

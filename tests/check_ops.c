@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -38,6 +39,7 @@
 static struct proc origin[N_ORIGINS], proxy, script;
 static int admin_port;
 static pid_t dns_pid; /* the test's name server, see dns_serve */
+static pid_t early_pid; /* the master test_sighup_while_reading_the_conf runs */
 
 static void teardown(void)
 {
@@ -47,6 +49,11 @@ static void teardown(void)
         harness_stop(&origin[i]);
     }
     admin_port = 0;
+    if (early_pid > 0) {
+        kill(early_pid, SIGKILL);
+        waitpid(early_pid, NULL, 0);
+        early_pid = 0;
+    }
     if (dns_pid > 0) {
         kill(dns_pid, SIGKILL);
         waitpid(dns_pid, NULL, 0);
@@ -3392,6 +3399,138 @@ START_TEST(test_master_as_pid_1)
 }
 END_TEST
 
+/* ---- signals before the master waits for them ----------------------------- */
+
+
+/* The text of the file at path, or "" (at most cap - 1 bytes). */
+static void read_text(const char *path, char *out, size_t cap)
+{
+    out[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+        out[fread(out, 1, cap - 1, f)] = '\0';
+        fclose(f);
+    }
+}
+
+/* Open fifo for writing once the master reads it (ENXIO until then), or
+ * fail the test if the master has died meanwhile. */
+static int fifo_writer(const char *fifo, const char *log_path)
+{
+    double deadline = harness_now() + 10000 * harness_scale();
+    for (;;) {
+        int fd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+        if (fd >= 0) {
+            return fd;
+        }
+        ck_assert_int_eq(errno, ENXIO);
+        int status;
+        if (waitpid(early_pid, &status, WNOHANG) == early_pid) {
+            early_pid = 0;
+            char log[4096];
+            read_text(log_path, log, sizeof(log));
+            ck_abort_msg("the master died (%s %d); its output:\n%s",
+                         WIFSIGNALED(status) ? "signal" : "exit status",
+                         WIFSIGNALED(status) ? WTERMSIG(status)
+                                             : WEXITSTATUS(status),
+                         log);
+        }
+        ck_assert_msg(harness_now() < deadline, "the master never read %s",
+                      fifo);
+        usleep(2000);
+    }
+}
+
+/*
+ * A SIGHUP (or SIGUSR1) that comes while the master is still reading its
+ * conf, resolving names and binding (a service manager's reload right
+ * after its start) used to end it, by the signal's default action. The
+ * conf here is a FIFO, so the master is held inside that window until the
+ * test writes it: the signal must be kept and acted on once the master
+ * waits for signals (a reload, which reads the FIFO again).
+ */
+START_TEST(test_sighup_while_reading_the_conf)
+{
+    signal(SIGPIPE, SIG_IGN);
+    char dir[] = "/tmp/sb-early-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char fifo[64], log_path[64];
+    snprintf(fifo, sizeof(fifo), "%s/conf", dir);
+    snprintf(log_path, sizeof(log_path), "%s/out", dir);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    char conf[512];
+    snprintf(conf, sizeof(conf),
+             "[server]\nlisten = 127.0.0.1:0\nworkers = 1\naccess_log = off\n"
+             "[upstream o]\nserver = 127.0.0.1:%d\n",
+             origin[0].port);
+
+    early_pid = fork();
+    ck_assert_int_ge(early_pid, 0);
+    if (early_pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int out = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(out, 1);
+        dup2(out, 2);
+        execl(harness_path("proxy/switchboard"), "switchboard", "-c", fifo,
+              (char *)NULL);
+        _exit(127);
+    }
+    char log[8192] = "";
+    for (int round = 0; round < 2; round++) {
+        if (round == 1) {
+            /* The first read is over (a reader still at it would take
+             * this write too) once the master listens. */
+            double until = harness_now() + 5000 * harness_scale();
+            while (strstr(log, "listening on") == NULL &&
+                   harness_now() < until) {
+                usleep(20000);
+                read_text(log_path, log, sizeof(log));
+            }
+        }
+        int fd = fifo_writer(fifo, log_path);
+        if (round == 0) {
+            /* Inside the window: the master reads its conf. */
+            ck_assert_int_eq(kill(early_pid, SIGHUP), 0);
+            ck_assert_int_eq(kill(early_pid, SIGUSR1), 0);
+            usleep((useconds_t)(100 * 1000 * harness_scale()));
+        }
+        fcntl(fd, F_SETFL, 0);
+        ck_assert_int_eq(write(fd, conf, strlen(conf)), (ssize_t)strlen(conf));
+        close(fd);
+    }
+    /* The kept SIGHUP reloaded (round 1 was its read), and the proxy
+     * serves. */
+    double deadline = harness_now() + 5000 * harness_scale();
+    while (strstr(log, "generation 2 takes over") == NULL &&
+           harness_now() < deadline) {
+        usleep(20000);
+        read_text(log_path, log, sizeof(log));
+    }
+    ck_assert_msg(strstr(log, "generation 2 takes over") != NULL, "%s", log);
+    ck_assert_msg(strstr(log, "SIGUSR1: workers reopen") != NULL, "%s", log);
+    const char *at = strstr(log, "listening on 127.0.0.1:");
+    ck_assert_ptr_nonnull(at);
+    int port = atoi(at + strlen("listening on 127.0.0.1:"));
+    struct response r;
+    ck_assert_int_eq(harness_exchange(port, "GET /?size=3 HTTP/1.1\r\n"
+                                            "Host: a\r\n\r\n",
+                                      &r, 5000),
+                     0);
+    ck_assert_int_eq(r.status, 200);
+    response_free(&r);
+    int status;
+    kill(early_pid, SIGTERM);
+    ck_assert_int_eq(waitpid(early_pid, &status, 0), early_pid);
+    early_pid = 0;
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d",
+                  status);
+    unlink(fifo);
+    unlink(log_path);
+    rmdir(dir);
+}
+END_TEST
+
 static Suite *ops_suite(void)
 {
     Suite *s = suite_create("ops");
@@ -3404,6 +3543,7 @@ static Suite *ops_suite(void)
     tcase_add_loop_test(tc, test_shutdown_timeout_cuts_long_exchanges, 0, 2);
     tcase_add_test(tc, test_sigterm_gives_old_workers_their_own_shutdown_timeout);
     tcase_add_test(tc, test_sigint_during_a_drain_stops_at_once);
+    tcase_add_test(tc, test_sighup_while_reading_the_conf);
     tcase_add_test(tc, test_admin_lets_silent_clients_go);
     tcase_add_test(tc, test_admin_refuses_a_body_without_reading_it);
     tcase_add_test(tc, test_admin_sheds_when_out_of_descriptors);
