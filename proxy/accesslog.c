@@ -105,6 +105,28 @@ int accesslog_stream(const char *where)
     return -1;
 }
 
+int accesslog_open_path(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK,
+                  0644);
+    if (fd < 0) {
+        return -1;
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
+        int err = errno;
+        close(fd);
+        errno = err;
+        return -1;
+    }
+    return fd;
+}
+
+const char *accesslog_strerror(int err)
+{
+    return err == ENXIO ? "a FIFO with no reader" : strerror(err);
+}
+
 struct accesslog *accesslog_open(struct event_base *base, const char *where,
                                  const char **err)
 {
@@ -121,7 +143,7 @@ struct accesslog *accesslog_open(struct event_base *base, const char *where,
     if (stream >= 0) {
         log->fd = stream;
     } else {
-        log->fd = open(where, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        log->fd = accesslog_open_path(where);
         if (log->fd < 0) {
             *err = "cannot open access log";
             free(log);
@@ -147,7 +169,7 @@ int accesslog_reopen(struct accesslog *log)
         return 0;
     }
     accesslog_flush(log);
-    int fd = open(log->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    int fd = accesslog_open_path(log->path);
     if (fd < 0) {
         return -1; /* keep writing to the old file */
     }

@@ -33,6 +33,18 @@ struct accesslog_entry {
 int accesslog_stream(const char *where);
 
 /*
+ * Open the file at path to append log lines to, without waiting for a
+ * reader: a FIFO nobody has open for reading fails at once (ENXIO) where
+ * open(2) would block until one came (a worker's loop, or the master in a
+ * reload). The descriptor returned blocks as usual. -1 with errno.
+ */
+int accesslog_open_path(const char *path);
+
+/* Why accesslog_open_path failed, for errno err: strerror's words, or
+ * "a FIFO with no reader" for ENXIO, whose own text misleads. */
+const char *accesslog_strerror(int err);
+
+/*
  * Open the log: "off" returns NULL with *err NULL; "stderr", "stdout" or a
  * path opens (appending). On failure returns NULL and *err is set to a static message
  * with errno describing why.

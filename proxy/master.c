@@ -273,12 +273,11 @@ int master_check_outside(const struct config *cfg, char *err, size_t errlen)
 {
     if (strcmp(cfg->access_log, "off") != 0 &&
         accesslog_stream(cfg->access_log) < 0) {
-        int fd = open(cfg->access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
-                      0644);
+        int fd = accesslog_open_path(cfg->access_log);
         if (fd < 0) {
             snprintf(err, errlen, "%s:%d: access_log %s: cannot open it: %s",
                      cfg->path, cfg->access_log_line, cfg->access_log,
-                     strerror(errno));
+                     accesslog_strerror(errno));
             return -1;
         }
         close(fd);

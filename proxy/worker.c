@@ -228,7 +228,8 @@ static int access_log_open(struct worker *w, const char *prefix)
     if (err != NULL) {
         log_error("%saccess_log %s: %s: %s; no access log for this worker "
                   "until SIGUSR1",
-                  prefix, w->cfg->access_log, err, strerror(errno));
+                  prefix, w->cfg->access_log, err,
+                  accesslog_strerror(errno));
         return -1;
     }
     return 0;
@@ -252,7 +253,7 @@ static void on_worker_signal(evutil_socket_t sig, short what, void *arg)
             }
         } else if (accesslog_reopen(w->access_log) < 0) {
             log_error("SIGUSR1: cannot reopen access_log %s: %s",
-                      w->cfg->access_log, strerror(errno));
+                      w->cfg->access_log, accesslog_strerror(errno));
         } else {
             log_info("SIGUSR1: access log reopened");
         }

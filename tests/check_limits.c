@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1528,6 +1529,31 @@ START_TEST(test_check_mode)
     ck_assert_msg(strncmp(run.err, want, strlen(want)) == 0, "stderr: %s",
                   run.err);
 
+    /* A FIFO nobody reads: refused at once, naming it, where the open
+     * used to wait for a reader (-t hung, a reload froze the master). */
+    char fifo[64];
+    snprintf(fifo, sizeof(fifo), "/tmp/sb-limits-%d.fifo", (int)getpid());
+    unlink(fifo);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    char text[256];
+    snprintf(text, sizeof(text),
+             "[server]\nlisten = 127.0.0.1:0\naccess_log = %s\n"
+             "[upstream origin]\nserver = 127.0.0.1:9\n",
+             fifo);
+    write_conf(path, sizeof(path), text);
+    for (int test_only = 1; test_only >= 0; test_only--) {
+        run_switchboard(path, test_only, &run);
+        ck_assert_msg(run.status == 1, "exit %d, stdout: %s", run.status,
+                      run.out);
+        snprintf(want, sizeof(want),
+                 "%s:3: access_log %s: cannot open it: a FIFO with no "
+                 "reader\n",
+                 path, fifo);
+        ck_assert_msg(strcmp(run.err, want) == 0, "stderr: %s", run.err);
+    }
+    unlink(path);
+    unlink(fifo);
+
     /* A listen name that does not resolve: its line, before any start
      * (resolved locally: an empty label never reaches a name server). */
     write_conf(path, sizeof(path),
@@ -1550,7 +1576,6 @@ START_TEST(test_check_mode)
     ck_assert_int_eq(bind(holder, (struct sockaddr *)&sa, sizeof(sa)), 0);
     ck_assert_int_eq(listen(holder, 1), 0);
     ck_assert_int_eq(getsockname(holder, (struct sockaddr *)&sa, &salen), 0);
-    char text[256];
     snprintf(text, sizeof(text),
              "[server]\nworkers = 1\nlisten = 127.0.0.1:%d\n"
              "[upstream origin]\nserver = 127.0.0.1:9\n",
