@@ -426,11 +426,31 @@ static int worker_setup(struct worker *w, const int *fds, int n_fds)
         return -1;
     }
     for (int i = 0; i < n_fds; i++) {
+        int fd = fds[i];
+        if (cfg->event_backend == BACKEND_SELECT && fd >= FD_SETSIZE) {
+            /* Inherited that high (the master holds a socket per worker
+             * and address, and in a reload the new ones while the old are
+             * open): select() cannot watch it, so it moves to the lowest
+             * free descriptor, which the sockets of the other workers,
+             * closed in this one, have left. */
+            int low = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+            if (low < 0 || low >= FD_SETSIZE) {
+                log_error("event_backend select: listening socket %d is "
+                          "past FD_SETSIZE (%d) and cannot move below it",
+                          fd, FD_SETSIZE);
+                if (low >= 0) {
+                    close(low);
+                }
+                return -1;
+            }
+            close(fd);
+            fd = low;
+        }
         struct evconnlistener *l = evconnlistener_new(
             w->base, on_accept, w, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
-            0, fds[i]);
+            0, fd);
         if (l == NULL) {
-            log_error("cannot listen on inherited socket %d", fds[i]);
+            log_error("cannot listen on inherited socket %d", fd);
             return -1;
         }
         evconnlistener_set_error_cb(l, on_accept_error);

@@ -2874,6 +2874,53 @@ START_TEST(test_select_backend_survives_past_fd_setsize)
 }
 END_TEST
 
+/*
+ * A listening socket past FD_SETSIZE: the master holds one per worker and
+ * address (and in a reload the new ones while the old are open), so with
+ * 64 workers on 16 addresses the last worker's are numbered 1,010 and up.
+ * A select worker moves them below; it used to hand them to select(),
+ * which glibc aborts on ("bit out of range"): a restart loop, and the
+ * connections the kernel gave that worker's sockets never served. Not run
+ * under valgrind (64 workers there take minutes; nothing to see that the
+ * other builds do not).
+ */
+START_TEST(test_select_backend_takes_a_listening_socket_past_fd_setsize)
+{
+    if (getenv("SB_VALGRIND") != NULL) {
+        return;
+    }
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    char server[1024];
+    size_t at = (size_t)snprintf(server, sizeof(server),
+                                 "workers = 64\nevent_backend = select\n");
+    for (int i = 2; i <= 16; i++) {
+        at += (size_t)snprintf(server + at, sizeof(server) - at,
+                               "listen = 127.0.0.%d:0\n", i);
+    }
+    harness_proxy(&proxy, CONF, server, origin.port, "");
+    /* Each worker says it started (one that gave select() a socket past
+     * FD_SETSIZE aborted before), and goes on. */
+    double deadline = harness_now() + 10000 * harness_scale();
+    while (harness_count(harness_log(&proxy), "]: started\n") < 64 &&
+           harness_now() < deadline) {
+        usleep(20000);
+    }
+    ck_assert_int_ge(harness_count(harness_log(&proxy), "]: started\n"), 64);
+    usleep((useconds_t)(500 * 1000 * harness_scale()));
+    ck_assert_msg(strstr(harness_log(&proxy), "killed by signal") == NULL,
+                  "log:\n%s", harness_log(&proxy));
+    ck_assert_ptr_nonnull(strstr(harness_log(&proxy), "worker 63["));
+    struct response r;
+    ck_assert_int_eq(harness_exchange(proxy.port,
+                                      "GET /?size=3 HTTP/1.1\r\n"
+                                      "Host: a\r\n\r\n",
+                                      &r, 5000),
+                     0);
+    ck_assert_int_eq(r.status, 200);
+    response_free(&r);
+}
+END_TEST
+
 /* ---- 13: slowloris at scale --------------------------------------------- */
 
 START_TEST(test_slowloris_crowd)
@@ -3069,6 +3116,7 @@ static Suite *hardening_suite(void)
     tcase_add_test(tc, test_retried_request_gets_the_whole_response);
     tcase_add_test(tc, test_descriptor_exhaustion);
     tcase_add_test(tc, test_select_backend_survives_past_fd_setsize);
+    tcase_add_test(tc, test_select_backend_takes_a_listening_socket_past_fd_setsize);
     tcase_add_test(tc, test_slowloris_crowd);
     suite_add_tcase(s, tc);
     return s;
