@@ -1367,16 +1367,29 @@ static int config_validate(struct parser *p)
         l->port = 8080;
         l->line = 0;
     }
-    /* Two SO_REUSEPORT sockets on one address would both bind, silently. */
+    /* Two SO_REUSEPORT sockets on one address would both bind, silently;
+     * a wildcard and an address it covers on one port would not bind at
+     * start (the error -t must give first). */
     for (int i = 0; i < cfg->n_listen; i++) {
         for (int j = 0; j < i; j++) {
             const struct config_addr *x = &cfg->listen[i], *y = &cfg->listen[j];
-            if (x->port != 0 && x->port == y->port &&
-                same_host(x->host, y->host)) {
+            if (x->port == 0 || x->port != y->port ||
+                !hosts_overlap(x->host, y->host)) {
+                continue;
+            }
+            if (same_host(x->host, y->host)) {
                 fail(p, x->line, "duplicate listen %s (first at line %d)",
                      addr_label(x, a, sizeof(a)), y->line);
-                break;
+            } else {
+                char b[80];
+                fail(p, x->line,
+                     "listen %s overlaps listen %s (line %d): the wildcard "
+                     "takes that port on every address ([::] on IPv4's "
+                     "too)",
+                     addr_label(x, a, sizeof(a)), addr_label(y, b, sizeof(b)),
+                     y->line);
             }
+            break;
         }
     }
 

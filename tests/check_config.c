@@ -491,6 +491,26 @@ START_TEST(server_listen)
     LOAD_ERROR("[server]\nlisten = LocalHost:80\nlisten = localhost:80\n"
                UPSTREAM,
                "t.conf:3: duplicate listen localhost:80 (first at line 2)");
+    /* A wildcard and an address it covers, on one port: the start could
+     * not bind them both, so -t says so first. Not across families for
+     * 0.0.0.0, nor on different ports. */
+    LOAD_ERROR("[server]\nlisten = 0.0.0.0:80\nlisten = 127.0.0.1:80\n"
+               UPSTREAM,
+               "t.conf:3: listen 127.0.0.1:80 overlaps listen 0.0.0.0:80 (line "
+               "2): the wildcard takes that port on every address ([::] on "
+               "IPv4's too)");
+    LOAD_ERROR("[server]\nlisten = 127.0.0.1:80\nlisten = [::]:80\n"
+               UPSTREAM,
+               "t.conf:3: listen [::]:80 overlaps listen 127.0.0.1:80 (line "
+               "2): the wildcard takes that port on every address ([::] on "
+               "IPv4's too)");
+    LOAD_ERROR("[server]\nlisten = [::]:80\nlisten = 0.0.0.0:80\n" UPSTREAM,
+               "t.conf:3: listen 0.0.0.0:80 overlaps listen [::]:80 (line "
+               "2): the wildcard takes that port on every address ([::] on "
+               "IPv4's too)");
+    LOAD_OK("[server]\nlisten = 0.0.0.0:80\nlisten = [::1]:80\n"
+            "listen = 0.0.0.0:81\nlisten = 127.0.0.1:82\n" UPSTREAM);
+    ck_assert_int_eq(cfg->n_listen, 4);
 }
 END_TEST
 
