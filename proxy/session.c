@@ -1113,10 +1113,12 @@ static const char *header_value(struct session *s, const char *name,
  * fault_abort_percent chance answer fault_abort; with fault_delay_percent
  * chance delay by fault_delay drawn from its distribution. With
  * fault_headers = on, X-Switchboard-Delay (a duration) and
- * X-Switchboard-Abort (a status) override both for this request.
+ * X-Switchboard-Abort (a status) override both for this request. Returns
+ * NULL, or why such a header cannot be obeyed (the request gets 400: a
+ * fault asked for and silently not injected would mislead its test).
  */
-static void fault_decide(struct session *s, const struct config_route *r,
-                         struct fault *f)
+static const char *fault_decide(struct session *s,
+                                const struct config_route *r, struct fault *f)
 {
     f->delay_ms = 0;
     f->abort = 0;
@@ -1143,15 +1145,29 @@ static void fault_decide(struct session *s, const struct config_route *r,
         int64_t ms;
         uint64_t status;
         const char *v = header_value(s, "x-switchboard-delay", buf, sizeof(buf));
-        if (v != NULL && util_parse_duration(v, &ms) == 0 && ms <= 3600000) {
+        if (v != NULL) {
+            /* A unit is required: the conf reads a bare number as seconds,
+             * the slow origin as milliseconds (and Envoy's header too). */
+            size_t len = strlen(v);
+            if (len == 0 || len == sizeof(buf) - 1 ||
+                !(v[len - 1] >= 'a' && v[len - 1] <= 'z') ||
+                util_parse_duration(v, &ms) < 0 || ms > 3600000) {
+                return "bad X-Switchboard-Delay: expected a duration with "
+                       "its unit, up to 1h (250ms, 2s)";
+            }
             f->delay_ms = (int)ms;
         }
         v = header_value(s, "x-switchboard-abort", buf, sizeof(buf));
-        if (v != NULL && util_parse_uint(v, &status) == 0 && status >= 200 &&
-            status <= 599) {
+        if (v != NULL) {
+            if (util_parse_uint(v, &status) < 0 || status < 200 ||
+                status > 599) {
+                return "bad X-Switchboard-Abort: expected a status from 200 "
+                       "to 599";
+            }
             f->abort = (int)status;
         }
     }
+    return NULL;
 }
 
 /* Answer the route's injected fault (s->fault_abort) instead of
@@ -1286,7 +1302,10 @@ static int exchange_begin(struct session *s)
         }
     }
     struct fault fault;
-    fault_decide(s, &cfg->routes[route], &fault);
+    const char *bad_fault = fault_decide(s, &cfg->routes[route], &fault);
+    if (bad_fault != NULL) {
+        return reply_error(s, 400, "bad_request", bad_fault);
+    }
     s->fault_abort = fault.abort;
     if (fault.abort != 0 && fault.delay_ms == 0) {
         return fault_abort_reply(s);

@@ -249,12 +249,32 @@ START_TEST(test_fault_headers_only_when_on)
                          "X-Switchboard-Abort: 418\r\n\r\n",
                          NULL),
                      418);
-    /* Past the cap (1h), the header is ignored, not obeyed. */
-    ck_assert_int_eq(get("GET / HTTP/1.1\r\nHost: a\r\n"
-                         "X-Switchboard-Delay: 2h\r\n\r\n",
-                         &ms),
-                     200);
-    ck_assert_msg(ms < 200 * harness_scale(), "took %.0f ms", ms);
+    /* A value that cannot be obeyed gets 400 at once, saying why: past
+     * the cap (1h), a bare number (seconds in the conf, milliseconds in
+     * the slow origin and Envoy), not a duration, not a status. */
+    static const char *const bad[] = {
+        "X-Switchboard-Delay: 2h", "X-Switchboard-Delay: 100",
+        "X-Switchboard-Delay: -1s", "X-Switchboard-Delay: 1.5s",
+        "X-Switchboard-Delay: 100MS",
+        "X-Switchboard-Delay: ", "X-Switchboard-Abort: 600",
+        "X-Switchboard-Abort: 199", "X-Switchboard-Abort: abc",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char raw[256];
+        snprintf(raw, sizeof(raw), "GET / HTTP/1.1\r\nHost: a\r\n%s\r\n\r\n",
+                 bad[i]);
+        double t0 = harness_now();
+        struct response r;
+        ck_assert_int_eq(harness_exchange(proxy.port, raw, &r, 5000), 0);
+        ms = harness_now() - t0;
+        ck_assert_msg(r.status == 400, "%s: %d", bad[i], r.status);
+        ck_assert_msg(strncmp(r.body, "bad X-Switchboard-", 18) == 0 &&
+                          strstr(r.body, bad[i][14] == 'D' ? "Delay"
+                                                           : "Abort") != NULL,
+                      "%s: %s", bad[i], r.body);
+        ck_assert_msg(ms < 200 * harness_scale(), "took %.0f ms", ms);
+        response_free(&r);
+    }
     harness_stop(&proxy);
     harness_stop(&origin);
 
