@@ -689,6 +689,41 @@ static int hosts_overlap(const char *a, const char *b)
     return 0;
 }
 
+/* Is host this machine's loopback: 127.0.0.0/8, ::1 or localhost? */
+static int host_is_loopback(const char *host, int v4_only)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+
+    if (strcasecmp(host, "localhost") == 0) {
+        return 1;
+    }
+    if (inet_aton(host, &a4) != 0) {
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    }
+    return !v4_only && inet_pton(AF_INET6, host, &a6) == 1 &&
+           IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
+/* Would a request sent to server come back to this proxy: the address of
+ * one of its listen lines, or a loopback address on the port of a wildcard
+ * one (0.0.0.0 takes IPv4's, [::] both)? Other addresses under a wildcard
+ * may well be other machines. Names are not looked up. */
+static int server_is_listen(const struct config_addr *server,
+                            const struct config_addr *l)
+{
+    if (l->port == 0 || server->port != l->port) {
+        return 0;
+    }
+    if (same_host(server->host, l->host)) {
+        return 1;
+    }
+    if (same_host(l->host, "0.0.0.0")) {
+        return host_is_loopback(server->host, 1);
+    }
+    return same_host(l->host, "::") && host_is_loopback(server->host, 0);
+}
+
 /* Could a request's path take a route of this prefix? Routes are chosen
  * by the normalised path, and a request whose raw and normalised paths
  * take different routes is refused (session.c). A normalised path holds
@@ -1419,6 +1454,23 @@ static int config_validate(struct parser *p)
         const struct config_upstream *up = &cfg->upstreams[u];
         if (up->n_servers == 0) {
             fail(p, up->line, "[upstream %s] has no server", up->name);
+        }
+        for (int i = 0; i < up->n_servers; i++) {
+            const struct config_addr *x = &up->servers[i].addr;
+            for (int j = 0; j < cfg->n_listen; j++) {
+                const struct config_addr *y = &cfg->listen[j];
+                if (server_is_listen(x, y)) {
+                    char at[32] = "the default";
+                    if (y->line > 0) {
+                        snprintf(at, sizeof(at), "line %d", y->line);
+                    }
+                    fail(p, x->line,
+                         "server %s in [upstream %s] is where this proxy "
+                         "listens (%s): its requests would come back to it",
+                         addr_label(x, a, sizeof(a)), up->name, at);
+                    break;
+                }
+            }
         }
         for (int i = 0; i < up->n_servers; i++) {
             for (int j = 0; j < i; j++) {

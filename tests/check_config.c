@@ -647,6 +647,30 @@ START_TEST(upstream_server_errors)
     LOAD_OK("[upstream a]\nserver = 127.0.0.1:1\nserver = 127.0.0.2:1\n"
             "server = localhost:1\nserver = [::1]:1\n");
     ck_assert_int_eq(cfg->upstreams[0].n_servers, 4);
+
+    /* A server that is the proxy itself: its requests would loop back
+     * (one request filled a worker with connections to itself until
+     * read_timeout). The default listen counts; under a wildcard listen,
+     * only loopback addresses are surely this machine. */
+    LOAD_ERROR("[server]\nlisten = 127.0.0.1:8000\n[upstream a]\n"
+               "server = 127.0.0.1:9000\nserver = 127.1:8000\n",
+               "t.conf:5: server 127.1:8000 in [upstream a] is where this "
+               "proxy listens (line 2): its requests would come back to it");
+    LOAD_ERROR("[upstream a]\nserver = 127.0.0.1:8080\n",
+               "t.conf:2: server 127.0.0.1:8080 in [upstream a] is where this "
+               "proxy listens (the default): its requests would come back "
+               "to it");
+    LOAD_ERROR("[server]\nlisten = 0.0.0.0:80\n[upstream a]\n"
+               "server = 127.0.0.53:80\n",
+               "t.conf:4: server 127.0.0.53:80 in [upstream a] is where this "
+               "proxy listens (line 2): its requests would come back to it");
+    LOAD_ERROR("[server]\nlisten = [::]:80\n[upstream a]\n"
+               "server = [::1]:80\n",
+               "t.conf:4: server [::1]:80 in [upstream a] is where this "
+               "proxy listens (line 2): its requests would come back to it");
+    LOAD_OK("[server]\nlisten = 0.0.0.0:80\nlisten = 127.0.0.1:0\n"
+            "[upstream a]\nserver = 10.0.0.5:80\nserver = [::1]:80\n"
+            "server = 127.0.0.1:81\n");
 }
 END_TEST
 
@@ -784,29 +808,29 @@ START_TEST(route_errors)
     LOAD_ERROR(UPSTREAM "[admin]\nlisten = 127.0.0.1:8080\n",
                "t.conf:4: [admin] listen 127.0.0.1:8080 is also where [server] "
                "listens (the default)");
-    LOAD_ERROR("[server]\nlisten = 0.0.0.0:9000\n" UPSTREAM
-               "[admin]\nlisten = 127.0.0.1:9000\n",
-               "t.conf:6: [admin] listen 127.0.0.1:9000 is also where [server] "
+    LOAD_ERROR("[server]\nlisten = 0.0.0.0:9100\n" UPSTREAM
+               "[admin]\nlisten = 127.0.0.1:9100\n",
+               "t.conf:6: [admin] listen 127.0.0.1:9100 is also where [server] "
                "listens (line 2)");
     LOAD_OK(UPSTREAM "[admin]\nlisten = 127.0.0.1:9001\n");
     /* The wildcard spelt otherwise (0 is 0.0.0.0), on the admin's side. */
-    LOAD_ERROR("[server]\nlisten = 127.0.0.1:9000\n" UPSTREAM
-               "[admin]\nlisten = 0:9000\n",
-               "t.conf:6: [admin] listen 0:9000 is also where [server] "
+    LOAD_ERROR("[server]\nlisten = 127.0.0.1:9100\n" UPSTREAM
+               "[admin]\nlisten = 0:9100\n",
+               "t.conf:6: [admin] listen 0:9100 is also where [server] "
                "listens (line 2)");
     /* [::] takes IPv4 connections too; 0.0.0.0 takes no IPv6 ones. */
-    LOAD_ERROR("[server]\nlisten = [::]:9000\n" UPSTREAM
-               "[admin]\nlisten = 127.0.0.1:9000\n",
-               "t.conf:6: [admin] listen 127.0.0.1:9000 is also where [server] "
+    LOAD_ERROR("[server]\nlisten = [::]:9100\n" UPSTREAM
+               "[admin]\nlisten = 127.0.0.1:9100\n",
+               "t.conf:6: [admin] listen 127.0.0.1:9100 is also where [server] "
                "listens (line 2)");
-    LOAD_ERROR("[server]\nlisten = 127.0.0.1:9000\n" UPSTREAM
-               "[admin]\nlisten = [0:0::0]:9000\n",
-               "t.conf:6: [admin] listen [0:0::0]:9000 is also where [server] "
+    LOAD_ERROR("[server]\nlisten = 127.0.0.1:9100\n" UPSTREAM
+               "[admin]\nlisten = [0:0::0]:9100\n",
+               "t.conf:6: [admin] listen [0:0::0]:9100 is also where [server] "
                "listens (line 2)");
-    LOAD_OK("[server]\nlisten = 0.0.0.0:9000\n" UPSTREAM
-            "[admin]\nlisten = [::1]:9000\n");
-    LOAD_OK("[server]\nlisten = [::1]:9000\n" UPSTREAM
-            "[admin]\nlisten = 0.0.0.0:9000\n");
+    LOAD_OK("[server]\nlisten = 0.0.0.0:9100\n" UPSTREAM
+            "[admin]\nlisten = [::1]:9100\n");
+    LOAD_OK("[server]\nlisten = [::1]:9100\n" UPSTREAM
+            "[admin]\nlisten = 0.0.0.0:9100\n");
     /* evdns takes only the plain forms of a name server's address. */
     LOAD_ERROR("[server]\nresolver = 127.1\n" UPSTREAM,
                "t.conf:2: bad value \"127.1\" for resolver: expected system, "
