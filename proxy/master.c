@@ -551,6 +551,8 @@ static void stop_workers(struct master *m, int sig)
             sig = SIGINT;
             signal_workers(m, SIGINT);
             deadline = util_now_ms() + 10000.0;
+        } else if (got == SIGHUP) {
+            log_warn("SIGHUP: ignored: stopping");
         }
     }
     pid_t admins[2] = {m->admin_pid, m->admin_old};

@@ -246,7 +246,11 @@ static void on_worker_signal(evutil_socket_t sig, short what, void *arg)
         worker_drain(w, "SIGQUIT");
         break;
     case SIGUSR1:
-        if (w->access_log == NULL && strcmp(w->cfg->access_log, "off") != 0) {
+        if (strcmp(w->cfg->access_log, "off") == 0 ||
+            accesslog_stream(w->cfg->access_log) >= 0) {
+            break; /* no file of its own to reopen */
+        }
+        if (w->access_log == NULL) {
             /* Could not be opened when this worker started: try again. */
             if (access_log_open(w, "SIGUSR1: ") == 0) {
                 log_info("SIGUSR1: access log opened");

@@ -1737,15 +1737,22 @@ START_TEST(test_reload_changes_listen_and_backlog)
     ck_assert_msg(fd < 0 && errno == ECONNREFUSED,
                   "port %d still accepts after it was dropped", ports[0]);
 
-    /* An address that cannot be bound (the origin's) fails the reload
-     * with its line, and nothing changes. */
-    int bad[2] = {ports[1], origin[0].port};
+    /* An address that cannot be bound (a socket of the test's holds it)
+     * fails the reload with its line, and nothing changes. */
+    int holder = harness_own(socket(AF_INET, SOCK_STREAM, 0));
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t salen = sizeof(sa);
+    ck_assert_int_eq(bind(holder, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(listen(holder, 1), 0);
+    ck_assert_int_eq(getsockname(holder, (struct sockaddr *)&sa, &salen), 0);
+    int bad[2] = {ports[1], ntohs(sa.sin_port)};
     write_conf(&proxy, listen_conf(bad, 2, "workers = 1\nbacklog = 16\n"));
     ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
     char want[400];
     snprintf(want, sizeof(want),
              "%s:3: listen 127.0.0.1:%d cannot be bound", proxy.conf_path,
-             origin[0].port);
+             bad[1]);
     ck_assert_msg(harness_log_wait(&proxy, want, 3000), "no \"%s\" in:\n%s",
                   want, harness_log(&proxy));
     ck_assert_int_eq(exchange(ports[1], get, NULL), 200);
@@ -2869,6 +2876,23 @@ START_TEST(test_sigusr1_reopens_the_access_log)
 }
 END_TEST
 
+/* With no access log file (stderr, off), SIGUSR1 reopens nothing, and no
+ * worker says it did. */
+START_TEST(test_sigusr1_without_a_log_file_reopens_nothing)
+{
+    static const char *const where[] = {"stderr", "off"};
+    for (int i = 0; i < 2; i++) {
+        start_logging("workers = 1\n", where[i]);
+        ck_assert_int_eq(kill(proxy.pid, SIGUSR1), 0);
+        ck_assert(harness_log_wait(&proxy, "SIGUSR1: workers reopen", 2000));
+        usleep((useconds_t)(300 * 1000 * harness_scale()));
+        ck_assert_msg(strstr(harness_log(&proxy), "access log") == NULL,
+                      "access_log = %s:\n%s", where[i], harness_log(&proxy));
+        teardown();
+    }
+}
+END_TEST
+
 START_TEST(test_sigusr1_during_a_drain_reopens_the_access_log)
 {
     /* Log rotation while a SIGTERM drain goes on: the draining worker
@@ -2890,6 +2914,11 @@ START_TEST(test_sigusr1_during_a_drain_reopens_the_access_log)
     ck_assert_int_eq(kill(proxy.pid, SIGUSR1), 0);
     ck_assert_msg(harness_log_wait(&proxy, "access log reopened", 2000), "%s",
                   harness_log(&proxy));
+    /* A reload asked for while stopping is not done, and the log says so
+     * (it said nothing). */
+    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    ck_assert_msg(harness_log_wait(&proxy, "SIGHUP: ignored: stopping", 2000),
+                  "%s", harness_log(&proxy));
     struct response r;
     ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
     ck_assert_int_eq(r.status, 200);
@@ -3579,6 +3608,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_success_clears_the_failure_count);
     tcase_add_test(tc, test_keepalive_caps_idle_connections);
     tcase_add_test(tc, test_sigusr1_reopens_the_access_log);
+    tcase_add_test(tc, test_sigusr1_without_a_log_file_reopens_nothing);
     tcase_add_test(tc, test_access_log_to_stdout);
     tcase_add_test(tc, test_max_connections_reached_is_counted);
     tcase_add_test(tc, test_access_log_write_failure_is_reported);
