@@ -1303,7 +1303,25 @@ static int on_directive(void *user, const char *section, const char *name,
                 other = &directives[i];
             }
         }
-        if (other != NULL) {
+        /* nginx's "listen 127.0.0.1:8080" reaches here split at its ':'
+         * (the ini parser takes ':' for '=' too): its first word is a
+         * directive, a value after it and no '='. */
+        size_t word = strcspn(name, " \t");
+        const struct directive *spaced = NULL;
+        for (size_t i = 0; i < N_DIRECTIVES && name[word] != '\0' &&
+                           spaced == NULL;
+             i++) {
+            if (strlen(directives[i].name) == word &&
+                strncmp(directives[i].name, name, word) == 0) {
+                spaced = &directives[i];
+            }
+        }
+        if (spaced != NULL) {
+            fail(p, p->line,
+                 "\"%s\" is no directive: write \"%s = \" and the value "
+                 "(an '=' between them)",
+                 shown(n, sizeof(n), name), spaced->name);
+        } else if (other != NULL) {
             fail(p, p->line,
                  "unknown directive \"%s\" in %s (it belongs in %s)", name,
                  section_label(p, label, sizeof(label)),

@@ -1007,6 +1007,19 @@ START_TEST(syntax_directives)
                "t.conf:2: unknown directive \"hosts\" in [route /x]");
     LOAD_ERROR("[server]\n= 2\n",
                "t.conf:2: unknown directive \"\" in [server]");
+    /* nginx's way, a value after the name without '=' (split by the ini
+     * parser at a ':'): the directive named, and how to write it. */
+    LOAD_ERROR("[server]\nlisten 127.0.0.1:8080\n",
+               "t.conf:2: \"listen 127.0.0.1\" is no directive: write "
+               "\"listen = \" and the value (an '=' between them)");
+    LOAD_ERROR("[upstream a]\nserver\t10.0.0.1:80\n",
+               "t.conf:2: \"server?10.0.0.1\" is no directive: write "
+               "\"server = \" and the value (an '=' between them)");
+    LOAD_ERROR("[server]\nlisten [::1]:80\n",
+               "t.conf:2: \"listen [\" is no directive: write \"listen = \" "
+               "and the value (an '=' between them)");
+    LOAD_ERROR("[server]\nlistens 1:2\n",
+               "t.conf:2: unknown directive \"listens 1\" in [server]");
     LOAD_ERROR("[server]\nworkers\n",
                "t.conf:2: expected \"name = value\" or a [section] header");
     LOAD_ERROR("[server]\nworkers ; = 2\n",
