@@ -525,10 +525,11 @@ static int drain_ms(const struct master *m)
 /*
  * Stop every worker with sig (SIGTERM and SIGQUIT drain, SIGINT stops at
  * once) and wait for them; past the deadline they are killed. Then the
- * admin.
+ * admin. Returns 1 if any had to be killed, else 0.
  */
-static void stop_workers(struct master *m, int sig)
+static int stop_workers(struct master *m, int sig)
 {
+    int killed = 0;
     signal_workers(m, sig);
     double grace = sig != SIGINT ? drain_ms(m) + 5000.0 : 10000.0;
     double deadline = util_now_ms() + grace;
@@ -537,6 +538,7 @@ static void stop_workers(struct master *m, int sig)
             log_error("workers did not stop in %.0f s: killing them",
                       grace / 1000);
             signal_workers(m, SIGKILL);
+            killed = 1;
             deadline += 10000;
         }
         struct timespec ts = {0, 20 * 1000 * 1000};
@@ -563,6 +565,7 @@ static void stop_workers(struct master *m, int sig)
         }
     }
     m->admin_pid = m->admin_old = 0;
+    return killed;
 }
 
 /* /metrics and /status have room for STATS_MAX_POOLS upstreams and
@@ -1083,10 +1086,12 @@ int master_run(const struct config *cfg)
             m.admin_respawn_at_ms = now + 1000;
         }
     }
-    stop_workers(&m, stop_sig);
+    /* Workers that had to be killed did not stop as asked: the exit
+     * says so to whatever supervises the process. */
+    int killed = stop_workers(&m, stop_sig);
     close_sockets(&m);
     stats_unmap(m.shm);
     config_free(m.owned);
     log_info("stopped");
-    return 0;
+    return killed;
 }

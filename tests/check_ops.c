@@ -2876,6 +2876,26 @@ START_TEST(test_sigusr1_reopens_the_access_log)
 }
 END_TEST
 
+/* A worker that does not stop when the drain's bound has passed is killed,
+ * and the master's exit status says so (it said 0, a clean stop). */
+START_TEST(test_exit_status_after_killing_a_worker)
+{
+    start_logging("workers = 1\nshutdown_timeout = 100ms\n", "off");
+    pid_t workers[8];
+    ck_assert_int_eq(harness_wait_children(proxy.pid, workers, 1), 1);
+    ck_assert_int_eq(kill(workers[0], SIGSTOP), 0);
+    ck_assert_int_eq(kill(proxy.pid, SIGTERM), 0);
+    double took;
+    int status = wait_exit(&proxy, 15000, &took);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1,
+                  "status %d after %.0f ms; log:\n%s", status, took,
+                  harness_log(&proxy));
+    /* The bound: shutdown_timeout and 5 s more. */
+    ck_assert_msg(took >= 5000, "killed after %.0f ms", took);
+    ck_assert(harness_log_wait(&proxy, "workers did not stop", 0));
+}
+END_TEST
+
 /* With no access log file (stderr, off), SIGUSR1 reopens nothing, and no
  * worker says it did. */
 START_TEST(test_sigusr1_without_a_log_file_reopens_nothing)
@@ -3609,6 +3629,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_keepalive_caps_idle_connections);
     tcase_add_test(tc, test_sigusr1_reopens_the_access_log);
     tcase_add_test(tc, test_sigusr1_without_a_log_file_reopens_nothing);
+    tcase_add_test(tc, test_exit_status_after_killing_a_worker);
     tcase_add_test(tc, test_access_log_to_stdout);
     tcase_add_test(tc, test_max_connections_reached_is_counted);
     tcase_add_test(tc, test_access_log_write_failure_is_reported);
