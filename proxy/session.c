@@ -708,6 +708,14 @@ static int reply_error(struct session *s, int status, const char *term,
                  : s->in_exchange && s->client.head.target_len > 0
                      ? (int)s->client.parser.method
                      : -1;
+    if (s->t_head < 0) {
+        /* A head refused before it was read whole: the bytes read of it
+         * (and any behind it, dropped with it) count as the exchange's,
+         * not only those the parser had taken (the access log's bytes in
+         * were 3 for "BAD REQUEST\r\n\r\n"). */
+        s->client.bytes_in +=
+            evbuffer_get_length(bufferevent_get_input(s->client.bev));
+    }
     http1_write_error(out, status, reason, method == HTTP_HEAD);
     s->client.bytes_out += evbuffer_get_length(out) - before;
     s->status = status;

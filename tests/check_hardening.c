@@ -2099,6 +2099,28 @@ START_TEST(test_connection_close_request_ends_the_connection)
 }
 END_TEST
 
+/* A head refused before it was read whole: the access log counts every
+ * byte of it read (it counted what the parser had taken: 3 of 15). */
+START_TEST(test_refused_head_logs_the_bytes_read)
+{
+    start_script(h_reply, (void *)&keep_ok, "", "");
+    static const struct {
+        const char *raw;
+        const char *logged;
+    } cases[] = {
+        {"BAD REQUEST\r\n\r\n", "\"-\" 400 15 "},
+        {"get / HTTP/1.1\r\nHost: a\r\n\r\n", "\"-\" 501 27 "},
+        {"GET / HTTP/1.1\r\nHost: a\r\nX: y\rz\r\n\r\n", "\"-\" 400 35 "},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct talk t;
+        talk(cases[i].raw, strlen(cases[i].raw), &t);
+        ck_assert_msg(t.closed, "%s", cases[i].raw);
+        harness_assert_logged(&proxy, t.port, cases[i].logged, NULL);
+    }
+}
+END_TEST
+
 START_TEST(test_client_half_close_mid_request_answered)
 {
     start_script(h_reply, (void *)&keep_ok, "", "");
@@ -3100,6 +3122,7 @@ static Suite *hardening_suite(void)
     tcase_add_loop_test(tc, test_connection_close_request_ends_the_connection,
                         0, (int)(sizeof(client_closing) /
                                  sizeof(client_closing[0])));
+    tcase_add_test(tc, test_refused_head_logs_the_bytes_read);
     tcase_add_test(tc, test_client_half_close_mid_request_answered);
     tcase_add_test(tc, test_client_gone_before_answer_ends_the_exchange);
     tcase_add_test(tc, test_client_gone_while_request_waits_ends_the_exchange);
