@@ -122,9 +122,13 @@ int accesslog_open_path(const char *path)
     return fd;
 }
 
-const char *accesslog_strerror(int err)
+const char *accesslog_strerror(const char *path, int err)
 {
-    return err == ENXIO ? "a FIFO with no reader" : strerror(err);
+    struct stat st;
+    if (err == ENXIO && stat(path, &st) == 0 && S_ISFIFO(st.st_mode)) {
+        return "a FIFO with no reader";
+    }
+    return strerror(err);
 }
 
 struct accesslog *accesslog_open(struct event_base *base, const char *where,

@@ -40,9 +40,10 @@ int accesslog_stream(const char *where);
  */
 int accesslog_open_path(const char *path);
 
-/* Why accesslog_open_path failed, for errno err: strerror's words, or
- * "a FIFO with no reader" for ENXIO, whose own text misleads. */
-const char *accesslog_strerror(int err);
+/* Why accesslog_open_path(path) failed with errno err: strerror's words,
+ * or "a FIFO with no reader" for ENXIO on a FIFO, whose own text ("No such
+ * device or address") misleads there. */
+const char *accesslog_strerror(const char *path, int err);
 
 /*
  * Open the log: "off" returns NULL with *err NULL; "stderr", "stdout" or a

@@ -277,7 +277,7 @@ int master_check_outside(const struct config *cfg, char *err, size_t errlen)
         if (fd < 0) {
             snprintf(err, errlen, "%s:%d: access_log %s: cannot open it: %s",
                      cfg->path, cfg->access_log_line, cfg->access_log,
-                     accesslog_strerror(errno));
+                     accesslog_strerror(cfg->access_log, errno));
             return -1;
         }
         close(fd);

@@ -229,7 +229,7 @@ static int access_log_open(struct worker *w, const char *prefix)
         log_error("%saccess_log %s: %s: %s; no access log for this worker "
                   "until SIGUSR1",
                   prefix, w->cfg->access_log, err,
-                  accesslog_strerror(errno));
+                  accesslog_strerror(w->cfg->access_log, errno));
         return -1;
     }
     return 0;
@@ -257,7 +257,8 @@ static void on_worker_signal(evutil_socket_t sig, short what, void *arg)
             }
         } else if (accesslog_reopen(w->access_log) < 0) {
             log_error("SIGUSR1: cannot reopen access_log %s: %s",
-                      w->cfg->access_log, accesslog_strerror(errno));
+                      w->cfg->access_log,
+                      accesslog_strerror(w->cfg->access_log, errno));
         } else {
             log_info("SIGUSR1: access log reopened");
         }

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1553,6 +1554,31 @@ START_TEST(test_check_mode)
     }
     unlink(path);
     unlink(fifo);
+    /* ENXIO from a path that is no FIFO (a Unix socket here) keeps its
+     * own words. */
+    char sock_path[64];
+    snprintf(sock_path, sizeof(sock_path), "/tmp/sb-limits-%d.sock",
+             (int)getpid());
+    unlink(sock_path);
+    int us = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un su = {.sun_family = AF_UNIX};
+    snprintf(su.sun_path, sizeof(su.sun_path), "%s", sock_path);
+    ck_assert_int_eq(bind(us, (struct sockaddr *)&su, sizeof(su)), 0);
+    snprintf(text, sizeof(text),
+             "[server]\nlisten = 127.0.0.1:0\naccess_log = %s\n"
+             "[upstream origin]\nserver = 127.0.0.1:9\n",
+             sock_path);
+    write_conf(path, sizeof(path), text);
+    run_check(path, &run);
+    unlink(path);
+    close(us);
+    unlink(sock_path);
+    snprintf(want, sizeof(want),
+             "%s:3: access_log %s: cannot open it: No such device or "
+             "address\n",
+             path, sock_path);
+    ck_assert_msg(run.status == 1 && strcmp(run.err, want) == 0,
+                  "exit %d, stderr: %s", run.status, run.err);
 
     /* A listen name that does not resolve: its line, before any start
      * (resolved locally: an empty label never reaches a name server). */
