@@ -669,46 +669,92 @@ static int same_host(const char *a, const char *b)
            memcmp(&a6, &b6, sizeof(a6)) == 0;
 }
 
+/* Does a socket bound to [::] take IPv4's connections too? Linux's default
+ * (net.ipv6.bindv6only = 0); read once. */
+static int v6_wildcard_takes_v4(void)
+{
+    static int known = -1;
+    if (known < 0) {
+        int only = 0;
+        FILE *f = fopen("/proc/sys/net/ipv6/bindv6only", "r");
+        if (f != NULL) {
+            if (fscanf(f, "%d", &only) != 1) {
+                only = 0;
+            }
+            fclose(f);
+        }
+        known = only == 0;
+    }
+    return known;
+}
+
+/* host as a literal address: AF_INET (an IPv4-mapped IPv6 one read as
+ * IPv4), AF_INET6, or 0 for a name. With dest, the unspecified address
+ * becomes the loopback one a connect to it reaches. */
+static int host_addr(const char *host, int dest, struct in_addr *v4,
+                     struct in6_addr *v6)
+{
+    if (inet_aton(host, v4) != 0) {
+        if (dest && v4->s_addr == htonl(INADDR_ANY)) {
+            v4->s_addr = htonl(INADDR_LOOPBACK);
+        }
+        return AF_INET;
+    }
+    if (inet_pton(AF_INET6, host, v6) != 1) {
+        return 0;
+    }
+    if (IN6_IS_ADDR_V4MAPPED(v6)) {
+        memcpy(&v4->s_addr, &v6->s6_addr[12], 4);
+        if (dest && v4->s_addr == htonl(INADDR_ANY)) {
+            v4->s_addr = htonl(INADDR_LOOPBACK);
+        }
+        return AF_INET;
+    }
+    if (dest && IN6_IS_ADDR_UNSPECIFIED(v6)) {
+        *v6 = in6addr_loopback;
+    }
+    return AF_INET6;
+}
+
 /* Could sockets bound to a and b on one port take each other's
  * connections: the same address, or a wildcard that covers the other.
- * [::] covers IPv4 too (Linux binds it dual-stack by default); 0.0.0.0
- * covers every IPv4 address and any name, not an IPv6 literal. */
+ * [::] covers IPv4 too where Linux binds it dual-stack (the default);
+ * 0.0.0.0 covers every IPv4 address. A name is judged only against the
+ * same name: resolved at start, its family is not known here (the start
+ * says, naming the line, if it cannot be bound). */
 static int hosts_overlap(const char *a, const char *b)
 {
-    struct in6_addr v6;
+    struct in_addr a4, b4;
+    struct in6_addr a6, b6;
 
-    if (same_host(a, b) || same_host(a, "::") || same_host(b, "::")) {
+    if (same_host(a, b)) {
         return 1;
     }
+    int fa = host_addr(a, 0, &a4, &a6), fb = host_addr(b, 0, &b4, &b6);
+    if (fa == 0 || fb == 0) {
+        return 0;
+    }
+    if (fa == AF_INET && fb == AF_INET && a4.s_addr == b4.s_addr) {
+        return 1; /* one of them IPv4-mapped */
+    }
+    if (same_host(a, "::") || same_host(b, "::")) {
+        return fa == fb || v6_wildcard_takes_v4();
+    }
     if (same_host(a, "0.0.0.0")) {
-        return inet_pton(AF_INET6, b, &v6) != 1;
+        return fb == AF_INET;
     }
     if (same_host(b, "0.0.0.0")) {
-        return inet_pton(AF_INET6, a, &v6) != 1;
+        return fa == AF_INET;
     }
     return 0;
 }
 
-/* Is host this machine's loopback: 127.0.0.0/8, ::1 or localhost? */
-static int host_is_loopback(const char *host, int v4_only)
-{
-    struct in_addr a4;
-    struct in6_addr a6;
-
-    if (strcasecmp(host, "localhost") == 0) {
-        return 1;
-    }
-    if (inet_aton(host, &a4) != 0) {
-        return (ntohl(a4.s_addr) >> 24) == 127;
-    }
-    return !v4_only && inet_pton(AF_INET6, host, &a6) == 1 &&
-           IN6_IS_ADDR_LOOPBACK(&a6);
-}
-
 /* Would a request sent to server come back to this proxy: the address of
- * one of its listen lines, or a loopback address on the port of a wildcard
- * one (0.0.0.0 takes IPv4's, [::] both)? Other addresses under a wildcard
- * may well be other machines. Names are not looked up. */
+ * one of its listen lines (however written, IPv4-mapped or not; 0.0.0.0
+ * and [::] as the loopback address a connect to them reaches; localhost
+ * as 127.0.0.1, the address the pool prefers), or a loopback address on
+ * the port of a wildcard listen? Other addresses under a wildcard may well
+ * be other machines; other names are not looked up. */
 static int server_is_listen(const struct config_addr *server,
                             const struct config_addr *l)
 {
@@ -718,10 +764,30 @@ static int server_is_listen(const struct config_addr *server,
     if (same_host(server->host, l->host)) {
         return 1;
     }
-    if (same_host(l->host, "0.0.0.0")) {
-        return host_is_loopback(server->host, 1);
+    struct in_addr s4, l4;
+    struct in6_addr s6, l6;
+    int fs = host_addr(server->host, 1, &s4, &s6);
+    if (fs == 0 && strcasecmp(server->host, "localhost") == 0) {
+        fs = AF_INET;
+        s4.s_addr = htonl(INADDR_LOOPBACK);
     }
-    return same_host(l->host, "::") && host_is_loopback(server->host, 0);
+    if (fs == 0) {
+        return 0;
+    }
+    int loop4 = fs == AF_INET && (ntohl(s4.s_addr) >> 24) == 127;
+    int loop6 = fs == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&s6);
+    if (same_host(l->host, "0.0.0.0")) {
+        return loop4;
+    }
+    if (same_host(l->host, "::")) {
+        return loop6 || (loop4 && v6_wildcard_takes_v4());
+    }
+    int fl = host_addr(l->host, 0, &l4, &l6);
+    if (fs == AF_INET && fl == AF_INET) {
+        return s4.s_addr == l4.s_addr;
+    }
+    return fs == AF_INET6 && fl == AF_INET6 &&
+           memcmp(&s6, &l6, sizeof(s6)) == 0;
 }
 
 /* Could a request's path take a route of this prefix? Routes are chosen

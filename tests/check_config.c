@@ -508,9 +508,17 @@ START_TEST(server_listen)
                "t.conf:3: listen 0.0.0.0:80 overlaps listen [::]:80 (line "
                "2): the wildcard takes that port on every address ([::] on "
                "IPv4's too)");
+    LOAD_ERROR("[server]\nlisten = [::ffff:127.0.0.1]:80\n"
+               "listen = 0.0.0.0:80\n" UPSTREAM,
+               "t.conf:3: listen 0.0.0.0:80 overlaps listen "
+               "[::ffff:127.0.0.1]:80 (line 2): the wildcard takes that port on "
+               "every address ([::] on IPv4's too)");
+    /* A name's family is known only once it is resolved, at start: not
+     * judged here. */
     LOAD_OK("[server]\nlisten = 0.0.0.0:80\nlisten = [::1]:80\n"
-            "listen = 0.0.0.0:81\nlisten = 127.0.0.1:82\n" UPSTREAM);
-    ck_assert_int_eq(cfg->n_listen, 4);
+            "listen = 0.0.0.0:81\nlisten = 127.0.0.1:82\n"
+            "listen = ip6-localhost:81\n" UPSTREAM);
+    ck_assert_int_eq(cfg->n_listen, 5);
 }
 END_TEST
 
@@ -668,9 +676,32 @@ START_TEST(upstream_server_errors)
                "server = [::1]:80\n",
                "t.conf:4: server [::1]:80 in [upstream a] is where this "
                "proxy listens (line 2): its requests would come back to it");
+    /* However the address is written: IPv4-mapped, or the unspecified
+     * address (a connect to it reaches the loopback one), or localhost
+     * (the pool prefers its IPv4 address). */
+    static const char *const same[] = {"[::ffff:127.0.0.1]", "0.0.0.0", "0",
+                                       "localhost", "127.000.000.001"};
+    for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+        char conf[200], want[300];
+        snprintf(conf, sizeof(conf),
+                 "[server]\nlisten = 127.0.0.1:8000\n[upstream a]\n"
+                 "server = %s:8000\n",
+                 same[i]);
+        snprintf(want, sizeof(want),
+                 "t.conf:4: server %s:8000 in [upstream a] is where this "
+                 "proxy listens (line 2): its requests would come back to it",
+                 same[i]);
+        LOAD_ERROR(conf, want);
+    }
+    LOAD_ERROR("[server]\nlisten = [::]:80\n[upstream a]\n"
+               "server = 127.0.0.1:80\n",
+               "t.conf:4: server 127.0.0.1:80 in [upstream a] is where this "
+               "proxy listens (line 2): its requests would come back to it");
     LOAD_OK("[server]\nlisten = 0.0.0.0:80\nlisten = 127.0.0.1:0\n"
             "[upstream a]\nserver = 10.0.0.5:80\nserver = [::1]:80\n"
-            "server = 127.0.0.1:81\n");
+            "server = 127.0.0.1:81\nserver = origin.example:80\n");
+    LOAD_OK("[server]\nlisten = 127.0.0.2:80\n[upstream a]\n"
+            "server = 127.0.0.1:80\nserver = [::1]:80\n");
 }
 END_TEST
 
