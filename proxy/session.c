@@ -1152,6 +1152,16 @@ static const char *fault_decide(struct session *s,
         char buf[64];
         int64_t ms;
         uint64_t status;
+        /* Twice, which one would be obeyed is a guess. */
+        static const char *const names[] = {"x-switchboard-delay",
+                                            "x-switchboard-abort"};
+        for (int k = 0; k < 2; k++) {
+            int i = http1_head_find(&s->client.head, names[k], 0);
+            if (i >= 0 && http1_head_find(&s->client.head, names[k], i + 1) >= 0) {
+                return k == 0 ? "X-Switchboard-Delay given twice"
+                              : "X-Switchboard-Abort given twice";
+            }
+        }
         const char *v = header_value(s, "x-switchboard-delay", buf, sizeof(buf));
         if (v != NULL) {
             /* A unit is required: the conf reads a bare number as seconds,
@@ -1167,10 +1177,11 @@ static const char *fault_decide(struct session *s,
         }
         v = header_value(s, "x-switchboard-abort", buf, sizeof(buf));
         if (v != NULL) {
-            if (util_parse_uint(v, &status) < 0 || status < 200 ||
-                status > 599) {
+            /* 0 is the conf's "no abort": it takes the route's away. */
+            if (util_parse_uint(v, &status) < 0 ||
+                (status != 0 && (status < 200 || status > 599))) {
                 return "bad X-Switchboard-Abort: expected a status from 200 "
-                       "to 599";
+                       "to 599, or 0 for none";
             }
             f->abort = (int)status;
         }
