@@ -1595,24 +1595,19 @@ START_TEST(test_check_mode)
                   run.err);
 
     /* A port another process holds: the start fails, naming the line. */
-    int holder = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t salen = sizeof(sa);
-    ck_assert_int_eq(bind(holder, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    ck_assert_int_eq(listen(holder, 1), 0);
-    ck_assert_int_eq(getsockname(holder, (struct sockaddr *)&sa, &salen), 0);
+    int held;
+    int holder = harness_listen_any(&held);
     snprintf(text, sizeof(text),
              "[server]\nworkers = 1\nlisten = 127.0.0.1:%d\n"
              "[upstream origin]\nserver = 127.0.0.1:9\n",
-             ntohs(sa.sin_port));
+             held);
     write_conf(path, sizeof(path), text);
     run_switchboard(path, 0, &run);
     close(holder);
     unlink(path);
     ck_assert_msg(run.status == 1, "exit %d, stdout: %s", run.status, run.out);
     snprintf(want, sizeof(want), "%s:3: listen 127.0.0.1:%d cannot be bound",
-             path, ntohs(sa.sin_port));
+             path, held);
     ck_assert_msg(strstr(run.err, want) != NULL, "stderr: %s", run.err);
 
     /* A file that does not exist: named. */

@@ -1739,14 +1739,9 @@ START_TEST(test_reload_changes_listen_and_backlog)
 
     /* An address that cannot be bound (a socket of the test's holds it)
      * fails the reload with its line, and nothing changes. */
-    int holder = harness_own(socket(AF_INET, SOCK_STREAM, 0));
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t salen = sizeof(sa);
-    ck_assert_int_eq(bind(holder, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    ck_assert_int_eq(listen(holder, 1), 0);
-    ck_assert_int_eq(getsockname(holder, (struct sockaddr *)&sa, &salen), 0);
-    int bad[2] = {ports[1], ntohs(sa.sin_port)};
+    int held;
+    harness_own(harness_listen_any(&held));
+    int bad[2] = {ports[1], held};
     write_conf(&proxy, listen_conf(bad, 2, "workers = 1\nbacklog = 16\n"));
     ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
     char want[400];

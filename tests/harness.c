@@ -343,6 +343,11 @@ static int listen_any(int *port)
     return fd;
 }
 
+int harness_listen_any(int *port)
+{
+    return listen_any(port);
+}
+
 /*
  * A loopback port that nothing listens on, and that the kernel will not
  * hand out meanwhile: one below ip_local_port_range, the range it draws

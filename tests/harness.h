@@ -86,6 +86,10 @@ void harness_script(struct proc *p, harness_handler handler, void *arg,
 /* A loopback port nobody listens on, below the kernel's ephemeral range. */
 int harness_dead_port(void);
 
+/* A socket listening on 127.0.0.1 at a port the kernel picked (in *port):
+ * holds that port, so that binding it fails. */
+int harness_listen_any(int *port);
+
 /* Blocking connect to 127.0.0.1:port; aborts the test on failure. */
 int harness_connect(int port);
 
