@@ -31,6 +31,12 @@ static void usage(FILE *out)
             SWITCHBOARD_CONF);
 }
 
+/* -t: a warning of the conf's, on stderr beside the "ok". */
+static void print_warning(const char *msg)
+{
+    fprintf(stderr, "warning: %s\n", msg);
+}
+
 int main(int argc, char **argv)
 {
     const char *path = SWITCHBOARD_CONF;
@@ -94,6 +100,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (test_only) {
+        master_warnings(cfg, print_warning);
         printf("ok\n");
         config_free(cfg);
         return 0;

@@ -568,23 +568,42 @@ static int stop_workers(struct master *m, int sig)
     return killed;
 }
 
-/* /metrics and /status have room for STATS_MAX_POOLS upstreams and
- * STATS_MAX_SERVERS servers in each: say which ones they leave out. */
-static void warn_unshown(const struct config *cfg)
+void master_warnings(const struct config *cfg, void (*say)(const char *msg))
 {
+    char msg[CONFIG_PATH_MAX + 256];
     for (int u = 0; u < cfg->n_upstreams; u++) {
         const struct config_upstream *up = &cfg->upstreams[u];
+        int used = 0;
+        for (int r = 0; r < cfg->n_routes && !used; r++) {
+            used = cfg->routes[r].upstream == u;
+        }
+        if (!used) {
+            snprintf(msg, sizeof(msg),
+                     "%s:%d: [upstream %s] is used by no [route]: no request "
+                     "goes to it",
+                     cfg->path, up->line, up->name);
+            say(msg);
+        }
         if (u >= STATS_MAX_POOLS) {
-            log_warn("%s:%d: [upstream %s] is not shown in /metrics and "
+            snprintf(msg, sizeof(msg),
+                     "%s:%d: [upstream %s] is not shown in /metrics and "
                      "/status, which show the first %d upstreams",
                      cfg->path, up->line, up->name, STATS_MAX_POOLS);
+            say(msg);
         } else if (up->n_servers > STATS_MAX_SERVERS) {
-            log_warn("%s:%d: [upstream %s]: servers after the %dth are not "
+            snprintf(msg, sizeof(msg),
+                     "%s:%d: [upstream %s]: servers after the %dth are not "
                      "shown in /metrics and /status",
                      cfg->path, up->servers[STATS_MAX_SERVERS].addr.line,
                      up->name, STATS_MAX_SERVERS);
+            say(msg);
         }
     }
+}
+
+static void warn_line(const char *msg)
+{
+    log_warn("%s", msg);
 }
 
 /* How many generations of workers are running or draining. */
@@ -919,7 +938,7 @@ static void reload(struct master *m)
              "worker%s",
              next->path, m->generation, n, n == 1 ? "" : "s");
     log_init(next->log_level, "master");
-    warn_unshown(next);
+    master_warnings(next, warn_line);
     int was_slots = m->n_slots;
     m->n_slots = n;
     for (int s = 0; s < was_slots || s < n; s++) {
@@ -975,7 +994,7 @@ static void close_sockets(struct master *m)
 int master_run(const struct config *cfg)
 {
     log_init(cfg->log_level, "master");
-    warn_unshown(cfg);
+    master_warnings(cfg, warn_line);
     raise_fd_limit();
     struct master m;
     memset(&m, 0, sizeof(m));

@@ -1530,6 +1530,40 @@ START_TEST(test_check_mode)
     ck_assert_msg(strncmp(run.err, want, strlen(want)) == 0, "stderr: %s",
                   run.err);
 
+    /* A valid conf with something that works otherwise than one may
+     * think: ok, with a warning naming the line (it was said only at
+     * start, or not at all for an upstream no route uses). */
+    {
+        struct text_buf {
+            char s[4096];
+            size_t n;
+        } t = {.n = 0};
+        t.n += (size_t)snprintf(t.s + t.n, sizeof(t.s) - t.n,
+                                "[server]\nlisten = 127.0.0.1:0\n");
+        for (int u = 0; u < 17; u++) {
+            t.n += (size_t)snprintf(t.s + t.n, sizeof(t.s) - t.n,
+                                    "[upstream u%d]\nserver = 127.0.0.1:%d\n",
+                                    u, 9100 + u);
+        }
+        for (int u = 0; u < 16; u++) {
+            t.n += (size_t)snprintf(t.s + t.n, sizeof(t.s) - t.n,
+                                    "[route /u%d]\nupstream = u%d\n", u, u);
+        }
+        write_conf(path, sizeof(path), t.s);
+        run_check(path, &run);
+        unlink(path);
+        ck_assert_msg(run.status == 0 && strcmp(run.out, "ok\n") == 0,
+                      "exit %d, stdout: %s", run.status, run.out);
+        char warned[640];
+        snprintf(warned, sizeof(warned),
+                 "warning: %s:35: [upstream u16] is used by no [route]: no "
+                 "request goes to it\nwarning: %s:35: [upstream u16] is not "
+                 "shown in /metrics and /status, which show the first 16 "
+                 "upstreams\n",
+                 path, path);
+        ck_assert_msg(strcmp(run.err, warned) == 0, "stderr: %s", run.err);
+    }
+
     /* A FIFO nobody reads: refused at once, naming it, where the open
      * used to wait for a reader (-t hung, a reload froze the master). */
     char fifo[64];
