@@ -246,6 +246,16 @@ int pool_server_usable(const struct pool_server *s)
            (s->down_until_ms == 0 || util_now_ms() >= s->down_until_ms);
 }
 
+/* Can s take this request: usable, and not recovering with its probe in
+ * flight (a probe whose exchange ended with neither answer nor failure,
+ * its client gone, say, is given up after fail_timeout)? */
+static int server_pickable(const struct pool_server *s, double now)
+{
+    return pool_server_usable(s) &&
+           !(s->recovering && s->probe_ms > 0 &&
+             now - s->probe_ms < s->pool->cfg->fail_timeout_ms);
+}
+
 void pool_server_failed(struct pool_server *s, const char *why)
 {
     const struct config_upstream *cfg = s->pool->cfg;
@@ -256,6 +266,16 @@ void pool_server_failed(struct pool_server *s, const char *why)
         return;
     }
     double now = util_now_ms();
+    if (s->recovering && now >= s->down_until_ms) {
+        /* Back from being out, it failed again before any answer (its
+         * probe, most likely): out again at once. */
+        s->down_until_ms = now + cfg->fail_timeout_ms;
+        s->probe_ms = 0;
+        log_warn("upstream %s: server %s out again for %d ms (%s)",
+                 cfg->name, s->name, cfg->fail_timeout_ms, why);
+        pool_publish_health(s->pool);
+        return;
+    }
     int n = cfg->max_fails;
     if (s->fails < n) {
         s->fails++;
@@ -272,6 +292,8 @@ void pool_server_failed(struct pool_server *s, const char *why)
         (s->down_until_ms == 0 || now >= s->down_until_ms)) {
         s->down_until_ms = now + cfg->fail_timeout_ms;
         s->fails = 0;
+        s->recovering = 1;
+        s->probe_ms = 0;
         log_warn("upstream %s: server %s out for %d ms after %d failure%s "
                  "(last: %s)",
                  cfg->name, s->name, cfg->fail_timeout_ms, cfg->max_fails,
@@ -282,9 +304,14 @@ void pool_server_failed(struct pool_server *s, const char *why)
 
 void pool_server_succeeded(struct pool_server *s)
 {
-    s->fails = 0;
-    if (s->down_until_ms != 0 && util_now_ms() >= s->down_until_ms) {
+    /* The failures counted stay (as nginx's): max_fails of them within
+     * fail_timeout take it out, however many answers came between. */
+    if (s->recovering && util_now_ms() >= s->down_until_ms) {
+        /* Its probe answered: back in full, counting afresh. */
+        s->recovering = 0;
+        s->probe_ms = 0;
         s->down_until_ms = 0;
+        s->fails = 0;
         pool_publish_health(s->pool);
     }
 }
@@ -315,6 +342,8 @@ static void check_done(struct pool_server *s, int pass, const char *why)
             s->check_streak = 0;
             s->down_until_ms = 0; /* proven healthy: passive state too */
             s->fails = 0;
+            s->recovering = 0;
+            s->probe_ms = 0;
             log_warn("upstream %s: server %s up: %d health check%s passed",
                      cfg->name, s->name, cfg->health_rise,
                      cfg->health_rise == 1 ? "" : "s");
@@ -506,9 +535,10 @@ struct pool_server *pool_pick(struct pool *p, uint64_t key, uint64_t tried)
     unsigned char ok[BALANCER_MAX];
     int active[BALANCER_MAX];
     int any = 0;
+    double now = util_now_ms();
     for (int i = 0; i < p->n_servers; i++) {
         ok[i] = !(i < 64 && (tried >> i) & 1) &&
-                pool_server_usable(&p->servers[i]);
+                server_pickable(&p->servers[i], now);
         active[i] = p->servers[i].active;
         any |= ok[i];
     }
@@ -527,7 +557,17 @@ struct pool_server *pool_pick(struct pool *p, uint64_t key, uint64_t tried)
         i = balancer_round_robin(&p->balancer, ok);
         break;
     }
-    return i < 0 ? NULL : &p->servers[i];
+    if (i < 0) {
+        return NULL;
+    }
+    struct pool_server *s = &p->servers[i];
+    if (s->recovering) {
+        /* Out, and fail_timeout over: this request is its probe (nginx
+         * sends one too), the others go elsewhere until it is answered
+         * or fails. Not all of them, each held connect_timeout. */
+        s->probe_ms = now;
+    }
+    return s;
 }
 
 /* An idle connection spoke or closed: it cannot be reused. */

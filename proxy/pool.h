@@ -11,7 +11,9 @@
  *
  * Health, per worker like nginx's: passive (max_fails failures within
  * fail_timeout take a server out for fail_timeout, reported by sessions
- * through pool_server_failed) and, with health_check set, active (a GET
+ * through pool_server_failed; then one request at a time probes it until
+ * one is answered, a failed probe taking it out again) and, with
+ * health_check set, active (a GET
  * every health_interval; health_fall failures in a row take the server
  * out, health_rise passes bring it back). Nothing here knows HTTP beyond
  * the health check's status line.
@@ -47,10 +49,14 @@ struct pool_server {
     struct upconn_list idle;        /* this server's idle connections */
     int active;                     /* connections lent to sessions */
     /* passive health */
-    int fails;             /* since the last success, up to max_fails */
+    int fails;             /* counted, up to max_fails, since it was last out */
     double *fail_times;    /* of the last max_fails failures (a ring) */
     int fail_next;         /* the ring's next slot: its oldest time */
     double down_until_ms;  /* out of service until then */
+    /* Out, and fail_timeout over: one request at a time (a probe) until
+     * one is answered; probe_ms is when the probe in flight was picked. */
+    int recovering;
+    double probe_ms;
     /* active health */
     int check_up;         /* 1 unless health checks took it out */
     int check_streak;     /* passes (up) or failures (down) in a row */
@@ -120,7 +126,9 @@ void pool_close_idle(struct pool *p);
  */
 struct pool_server *pool_pick(struct pool *p, uint64_t key, uint64_t tried);
 
-/* Is the server in service (passive and active health)? */
+/* Is the server in service (passive and active health)? One back from
+ * being out is, though it takes one request at a time until a probe is
+ * answered (pool_pick). */
 int pool_server_usable(const struct pool_server *s);
 
 /* Publish the servers' up flags and the pool's servers_up as they are now
@@ -128,7 +136,8 @@ int pool_server_usable(const struct pool_server *s);
  * with nothing else to publish it). */
 void pool_publish_health(struct pool *p);
 
-/* An exchange with the server failed (counts toward max_fails) or worked. */
+/* An exchange with the server failed (counts toward max_fails; a probe's
+ * takes it out again) or was answered (a probe's puts it back in full). */
 void pool_server_failed(struct pool_server *s, const char *why);
 void pool_server_succeeded(struct pool_server *s);
 

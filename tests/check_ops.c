@@ -772,13 +772,15 @@ START_TEST(test_health_fall_is_exact)
 }
 END_TEST
 
-START_TEST(test_success_clears_the_failure_count)
+START_TEST(test_successes_between_failures_do_not_clear_them)
 {
     /* max_fails = 2, and a server whose answers alternate between a read
-     * timeout and a good one: a response clears the count, so it is
-     * never out. Round robin over two servers with one worker sends the
-     * even requests to one of them; every fourth request, from the third,
-     * is one its origin holds past read_timeout. */
+     * timeout and a good one: its two failures within fail_timeout take
+     * it out, the answers between them notwithstanding (as nginx counts;
+     * here a response cleared the count, and a server failing every other
+     * request stayed in). Round robin over two servers with one worker
+     * sends the even requests to one of them; every fourth request, from
+     * the third, is one its origin holds past read_timeout. */
     harness_origin(&origin[0], "--delay", "0ms", NULL);
     harness_origin(&origin[1], "--delay", "0ms", NULL);
     int timeout = (int)(500 * harness_scale());
@@ -789,7 +791,7 @@ START_TEST(test_success_clears_the_failure_count)
                       "[route /]\nupstream = pool\n",
                       origin[0].port, origin[1].port, timeout);
     int timeouts = 0;
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < 7; i++) {
         char req[128];
         snprintf(req, sizeof(req),
                  "GET /?delay=%dms HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -799,10 +801,83 @@ START_TEST(test_success_clears_the_failure_count)
         timeouts += status == 504;
     }
     ck_assert_int_eq(timeouts, 2);
-    ck_assert_msg(strstr(harness_log(&proxy), " out for ") == NULL,
-                  "a server was taken out:\n%s", harness_log(&proxy));
-    ck_assert_str_eq(status_server(origin[0].port, "'up'"), "true");
-    ck_assert_str_eq(status_server(origin[1].port, "'up'"), "true");
+    ck_assert_msg(harness_log_wait(&proxy, " out for 3600000 ms after 2 "
+                                           "failures",
+                                   2000),
+                  "not taken out:\n%s", harness_log(&proxy));
+    /* The other server takes everything now. */
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(exchange(proxy.port,
+                                  "GET /?delay=0ms HTTP/1.1\r\nHost: a\r\n\r\n",
+                                  NULL),
+                         200);
+    }
+    int up0 = strcmp(status_server(origin[0].port, "'up'"), "true") == 0;
+    int up1 = strcmp(status_server(origin[1].port, "'up'"), "true") == 0;
+    ck_assert_msg(up0 + up1 == 1, "up: %d and %d", up0, up1);
+}
+END_TEST
+
+/* An upstream that reads the request head and never answers. */
+static void silent_after_head(int fd, void *arg)
+{
+    (void)arg;
+    harness_read_request_head(fd);
+    char buf[256];
+    while (read(fd, buf, sizeof(buf)) > 0) {
+    }
+}
+
+/*
+ * A server back from being out (fail_timeout over) takes one request, its
+ * probe, until that is answered or fails: the rest go to the others. It
+ * took its whole share at once, each held until it failed (read_timeout
+ * here, connect_timeout for one that drops connects), and each a 504.
+ */
+START_TEST(test_a_server_back_from_out_takes_one_probe)
+{
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    harness_script(&script, silent_after_head, NULL, 1);
+    int read_ms = (int)(300 * harness_scale());
+    int fail_ms = (int)(1000 * harness_scale());
+    start_admin_proxy("",
+                      "[upstream pool]\nserver = 127.0.0.1:%d\n"
+                      "server = 127.0.0.1:%d\nmax_fails = 1\n"
+                      "fail_timeout = %dms\nretries = 0\nread_timeout = %dms\n"
+                      "[route /]\nupstream = pool\n",
+                      origin[0].port, script.port, fail_ms, read_ms);
+    /* Round robin: the second request goes to the silent one, 504, out. */
+    int got[2];
+    for (int i = 0; i < 2; i++) {
+        got[i] = exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", NULL);
+    }
+    ck_assert_msg(got[0] + got[1] == 200 + 504, "got %d and %d", got[0],
+                  got[1]);
+    usleep((useconds_t)(fail_ms + 200) * 1000);
+    /* Ten at once: one probe (504), nine answered by the other. */
+    enum { N = 10 };
+    int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = harness_own(harness_connect(proxy.port));
+    }
+    for (int i = 0; i < N; i++) {
+        harness_send(fds[i], "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    }
+    int failed = 0;
+    for (int i = 0; i < N; i++) {
+        struct response r;
+        ck_assert_int_eq(harness_read_response(fds[i], &r, 5000, 0), 0);
+        ck_assert_msg(r.status == 200 || r.status == 504, "status %d",
+                      r.status);
+        failed += r.status == 504;
+        response_free(&r);
+    }
+    ck_assert_msg(failed == 1, "%d of %d held for read_timeout", failed, N);
+    char line[128];
+    snprintf(line, sizeof(line), "server 127.0.0.1:%d out again for %d ms",
+             script.port, fail_ms);
+    ck_assert_msg(harness_log_wait(&proxy, line, 2000), "no \"%s\" in:\n%s",
+                  line, harness_log(&proxy));
 }
 END_TEST
 
@@ -3620,7 +3695,8 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_active_health_check_takes_a_server_out);
     tcase_add_test(tc, test_health_check_deadline_and_strict_status_line);
     tcase_add_test(tc, test_health_fall_is_exact);
-    tcase_add_test(tc, test_success_clears_the_failure_count);
+    tcase_add_test(tc, test_successes_between_failures_do_not_clear_them);
+    tcase_add_test(tc, test_a_server_back_from_out_takes_one_probe);
     tcase_add_test(tc, test_keepalive_caps_idle_connections);
     tcase_add_test(tc, test_sigusr1_reopens_the_access_log);
     tcase_add_test(tc, test_sigusr1_without_a_log_file_reopens_nothing);
