@@ -76,6 +76,7 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    p->names_by_dns = names_by_dns;
     p->cfg = cfg;
     p->base = base;
     p->dns = dns;
@@ -511,6 +512,13 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 static void resolve_all(evutil_socket_t fd, short what, void *arg)
 {
     struct pool *p = arg;
+    if (!p->names_by_dns && p->dns != NULL && what != 0) {
+        /* The system's resolver, on the timer: /etc/hosts read again, as
+         * getaddrinfo would (evdns read it once, at the worker's start,
+         * which the first round, called with what 0, uses). */
+        evdns_base_clear_host_addresses(p->dns);
+        evdns_base_load_hosts(p->dns, "/etc/hosts");
+    }
     for (int i = 0; i < p->n_servers; i++) {
         struct pool_server *s = &p->servers[i];
         const struct config_server *cs = &p->cfg->servers[i];

@@ -95,6 +95,7 @@ struct pool {
     const struct timeval *keepalive_tv; /* idle lifetime */
     const struct timeval *connect_tv;
     struct event *resolve_timer; /* re-resolves host names */
+    int names_by_dns; /* a `resolver` is set: no hosts file */
     struct stats_pool *st;
 };
 

@@ -3488,6 +3488,59 @@ START_TEST(test_resolver_follows_a_moved_name)
 END_TEST
 
 /*
+ * The system's resolver re-reads /etc/hosts every resolve_interval, as the
+ * man page says and getaddrinfo would: a name moved there (127.0.0.1 ->
+ * 127.0.0.2) takes the traffic along. evdns had read the file once, at the
+ * worker's start. The proxy runs in a mount namespace of its own, with a
+ * file of the test's bound over /etc/hosts (the machine's is not touched);
+ * skipped where such namespaces are not allowed.
+ */
+START_TEST(test_system_resolver_rereads_the_hosts_file)
+{
+    if (system("unshare -m true >/dev/null 2>&1") != 0) {
+        return; /* no mount namespaces here (not root, or not allowed) */
+    }
+    char path[] = "/tmp/sb-ops-hosts-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    chmod(path, 0644);
+    put_file(path, "127.0.0.1 localhost\n127.0.0.1 origin.test\n");
+    harness_origin(&origin[0], "--delay", "0ms", "--body", "100", NULL);
+    char there[64];
+    snprintf(there, sizeof(there), "127.0.0.2:%d", origin[0].port);
+    harness_origin(&origin[1], "--delay", "0ms", "--body", "200", "--listen",
+                   there, NULL);
+    static char script[256];
+    snprintf(script, sizeof(script),
+             "mount --bind %s /etc/hosts && exec \"$0\" \"$@\"", path);
+    const char *const wrap[] = {"/usr/bin/unshare", "-m", "/bin/sh", "-c",
+                                script, NULL};
+    harness_wrap = wrap;
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "access_log = stderr\n"
+                  "[upstream origin]\nserver = origin.test:%d\n"
+                  "resolve_interval = 200ms\n"
+                  "[route /]\nupstream = origin\n",
+                  origin[0].port);
+    harness_wrap = NULL;
+    ck_assert_int_eq(body_len_now(), 100);
+    put_file(path, "127.0.0.1 localhost\n127.0.0.2 origin.test\n");
+    ck_assert_msg(harness_log_wait(&proxy, "now resolves to 127.0.0.2",
+                                   5000 * harness_scale()),
+                  "log:\n%s", harness_log(&proxy));
+    double deadline = harness_now() + 5000 * harness_scale();
+    long n;
+    while ((n = body_len_now()) != 200 && harness_now() < deadline) {
+        usleep(50 * 1000);
+    }
+    ck_assert_int_eq(n, 200);
+    unlink(path);
+}
+END_TEST
+
+/*
  * In a container the master is PID 1: its workers must still start (a
  * worker checks that its parent is the master, not that it is not init).
  */
@@ -3712,6 +3765,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_backpressure_shows_in_gauges);
     tcase_add_test(tc, test_pipelined_input_is_bounded_then_read_on);
     tcase_add_test(tc, test_resolver_follows_a_moved_name);
+    tcase_add_test(tc, test_system_resolver_rereads_the_hosts_file);
     tcase_add_test(tc, test_master_as_pid_1);
     suite_add_tcase(s, tc);
     return s;
