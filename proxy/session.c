@@ -2224,11 +2224,12 @@ static int upstream_start(struct session *s)
     const struct config_upstream *ucfg = s->pool->cfg;
     if (ucfg->balance == BALANCE_HASH) {
         /* The whole value, however long (a Cookie's distinguishing part
-         * may come late); no such header: the address decides. */
+         * may come late); no such header, or an empty one (every client
+         * without a key would share one server): the address decides. */
         int i = ucfg->hash_header[0] != '\0'
                     ? http1_head_find(&s->client.head, ucfg->hash_header, 0)
                     : -1;
-        if (i >= 0) {
+        if (i >= 0 && s->client.head.hdrs[i].value_len > 0) {
             const struct http1_header *hd = &s->client.head.hdrs[i];
             s->hash_key = balancer_key(
                 http1_str(&s->client.head, hd->value), hd->value_len);

@@ -13,6 +13,7 @@
  */
 #define _GNU_SOURCE 1 /* strcasestr */
 
+#include <arpa/inet.h>
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
@@ -454,6 +455,65 @@ START_TEST(test_hash_on_header_is_sticky_and_spreads)
     }
     ck_assert_msg(on[0] > 0 && on[1] > 0, "users: %d on one, %d on the other",
                   on[0], on[1]);
+}
+END_TEST
+
+/* A connection to the proxy at port from the loopback address from. */
+static int connect_from(const char *from, int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    inet_pton(AF_INET, from, &sa.sin_addr);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    sa.sin_port = htons((uint16_t)port);
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return harness_own(fd);
+}
+
+/*
+ * An empty hash header is hashed like a missing one, on the client's
+ * address: clients from 16 addresses spread over both servers. Hashed on
+ * "", every client without a key went to one server.
+ */
+START_TEST(test_hash_on_an_empty_header_uses_the_address)
+{
+    harness_origin(&origin[0], "--delay", "0ms", "--body", "1001", NULL);
+    harness_origin(&origin[1], "--delay", "0ms", "--body", "1002", NULL);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "access_log = off\n"
+                  "[upstream pool]\nbalance = hash\nhash_key = header X-User\n"
+                  "server = 127.0.0.1:%d\nserver = 127.0.0.1:%d\n"
+                  "[route /]\nupstream = pool\n",
+                  origin[0].port, origin[1].port);
+    int on[2] = {0, 0};
+    for (int a = 1; a <= 16; a++) {
+        char from[32];
+        snprintf(from, sizeof(from), "127.0.0.%d", a);
+        long first = -1;
+        for (int i = 0; i < 3; i++) {
+            int fd = connect_from(from, proxy.port);
+            ck_assert_int_eq(harness_send(fd, "GET / HTTP/1.1\r\nHost: a\r\n"
+                                              "X-User:\r\n\r\n"),
+                             0);
+            struct response r;
+            ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+            ck_assert_int_eq(r.status, 200);
+            long len = (long)r.body_len;
+            response_free(&r);
+            harness_close_owned(fd);
+            if (i == 0) {
+                first = len;
+            }
+            ck_assert_msg(len == first, "%s went to both servers", from);
+        }
+        on[first == 1002]++;
+    }
+    ck_assert_msg(on[0] > 0 && on[1] > 0,
+                  "addresses: %d on one server, %d on the other", on[0],
+                  on[1]);
 }
 END_TEST
 
@@ -3745,6 +3805,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_host_routing);
     tcase_add_test(tc, test_least_conn_prefers_the_fast_server);
     tcase_add_test(tc, test_hash_on_header_is_sticky_and_spreads);
+    tcase_add_test(tc, test_hash_on_an_empty_header_uses_the_address);
     tcase_add_test(tc, test_active_health_check_takes_a_server_out);
     tcase_add_test(tc, test_health_check_deadline_and_strict_status_line);
     tcase_add_test(tc, test_health_fall_is_exact);
