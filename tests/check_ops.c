@@ -376,17 +376,25 @@ END_TEST
 
 /* ---- 2. least_conn ----------------------------------------------------- */
 
-START_TEST(test_least_conn_prefers_the_fast_server)
+/* Two origins (bodies of 1001 and 1002 bytes, the first delayed delay0)
+ * in one pool with pool_lines, behind a proxy of workers workers. */
+static void start_pool_of_two(const char *delay0, int workers,
+                              const char *pool_lines)
 {
-    harness_origin(&origin[0], "--delay", "500ms", "--body", "1001", NULL);
+    harness_origin(&origin[0], "--delay", delay0, "--body", "1001", NULL);
     harness_origin(&origin[1], "--delay", "0ms", "--body", "1002", NULL);
     harness_proxy(&proxy,
-                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = %d\n"
                   "access_log = stderr\n"
-                  "[upstream pool]\nbalance = least_conn\n"
+                  "[upstream pool]\n%s"
                   "server = 127.0.0.1:%d\nserver = 127.0.0.1:%d\n"
                   "[route /]\nupstream = pool\n",
-                  origin[0].port, origin[1].port);
+                  workers, pool_lines, origin[0].port, origin[1].port);
+}
+
+START_TEST(test_least_conn_prefers_the_fast_server)
+{
+    start_pool_of_two("500ms", 1, "balance = least_conn\n");
     enum { N = 40 };
     int fds[N];
     for (int i = 0; i < N; i++) {
@@ -417,15 +425,7 @@ END_TEST
 
 START_TEST(test_hash_on_header_is_sticky_and_spreads)
 {
-    harness_origin(&origin[0], "--delay", "0ms", "--body", "1001", NULL);
-    harness_origin(&origin[1], "--delay", "0ms", "--body", "1002", NULL);
-    harness_proxy(&proxy,
-                  "[server]\nlisten = 127.0.0.1:0\nworkers = 2\n"
-                  "access_log = off\n"
-                  "[upstream pool]\nbalance = hash\nhash_key = header X-User\n"
-                  "server = 127.0.0.1:%d\nserver = 127.0.0.1:%d\n"
-                  "[route /]\nupstream = pool\n",
-                  origin[0].port, origin[1].port);
+    start_pool_of_two("0ms", 2, "balance = hash\nhash_key = header X-User\n");
     enum { USERS = 16, EACH = 20 };
     int on[2] = {0, 0};
     /* The users differ only after 600 bytes (a Cookie's part that tells
@@ -479,15 +479,7 @@ static int connect_from(const char *from, int port)
  */
 START_TEST(test_hash_on_an_empty_header_uses_the_address)
 {
-    harness_origin(&origin[0], "--delay", "0ms", "--body", "1001", NULL);
-    harness_origin(&origin[1], "--delay", "0ms", "--body", "1002", NULL);
-    harness_proxy(&proxy,
-                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
-                  "access_log = off\n"
-                  "[upstream pool]\nbalance = hash\nhash_key = header X-User\n"
-                  "server = 127.0.0.1:%d\nserver = 127.0.0.1:%d\n"
-                  "[route /]\nupstream = pool\n",
-                  origin[0].port, origin[1].port);
+    start_pool_of_two("0ms", 1, "balance = hash\nhash_key = header X-User\n");
     int on[2] = {0, 0};
     for (int a = 1; a <= 16; a++) {
         char from[32];
