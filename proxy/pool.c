@@ -247,13 +247,13 @@ int pool_server_usable(const struct pool_server *s)
            (s->down_until_ms == 0 || util_now_ms() >= s->down_until_ms);
 }
 
-/* Can s take this request: usable, and not recovering with its probe in
- * flight (a probe whose exchange ended with neither answer nor failure,
- * its client gone, say, is given up after fail_timeout)? */
+/* Can s take this request: usable, and not back from being out with its
+ * probe in flight (a probe whose exchange ended with neither answer nor
+ * failure, its client gone, say, is given up after fail_timeout)? */
 static int server_pickable(const struct pool_server *s, double now)
 {
     return pool_server_usable(s) &&
-           !(s->recovering && s->probe_ms > 0 &&
+           !(s->down_until_ms != 0 && s->probe_ms > 0 &&
              now - s->probe_ms < s->pool->cfg->fail_timeout_ms);
 }
 
@@ -267,7 +267,7 @@ void pool_server_failed(struct pool_server *s, const char *why)
         return;
     }
     double now = util_now_ms();
-    if (s->recovering && now >= s->down_until_ms) {
+    if (s->down_until_ms != 0 && now >= s->down_until_ms) {
         /* Back from being out, it failed again before any answer (its
          * probe, most likely): out again at once. */
         s->down_until_ms = now + cfg->fail_timeout_ms;
@@ -293,7 +293,6 @@ void pool_server_failed(struct pool_server *s, const char *why)
         (s->down_until_ms == 0 || now >= s->down_until_ms)) {
         s->down_until_ms = now + cfg->fail_timeout_ms;
         s->fails = 0;
-        s->recovering = 1;
         s->probe_ms = 0;
         log_warn("upstream %s: server %s out for %d ms after %d failure%s "
                  "(last: %s)",
@@ -307,9 +306,8 @@ void pool_server_succeeded(struct pool_server *s)
 {
     /* The failures counted stay (as nginx's): max_fails of them within
      * fail_timeout take it out, however many answers came between. */
-    if (s->recovering && util_now_ms() >= s->down_until_ms) {
+    if (s->down_until_ms != 0 && util_now_ms() >= s->down_until_ms) {
         /* Its probe answered: back in full, counting afresh. */
-        s->recovering = 0;
         s->probe_ms = 0;
         s->down_until_ms = 0;
         s->fails = 0;
@@ -343,7 +341,6 @@ static void check_done(struct pool_server *s, int pass, const char *why)
             s->check_streak = 0;
             s->down_until_ms = 0; /* proven healthy: passive state too */
             s->fails = 0;
-            s->recovering = 0;
             s->probe_ms = 0;
             log_warn("upstream %s: server %s up: %d health check%s passed",
                      cfg->name, s->name, cfg->health_rise,
@@ -569,7 +566,7 @@ struct pool_server *pool_pick(struct pool *p, uint64_t key, uint64_t tried)
         return NULL;
     }
     struct pool_server *s = &p->servers[i];
-    if (s->recovering) {
+    if (s->down_until_ms != 0) {
         /* Out, and fail_timeout over: this request is its probe (nginx
          * sends one too), the others go elsewhere until it is answered
          * or fails. Not all of them, each held connect_timeout. */

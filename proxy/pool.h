@@ -52,10 +52,10 @@ struct pool_server {
     int fails;             /* counted, up to max_fails, since it was last out */
     double *fail_times;    /* of the last max_fails failures (a ring) */
     int fail_next;         /* the ring's next slot: its oldest time */
-    double down_until_ms;  /* out of service until then */
-    /* Out, and fail_timeout over: one request at a time (a probe) until
-     * one is answered; probe_ms is when the probe in flight was picked. */
-    int recovering;
+    /* Out of service until then; once past, and until an answer sets it
+     * back to 0, one request at a time probes it: probe_ms is when the
+     * probe in flight was picked. */
+    double down_until_ms;
     double probe_ms;
     /* active health */
     int check_up;         /* 1 unless health checks took it out */
