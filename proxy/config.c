@@ -649,6 +649,18 @@ static const char *addr_label(const struct config_addr *a, char *buf,
     return buf;
 }
 
+/* Where a listen address was given, for a message: "line N", or "the
+ * default" for the one implied when none is (line 0). */
+static const char *listen_where(const struct config_addr *l, char buf[32])
+{
+    if (l->line > 0) {
+        snprintf(buf, 32, "line %d", l->line);
+    } else {
+        snprintf(buf, 32, "the default");
+    }
+    return buf;
+}
+
 /* Do two hosts name one address: the same name (in any case), or the same
  * numeric address however spelt (127.1 and 127.000.000.001 are 127.0.0.1,
  * as to the resolver; 0:0::1 is ::1). Different names for one address
@@ -694,26 +706,22 @@ static int v6_wildcard_takes_v4(void)
 static int host_addr(const char *host, int dest, struct in_addr *v4,
                      struct in6_addr *v6)
 {
-    if (inet_aton(host, v4) != 0) {
-        if (dest && v4->s_addr == htonl(INADDR_ANY)) {
-            v4->s_addr = htonl(INADDR_LOOPBACK);
+    if (inet_aton(host, v4) == 0) {
+        if (inet_pton(AF_INET6, host, v6) != 1) {
+            return 0;
         }
-        return AF_INET;
-    }
-    if (inet_pton(AF_INET6, host, v6) != 1) {
-        return 0;
-    }
-    if (IN6_IS_ADDR_V4MAPPED(v6)) {
+        if (!IN6_IS_ADDR_V4MAPPED(v6)) {
+            if (dest && IN6_IS_ADDR_UNSPECIFIED(v6)) {
+                *v6 = in6addr_loopback;
+            }
+            return AF_INET6;
+        }
         memcpy(&v4->s_addr, &v6->s6_addr[12], 4);
-        if (dest && v4->s_addr == htonl(INADDR_ANY)) {
-            v4->s_addr = htonl(INADDR_LOOPBACK);
-        }
-        return AF_INET;
     }
-    if (dest && IN6_IS_ADDR_UNSPECIFIED(v6)) {
-        *v6 = in6addr_loopback;
+    if (dest && v4->s_addr == htonl(INADDR_ANY)) {
+        v4->s_addr = htonl(INADDR_LOOPBACK);
     }
-    return AF_INET6;
+    return AF_INET;
 }
 
 /* Could sockets bound to a and b on one port take each other's
@@ -1522,13 +1530,10 @@ static int config_validate(struct parser *p)
         for (int j = 0; j < cfg->n_listen && x->port != 0; j++) {
             const struct config_addr *y = &cfg->listen[j];
             if (x->port == y->port && hosts_overlap(x->host, y->host)) {
-                char at[32] = "the default";
-                if (y->line > 0) {
-                    snprintf(at, sizeof(at), "line %d", y->line);
-                }
+                char at[32];
                 fail(p, x->line,
                      "[admin] listen %s is also where [server] listens (%s)",
-                     addr_label(x, a, sizeof(a)), at);
+                     addr_label(x, a, sizeof(a)), listen_where(y, at));
                 break;
             }
         }
@@ -1544,14 +1549,12 @@ static int config_validate(struct parser *p)
             for (int j = 0; j < cfg->n_listen; j++) {
                 const struct config_addr *y = &cfg->listen[j];
                 if (server_is_listen(x, y)) {
-                    char at[32] = "the default";
-                    if (y->line > 0) {
-                        snprintf(at, sizeof(at), "line %d", y->line);
-                    }
+                    char at[32];
                     fail(p, x->line,
                          "server %s in [upstream %s] is where this proxy "
                          "listens (%s): its requests would come back to it",
-                         addr_label(x, a, sizeof(a)), up->name, at);
+                         addr_label(x, a, sizeof(a)), up->name,
+                         listen_where(y, at));
                     break;
                 }
             }
