@@ -105,6 +105,11 @@ int accesslog_stream(const char *where)
     return -1;
 }
 
+int accesslog_is_file(const char *where)
+{
+    return strcmp(where, "off") != 0 && accesslog_stream(where) < 0;
+}
+
 int accesslog_open_path(const char *path)
 {
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK,

@@ -32,6 +32,9 @@ struct accesslog_entry {
  * "stdout"), or -1 for "off" and paths. */
 int accesslog_stream(const char *where);
 
+/* Does a conf's access_log name a file (neither "off" nor a stream)? */
+int accesslog_is_file(const char *where);
+
 /*
  * Open the file at path to append log lines to, without waiting for a
  * reader: a FIFO nobody has open for reading fails at once (ENXIO) where

@@ -271,8 +271,7 @@ static int bind_address(const struct config_addr *a, const struct config *cfg,
 
 int master_check_outside(const struct config *cfg, char *err, size_t errlen)
 {
-    if (strcmp(cfg->access_log, "off") != 0 &&
-        accesslog_stream(cfg->access_log) < 0) {
+    if (accesslog_is_file(cfg->access_log)) {
         int fd = accesslog_open_path(cfg->access_log);
         if (fd < 0) {
             snprintf(err, errlen, "%s:%d: access_log %s: cannot open it: %s",

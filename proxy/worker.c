@@ -246,8 +246,7 @@ static void on_worker_signal(evutil_socket_t sig, short what, void *arg)
         worker_drain(w, "SIGQUIT");
         break;
     case SIGUSR1:
-        if (strcmp(w->cfg->access_log, "off") == 0 ||
-            accesslog_stream(w->cfg->access_log) >= 0) {
+        if (!accesslog_is_file(w->cfg->access_log)) {
             break; /* no file of its own to reopen */
         }
         if (w->access_log == NULL) {
