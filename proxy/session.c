@@ -1153,16 +1153,17 @@ static const char *fault_decide(struct session *s,
         int64_t ms;
         uint64_t status;
         /* Twice, which one would be obeyed is a guess. */
-        static const char *const names[] = {"x-switchboard-delay",
-                                            "x-switchboard-abort"};
+        static const char *const names[] = {"X-Switchboard-Delay",
+                                            "X-Switchboard-Abort"};
+        static const char *const twice[] = {"X-Switchboard-Delay given twice",
+                                            "X-Switchboard-Abort given twice"};
         for (int k = 0; k < 2; k++) {
             int i = http1_head_find(&s->client.head, names[k], 0);
             if (i >= 0 && http1_head_find(&s->client.head, names[k], i + 1) >= 0) {
-                return k == 0 ? "X-Switchboard-Delay given twice"
-                              : "X-Switchboard-Abort given twice";
+                return twice[k];
             }
         }
-        const char *v = header_value(s, "x-switchboard-delay", buf, sizeof(buf));
+        const char *v = header_value(s, names[0], buf, sizeof(buf));
         if (v != NULL) {
             /* A unit is required: the conf reads a bare number as seconds,
              * the slow origin as milliseconds (and Envoy's header too). */
@@ -1175,7 +1176,7 @@ static const char *fault_decide(struct session *s,
             }
             f->delay_ms = (int)ms;
         }
-        v = header_value(s, "x-switchboard-abort", buf, sizeof(buf));
+        v = header_value(s, names[1], buf, sizeof(buf));
         if (v != NULL) {
             /* 0 is the conf's "no abort": it takes the route's away. */
             if (util_parse_uint(v, &status) < 0 ||
