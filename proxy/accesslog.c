@@ -243,10 +243,18 @@ void accesslog_write(struct accesslog *log, const struct accesslog_entry *e)
         evbuffer_add_printf(b, " HTTP/%d.%d\"", e->http_major,
                             e->http_minor);
     }
-    evbuffer_add_printf(b, " %d %llu %llu %s", e->status,
+    evbuffer_add_printf(b, " %d %llu %llu ", e->status,
                         (unsigned long long)e->bytes_in,
-                        (unsigned long long)e->bytes_out,
-                        e->upstream ? e->upstream : "-");
+                        (unsigned long long)e->bytes_out);
+    if (e->upstream_before != NULL) {
+        evbuffer_add_printf(b, "%s%s", e->upstream_before,
+                            e->upstream ? "," : "");
+    }
+    if (e->upstream != NULL) {
+        evbuffer_add_printf(b, "%s", e->upstream);
+    } else if (e->upstream_before == NULL) {
+        evbuffer_add(b, "-", 1);
+    }
     add_ms(b, "head", e->head_ms);
     add_ms(b, "latency", e->latency_ms);
     add_ms(b, "connect", e->connect_ms);

@@ -24,6 +24,8 @@ struct accesslog_entry {
     uint64_t bytes_in;    /* from the client, head and body */
     uint64_t bytes_out;   /* to the client, head and body */
     const char *upstream; /* "127.0.0.1:9000" or NULL */
+    /* The servers tried before upstream, "a,b", or NULL (no retry). */
+    const char *upstream_before;
     double head_ms, latency_ms, connect_ms, first_byte_ms, total_ms;
     const char *term;     /* termination code: "done", "upstream_read_timeout" */
 };

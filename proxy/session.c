@@ -162,6 +162,9 @@ struct session {
     int retried;          /* sent again on a fresh connection once */
     int attempts;         /* retries to other servers (retries =) */
     uint64_t tried;       /* servers tried by this exchange, bit per index */
+    /* The servers the request went to before the current one, in order,
+     * as "a,b" for the access log; NULL until a retry (rare: heap). */
+    char *sent_before;
     uint64_t hash_key;    /* balance = hash */
     int upstream_eof;
     int client_eof;
@@ -496,6 +499,7 @@ static void exchange_log(struct session *s, const char *term)
         .status = s->status,
         .bytes_in = s->client.bytes_in,
         .bytes_out = s->client.bytes_out,
+        .upstream_before = s->sent_before,
         .upstream = s->conn ? s->conn->server->name : NULL,
         .head_ms = since(s->t_start, s->t_head),
         .latency_ms = injected ? s->latency_ms : -1,
@@ -540,6 +544,8 @@ static void exchange_reset(struct session *s)
     s->retried = s->upstream_eof = 0;
     s->attempts = 0;
     s->tried = 0;
+    free(s->sent_before);
+    s->sent_before = NULL;
     s->body_direct = 0;
     s->body_left = 0;
     s->body_received = 0;
@@ -597,6 +603,7 @@ static int session_close(struct session *s, const char *reason)
     }
     http1_head_deinit(&s->client.head);
     http1_head_deinit(&s->upstream.head);
+    free(s->sent_before);
     struct worker *w = s->w;
     TAILQ_REMOVE(&w->sessions, s, link);
     free(s);
@@ -1829,12 +1836,33 @@ static void upstream_failed(struct session *s, const char *term)
     }
 }
 
+/* Add the server of the failed attempt to sent_before. Out of memory, the
+ * log names fewer servers; nothing else depends on it. */
+static void remember_sent(struct session *s)
+{
+    if (s->conn == NULL) {
+        return;
+    }
+    const char *name = s->conn->server->name;
+    size_t had = s->sent_before ? strlen(s->sent_before) : 0;
+    char *more = realloc(s->sent_before, had + strlen(name) + 2);
+    if (more == NULL) {
+        return;
+    }
+    if (had > 0) {
+        more[had++] = ',';
+    }
+    strcpy(more + had, name);
+    s->sent_before = more;
+}
+
 /* Send the request again, to server: on a new connection (fresh) or any.
  * A reused connection takes the rest of the request at once, which may be
  * waiting with the client (client_body_start). */
 static int upstream_retry(struct session *s, struct pool_server *server,
                           int fresh)
 {
+    remember_sent(s);
     upstream_detach(s, 0);
     s->ustate = UPSTREAM_NONE;
     if (s->cstate == CLIENT_READING_BODY && s->body_received == 0) {

@@ -1015,6 +1015,12 @@ START_TEST(test_connect_failing_at_once_is_retried)
     ck_assert_msg(harness_log_wait(&proxy, line, 2000), "no \"%s\" in:\n%s",
                   line, harness_log(&proxy));
     ck_assert(strstr(harness_log(&proxy), "Network is unreachable") != NULL);
+    /* The access log names both servers the request went to, in order,
+     * as nginx's $upstream_addr does (it named only the last). */
+    snprintf(line, sizeof(line), " 127.0.0.1:%d,127.0.0.1:%d head=",
+             unreachable, origin[0].port);
+    ck_assert_msg(harness_log_wait(&proxy, line, 2000), "no \"%s\" in:\n%s",
+                  line, harness_log(&proxy));
 }
 END_TEST
 
