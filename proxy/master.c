@@ -195,14 +195,15 @@ static unsigned fd_port(int fd)
                                                                : 0;
 }
 
-/* Print "[what]listening on HOST:PORT" with the port actually bound, the
- * line tests and scripts wait for. */
-static void announce(const char *what, const char *host,
-                     const struct sockaddr_storage *ss)
+/* Print "[what]listening on HOST:PORT" with the port socket fd is bound
+ * to, the line tests and scripts wait for: only once the start or the
+ * reload that bound it can no longer fail, so that no address is announced
+ * that is closed again. */
+static void announce(const char *what, const char *host, int fd)
 {
     printf(strchr(host, ':') ? "%slistening on [%s]:%u\n"
                              : "%slistening on %s:%u\n",
-           what, host, bound_port(ss));
+           what, host, fd_port(fd));
     fflush(stdout);
 }
 
@@ -239,7 +240,7 @@ static int bind_slots(const struct config_addr *a, struct sockaddr_storage *ss,
 
 /*
  * Bind one socket per slot (n_slots of them) for listen address a into
- * column i of fds, and print where it listens. -1 (logged) on failure.
+ * column i of fds. -1 (logged) on failure.
  * With probe, a plain bind first reports a port another process holds.
  */
 static int bind_address(const struct config_addr *a, const struct config *cfg,
@@ -262,11 +263,7 @@ static int bind_address(const struct config_addr *a, const struct config *cfg,
         }
         close(fd);
     }
-    if (bind_slots(a, &ss, sslen, cfg, 0, n_slots, fds, i) < 0) {
-        return -1;
-    }
-    announce("", a->host, &ss);
-    return 0;
+    return bind_slots(a, &ss, sslen, cfg, 0, n_slots, fds, i);
 }
 
 int master_check_outside(const struct config *cfg, char *err, size_t errlen)
@@ -749,10 +746,6 @@ static int rebind(struct master *m, const struct config *next, int n,
              * on that port (127.0.0.1:P becoming 0.0.0.0:P, say). */
             bound = bind_address(a, next, n, fds, i,
                                  !holds_port(m, a->port));
-            if (bound == 0) {
-                log_info("SIGHUP: listen %s:%u added (line %d)", a->host,
-                         fd_port(fds[0][i]), a->line);
-            }
         }
         if (bound < 0) {
             log_error("SIGHUP: reload failed, still running the previous "
@@ -778,6 +771,12 @@ static int rebind(struct master *m, const struct config *next, int n,
             listen_buffers(fds[s][i], next, &next->listen[i]);
             if (next->backlog != cur->backlog &&
                 listen(fds[s][i], next->backlog) < 0) {
+        if (kept_from[i] < 0) {
+            log_info("SIGHUP: listen %s:%u added (line %d)",
+                     next->listen[i].host, fd_port(fds[0][i]),
+                     next->listen[i].line);
+            announce("", next->listen[i].host, fds[0][i]);
+        }
                 log_warn("listen %s:%u: backlog %d: %s", next->listen[i].host,
                          next->listen[i].port, next->backlog,
                          strerror(errno));
@@ -788,7 +787,7 @@ static int rebind(struct master *m, const struct config *next, int n,
 }
 
 /*
- * Bind cfg's admin listener and print where it listens: the socket, or -1.
+ * Bind cfg's admin listener: the socket, or -1.
  * A reload's failure names the conf's line (the reload is refused).
  */
 static int bind_admin(const struct config *cfg, int reloading)
@@ -813,9 +812,6 @@ static int bind_admin(const struct config *cfg, int reloading)
                   cfg->path, a->line, a->host, a->port, err);
         return -1;
     }
-    sslen = sizeof(ss);
-    getsockname(fd, (struct sockaddr *)&ss, &sslen);
-    announce("admin ", a->host, &ss);
     return fd;
 }
 
@@ -927,6 +923,9 @@ static void reload(struct master *m)
     if (admin_fd != m->admin_fd && m->admin_fd >= 0) {
         close(m->admin_fd);
     }
+    if (moved && admin_fd >= 0) {
+        announce("admin ", next->admin_listen[0].host, admin_fd);
+    }
     m->admin_fd = admin_fd;
     struct config *old_owned = m->owned;
     m->cfg = next;
@@ -1033,6 +1032,12 @@ int master_run(const struct config *cfg)
     sigaddset(&m.sigs, SIGCHLD);
     sigaddset(&m.sigs, SIGTERM);
     sigaddset(&m.sigs, SIGINT);
+    for (int i = 0; i < cfg->n_listen; i++) {
+        announce("", cfg->listen[i].host, m.fds[0][i]);
+    }
+    if (m.admin_fd >= 0) {
+        announce("admin ", cfg->admin_listen[0].host, m.admin_fd);
+    }
     sigaddset(&m.sigs, SIGQUIT);
     sigaddset(&m.sigs, SIGHUP);
     sigaddset(&m.sigs, SIGUSR1);

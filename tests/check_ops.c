@@ -1831,7 +1831,11 @@ START_TEST(test_reload_changes_listen_and_backlog)
     /* A reload adds and drops listen addresses and sets a new backlog;
      * an address both confs name keeps its socket (and its queue). */
     harness_origin(&origin[0], "--delay", "0ms", NULL);
+    harness_keep_stdout = 1; /* the "listening on" lines */
     start_admin_on_origin("workers = 1\nbacklog = 1\n");
+    harness_keep_stdout = 0;
+    char out[4096];
+    size_t out_len = 0;
     int ports[2] = {proxy.port, 0};
     do {
         ports[1] = harness_dead_port();
@@ -1851,6 +1855,10 @@ START_TEST(test_reload_changes_listen_and_backlog)
              ports[1]);
     ck_assert_msg(strstr(harness_log(&proxy), added) != NULL,
                   "no \"%s\" in:\n%s", added, harness_log(&proxy));
+    snprintf(added, sizeof(added), "listening on 127.0.0.1:%d\n", ports[1]);
+    ck_assert_msg(harness_read_until(proxy.out, out, sizeof(out), &out_len,
+                                     added, 2000),
+                  "no \"%s\" on stdout: %s", added, out);
     ck_assert_int_eq(exchange(ports[0], get, NULL), 200);
     ck_assert_int_eq(exchange(ports[1], get, NULL), 200);
     drained(1);
@@ -1871,22 +1879,43 @@ START_TEST(test_reload_changes_listen_and_backlog)
                   "port %d still accepts after it was dropped", ports[0]);
 
     /* An address that cannot be bound (a socket of the test's holds it)
-     * fails the reload with its line, and nothing changes. */
+     * fails the reload with its line, and nothing changes: the new
+     * address before it, bound and closed again, is neither logged as
+     * added nor announced as listening (it was, on stdout). */
     int held;
     harness_own(harness_listen_any(&held));
-    int bad[2] = {ports[1], held};
-    write_conf(&proxy, listen_conf(bad, 2, "workers = 1\nbacklog = 16\n"));
+    int bad[3] = {ports[1], 0, held};
+    do {
+        bad[1] = harness_dead_port();
+    } while (bad[1] == ports[0] || bad[1] == ports[1] || bad[1] == held ||
+             bad[1] == admin_port);
+    write_conf(&proxy, listen_conf(bad, 3, "workers = 1\nbacklog = 16\n"));
     ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
     char want[400];
     snprintf(want, sizeof(want),
-             "%s:3: listen 127.0.0.1:%d cannot be bound", proxy.conf_path,
-             bad[1]);
+             "%s:4: listen 127.0.0.1:%d cannot be bound", proxy.conf_path,
+             bad[2]);
     ck_assert_msg(harness_log_wait(&proxy, want, 3000), "no \"%s\" in:\n%s",
                   want, harness_log(&proxy));
     ck_assert_int_eq(exchange(ports[1], get, NULL), 200);
     ck_assert_str_eq(status_eval("[d['generation'], d['reloads'], "
                                  "d['reload_failures']]"),
                      "[3, 2, 1]");
+    snprintf(added, sizeof(added), "listen 127.0.0.1:%d added", bad[1]);
+    ck_assert_msg(strstr(harness_log(&proxy), added) == NULL,
+                  "\"%s\" in:\n%s", added, harness_log(&proxy));
+    /* A later reload that succeeds announces its new address; nothing
+     * printed before it names the one the failed reload closed. */
+    bad[2] = ports[0];
+    write_conf(&proxy, listen_conf(bad + 1, 2, "workers = 1\nbacklog = 16\n"));
+    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    snprintf(added, sizeof(added), "listening on 127.0.0.1:%d\n", ports[0]);
+    ck_assert_msg(harness_read_until(proxy.out, out, sizeof(out), &out_len,
+                                     added, 3000),
+                  "no \"%s\" on stdout: %s", added, out);
+    snprintf(added, sizeof(added), "listening on 127.0.0.1:%d\n", bad[1]);
+    ck_assert_msg(harness_count(out, added) == 1, "stdout: %s", out);
+    ck_assert_int_eq(exchange(bad[1], get, NULL), 200);
 }
 END_TEST
 
