@@ -727,7 +727,7 @@ static int host_addr(const char *host, int dest, struct in_addr *v4,
 /* Could sockets bound to a and b on one port take each other's
  * connections: the same address, or a wildcard that covers the other.
  * [::] covers IPv4 too where Linux binds it dual-stack (the default);
- * 0.0.0.0 covers every IPv4 address. A name is judged only against the
+ * 0.0.0.0 (or [::ffff:0.0.0.0]) covers every IPv4 address. A name is judged only against the
  * same name: resolved at start, its family is not known here (the start
  * says, naming the line, if it cannot be bound). */
 static int hosts_overlap(const char *a, const char *b)
@@ -748,10 +748,11 @@ static int hosts_overlap(const char *a, const char *b)
     if (same_host(a, "::") || same_host(b, "::")) {
         return fa == fb || v6_wildcard_takes_v4();
     }
-    if (same_host(a, "0.0.0.0")) {
+    /* 0.0.0.0, however written ([::ffff:0.0.0.0] binds it too). */
+    if (fa == AF_INET && a4.s_addr == htonl(INADDR_ANY)) {
         return fb == AF_INET;
     }
-    if (same_host(b, "0.0.0.0")) {
+    if (fb == AF_INET && b4.s_addr == htonl(INADDR_ANY)) {
         return fa == AF_INET;
     }
     return 0;

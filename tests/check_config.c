@@ -513,6 +513,15 @@ START_TEST(server_listen)
                "t.conf:3: listen 0.0.0.0:80 overlaps listen "
                "[::ffff:127.0.0.1]:80 (line 2): the wildcard takes that port on "
                "every address ([::] on IPv4's too)");
+    /* The IPv4 wildcard written IPv4-mapped binds 0.0.0.0 all the same
+     * (it passed -t, and the start could not bind). */
+    LOAD_ERROR("[server]\nlisten = 127.0.0.1:80\n"
+               "listen = [::ffff:0.0.0.0]:80\n" UPSTREAM,
+               "t.conf:3: listen [::ffff:0.0.0.0]:80 overlaps listen "
+               "127.0.0.1:80 (line 2): the wildcard takes that port on "
+               "every address ([::] on IPv4's too)");
+    LOAD_OK("[server]\nlisten = [::ffff:0.0.0.0]:80\nlisten = [::1]:80\n"
+            UPSTREAM);
     /* A name's family is known only once it is resolved, at start: not
      * judged here. */
     LOAD_OK("[server]\nlisten = 0.0.0.0:80\nlisten = [::1]:80\n"
