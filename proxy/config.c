@@ -1047,6 +1047,81 @@ static int set_value(struct parser *p, const struct directive *d, void *base,
 
 /* --- sections ---------------------------------------------------------- */
 
+/* The line where the section being read set directive name, or 0. */
+static int set_at(const struct parser *p, enum section_kind section,
+                  const char *name)
+{
+    for (size_t i = 0; i < N_DIRECTIVES; i++) {
+        if (directives[i].section == section &&
+            strcmp(directives[i].name, name) == 0) {
+            return p->section_seen[i];
+        }
+    }
+    return 0;
+}
+
+/* Warn, when changed (set to other than its default) is true, that the
+ * directive the section set has no effect, and why. */
+static void surplus(struct parser *p, int changed, const char *name,
+                    const char *why)
+{
+    struct config *cfg = p->cfg;
+    int line = set_at(p, p->section, name);
+    if (!changed || line == 0 || cfg->n_warnings >= CONFIG_MAX_WARNINGS) {
+        return;
+    }
+    struct config_warning *w = &cfg->warnings[cfg->n_warnings++];
+    w->line = line;
+    snprintf(w->msg, sizeof(w->msg), "%s has no effect: %s", name, why);
+}
+
+/*
+ * The [upstream] or [route] just read whole: a setting changed from its
+ * default that only matters beside another one the section leaves off
+ * (hash_key without balance = hash) is kept, with a warning. Defaults
+ * written out are not warned of: the shipped conf lists every directive.
+ */
+static void section_end(struct parser *p)
+{
+    static struct config_upstream du;
+    static struct config_route dr;
+    struct config *cfg = p->cfg;
+    if (p->failed) {
+        return;
+    }
+    if (p->section == SECTION_UPSTREAM) {
+        const struct config_upstream *up = &cfg->upstreams[cfg->n_upstreams - 1];
+        const char *off = "active health checks are off (health_check = off)";
+        apply_defaults(SECTION_UPSTREAM, &du);
+        if (up->balance != BALANCE_HASH) {
+            surplus(p, strcmp(up->hash_key, du.hash_key) != 0, "hash_key",
+                    "the pool does not balance by hash (balance = hash)");
+        }
+        if (strcmp(up->health_check, "off") == 0) {
+            surplus(p, up->health_interval_ms != du.health_interval_ms,
+                    "health_interval", off);
+            surplus(p, up->health_timeout_ms != du.health_timeout_ms,
+                    "health_timeout", off);
+            surplus(p, up->health_rise != du.health_rise, "health_rise", off);
+            surplus(p, up->health_fall != du.health_fall, "health_fall", off);
+        }
+    } else if (p->section == SECTION_ROUTE) {
+        const struct config_route *r = &cfg->routes[cfg->n_routes - 1];
+        const char *no_delay = "the route sets no fault_delay";
+        apply_defaults(SECTION_ROUTE, &dr);
+        if (r->fault_delay_ms == 0) {
+            surplus(p, r->fault_delay_percent != dr.fault_delay_percent,
+                    "fault_delay_percent", no_delay);
+            surplus(p, r->fault_delay_dist != dr.fault_delay_dist,
+                    "fault_delay_distribution", no_delay);
+        }
+        if (r->fault_abort == 0) {
+            surplus(p, r->fault_abort_percent != dr.fault_abort_percent,
+                    "fault_abort_percent", "the route sets no fault_abort");
+        }
+    }
+}
+
 /* Open the section whose header holds [b, e) between its brackets. */
 static int open_section(struct parser *p, const char *b, const char *e)
 {
@@ -1079,6 +1154,7 @@ static int open_section(struct parser *p, const char *b, const char *e)
     memcpy(kind, b, kn);
     kind[kn] = '\0';
 
+    section_end(p);
     memset(p->section_seen, 0, sizeof(p->section_seen));
     if (strcmp(kind, "server") == 0) {
         if (an > 0) {
@@ -1702,6 +1778,7 @@ static int parse_text(struct config *cfg, const char *text, size_t len,
         fail(&p, 0, "cannot parse (inih error %d)", rc);
     }
     if (!p.failed) {
+        section_end(&p);
         config_validate(&p);
     }
     return p.failed ? -1 : 0;

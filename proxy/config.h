@@ -106,6 +106,8 @@ enum config_backend {
 };
 
 /* The whole conf. Plain data: copy it with memcpy, free nothing. */
+#define CONFIG_MAX_WARNINGS 32
+
 struct config {
     char path[CONFIG_PATH_MAX]; /* the file it came from */
 
@@ -143,6 +145,15 @@ struct config {
     int n_upstreams;
     struct config_route routes[CONFIG_MAX_ROUTES];
     int n_routes;
+
+    /* Settings the file makes that have no effect (hash_key without
+     * balance = hash, say), in line order: "-t" prints them, and the
+     * master logs them at start and at a reload. */
+    struct config_warning {
+        int line;
+        char msg[160];
+    } warnings[CONFIG_MAX_WARNINGS];
+    int n_warnings;
 };
 
 /* Fill cfg with every default (no listen, no upstream, no route yet). */

@@ -567,6 +567,11 @@ static int stop_workers(struct master *m, int sig)
 void master_warnings(const struct config *cfg, void (*say)(const char *msg))
 {
     char msg[CONFIG_PATH_MAX + 256];
+    for (int i = 0; i < cfg->n_warnings; i++) {
+        snprintf(msg, sizeof(msg), "%s:%d: %s", cfg->path,
+                 cfg->warnings[i].line, cfg->warnings[i].msg);
+        say(msg);
+    }
     for (int u = 0; u < cfg->n_upstreams; u++) {
         const struct config_upstream *up = &cfg->upstreams[u];
         int used = 0;
@@ -766,17 +771,17 @@ static int rebind(struct master *m, const struct config *next, int n,
         close_slots(m->fds, j, kept[j] ? both : 0, m->n_slots);
     }
     for (int i = 0; i < next->n_listen; i++) {
-        for (int s = 0; s < both && kept_from[i] >= 0; s++) {
-            /* Kept sockets take the new conf's buffers and backlog. */
-            listen_buffers(fds[s][i], next, &next->listen[i]);
-            if (next->backlog != cur->backlog &&
-                listen(fds[s][i], next->backlog) < 0) {
         if (kept_from[i] < 0) {
             log_info("SIGHUP: listen %s:%u added (line %d)",
                      next->listen[i].host, fd_port(fds[0][i]),
                      next->listen[i].line);
             announce("", next->listen[i].host, fds[0][i]);
         }
+        for (int s = 0; s < both && kept_from[i] >= 0; s++) {
+            /* Kept sockets take the new conf's buffers and backlog. */
+            listen_buffers(fds[s][i], next, &next->listen[i]);
+            if (next->backlog != cur->backlog &&
+                listen(fds[s][i], next->backlog) < 0) {
                 log_warn("listen %s:%u: backlog %d: %s", next->listen[i].host,
                          next->listen[i].port, next->backlog,
                          strerror(errno));
@@ -918,13 +923,13 @@ static void reload(struct master *m)
         config_free(next);
         return;
     }
+    if (moved && admin_fd >= 0) {
+        announce("admin ", next->admin_listen[0].host, admin_fd);
+    }
     memcpy(m->fds, fds, sizeof(fds));
     /* Before any fork: the new workers close the admin socket they get. */
     if (admin_fd != m->admin_fd && m->admin_fd >= 0) {
         close(m->admin_fd);
-    }
-    if (moved && admin_fd >= 0) {
-        announce("admin ", next->admin_listen[0].host, admin_fd);
     }
     m->admin_fd = admin_fd;
     struct config *old_owned = m->owned;
@@ -1027,17 +1032,17 @@ int master_run(const struct config *cfg)
         stats_unmap(m.shm);
         return 1;
     }
-
-    sigemptyset(&m.sigs);
-    sigaddset(&m.sigs, SIGCHLD);
-    sigaddset(&m.sigs, SIGTERM);
-    sigaddset(&m.sigs, SIGINT);
     for (int i = 0; i < cfg->n_listen; i++) {
         announce("", cfg->listen[i].host, m.fds[0][i]);
     }
     if (m.admin_fd >= 0) {
         announce("admin ", cfg->admin_listen[0].host, m.admin_fd);
     }
+
+    sigemptyset(&m.sigs);
+    sigaddset(&m.sigs, SIGCHLD);
+    sigaddset(&m.sigs, SIGTERM);
+    sigaddset(&m.sigs, SIGINT);
     sigaddset(&m.sigs, SIGQUIT);
     sigaddset(&m.sigs, SIGHUP);
     sigaddset(&m.sigs, SIGUSR1);

@@ -797,6 +797,67 @@ START_TEST(upstream_server_limit)
 }
 END_TEST
 
+/* A setting changed from its default that has no effect without another
+ * the section leaves off is accepted with a warning naming its line (it
+ * was accepted silently); defaults written out, as in the shipped conf,
+ * are not warned of. */
+START_TEST(upstream_surplus_settings_warn)
+{
+    LOAD_OK("[server]\n"
+            "[upstream a]\nserver = 127.0.0.1:9000\n"
+            "hash_key = header X-User\n"   /* 4 */
+            "health_interval = 1s\n"       /* 5 */
+            "health_timeout = 2s\n"        /* 6: the default */
+            "health_rise = 5\n"            /* 7 */
+            "health_fall = 1\n"            /* 8 */
+            "[upstream b]\nserver = 127.0.0.1:9001\nbalance = hash\n"
+            "hash_key = header X-User\nhealth_check = /h\n"
+            "health_interval = 1s\n"
+            "[route /a]\nupstream = a\n"
+            "fault_delay_percent = 50\n"   /* 17 */
+            "fault_delay_distribution = uniform\n" /* 18 */
+            "fault_abort_percent = 10\n"   /* 19 */
+            "[route /b]\nupstream = b\nfault_delay = 1s\n"
+            "fault_delay_percent = 50\nfault_abort = 503\n"
+            "fault_abort_percent = 10\n"
+            "[route /c]\nupstream = b\nfault_delay = 0\n"
+            "fault_delay_percent = 100\nfault_abort_percent = 100\n");
+    static const struct {
+        int line;
+        const char *msg;
+    } want[] = {
+        {4, "hash_key has no effect: the pool does not balance by hash "
+            "(balance = hash)"},
+        {5, "health_interval has no effect: active health checks are off "
+            "(health_check = off)"},
+        {7, "health_rise has no effect: active health checks are off "
+            "(health_check = off)"},
+        {8, "health_fall has no effect: active health checks are off "
+            "(health_check = off)"},
+        {17, "fault_delay_percent has no effect: the route sets no "
+             "fault_delay"},
+        {18, "fault_delay_distribution has no effect: the route sets no "
+             "fault_delay"},
+        {19, "fault_abort_percent has no effect: the route sets no "
+             "fault_abort"},
+    };
+    int n = (int)(sizeof(want) / sizeof(want[0]));
+    ck_assert_msg(cfg->n_warnings == n, "%d warnings, the last line %d: %s",
+                  cfg->n_warnings,
+                  cfg->n_warnings > 0 ? cfg->warnings[cfg->n_warnings - 1].line
+                                      : 0,
+                  cfg->n_warnings > 0 ? cfg->warnings[cfg->n_warnings - 1].msg
+                                      : "");
+    for (int i = 0; i < n; i++) {
+        ck_assert_int_eq(cfg->warnings[i].line, want[i].line);
+        ck_assert_str_eq(cfg->warnings[i].msg, want[i].msg);
+    }
+    /* A conf read again starts with none. */
+    LOAD_OK("[server]\n" UPSTREAM);
+    ck_assert_int_eq(cfg->n_warnings, 0);
+}
+END_TEST
+
 START_TEST(upstream_limit)
 {
     struct text t = {0};
@@ -1272,6 +1333,7 @@ START_TEST(file_shipped_conf)
     ck_assert_str_eq(cfg->routes[0].prefix, "/");
     ck_assert_int_eq(cfg->routes[0].upstream, 0);
     ck_assert_int_gt(cfg->routes[0].line, 0); /* explicit, not implied */
+    ck_assert_int_eq(cfg->n_warnings, 0); /* every default written out */
 
     /* the file documents the defaults: every [server] value is one */
     ck_assert_int_eq(cfg->max_connections, def->max_connections);
@@ -1445,6 +1507,7 @@ static Suite *config_suite(void)
     tcase_add_test(t, upstream_section_errors);
     tcase_add_test(t, upstream_server_limit);
     tcase_add_test(t, upstream_limit);
+    tcase_add_test(t, upstream_surplus_settings_warn);
     suite_add_tcase(s, t);
 
     t = tcase_create("route");

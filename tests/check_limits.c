@@ -1542,8 +1542,9 @@ START_TEST(test_check_mode)
                                 "[server]\nlisten = 127.0.0.1:0\n");
         for (int u = 0; u < 17; u++) {
             t.n += (size_t)snprintf(t.s + t.n, sizeof(t.s) - t.n,
-                                    "[upstream u%d]\nserver = 127.0.0.1:%d\n",
-                                    u, 9100 + u);
+                                    "[upstream u%d]\nserver = 127.0.0.1:%d\n%s",
+                                    u, 9100 + u,
+                                    u == 0 ? "hash_key = header X-User\n" : "");
         }
         for (int u = 0; u < 16; u++) {
             t.n += (size_t)snprintf(t.s + t.n, sizeof(t.s) - t.n,
@@ -1554,13 +1555,15 @@ START_TEST(test_check_mode)
         unlink(path);
         ck_assert_msg(run.status == 0 && strcmp(run.out, "ok\n") == 0,
                       "exit %d, stdout: %s", run.status, run.out);
-        char warned[640];
+        char warned[800];
         snprintf(warned, sizeof(warned),
-                 "warning: %s:35: [upstream u16] is used by no [route]: no "
-                 "request goes to it\nwarning: %s:35: [upstream u16] is not "
+                 "warning: %s:5: hash_key has no effect: the pool does not "
+                 "balance by hash (balance = hash)\n"
+                 "warning: %s:36: [upstream u16] is used by no [route]: no "
+                 "request goes to it\nwarning: %s:36: [upstream u16] is not "
                  "shown in /metrics and /status, which show the first 16 "
                  "upstreams\n",
-                 path, path);
+                 path, path, path);
         ck_assert_msg(strcmp(run.err, warned) == 0, "stderr: %s", run.err);
     }
 
