@@ -1384,6 +1384,20 @@ static char *on_read_line(char *str, int num, void *stream)
     if (n > 0 && s[n - 1] == '\r') {
         n--;
     }
+    /* A UTF-8 BOM (which inih would skip) and a comment line, however
+     * long, take no room: inih gets a blank line in its place, so the
+     * limit below is on what it reads. */
+    if (p->line == 1 && n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) {
+        s += 3;
+        n -= 3;
+    }
+    size_t lead = 0;
+    while (lead < n && (s[lead] == ' ' || s[lead] == '\t')) {
+        lead++;
+    }
+    if (lead < n && (s[lead] == ';' || s[lead] == '#')) {
+        n = 0;
+    }
     /* inih needs room for "\r\n\0" after the longest line. */
     max = num > 3 ? (size_t)num - 3 : 0;
     if (n > max) {

@@ -1243,21 +1243,39 @@ END_TEST
 
 START_TEST(syntax_line_too_long)
 {
-    char text[512], line[300];
+    char text[1200], line[300];
 
     /* 197 characters is the longest line */
     memset(line, 'x', sizeof(line));
-    memcpy(line, "; ", 2);
+    memcpy(line, "[route /", 8);
+    line[196] = ']';
     line[197] = '\0';
-    snprintf(text, sizeof(text), "%s\n" UPSTREAM, line);
+    snprintf(text, sizeof(text), "%s\nupstream = a\n" UPSTREAM, line);
     LOAD_OK(text);
-    line[197] = 'x';
+    line[196] = 'x';
+    line[197] = ']';
     line[198] = '\0';
     snprintf(text, sizeof(text), "[server]\n%s\n" UPSTREAM, line);
     LOAD_ERROR(text, "t.conf:2: line too long (198 characters, at most 197)");
     /* the line break does not count, \r\n or \n */
+    line[196] = ']';
     line[197] = '\0';
-    snprintf(text, sizeof(text), "%s\r\n" UPSTREAM, line);
+    snprintf(text, sizeof(text), "%s\r\nupstream = a\n" UPSTREAM, line);
+    LOAD_OK(text);
+    /* Comment lines have no limit (they had the same one), indented or
+     * not, and neither has a UTF-8 BOM on the first line (it counted). */
+    memset(line, 'x', sizeof(line));
+    memcpy(line, "  ; ", 4);
+    line[sizeof(line) - 1] = '\0';
+    snprintf(text, sizeof(text), "%s\n# %s\n[server]\n%s\n" UPSTREAM,
+             line + 2, line + 4, line);
+    LOAD_OK(text);
+    ck_assert_int_eq(cfg->upstreams[0].line, 5); /* lines still counted */
+    memset(line, 'x', sizeof(line));
+    memcpy(line, "\xEF\xBB\xBF[route /", 11);
+    line[199] = ']';
+    line[200] = '\0';
+    snprintf(text, sizeof(text), "%s\nupstream = a\n" UPSTREAM, line);
     LOAD_OK(text);
 }
 END_TEST
