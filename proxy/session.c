@@ -631,16 +631,19 @@ static int close_after_flush(struct session *s, const char *reason)
 {
     timer_cancel(s);
     /* Mid-request, or with more requests queued: the client may be
-     * sending still (client_done decides). */
+     * sending still (client_done decides). So may a tunnel's client that
+     * has not closed: the upstream's last bytes must not be lost to a
+     * reset by closing on what it sends (they were). */
     int tunnel = s->cstate == CLIENT_TUNNEL;
-    s->linger = !tunnel &&
-                (s->cstate == CLIENT_READING_HEAD ||
-                 s->cstate == CLIENT_WAITING ||
-                 s->cstate == CLIENT_READING_BODY ||
-                 evbuffer_get_length(bufferevent_get_input(s->client.bev)) > 0);
+    s->linger = tunnel ? !s->client_eof
+                       : s->cstate == CLIENT_READING_HEAD ||
+                             s->cstate == CLIENT_WAITING ||
+                             s->cstate == CLIENT_READING_BODY ||
+                             evbuffer_get_length(bufferevent_get_input(
+                                 s->client.bev)) > 0;
     s->cstate = CLIENT_CLOSING;
     s->close_reason = reason;
-    s->discarding = !tunnel && !s->too_slow && !s->client_eof;
+    s->discarding = !s->too_slow && !s->client_eof;
     if (s->discarding) {
         /* What the client still sends (the rest of a body, requests
          * behind this answer, read or not yet) is read and dropped while
@@ -669,20 +672,19 @@ static int close_after_flush(struct session *s, const char *reason)
  * client reads it. So the answer is followed by a FIN, and what the client
  * still sends is read and dropped until it closes, it pauses for
  * lingering_timeout, or lingering_time passes (as nginx's directives of
- * those names; the same defaults, 5s and 30s). Not for a client that has
- * closed already, or one answered 408 (too slow to wait for).
+ * those names; the same defaults, 5s and 30s). So with a tunnel the
+ * upstream ended while the client may still send. Not for a client that
+ * has closed already, or one answered 408 (too slow to wait for).
  */
 static int client_done(struct session *s)
 {
     evutil_socket_t fd = bufferevent_getfd(s->client.bev);
     int ready = 0;
     if (s->client_eof || s->too_slow || s->w->cfg->lingering_timeout_ms == 0 ||
-        (!s->linger && (s->tunnel || ioctl(fd, FIONREAD, &ready) < 0 ||
-                        ready <= 0)) ||
+        (!s->linger && (ioctl(fd, FIONREAD, &ready) < 0 || ready <= 0)) ||
         shutdown(fd, SHUT_WR) < 0) {
         /* Nothing more can come (requests still in the kernel's buffer
-         * count as coming; a tunnel's bytes are not requests), or nothing
-         * need be waited for. */
+         * count as coming), or nothing need be waited for. */
         return session_close(s, s->close_reason);
     }
     s->cstate = CLIENT_LINGERING;
@@ -1827,10 +1829,14 @@ static int retry_other_allowed(struct session *s, int not_sent)
            s->body_received == 0 && (not_sent || idempotent(s->method));
 }
 
-/* The upstream failed the exchange: count it against the server. */
+/* The upstream failed the exchange: count it against the server. Not
+ * inside a tunnel: its response, the 101, was complete, and what ends a
+ * WebSocket (a reset from a server closing with input unread, a peer
+ * silent past a send timeout) says nothing of the server's health; one
+ * client's tunnel took a healthy server out for fail_timeout. */
 static void upstream_failed(struct session *s, const char *term)
 {
-    if (s->conn != NULL) {
+    if (s->conn != NULL && s->ustate != UPSTREAM_TUNNEL) {
         s->w->stats->counter[STAT_UP_FAILURES]++;
         pool_server_failed(s->conn->server, term);
     }

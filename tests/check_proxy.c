@@ -1047,6 +1047,106 @@ START_TEST(test_websocket_client_close_delivers_its_last_bytes)
 }
 END_TEST
 
+/* WebSocket upstream that answers 101 with TAIL_BYTES and "BYE" behind it,
+ * then ends its side (FIN) and reads until the client's bytes stop. */
+enum { TAIL_BYTES = 256 << 10 };
+static void websocket_says_bye(int fd, void *arg)
+{
+    (void)arg;
+    harness_read_request_head(fd);
+    static char tail[TAIL_BYTES + 3];
+    memset(tail, 't', TAIL_BYTES);
+    memcpy(tail + TAIL_BYTES, "BYE", 3);
+    harness_send(fd, "HTTP/1.1 101 Switching Protocols\r\n"
+                     "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    harness_write(fd, tail, sizeof(tail));
+    shutdown(fd, SHUT_WR);
+    char buf[65536];
+    while (read(fd, buf, sizeof(buf)) > 0) {
+    }
+}
+
+START_TEST(test_websocket_upstream_end_reaches_a_client_still_sending)
+{
+    /* The upstream ends the tunnel while the client is still sending and
+     * has not read yet: everything the upstream sent reaches the client,
+     * then a clean end. The proxy closed on the client's unread bytes,
+     * and the reset destroyed the tail in the client's buffer while the
+     * access log said term=done. */
+    harness_script(&script, websocket_says_bye, NULL, 1);
+    harness_proxy(&proxy, CONF, harness_server_lines(""), script.port, "");
+    int fd = harness_own(harness_connect(proxy.port));
+    harness_send(fd, ws_request);
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 3000, 1), 0);
+    ck_assert_int_eq(r.status, 101);
+    response_free(&r); /* bytes read past the head: harness_read_all's */
+    static char chunk[16384];
+    memset(chunk, 'c', sizeof(chunk));
+    double until = harness_now() + 500;
+    while (harness_now() < until) {
+        if (send(fd, chunk, sizeof(chunk), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+            if (errno != EAGAIN) {
+                break; /* reset: what follows shows what was lost */
+            }
+            usleep(1000);
+        }
+    }
+    size_t len = 0;
+    char *rest = harness_read_all(fd, &len, 5000);
+    int err = errno;
+    size_t got = len;
+    ck_assert_msg(got == TAIL_BYTES + 3 &&
+                      memcmp(rest + len - 3, "BYE", 3) == 0,
+                  "%zu of %d bytes reached the client (%s)", got,
+                  TAIL_BYTES + 3, strerror(err));
+    free(rest);
+    harness_close_owned(fd); /* the proxy lingers until the client closes */
+    ck_assert_msg(harness_log_wait(&proxy, " term=done", 3000), "%s",
+                  harness_log(&proxy));
+}
+END_TEST
+
+/* WebSocket upstream that answers 101 and a few bytes, then resets. */
+static void websocket_resets(int fd, void *arg)
+{
+    (void)arg;
+    harness_read_request_head(fd);
+    harness_send(fd, "HTTP/1.1 101 Switching Protocols\r\n"
+                     "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+                     "gone");
+    usleep(100 * 1000);
+    struct linger hard = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof(hard));
+}
+
+START_TEST(test_websocket_reset_is_no_server_failure)
+{
+    /* A tunnel that ends in a reset (a WebSocket server closing with input
+     * unread does so) is no failure of the server: with max_fails = 1 it
+     * took a healthy server out for fail_timeout. */
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    char second[128];
+    snprintf(second, sizeof(second),
+             "server = 127.0.0.1:%d\nmax_fails = 1\nfail_timeout = 1h",
+             origin.port);
+    harness_script(&script, websocket_resets, NULL, 1);
+    harness_proxy(&proxy, CONF, harness_server_lines(""), script.port, second);
+    int fd = harness_own(harness_connect(proxy.port));
+    harness_send(fd, ws_request);
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 3000, 1), 0);
+    ck_assert_int_eq(r.status, 101);
+    response_free(&r);
+    ck_assert(harness_wait_closed(fd, 3000));
+    ck_assert_msg(harness_log_wait(&proxy, " 101 ", 3000), "%s",
+                  harness_log(&proxy));
+    ck_assert_msg(strstr(harness_log(&proxy), " out for ") == NULL,
+                  "a tunnel's reset took the server out:\n%s",
+                  harness_log(&proxy));
+}
+END_TEST
+
 static char upgrade_refused[] =
     "HTTP/1.1 426 Upgrade Required\r\nContent-Length: 4\r\n\r\nnope";
 
@@ -1899,6 +1999,8 @@ static Suite *proxy_suite(void)
     tcase_add_test(tc, test_websocket_tunnel_frames_both_ways);
     tcase_add_test(tc, test_websocket_tunnel_timeout);
     tcase_add_test(tc, test_websocket_client_close_delivers_its_last_bytes);
+    tcase_add_test(tc, test_websocket_upstream_end_reaches_a_client_still_sending);
+    tcase_add_test(tc, test_websocket_reset_is_no_server_failure);
     tcase_add_test(tc, test_websocket_refused_stays_http);
     tcase_add_test(tc, test_h2c_upgrade_not_forwarded);
     tcase_add_test(tc, test_idle_upstream_connection_closed_after_keepalive_timeout);
