@@ -477,6 +477,22 @@ static const char *method_name(const struct session *s)
     return http1_method_name(&s->client.head, s->method);
 }
 
+/* Bytes read from the client (n) and queued for it: the exchange's, for
+ * its access log line, and the worker's counters at once, so that /metrics
+ * follows a long download or a tunnel as it runs (it moved only when the
+ * exchange ended, and not at all for a worker killed mid-exchange). */
+static void count_in(struct session *s, size_t n)
+{
+    s->client.bytes_in += n;
+    s->w->stats->counter[STAT_BYTES_IN] += n;
+}
+
+static void count_out(struct session *s, size_t n)
+{
+    s->client.bytes_out += n;
+    s->w->stats->counter[STAT_BYTES_OUT] += n;
+}
+
 /* Write the access log line of the exchange in progress, once. */
 static void exchange_log(struct session *s, const char *term)
 {
@@ -489,6 +505,10 @@ static void exchange_log(struct session *s, const char *term)
      * after it, or answered with a fault's abort (t_connected and
      * t_first_byte are set only after forwarding). */
     int injected = s->t_forward >= 0 || s->latency_waited;
+    /* The parser pauses on the head's last LF: read, and counted once it
+     * is parsed, which an exchange answered by the proxy never does. */
+    uint64_t bytes_in = s->client.bytes_in +
+                        (s->t_head >= 0 && s->client.head_lf_pending);
     struct accesslog_entry e = {
         .client = s->client_addr,
         .method = s->t_head >= 0 ? method_name(s) : NULL,
@@ -497,7 +517,7 @@ static void exchange_log(struct session *s, const char *term)
         .http_major = s->http_major,
         .http_minor = s->http_minor,
         .status = s->status,
-        .bytes_in = s->client.bytes_in,
+        .bytes_in = bytes_in,
         .bytes_out = s->client.bytes_out,
         .upstream_before = s->sent_before,
         .upstream = s->conn ? s->conn->server->name : NULL,
@@ -514,8 +534,7 @@ static void exchange_log(struct session *s, const char *term)
     if (s->status >= 100 && s->status < 600) {
         st->counter[STAT_RESP_1XX + s->status / 100 - 1]++;
     }
-    st->counter[STAT_BYTES_IN] += s->client.bytes_in;
-    st->counter[STAT_BYTES_OUT] += s->client.bytes_out;
+    st->counter[STAT_BYTES_IN] += bytes_in - s->client.bytes_in;
     if (s->pool != NULL && injected) {
         struct stats_pool *sp =
             worker_pool_stats(s->w, (int)(s->pool->cfg - s->w->cfg->upstreams));
@@ -722,11 +741,10 @@ static int reply_error(struct session *s, int status, const char *term,
          * (and any behind it, dropped with it) count as the exchange's,
          * not only those the parser had taken (the access log's bytes in
          * were 3 for "BAD REQUEST\r\n\r\n"). */
-        s->client.bytes_in +=
-            evbuffer_get_length(bufferevent_get_input(s->client.bev));
+        count_in(s, evbuffer_get_length(bufferevent_get_input(s->client.bev)));
     }
     http1_write_error(out, status, reason, method == HTTP_HEAD);
-    s->client.bytes_out += evbuffer_get_length(out) - before;
+    count_out(s, evbuffer_get_length(out) - before);
     s->status = status;
     s->response_started = 1;
     s->in_exchange = 1;
@@ -893,7 +911,7 @@ static int on_resp_header_value(http_parser *p, const char *at, size_t len)
 static void client_send(struct session *s, const void *data, size_t len)
 {
     evbuffer_add(bufferevent_get_output(s->client.bev), data, len);
-    s->client.bytes_out += len;
+    count_out(s, len);
 }
 
 /* The reason of a 500 of our own: compared by address, so that no
@@ -913,7 +931,7 @@ static int client_send_head(struct session *s,
         s->error.reason = out_of_memory;
         return -1;
     }
-    s->client.bytes_out += evbuffer_get_length(out) - before;
+    count_out(s, evbuffer_get_length(out) - before);
     return 0;
 }
 
@@ -1540,7 +1558,7 @@ static int client_method(struct session *s, struct evbuffer *in,
         return client_parse_error(s, HTTP_PARSER_ERRNO(p));
     }
     evbuffer_drain(in, len); /* b may point into it: the last use */
-    s->client.bytes_in += len;
+    count_in(s, len);
     return 2;
 }
 
@@ -1631,9 +1649,13 @@ static int client_process(struct session *s)
             }
         }
         http_parser *p = &s->client.parser;
+        int lf_pending = s->client.head_lf_pending;
         size_t n = http_parser_execute(p, &request_settings, v.iov_base, feed);
         evbuffer_drain(in, n);
-        s->client.bytes_in += n;
+        count_in(s, n);
+        if (lf_pending && n > 0) {
+            s->client.head_lf_pending = 0; /* parsed (and counted) now */
+        }
         enum http_errno e = HTTP_PARSER_ERRNO(p);
         if (e != HPE_OK && e != HPE_PAUSED) {
             return client_parse_error(s, e);
@@ -1691,9 +1713,9 @@ static int tunnel_relay(struct session *s, struct side *from, struct side *to)
         evbuffer_remove_buffer(in, out, n);
         s->t_activity = util_now_ms();
         if (from == &s->client) {
-            s->client.bytes_in += n;
+            count_in(s, n);
         } else {
-            s->client.bytes_out += n;
+            count_out(s, n);
         }
     }
     if (evbuffer_get_length(in) > 0) {
@@ -1964,7 +1986,7 @@ static int upstream_process(struct session *s)
                                    move);
             s->body_left -= move;
             s->upstream.bytes_in += move;
-            s->client.bytes_out += move;
+            count_out(s, move);
             if (over_buffer_cap(s, s->client.bev)) {
                 return session_close(s, "buffer_limit");
             }

@@ -2111,6 +2111,19 @@ START_TEST(test_refused_head_logs_the_bytes_read)
         {"BAD REQUEST\r\n\r\n", "\"-\" 400 15 "},
         {"get / HTTP/1.1\r\nHost: a\r\n\r\n", "\"-\" 501 27 "},
         {"GET / HTTP/1.1\r\nHost: a\r\nX: y\rz\r\n\r\n", "\"-\" 400 35 "},
+        /* A whole head answered by the proxy: its last LF, where the
+         * parser pauses, counts too (it was one short). */
+        {"TRACE / HTTP/1.1\r\nHost: a\r\n\r\n", "\" 405 29 "},
+        {"GET / HTTP/1.1\r\nHost: a\r\nExpect: foo\r\n\r\n", "\" 417 40 "},
+        /* Forwarded: counted once, with a body of either framing. */
+        {"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+         "\" 200 46 "},
+        {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n"
+         "Connection: close\r\n\r\nhi",
+         "\" 200 68 "},
+        {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+         "Connection: close\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+         "\" 200 87 "},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct talk t;

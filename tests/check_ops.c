@@ -3364,6 +3364,41 @@ START_TEST(test_session_gauges_are_fresh)
 }
 END_TEST
 
+/* The byte counters follow a long response as it streams: they moved only
+ * when the exchange ended (a tunnel or a download of hours showed nothing,
+ * and a worker killed mid-exchange never counted it). */
+START_TEST(test_byte_counters_move_while_streaming)
+{
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_on_origin("workers = 1\n");
+    double in0 = metric_now("switchboard_client_received_bytes_total");
+    double out0 = metric_now("switchboard_client_sent_bytes_total");
+    char req[128];
+    int n = snprintf(req, sizeof(req),
+                     "GET /stream?chunks=3&interval=%dms&size=20000 HTTP/1.1\r\n"
+                     "Host: a\r\n\r\n",
+                     (int)(2000 * harness_scale()));
+    int fd = harness_own(harness_connect(proxy.port));
+    ck_assert_int_eq(harness_send(fd, req), 0);
+    /* The first chunk, then the counters, long before the second. */
+    static char got[65536];
+    size_t len = 0;
+    while (len < 20000) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        ck_assert_msg(poll(&pfd, 1, (int)(3000 * harness_scale())) == 1,
+                      "%zu bytes of the first chunk", len);
+        ssize_t r = read(fd, got, sizeof(got));
+        ck_assert_int_gt(r, 0);
+        len += (size_t)r;
+    }
+    double in = metric_now("switchboard_client_received_bytes_total") - in0;
+    double out = metric_now("switchboard_client_sent_bytes_total") - out0;
+    ck_assert_msg(in == n, "received %.0f of %d while streaming", in, n);
+    ck_assert_msg(out >= 20000 && out < 40000, "sent %.0f while streaming",
+                  out);
+}
+END_TEST
+
 /* A client that stops reading a long response: its session shows as
  * paused, holding at most about two buffers, not the response. */
 START_TEST(test_backpressure_shows_in_gauges)
@@ -3879,6 +3914,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_server_by_name);
     tcase_add_test(tc, test_injected_delays_in_metrics);
     tcase_add_test(tc, test_session_gauges_are_fresh);
+    tcase_add_test(tc, test_byte_counters_move_while_streaming);
     tcase_add_test(tc, test_backpressure_shows_in_gauges);
     tcase_add_test(tc, test_pipelined_input_is_bounded_then_read_on);
     tcase_add_test(tc, test_resolver_follows_a_moved_name);
