@@ -91,7 +91,8 @@ static const struct {
     const char *name, *type, *help;
 } pool_rows[] = {
     {POOL_REQUESTS, "switchboard_pool_requests_total", "counter",
-     "Exchanges sent to the pool's servers"},
+     "Exchanges started with the pool's servers (a connect that failed "
+     "counts, and each attempt of a retried request)"},
     {POOL_IDLE, "switchboard_pool_idle_connections", "gauge",
      "Keep-alive connections idle in the pool"},
     {POOL_UP, "switchboard_pool_servers_up", "gauge",
@@ -101,7 +102,7 @@ static const struct {
     {SRV_ACTIVE, "switchboard_server_active", "gauge",
      "Exchanges in progress with the server"},
     {SRV_REQUESTS, "switchboard_server_requests_total", "counter",
-     "Exchanges sent to the server"},
+     "Exchanges started with the server (a connect that failed counts)"},
     {SRV_FAILURES, "switchboard_server_failures_total", "counter",
      "Failed exchanges with the server (they count toward max_fails)"},
 };

@@ -59,7 +59,7 @@
     X(RETRIES, "switchboard_upstream_retries_total", "",                       \
       "Requests sent again to an upstream after a failure")                    \
     X(UP_CONNECTS, "switchboard_upstream_connects_total", "",                  \
-      "Upstream connections opened")                                           \
+      "Upstream connects begun (those that failed too)")                       \
     X(UP_REUSES, "switchboard_upstream_reuses_total", "",                      \
       "Exchanges sent on a pooled keep-alive connection")                      \
     X(UP_FAILURES, "switchboard_upstream_failures_total", "",                  \
