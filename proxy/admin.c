@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,10 +37,28 @@
 static void snapshot_once(const struct stats_shm *shm, struct stats_slot *out)
 {
     memset(out, 0, sizeof(*out));
-    for (int i = 0; i < shm->n_slots; i++) {
-        if (shm->slots[i].in_use) {
-            stats_fold(out, &shm->slots[i], 1, 0);
+    /* Newest generation first: when the running conf and one still
+     * draining name more pools or servers together than a snapshot holds,
+     * those left out are the draining conf's (the running one's new pools
+     * were hidden until the old workers were gone). */
+    int last = INT_MAX;
+    for (;;) {
+        int gen = INT_MIN;
+        for (int i = 0; i < shm->n_slots; i++) {
+            int g = shm->slots[i].generation;
+            if (shm->slots[i].in_use && g < last && g > gen) {
+                gen = g;
+            }
         }
+        if (gen == INT_MIN) {
+            break;
+        }
+        for (int i = 0; i < shm->n_slots; i++) {
+            if (shm->slots[i].in_use && shm->slots[i].generation == gen) {
+                stats_fold(out, &shm->slots[i], 1, 0);
+            }
+        }
+        last = gen;
     }
     /* Workers that exited still count, but pools and servers no live
      * worker has (a reload removed them) are not shown. */

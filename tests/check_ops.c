@@ -1855,6 +1855,64 @@ static void drained(int n)
                   harness_log(&proxy));
 }
 
+/* head, then sixteen upstreams NAME0..NAME15 on the origin, each the
+ * upstream of route /NAMEi. */
+static void sixteen_pools(char *buf, size_t cap, const char *head, char name)
+{
+    size_t n = (size_t)snprintf(buf, cap, "%s", head);
+    for (int i = 0; i < 16 && n < cap; i++) {
+        n += (size_t)snprintf(buf + n, cap - n,
+                              "[upstream %c%d]\nserver = 127.0.0.1:%d\n"
+                              "[route /%c%d]\nupstream = %c%d\n",
+                              name, i, origin[0].port, name, i, name, i);
+    }
+}
+
+/*
+ * While a reload drains, /metrics shows the running conf's pools first:
+ * with sixteen in each conf, the new ones were left out (a snapshot holds
+ * sixteen) until the old worker was gone, though they served.
+ */
+START_TEST(test_metrics_show_the_running_conf_during_a_drain)
+{
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    int port;
+    char head[2048];
+    snprintf(head, sizeof(head), "%s", admin_head("workers = 1\n", &port));
+    static char conf[16384];
+    sixteen_pools(conf, sizeof(conf), head, 'a');
+    harness_proxy(&proxy, "%s", conf);
+    proxy.port = port;
+    wait_admin();
+    /* A request the old worker holds, so that it drains meanwhile. */
+    char req[128];
+    snprintf(req, sizeof(req), "GET /a0?delay=%dms HTTP/1.1\r\nHost: a\r\n\r\n",
+             (int)(5000 * harness_scale()));
+    int held = harness_own(harness_connect(proxy.port));
+    ck_assert_int_eq(harness_send(held, req), 0);
+    ck_assert_int_eq(metric_wait("switchboard_upstream_waiting", 1, 3000), 1);
+    sixteen_pools(conf, sizeof(conf), head, 'b');
+    write_conf(&proxy, conf);
+    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    ck_assert_msg(harness_log_wait(&proxy, "generation 2 takes over", 3000),
+                  "no reload in:\n%s", harness_log(&proxy));
+    ck_assert_int_eq(
+        exchange(proxy.port, "GET /b0 HTTP/1.1\r\nHost: a\r\n\r\n", NULL),
+        200);
+    char *text;
+    ck_assert_int_eq(admin_get("GET", "/metrics", &text), 200);
+    double waiting = metric(text, "switchboard_upstream_waiting");
+    double b0 = metric(text, "switchboard_pool_requests_total{pool=\"b0\"}");
+    double a0 = metric(text, "switchboard_pool_requests_total{pool=\"a0\"}");
+    free(text);
+    ck_assert_msg(waiting == 1, "the old worker no longer drains (%.0f)",
+                  waiting);
+    ck_assert_msg(b0 == 1 && a0 == -1,
+                  "pool b0 shows %.0f requests (-1: absent), a0 %.0f", b0,
+                  a0);
+}
+END_TEST
+
 START_TEST(test_reload_changes_listen_and_backlog)
 {
     /* A reload adds and drops listen addresses and sets a new backlog;
@@ -3876,6 +3934,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_admin_refusals_close_gracefully);
     tcase_add_test(tc, test_admin_linger_is_bounded_by_its_two_timeouts);
     tcase_add_test(tc, test_reload_changes_listen_and_backlog);
+    tcase_add_test(tc, test_metrics_show_the_running_conf_during_a_drain);
     tcase_add_test(tc, test_reload_changes_workers);
     tcase_add_test(tc, test_reload_raises_max_header_size);
     tcase_add_test(tc, test_reload_moves_the_admin_listener);
