@@ -23,6 +23,7 @@ static struct proc origin, proxy;
 
 static void teardown(void)
 {
+    harness_close_sockets(); /* first: the proxy then stops at once */
     harness_stop(&proxy);
     harness_stop(&origin);
 }

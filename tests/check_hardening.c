@@ -83,11 +83,11 @@ static int record_fd = -1;
 
 static void teardown(void)
 {
+    harness_close_sockets(); /* first: the proxy then stops at once */
     harness_nofile = 0;
     harness_stop(&proxy);
     harness_stop(&origin);
     harness_stop(&script);
-    harness_close_owned_all();
     if (record_fd >= 0) {
         close(record_fd);
         record_fd = -1;

@@ -44,6 +44,7 @@ static pid_t early_pid; /* the master test_sighup_while_reading_the_conf runs */
 
 static void teardown(void)
 {
+    harness_close_sockets(); /* first: the proxy then stops at once */
     harness_stop(&proxy);
     harness_stop(&script);
     for (int i = 0; i < N_ORIGINS; i++) {

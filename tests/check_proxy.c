@@ -36,6 +36,7 @@ static void start_default(const char *server_extra, const char *up_extra)
 
 static void teardown(void)
 {
+    harness_close_sockets(); /* first: the proxy then stops at once */
     harness_stop(&proxy);
     harness_stop(&origin);
     harness_stop(&script);

@@ -6,6 +6,7 @@
 #include "harness.h"
 
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -20,6 +21,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1036,6 +1038,30 @@ void harness_close_owned_all(void)
         }
     }
     n_owned = 0;
+}
+
+void harness_close_sockets(void)
+{
+    harness_close_owned_all();
+    int fds[4096], n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL) {
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL && n < 4096) {
+        int fd = atoi(e->d_name); /* "." and "..": 0 */
+        struct stat st;
+        if (fd > 2 && fd != dirfd(d) && fstat(fd, &st) == 0 &&
+            S_ISSOCK(st.st_mode)) {
+            fds[n++] = fd;
+        }
+    }
+    closedir(d);
+    for (int i = 0; i < n; i++) {
+        close(fds[i]);
+    }
+    leftover.len = 0;
 }
 
 int harness_read_until(int fd, char *buf, size_t cap, size_t *len,

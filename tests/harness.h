@@ -217,6 +217,15 @@ void harness_close_owned(int fd);
 void harness_close_owned_all(void);
 
 /*
+ * Close every socket of the test process, owned or not (and forget the
+ * owned ones): a teardown's first step, so that the proxy it then stops
+ * finds its clients gone and exits at once. With them open, it drained
+ * them, up to lingering_timeout or the harness's 5 s: the suites spent
+ * most of their time stopping proxies.
+ */
+void harness_close_sockets(void);
+
+/*
  * Read from fd, appending to buf (len bytes so far, NUL-terminated, cap in
  * all) until needle appears within ms (scaled); with needle NULL, until the
  * peer closes. Returns 1 when it did.
