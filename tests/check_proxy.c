@@ -930,20 +930,29 @@ END_TEST
 /* A masked WebSocket ping with an empty payload. */
 static const char ws_ping[] = "\x89\x80\x01\x02\x03\x04";
 
-/* The proxy with tunnel_timeout = 400ms in front of the scripted WebSocket
- * upstream h; a client connection whose upgrade was answered 101. */
-static int ws_tunnel_400ms(harness_handler h)
+/* The proxy ([server] lines server_extra, upstream lines up_extra) in
+ * front of the scripted WebSocket upstream h (with arg); a client
+ * connection (owned) whose upgrade was answered 101. Bytes read past the
+ * 101 are harness_read_all's. */
+static int ws_tunnel(harness_handler h, void *arg, const char *server_extra,
+                     const char *up_extra)
 {
-    harness_script(&script, h, NULL, 1);
-    harness_proxy(&proxy, CONF, harness_server_lines("tunnel_timeout = 400ms"),
-                  script.port, "");
-    int fd = harness_connect(proxy.port);
+    harness_script(&script, h, arg, 1);
+    harness_proxy(&proxy, CONF, harness_server_lines(server_extra),
+                  script.port, up_extra);
+    int fd = harness_own(harness_connect(proxy.port));
     harness_send(fd, ws_request);
     struct response r;
     ck_assert_int_eq(harness_read_response(fd, &r, 3000, 1), 0);
     ck_assert_int_eq(r.status, 101);
     response_free(&r);
     return fd;
+}
+
+/* The same with tunnel_timeout = 400ms. */
+static int ws_tunnel_400ms(harness_handler h)
+{
+    return ws_tunnel(h, NULL, "tunnel_timeout = 400ms", "");
 }
 
 START_TEST(test_websocket_tunnel_timeout)
@@ -962,7 +971,7 @@ START_TEST(test_websocket_tunnel_timeout)
     double idle = harness_now() - t0;
     ck_assert_msg(idle >= 350 && idle < 400 + 200 * harness_scale(),
                   "closed after %.0f ms idle", idle);
-    close(fd);
+    harness_close_owned(fd);
     ck_assert(harness_log_wait(&proxy, "term=tunnel_timeout", 2000));
     /* A tunnel silent from its 101 on (timed from the request: a late
      * read of the 101 must not shorten what the test measures). */
@@ -1016,14 +1025,7 @@ START_TEST(test_websocket_client_close_delivers_its_last_bytes)
     ck_assert_int_ge(tmp, 0);
     close(tmp);
     unlink(path);
-    harness_script(&script, websocket_slow_sink, path, 1);
-    harness_proxy(&proxy, CONF, harness_server_lines(""), script.port, "");
-    int fd = harness_own(harness_connect(proxy.port));
-    harness_send(fd, ws_request);
-    struct response r;
-    ck_assert_int_eq(harness_read_response(fd, &r, 3000, 1), 0);
-    ck_assert_int_eq(r.status, 101);
-    response_free(&r);
+    int fd = ws_tunnel(websocket_slow_sink, path, "", "");
     enum { SENT = 4 << 20 };
     static char data[SENT];
     memset(data, 'x', sizeof(data));
@@ -1074,14 +1076,7 @@ START_TEST(test_websocket_upstream_end_reaches_a_client_still_sending)
      * then a clean end. The proxy closed on the client's unread bytes,
      * and the reset destroyed the tail in the client's buffer while the
      * access log said term=done. */
-    harness_script(&script, websocket_says_bye, NULL, 1);
-    harness_proxy(&proxy, CONF, harness_server_lines(""), script.port, "");
-    int fd = harness_own(harness_connect(proxy.port));
-    harness_send(fd, ws_request);
-    struct response r;
-    ck_assert_int_eq(harness_read_response(fd, &r, 3000, 1), 0);
-    ck_assert_int_eq(r.status, 101);
-    response_free(&r); /* bytes read past the head: harness_read_all's */
+    int fd = ws_tunnel(websocket_says_bye, NULL, "", "");
     static char chunk[16384];
     memset(chunk, 'c', sizeof(chunk));
     double until = harness_now() + 500;
@@ -1131,14 +1126,7 @@ START_TEST(test_websocket_reset_is_no_server_failure)
     snprintf(second, sizeof(second),
              "server = 127.0.0.1:%d\nmax_fails = 1\nfail_timeout = 1h",
              origin.port);
-    harness_script(&script, websocket_resets, NULL, 1);
-    harness_proxy(&proxy, CONF, harness_server_lines(""), script.port, second);
-    int fd = harness_own(harness_connect(proxy.port));
-    harness_send(fd, ws_request);
-    struct response r;
-    ck_assert_int_eq(harness_read_response(fd, &r, 3000, 1), 0);
-    ck_assert_int_eq(r.status, 101);
-    response_free(&r);
+    int fd = ws_tunnel(websocket_resets, NULL, "", second);
     ck_assert(harness_wait_closed(fd, 3000));
     ck_assert_msg(harness_log_wait(&proxy, " 101 ", 3000), "%s",
                   harness_log(&proxy));
@@ -1901,7 +1889,7 @@ START_TEST(test_websocket_one_way_traffic_keeps_the_tunnel)
     }
     ck_assert_ptr_null(strstr(harness_log(&proxy), "term=tunnel_timeout"));
     ck_assert(harness_wait_closed(fd, 3000));
-    close(fd);
+    harness_close_owned(fd);
     ck_assert(harness_log_wait(&proxy, "term=tunnel_timeout", 2000));
 }
 END_TEST
