@@ -1089,6 +1089,7 @@ static void section_end(struct parser *p)
     if (p->failed) {
         return;
     }
+    int had = cfg->n_warnings;
     if (p->section == SECTION_UPSTREAM) {
         const struct config_upstream *up = &cfg->upstreams[cfg->n_upstreams - 1];
         const char *off = "active health checks are off (health_check = off)";
@@ -1119,6 +1120,15 @@ static void section_end(struct parser *p)
             surplus(p, r->fault_abort_percent != dr.fault_abort_percent,
                     "fault_abort_percent", "the route sets no fault_abort");
         }
+    }
+    /* This section's, checked in the order above, into line order. */
+    for (int i = had + 1; i < cfg->n_warnings; i++) {
+        struct config_warning w = cfg->warnings[i];
+        int j = i;
+        for (; j > had && cfg->warnings[j - 1].line > w.line; j--) {
+            cfg->warnings[j] = cfg->warnings[j - 1];
+        }
+        cfg->warnings[j] = w;
     }
 }
 
@@ -1409,7 +1419,7 @@ static char *on_read_line(char *str, int num, void *stream)
     str[n] = '\0';
     /* inih, as Debian builds it, takes only ';' to start an inline
      * comment: a '#' after a blank starts one too (switchboard.conf(5)). */
-    for (char *c = str + 1; *c != '\0'; c++) {
+    for (char *c = str + (n > 0); *c != '\0'; c++) {
         if (*c == '#' && (c[-1] == ' ' || c[-1] == '\t')) {
             *c = '\0';
             break;

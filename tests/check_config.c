@@ -852,6 +852,14 @@ START_TEST(upstream_surplus_settings_warn)
         ck_assert_int_eq(cfg->warnings[i].line, want[i].line);
         ck_assert_str_eq(cfg->warnings[i].msg, want[i].msg);
     }
+    /* In line order, whichever is checked first. */
+    LOAD_OK("[server]\n[upstream a]\nserver = 127.0.0.1:9000\n"
+            "health_fall = 1\nretries = 0\nhash_key = header X\n"
+            "health_interval = 1s\n");
+    ck_assert_int_eq(cfg->n_warnings, 3);
+    ck_assert_int_eq(cfg->warnings[0].line, 4);
+    ck_assert_int_eq(cfg->warnings[1].line, 6);
+    ck_assert_int_eq(cfg->warnings[2].line, 7);
     /* A conf read again starts with none. */
     LOAD_OK("[server]\n" UPSTREAM);
     ck_assert_int_eq(cfg->n_warnings, 0);
