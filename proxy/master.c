@@ -196,9 +196,9 @@ static unsigned fd_port(int fd)
 }
 
 /* Print "[what]listening on HOST:PORT" with the port socket fd is bound
- * to, the line tests and scripts wait for: only once the start or the
- * reload that bound it can no longer fail, so that no address is announced
- * that is closed again. */
+ * to, the line tests and scripts wait for: only once every address of the
+ * start or the reload is bound, so that a reload failing on a later one
+ * announces none it closes again (a start that then cannot fork exits). */
 static void announce(const char *what, const char *host, int fd)
 {
     printf(strchr(host, ':') ? "%slistening on [%s]:%u\n"

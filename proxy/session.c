@@ -1736,6 +1736,12 @@ static int tunnel_relay(struct session *s, struct side *from, struct side *to)
         return close_after_flush(s, "client_closed");
     }
     if (from == &s->upstream && s->upstream_eof) {
+        /* The upstream is done with it: logged now (naming the server),
+         * and let go, so that it is not held through the client's
+         * lingering close, nor its late errors taken for the tunnel's. */
+        exchange_log(s, TERM_DONE);
+        upstream_detach(s, 0);
+        s->ustate = UPSTREAM_NONE;
         return close_after_flush(s, TERM_DONE);
     }
     return 0;
