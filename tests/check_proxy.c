@@ -9,6 +9,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -1930,6 +1931,69 @@ START_TEST(test_websocket_one_way_traffic_keeps_the_tunnel)
 }
 END_TEST
 
+/* WebSocket upstream that answers 101, then sends as fast as it may until
+ * the proxy closes the connection. */
+static void websocket_firehose(int fd, void *arg)
+{
+    (void)arg;
+    harness_read_request_head(fd);
+    harness_send(fd, "HTTP/1.1 101 Switching Protocols\r\n"
+                     "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    static char block[65536];
+    memset(block, 'f', sizeof(block));
+    while (send(fd, block, sizeof(block), MSG_NOSIGNAL) > 0) {
+    }
+}
+
+START_TEST(test_websocket_slow_reader_keeps_the_tunnel)
+{
+    /* A client reading steadily but slower than the upstream sends: the
+     * proxy's socket to it stays too full to be writable for longer than
+     * tunnel_timeout (sndbuf 1m), so nothing moves through the proxy's
+     * buffers, yet the client reads. The tunnel stays (it was cut at
+     * tunnel_timeout); a client that stops reading is still cut, within
+     * about twice tunnel_timeout. */
+    harness_script(&script, websocket_firehose, NULL, 1);
+    harness_proxy(&proxy, CONF,
+                  harness_server_lines("tunnel_timeout = 400ms\nsndbuf = 1m"),
+                  script.port, "");
+    int fd = harness_own(socket(AF_INET, SOCK_STREAM, 0));
+    int small = 16384;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)proxy.port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    harness_send(fd, ws_request);
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 3000, 1), 0);
+    ck_assert_int_eq(r.status, 101);
+    response_free(&r);
+    /* 4 KiB every 20 ms (about 200 KB/s) for 1.5 s. */
+    static char buf[4096];
+    double until = harness_now() + 1500;
+    long got = 0;
+    while (harness_now() < until) {
+        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        ck_assert_msg(n != 0, "the tunnel closed after %ld bytes", got);
+        got += n > 0 ? n : 0;
+        usleep(20 * 1000);
+    }
+    ck_assert_msg(strstr(harness_log(&proxy), "term=tunnel_timeout") == NULL,
+                  "a reading client's tunnel was cut after %ld bytes:\n%s",
+                  got, harness_log(&proxy));
+    /* Now it stops reading: cut (tunnel_timeout, then one look at the
+     * kernel's queue that shows no progress). */
+    double t0 = harness_now();
+    ck_assert_msg(harness_log_wait(&proxy, "term=tunnel_timeout", 3000),
+                  "a client that stopped reading kept its tunnel:\n%s",
+                  harness_log(&proxy));
+    ck_assert_msg(harness_now() - t0 < 400 + 400 + 500 * harness_scale(),
+                  "cut %.0f ms after the client stopped reading",
+                  harness_now() - t0);
+}
+END_TEST
+
 START_TEST(test_sigterm_exits_cleanly)
 {
     start_default("workers = 2", "");
@@ -2024,6 +2088,7 @@ static Suite *proxy_suite(void)
     tcase_add_test(tc, test_absolute_form_ipv6_authority_keeps_brackets);
     tcase_add_test(tc, test_websocket_tunnel_frames_both_ways);
     tcase_add_test(tc, test_websocket_tunnel_timeout);
+    tcase_add_test(tc, test_websocket_slow_reader_keeps_the_tunnel);
     tcase_add_test(tc, test_websocket_client_close_delivers_its_last_bytes);
     tcase_add_test(tc, test_websocket_upstream_end_reaches_a_client_still_sending);
     tcase_add_test(tc, test_websocket_reset_is_no_server_failure);
