@@ -157,9 +157,11 @@ struct session {
     int upgrade;          /* the request asks for a WebSocket tunnel */
     int tunnel;           /* the upstream agreed: 101 */
     double t_activity;    /* last byte relayed through the tunnel */
-    int outq[2];          /* kernel send queues at the last look, client's
-                             and upstream's (tunnel_kernel_progress) */
-    int outq_probing;     /* idle by t_activity, queues looked at once */
+    /* Bytes the client and the upstream had acknowledged at the last look
+     * (tunnel_kernel_progress), and when that was. */
+    uint64_t tunnel_acked[2];
+    double acked_at;
+    int acked_probing; /* idle by t_activity, bytes queued: looked once */
     int interim;          /* the response being parsed is a 1xx */
     int response_started; /* a final response head went to the client */
     int status;
@@ -1752,27 +1754,34 @@ static int tunnel_relay(struct session *s, struct side *from, struct side *to)
 }
 
 /*
- * Whether bytes left a tunnel socket's kernel send queue (SIOCOUTQ: bytes
- * not yet acknowledged) since the last look: a peer reading slowly takes
- * them with nothing moving through the proxy's buffers, for as long as
- * the queue stays too full for the socket to be writable. A cut at
- * tunnel_timeout would end a tunnel whose reader is still reading (nginx
- * keeps it).
+ * Whether a tunnel's peers acknowledged bytes (tcpi_bytes_acked) since the
+ * last look, if that look came after the last byte relayed; *pending: bytes
+ * still wait in a kernel send queue (SIOCOUTQ). A peer reading slowly takes
+ * them with nothing moving through the proxy's buffers, for as long as its
+ * socket stays too full to be writable (Linux: until half the queue is
+ * free): cut at tunnel_timeout, a tunnel whose reader still read was lost
+ * (nginx keeps it).
  */
-static int tunnel_kernel_progress(struct session *s)
+static int tunnel_kernel_progress(struct session *s, int *pending)
 {
     struct side *sides[2] = {&s->client, &s->upstream};
+    int compare = s->acked_at > s->t_activity;
     int progress = 0;
+    *pending = 0;
     for (int i = 0; i < 2; i++) {
-        int q = 0;
         evutil_socket_t fd =
             sides[i]->bev != NULL ? bufferevent_getfd(sides[i]->bev) : -1;
-        if (fd < 0 || ioctl(fd, SIOCOUTQ, &q) < 0) {
-            q = 0;
+        int queued = 0;
+        uint64_t acked;
+        if (fd >= 0 && ioctl(fd, SIOCOUTQ, &queued) == 0 && queued > 0) {
+            *pending = 1;
         }
-        progress |= q < s->outq[i];
-        s->outq[i] = q;
+        if (fd >= 0 && util_tcp_bytes_acked(fd, &acked) == 0) {
+            progress |= compare && acked > s->tunnel_acked[i];
+            s->tunnel_acked[i] = acked;
+        }
     }
+    s->acked_at = util_now_ms();
     return progress;
 }
 
@@ -1785,8 +1794,8 @@ static int tunnel_start(struct session *s)
     s->cstate = CLIENT_TUNNEL;
     s->ustate = UPSTREAM_TUNNEL;
     s->t_activity = util_now_ms();
-    s->outq[0] = s->outq[1] = 0;
-    s->outq_probing = 0;
+    s->acked_at = 0;
+    s->acked_probing = 0;
     /* One timer for both directions (TIMER_TUNNEL), not a read timeout
      * per side: either side's may go off while the other relays. */
     bufferevent_set_timeouts(s->client.bev, NULL, s->w->tv.send);
@@ -2622,15 +2631,15 @@ static void on_session_timer(evutil_socket_t fd, short what, void *arg)
     case TIMER_TUNNEL: {
         double rest =
             s->t_activity + s->w->cfg->tunnel_timeout_ms - util_now_ms();
-        if (rest <= 0 && tunnel_kernel_progress(s)) {
+        int pending = 0;
+        if (rest <= 0 && tunnel_kernel_progress(s, &pending)) {
             s->t_activity = util_now_ms();
             rest = s->w->cfg->tunnel_timeout_ms;
-        } else if (rest <= 0 && !s->outq_probing &&
-                   (s->outq[0] > 0 || s->outq[1] > 0)) {
+        } else if (rest <= 0 && pending && !s->acked_probing) {
             /* Bytes wait in a kernel queue: look again shortly whether
-             * they leave it (a reader too slow to make the socket
+             * the peer takes them (a reader too slow to make the socket
              * writable within tunnel_timeout still reads). */
-            s->outq_probing = 1;
+            s->acked_probing = 1;
             struct timeval tv = util_ms_to_tv(
                 s->w->cfg->tunnel_timeout_ms < 1000
                     ? s->w->cfg->tunnel_timeout_ms
@@ -2642,7 +2651,7 @@ static void on_session_timer(evutil_socket_t fd, short what, void *arg)
             /* Bytes went through since it was set, or libevent's coarse
              * clock (TIMER_LATENCY) let it go off early: wait out the
              * rest, from the last byte either way. */
-            s->outq_probing = 0;
+            s->acked_probing = 0;
             struct timeval tv = util_ms_to_tv((int)ceil(rest));
             timer_set(s, TIMER_TUNNEL, &tv);
             return;
