@@ -1253,7 +1253,7 @@ int http1_check_request(const struct http1_head *h, const http_parser *p,
 }
 
 int http1_check_response(const struct http1_head *h, const http_parser *p,
-                         int switching, struct http1_error *err)
+                         int asked, int switching, struct http1_error *err)
 {
     if (p->http_major != 1) {
         return fail(err, 502, "upstream sent an unsupported HTTP version");
@@ -1262,7 +1262,9 @@ int http1_check_response(const struct http1_head *h, const http_parser *p,
         return fail(err, 502, "upstream sent an invalid status code");
     }
     if (p->status_code == 101 && !switching) {
-        return fail(err, 502, "upstream switched protocols unasked");
+        return fail(err, 502, asked ? "upstream switched protocols, but not "
+                                      "to websocket"
+                                    : "upstream switched protocols unasked");
     }
     if (p->status_code == 101 && p->http_minor == 0) {
         return fail(err, 502, "upstream switched protocols over HTTP/1.0");

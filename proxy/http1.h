@@ -163,10 +163,11 @@ int http1_check_request(const struct http1_head *h, const http_parser *p,
                         struct http1_error *err);
 
 /* The same for a response head from an upstream (status and version).
- * A 101 passes only when switching says it was asked for (a WebSocket
- * upgrade the proxy relays), and only from HTTP/1.1. */
+ * A 101 passes only when switching says it is one the proxy relays (to a
+ * WebSocket upgrade it was asked for), and only from HTTP/1.1; asked says
+ * whether the request asked for one, for the message. */
 int http1_check_response(const struct http1_head *h, const http_parser *p,
-                         int switching, struct http1_error *err);
+                         int asked, int switching, struct http1_error *err);
 
 /*
  * Once http1_check_request or http1_check_response has passed a head: any

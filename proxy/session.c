@@ -947,7 +947,8 @@ static int on_resp_headers_complete(http_parser *p)
     http1_head_trim(&s->upstream.head);
     int switching = p->status_code == 101 && s->upgrade &&
                     http1_is_websocket_switch(&s->upstream.head);
-    if (http1_check_response(&s->upstream.head, p, switching, &s->error) < 0) {
+    if (http1_check_response(&s->upstream.head, p, s->upgrade, switching,
+                             &s->error) < 0) {
         return -1;
     }
     if (switching) {

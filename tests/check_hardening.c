@@ -1282,6 +1282,16 @@ static const struct bad_response bad_switches[] = {
      "HTTP/1.0 101 Switching Protocols\r\nUpgrade: websocket\r\n"
      "Connection: Upgrade\r\n\r\nLEAKED",
      "upstream switched protocols over HTTP/1.0"},
+    /* Asked, so not "unasked" (as it said): a 101 to another protocol,
+     * or naming none. */
+    {"a 101 with no Upgrade",
+     "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n"
+     "LEAKED",
+     "upstream switched protocols, but not to websocket"},
+    {"a 101 to h2c",
+     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n"
+     "Connection: Upgrade\r\n\r\nLEAKED",
+     "upstream switched protocols, but not to websocket"},
 };
 
 START_TEST(test_bad_switching_protocols)

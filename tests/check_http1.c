@@ -1191,7 +1191,8 @@ static int response_status_switching(const char *raw, int switching)
     msg_init(&m, HTTP_RESPONSE, 65536, 100);
     int status = -1;
     if (msg_feed(&m, raw, 0) == 0) {
-        status = http1_check_response(&m.head, &m.parser, switching, &err) == 0
+        status = http1_check_response(&m.head, &m.parser, switching,
+                                      switching, &err) == 0
                      ? 0
                      : err.status;
     }
@@ -1300,14 +1301,14 @@ START_TEST(test_check_response_invalid_status_is_502)
     p.http_minor = 1;
     p.status_code = 99;
     head_build(&h, HTTP1_PIECE_STATUS, "Odd", NULL);
-    ck_assert_int_eq(http1_check_response(&h, &p, 0, &err), -1);
+    ck_assert_int_eq(http1_check_response(&h, &p, 0, 0, &err), -1);
     ck_assert_int_eq(err.status, 502);
     /* Codes are 100 to 599 (RFC 9110 15). */
     p.status_code = 600;
-    ck_assert_int_eq(http1_check_response(&h, &p, 0, &err), -1);
+    ck_assert_int_eq(http1_check_response(&h, &p, 0, 0, &err), -1);
     ck_assert_int_eq(err.status, 502);
     p.status_code = 599;
-    ck_assert_int_eq(http1_check_response(&h, &p, 0, &err), 0);
+    ck_assert_int_eq(http1_check_response(&h, &p, 0, 0, &err), 0);
     http1_head_deinit(&h);
 }
 END_TEST
@@ -1323,7 +1324,7 @@ START_TEST(test_check_response_control_char_is_502)
     p.status_code = 200;
     head_build(&h, HTTP1_PIECE_STATUS, "OK", "Content-Type", "text/plain",
                "Set-Cookie", "a=b\001c", NULL);
-    ck_assert_int_eq(http1_check_response(&h, &p, 0, &err), -1);
+    ck_assert_int_eq(http1_check_response(&h, &p, 0, 0, &err), -1);
     ck_assert_int_eq(err.status, 502);
     ck_assert_ptr_nonnull(err.reason);
     http1_head_deinit(&h);
