@@ -79,7 +79,7 @@ static void strict_response(struct fuzz_resp *r, size_t from,
     struct fuzz_reparse rp;
     fuzz_reparse(&rp, HTTP_RESPONSE, head, len);
     struct http1_error err;
-    if (http1_check_response(&rp.head, &rp.parser, 0, &err) < 0) {
+    if (http1_check_response(&rp.head, &rp.parser, 0, 0, &err) < 0) {
         fprintf(stderr, "fuzz: %d %s\n", err.status, err.reason);
         fuzz_fail("strict: our own check refuses the response we sent", head,
                   len);
@@ -196,7 +196,7 @@ static int on_resp_headers_complete(http_parser *p)
         fuzz_strict_scan_agrees(r->scan.done, 1);
     }
     struct http1_error err;
-    if (http1_check_response(&r->head, p, 0, &err) < 0) {
+    if (http1_check_response(&r->head, p, 0, 0, &err) < 0) {
         fuzz_reject(r->out, &r->verdict, err.status, err.reason);
         return -1;
     }
