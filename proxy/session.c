@@ -513,8 +513,7 @@ static void exchange_log(struct session *s, const char *term)
     int injected = s->t_forward >= 0 || s->latency_waited;
     /* The parser pauses on the head's last LF: read, and counted once it
      * is parsed, which an exchange answered by the proxy never does. */
-    uint64_t bytes_in = s->client.bytes_in +
-                        (s->t_head >= 0 && s->client.head_lf_pending);
+    int lf = s->t_head >= 0 && s->client.head_lf_pending;
     struct accesslog_entry e = {
         .client = s->client_addr,
         .method = s->t_head >= 0 ? method_name(s) : NULL,
@@ -523,7 +522,7 @@ static void exchange_log(struct session *s, const char *term)
         .http_major = s->http_major,
         .http_minor = s->http_minor,
         .status = s->status,
-        .bytes_in = bytes_in,
+        .bytes_in = s->client.bytes_in + (uint64_t)lf,
         .bytes_out = s->client.bytes_out,
         .upstream_before = s->sent_before,
         .upstream = s->conn ? s->conn->server->name : NULL,
@@ -540,7 +539,7 @@ static void exchange_log(struct session *s, const char *term)
     if (s->status >= 100 && s->status < 600) {
         st->counter[STAT_RESP_1XX + s->status / 100 - 1]++;
     }
-    st->counter[STAT_BYTES_IN] += bytes_in - s->client.bytes_in;
+    st->counter[STAT_BYTES_IN] += (uint64_t)lf;
     if (s->pool != NULL && injected) {
         struct stats_pool *sp =
             worker_pool_stats(s->w, (int)(s->pool->cfg - s->w->cfg->upstreams));
