@@ -727,9 +727,9 @@ static int host_addr(const char *host, int dest, struct in_addr *v4,
 /* Could sockets bound to a and b on one port take each other's
  * connections: the same address, or a wildcard that covers the other.
  * [::] covers IPv4 too where Linux binds it dual-stack (the default);
- * 0.0.0.0 (or [::ffff:0.0.0.0]) covers every IPv4 address. A name is judged only against the
- * same name: resolved at start, its family is not known here (the start
- * says, naming the line, if it cannot be bound). */
+ * 0.0.0.0 (or [::ffff:0.0.0.0]) covers every IPv4 address. A name is
+ * judged only against the same name: resolved at start, its family is not
+ * known here (the start says, naming the line, if it cannot be bound). */
 static int hosts_overlap(const char *a, const char *b)
 {
     struct in_addr a4, b4;

@@ -21,8 +21,8 @@ int master_check_outside(const struct config *cfg, char *err, size_t errlen);
 
 /* What a valid conf asks for that works otherwise than one may think (a
  * setting with no effect, an upstream no route uses, servers /metrics
- * cannot show): each as one
- * "FILE:LINE: ..." message to say, at start, at a reload and by -t. */
+ * cannot show): each as one "FILE:LINE: ..." message to say, at start, at
+ * a reload and by -t. */
 void master_warnings(const struct config *cfg, void (*say)(const char *msg));
 
 /* Run until told to stop; returns the process exit status. */
