@@ -1324,6 +1324,7 @@ static int classify_line(struct parser *p, const char *line)
         (unsigned char)line[1] == 0xBB && (unsigned char)line[2] == 0xBF) {
         b += 3;
     }
+    const char *start = b;
     while (*b != '\0' && isspace((unsigned char)*b)) {
         b++;
     }
@@ -1336,9 +1337,17 @@ static int classify_line(struct parser *p, const char *line)
         p->kind = LINE_BLANK;
         return 0;
     }
-    if (INI_ALLOW_MULTILINE && p->after_name && b > line) {
+    if (INI_ALLOW_MULTILINE && p->after_name && b > start) {
         p->kind = LINE_CONTINUATION;
         return 0;
+    }
+    /* inih would read it as a directive (or a section): refused, so that
+     * indenting is never right on one line and wrong on the next. */
+    if (b > start) {
+        fail(p, p->line,
+             "indented line, with no directive before it in this section to "
+             "continue (do not indent directives)");
+        return -1;
     }
     if (*b == '[') {
         const char *close = find_chars_or_comment(b + 1, e, "]");

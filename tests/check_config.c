@@ -1234,14 +1234,22 @@ START_TEST(syntax_continuation_lines)
     ck_assert_int_eq(cfg->upstreams[0].n_servers, 2);
     ck_assert_int_eq(cfg->upstreams[0].servers[1].weight, 3);
     /* ...and is an error under a directive that takes one value */
-    LOAD_ERROR("[server]\n  workers = 2\n  backlog = 5\n",
+    LOAD_ERROR("[server]\nworkers = 2\n  backlog = 5\n",
                "t.conf:3: indented line continues \"workers\", which takes "
                "one value (do not indent directives)");
-    /* an indented first directive of a section is fine */
-    LOAD_OK("[server]\n  workers = 2\n" UPSTREAM);
-    ck_assert_int_eq(cfg->workers, 2);
-    /* a section header resets: the next indented line is a directive */
-    LOAD_OK("[upstream a]\nserver = h:1\n[server]\n  workers = 4\n");
+    /* an indented line with nothing before it to continue is refused, as
+     * the first line of a section (a header resets) or of the file */
+    LOAD_ERROR("[server]\n  workers = 2\n" UPSTREAM,
+               "t.conf:2: indented line, with no directive before it in this "
+               "section to continue (do not indent directives)");
+    LOAD_ERROR("[upstream a]\nserver = h:1\n[server]\n  workers = 4\n",
+               "t.conf:4: indented line, with no directive before it in this "
+               "section to continue (do not indent directives)");
+    LOAD_ERROR(" [server]\nworkers = 4\n" UPSTREAM,
+               "t.conf:1: indented line, with no directive before it in this "
+               "section to continue (do not indent directives)");
+    /* a BOM is no indent */
+    LOAD_OK("\xEF\xBB\xBF[server]\nworkers = 4\n" UPSTREAM);
     ck_assert_int_eq(cfg->workers, 4);
     LOAD_ERROR("[server]\nlisten = 127.0.0.1:1\n   nonsense\n",
                "t.conf:3: bad value \"nonsense\" for listen: expected "
