@@ -593,7 +593,7 @@ void master_warnings(const struct config *cfg, void (*say)(const char *msg))
             say(msg);
         } else if (up->n_servers > STATS_MAX_SERVERS) {
             snprintf(msg, sizeof(msg),
-                     "%s:%d: [upstream %s]: servers after the %dth are not "
+                     "%s:%d: [upstream %s]: only its first %d servers are "
                      "shown in /metrics and /status",
                      cfg->path, up->servers[STATS_MAX_SERVERS].addr.line,
                      up->name, STATS_MAX_SERVERS);

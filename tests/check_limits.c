@@ -1565,6 +1565,25 @@ START_TEST(test_check_mode)
                  "upstreams\n",
                  path, path, path);
         ck_assert_msg(strcmp(run.err, warned) == 0, "stderr: %s", run.err);
+
+        /* 33 servers: the warning names the 33rd's line */
+        t.n = (size_t)snprintf(t.s, sizeof(t.s),
+                               "[server]\nlisten = 127.0.0.1:0\n"
+                               "[upstream big]\n");
+        for (int i = 0; i < 33; i++) {
+            t.n += (size_t)snprintf(t.s + t.n, sizeof(t.s) - t.n,
+                                    "server = 127.0.0.1:%d\n", 9200 + i);
+        }
+        write_conf(path, sizeof(path), t.s);
+        run_check(path, &run);
+        unlink(path);
+        ck_assert_msg(run.status == 0 && strcmp(run.out, "ok\n") == 0,
+                      "exit %d, stdout: %s", run.status, run.out);
+        snprintf(warned, sizeof(warned),
+                 "warning: %s:36: [upstream big]: only its first 32 servers "
+                 "are shown in /metrics and /status\n",
+                 path);
+        ck_assert_msg(strcmp(run.err, warned) == 0, "stderr: %s", run.err);
     }
 
     /* A FIFO nobody reads: refused at once, naming it, where the open
