@@ -1016,6 +1016,13 @@ static int on_resp_headers_complete(http_parser *p)
     s->status = p->status_code;
     s->response_started = 1;
     s->ustate = UPSTREAM_STREAMING_BODY;
+    if (s->cstate == CLIENT_READING_BODY) {
+        /* Answered before the whole body: a client may stop sending it
+         * now (RFC 9112 9.6), so a pause in it is no fault, and must not
+         * cut the answer at client_body_timeout. What still comes is
+         * relayed; read_timeout bounds an upstream that waits for it. */
+        bufferevent_set_timeouts(s->client.bev, NULL, s->w->tv.send);
+    }
     if (!no_body && body == HTTP1_BODY_CHUNKED) {
         /* Stop on the head's last LF so that the body's chunk framing is
          * checked (http1_chunks_scan) before the parser reads it, as a
@@ -1941,8 +1948,11 @@ static int upstream_retry(struct session *s, struct pool_server *server,
     s->ustate = UPSTREAM_NONE;
     if (s->cstate == CLIENT_READING_BODY && s->body_received == 0) {
         /* Nothing of the body taken yet: it waits for this connection
-         * too, so that should it fail as well, another may be tried. */
+         * too, so that should it fail as well, another may be tried.
+         * client_body_timeout waits with it (client_body_start): while
+         * the proxy connects, the client is not the one being slow. */
         s->cstate = CLIENT_WAITING;
+        bufferevent_set_timeouts(s->client.bev, NULL, s->w->tv.send);
     }
     if (upstream_connect(s, server, fresh) < 0) {
         return -1;

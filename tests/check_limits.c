@@ -151,6 +151,31 @@ static void head_and_ten_bytes(int fd, void *arg)
     }
 }
 
+/* Upstream for test 4: refuses an upload as soon as it has the head, its
+ * answer's 10 bytes one per 100 ms, then reads until the proxy hangs up. */
+static void early_trickle(int fd, void *arg)
+{
+    harness_read_request_head(fd);
+    harness_send(fd, "HTTP/1.1 413 Payload Too Large\r\n"
+                     "Content-Length: 10\r\n\r\n");
+    for (int i = 0; i < 10; i++) {
+        usleep(100 * 1000);
+        harness_send(fd, (const char[]){(char)('0' + i), '\0'});
+    }
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    char buf[4096];
+    while (poll(&pfd, 1, 20000) > 0 && read(fd, buf, sizeof(buf)) > 0) {
+    }
+}
+
+/* Upstream for test 4: reads the head, then resets the connection. */
+static void head_then_reset(int fd, void *arg)
+{
+    harness_read_request_head(fd);
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
 /* Upstream for test 8: accepts and never reads. It runs in the acceptor
  * itself (concurrent = 0), which the teardown kills. */
 static void never_reads(int fd, void *arg)
@@ -396,6 +421,50 @@ END_TEST
 
 /* ---- 4: client_body_timeout --------------------------------------------- */
 
+/* Connect to 127.0.0.1:port without waiting; returns the socket. */
+static int connect_nowait(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+    ck_assert_msg(rc == 0 || errno == EINPROGRESS, "connect: %s",
+                  strerror(errno));
+    return fd;
+}
+
+/*
+ * An upstream that never completes a handshake, on loopback: a socket
+ * listening with backlog 0 whose accept queue is already full. Linux
+ * queues backlog + 1 = 1 connection; the SYN of any further one is
+ * dropped in tcp_conn_request() ("if (sk_acceptq_is_full(sk)) goto
+ * drop", counted as ListenOverflows) whatever tcp_syncookies says, so
+ * the connecting side stays in SYN-SENT, retransmitting after 1 s.
+ * Checks that this holds before a test relies on it; returns the port.
+ */
+static int black_hole(void)
+{
+    int lfd = harness_own(socket(AF_INET, SOCK_STREAM, 0));
+    ck_assert_int_ge(lfd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(listen(lfd, 0), 0);
+    socklen_t len = sizeof(sa);
+    getsockname(lfd, (struct sockaddr *)&sa, &len);
+    int port = ntohs(sa.sin_port);
+    harness_own(harness_connect(port)); /* fills the accept queue */
+    int probe = harness_own(connect_nowait(port));
+    harness_own(connect_nowait(port));
+    struct pollfd pfd = {.fd = probe, .events = POLLOUT};
+    ck_assert_msg(poll(&pfd, 1, 200) == 0,
+                  "the kernel completed a handshake past a full accept "
+                  "queue: this test needs another black hole");
+    return port;
+}
+
 START_TEST(test_client_body_timeout)
 {
     harness_origin(&origin, "--delay", "0ms", NULL);
@@ -415,6 +484,79 @@ START_TEST(test_client_body_timeout)
     response_free(&r);
     harness_assert_logged(&proxy, port, "\"POST /echo HTTP/1.1\" 408 ",
                   " term=client_body_timeout", NULL);
+}
+END_TEST
+
+START_TEST(test_client_body_timeout_spares_an_early_answer)
+{
+    /* The upstream refuses the upload at once and takes 1 s to send its
+     * answer; the client stops sending its body, as RFC 9112 9.6 says it
+     * may. It gets the whole answer: the pause is not the client's fault
+     * (the answer was cut at client_body_timeout). */
+    harness_script(&script, early_trickle, NULL, 1);
+    harness_proxy(&proxy, CONF,
+                  harness_server_lines("client_body_timeout = 300ms\n"),
+                  script.port, "");
+    int fd = harness_own(harness_connect(proxy.port));
+    int port = harness_client_port(fd);
+    static char body[1000];
+    memset(body, 'u', sizeof(body));
+    ck_assert_int_eq(harness_send(fd, "POST /up HTTP/1.1\r\nHost: a\r\n"
+                                      "Content-Length: 100000\r\n\r\n"),
+                     0);
+    ck_assert_int_eq(harness_write(fd, body, sizeof(body)), 0);
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+    ck_assert_int_eq(r.status, 413);
+    ck_assert_msg(r.complete && r.body_len == 10 &&
+                      memcmp(r.body, "0123456789", 10) == 0,
+                  "got %zu bytes of the answer (%s)", r.body_len,
+                  r.complete ? "complete" : "cut");
+    response_free(&r);
+    harness_assert_logged(&proxy, port, "\"POST /up HTTP/1.1\" 413 ",
+                          " term=done", NULL);
+}
+END_TEST
+
+START_TEST(test_client_body_timeout_waits_while_a_retry_connects)
+{
+    /* A PUT's body is held with the client until its upstream connection
+     * is up, so that another server may be tried. Here the first server
+     * resets, and the second takes longer to connect to than
+     * client_body_timeout: the connect times out (504, the second
+     * server's fault), not the client (408 to a client that had sent
+     * everything). */
+    harness_script(&script, head_then_reset, NULL, 1);
+    char up[128];
+    snprintf(up, sizeof(up),
+             "server = 127.0.0.1:%d\nretries = 1\nconnect_timeout = 1s",
+             black_hole());
+    harness_proxy(&proxy, CONF,
+                  harness_server_lines("client_body_timeout = 300ms\n"),
+                  script.port, up);
+    int fd = harness_own(harness_connect(proxy.port));
+    int port = harness_client_port(fd);
+    ck_assert_int_eq(harness_send(fd, "PUT /x HTTP/1.1\r\nHost: a\r\n"
+                                      "Content-Length: 10\r\n"
+                                      "Expect: 100-continue\r\n\r\n"),
+                     0);
+    char got[256] = "";
+    size_t len = 0;
+    ck_assert_msg(harness_read_until(fd, got, sizeof(got), &len, "\r\n\r\n",
+                                     3000) == 1 &&
+                      strncmp(got, "HTTP/1.1 100 ", 13) == 0,
+                  "no 100 Continue: %s", got);
+    /* The first server has reset by now: the retry is connecting. */
+    usleep((useconds_t)(200 * 1000 * harness_scale()));
+    double t0 = harness_now();
+    ck_assert_int_eq(harness_send(fd, "0123456789"), 0);
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+    ck_assert_msg(r.status == 504, "got %d after %.0f ms; log:\n%s", r.status,
+                  harness_now() - t0, harness_log(&proxy));
+    response_free(&r);
+    harness_assert_logged(&proxy, port, "\"PUT /x HTTP/1.1\" 504 ",
+                          " term=upstream_connect_timeout", NULL);
 }
 END_TEST
 
@@ -603,48 +745,10 @@ END_TEST
 
 /* ---- 6: upstream connect_timeout ---------------------------------------- */
 
-/* Connect to 127.0.0.1:port without waiting; returns the socket. */
-static int connect_nowait(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-    ck_assert_msg(rc == 0 || errno == EINPROGRESS, "connect: %s",
-                  strerror(errno));
-    return fd;
-}
 
 START_TEST(test_upstream_connect_timeout)
 {
-    /*
-     * An upstream that never completes a handshake, on loopback: a socket
-     * listening with backlog 0 whose accept queue is already full. Linux
-     * queues backlog + 1 = 1 connection; the SYN of any further one is
-     * dropped in tcp_conn_request() ("if (sk_acceptq_is_full(sk)) goto
-     * drop", counted as ListenOverflows) whatever tcp_syncookies says, so
-     * the connecting side stays in SYN-SENT, retransmitting after 1 s.
-     * The test checks that this holds before relying on it.
-     */
-    int lfd = harness_own(socket(AF_INET, SOCK_STREAM, 0));
-    ck_assert_int_ge(lfd, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    ck_assert_int_eq(listen(lfd, 0), 0);
-    socklen_t len = sizeof(sa);
-    getsockname(lfd, (struct sockaddr *)&sa, &len);
-    int port = ntohs(sa.sin_port);
-    harness_own(harness_connect(port)); /* fills the accept queue */
-    int probe = harness_own(connect_nowait(port));
-    harness_own(connect_nowait(port));
-    struct pollfd pfd = {.fd = probe, .events = POLLOUT};
-    ck_assert_msg(poll(&pfd, 1, 200) == 0,
-                  "the kernel completed a handshake past a full accept "
-                  "queue: this test needs another black hole");
-
+    int port = black_hole();
     harness_proxy(&proxy, CONF, harness_server_lines(""), port,
                   "connect_timeout = 300ms");
     int fd = harness_own(harness_connect(proxy.port));
@@ -1744,6 +1848,8 @@ static Suite *limits_suite(void)
     tcase_add_test(tc, test_keepalive_timeout_waits_for_response_to_drain);
     tcase_add_test(tc, test_keepalive_timeout_zero_closes_every_response);
     tcase_add_test(tc, test_client_body_timeout);
+    tcase_add_test(tc, test_client_body_timeout_spares_an_early_answer);
+    tcase_add_test(tc, test_client_body_timeout_waits_while_a_retry_connects);
     tcase_add_test(tc, test_send_timeout_client_never_reads);
     tcase_add_test(tc, test_sndbuf_and_rcvbuf_bound_the_kernels_queues);
     tcase_add_test(tc, test_sndbuf_takes_effect_on_reload);
