@@ -1863,13 +1863,21 @@ static int response_done(struct session *s)
     return exchange_end(s);
 }
 
+/* RFC 9110 9.2.2: repeating these has the effect of doing them once. */
+static int idempotent(int method)
+{
+    return method == HTTP_GET || method == HTTP_HEAD ||
+           method == HTTP_OPTIONS || method == HTTP_TRACE ||
+           method == HTTP_PUT || method == HTTP_DELETE;
+}
+
 /* Could the request be sent once more on a fresh connection, were its
- * reused one found closed: safe and without a body (none was consumed). */
+ * reused one found closed: idempotent, as for retries to another server
+ * (a DELETE got 502 where nginx sends it again), and without a body (none
+ * was consumed). */
 static int replayable(const struct session *s)
 {
-    return s->req_body == HTTP1_BODY_NONE &&
-           (s->method == HTTP_GET || s->method == HTTP_HEAD ||
-            s->method == HTTP_OPTIONS);
+    return s->req_body == HTTP1_BODY_NONE && idempotent(s->method);
 }
 
 /* A replayable request whose reused connection closed or reset before any
@@ -1881,14 +1889,6 @@ static int retry_allowed(struct session *s, int status)
     return status != 504 && !s->retried && s->conn != NULL &&
            s->conn->exchanges > 0 && s->upstream.bytes_in == 0 &&
            replayable(s);
-}
-
-/* RFC 9110 9.2.2: repeating these has the effect of doing them once. */
-static int idempotent(int method)
-{
-    return method == HTTP_GET || method == HTTP_HEAD ||
-           method == HTTP_OPTIONS || method == HTTP_TRACE ||
-           method == HTTP_PUT || method == HTTP_DELETE;
 }
 
 /*
