@@ -784,6 +784,10 @@ int http1_chunks_scan(struct http1_chunks *c, char *data, size_t len,
                     return fail(err, 400, "chunk size too large");
                 }
                 c->left = c->left * 16 + (uint64_t)hexval(ch);
+                if (c->left > (uint64_t)INT64_MAX) {
+                    /* Content-Length's limit (CONTENT_LENGTH_MAX). */
+                    return fail(err, 400, "chunk size too large");
+                }
                 c->state = CHUNK_SIZE;
             } else if (c->state == CHUNK_SIZE_START) {
                 return fail(err, 400, "invalid chunk size");

@@ -727,6 +727,9 @@ static const struct refusal chunk_refusals[] = {
     {"chunk size of 17 hex digits",
      RAW(CHUNKED_HEAD "10000000000000005\r\nhello\r\n0\r\n\r\n"), 400,
      "chunk size too large"},
+    {"chunk size 2^63 (Content-Length's limit is 2^63 - 1)",
+     RAW(CHUNKED_HEAD "8000000000000000\r\nhello\r\n0\r\n\r\n"), 400,
+     "chunk size too large"},
     {"chunk size line ended by a bare LF",
      RAW(CHUNKED_HEAD "5\nhello\r\n0\r\n\r\n"), 400, "invalid chunk size"},
     {"chunk data longer than its size",
@@ -1669,6 +1672,7 @@ static const struct {
     {"5 x\r\nhello\r\n0\r\n\r\n", NULL},        /* junk after the size */
     {"0x5\r\nhello\r\n0\r\n\r\n", NULL},        /* 0x prefix */
     {"10000000000000005\r\nhello\r\n0\r\n\r\n", NULL}, /* 17 digits */
+    {"8000000000000000\r\nhello\r\n0\r\n\r\n", NULL},  /* 2^63 */
     {"5\r\nhello!\r\n0\r\n\r\n", NULL},         /* data longer than its size */
     {"5\r\nhello\r\n0\r\n\n", NULL},           /* the last line a bare LF */
     {"0\r\nX-T: 1\n\r\n", NULL},                /* a trailer ended by a bare LF */
