@@ -206,6 +206,7 @@ static int upstream_start(struct session *s);
 static int upstream_connect(struct session *s, struct pool_server *server,
                             int fresh);
 static void client_body_start(struct session *s);
+static const struct timeval *upstream_read_tv(struct session *s);
 static int session_close(struct session *s, const char *reason);
 static int client_done(struct session *s);
 static int session_flush(struct session *s);
@@ -1020,8 +1021,12 @@ static int on_resp_headers_complete(http_parser *p)
         /* Answered before the whole body: a client may stop sending it
          * now (RFC 9112 9.6), so a pause in it is no fault, and must not
          * cut the answer at client_body_timeout. What still comes is
-         * relayed; read_timeout bounds an upstream that waits for it. */
+         * relayed; read_timeout, armed now, bounds an upstream that waits
+         * for it (on_upstream_event). */
+        int up = s->pool->cfg - s->w->cfg->upstreams;
         bufferevent_set_timeouts(s->client.bev, NULL, s->w->tv.send);
+        bufferevent_set_timeouts(s->upstream.bev, upstream_read_tv(s),
+                                 s->w->tv.up_send[up]);
     }
     if (!no_body && body == HTTP1_BODY_CHUNKED) {
         /* Stop on the head's last LF so that the body's chunk framing is
@@ -2310,6 +2315,16 @@ static void on_upstream_event(struct bufferevent *bev, short what, void *arg)
             s->w->stats->counter[STAT_TO_UP_SEND]++;
             rc = upstream_fail(s, 504, "upstream_send_timeout",
                                "upstream did not accept the request in time");
+        } else if (s->response_started && s->cstate == CLIENT_READING_BODY) {
+            /* It answered early and may wait for the rest of the body,
+             * which the client may have stopped sending: the exchange
+             * ends, with no failure of the server's (nor a retry). */
+            s->w->stats->counter[STAT_TO_UP_READ]++;
+            log_info("%s: upstream %s: silent for read_timeout while the "
+                     "client had not sent the whole body",
+                     s->client_addr, s->conn->server->name);
+            rc = reply_error(s, 504, "upstream_read_timeout",
+                             "upstream stopped sending mid-response");
         } else {
             s->w->stats->counter[STAT_TO_UP_READ]++;
             rc = upstream_fail(s, 504, "upstream_read_timeout",

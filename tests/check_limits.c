@@ -168,6 +168,18 @@ static void early_trickle(int fd, void *arg)
     }
 }
 
+/* Upstream for test 4: answers at once, 5 of the 10 bytes it promises,
+ * and waits for the rest of the request body before it sends more. */
+static void early_then_waits(int fd, void *arg)
+{
+    harness_read_request_head(fd);
+    harness_send(fd, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234");
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    char buf[4096];
+    while (poll(&pfd, 1, 20000) > 0 && read(fd, buf, sizeof(buf)) > 0) {
+    }
+}
+
 /* Upstream for test 4: reads the head, then resets the connection. */
 static void head_then_reset(int fd, void *arg)
 {
@@ -515,6 +527,42 @@ START_TEST(test_client_body_timeout_spares_an_early_answer)
     response_free(&r);
     harness_assert_logged(&proxy, port, "\"POST /up HTTP/1.1\" 413 ",
                           " term=done", NULL);
+}
+END_TEST
+
+START_TEST(test_read_timeout_bounds_an_early_answer_waiting_for_the_body)
+{
+    /* An upstream answers early, then waits for the body the client
+     * stopped sending: client_body_timeout no longer applies (the answer
+     * began), and read_timeout ends the exchange, cut, without taking the
+     * server out (it may be waiting for what the client did not send). */
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    harness_script(&script, early_then_waits, NULL, 1);
+    char up[128];
+    snprintf(up, sizeof(up), "server = 127.0.0.1:%d\nread_timeout = 500ms",
+             origin.port);
+    harness_proxy(&proxy, CONF,
+                  harness_server_lines("client_body_timeout = 300ms\n"),
+                  script.port, up);
+    int fd = harness_own(harness_connect(proxy.port));
+    int port = harness_client_port(fd);
+    double t0 = harness_now();
+    ck_assert_int_eq(harness_send(fd, "POST /up HTTP/1.1\r\nHost: a\r\n"
+                                      "Content-Length: 100\r\n\r\nabc"),
+                     0);
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 3000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_msg(!r.complete && r.closed && r.body_len == 5,
+                  "%zu bytes, %s, %s", r.body_len,
+                  r.complete ? "complete" : "cut",
+                  r.closed ? "closed" : "open");
+    assert_timely(harness_now() - t0, 500, "close");
+    response_free(&r);
+    harness_assert_logged(&proxy, port, "\"POST /up HTTP/1.1\" 200 ",
+                          " term=upstream_read_timeout", NULL);
+    ck_assert_msg(strstr(harness_log(&proxy), " out for ") == NULL,
+                  "the server was taken out:\n%s", harness_log(&proxy));
 }
 END_TEST
 
@@ -1850,6 +1898,7 @@ static Suite *limits_suite(void)
     tcase_add_test(tc, test_client_body_timeout);
     tcase_add_test(tc, test_client_body_timeout_spares_an_early_answer);
     tcase_add_test(tc, test_client_body_timeout_waits_while_a_retry_connects);
+    tcase_add_test(tc, test_read_timeout_bounds_an_early_answer_waiting_for_the_body);
     tcase_add_test(tc, test_send_timeout_client_never_reads);
     tcase_add_test(tc, test_sndbuf_and_rcvbuf_bound_the_kernels_queues);
     tcase_add_test(tc, test_sndbuf_takes_effect_on_reload);
