@@ -761,6 +761,11 @@ void http1_chunks_reset(struct http1_chunks *c)
     memset(c, 0, sizeof(*c));
 }
 
+/* The largest Content-Length (and chunk size) passed on: a signed 64-bit
+ * length, what nginx's off_t and most peers hold; above it a peer could
+ * wrap. */
+#define CONTENT_LENGTH_MAX ((uint64_t)INT64_MAX)
+
 static int hexval(unsigned char c)
 {
     if (c >= '0' && c <= '9') {
@@ -784,8 +789,7 @@ int http1_chunks_scan(struct http1_chunks *c, char *data, size_t len,
                     return fail(err, 400, "chunk size too large");
                 }
                 c->left = c->left * 16 + (uint64_t)hexval(ch);
-                if (c->left > (uint64_t)INT64_MAX) {
-                    /* Content-Length's limit (CONTENT_LENGTH_MAX). */
+                if (c->left > CONTENT_LENGTH_MAX) {
                     return fail(err, 400, "chunk size too large");
                 }
                 c->state = CHUNK_SIZE;
@@ -1163,10 +1167,6 @@ int http1_origin_form(struct http1_head *h, struct http1_target *t)
     }
     return 0;
 }
-
-/* The largest Content-Length passed on: a signed 64-bit length, what
- * nginx's off_t and most peers hold; above it a peer could wrap. */
-#define CONTENT_LENGTH_MAX ((uint64_t)INT64_MAX)
 
 int http1_check_request(const struct http1_head *h, const http_parser *p,
                         struct http1_error *err)

@@ -206,7 +206,6 @@ static int upstream_start(struct session *s);
 static int upstream_connect(struct session *s, struct pool_server *server,
                             int fresh);
 static void client_body_start(struct session *s);
-static const struct timeval *upstream_read_tv(struct session *s);
 static int session_close(struct session *s, const char *reason);
 static int client_done(struct session *s);
 static int session_flush(struct session *s);
@@ -1017,17 +1016,6 @@ static int on_resp_headers_complete(http_parser *p)
     s->status = p->status_code;
     s->response_started = 1;
     s->ustate = UPSTREAM_STREAMING_BODY;
-    if (s->cstate == CLIENT_READING_BODY) {
-        /* Answered before the whole body: a client may stop sending it
-         * now (RFC 9112 9.6), so a pause in it is no fault, and must not
-         * cut the answer at client_body_timeout. What still comes is
-         * relayed; read_timeout, armed now, bounds an upstream that waits
-         * for it (on_upstream_event). */
-        int up = s->pool->cfg - s->w->cfg->upstreams;
-        bufferevent_set_timeouts(s->client.bev, NULL, s->w->tv.send);
-        bufferevent_set_timeouts(s->upstream.bev, upstream_read_tv(s),
-                                 s->w->tv.up_send[up]);
-    }
     if (!no_body && body == HTTP1_BODY_CHUNKED) {
         /* Stop on the head's last LF so that the body's chunk framing is
          * checked (http1_chunks_scan) before the parser reads it, as a
@@ -2606,6 +2594,22 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
             return;
         }
         rc = client_process(s);
+    } else if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
+               s->response_started && s->cstate == CLIENT_READING_BODY) {
+        /* Answered before the whole body: a client may stop sending it
+         * (RFC 9112 9.6), and the answer must not be cut for that (it
+         * was). It goes on, and the upstream's read_timeout, off while
+         * a request is unfinished, now bounds an upstream that waits for
+         * the rest (on_upstream_event); reads go on too (libevent turned
+         * them off), relaying what still comes. */
+        int up = s->pool->cfg - s->w->cfg->upstreams;
+        bufferevent_set_timeouts(s->client.bev, NULL, s->w->tv.send);
+        bufferevent_set_timeouts(s->upstream.bev, upstream_read_tv(s),
+                                 s->w->tv.up_send[up]);
+        if (!s->client.paused && !s->client.held) {
+            bufferevent_enable(s->client.bev, EV_READ);
+        }
+        rc = 0;
     } else if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
         s->w->stats->counter[STAT_TO_CLIENT_BODY]++;
         s->too_slow = 1;

@@ -180,6 +180,27 @@ static void early_then_waits(int fd, void *arg)
     }
 }
 
+/* Upstream for test 4: answers with its head at once, reads the request's
+ * body of 8 bytes, then ends the answer. */
+static void head_first_then_body(int fd, void *arg)
+{
+    harness_read_request_head(fd);
+    harness_send(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n");
+    char buf[16];
+    size_t got = 0;
+    while (got < 8) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n <= 0) {
+            return;
+        }
+        got += (size_t)n;
+    }
+    harness_send(fd, "ok");
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    while (poll(&pfd, 1, 5000) > 0 && read(fd, buf, sizeof(buf)) > 0) {
+    }
+}
+
 /* Upstream for test 4: reads the head, then resets the connection. */
 static void head_then_reset(int fd, void *arg)
 {
@@ -533,9 +554,11 @@ END_TEST
 START_TEST(test_read_timeout_bounds_an_early_answer_waiting_for_the_body)
 {
     /* An upstream answers early, then waits for the body the client
-     * stopped sending: client_body_timeout no longer applies (the answer
-     * began), and read_timeout ends the exchange, cut, without taking the
-     * server out (it may be waiting for what the client did not send). */
+     * stopped sending: client_body_timeout cuts nothing (the answer
+     * began) but starts read_timeout, which ends the exchange, cut,
+     * without taking the server out (it may be waiting for what the
+     * client did not send). A second server, so that one can be taken
+     * out (a lone server never is). */
     harness_origin(&origin, "--delay", "0ms", NULL);
     harness_script(&script, early_then_waits, NULL, 1);
     char up[128];
@@ -557,12 +580,42 @@ START_TEST(test_read_timeout_bounds_an_early_answer_waiting_for_the_body)
                   "%zu bytes, %s, %s", r.body_len,
                   r.complete ? "complete" : "cut",
                   r.closed ? "closed" : "open");
-    assert_timely(harness_now() - t0, 500, "close");
+    assert_timely(harness_now() - t0, 300 + 500, "close");
     response_free(&r);
     harness_assert_logged(&proxy, port, "\"POST /up HTTP/1.1\" 200 ",
                           " term=upstream_read_timeout", NULL);
     ck_assert_msg(strstr(harness_log(&proxy), " out for ") == NULL,
                   "the server was taken out:\n%s", harness_log(&proxy));
+}
+END_TEST
+
+START_TEST(test_early_head_waits_for_a_steady_upload)
+{
+    /* An upstream that sends its head at once and the rest once the
+     * whole body is in, and a client that sends it a byte every 150 ms:
+     * neither timeout may cut it (read_timeout, shorter than the upload,
+     * runs only once the client has been silent for client_body_timeout). */
+    harness_script(&script, head_first_then_body, NULL, 1);
+    harness_proxy(&proxy, CONF,
+                  harness_server_lines("client_body_timeout = 400ms\n"),
+                  script.port, "read_timeout = 500ms");
+    int fd = harness_own(harness_connect(proxy.port));
+    int port = harness_client_port(fd);
+    ck_assert_int_eq(harness_send(fd, "POST /up HTTP/1.1\r\nHost: a\r\n"
+                                      "Content-Length: 8\r\n\r\n"),
+                     0);
+    for (int i = 0; i < 8; i++) {
+        usleep(150 * 1000);
+        ck_assert_int_eq(harness_send(fd, "u"), 0);
+    }
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 3000, 0), 0);
+    ck_assert_msg(r.status == 200 && r.complete && strcmp(r.body, "ok") == 0,
+                  "%d, %s: %s", r.status, r.complete ? "complete" : "cut",
+                  r.body);
+    response_free(&r);
+    harness_assert_logged(&proxy, port, "\"POST /up HTTP/1.1\" 200 ",
+                          " term=done", NULL);
 }
 END_TEST
 
@@ -577,8 +630,8 @@ START_TEST(test_client_body_timeout_waits_while_a_retry_connects)
     harness_script(&script, head_then_reset, NULL, 1);
     char up[128];
     snprintf(up, sizeof(up),
-             "server = 127.0.0.1:%d\nretries = 1\nconnect_timeout = 1s",
-             black_hole());
+             "server = 127.0.0.1:%d\nretries = 1\nconnect_timeout = %dms",
+             black_hole(), (int)(1000 * harness_scale()));
     harness_proxy(&proxy, CONF,
                   harness_server_lines("client_body_timeout = 300ms\n"),
                   script.port, up);
@@ -594,7 +647,8 @@ START_TEST(test_client_body_timeout_waits_while_a_retry_connects)
                                      3000) == 1 &&
                       strncmp(got, "HTTP/1.1 100 ", 13) == 0,
                   "no 100 Continue: %s", got);
-    /* The first server has reset by now: the retry is connecting. */
+    /* The first server has reset by now: the retry is connecting (for a
+     * second, scaled as this wait is). */
     usleep((useconds_t)(200 * 1000 * harness_scale()));
     double t0 = harness_now();
     ck_assert_int_eq(harness_send(fd, "0123456789"), 0);
@@ -1899,6 +1953,7 @@ static Suite *limits_suite(void)
     tcase_add_test(tc, test_client_body_timeout_spares_an_early_answer);
     tcase_add_test(tc, test_client_body_timeout_waits_while_a_retry_connects);
     tcase_add_test(tc, test_read_timeout_bounds_an_early_answer_waiting_for_the_body);
+    tcase_add_test(tc, test_early_head_waits_for_a_steady_upload);
     tcase_add_test(tc, test_send_timeout_client_never_reads);
     tcase_add_test(tc, test_sndbuf_and_rcvbuf_bound_the_kernels_queues);
     tcase_add_test(tc, test_sndbuf_takes_effect_on_reload);
