@@ -198,6 +198,9 @@ struct session {
     char client_addr[INET6_ADDRSTRLEN + 8];
     char client_ip[INET6_ADDRSTRLEN];
     TAILQ_ENTRY(session) link;
+    TAILQ_ENTRY(session) idle_link; /* in w->idle while its keep-alive
+                                     * timer runs (not while draining) */
+    int idle;
 };
 
 static int client_process(struct session *s);
@@ -217,6 +220,15 @@ static const char *const TERM_DONE = "done";
 
 /* ---- timers ------------------------------------------------------------ */
 
+/* Out of w->idle: the keep-alive timer stopped (or never ran). */
+static void idle_leave(struct session *s)
+{
+    if (s->idle) {
+        TAILQ_REMOVE(&s->w->idle, s, idle_link);
+        s->idle = 0;
+    }
+}
+
 static void timer_set(struct session *s, enum session_timer kind,
                       const struct timeval *tv)
 {
@@ -229,6 +241,7 @@ static void timer_cancel(struct session *s)
     if (s->timer_kind != TIMER_NONE) {
         evtimer_del(s->timer);
         s->timer_kind = TIMER_NONE;
+        idle_leave(s);
     }
 }
 
@@ -616,6 +629,7 @@ static void upstream_detach(struct session *s, int reusable)
 
 static int session_close(struct session *s, const char *reason)
 {
+    idle_leave(s);
     exchange_log(s, reason);
     log_debug("session %s closed: %s", s->client_addr, reason);
     if (s->timer != NULL) {
@@ -638,6 +652,16 @@ static int session_close(struct session *s, const char *reason)
 void session_abort(struct session *s, const char *reason)
 {
     session_close(s, reason);
+}
+
+int session_close_idle(struct worker *w)
+{
+    struct session *s = TAILQ_FIRST(&w->idle);
+    if (s == NULL) {
+        return 0;
+    }
+    session_close(s, "max_connections");
+    return 1;
 }
 
 /* Drop the client's input, and read on (unbounded) to drop what comes. */
@@ -1092,6 +1116,11 @@ static void keepalive_arm(struct session *s)
         evbuffer_get_length(bufferevent_get_output(s->client.bev)) == 0) {
         timer_set(s, TIMER_KEEPALIVE,
                   s->w->draining ? s->w->drain_grace : s->w->tv.keepalive);
+        if (!s->w->draining) {
+            TAILQ_INSERT_TAIL(&s->w->idle, s, idle_link);
+            s->idle = 1;
+            worker_session_idle(s->w);
+        }
     }
 }
 
@@ -2639,6 +2668,7 @@ static void on_session_timer(evutil_socket_t fd, short what, void *arg)
     struct session *s = arg;
     enum session_timer kind = s->timer_kind;
     s->timer_kind = TIMER_NONE;
+    idle_leave(s);
     int rc = 0;
     switch (kind) {
     case TIMER_HEADER:

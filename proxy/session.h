@@ -38,6 +38,12 @@ struct session_info {
     int upstream_waiting; /* forwarded, waiting for the response head */
 };
 
+/*
+ * Close the session idle longest between two requests (w->idle), to make
+ * room for a new client at max_connections. Returns 1, or 0 if none is.
+ */
+int session_close_idle(struct worker *w);
+
 /* The session after s in its worker's list (oldest first), or NULL. */
 struct session *session_next(struct session *s);
 

@@ -34,6 +34,8 @@
       "Client connections closed at once (out of descriptors)")                \
     X(CAPPED, "switchboard_max_connections_reached_total", "",                 \
       "Times a worker reached max_connections and stopped accepting")          \
+    X(IDLE_CLOSED, "switchboard_idle_closed_total", "",                        \
+      "Idle keep-alive clients closed to make room at max_connections")        \
     X(REQUESTS, "switchboard_requests_total", "",                              \
       "Requests whose head was read whole")                                    \
     X(RESP_1XX, "switchboard_responses_total", "class=\"1xx\"",                \

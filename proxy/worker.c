@@ -1,8 +1,10 @@
 /*
  * worker: sets up one event loop over inherited listening sockets and runs
- * it. Admission control lives here: at max_connections the listeners stop
- * accepting (the kernel queues new clients in the backlog) and resume when a
- * session ends; when accept fails for lack of descriptors the listeners
+ * it. Admission control lives here: at max_connections a new client takes
+ * the place of the client idle longest between two requests (as nginx
+ * reuses connections); with none idle, the listeners stop accepting (the
+ * kernel queues new clients in the backlog) and resume when a session ends
+ * or becomes idle. When accept fails for lack of descriptors the listeners
  * pause for 100 ms instead of spinning.
  */
 #include "worker.h"
@@ -62,18 +64,43 @@ static void accepting_set(struct worker *w, int on)
     }
 }
 
+/* Whether a worker at max_connections says so in the log now: once a
+ * second at most (it said so at every accept, 2,000 lines in 2 s). */
+static int capped_log_due(struct worker *w)
+{
+    double now = util_now_ms();
+    if (w->capped_logged > 0 && now - w->capped_logged < 1000) {
+        return 0;
+    }
+    w->capped_logged = now;
+    return 1;
+}
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
                       struct sockaddr *sa, int socklen, void *arg)
 {
     struct worker *w = arg;
     w->stats->counter[STAT_ACCEPTED]++;
+    if (w->n_sessions >= w->cfg->max_connections && session_close_idle(w)) {
+        w->n_idle_closed++;
+        w->stats->counter[STAT_IDLE_CLOSED]++;
+        if (capped_log_due(w)) {
+            log_warn("max_connections (%d) reached: closed an idle "
+                     "keep-alive client to take a new one (%llu so far)",
+                     w->cfg->max_connections,
+                     (unsigned long long)w->n_idle_closed);
+        }
+    }
     session_start(w, fd, sa, socklen);
-    if (w->n_sessions >= w->cfg->max_connections) {
+    if (w->n_sessions >= w->cfg->max_connections &&
+        TAILQ_EMPTY(&w->idle)) {
         w->n_capped++;
         w->stats->counter[STAT_CAPPED]++;
-        log_warn("max_connections (%d) reached: not accepting (%llu times "
-                 "so far)",
-                 w->cfg->max_connections, (unsigned long long)w->n_capped);
+        if (capped_log_due(w)) {
+            log_warn("max_connections (%d) reached: not accepting (%llu "
+                     "times so far)",
+                     w->cfg->max_connections, (unsigned long long)w->n_capped);
+        }
         accepting_set(w, 0);
     }
 }
@@ -81,7 +108,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
 static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
-    if (w->n_sessions < w->cfg->max_connections) {
+    if (w->n_sessions < w->cfg->max_connections || !TAILQ_EMPTY(&w->idle)) {
         accepting_set(w, 1);
     }
 }
@@ -140,6 +167,14 @@ void worker_session_closed(struct worker *w)
     }
     if (!w->accepting && w->n_listeners > 0 &&
         w->n_sessions < w->cfg->max_connections &&
+        !evtimer_pending(w->accept_retry, NULL)) {
+        accepting_set(w, 1);
+    }
+}
+
+void worker_session_idle(struct worker *w)
+{
+    if (!w->accepting && w->n_listeners > 0 &&
         !evtimer_pending(w->accept_retry, NULL)) {
         accepting_set(w, 1);
     }
@@ -528,6 +563,7 @@ int worker_run(const struct config *cfg, int index, const int *fds, int n_fds,
     w.reserve_fd = -1;
     w.rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
     TAILQ_INIT(&w.sessions);
+    TAILQ_INIT(&w.idle);
     w.stats = slot;
     if (slot == NULL) {
         w.own_stats = calloc(1, sizeof(*w.own_stats));

@@ -51,6 +51,10 @@ struct worker {
     struct accesslog *access_log;
     struct session_list sessions;
     int n_sessions;
+    /* Sessions idle between two requests, their keep-alive timer running,
+     * longest idle first: at max_connections the first is closed to make
+     * room for a new client (session_close_idle), as nginx does. */
+    struct session_list idle;
     struct worker_timeouts tv;
     struct event *sig_term;
     struct event *sig_int;
@@ -67,6 +71,8 @@ struct worker {
     int reserve_fd;        /* spare descriptor, given up to shed on EMFILE */
     uint64_t n_shed;       /* connections closed for lack of descriptors */
     uint64_t n_capped;     /* times max_connections stopped accepting */
+    uint64_t n_idle_closed; /* idle clients closed to make room */
+    double capped_logged;  /* util_now_ms() of the last "reached" warning */
     uint64_t n_buffer_cap; /* sessions closed by the hard buffer cap */
 };
 
@@ -86,6 +92,10 @@ struct stats_pool *worker_pool_stats(struct worker *w, int i);
 
 /* A session ended: update counts and resume accepting if it was capped. */
 void worker_session_closed(struct worker *w);
+
+/* A session became idle (w->idle): resume accepting if it was capped,
+ * since the session can now make room for a new client. */
+void worker_session_idle(struct worker *w);
 
 /* Uniform random integer in [0, n]. */
 int worker_random(struct worker *w, int n);

@@ -1505,17 +1505,15 @@ START_TEST(test_max_connections_queues_the_third)
     pid_t workers[8];
     ck_assert_int_eq(harness_wait_children(proxy.pid, workers, 1), 1);
     static const char ask[] = "GET /?size=10 HTTP/1.1\r\nHost: a\r\n\r\n";
-    int idle[2];
+    int busy[2];
     for (int i = 0; i < 2; i++) {
-        /* One exchange each proves the session exists; then they idle. */
-        idle[i] = harness_own(harness_connect(proxy.port));
-        struct response r;
-        ck_assert_int_eq(harness_send(idle[i], ask), 0);
-        ck_assert_int_eq(harness_read_response(idle[i], &r, 2000, 0), 0);
-        ck_assert_int_eq(r.status, 200);
-        response_free(&r);
+        /* Halfway through a head: busy, not idle. */
+        busy[i] = harness_own(harness_connect(proxy.port));
+        ck_assert_int_eq(harness_send(busy[i], "GET /?size=10 HTTP/1.1\r\n"),
+                         0);
     }
-    ck_assert(harness_log_wait(&proxy, "max_connections (2) reached", 2000));
+    ck_assert(harness_log_wait(&proxy, "max_connections (2) reached: not "
+                                       "accepting", 2000));
     /* The kernel completes the handshake (backlog); nobody serves it. */
     int third = harness_own(harness_connect(proxy.port));
     ck_assert_int_eq(harness_send(third, ask), 0);
@@ -1524,7 +1522,7 @@ START_TEST(test_max_connections_queues_the_third)
                   "the third client was served past max_connections");
     /* One of the two leaves: the third is accepted and served. */
     double t0 = harness_now();
-    harness_close_owned(idle[0]);
+    harness_close_owned(busy[0]);
     struct response r;
     ck_assert_int_eq(harness_read_response(third, &r, 2000, 0), 0);
     ck_assert_int_eq(r.status, 200);
@@ -1534,7 +1532,48 @@ START_TEST(test_max_connections_queues_the_third)
     ck_assert_msg(took < 500 * harness_scale(), "served %.0f ms after a slot "
                   "freed", took);
     /* The one still connected is still served. */
-    ck_assert_int_eq(harness_send(idle[1], ask), 0);
+    ck_assert_int_eq(harness_send(busy[1], "Host: a\r\n\r\n"), 0);
+    ck_assert_int_eq(harness_read_response(busy[1], &r, 2000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    response_free(&r);
+}
+END_TEST
+
+START_TEST(test_max_connections_closes_the_longest_idle)
+{
+    /* Clients idle between two requests do not hold the place of new
+     * ones: at the cap, the one idle longest is closed (as nginx
+     * "reuses connections"). The third client waited up to
+     * keepalive_timeout. */
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    harness_proxy(&proxy, CONF, harness_server_lines("max_connections = 2\n"),
+                  origin.port, "");
+    pid_t workers[8];
+    ck_assert_int_eq(harness_wait_children(proxy.pid, workers, 1), 1);
+    static const char ask[] = "GET /?size=10 HTTP/1.1\r\nHost: a\r\n\r\n";
+    int idle[2];
+    struct response r;
+    for (int i = 0; i < 2; i++) {
+        idle[i] = harness_own(harness_connect(proxy.port));
+        ck_assert_int_eq(harness_send(idle[i], ask), 0);
+        ck_assert_int_eq(harness_read_response(idle[i], &r, 2000, 0), 0);
+        ck_assert_int_eq(r.status, 200);
+        response_free(&r);
+    }
+    /* The second is busy again (half a head): only the first is idle. */
+    ck_assert_int_eq(harness_send(idle[1], "GET /?size=10 HTTP/1.1\r\n"), 0);
+    usleep((useconds_t)(100 * 1000 * harness_scale()));
+    int third = harness_own(harness_connect(proxy.port));
+    ck_assert_int_eq(harness_send(third, ask), 0);
+    ck_assert_int_eq(harness_read_response(third, &r, 2000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    response_free(&r);
+    ck_assert_msg(harness_wait_closed(idle[0], 2000),
+                  "the idle client was not closed");
+    ck_assert(harness_log_wait(&proxy, "max_connections (2) reached: closed "
+                                       "an idle keep-alive client", 2000));
+    /* The busy one is not touched: it finishes its request. */
+    ck_assert_int_eq(harness_send(idle[1], "Host: a\r\n\r\n"), 0);
     ck_assert_int_eq(harness_read_response(idle[1], &r, 2000, 0), 0);
     ck_assert_int_eq(r.status, 200);
     response_free(&r);
@@ -1975,6 +2014,7 @@ static Suite *limits_suite(void)
     tcase_add_loop_test(tc, test_bad_request, 0,
                         (int)(sizeof(bad_cases) / sizeof(bad_cases[0])));
     tcase_add_test(tc, test_max_connections_queues_the_third);
+    tcase_add_test(tc, test_max_connections_closes_the_longest_idle);
     tcase_add_test(tc, test_weighted_round_robin);
     tcase_add_test(tc, test_check_mode);
     tcase_add_test(tc, test_no_route_404);

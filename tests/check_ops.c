@@ -2998,21 +2998,21 @@ END_TEST
 
 START_TEST(test_max_connections_reached_is_counted)
 {
-    /* A worker at max_connections leaves new clients in the kernel's
-     * queue: /metrics counts each time it stops accepting. */
+    /* A worker at max_connections with no client idle leaves new clients
+     * in the kernel's queue: /metrics counts each time it stops
+     * accepting. With one idle, that one is closed for the newcomer, and
+     * counted too. */
     harness_origin(&origin[0], "--delay", "0ms", NULL);
     start_admin_on_origin("max_connections = 2\n");
     const char *series = "switchboard_max_connections_reached_total";
+    const char *closed = "switchboard_idle_closed_total";
     ck_assert_int_eq((int)metric_now(series), 0);
     static const char ask[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
-    int fd[3];
+    int fd[4];
     for (int i = 0; i < 2; i++) {
+        /* Halfway through a head: busy, not idle. */
         fd[i] = harness_own(harness_connect(proxy.port));
-        struct response r;
-        ck_assert_int_eq(harness_send(fd[i], ask), 0);
-        ck_assert_int_eq(harness_read_response(fd[i], &r, 5000, 0), 0);
-        ck_assert_int_eq(r.status, 200);
-        response_free(&r);
+        ck_assert_int_eq(harness_send(fd[i], "GET / HTTP/1.1\r\n"), 0);
     }
     ck_assert_int_eq((int)metric_wait(series, 1, 2000), 1);
     /* One leaves, the queued third is accepted: the cap again. */
@@ -3024,6 +3024,14 @@ START_TEST(test_max_connections_reached_is_counted)
     ck_assert_int_eq(r.status, 200);
     response_free(&r);
     ck_assert_int_eq((int)metric_wait(series, 2, 2000), 2);
+    /* The third is idle now: a fourth takes its place at once. */
+    fd[3] = harness_own(harness_connect(proxy.port));
+    ck_assert_int_eq(harness_send(fd[3], ask), 0);
+    ck_assert_int_eq(harness_read_response(fd[3], &r, 5000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    response_free(&r);
+    ck_assert_int_eq((int)metric_wait(closed, 1, 2000), 1);
+    ck_assert(harness_wait_closed(fd[2], 2000));
 }
 END_TEST
 
