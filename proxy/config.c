@@ -1742,6 +1742,12 @@ static int config_validate(struct parser *p)
         return -1;
     }
 
+    for (size_t i = 0; i < N_DIRECTIVES; i++) {
+        if (directives[i].section == SECTION_SERVER &&
+            strcmp(directives[i].name, "max_connections") == 0) {
+            cfg->max_connections_line = p->server_seen[i];
+        }
+    }
     if (cfg->n_upstreams == 0) {
         fail(p, 0, "no [upstream NAME] section: nothing to proxy to");
         return -1;

@@ -116,6 +116,7 @@ struct config {
     int n_listen;               /* default: one, 127.0.0.1:8080 */
     int workers;                /* 0 means auto: one per core */
     int max_connections;        /* client sessions per worker; 8192 */
+    int max_connections_line;   /* where it was set, or 0 */
     int backlog;                /* listen(2) backlog; 4096 */
     int client_header_timeout_ms; /* deadline for a whole request head; 10s */
     int client_body_timeout_ms;   /* idle time between body reads; 60s */

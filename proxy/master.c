@@ -564,12 +564,59 @@ static int stop_workers(struct master *m, int sig)
     return killed;
 }
 
+/*
+ * Whether max_connections can be met within the open-files limit the
+ * workers will have (the hard one: raise_fd_limit; FD_SETSIZE with
+ * select): a session takes a client and an upstream connection, and each
+ * pool keeps idle ones. Past the limit, clients get 502 (the upstream
+ * connect fails) or are closed (accept fails), with nothing said before;
+ * nginx warns at start, HAProxy refuses to start.
+ */
+static void fd_limit_warning(const struct config *cfg, char *msg, size_t len)
+{
+    struct rlimit rl;
+    msg[0] = '\0';
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_max == RLIM_INFINITY) {
+        return;
+    }
+    unsigned long long limit = rl.rlim_max;
+    if (cfg->event_backend == BACKEND_SELECT && limit > FD_SETSIZE) {
+        limit = FD_SETSIZE;
+    }
+    unsigned long long need = 2ULL * (unsigned long long)cfg->max_connections +
+                              64; /* listeners, logs, the reserve, ... */
+    for (int u = 0; u < cfg->n_upstreams; u++) {
+        need += (unsigned long long)cfg->upstreams[u].keepalive;
+    }
+    if (need <= limit) {
+        return;
+    }
+    char where[CONFIG_PATH_MAX + 16];
+    if (cfg->max_connections_line > 0) {
+        snprintf(where, sizeof(where), "%s:%d", cfg->path,
+                 cfg->max_connections_line);
+    } else {
+        snprintf(where, sizeof(where), "%s", cfg->path);
+    }
+    snprintf(msg, len,
+             "%s: max_connections = %d may take %llu descriptors per worker "
+             "(a client and an upstream connection a session, the pools' "
+             "idle ones), above the open-files limit of %llu: past it "
+             "clients get 502 or are closed (raise the limit, or lower "
+             "max_connections)",
+             where, cfg->max_connections, need, limit);
+}
+
 void master_warnings(const struct config *cfg, void (*say)(const char *msg))
 {
-    char msg[CONFIG_PATH_MAX + 256];
+    char msg[CONFIG_PATH_MAX + 512];
     for (int i = 0; i < cfg->n_warnings; i++) {
         snprintf(msg, sizeof(msg), "%s:%d: %s", cfg->path,
                  cfg->warnings[i].line, cfg->warnings[i].msg);
+        say(msg);
+    }
+    fd_limit_warning(cfg, msg, sizeof(msg));
+    if (msg[0] != '\0') {
         say(msg);
     }
     for (int u = 0; u < cfg->n_upstreams; u++) {

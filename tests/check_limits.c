@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -1654,6 +1655,10 @@ static void run_check(const char *path, struct check_run *run)
     run_switchboard(path, 1, run);
 }
 
+/* The open-files limit (soft and hard) of the next switchboard run by
+ * run_switchboard; 0 leaves the test's. */
+static rlim_t child_nofile;
+
 static void run_switchboard(const char *path, int test_only,
                             struct check_run *run)
 {
@@ -1672,6 +1677,12 @@ static void run_switchboard(const char *path, int test_only,
         }
         dup2(out, STDOUT_FILENO);
         dup2(err, STDERR_FILENO);
+        if (child_nofile > 0) {
+            struct rlimit rl = {child_nofile, child_nofile};
+            if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+                _exit(125);
+            }
+        }
         const char *bin = harness_path("proxy/switchboard");
         if (test_only) {
             execl(bin, bin, "-t", "-c", path, (char *)NULL);
@@ -1810,6 +1821,39 @@ START_TEST(test_check_mode)
                  "upstreams\n",
                  path, path, path);
         ck_assert_msg(strcmp(run.err, warned) == 0, "stderr: %s", run.err);
+
+        /* max_connections beyond the open-files limit: warned of, naming
+         * what it takes (2 x 100 + the pool's 32 idle + 64); one that
+         * fits is not. */
+        snprintf(t.s, sizeof(t.s),
+                 "[server]\nlisten = 127.0.0.1:0\nmax_connections = %d\n"
+                 "[upstream u]\nserver = 127.0.0.1:9200\n",
+                 100);
+        write_conf(path, sizeof(path), t.s);
+        child_nofile = 256;
+        run_check(path, &run);
+        ck_assert_msg(run.status == 0 && strcmp(run.out, "ok\n") == 0,
+                      "exit %d, stdout: %s", run.status, run.out);
+        snprintf(warned, sizeof(warned),
+                 "warning: %s:3: max_connections = 100 may take 296 "
+                 "descriptors per worker (a client and an upstream "
+                 "connection a session, the pools' idle ones), above the "
+                 "open-files limit of 256: past it clients get 502 or are "
+                 "closed (raise the limit, or lower max_connections)\n",
+                 path);
+        ck_assert_msg(strcmp(run.err, warned) == 0, "stderr: %s", run.err);
+        snprintf(t.s, sizeof(t.s),
+                 "[server]\nlisten = 127.0.0.1:0\nmax_connections = %d\n"
+                 "[upstream u]\nserver = 127.0.0.1:9200\n",
+                 80);
+        write_conf(path, sizeof(path), t.s);
+        run_check(path, &run);
+        child_nofile = 0;
+        unlink(path);
+        ck_assert_msg(run.status == 0 && strcmp(run.out, "ok\n") == 0 &&
+                          run.err[0] == '\0',
+                      "exit %d, stdout: %s, stderr: %s", run.status, run.out,
+                      run.err);
 
         /* 33 servers: the warning names the 33rd's line */
         t.n = (size_t)snprintf(t.s, sizeof(t.s),
