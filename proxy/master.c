@@ -434,9 +434,15 @@ static int reap(struct master *m, int stopping)
         }
         if (pid == m->admin_pid) {
             m->admin_pid = 0;
-            if (!stopping) {
-                log_error("admin process (pid %d) died; restarting",
-                          (int)pid);
+            if (!stopping && WIFSIGNALED(status)) {
+                log_error("admin process (pid %d) killed by signal %d; "
+                          "restarting",
+                          (int)pid, WTERMSIG(status));
+                m->admin_respawn_at_ms = util_now_ms() + 1000;
+            } else if (!stopping) {
+                log_error("admin process (pid %d) exited with status %d; "
+                          "restarting",
+                          (int)pid, WEXITSTATUS(status));
                 m->admin_respawn_at_ms = util_now_ms() + 1000;
             }
             continue;
@@ -935,13 +941,13 @@ static void reload(struct master *m)
     /* Up to three older generations drain at once (the stats region has
      * a slot for each of their workers and the new ones): a reload that
      * comes while they all still drain waits, and the master's loop
-     * retries it once the oldest has finished, rather than start workers
+     * retries it once one of them has finished, rather than start workers
      * whose figures /metrics and /status would never show. */
     if (generations_alive(m) > MASTER_DRAINING_GENERATIONS) {
         if (!was_pending) {
             log_warn("SIGHUP: %s is valid, but %d older generations of "
                      "workers are still draining: the reload waits until "
-                     "the oldest finishes",
+                     "one of them finishes",
                      next->path, MASTER_DRAINING_GENERATIONS);
         }
         m->reload_pending = 1;
