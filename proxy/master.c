@@ -434,17 +434,19 @@ static int reap(struct master *m, int stopping)
         }
         if (pid == m->admin_pid) {
             m->admin_pid = 0;
-            if (!stopping && WIFSIGNALED(status)) {
+            if (stopping) {
+                continue;
+            }
+            if (WIFSIGNALED(status)) {
                 log_error("admin process (pid %d) killed by signal %d; "
                           "restarting",
                           (int)pid, WTERMSIG(status));
-                m->admin_respawn_at_ms = util_now_ms() + 1000;
-            } else if (!stopping) {
+            } else {
                 log_error("admin process (pid %d) exited with status %d; "
                           "restarting",
                           (int)pid, WEXITSTATUS(status));
-                m->admin_respawn_at_ms = util_now_ms() + 1000;
             }
+            m->admin_respawn_at_ms = util_now_ms() + 1000;
             continue;
         }
         for (int r = 0; r < m->n_retiring; r++) {
