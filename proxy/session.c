@@ -241,7 +241,10 @@ static void timer_cancel(struct session *s)
     if (s->timer_kind != TIMER_NONE) {
         evtimer_del(s->timer);
         s->timer_kind = TIMER_NONE;
-        idle_leave(s);
+        if (s->idle) {
+            idle_leave(s);
+            worker_session_busy(s->w); /* it may have let accepting on */
+        }
     }
 }
 
@@ -1108,12 +1111,14 @@ static const http_parser_settings response_settings = {
  * An idle client's keep-alive timer runs only once everything queued for it
  * has been written: a slow reader of the last response is bounded by
  * send_timeout, never cut off by keepalive_timeout. on_client_write arms it
- * when the output drains.
+ * when the output drains. Not with a pipelined request already in: that
+ * starts at once (client_process), and the session is not idle.
  */
 static void keepalive_arm(struct session *s)
 {
     if (s->cstate == CLIENT_IDLE && s->timer_kind == TIMER_NONE &&
-        evbuffer_get_length(bufferevent_get_output(s->client.bev)) == 0) {
+        evbuffer_get_length(bufferevent_get_output(s->client.bev)) == 0 &&
+        evbuffer_get_length(bufferevent_get_input(s->client.bev)) == 0) {
         timer_set(s, TIMER_KEEPALIVE,
                   s->w->draining ? s->w->drain_grace : s->w->tv.keepalive);
         if (!s->w->draining) {

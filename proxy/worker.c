@@ -64,16 +64,31 @@ static void accepting_set(struct worker *w, int on)
     }
 }
 
-/* Whether a worker at max_connections says so in the log now: once a
- * second at most (it said so at every accept, 2,000 lines in 2 s). */
-static int capped_log_due(struct worker *w)
+/* Whether a warning last logged at *last is due again: once a second at
+ * most (the worker at max_connections said so at every accept, 2,000
+ * lines in 2 s). */
+static int log_due(double *last)
 {
     double now = util_now_ms();
-    if (w->capped_logged > 0 && now - w->capped_logged < 1000) {
+    if (*last > 0 && now - *last < 1000) {
         return 0;
     }
-    w->capped_logged = now;
+    *last = now;
     return 1;
+}
+
+/* At max_connections with no idle session to close for a newcomer: stop
+ * accepting (the kernel queues new clients). */
+static void accepting_cap(struct worker *w)
+{
+    w->n_capped++;
+    w->stats->counter[STAT_CAPPED]++;
+    if (log_due(&w->capped_logged)) {
+        log_warn("max_connections (%d) reached: not accepting (%llu times "
+                 "so far)",
+                 w->cfg->max_connections, (unsigned long long)w->n_capped);
+    }
+    accepting_set(w, 0);
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
@@ -84,7 +99,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
     if (w->n_sessions >= w->cfg->max_connections && session_close_idle(w)) {
         w->n_idle_closed++;
         w->stats->counter[STAT_IDLE_CLOSED]++;
-        if (capped_log_due(w)) {
+        if (log_due(&w->reclaim_logged)) {
             log_warn("max_connections (%d) reached: closed an idle "
                      "keep-alive client to take a new one (%llu so far)",
                      w->cfg->max_connections,
@@ -92,16 +107,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
         }
     }
     session_start(w, fd, sa, socklen);
-    if (w->n_sessions >= w->cfg->max_connections &&
-        TAILQ_EMPTY(&w->idle)) {
-        w->n_capped++;
-        w->stats->counter[STAT_CAPPED]++;
-        if (capped_log_due(w)) {
-            log_warn("max_connections (%d) reached: not accepting (%llu "
-                     "times so far)",
-                     w->cfg->max_connections, (unsigned long long)w->n_capped);
-        }
-        accepting_set(w, 0);
+    if (w->n_sessions >= w->cfg->max_connections && TAILQ_EMPTY(&w->idle)) {
+        accepting_cap(w);
     }
 }
 
@@ -177,6 +184,14 @@ void worker_session_idle(struct worker *w)
     if (!w->accepting && w->n_listeners > 0 &&
         !evtimer_pending(w->accept_retry, NULL)) {
         accepting_set(w, 1);
+    }
+}
+
+void worker_session_busy(struct worker *w)
+{
+    if (w->accepting && w->n_sessions >= w->cfg->max_connections &&
+        TAILQ_EMPTY(&w->idle)) {
+        accepting_cap(w);
     }
 }
 

@@ -72,7 +72,8 @@ struct worker {
     uint64_t n_shed;       /* connections closed for lack of descriptors */
     uint64_t n_capped;     /* times max_connections stopped accepting */
     uint64_t n_idle_closed; /* idle clients closed to make room */
-    double capped_logged;  /* util_now_ms() of the last "reached" warning */
+    double capped_logged;  /* util_now_ms() of the last "not accepting" */
+    double reclaim_logged; /* and of the last "closed an idle client" */
     uint64_t n_buffer_cap; /* sessions closed by the hard buffer cap */
 };
 
@@ -96,6 +97,10 @@ void worker_session_closed(struct worker *w);
 /* A session became idle (w->idle): resume accepting if it was capped,
  * since the session can now make room for a new client. */
 void worker_session_idle(struct worker *w);
+
+/* An idle session is busy again: stop accepting if that leaves the
+ * worker at max_connections with none idle (else it went past it). */
+void worker_session_busy(struct worker *w);
 
 /* Uniform random integer in [0, n]. */
 int worker_random(struct worker *w, int n);
