@@ -190,9 +190,10 @@ static const char *check_route_host(const char *v)
         }
         v += 2;
     }
-    /* Labels of letters, digits, '-' and '_', none empty (".a" and "a..b"
-     * could never match a valid Host). */
-    if (*v == '.' || *v == '\0') {
+    /* Labels of letters, digits, '-' and '_', none empty (".a", "a..b" and
+     * "a." could never match a valid Host: a Host's trailing dot is
+     * dropped before matching). */
+    if (*v == '.' || *v == '\0' || v[strlen(v) - 1] == '.') {
         return expected;
     }
     for (; *v != '\0'; v++) {
@@ -1949,7 +1950,13 @@ int config_route_match(const struct config *cfg, const char *host,
             continue;
         }
         int rank = r->host[0] == '\0' ? 0 : r->host[0] == '*' ? 1 : 2;
-        if (best < 0 || n > best_len || (n == best_len && rank > best_rank)) {
+        /* Of two wildcards on one prefix, the longer is the more specific
+         * (*.internal.example.com before *.example.com), as in nginx;
+         * it was the first in the file. */
+        int longer = rank == 1 && best_rank == 1 &&
+                     strlen(r->host) > strlen(cfg->routes[best].host);
+        if (best < 0 || n > best_len ||
+            (n == best_len && (rank > best_rank || longer))) {
             best = i;
             best_len = n;
             best_rank = rank;

@@ -450,7 +450,10 @@ int http1_is_hop_by_hop(const struct http1_head *h, const char *name,
            dropped_by_connection(h, find_connection(h, 0), kind, name, len);
 }
 
-/* A Host value: host [":" port], no userinfo, path, spaces or second port. */
+/* A Host value: host [":" port], no userinfo, path, spaces or second port;
+ * the host not empty (RFC 9110 4.2.1: an http URI with an empty host is
+ * refused), nor with an empty label ("a..b", ".a"; one trailing dot is a
+ * fully qualified name), as nginx refuses them. */
 static int host_valid(const char *v, size_t len)
 {
     size_t i = 0;
@@ -471,6 +474,9 @@ static int host_valid(const char *v, size_t len)
     } else {
         for (; i < len && v[i] != ':'; i++) {
             char c = v[i];
+            if (c == '.' && (i == 0 || v[i - 1] == '.')) {
+                return 0;
+            }
             int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
                      (c >= '0' && c <= '9') || c == '-' || c == '.' ||
                      c == '_' || c == '~' || c == '%' || c == '!' ||
@@ -480,6 +486,9 @@ static int host_valid(const char *v, size_t len)
             if (!ok) {
                 return 0;
             }
+        }
+        if (i == 0) {
+            return 0;
         }
     }
     if (i == len) {

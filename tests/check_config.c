@@ -298,7 +298,7 @@ START_TEST(route_host_values)
     ck_assert_str_eq(cfg->routes[0].host, "api.example.com");
     ck_assert_str_eq(cfg->routes[1].host, "*.example.com");
     static const char *bad[] = {".a", "a..b", "*.", "*a", "*..a", "a b",
-                                "a/b"};
+                                "a/b", "www.example.com.", "*.example.org."};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char text[256], want[256];
         snprintf(text, sizeof(text),
@@ -308,6 +308,25 @@ START_TEST(route_host_values)
                  "like api.example.com, or *.example.com",
                  bad[i]);
         LOAD_ERROR(text, want);
+    }
+    /* Of two wildcards on one prefix the longer wins, in either order
+     * (the first in the file did). */
+    for (int order = 0; order < 2; order++) {
+        const char *a = order ? "*.internal.example.com" : "*.example.com";
+        const char *b = order ? "*.example.com" : "*.internal.example.com";
+        char text[256];
+        snprintf(text, sizeof(text),
+                 UPSTREAM "[route /]\nupstream = a\nhost = %s\n"
+                          "[route /]\nupstream = a\nhost = %s\n",
+                 a, b);
+        LOAD_OK(text);
+        int internal = order ? 0 : 1;
+        static const char db[] = "db.internal.example.com";
+        static const char www[] = "www.example.com";
+        ck_assert_int_eq(config_route_match(cfg, db, sizeof(db) - 1, "/", 1),
+                         internal);
+        ck_assert_int_eq(config_route_match(cfg, www, sizeof(www) - 1, "/", 1),
+                         1 - internal);
     }
 }
 END_TEST
