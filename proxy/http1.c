@@ -1681,12 +1681,15 @@ int http1_write_error(struct evbuffer *out, int status, const char *reason,
     if (status == 405) {
         p = PUT_LIT(p, allow);
     }
-    if (!no_content) {
+    if (status == 205) {
+        /* Reset Content: no content, and says so (RFC 9110 15.3.6). */
+        p = PUT_LIT(p, "\r\nContent-Length: 0");
+    } else if (!no_content) {
         p = PUT_LIT(p, "\r\nContent-Type: text/plain\r\nContent-Length: ");
         p = put_uint(p, (uint64_t)reason_len + 1);
     }
     p = PUT_LIT(p, "\r\nConnection: close\r\n\r\n");
-    if (!no_content && !head_only) {
+    if (!no_content && !head_only && status != 205) {
         p = put(p, reason, reason_len);
         *p++ = '\n';
     }
@@ -1697,7 +1700,9 @@ int http1_write_error(struct evbuffer *out, int status, const char *reason,
 const char *http1_status_text(int status)
 {
     /* RFC 9110 15, with 102 (RFC 2518), 103 (RFC 8297), 428, 429, 431,
-     * 511 (RFC 6585) and 451 (RFC 7725). */
+     * 511 (RFC 6585), 451 (RFC 7725), 207, 208, 423, 424, 507, 508
+     * (WebDAV: RFC 4918, 5842), 226 (RFC 3229), 425 (RFC 8470), 506
+     * (RFC 2295), 510 (RFC 2774) and 418 (RFC 2324, often injected). */
     switch (status) {
     case 100: return "Continue";
     case 101: return "Switching Protocols";
@@ -1710,6 +1715,9 @@ const char *http1_status_text(int status)
     case 204: return "No Content";
     case 205: return "Reset Content";
     case 206: return "Partial Content";
+    case 207: return "Multi-Status";
+    case 208: return "Already Reported";
+    case 226: return "IM Used";
     case 300: return "Multiple Choices";
     case 301: return "Moved Permanently";
     case 302: return "Found";
@@ -1736,8 +1744,12 @@ const char *http1_status_text(int status)
     case 415: return "Unsupported Media Type";
     case 416: return "Range Not Satisfiable";
     case 417: return "Expectation Failed";
+    case 418: return "I'm a teapot";
     case 421: return "Misdirected Request";
     case 422: return "Unprocessable Content";
+    case 423: return "Locked";
+    case 424: return "Failed Dependency";
+    case 425: return "Too Early";
     case 426: return "Upgrade Required";
     case 428: return "Precondition Required";
     case 429: return "Too Many Requests";
@@ -1749,6 +1761,10 @@ const char *http1_status_text(int status)
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
     case 505: return "HTTP Version Not Supported";
+    case 506: return "Variant Also Negotiates";
+    case 507: return "Insufficient Storage";
+    case 508: return "Loop Detected";
+    case 510: return "Not Extended";
     case 511: return "Network Authentication Required";
     default: return "Unknown";
     }

@@ -1245,8 +1245,10 @@ static const char *fault_decide(struct session *s,
         }
         v = header_value(s, names[1], buf, sizeof(buf));
         if (v != NULL) {
-            /* 0 is the conf's "no abort": it takes the route's away. */
-            if (util_parse_uint(v, &status) < 0 ||
+            /* 0 is the conf's "no abort": it takes the route's away. A
+             * value too long for buf was cut (and then obeyed, or not). */
+            if (strlen(v) == sizeof(buf) - 1 ||
+                util_parse_uint(v, &status) < 0 ||
                 (status != 0 && (status < 200 || status > 599))) {
                 return "bad X-Switchboard-Abort: expected a status from 200 "
                        "to 599, or 0 for none";

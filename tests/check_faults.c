@@ -261,6 +261,9 @@ START_TEST(test_fault_headers_only_when_on)
         "X-Switchboard-Abort: 199", "X-Switchboard-Abort: abc",
         "X-Switchboard-Abort: 503\r\nX-Switchboard-Abort: abc",
         "X-Switchboard-Delay: 10ms\r\nX-Switchboard-Delay: zz",
+        /* too long to read whole (it was cut, then obeyed: no fault) */
+        "X-Switchboard-Abort: 00000000000000000000000000000000000000000000000"
+        "000000000000000000000000503",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char raw[256];

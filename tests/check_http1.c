@@ -2727,6 +2727,14 @@ START_TEST(test_write_error_is_complete_and_closes)
         ck_assert_str_eq(strstr(got, "\r\n\r\n") + 4, "");
         free(got);
     }
+
+    /* 205: no content, and Content-Length: 0 (RFC 9110 15.3.6); it had
+     * the reason as content */
+    got = error_written(205, "fault injected", 0);
+    ck_assert_ptr_nonnull(strstr(got, "\r\nContent-Length: 0\r\n"));
+    ck_assert_ptr_null(strstr(got, "Content-Type"));
+    ck_assert_str_eq(strstr(got, "\r\n\r\n") + 4, "");
+    free(got);
 }
 END_TEST
 
@@ -2750,6 +2758,11 @@ START_TEST(test_status_text_for_common_codes)
     ck_assert_str_eq(http1_status_text(503), "Service Unavailable");
     ck_assert_str_eq(http1_status_text(504), "Gateway Timeout");
     ck_assert_str_eq(http1_status_text(505), "HTTP Version Not Supported");
+    /* registered beside RFC 9110 (WebDAV, delta encoding, RFC 8470) */
+    ck_assert_str_eq(http1_status_text(207), "Multi-Status");
+    ck_assert_str_eq(http1_status_text(226), "IM Used");
+    ck_assert_str_eq(http1_status_text(425), "Too Early");
+    ck_assert_str_eq(http1_status_text(507), "Insufficient Storage");
     ck_assert_str_eq(http1_status_text(299), "Unknown");
     ck_assert_str_eq(http1_status_text(0), "Unknown");
     ck_assert_str_eq(http1_status_text(-1), "Unknown");
