@@ -188,7 +188,7 @@ struct session {
     double latency_ms;
     double latency_due; /* util_now_ms() when the injected latency ends */
     int fault_abort;    /* status answered when it ends (fault_delay first) */
-    int latency_waited; /* it ended, and the exchange was answered, not sent */
+    int latency_waited; /* it ended (the access log shows it) */
     const char *close_reason;
     int linger;    /* mid-request or requests queued at close_after_flush,
                     * or bytes came while its last answer was written */
@@ -2738,9 +2738,11 @@ static void on_session_timer(evutil_socket_t fd, short what, void *arg)
             timer_set(s, TIMER_LATENCY, &rest);
             return;
         }
+        /* Waited whole: logged, whatever comes of the exchange now (a
+         * 503 with every server out logged "latency=-"). */
+        s->latency_waited = 1;
         if (s->fault_abort != 0) {
             s->ustate = UPSTREAM_NONE;
-            s->latency_waited = 1;
             rc = fault_abort_reply(s);
             break;
         }

@@ -675,7 +675,7 @@ START_TEST(test_every_server_out_answers_503)
                   "access_log = stderr\n"
                   "[upstream pool]\nserver = 127.0.0.1:%d\n"
                   "server = 127.0.0.1:%d\nretries = 0\nmax_fails = 1\n"
-                  "fail_timeout = 30s\n"
+                  "fail_timeout = 30s\nlatency = 100ms\n"
                   "[route /]\nupstream = pool\n",
                   dead1, dead2);
     const char *req = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
@@ -695,6 +695,17 @@ START_TEST(test_every_server_out_answers_503)
     ck_assert(harness_log_wait(&proxy, "term=no_server", 2000));
     ck_assert(harness_log_wait(&proxy, "every server is out of service",
                                2000));
+    /* The 503 came after the injected latency, and the log says how long
+     * that was (it said "latency=-"). */
+    const char *line = strstr(harness_log(&proxy), "term=no_server");
+    const char *bol = line;
+    while (bol > harness_log(&proxy) && bol[-1] != '\n') {
+        bol--;
+    }
+    const char *lat = strstr(bol, " latency=");
+    ck_assert_msg(lat != NULL && lat < line &&
+                      strncmp(lat, " latency=100.0 ", 15) == 0,
+                  "%.*s", (int)(line - bol), bol);
 }
 END_TEST
 
