@@ -8,6 +8,8 @@
  */
 #include "http1.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -453,24 +455,25 @@ int http1_is_hop_by_hop(const struct http1_head *h, const char *name,
 /* A Host value: host [":" port], no userinfo, path, spaces or second port;
  * the host not empty (RFC 9110 4.2.1: an http URI with an empty host is
  * refused), nor with an empty label ("a..b", ".a"; one trailing dot is a
- * fully qualified name), as nginx refuses them. */
+ * fully qualified name): nginx refuses an empty host and "a..b". An IP
+ * literal in brackets is an IPv6 address ("[]" was taken). */
 static int host_valid(const char *v, size_t len)
 {
     size_t i = 0;
     if (len > 0 && v[0] == '[') {
-        while (i < len && v[i] != ']') {
-            char c = v[i];
-            if (!(c == '[' || c == ':' || c == '.' ||
-                  (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-                  (c >= 'A' && c <= 'F'))) {
-                return 0;
-            }
-            i++;
-        }
-        if (i == len) {
+        const char *close = memchr(v, ']', len);
+        char addr[INET6_ADDRSTRLEN];
+        struct in6_addr a6;
+        size_t n = close != NULL ? (size_t)(close - v) - 1 : 0;
+        if (n == 0 || n >= sizeof(addr)) {
             return 0;
         }
-        i++;
+        memcpy(addr, v + 1, n);
+        addr[n] = '\0';
+        if (inet_pton(AF_INET6, addr, &a6) != 1) {
+            return 0;
+        }
+        i = n + 2;
     } else {
         for (; i < len && v[i] != ':'; i++) {
             char c = v[i];

@@ -1168,7 +1168,8 @@ struct fault {
     int abort;    /* status answered instead of forwarding; 0 = none */
 };
 
-/* A stored header's value as a C string (bounded copy), or NULL. */
+/* A stored header's value as a C string, or NULL if absent; "" if it does
+ * not fit in cap (a cut value could read as another). */
 static const char *header_value(struct session *s, const char *name,
                                 char *buf, size_t cap)
 {
@@ -1177,7 +1178,7 @@ static const char *header_value(struct session *s, const char *name,
         return NULL;
     }
     const struct http1_header *hd = &s->client.head.hdrs[i];
-    size_t n = hd->value_len < cap - 1 ? hd->value_len : cap - 1;
+    size_t n = hd->value_len < cap ? hd->value_len : 0;
     memcpy(buf, http1_str(&s->client.head, hd->value), n);
     buf[n] = '\0';
     return buf;
@@ -1235,8 +1236,7 @@ static const char *fault_decide(struct session *s,
             /* A unit is required: the conf reads a bare number as seconds,
              * the slow origin as milliseconds (and Envoy's header too). */
             size_t len = strlen(v);
-            if (len == 0 || len == sizeof(buf) - 1 ||
-                !(v[len - 1] >= 'a' && v[len - 1] <= 'z') ||
+            if (len == 0 || !(v[len - 1] >= 'a' && v[len - 1] <= 'z') ||
                 util_parse_duration(v, &ms) < 0 || ms > 3600000) {
                 return "bad X-Switchboard-Delay: expected a duration with "
                        "its unit, up to 1h (250ms, 2s)";
@@ -1246,9 +1246,9 @@ static const char *fault_decide(struct session *s,
         v = header_value(s, names[1], buf, sizeof(buf));
         if (v != NULL) {
             /* 0 is the conf's "no abort": it takes the route's away. A
-             * value too long for buf was cut (and then obeyed, or not). */
-            if (strlen(v) == sizeof(buf) - 1 ||
-                util_parse_uint(v, &status) < 0 ||
+             * value too long for buf reads as "" (it was cut, then
+             * obeyed as another status, or as none). */
+            if (util_parse_uint(v, &status) < 0 ||
                 (status != 0 && (status < 200 || status > 599))) {
                 return "bad X-Switchboard-Abort: expected a status from 200 "
                        "to 599, or 0 for none";

@@ -250,6 +250,12 @@ START_TEST(test_fault_headers_only_when_on)
                          "X-Switchboard-Abort: 418\r\n\r\n",
                          NULL),
                      418);
+    /* 63 characters are read whole */
+    ck_assert_int_eq(get("GET / HTTP/1.1\r\nHost: a\r\nX-Switchboard-Abort: "
+                         "000000000000000000000000000000000000000000000000000"
+                         "000000000418\r\n\r\n",
+                         NULL),
+                     418);
     /* A value that cannot be obeyed gets 400 at once, saying why: past
      * the cap (1h), a bare number (seconds in the conf, milliseconds in
      * the slow origin and Envoy), not a duration, not a status. */
@@ -261,9 +267,12 @@ START_TEST(test_fault_headers_only_when_on)
         "X-Switchboard-Abort: 199", "X-Switchboard-Abort: abc",
         "X-Switchboard-Abort: 503\r\nX-Switchboard-Abort: abc",
         "X-Switchboard-Delay: 10ms\r\nX-Switchboard-Delay: zz",
-        /* too long to read whole (it was cut, then obeyed: no fault) */
+        /* too long to read whole (it was cut, then obeyed: no fault);
+         * 64 characters, one past what is read */
         "X-Switchboard-Abort: 00000000000000000000000000000000000000000000000"
         "000000000000000000000000503",
+        "X-Switchboard-Abort: 00000000000000000000000000000000000000000000000"
+        "00000000000000503",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char raw[256];

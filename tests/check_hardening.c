@@ -666,7 +666,8 @@ static const struct refusal refusals[] = {
      "invalid Host header"},
     {"Host a:1:2", RAW("GET / HTTP/1.1\r\nHost: a:1:2\r\n\r\n"), 400,
      "invalid Host header"},
-    /* An empty host, or an empty label (nginx refuses them too). */
+    /* An empty host, or an empty label (nginx refuses "" and "a..b"), or
+     * brackets around no IPv6 address. */
     {"Host empty", RAW("GET / HTTP/1.1\r\nHost:\r\n\r\n"), 400,
      "invalid Host header"},
     {"Host :80", RAW("GET / HTTP/1.1\r\nHost: :80\r\n\r\n"), 400,
@@ -678,6 +679,13 @@ static const struct refusal refusals[] = {
     {"Host a..", RAW("GET / HTTP/1.1\r\nHost: a..\r\n\r\n"), 400,
      "invalid Host header"},
     {"Host empty in HTTP/1.0", RAW("GET / HTTP/1.0\r\nHost:\r\n\r\n"), 400,
+     "invalid Host header"},
+    {"Host []", RAW("GET / HTTP/1.1\r\nHost: []\r\n\r\n"), 400,
+     "invalid Host header"},
+    {"Host [1.2.3.4] (not IPv6)",
+     RAW("GET / HTTP/1.1\r\nHost: [1.2.3.4]\r\n\r\n"), 400,
+     "invalid Host header"},
+    {"Host [[::1]", RAW("GET / HTTP/1.1\r\nHost: [[::1]\r\n\r\n"), 400,
      "invalid Host header"},
     /* The request line. */
     {"lowercase http/1.1", RAW("GET / http/1.1\r\nHost: a\r\n\r\n"), 400,
