@@ -595,11 +595,17 @@ START_TEST(test_early_head_waits_for_a_steady_upload)
     /* An upstream that sends its head at once and the rest once the
      * whole body is in, and a client that sends it a byte every 150 ms:
      * neither timeout may cut it (read_timeout, shorter than the upload,
-     * runs only once the client has been silent for client_body_timeout). */
+     * runs only once the client has been silent for client_body_timeout).
+     * Both scaled: a proxy under valgrind, six at a time, can stall for
+     * longer than the 250 ms of slack between two bytes. */
+    char server[64], up[64];
+    snprintf(server, sizeof(server), "client_body_timeout = %dms\n",
+             (int)(400 * harness_scale()));
+    snprintf(up, sizeof(up), "read_timeout = %dms",
+             (int)(500 * harness_scale()));
     harness_script(&script, head_first_then_body, NULL, 1);
-    harness_proxy(&proxy, CONF,
-                  harness_server_lines("client_body_timeout = 400ms\n"),
-                  script.port, "read_timeout = 500ms");
+    harness_proxy(&proxy, CONF, harness_server_lines(server), script.port,
+                  up);
     int fd = harness_own(harness_connect(proxy.port));
     int port = harness_client_port(fd);
     ck_assert_int_eq(harness_send(fd, "POST /up HTTP/1.1\r\nHost: a\r\n"
