@@ -1048,14 +1048,24 @@ static int set_value(struct parser *p, const struct directive *d, void *base,
 
 /* --- sections ---------------------------------------------------------- */
 
-/* The line where the section being read set directive name, or 0. */
-static int set_at(const struct parser *p, enum section_kind section,
+/* Where each directive of a section kind was set: [server] and [admin]
+ * once per file, an upstream's or a route's per section. */
+static int *seen_lines(struct parser *p, enum section_kind section)
+{
+    return section == SECTION_SERVER || section == SECTION_ADMIN
+               ? p->server_seen
+               : p->section_seen;
+}
+
+/* The line where directive name of section was set (for an upstream or a
+ * route, in the one being read), or 0. */
+static int set_at(struct parser *p, enum section_kind section,
                   const char *name)
 {
     for (size_t i = 0; i < N_DIRECTIVES; i++) {
         if (directives[i].section == section &&
             strcmp(directives[i].name, name) == 0) {
-            return p->section_seen[i];
+            return seen_lines(p, section)[i];
         }
     }
     return 0;
@@ -1519,9 +1529,7 @@ static int on_directive(void *user, const char *section, const char *name,
         return 0;
     }
 
-    seen = p->section == SECTION_SERVER || p->section == SECTION_ADMIN
-               ? p->server_seen
-               : p->section_seen;
+    seen = seen_lines(p, p->section);
     size_t idx = (size_t)(d - directives);
     if (!d->repeatable) {
         if (p->kind == LINE_CONTINUATION) {
@@ -1743,12 +1751,7 @@ static int config_validate(struct parser *p)
         return -1;
     }
 
-    for (size_t i = 0; i < N_DIRECTIVES; i++) {
-        if (directives[i].section == SECTION_SERVER &&
-            strcmp(directives[i].name, "max_connections") == 0) {
-            cfg->max_connections_line = p->server_seen[i];
-        }
-    }
+    cfg->max_connections_line = set_at(p, SECTION_SERVER, "max_connections");
     if (cfg->n_upstreams == 0) {
         fail(p, 0, "no [upstream NAME] section: nothing to proxy to");
         return -1;
