@@ -77,6 +77,13 @@ static int log_due(double *last)
     return 1;
 }
 
+/* Whether a new client can be taken: below max_connections, or with an
+ * idle session to close for it (session_close_idle). */
+static int has_room(const struct worker *w)
+{
+    return w->n_sessions < w->cfg->max_connections || !TAILQ_EMPTY(&w->idle);
+}
+
 /* At max_connections with no idle session to close for a newcomer: stop
  * accepting (the kernel queues new clients). */
 static void accepting_cap(struct worker *w)
@@ -107,7 +114,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
         }
     }
     session_start(w, fd, sa, socklen);
-    if (w->n_sessions >= w->cfg->max_connections && TAILQ_EMPTY(&w->idle)) {
+    if (!has_room(w)) {
         accepting_cap(w);
     }
 }
@@ -115,7 +122,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
 static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
-    if (w->n_sessions < w->cfg->max_connections || !TAILQ_EMPTY(&w->idle)) {
+    if (has_room(w)) {
         accepting_set(w, 1);
     }
 }
@@ -189,8 +196,7 @@ void worker_session_idle(struct worker *w)
 
 void worker_session_busy(struct worker *w)
 {
-    if (w->accepting && w->n_sessions >= w->cfg->max_connections &&
-        TAILQ_EMPTY(&w->idle)) {
+    if (w->accepting && !has_room(w)) {
         accepting_cap(w);
     }
 }
