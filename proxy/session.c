@@ -1437,10 +1437,11 @@ static int waiting_for_answer(const struct session *s)
            (s->cstate == CLIENT_WAITING || s->cstate == CLIENT_REQUEST_DONE);
 }
 
-/* The request has been read whole. */
-static int request_done(struct session *s)
+/* Nothing more is waited for from the client, the upstream's answer is:
+ * the client's read timer off (client_body_timeout), the upstream's on
+ * (read_timeout, off while the request was unfinished). */
+static void timers_await_upstream(struct session *s)
 {
-    s->cstate = CLIENT_REQUEST_DONE;
     bufferevent_set_timeouts(s->client.bev, NULL, s->w->tv.send);
     if (s->ustate == UPSTREAM_READING_HEAD ||
         s->ustate == UPSTREAM_STREAMING_BODY) {
@@ -1448,6 +1449,13 @@ static int request_done(struct session *s)
         bufferevent_set_timeouts(s->upstream.bev, upstream_read_tv(s),
                                  s->w->tv.up_send[up]);
     }
+}
+
+/* The request has been read whole. */
+static int request_done(struct session *s)
+{
+    s->cstate = CLIENT_REQUEST_DONE;
+    timers_await_upstream(s);
     if (s->ustate == UPSTREAM_NONE) {
         /* The response ended before the request: it cannot go on. */
         return close_after_flush(s, TERM_DONE);
@@ -2634,14 +2642,10 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
                s->response_started && s->cstate == CLIENT_READING_BODY) {
         /* Answered before the whole body: a client may stop sending it
          * (RFC 9112 9.6), and the answer must not be cut for that (it
-         * was). It goes on, and the upstream's read_timeout, off while
-         * a request is unfinished, now bounds an upstream that waits for
-         * the rest (on_upstream_event); reads go on too (libevent turned
-         * them off), relaying what still comes. */
-        int up = s->pool->cfg - s->w->cfg->upstreams;
-        bufferevent_set_timeouts(s->client.bev, NULL, s->w->tv.send);
-        bufferevent_set_timeouts(s->upstream.bev, upstream_read_tv(s),
-                                 s->w->tv.up_send[up]);
+         * was). It goes on, and the upstream's read_timeout now bounds an
+         * upstream that waits for the rest (on_upstream_event); reads go
+         * on too (libevent turned them off), relaying what still comes. */
+        timers_await_upstream(s);
         if (!s->client.paused && !s->client.held) {
             bufferevent_enable(s->client.bev, EV_READ);
         }
