@@ -865,6 +865,79 @@ START_TEST(test_health_fall_is_exact)
 }
 END_TEST
 
+/* A server that fails its first two checks (503) and passes every later
+ * one, appending a byte to the file whose descriptor arg points to for
+ * each check; other requests get 200. */
+static void fail_twice_then_pass(int fd, void *arg)
+{
+    static int checks;
+    char head[512];
+    size_t n = 0;
+    while (n + 1 < sizeof(head) &&
+           (n < 4 || memcmp(head + n - 4, "\r\n\r\n", 4) != 0)) {
+        if (read(fd, head + n, 1) != 1) {
+            return;
+        }
+        n++;
+    }
+    head[n] = '\0';
+    int check = strncmp(head, "GET /hc ", 8) == 0;
+    if (check && write(*(int *)arg, "c", 1) != 1) {
+        return;
+    }
+    harness_send(fd, check && ++checks <= 2
+                         ? "HTTP/1.1 503 Service Unavailable\r\n"
+                           "Content-Length: 0\r\nConnection: close\r\n\r\n"
+                         : "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                           "Connection: close\r\n\r\nok");
+}
+
+START_TEST(test_health_rise_brings_a_server_back)
+{
+    /* health_fall = 2 takes the server out; once it answers again, the
+     * third passed check in a row (health_rise = 3), not an earlier one,
+     * brings it back into service, and requests reach it again. */
+    char path[] = "/tmp/sb-ops-checks-XXXXXX";
+    int counter = mkostemp(path, O_APPEND | O_CLOEXEC);
+    ck_assert_int_ge(counter, 0);
+    unlink(path);
+    harness_script(&script, fail_twice_then_pass, &counter, 0);
+    int interval = (int)(400 * harness_scale());
+    start_admin_proxy("",
+                      "[upstream pool]\nserver = 127.0.0.1:%d\n"
+                      "health_check = /hc\nhealth_interval = %dms\n"
+                      "health_fall = 2\nhealth_rise = 3\n"
+                      "[route /]\nupstream = pool\n",
+                      script.port, interval);
+    char line[160];
+    snprintf(line, sizeof(line),
+             "server 127.0.0.1:%d down: 2 health checks failed", script.port);
+    ck_assert_msg(harness_log_wait(&proxy, line, 5000), "no \"%s\" in:\n%s",
+                  line, harness_log(&proxy));
+    ck_assert_str_eq(status_server(script.port, "'up'"), "false");
+    ck_assert_int_eq(exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+                              NULL),
+                     503);
+    snprintf(line, sizeof(line),
+             "upstream pool: server 127.0.0.1:%d up: 3 health checks passed",
+             script.port);
+    ck_assert_msg(harness_log_wait(&proxy, line, (int)(5 * interval) + 3000),
+                  "no \"%s\" in:\n%s", line, harness_log(&proxy));
+    struct stat st;
+    ck_assert_int_eq(fstat(counter, &st), 0);
+    close(counter);
+    ck_assert_msg(st.st_size == 5, "up after %lld checks",
+                  (long long)st.st_size);
+    ck_assert_str_eq(status_server(script.port, "'up'"), "true");
+    struct response r;
+    ck_assert_int_eq(exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+                              &r),
+                     200);
+    ck_assert_str_eq(r.body, "ok");
+    response_free(&r);
+}
+END_TEST
+
 START_TEST(test_successes_between_failures_do_not_clear_them)
 {
     /* max_fails = 2, and a server whose answers alternate between a read
@@ -4009,6 +4082,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_active_health_check_takes_a_server_out);
     tcase_add_test(tc, test_health_check_deadline_and_strict_status_line);
     tcase_add_test(tc, test_health_fall_is_exact);
+    tcase_add_test(tc, test_health_rise_brings_a_server_back);
     tcase_add_test(tc, test_successes_between_failures_do_not_clear_them);
     tcase_add_test(tc, test_a_server_back_from_out_takes_one_probe);
     tcase_add_test(tc, test_keepalive_caps_idle_connections);
