@@ -791,6 +791,39 @@ START_TEST(test_upstream_closing_idle_connection_is_detected)
 }
 END_TEST
 
+/* Scripted upstream: one response with keep-alive, then, 100 ms later, an
+ * unasked 408 on the idle connection, which it keeps open (as some servers
+ * announce an idle timeout). */
+static void answer_then_speak_unasked(int fd, void *arg)
+{
+    harness_read_request_head(fd);
+    harness_send(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    usleep(100 * 1000);
+    harness_send(fd, "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n"
+                     "Connection: close\r\n\r\n");
+    usleep(1000 * 1000);
+}
+
+START_TEST(test_idle_upstream_connection_that_speaks_is_dropped)
+{
+    /* Bytes on an idle pooled connection answer nothing the proxy asked:
+     * the connection is dropped, and the next request (a POST, which is
+     * never replayed) goes on a fresh one and gets its own answer, not
+     * the stale 408. */
+    start_script(answer_then_speak_unasked, NULL, "");
+    for (int i = 0; i < 3; i++) {
+        struct response r;
+        harness_exchange(proxy.port, "POST / HTTP/1.1\r\nHost: a\r\n"
+                                     "Content-Length: 1\r\n\r\nx",
+                         &r, 5000);
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_str_eq(r.body, "ok");
+        response_free(&r);
+        usleep(300 * 1000);
+    }
+}
+END_TEST
+
 /* Scripted upstream: on each connection, answers once with the bytes in
  * arg and keeps the connection open for a while. */
 static void reply_and_linger(int fd, void *arg)
@@ -2096,6 +2129,7 @@ static Suite *proxy_suite(void)
     tcase_add_test(tc, test_h2c_upgrade_not_forwarded);
     tcase_add_test(tc, test_idle_upstream_connection_closed_after_keepalive_timeout);
     tcase_add_test(tc, test_upstream_closing_idle_connection_is_detected);
+    tcase_add_test(tc, test_idle_upstream_connection_that_speaks_is_dropped);
     tcase_add_test(tc, test_1000_concurrent_delayed_requests);
     tcase_add_test(tc, test_first_chunk_arrives_before_origin_finishes);
     tcase_add_test(tc, test_partial_length_body_arrives_before_the_rest);
