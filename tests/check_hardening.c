@@ -2001,6 +2001,36 @@ START_TEST(test_lingering_ends_after_lingering_timeout)
 }
 END_TEST
 
+START_TEST(test_lingering_ends_after_lingering_time)
+{
+    /* A client that keeps sending after the answer, never pausing for
+     * lingering_timeout, is let go lingering_time after it (nginx's
+     * lingering_time), not read and dropped for ever. */
+    start_script(h_early, NULL,
+                 "lingering_timeout = 5s\nlingering_time = 1s\n"
+                 "log_level = debug\n",
+                 "");
+    int port;
+    int fd = refused_upload(&port);
+    double read_at = harness_now();
+    char needle[96];
+    snprintf(needle, sizeof(needle), "session 127.0.0.1:%d closed", port);
+    double limit = 1000 + MARGIN_MS * harness_scale();
+    while (strstr(harness_log(&proxy), needle) == NULL &&
+           harness_now() - read_at < limit + 2000) {
+        (void)send(fd, "x", 1, MSG_NOSIGNAL);
+        usleep(100 * 1000);
+    }
+    double took = harness_now() - read_at;
+    ck_assert_msg(strstr(harness_log(&proxy), needle) != NULL &&
+                      took >= 1000 - EARLY_MS && took < limit,
+                  "closed %.0f ms after the answer (lingering_time 1s); "
+                  "log:\n%s",
+                  took, harness_log(&proxy));
+    harness_close_owned(fd);
+}
+END_TEST
+
 START_TEST(test_lingering_timeout_zero_closes_at_once)
 {
     start_script(h_early, NULL, "lingering_timeout = 0\nlog_level = debug\n", "");
@@ -3178,6 +3208,7 @@ static Suite *hardening_suite(void)
     tcase_add_test(tc, test_reset_without_an_answer_is_502);
     tcase_add_test(tc, test_early_answer_to_a_client_that_sends_all_first);
     tcase_add_test(tc, test_lingering_ends_after_lingering_timeout);
+    tcase_add_test(tc, test_lingering_ends_after_lingering_time);
     tcase_add_test(tc, test_lingering_timeout_zero_closes_at_once);
     tcase_add_test(tc, test_no_lingering_for_a_client_too_slow);
     tcase_add_test(tc, test_lingering_survives_a_drain);
