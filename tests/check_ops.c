@@ -3065,6 +3065,32 @@ START_TEST(test_sigterm_gives_old_workers_their_own_shutdown_timeout)
 }
 END_TEST
 
+START_TEST(test_sigint_stops_at_once)
+{
+    /* SIGINT (Ctrl-C) does not drain: the exchange in flight is closed
+     * at once, not answered, however long shutdown_timeout is, and the
+     * master exits with status 0. */
+    int fd = stop_with_one_in_flight("20s", "10s", SIGINT);
+    double took;
+    int status = wait_exit(&proxy, 5000, &took);
+    ck_assert_msg(status != -1, "the master did not exit within 5 s of SIGINT "
+                                "(shutdown_timeout 20s)");
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "wait status %#x", status);
+    ck_assert_msg(took < 2000 * harness_scale(), "exited %.0f ms after SIGINT",
+                  took);
+    ck_assert(strstr(harness_log(&proxy), "stopping workers now") != NULL);
+    struct response r;
+    int rc = harness_read_response(fd, &r, 2000, 0);
+    ck_assert_msg(rc == -1 || !r.complete, "got a complete %d response",
+                  r.status);
+    if (rc == 0) {
+        response_free(&r);
+    }
+    close(fd);
+}
+END_TEST
+
 START_TEST(test_sigint_during_a_drain_stops_at_once)
 {
     int fd = stop_with_one_in_flight("20s", "10s", SIGTERM);
@@ -4027,6 +4053,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_sigquit_drains_like_sigterm);
     tcase_add_loop_test(tc, test_shutdown_timeout_cuts_long_exchanges, 0, 2);
     tcase_add_test(tc, test_sigterm_gives_old_workers_their_own_shutdown_timeout);
+    tcase_add_test(tc, test_sigint_stops_at_once);
     tcase_add_test(tc, test_sigint_during_a_drain_stops_at_once);
     tcase_add_test(tc, test_sighup_while_reading_the_conf);
     tcase_add_test(tc, test_admin_lets_silent_clients_go);
