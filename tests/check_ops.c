@@ -2487,6 +2487,37 @@ static char *big_head(const char *kind, size_t n, size_t *len)
     return raw;
 }
 
+START_TEST(test_a_killed_admin_process_is_restarted)
+{
+    /* The admin process is killed: the master says so, starts another
+     * about a second later, and the admin port answers again; the data
+     * path never stopped. */
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_on_origin("log_level = info\n");
+    pid_t admin = admin_pid();
+    ck_assert_int_eq(kill(admin, SIGKILL), 0);
+    char line[96];
+    snprintf(line, sizeof(line),
+             "admin process (pid %d) killed by signal 9; restarting",
+             (int)admin);
+    ck_assert_msg(harness_log_wait(&proxy, line, 3000), "no \"%s\" in:\n%s",
+                  line, harness_log(&proxy));
+    ck_assert_int_eq(exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+                              NULL),
+                     200);
+    double deadline = harness_now() + 5000 * harness_scale();
+    while (harness_count(harness_log(&proxy), "admin started, pid ") < 2 &&
+           harness_now() < deadline) {
+        usleep(50 * 1000);
+    }
+    const char *again = strstr(strstr(harness_log(&proxy), line),
+                               "admin started, pid ");
+    ck_assert_ptr_nonnull(again);
+    ck_assert_int_ne(atoi(again + strlen("admin started, pid ")), (int)admin);
+    ck_assert_int_eq(admin_get("GET", "/healthz", NULL), 200);
+}
+END_TEST
+
 /*
  * A request that announces a body is answered as soon as its head is
  * complete, and the body is not read: the admin held a whole body in
@@ -4057,6 +4088,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_sigint_during_a_drain_stops_at_once);
     tcase_add_test(tc, test_sighup_while_reading_the_conf);
     tcase_add_test(tc, test_admin_lets_silent_clients_go);
+    tcase_add_test(tc, test_a_killed_admin_process_is_restarted);
     tcase_add_test(tc, test_admin_refuses_a_body_without_reading_it);
     tcase_add_test(tc, test_admin_sheds_when_out_of_descriptors);
     tcase_add_test(tc, test_admin_head_deadline_not_extended_by_trickle);
