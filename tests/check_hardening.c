@@ -563,6 +563,14 @@ static const struct refusal refusals[] = {
      RAW("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \"chunked\"\r\n"
          "\r\n0\r\n\r\n"),
      400, "malformed Transfer-Encoding"},
+    {"Transfer-Encoding: chunked x (two words in one member)",
+     RAW("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked x\r\n"
+         "\r\n0\r\n\r\n"),
+     400, "malformed Transfer-Encoding"},
+    {"Transfer-Encoding with an empty member",
+     RAW("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, ,chunked\r\n"
+         "\r\n0\r\n\r\n"),
+     400, "malformed Transfer-Encoding"},
     {"Transfer-Encoding: chunked, identity",
      RAW("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, "
          "identity\r\n\r\n0\r\n\r\n"),
