@@ -177,6 +177,9 @@ struct session {
     /* The client closed while its request's body waited with it: whether
      * it gave up is known once that body is read (request_done). */
     int eof_while_waiting;
+    /* This request was pipelined: it was already read when the one before
+     * it on the connection ended. */
+    int pipelined;
     /* A Content-Length response body relayed without the parser: the
      * bytes still to come (bufferevent chains move, nothing is copied). */
     int body_direct;
@@ -611,6 +614,7 @@ static void exchange_reset(struct session *s)
     s->resp_chunked = 0;
     s->resp_until_close = 0;
     s->eof_while_waiting = 0;
+    s->pipelined = 0;
 }
 
 /* Let go of the upstream connection: back to its pool if clean. */
@@ -1133,6 +1137,8 @@ static void keepalive_arm(struct session *s)
 static int exchange_next(struct session *s)
 {
     exchange_reset(s);
+    s->pipelined =
+        evbuffer_get_length(bufferevent_get_input(s->client.bev)) > 0;
     s->cstate = CLIENT_IDLE;
     bufferevent_set_timeouts(s->client.bev, NULL, s->w->tv.send);
     keepalive_arm(s);
@@ -1428,8 +1434,9 @@ static int exchange_begin(struct session *s)
  * keep an upstream busy for nobody. A client that gives up and retries
  * would otherwise pile its requests up on an upstream already slow.
  * ignore_client_abort = on waits for the answer instead, and so does a
- * client with more requests pipelined behind this one: it sent them all
- * and half-closed.
+ * client that pipelined: with more requests behind this one, or with this
+ * one sent behind another (read before the other's answer was), it sent
+ * them all and half-closed.
  */
 static int waiting_for_answer(const struct session *s)
 {
@@ -1463,7 +1470,7 @@ static int request_done(struct session *s)
     int eof_while_waiting = s->eof_while_waiting;
     s->eof_while_waiting = 0;
     if (eof_while_waiting && waiting_for_answer(s) &&
-        !s->w->cfg->ignore_client_abort &&
+        !s->w->cfg->ignore_client_abort && !s->pipelined &&
         evbuffer_get_length(bufferevent_get_input(s->client.bev)) == 0) {
         /* The client closed while its body waited for the upstream
          * connection (client_body_start), and nothing follows it: it has
@@ -2632,7 +2639,8 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
             s->req_body != HTTP1_BODY_NONE) {
             s->eof_while_waiting = 1;
         } else if (first && waiting_for_answer(s) &&
-                   !s->w->cfg->ignore_client_abort && pipelined == 0) {
+                   !s->w->cfg->ignore_client_abort && pipelined == 0 &&
+                   !s->pipelined) {
             s->w->stats->counter[STAT_CLIENT_ABORTS]++;
             session_close(s, "client_closed");
             return;

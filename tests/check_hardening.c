@@ -2383,6 +2383,38 @@ START_TEST(test_client_gone_before_answer_ends_the_exchange)
     harness_close_owned(fd);
     harness_stop(&proxy);
 
+    /* Two requests pipelined, the second answered 300 ms after the
+     * first, and a half-close once the first answer is read: by then
+     * nothing follows the second, but it was sent behind the first, so
+     * the client half-closed after sending both rather than gave up, and
+     * it is answered (it got "client_closed"). */
+    harness_proxy(&proxy, conf, "", script.port, origin.port);
+    fd = harness_own(harness_connect(proxy.port));
+    port = harness_client_port(fd);
+    char two[256];
+    snprintf(two, sizeof(two),
+             "GET /?size=1 HTTP/1.1\r\nHost: a\r\n\r\n"
+             "GET /?delay=%dms&size=2 HTTP/1.1\r\nHost: a\r\n\r\n",
+             (int)(300 * harness_scale()));
+    ck_assert_int_eq(harness_send(fd, two), 0);
+    struct response first;
+    ck_assert_int_eq(harness_read_response(fd, &first, 5000, 0), 0);
+    ck_assert_int_eq(first.status, 200);
+    response_free(&first);
+    shutdown(fd, SHUT_WR);
+    memset(&t, 0, sizeof(t));
+    talk_read(fd, &t, 5000);
+    ck_assert_msg(harness_count(t.got, "HTTP/1.1 200 OK\r\n") == 1 && t.closed,
+                  "the second of two pipelined, half-closed after the first "
+                  "answer: %s",
+                  show(t.got, t.len));
+    harness_log_wait(&proxy, "\"GET /?delay=", 2000);
+    ck_assert_msg(harness_count(harness_log(&proxy), " term=done") == 2 &&
+                      strstr(harness_log(&proxy), "client_closed") == NULL,
+                  "log:\n%s", harness_log(&proxy));
+    harness_close_owned(fd);
+    harness_stop(&proxy);
+
     /* ignore_client_abort = on: a half-closed client waits for its answer
      * (the origin's, 300 ms later, well after the half-close) and gets it. */
     harness_proxy(&proxy, conf, "ignore_client_abort = on\n", script.port,
