@@ -637,6 +637,19 @@ static void upstream_detach(struct session *s, int reusable)
 static int session_close(struct session *s, const char *reason)
 {
     idle_leave(s);
+    if (s->in_exchange && !s->logged && s->client.bev != NULL) {
+        /* What is still queued here goes with the connection: not sent,
+         * so not counted as sent (nginx's $bytes_sent counts what the
+         * kernel took). The output's tail is this exchange's; an answer
+         * before it may still be ahead of it. */
+        uint64_t unsent =
+            evbuffer_get_length(bufferevent_get_output(s->client.bev));
+        if (unsent > s->client.bytes_out) {
+            unsent = s->client.bytes_out;
+        }
+        s->client.bytes_out -= unsent;
+        s->w->stats->counter[STAT_BYTES_OUT] -= unsent;
+    }
     exchange_log(s, reason);
     log_debug("session %s closed: %s", s->client_addr, reason);
     if (s->timer != NULL) {
