@@ -1680,6 +1680,11 @@ static int client_process(struct session *s)
             s->t_start = util_now_ms();
             timer_cancel(s);
             timer_set(s, TIMER_HEADER, s->w->tv.client_header);
+        } else if (s->t_start < 0) {
+            /* A new connection's first byte: an exchange is timed from
+             * it, as nginx's $request_time (client_header_timeout still
+             * runs from the accept). */
+            s->t_start = util_now_ms();
         }
         struct evbuffer_iovec v;
         evbuffer_peek(in, -1, NULL, &v, 1);
@@ -2705,6 +2710,9 @@ static void on_session_timer(evutil_socket_t fd, short what, void *arg)
     switch (kind) {
     case TIMER_HEADER:
         s->w->stats->counter[STAT_TO_CLIENT_HEADER]++;
+        if (s->t_start < 0) {
+            s->t_start = s->t_accept; /* not a byte: timed from the accept */
+        }
         s->in_exchange = 1;
         s->too_slow = 1;
         rc = reply_error(s, 408, "client_header_timeout",
@@ -2910,7 +2918,7 @@ int session_start(struct worker *w, evutil_socket_t fd,
     bufferevent_disable(s->client.bev, EV_WRITE); /* see side_flush */
     /* A new connection must deliver its first head in time. */
     s->cstate = CLIENT_READING_HEAD;
-    s->t_start = s->t_accept = util_now_ms();
+    s->t_accept = util_now_ms(); /* s->t_start: at the first byte */
     timer_set(s, TIMER_HEADER, w->tv.client_header);
     return 0;
 }

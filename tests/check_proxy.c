@@ -2083,6 +2083,30 @@ START_TEST(test_access_log_line)
     ck_assert_msg(harness_log_wait(&proxy,
                                    "\"GET /a\\x5cb\\x22c HTTP/1.1\" 200 ", 2000),
                   "log:\n%s", harness_log(&proxy));
+
+    /* A connection's first exchange is timed from its first byte, as every
+     * later one is (and nginx's $request_time): not from the accept, which
+     * a client may make long before it has a request to send. */
+    int fd = harness_connect(proxy.port);
+    int port = harness_client_port(fd);
+    usleep(600 * 1000);
+    double sent = harness_now();
+    harness_send(fd, "GET /?size=1 HTTP/1.1\r\nHost: a\r\n"
+                     "Connection: close\r\n\r\n");
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+    double took = harness_now() - sent;
+    response_free(&r);
+    close(fd);
+    char one[1024];
+    ck_assert(harness_access_line(&proxy, port, one, sizeof(one), 2000));
+    double head = -1, total = -1;
+    const char *h = strstr(one, " head="), *t = strstr(one, " total=");
+    ck_assert_msg(h != NULL && t != NULL && sscanf(h, " head=%lf", &head) == 1 &&
+                      sscanf(t, " total=%lf", &total) == 1,
+                  "line: %s", one);
+    ck_assert_msg(head <= total && total < took + 50,
+                  "answered %.1f ms after the request was sent; line: %s", took,
+                  one);
 }
 END_TEST
 
