@@ -73,7 +73,7 @@
     X(FAULT_ABORTS, "switchboard_fault_aborts_total", "",                      \
       "Requests answered by an injected fault")                                \
     X(CLIENT_ABORTS, "switchboard_client_aborts_total", "",                    \
-      "Exchanges ended by the client closing after its request head, "       \
+      "Exchanges ended by the client closing after its request head, "         \
       "before any response (nginx's 499)")
 
 /* Gauges of a worker: X(id, name, help) */
