@@ -96,7 +96,7 @@
     X(H_FIRST_BYTE, "switchboard_upstream_first_byte_seconds",                 \
       "Time from forwarding to the response's first byte")                     \
     X(H_INJECTED, "switchboard_injected_latency_seconds",                      \
-      "Latency injected before forwarding (latency, fault_delay)")
+      "Latency injected before forwarding (latency, fault_delay; 0 if none)")
 
 #define STATS_ID(id, ...) STAT_##id,
 enum stats_counter { STATS_COUNTERS(STATS_ID) STATS_N_COUNTERS };
