@@ -606,6 +606,14 @@ struct upconn *pool_acquire(struct pool *p, struct pool_server *server,
     while (!fresh && (c = TAILQ_FIRST(&server->idle)) != NULL) {
         idle_remove(c);
         if (!peek || idle_is_silent(c)) {
+            /* Its events off: one may have come due in this loop pass
+             * (its keepalive_timeout passed, bytes came) with its callback
+             * still to run, which the borrower would then get as its own
+             * news (a 504 "did not respond in time" at once), or whose
+             * re-arming would not watch the socket (the answer left unread
+             * until read_timeout). Disabling drops the pending callback;
+             * the borrower enables them afresh. */
+            bufferevent_disable(c->bev, EV_READ | EV_WRITE);
             break;
         }
         upconn_free(c); /* closed or spoke: as on_idle_read would */

@@ -1047,6 +1047,54 @@ START_TEST(test_a_server_back_from_out_takes_one_probe)
 }
 END_TEST
 
+START_TEST(test_pooled_connection_taken_as_its_idle_time_ends)
+{
+    /* A request whose injected latency ends in the same loop pass as the
+     * keepalive_timeout of the idle connection it then takes: the worker
+     * is stopped while both come due. The connection's own timeout was
+     * then delivered to the request (504 at once), or its re-armed read
+     * did not watch the socket (504 at read_timeout, the answer unread). */
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "access_log = stderr\n"
+                  "[upstream origin]\nserver = 127.0.0.1:%d\n"
+                  "keepalive_timeout = 1s\nread_timeout = 3s\n"
+                  "latency = 300ms\n"
+                  "[route /]\nupstream = origin\n",
+                  origin[0].port);
+    pid_t worker;
+    ck_assert_int_eq(harness_wait_children(proxy.pid, &worker, 1), 1);
+    for (int round = 0; round < 2; round++) {
+        /* The first exchange leaves its upstream connection idle. */
+        ck_assert_int_eq(exchange(proxy.port,
+                                  "GET /?size=1 HTTP/1.1\r\nHost: a\r\n\r\n",
+                                  NULL),
+                         200);
+        double idle = harness_now();
+        /* The second comes 0.8 s later: its latency ends at 1.1 s, the
+         * idle connection's time at 1.0 s; the worker sleeps from 0.9 to
+         * 1.5 s, so both are due when it wakes. */
+        int fd = harness_connect(proxy.port);
+        usleep((useconds_t)((800 - (harness_now() - idle)) * 1000));
+        harness_send(fd, "GET /?size=2 HTTP/1.1\r\nHost: a\r\n\r\n");
+        usleep(100 * 1000);
+        ck_assert_int_eq(kill(worker, SIGSTOP), 0);
+        usleep(600 * 1000);
+        ck_assert_int_eq(kill(worker, SIGCONT), 0);
+        double woke = harness_now();
+        struct response r;
+        ck_assert_int_eq(harness_read_response(fd, &r, 10000, 0), 0);
+        ck_assert_msg(r.status == 200 && r.body_len == 2,
+                      "round %d: %d after %.0f ms: %s; log:\n%s", round,
+                      r.status, harness_now() - woke, r.body,
+                      harness_log(&proxy));
+        response_free(&r);
+        close(fd);
+    }
+}
+END_TEST
+
 START_TEST(test_keepalive_caps_idle_connections)
 {
     /* Four exchanges at once open four upstream connections; with
@@ -4144,6 +4192,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_health_rise_brings_a_server_back);
     tcase_add_test(tc, test_successes_between_failures_do_not_clear_them);
     tcase_add_test(tc, test_a_server_back_from_out_takes_one_probe);
+    tcase_add_test(tc, test_pooled_connection_taken_as_its_idle_time_ends);
     tcase_add_test(tc, test_keepalive_caps_idle_connections);
     tcase_add_test(tc, test_server_by_name);
     tcase_add_test(tc, test_resolver_follows_a_moved_name);
