@@ -523,14 +523,18 @@ static int worker_setup(struct worker *w, const int *fds, int n_fds)
 static void worker_teardown(struct worker *w)
 {
     /* Freeing the signal events puts back the actions the worker started
-     * with (SIG_DFL: core, for SIGQUIT), and the master passes a SIGQUIT
-     * on at stop to workers a reload already retired: held back, it
-     * cannot take one that is leaving anyway. (Ignoring it would not do:
-     * event_free restores the old action over SIG_IGN.) */
-    sigset_t quit;
-    sigemptyset(&quit);
-    sigaddset(&quit, SIGQUIT);
-    sigprocmask(SIG_BLOCK, &quit, NULL);
+     * with (SIG_DFL: core for SIGQUIT, an exit for the others), and the
+     * master passes a SIGQUIT on at stop to workers a reload already
+     * retired: held back, they cannot take one that is leaving anyway.
+     * (Ignoring them would not do: event_free restores the old action
+     * over SIG_IGN.) */
+    sigset_t leaving;
+    sigemptyset(&leaving);
+    sigaddset(&leaving, SIGQUIT);
+    sigaddset(&leaving, SIGTERM);
+    sigaddset(&leaving, SIGINT);
+    sigaddset(&leaving, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &leaving, NULL);
     listeners_close(w);
     struct session *s;
     while ((s = TAILQ_FIRST(&w->sessions)) != NULL) {
@@ -538,28 +542,31 @@ static void worker_teardown(struct worker *w)
     }
     for (int i = 0; i < CONFIG_MAX_UPSTREAMS; i++) {
         pool_free(w->pools[i]);
+        w->pools[i] = NULL;
+    }
+    struct event *timers[] = {w->accept_retry, w->tick, w->drain_timer};
+    for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++) {
+        if (timers[i] != NULL) {
+            event_free(timers[i]);
+        }
     }
     if (w->dns != NULL) {
+        /* A lookup pool_free cancelled ends in a callback libevent runs
+         * on its next pass (pool.c's on_resolved sees the cancel): run it
+         * (with the timers gone and the signals held back, nothing else
+         * can), or freeing the resolver first leaks the lookup. */
+        event_base_loop(w->base, EVLOOP_NONBLOCK);
         evdns_base_free(w->dns, 0);
     }
-    struct event *evs[] = {w->sig_quit, w->sig_usr1, w->tick, w->drain_timer};
-    for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
-        if (evs[i] != NULL) {
-            event_free(evs[i]);
+    struct event *sigs[] = {w->sig_quit, w->sig_usr1, w->sig_term, w->sig_int};
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        if (sigs[i] != NULL) {
+            event_free(sigs[i]);
         }
     }
     accesslog_close(w->access_log);
     if (w->reserve_fd >= 0) {
         close(w->reserve_fd);
-    }
-    if (w->accept_retry != NULL) {
-        event_free(w->accept_retry);
-    }
-    if (w->sig_term != NULL) {
-        event_free(w->sig_term);
-    }
-    if (w->sig_int != NULL) {
-        event_free(w->sig_int);
     }
     if (w->base != NULL) {
         event_base_free(w->base);

@@ -3837,6 +3837,42 @@ static long body_len_now(void)
  * first answer, then re-resolved every resolve_interval without blocking,
  * so when the name moves (127.0.0.1 -> 127.0.0.2) the traffic follows.
  */
+START_TEST(test_stop_with_a_lookup_in_flight)
+{
+    /* A resolver that never answers: the worker stops while its lookup
+     * waits, cleanly (the lookup's memory was left behind, for the
+     * sanitizer and valgrind lanes to find: the resolver was freed before
+     * the cancelled lookup's callback had run). */
+    int dns = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(dns, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    ck_assert_int_eq(bind(dns, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    getsockname(dns, (struct sockaddr *)&sa, &len);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "log_level = info\nresolver = 127.0.0.1:%d\n"
+                  "[upstream origin]\nserver = silent.test:9\n"
+                  "[route /]\nupstream = origin\n",
+                  ntohs(sa.sin_port));
+    /* A lookup has gone out, and waits for ever (libevent tries again
+     * after 5 s). */
+    char q[512];
+    struct pollfd pfd = {.fd = dns, .events = POLLIN};
+    double deadline = harness_now() + 5000 * harness_scale();
+    int asked = 0;
+    while (!asked && harness_now() < deadline) {
+        asked = poll(&pfd, 1, 100) == 1 && recv(dns, q, sizeof(q), 0) > 0;
+    }
+    ck_assert_msg(asked, "no lookup reached the resolver");
+    int status = harness_stop(&proxy);
+    close(dns);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "wait status %#x; log:\n%s", status, harness_log(&proxy));
+}
+END_TEST
+
 START_TEST(test_resolver_follows_a_moved_name)
 {
     char path[] = "/tmp/sb-ops-dns-XXXXXX";
@@ -4196,6 +4232,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_keepalive_caps_idle_connections);
     tcase_add_test(tc, test_server_by_name);
     tcase_add_test(tc, test_resolver_follows_a_moved_name);
+    tcase_add_test(tc, test_stop_with_a_lookup_in_flight);
     tcase_add_test(tc, test_system_resolver_rereads_the_hosts_file);
     suite_add_tcase(s, tc);
     return s;
