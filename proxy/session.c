@@ -1147,11 +1147,27 @@ static void keepalive_arm(struct session *s)
 }
 
 /* Wait for the next request on a persistent connection. */
+/* Does in hold more than empty lines (a CRLF a client may send after a
+ * body, which a server ignores: RFC 9112 2.2)? */
+static int holds_a_request(struct evbuffer *in)
+{
+    struct evbuffer_iovec v[4];
+    int n = evbuffer_peek(in, -1, NULL, v, 4);
+    for (int i = 0; i < n && i < 4; i++) {
+        const char *p = v[i].iov_base;
+        for (size_t j = 0; j < v[i].iov_len; j++) {
+            if (p[j] != '\r' && p[j] != '\n') {
+                return 1;
+            }
+        }
+    }
+    return n > 4; /* more chains than empty lines would fill */
+}
+
 static int exchange_next(struct session *s)
 {
     exchange_reset(s);
-    s->pipelined =
-        evbuffer_get_length(bufferevent_get_input(s->client.bev)) > 0;
+    s->pipelined = holds_a_request(bufferevent_get_input(s->client.bev));
     s->cstate = CLIENT_IDLE;
     bufferevent_set_timeouts(s->client.bev, NULL, s->w->tv.send);
     keepalive_arm(s);

@@ -47,7 +47,7 @@
     X(BYTES_IN, "switchboard_client_received_bytes_total", "",                 \
       "Bytes read from clients")                                               \
     X(BYTES_OUT, "switchboard_client_sent_bytes_total", "",                    \
-      "Bytes sent to clients (what a closed session still held is not)")       \
+      "Bytes queued for clients, less what a cut-off exchange dropped")        \
     X(TO_CLIENT_HEADER, "switchboard_timeouts_total",                          \
       "kind=\"client_header\"", "Timeouts, by kind")                           \
     X(TO_CLIENT_BODY, "switchboard_timeouts_total", "kind=\"client_body\"", "")\

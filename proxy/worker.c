@@ -535,6 +535,14 @@ static void worker_teardown(struct worker *w)
     sigaddset(&leaving, SIGINT);
     sigaddset(&leaving, SIGUSR1);
     sigprocmask(SIG_BLOCK, &leaving, NULL);
+    /* Their events go first: one libevent caught before the block would
+     * still be delivered by the loop pass below, to a worker half freed. */
+    struct event *sigs[] = {w->sig_quit, w->sig_usr1, w->sig_term, w->sig_int};
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        if (sigs[i] != NULL) {
+            event_free(sigs[i]);
+        }
+    }
     listeners_close(w);
     struct session *s;
     while ((s = TAILQ_FIRST(&w->sessions)) != NULL) {
@@ -553,16 +561,10 @@ static void worker_teardown(struct worker *w)
     if (w->dns != NULL) {
         /* A lookup pool_free cancelled ends in a callback libevent runs
          * on its next pass (pool.c's on_resolved sees the cancel): run it
-         * (with the timers gone and the signals held back, nothing else
-         * can), or freeing the resolver first leaks the lookup. */
+         * (with the signals' and timers' events gone, nothing else can),
+         * or freeing the resolver first leaks the lookup. */
         event_base_loop(w->base, EVLOOP_NONBLOCK);
         evdns_base_free(w->dns, 0);
-    }
-    struct event *sigs[] = {w->sig_quit, w->sig_usr1, w->sig_term, w->sig_int};
-    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
-        if (sigs[i] != NULL) {
-            event_free(sigs[i]);
-        }
     }
     accesslog_close(w->access_log);
     if (w->reserve_fd >= 0) {

@@ -2381,6 +2381,29 @@ START_TEST(test_client_gone_before_answer_ends_the_exchange)
     harness_assert_logged(&proxy, port, "\"GET /rec HTTP/1.1\" 0 ",
                           " term=client_closed", NULL);
     harness_close_owned(fd);
+
+    /* The same after a request followed by a CRLF (which a server ignores:
+     * RFC 9112 2.2): that is no request pipelined behind it, and the one
+     * sent later, alone, is given up the same. */
+    ck_assert_int_eq(ftruncate(record_fd, 0), 0);
+    fd = harness_own(harness_connect(proxy.port));
+    ck_assert_int_eq(harness_send(fd, "POST /?size=1 HTTP/1.1\r\nHost: a\r\n"
+                                      "Content-Length: 2\r\n\r\nhi\r\n"),
+                     0);
+    struct response ok;
+    ck_assert_int_eq(harness_read_response(fd, &ok, 5000, 0), 0);
+    ck_assert_int_eq(ok.status, 200);
+    response_free(&ok);
+    usleep(100 * 1000);
+    ck_assert_int_eq(harness_send(fd, "GET /rec HTTP/1.1\r\nHost: a\r\n\r\n"),
+                     0);
+    ck_assert(recorded_wait("\r\n\r\n", 3000));
+    shutdown(fd, SHUT_WR);
+    ck_assert_msg(recorded_wait("<eof>", 1000),
+                  "after a CRLF, the upstream connection outlived the "
+                  "client: %s",
+                  show(recorded(), strlen(recorded())));
+    harness_close_owned(fd);
     harness_stop(&proxy);
 
     /* Two requests pipelined, the second answered 300 ms after the
