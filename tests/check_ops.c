@@ -821,6 +821,25 @@ END_TEST
 
 static double metric_wait(const char *series, double want, int ms);
 
+/* An unlinked file that check targets append a byte to per check. */
+static int checks_counter(void)
+{
+    char path[] = "/tmp/sb-ops-checks-XXXXXX";
+    int fd = mkostemp(path, O_APPEND | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    unlink(path);
+    return fd;
+}
+
+/* How many checks the counter saw; closes it. */
+static int checks_counted(int fd)
+{
+    struct stat st;
+    ck_assert_int_eq(fstat(fd, &st), 0);
+    close(fd);
+    return (int)st.st_size;
+}
+
 /* A check target that appends a byte to the file whose descriptor arg
  * points to for each check, and answers 503. */
 static void count_and_refuse(int fd, void *arg)
@@ -838,10 +857,7 @@ START_TEST(test_health_fall_is_exact)
     /* health_fall = 2: the server is out after the second failed check,
      * not the third. The interval is long enough (scaled) for the test to
      * read the log line before another check comes. */
-    char path[] = "/tmp/sb-ops-checks-XXXXXX";
-    int counter = mkostemp(path, O_APPEND | O_CLOEXEC);
-    ck_assert_int_ge(counter, 0);
-    unlink(path);
+    int counter = checks_counter();
     harness_script(&script, count_and_refuse, &counter, 1);
     harness_origin(&origin[0], "--delay", "0ms", NULL);
     int interval = (int)(400 * harness_scale());
@@ -857,11 +873,8 @@ START_TEST(test_health_fall_is_exact)
              "server 127.0.0.1:%d down: 2 health checks failed", script.port);
     ck_assert_msg(harness_log_wait(&proxy, line, 5000), "no \"%s\" in:\n%s",
                   line, harness_log(&proxy));
-    struct stat st;
-    ck_assert_int_eq(fstat(counter, &st), 0);
-    close(counter);
-    ck_assert_msg(st.st_size == 2, "down after %lld checks",
-                  (long long)st.st_size);
+    int checks = checks_counted(counter);
+    ck_assert_msg(checks == 2, "down after %d checks", checks);
 }
 END_TEST
 
@@ -897,10 +910,7 @@ START_TEST(test_health_rise_brings_a_server_back)
     /* health_fall = 2 takes the server out; once it answers again, the
      * third passed check in a row (health_rise = 3), not an earlier one,
      * brings it back into service, and requests reach it again. */
-    char path[] = "/tmp/sb-ops-checks-XXXXXX";
-    int counter = mkostemp(path, O_APPEND | O_CLOEXEC);
-    ck_assert_int_ge(counter, 0);
-    unlink(path);
+    int counter = checks_counter();
     harness_script(&script, fail_twice_then_pass, &counter, 0);
     int interval = (int)(400 * harness_scale());
     start_admin_proxy("",
@@ -923,11 +933,8 @@ START_TEST(test_health_rise_brings_a_server_back)
              script.port);
     ck_assert_msg(harness_log_wait(&proxy, line, (int)(5 * interval) + 3000),
                   "no \"%s\" in:\n%s", line, harness_log(&proxy));
-    struct stat st;
-    ck_assert_int_eq(fstat(counter, &st), 0);
-    close(counter);
-    ck_assert_msg(st.st_size == 5, "up after %lld checks",
-                  (long long)st.st_size);
+    int checks = checks_counted(counter);
+    ck_assert_msg(checks == 5, "up after %d checks", checks);
     ck_assert_str_eq(status_server(script.port, "'up'"), "true");
     struct response r;
     ck_assert_int_eq(exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
