@@ -599,6 +599,15 @@ def run_load(lab, tag, port, path, conns, duration, timeout_s, tool):
     return res
 
 
+ERROR_KEYS = ("connect_err", "read_err", "write_err", "timeouts", "non2xx")
+
+
+def errors_count(r):
+    """Every error wrk or ab reported: socket errors, timeouts and non-2xx
+    or 3xx answers (which wrk counts in its req/s)."""
+    return sum(r.get(k, 0) for k in ERROR_KEYS)
+
+
 def errors_text(r):
     parts = []
     for k, name in (("connect_err", "connect"), ("read_err", "read"),
@@ -677,6 +686,13 @@ class Bench:
                 continue
             res = dict(sorted(rs, key=lambda r: r["median"])[len(rs) // 2])
             res.update(row=row, rounds=len(rs), rounds_all=rs)
+            # Errors are every round's, not only the median's: a goal is
+            # met only by rows that ran clean.
+            for k in ERROR_KEYS:
+                res[k] = sum(r.get(k, 0) for r in rs)
+            if row in errors:
+                res["error"] = "round %d of %d failed: %s" % (
+                    len(rs) + 1, rounds, errors[row])
             out.append(res)
         return out
 
@@ -839,7 +855,10 @@ class Bench:
                 if roots and r["requests"]:
                     res["cpu_us"] = (c1 - c0) * 1e6 / TICK / r["requests"]
                     res["kernel_us"] = (k1 - k0) * 1e6 / TICK / r["requests"]
-                res["ratio"] = r["rps"] / ideal
+                # wrk's req/s counts non-2xx answers too: only the others
+                # are the throughput Little's law is about.
+                good = (r["requests"] - r["non2xx"]) / r["requests"] if r["requests"] else 0
+                res["ratio"] = r["rps"] * good / ideal
                 res["overflows"] = n1.get("ListenOverflows", 0) - n0.get("ListenOverflows", 0)
                 res["drops"] = n1.get("ListenDrops", 0) - n0.get("ListenDrops", 0)
                 res["queue_max"] = qs.max
@@ -1181,6 +1200,8 @@ class Report:
         non-2xx answers in its req/s."""
         bad = ["%s: errors %s" % (r["row"], errors_text(r)) for r in rows
                if r is not None and errors_text(r) != "0"]
+        bad += ["%s: %s" % (r["row"], r["error"]) for r in rows
+                if r is not None and "error" in r]
         if bad:
             measured += " (" + "; ".join(bad) + ")"
             met = False
@@ -1222,7 +1243,7 @@ class Report:
             if d and "ratio" in d:
                 diff = sb["ratio"] - d["ratio"]
                 self.goal("%s: measured/ideal" % name, "within 0.01 of direct",
-                          "%.3f vs direct %.3f (%+.3f)" % (sb["ratio"], d["ratio"], diff),
+                          "%.4f vs direct %.4f (%+.4f)" % (sb["ratio"], d["ratio"], diff),
                           diff >= -0.01, (sb, d))
             delay = sb["delay_ms"]
             if sb.get("p99") is not None:
@@ -1231,7 +1252,7 @@ class Report:
                                 if find(rows, o) and find(rows, o).get("p99") is not None)
                 self.goal("%s: p99" % name, "<= 1.1 x %d ms = %d ms"
                           % (delay, 1.1 * delay),
-                          "%s (%.2f x delay)%s" % (fmt_ms(sb["p99"]), sb["p99"] / delay,
+                          "%.1f ms (%.3f x delay)%s" % (sb["p99"], sb["p99"] / delay,
                                                    "; " + ctx if ctx else ""),
                           sb["p99"] <= 1.1 * delay, (sb,))
             un = (sb.get("overflows", 0), sb.get("drops", 0), sb.get("queue_end", 0))
@@ -1353,7 +1374,7 @@ class Report:
                 elif "skipped" in r:
                     cells.append("skipped")
                 else:
-                    e = r.get("timeouts", 0) + r.get("connect_err", 0) + r.get("read_err", 0)
+                    e = errors_count(r)
                     cells.append(fmt_num(r["rps"]) + (" (%s err)" % fmt_num(e) if e else ""))
             lines.append("| %s | %s |" % (n, " | ".join(cells)))
         return lines
@@ -1377,6 +1398,8 @@ class Report:
                     cells.append("failed")
                 else:
                     c = "p99 %s, %s req/s" % (fmt_ms(r["p99"]), fmt_num(r["rps"]))
+                    if errors_count(r):
+                        c += ", errors %s" % errors_text(r)
                     if r.get("hold_failed"):
                         c += ", %s not held" % fmt_num(r["hold_failed"])
                     if r.get("still_open") is not None and r.get("held") and r["still_open"] < r["held"]:
@@ -1533,7 +1556,9 @@ class Report:
                 if not pts:
                     continue
                 dropped = len([r for r in idl if r["row"] == n]) - len(pts)
-                title = n + (" (crashed points not shown)" if dropped else "")
+                title = n + (" (%d point%s not shown: not held or crashed)"
+                             % (dropped, "s" if dropped > 1 else "")
+                             if dropped else "")
                 f = self.dat("idle-%s.dat" % n, ["# idle p99_ms req/s"] + [
                     "%d %.3f %.1f" % (r["idle"], r["p99"], r["rps"]) for r in pts])
                 p99s.append("'%s' using 1:2 with linespoints lw 2 title '%s'" % (f, title))
