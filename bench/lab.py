@@ -720,6 +720,10 @@ class Bench:
             if roots and r["requests"]:
                 r["cpu_us"] = (c1 - c0) * 1e6 / TICK / r["requests"]
                 r["kernel_us"] = (k1 - k0) * 1e6 / TICK / r["requests"]
+            # The counts behind them, to check by hand (clock ticks of TICK
+            # per second; requests are wrk's).
+            r["cpu_ticks"], r["kernel_ticks"] = c1 - c0, k1 - k0
+            r["requests_cpu"] = r["requests"]
             # How much of the machine the round kept busy, and how much the
             # host took for its other guests, in %.
             r["busy_pct"] = (m1[0] - m0[0]) * 100.0 / max(m1[2] - m0[2], 1)
@@ -745,8 +749,11 @@ class Bench:
                           key=lambda r: r["cpu_us"])
             if cpus:
                 # The median round by CPU, with its kernel share.
-                res["cpu_us"] = cpus[len(cpus) // 2]["cpu_us"]
-                res["kernel_us"] = cpus[len(cpus) // 2]["kernel_us"]
+                mid = cpus[len(cpus) // 2]
+                for k in ("cpu_us", "kernel_us", "cpu_ticks", "kernel_ticks",
+                          "requests_cpu"):
+                    if k in mid:
+                        res[k] = mid[k]
                 res["cpu_all"] = [r.get("cpu_us") for r in rs]
                 res["kernel_all"] = [r.get("kernel_us") for r in rs]
             res["segs_all"] = [r.get("segs") for r in rs]
@@ -855,6 +862,7 @@ class Bench:
                 if roots and r["requests"]:
                     res["cpu_us"] = (c1 - c0) * 1e6 / TICK / r["requests"]
                     res["kernel_us"] = (k1 - k0) * 1e6 / TICK / r["requests"]
+                res["cpu_ticks"], res["kernel_ticks"] = c1 - c0, k1 - k0
                 # wrk's req/s counts non-2xx answers too: only the others
                 # are the throughput Little's law is about.
                 good = (r["requests"] - r["non2xx"]) / r["requests"] if r["requests"] else 0
