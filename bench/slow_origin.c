@@ -889,6 +889,13 @@ static void exchange_respond(struct exchange *x)
         exchange_send_bad(x);
         return;
     }
+    if (x->status == 205) {
+        /* No content (RFC 9110 15.3.6) on any path, but a length: unlike
+         * 204 and 304, a 205 without one would be read to the close. */
+        exchange_send_head(x, x->status, FRAMING_LENGTH, 0);
+        exchange_finish(x);
+        return;
+    }
     switch (x->kind) {
     case EXCHANGE_ECHO:
         exchange_send_echo(x);
@@ -898,11 +905,6 @@ static void exchange_respond(struct exchange *x)
             exchange_send_head(x, x->status, FRAMING_NONE, 0);
             exchange_finish(x);
             return;
-        }
-        if (x->status == 205) {
-            /* No content (RFC 9110 15.3.6), but a length: unlike 204 and
-             * 304, a 205 without one would be read to the close. */
-            x->size = 0;
         }
         exchange_send_head(x, x->status, FRAMING_LENGTH, x->size);
         if (x->head_only) {
@@ -1038,7 +1040,12 @@ static unsigned parse_failure(evhtp_connection_t *conn, const char **why)
     default:
         break;
     }
-    *why = "malformed request head";
+    /* With its exchange started, the head was whole: the fault is in the
+     * chunked body, where evhtp's parser takes no chunk extension. */
+    *why = req != NULL && exchange_of(req) != NULL
+               ? "malformed chunked request body (chunk extensions are "
+                 "not supported)"
+               : "malformed request head";
     return 400;
 }
 

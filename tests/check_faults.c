@@ -728,6 +728,40 @@ START_TEST(test_origin_205_has_no_content)
     r = origin_answer(fd, 200, "after the 205");
     ck_assert_uint_eq(r.body_len, 2);
     response_free(&r);
+    /* The same on /echo and /stream (they sent their body). */
+    ck_assert_int_eq(harness_send(fd, "GET /echo?status=205 HTTP/1.1\r\n\r\n"
+                                      "GET /stream?status=205&chunks=2&"
+                                      "interval=10ms HTTP/1.1\r\n\r\n"
+                                      "GET /?size=2 HTTP/1.1\r\n\r\n"),
+                     0);
+    for (int i = 0; i < 2; i++) {
+        r = origin_answer(fd, 205, i == 0 ? "/echo 205" : "/stream 205");
+        ck_assert_uint_eq(r.body_len, 0);
+        ck_assert_str_eq(response_header(&r, "content-length"), "0");
+        ck_assert_ptr_null(response_header(&r, "transfer-encoding"));
+        response_free(&r);
+    }
+    r = origin_answer(fd, 200, "after the other 205s");
+    ck_assert_uint_eq(r.body_len, 2);
+    response_free(&r);
+    harness_close_owned(fd);
+}
+END_TEST
+
+/* A chunk extension in a request body: evhtp's parser takes none, and the
+ * answer says so rather than blaming the head. */
+START_TEST(test_origin_names_a_chunk_extension_it_cannot_read)
+{
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    int fd = harness_own(harness_connect(origin.port));
+    ck_assert_int_eq(harness_send(fd, "POST /echo HTTP/1.1\r\nHost: a\r\n"
+                                      "Transfer-Encoding: chunked\r\n\r\n"
+                                      "5;a=b\r\nhello\r\n0\r\n\r\n"),
+                     0);
+    struct response r = origin_answer(fd, 400, "chunk extension");
+    ck_assert_str_eq(r.body, "malformed chunked request body (chunk "
+                             "extensions are not supported)\n");
+    response_free(&r);
     harness_close_owned(fd);
 }
 END_TEST
@@ -1051,6 +1085,7 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, test_origin_answers_bad_heads);
     tcase_add_test(tc, test_origin_closing_reply_is_the_last);
     tcase_add_test(tc, test_origin_205_has_no_content);
+    tcase_add_test(tc, test_origin_names_a_chunk_extension_it_cannot_read);
     tcase_add_test(tc, test_origin_stream_lines_wait_for_a_slow_reader);
     tcase_add_test(tc, test_origin_stops_cleanly_right_after_its_listening_line);
     tcase_add_test(tc, test_origin_ignores_empty_lines_between_requests);
