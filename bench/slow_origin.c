@@ -1154,6 +1154,22 @@ static evhtp_res on_request_headers(evhtp_request_t *req,
     if (exchange_of(req) != NULL) {
         return EVHTP_RES_OK;
     }
+    /* Two different lengths (RFC 9112 6.3: unrecoverable): evhtp's parser
+     * would take the last one. */
+    const char *length = NULL;
+    evhtp_header_t *h;
+    TAILQ_FOREACH(h, headers, next) {
+        if (strcasecmp(h->key, "Content-Length") != 0) {
+            continue;
+        }
+        const char *val = h->val != NULL ? h->val : "";
+        if (length != NULL && strcmp(length, val) != 0) {
+            session_refuse(arg, 400, "conflicting Content-Length headers",
+                           evhtp_request_get_method(req) == htp_method_HEAD);
+            return EVHTP_RES_ERROR;
+        }
+        length = val;
+    }
     return exchange_attach(req) != NULL ? EVHTP_RES_OK : EVHTP_RES_FATAL;
 }
 

@@ -748,6 +748,29 @@ START_TEST(test_origin_205_has_no_content)
 }
 END_TEST
 
+/* Two different Content-Length values are refused (RFC 9112 6.3); evhtp
+ * took the last one. Two equal ones are one length. */
+START_TEST(test_origin_refuses_conflicting_lengths)
+{
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    int fd = harness_own(harness_connect(origin.port));
+    ck_assert_int_eq(harness_send(fd, "POST /echo HTTP/1.1\r\nHost: a\r\n"
+                                      "Content-Length: 5\r\n"
+                                      "Content-Length: 5\r\n\r\nabcde"),
+                     0);
+    struct response r = origin_answer(fd, 200, "equal lengths");
+    response_free(&r);
+    ck_assert_int_eq(harness_send(fd, "POST /echo HTTP/1.1\r\nHost: a\r\n"
+                                      "Content-Length: 3\r\n"
+                                      "Content-Length: 5\r\n\r\nabcde"),
+                     0);
+    r = origin_answer(fd, 400, "conflicting lengths");
+    ck_assert_str_eq(r.body, "conflicting Content-Length headers\n");
+    response_free(&r);
+    harness_close_owned(fd);
+}
+END_TEST
+
 /* A chunk extension in a request body: evhtp's parser takes none, and the
  * answer says so rather than blaming the head. */
 START_TEST(test_origin_names_a_chunk_extension_it_cannot_read)
@@ -1086,6 +1109,7 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, test_origin_closing_reply_is_the_last);
     tcase_add_test(tc, test_origin_205_has_no_content);
     tcase_add_test(tc, test_origin_names_a_chunk_extension_it_cannot_read);
+    tcase_add_test(tc, test_origin_refuses_conflicting_lengths);
     tcase_add_test(tc, test_origin_stream_lines_wait_for_a_slow_reader);
     tcase_add_test(tc, test_origin_stops_cleanly_right_after_its_listening_line);
     tcase_add_test(tc, test_origin_ignores_empty_lines_between_requests);
