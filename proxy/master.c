@@ -917,7 +917,7 @@ static void restart_admin(struct master *m)
  * worker per slot on it (same sockets: nothing queued is lost) and let the
  * old ones drain; if not, log why and go on with the one we have.
  */
-static void reload(struct master *m)
+static void reload(struct master *m, int signalled)
 {
     /* A reload that was waiting is done or dropped here, whatever
      * happens: a conf that has turned invalid is reported once. */
@@ -951,6 +951,10 @@ static void reload(struct master *m)
                      "workers are still draining: the reload waits until "
                      "one of them finishes",
                      next->path, MASTER_DRAINING_GENERATIONS);
+        } else if (signalled) {
+            /* Said, so that SIGHUPs can be matched to reloads_total. */
+            log_info("SIGHUP: a reload already waits; this one joins it "
+                     "(the conf is read again when it starts)");
         }
         m->reload_pending = 1;
         config_free(next);
@@ -1140,7 +1144,7 @@ int master_run(const struct config *cfg)
             close_listeners(&m);
             continue;
         case SIGHUP:
-            reload(&m);
+            reload(&m, 1);
             break;
         case SIGUSR1:
             log_info("SIGUSR1: workers reopen their log files");
@@ -1152,7 +1156,7 @@ int master_run(const struct config *cfg)
         reap(&m, 0);
         if (m.reload_pending &&
             generations_alive(&m) <= MASTER_DRAINING_GENERATIONS) {
-            reload(&m); /* read and checked again: the file may have moved on */
+            reload(&m, 0); /* read and checked again: the file may have moved on */
         }
         double now = util_now_ms();
         for (int s = 0; s < m.n_slots; s++) {

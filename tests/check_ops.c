@@ -2929,8 +2929,9 @@ END_TEST
 START_TEST(test_reloads_faster_than_drains_wait_for_a_stats_slot)
 {
     /* Each reload leaves a generation draining a 3 s request; the fourth
-     * finds three draining already, waits, and happens when the first
-     * generation is gone, with a worker whose figures /metrics shows. */
+     * finds three draining already, waits (a fifth joins it), and happens
+     * when the first generation is gone, with a worker whose figures
+     * /metrics shows. */
     harness_origin(&origin[0], "--delay", "0ms", NULL);
     start_admin_on_origin("workers = 1\n");
     int held[4];
@@ -2943,6 +2944,12 @@ START_TEST(test_reloads_faster_than_drains_wait_for_a_stats_slot)
     }
     ck_assert_msg(harness_log_wait(&proxy, "the reload waits", 2000),
                   "no waiting reload in:\n%s", harness_log(&proxy));
+    /* Another SIGHUP meanwhile joins the waiting reload, and says so. */
+    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    ck_assert_msg(harness_log_wait(&proxy, "a reload already waits; this one "
+                                           "joins it",
+                                   2000),
+                  "a second SIGHUP left no trace:\n%s", harness_log(&proxy));
     ck_assert_msg(harness_log_wait(&proxy, "generation 5 takes over", 6000),
                   "the waiting reload never happened:\n%s",
                   harness_log(&proxy));
