@@ -1164,10 +1164,32 @@ static int holds_a_request(struct evbuffer *in)
     return n > 4; /* more chains than empty lines would fill */
 }
 
+/* Drop the empty lines at in's start (RFC 9112 2.2: a server ignores them
+ * before a request line); a CR that may start one stays. */
+static void drop_empty_lines(struct evbuffer *in)
+{
+    char c[2];
+    ev_ssize_t n;
+    while ((n = evbuffer_copyout(in, c, 2)) > 0) {
+        if (c[0] == '\n') {
+            evbuffer_drain(in, 1);
+        } else if (n == 2 && c[0] == '\r' && c[1] == '\n') {
+            evbuffer_drain(in, 2);
+        } else {
+            return;
+        }
+    }
+}
+
 static int exchange_next(struct session *s)
 {
     exchange_reset(s);
-    s->pipelined = holds_a_request(bufferevent_get_input(s->client.bev));
+    /* A CRLF sent after a request (some clients end a body with one) is
+     * no request: the connection idles kept alive (it waited for a head,
+     * and got a 408 at client_header_timeout). */
+    struct evbuffer *in = bufferevent_get_input(s->client.bev);
+    drop_empty_lines(in);
+    s->pipelined = holds_a_request(in);
     s->cstate = CLIENT_IDLE;
     bufferevent_set_timeouts(s->client.bev, NULL, s->w->tv.send);
     keepalive_arm(s);
@@ -2654,9 +2676,14 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if ((what & BEV_EVENT_EOF) && s->client.read_err == 0) {
-        size_t pipelined = evbuffer_get_length(bufferevent_get_input(bev));
-        if (s->cstate == CLIENT_WAITING && pipelined > 0) {
-            pipelined--; /* the head's last LF, not yet taken */
+        struct evbuffer *in = bufferevent_get_input(bev);
+        size_t pipelined = evbuffer_get_length(in);
+        if (s->cstate == CLIENT_REQUEST_DONE ||
+            (s->cstate == CLIENT_WAITING && s->req_body == HTTP1_BODY_NONE)) {
+            /* No body left to come: what is here is a request, or empty
+             * lines (the head's last LF, not yet taken; a CRLF a client
+             * sent after its request), which are none. */
+            pipelined = (size_t)holds_a_request(in);
         }
         /* libevent says EOF again if reads are turned back on after it
          * (relay_resume): only the first one is the client's news. */

@@ -2404,6 +2404,19 @@ START_TEST(test_client_gone_before_answer_ends_the_exchange)
                   "client: %s",
                   show(recorded(), strlen(recorded())));
     harness_close_owned(fd);
+
+    /* And a CRLF sent with the request itself is no request behind it. */
+    ck_assert_int_eq(ftruncate(record_fd, 0), 0);
+    fd = harness_own(harness_connect(proxy.port));
+    ck_assert_int_eq(
+        harness_send(fd, "GET /rec HTTP/1.1\r\nHost: a\r\n\r\n\r\n"), 0);
+    ck_assert(recorded_wait("\r\n\r\n", 3000));
+    shutdown(fd, SHUT_WR);
+    ck_assert_msg(recorded_wait("<eof>", 1000),
+                  "with a CRLF after it, the upstream connection outlived "
+                  "the client: %s",
+                  show(recorded(), strlen(recorded())));
+    harness_close_owned(fd);
     harness_stop(&proxy);
 
     /* Two requests pipelined, the second answered 300 ms after the

@@ -734,6 +734,36 @@ static void keepalive_upstream(int fd, void *arg)
     }
 }
 
+START_TEST(test_crlf_after_a_body_leaves_the_connection_idle)
+{
+    /* A CRLF after a request's body (some clients send one) is no request:
+     * the connection idles kept alive and closes quietly at
+     * keepalive_timeout. It waited for a head, and got a 408 (and a log
+     * line) at client_header_timeout. */
+    start_default("keepalive_timeout = 1s\nclient_header_timeout = 3s", "");
+    int fd = harness_connect(proxy.port);
+    int port = harness_client_port(fd);
+    harness_send(fd, "POST /?size=1 HTTP/1.1\r\nHost: a\r\n"
+                     "Content-Length: 2\r\n\r\nhi\r\n");
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    response_free(&r);
+    double t0 = harness_now();
+    size_t len;
+    char *rest = harness_read_all(fd, &len, (int)(5000 * harness_scale()));
+    double took = harness_now() - t0;
+    ck_assert_msg(len == 0 && took < 1000 + 1500 * harness_scale(),
+                  "after %.0f ms the client got: %.80s", took, rest);
+    free(rest);
+    close(fd);
+    char needle[64];
+    snprintf(needle, sizeof(needle), "127.0.0.1:%d \"-\" 408", port);
+    ck_assert_msg(strstr(harness_log(&proxy), needle) == NULL, "log:\n%s",
+                  harness_log(&proxy));
+}
+END_TEST
+
 START_TEST(test_idle_upstream_connection_closed_after_keepalive_timeout)
 {
     static char path[64];
@@ -2148,6 +2178,7 @@ static Suite *proxy_suite(void)
     tcase_add_test(tc, test_websocket_reset_is_no_server_failure);
     tcase_add_test(tc, test_websocket_refused_stays_http);
     tcase_add_test(tc, test_h2c_upgrade_not_forwarded);
+    tcase_add_test(tc, test_crlf_after_a_body_leaves_the_connection_idle);
     tcase_add_test(tc, test_idle_upstream_connection_closed_after_keepalive_timeout);
     tcase_add_test(tc, test_upstream_closing_idle_connection_is_detected);
     tcase_add_test(tc, test_idle_upstream_connection_that_speaks_is_dropped);
