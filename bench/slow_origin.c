@@ -1041,10 +1041,10 @@ static unsigned parse_failure(evhtp_connection_t *conn, const char **why)
         break;
     }
     /* With its exchange started, the head was whole: the fault is in the
-     * chunked body, where evhtp's parser takes no chunk extension. */
+     * chunked body (evhtp's parser also takes no chunk extension). */
     *why = req != NULL && exchange_of(req) != NULL
-               ? "malformed chunked request body (chunk extensions are "
-                 "not supported)"
+               ? "malformed chunked request body (or one with a chunk "
+                 "extension, which this origin cannot read)"
                : "malformed request head";
     return 400;
 }
