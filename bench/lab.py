@@ -721,7 +721,7 @@ class Bench:
                 r["cpu_us"] = (c1 - c0) * 1e6 / TICK / r["requests"]
                 r["kernel_us"] = (k1 - k0) * 1e6 / TICK / r["requests"]
             # The counts behind them, to check by hand (clock ticks of TICK
-            # per second; requests are wrk's).
+            # per second; requests are the load tool's).
             r["cpu_ticks"], r["kernel_ticks"] = c1 - c0, k1 - k0
             r["requests_cpu"] = r["requests"]
             # How much of the machine the round kept busy, and how much the
@@ -863,9 +863,11 @@ class Bench:
                     res["cpu_us"] = (c1 - c0) * 1e6 / TICK / r["requests"]
                     res["kernel_us"] = (k1 - k0) * 1e6 / TICK / r["requests"]
                 res["cpu_ticks"], res["kernel_ticks"] = c1 - c0, k1 - k0
-                # wrk's req/s counts non-2xx answers too: only the others
-                # are the throughput Little's law is about.
-                good = (r["requests"] - r["non2xx"]) / r["requests"] if r["requests"] else 0
+                # wrk's req/s counts non-2xx answers too (ab's also its
+                # failed requests): only the others are the throughput
+                # Little's law is about.
+                bad = r["non2xx"] + (r["read_err"] if r.get("tool") == "ab" else 0)
+                good = (r["requests"] - bad) / r["requests"] if r["requests"] else 0
                 res["ratio"] = r["rps"] * good / ideal
                 res["overflows"] = n1.get("ListenOverflows", 0) - n0.get("ListenOverflows", 0)
                 res["drops"] = n1.get("ListenDrops", 0) - n0.get("ListenDrops", 0)
@@ -1219,7 +1221,13 @@ class Report:
         ov = self.s.get("overhead")
         if ov is not None:
             sb, ng = find(ov, "switchboard"), find(ov, "nginx")
-            if sb and ng and sb.get("rps") and ng.get("rps"):
+            if not (sb and ng and sb.get("rps") and ng.get("rps")):
+                self.goal("overhead", "switchboard and nginx run",
+                          "; ".join("%s: %s" % (n, status_of(x) or (
+                              "ran" if x.get("rps") else "no requests"))
+                                    for n, x in (("switchboard", sb),
+                                                 ("nginx", ng))), False)
+            else:
                 ratio = sb["rps"] / ng["rps"]
                 self.goal("overhead: req/s", "switchboard >= 1.15 x nginx",
                           "%s vs %s req/s: %.2f x" % (fmt_num(sb["rps"]),
@@ -1263,6 +1271,10 @@ class Report:
                           "%.1f ms (%.3f x delay)%s" % (sb["p99"], sb["p99"] / delay,
                                                    "; " + ctx if ctx else ""),
                           sb["p99"] <= 1.1 * delay, (sb,))
+            else:
+                self.goal("%s: p99" % name, "<= 1.1 x %d ms = %d ms"
+                          % (delay, 1.1 * delay),
+                          "none: no request completed", False, (sb,))
             un = (sb.get("overflows", 0), sb.get("drops", 0), sb.get("queue_end", 0))
             self.goal("%s: connections never accepted" % name, "0",
                       "ListenOverflows %d, ListenDrops %d, still queued at end %d"
@@ -1653,7 +1665,9 @@ class Report:
              "round (/proc/stat), with the most steal (time the host gave "
              "to other guests) of the row's rounds when there was any. "
              "Kernel time is from the round the CPU figure comes from; "
-             "segments and machine busy from the req/s round. The last column is the most "
+             "segments and machine busy from the req/s round. Errors are "
+             "every round's (results before 2026-11-28: the req/s round's). "
+             "The last column is the most "
              "CPU that processes outside this bench used during one of the "
              "row's rounds, in % of one core (the machine is shared).",
              self.t_overhead, "overhead"),
