@@ -175,7 +175,7 @@ struct stats_pool *worker_pool_stats(struct worker *w, int i)
 void worker_session_closed(struct worker *w)
 {
     w->n_sessions--;
-    if (w->draining && w->n_sessions == 0) {
+    if (w->draining && !w->stopped && w->n_sessions == 0) {
         log_info("drained: every session is closed");
         event_base_loopexit(w->base, NULL);
     }
@@ -227,6 +227,7 @@ static void worker_stop(struct worker *w, const char *why)
 {
     log_info("stopping (%s), %d open sessions", why, w->n_sessions);
     listeners_close(w);
+    w->stopped = 1; /* cut, not drained: worker_session_closed says nothing */
     struct session *s;
     while ((s = TAILQ_FIRST(&w->sessions)) != NULL) {
         session_abort(s, "shutdown");
@@ -249,7 +250,7 @@ static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
  */
 static void worker_drain(struct worker *w, const char *why)
 {
-    if (w->draining) {
+    if (w->draining || w->stopped) {
         return;
     }
     w->draining = 1;

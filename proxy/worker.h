@@ -64,6 +64,7 @@ struct worker {
     struct event *drain_timer;   /* shutdown_timeout after a drain began */
     const struct timeval *drain_grace; /* idle keep-alive clients, draining */
     int draining;
+    int stopped;  /* worker_stop: its sessions were cut */
     struct evdns_base *dns;      /* re-resolves upstream host names */
     struct stats_slot *stats;    /* this worker's figures (shared) */
     struct stats_slot *own_stats; /* when no shared slot was given */

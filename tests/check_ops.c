@@ -3195,6 +3195,9 @@ START_TEST(test_sigint_during_a_drain_stops_at_once)
                                 "(the drain had 20 s)");
     ck_assert_msg(took < 2000 * harness_scale(), "exited %.0f ms after SIGINT",
                   took);
+    /* Its session was cut, not drained: the log says which. */
+    ck_assert_msg(strstr(harness_log(&proxy), "drained: every session") == NULL,
+                  "log:\n%s", harness_log(&proxy));
     close(fd);
 }
 END_TEST
