@@ -172,6 +172,17 @@ struct stats_pool *worker_pool_stats(struct worker *w, int i)
     return &w->stats->pools[i];
 }
 
+/* Accept again if max_connections stopped it and a new client can now be
+ * taken (not while an accept error's pause runs, nor once listeners are
+ * closed). */
+static void accepting_resume(struct worker *w)
+{
+    if (!w->accepting && w->n_listeners > 0 && has_room(w) &&
+        !evtimer_pending(w->accept_retry, NULL)) {
+        accepting_set(w, 1);
+    }
+}
+
 void worker_session_closed(struct worker *w)
 {
     w->n_sessions--;
@@ -179,19 +190,12 @@ void worker_session_closed(struct worker *w)
         log_info("drained: every session is closed");
         event_base_loopexit(w->base, NULL);
     }
-    if (!w->accepting && w->n_listeners > 0 &&
-        w->n_sessions < w->cfg->max_connections &&
-        !evtimer_pending(w->accept_retry, NULL)) {
-        accepting_set(w, 1);
-    }
+    accepting_resume(w);
 }
 
 void worker_session_idle(struct worker *w)
 {
-    if (!w->accepting && w->n_listeners > 0 &&
-        !evtimer_pending(w->accept_retry, NULL)) {
-        accepting_set(w, 1);
-    }
+    accepting_resume(w);
 }
 
 void worker_session_busy(struct worker *w)
@@ -521,6 +525,16 @@ static int worker_setup(struct worker *w, const int *fds, int n_fds)
     return 0;
 }
 
+/* Free the events of evs[0..n) that were made. */
+static void events_free(struct event *const *evs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (evs[i] != NULL) {
+            event_free(evs[i]);
+        }
+    }
+}
+
 static void worker_teardown(struct worker *w)
 {
     /* Freeing the signal events puts back the actions the worker started
@@ -539,11 +553,7 @@ static void worker_teardown(struct worker *w)
     /* Their events go first: one libevent caught before the block would
      * still be delivered by the loop pass below, to a worker half freed. */
     struct event *sigs[] = {w->sig_quit, w->sig_usr1, w->sig_term, w->sig_int};
-    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
-        if (sigs[i] != NULL) {
-            event_free(sigs[i]);
-        }
-    }
+    events_free(sigs, sizeof(sigs) / sizeof(sigs[0]));
     listeners_close(w);
     struct session *s;
     while ((s = TAILQ_FIRST(&w->sessions)) != NULL) {
@@ -554,11 +564,7 @@ static void worker_teardown(struct worker *w)
         w->pools[i] = NULL;
     }
     struct event *timers[] = {w->accept_retry, w->tick, w->drain_timer};
-    for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++) {
-        if (timers[i] != NULL) {
-            event_free(timers[i]);
-        }
-    }
+    events_free(timers, sizeof(timers) / sizeof(timers[0]));
     if (w->dns != NULL) {
         /* A lookup pool_free cancelled ends in a callback libevent runs
          * on its next pass (pool.c's on_resolved sees the cancel): run it
