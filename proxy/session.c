@@ -1146,7 +1146,6 @@ static void keepalive_arm(struct session *s)
     }
 }
 
-/* Wait for the next request on a persistent connection. */
 /* Does in hold more than empty lines (a CRLF a client may send after a
  * body, which a server ignores: RFC 9112 2.2)? */
 static int holds_a_request(struct evbuffer *in)
@@ -1181,6 +1180,7 @@ static void drop_empty_lines(struct evbuffer *in)
     }
 }
 
+/* Wait for the next request on a persistent connection. */
 static int exchange_next(struct session *s)
 {
     exchange_reset(s);
