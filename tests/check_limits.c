@@ -1518,6 +1518,24 @@ END_TEST
 
 /* ---- 12: max_connections ------------------------------------------------ */
 
+/* The 200 read on fd (within 2 s): its body's length. */
+static size_t answered_200(int fd)
+{
+    struct response r;
+    ck_assert_int_eq(harness_read_response(fd, &r, 2000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    size_t len = r.body_len;
+    response_free(&r);
+    return len;
+}
+
+/* raw sent on fd, and answered 200. */
+static void served(int fd, const char *raw)
+{
+    ck_assert_int_eq(harness_send(fd, raw), 0);
+    answered_200(fd);
+}
+
 START_TEST(test_max_connections_queues_the_third)
 {
     harness_origin(&origin, "--delay", "0ms", NULL);
@@ -1545,19 +1563,12 @@ START_TEST(test_max_connections_queues_the_third)
     /* One of the two leaves: the third is accepted and served. */
     double t0 = harness_now();
     harness_close_owned(busy[0]);
-    struct response r;
-    ck_assert_int_eq(harness_read_response(third, &r, 2000, 0), 0);
-    ck_assert_int_eq(r.status, 200);
-    ck_assert_uint_eq(r.body_len, 10);
-    response_free(&r);
+    ck_assert_uint_eq(answered_200(third), 10);
     double took = harness_now() - t0;
     ck_assert_msg(took < 500 * harness_scale(), "served %.0f ms after a slot "
                   "freed", took);
     /* The one still connected is still served. */
-    ck_assert_int_eq(harness_send(busy[1], "Host: a\r\n\r\n"), 0);
-    ck_assert_int_eq(harness_read_response(busy[1], &r, 2000, 0), 0);
-    ck_assert_int_eq(r.status, 200);
-    response_free(&r);
+    served(busy[1], "Host: a\r\n\r\n");
 }
 END_TEST
 
@@ -1575,28 +1586,18 @@ START_TEST(test_max_connections_closes_the_longest_idle)
     static const char ask[] = "GET /?size=10 HTTP/1.1\r\nHost: a\r\n\r\n";
     static const char half[] = "GET /?size=10 HTTP/1.1\r\n";
     int fd[4];
-    struct response r;
     for (int i = 0; i < 2; i++) {
         fd[i] = harness_own(harness_connect(proxy.port));
-        ck_assert_int_eq(harness_send(fd[i], ask), 0);
-        ck_assert_int_eq(harness_read_response(fd[i], &r, 2000, 0), 0);
-        ck_assert_int_eq(r.status, 200);
-        response_free(&r);
+        served(fd[i], ask);
     }
     fd[2] = harness_own(harness_connect(proxy.port));
-    ck_assert_int_eq(harness_send(fd[2], ask), 0);
-    ck_assert_int_eq(harness_read_response(fd[2], &r, 2000, 0), 0);
-    ck_assert_int_eq(r.status, 200);
-    response_free(&r);
+    served(fd[2], ask);
     ck_assert_msg(harness_wait_closed(fd[0], 2000),
                   "the client idle longest was not closed");
     ck_assert(harness_log_wait(&proxy, "max_connections (2) reached: closed "
                                        "an idle keep-alive client", 2000));
     /* The other is not touched. */
-    ck_assert_int_eq(harness_send(fd[1], ask), 0);
-    ck_assert_int_eq(harness_read_response(fd[1], &r, 2000, 0), 0);
-    ck_assert_int_eq(r.status, 200);
-    response_free(&r);
+    served(fd[1], ask);
 
     /* Both idle again, then both busy (half a head each): nothing to
      * close, so a fourth waits in the kernel's queue (it was let in, past
@@ -1612,13 +1613,8 @@ START_TEST(test_max_connections_closes_the_longest_idle)
     ck_assert_msg(poll(&pfd, 1, (int)(300 * harness_scale())) == 0,
                   "a client was served past max_connections");
     harness_close_owned(fd[1]);
-    ck_assert_int_eq(harness_read_response(fd[3], &r, 2000, 0), 0);
-    ck_assert_int_eq(r.status, 200);
-    response_free(&r);
-    ck_assert_int_eq(harness_send(fd[2], "Host: a\r\n\r\n"), 0);
-    ck_assert_int_eq(harness_read_response(fd[2], &r, 2000, 0), 0);
-    ck_assert_int_eq(r.status, 200);
-    response_free(&r);
+    answered_200(fd[3]);
+    served(fd[2], "Host: a\r\n\r\n");
 }
 END_TEST
 
