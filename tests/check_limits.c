@@ -1536,15 +1536,23 @@ static void served(int fd, const char *raw)
     answered_200(fd);
 }
 
-START_TEST(test_max_connections_queues_the_third)
+/* A request for 10 bytes, whole. */
+static const char ask[] = "GET /?size=10 HTTP/1.1\r\nHost: a\r\n\r\n";
+
+/* The proxy at max_connections = 2, with one worker, so one listener and
+ * one session count. */
+static void start_capped_at_two(void)
 {
     harness_origin(&origin, "--delay", "0ms", NULL);
     harness_proxy(&proxy, CONF, harness_server_lines("max_connections = 2\n"),
                   origin.port, "");
-    /* One worker, so one listener and one session count. */
     pid_t workers[8];
     ck_assert_int_eq(harness_wait_children(proxy.pid, workers, 1), 1);
-    static const char ask[] = "GET /?size=10 HTTP/1.1\r\nHost: a\r\n\r\n";
+}
+
+START_TEST(test_max_connections_queues_the_third)
+{
+    start_capped_at_two();
     int busy[2];
     for (int i = 0; i < 2; i++) {
         /* Halfway through a head: busy, not idle. */
@@ -1578,12 +1586,7 @@ START_TEST(test_max_connections_closes_the_longest_idle)
      * ones: at the cap, the one idle longest is closed (as nginx
      * "reuses connections"). The third client waited up to
      * keepalive_timeout. */
-    harness_origin(&origin, "--delay", "0ms", NULL);
-    harness_proxy(&proxy, CONF, harness_server_lines("max_connections = 2\n"),
-                  origin.port, "");
-    pid_t workers[8];
-    ck_assert_int_eq(harness_wait_children(proxy.pid, workers, 1), 1);
-    static const char ask[] = "GET /?size=10 HTTP/1.1\r\nHost: a\r\n\r\n";
+    start_capped_at_two();
     static const char half[] = "GET /?size=10 HTTP/1.1\r\n";
     int fd[4];
     for (int i = 0; i < 2; i++) {
