@@ -45,7 +45,7 @@ void http1_head_reset(struct http1_head *h)
     h->last = HTTP1_PIECE_NONE;
 }
 
-/* Make room for len more bytes; -1 past the limit or on allocation failure. */
+/* Make room for len more bytes; -1 past the limit, -3 out of memory. */
 static int head_reserve(struct http1_head *h, size_t len)
 {
     if ((size_t)h->len + len > h->limit) {
@@ -63,7 +63,7 @@ static int head_reserve(struct http1_head *h, size_t len)
     }
     char *buf = realloc(h->buf, cap);
     if (buf == NULL) {
-        return -1;
+        return -3;
     }
     h->buf = buf;
     h->cap = cap;
@@ -75,8 +75,9 @@ int http1_head_add(struct http1_head *h, enum http1_piece kind,
 {
     if (kind == HTTP1_PIECE_METHOD) {
         /* Whole and NUL-terminated: it is printed as it is. */
-        if (head_reserve(h, len + 1) < 0) {
-            return -1;
+        int rc = head_reserve(h, len + 1);
+        if (rc < 0) {
+            return rc;
         }
         h->method = h->len;
         h->method_len = (uint32_t)len;
@@ -86,8 +87,9 @@ int http1_head_add(struct http1_head *h, enum http1_piece kind,
         h->last = kind;
         return 0;
     }
-    if (head_reserve(h, len) < 0) {
-        return -1;
+    int rc = head_reserve(h, len);
+    if (rc < 0) {
+        return rc;
     }
     uint32_t off = h->len;
     if (len > 0) {
@@ -119,7 +121,7 @@ int http1_head_add(struct http1_head *h, enum http1_piece kind,
                 struct http1_header *hdrs =
                     realloc(h->hdrs, cap * sizeof(*hdrs));
                 if (hdrs == NULL) {
-                    return -1;
+                    return -3;
                 }
                 h->hdrs = hdrs;
                 h->cap_hdrs = cap;

@@ -79,7 +79,8 @@ int http1_is_tchar(unsigned char c);
 /*
  * Append a piece delivered by a parser callback. Returns 0; -1 when the
  * head would exceed its size limit (the caller answers 431 or 414); -2
- * when a field would be one more than max_hdrs.
+ * when a field would be one more than max_hdrs; -3 when memory runs out
+ * (the caller answers 500).
  */
 int http1_head_add(struct http1_head *h, enum http1_piece kind,
                    const char *at, size_t len);
@@ -154,10 +155,12 @@ const char *http1_method_name(const struct http1_head *h, int method);
 int http1_connection_has(const struct http1_head *h, const char *token);
 
 /*
- * The checks on a parsed request head that http-parser does not make: Host
- * present exactly once in HTTP/1.1 and well formed, no control characters in
- * values, supported version, a target in origin or absolute form. Returns 0,
- * or -1 and fills err.
+ * The checks on a parsed request head that http-parser does not make: an
+ * HTTP/1.x version (else 505), no CONNECT or TRACE (405), Host present
+ * exactly once in HTTP/1.1 and well formed, no control characters in names
+ * or values, a Transfer-Encoding that is chunked last and known (else 400
+ * or 501) and not beside Content-Length, a target in origin or absolute
+ * form. Returns 0, or -1 and fills err (status and reason).
  */
 int http1_check_request(const struct http1_head *h, const http_parser *p,
                         struct http1_error *err);

@@ -814,6 +814,10 @@ static int on_req_message_begin(http_parser *p)
     return 0;
 }
 
+/* The reason of a 500 of our own: compared by address, so that no
+ * upstream's error is taken for it. */
+static const char out_of_memory[] = "out of memory";
+
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 
@@ -825,7 +829,10 @@ static int head_piece(struct session *s, struct side *side,
     if (rc < 0) {
         s->error.status = status;
         s->error.reason = reason;
-        if (rc == -2) {
+        if (rc == -3) {
+            s->error.status = 500; /* ours, either side's */
+            s->error.reason = out_of_memory;
+        } else if (rc == -2) {
             /* Not the size: one field more than a head may hold. */
             s->error.reason =
                 side == &s->client
@@ -962,10 +969,6 @@ static void client_send(struct session *s, const void *data, size_t len)
     evbuffer_add(bufferevent_get_output(s->client.bev), data, len);
     count_out(s, len);
 }
-
-/* The reason of a 500 of our own: compared by address, so that no
- * upstream's error is taken for it. */
-static const char out_of_memory[] = "out of memory";
 
 /* Queue the client's copy of the response head (http1_write_response) and
  * count it. Out of memory, nothing is queued and the exchange ends with
@@ -1547,6 +1550,9 @@ static int head_too_large(struct session *s)
 /* The client sent something http-parser or our limits refuse. */
 static int client_parse_error(struct session *s, enum http_errno e)
 {
+    if (s->error.reason == out_of_memory) {
+        return reply_error(s, 500, "internal_error", out_of_memory);
+    }
     if (s->error.status != 0) {
         return reply_error(s, s->error.status, "bad_request", s->error.reason);
     }
@@ -1662,7 +1668,7 @@ static int client_method(struct session *s, struct evbuffer *in,
     size_t fed = http_parser_execute(p, &request_settings, "POST", 4);
     if (fed != 4 || HTTP_PARSER_ERRNO(p) != HPE_OK ||
         head_piece(s, &s->client, HTTP1_PIECE_METHOD, b, len, 500,
-                   "out of memory") < 0) {
+                   out_of_memory) < 0) {
         return client_parse_error(s, HTTP_PARSER_ERRNO(p));
     }
     evbuffer_drain(in, len); /* b may point into it: the last use */

@@ -1402,6 +1402,72 @@ START_TEST(test_response_head_out_of_memory_is_500)
 }
 END_TEST
 
+/*
+ * A stored head that cannot grow for want of memory: tests/fail_realloc.so
+ * fails the realloc to 3,001 bytes, the head buffer's last growth with
+ * max_header_size = 3001 (2,048 bytes are not enough for a head of about
+ * 2,500), and the proxy in front of the scripted upstream answering as rp
+ * says. A head that fits is no "too large" one: the answer is a 500 of
+ * the proxy's own, "out of memory", logged as internal_error (it was a
+ * 431, or a 502 blaming the upstream). The exchange in t.
+ */
+static void get_with_failing_head_growth(const char *ask,
+                                         const struct reply *rp,
+                                         struct talk *t)
+{
+    harness_preload("tests/fail_realloc.so", "SB_FAIL_REALLOC_SIZE=3001",
+                    NULL);
+    start_script(h_reply, (void *)rp, "max_header_size = 3001", "");
+    harness_wrap = NULL;
+    talk(ask, strlen(ask), t);
+    assert_bytes(t->got, t->len, error_bytes(500, "out of memory"),
+                 "a head that could not be stored");
+    ck_assert(t->closed);
+    harness_assert_logged(&proxy, t->port, "\" 500 ", " term=internal_error",
+                          NULL);
+}
+
+/* A header field of n bytes' value, "X-Pad: aaa...\r\n" (static buffer). */
+static const char *pad_field(size_t n)
+{
+    static char buf[4096];
+    ck_assert(n + 10 < sizeof(buf));
+    memcpy(buf, "X-Pad: ", 7);
+    memset(buf + 7, 'a', n);
+    memcpy(buf + 7 + n, "\r\n", 3);
+    return buf;
+}
+
+START_TEST(test_request_head_growth_out_of_memory_is_500)
+{
+    char ask[4096];
+    snprintf(ask, sizeof(ask), "GET / HTTP/1.1\r\nHost: a\r\n%s\r\n",
+             pad_field(2400));
+    struct talk t;
+    get_with_failing_head_growth(ask, &keep_ok, &t);
+    ck_assert_msg(strstr(recorded(), "GET /") == NULL, "the upstream got: %s",
+                  show(recorded(), strlen(recorded())));
+}
+END_TEST
+
+/* The upstream's head cannot be stored: a 500, and the upstream is not
+ * blamed (max_fails = 1: the next request would have got a 503). */
+START_TEST(test_response_head_growth_out_of_memory_is_500)
+{
+    static char head[4096];
+    snprintf(head, sizeof(head),
+             "HTTP/1.1 200 OK\r\n%sContent-Length: 2\r\n\r\nok",
+             pad_field(2400));
+    static const struct reply padded = {.first = head, .end = END_KEEP};
+    static const char ask[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    struct talk t;
+    get_with_failing_head_growth(ask, &padded, &t);
+    talk(ask, sizeof(ask) - 1, &t);
+    assert_bytes(t.got, t.len, error_bytes(500, "out of memory"),
+                 "the next exchange");
+}
+END_TEST
+
 /* ---- 6: interim responses ----------------------------------------------- */
 
 /* One exchange on fd: send ask, expect interim (exact, relayed before the
@@ -3258,6 +3324,7 @@ static Suite *hardening_suite(void)
     tcase_add_test(tc, test_routes_match_the_normalised_path);
     tcase_add_test(tc, test_field_count_limit);
     tcase_add_test(tc, test_request_head_out_of_memory_is_500);
+    tcase_add_test(tc, test_request_head_growth_out_of_memory_is_500);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("responses-and-faults");
@@ -3265,6 +3332,7 @@ static Suite *hardening_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_response_field_count_limit);
     tcase_add_test(tc, test_response_head_out_of_memory_is_500);
+    tcase_add_test(tc, test_response_head_growth_out_of_memory_is_500);
     tcase_add_loop_test(tc, test_bad_switching_protocols, 0,
                         sizeof(bad_switches) / sizeof(bad_switches[0]));
     tcase_add_loop_test(tc, test_bad_upstream_response, 0,
