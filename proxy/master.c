@@ -478,6 +478,11 @@ static int reap(struct master *m, int stopping)
                 log_error("worker %d (pid %d) killed by signal %d; "
                           "restarting",
                           s, (int)pid, WTERMSIG(status));
+            } else if (WEXITSTATUS(status) == 0) {
+                /* Stopped by a signal sent to it, not to the master: not
+                 * a failure, but the slot must not stay empty. */
+                log_warn("worker %d (pid %d) stopped on its own signal; "
+                         "restarting", s, (int)pid);
             } else {
                 log_error("worker %d (pid %d) exited with status %d; "
                           "restarting",

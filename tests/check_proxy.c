@@ -1887,14 +1887,33 @@ END_TEST
 
 /* ---- process model ----------------------------------------------------- */
 
+/* A worker killed (_i 0), or stopped by a SIGTERM sent to it rather than
+ * to the master (_i 1: it exits 0, which is no failure, so a warning):
+ * restarted either way. */
 START_TEST(test_dead_worker_is_replaced)
 {
     harness_origin(&origin, "--delay", "0ms", NULL);
     harness_proxy(&proxy, CONF, "workers = 2", origin.port, "");
     pid_t w[8];
     ck_assert_int_eq(harness_wait_children(proxy.pid, w, 2), 2);
-    kill(w[0], SIGKILL);
-    ck_assert(harness_log_wait(&proxy, "killed by signal 9; restarting", 3000));
+    kill(w[0], _i == 0 ? SIGKILL : SIGTERM);
+    char want[128];
+    snprintf(want, sizeof(want), "(pid %d) %s; restarting", (int)w[0],
+             _i == 0 ? "killed by signal 9" : "stopped on its own signal");
+    ck_assert_msg(harness_log_wait(&proxy, want, 3000), "no \"%s\" in:\n%s",
+                  want, harness_log(&proxy));
+    /* The master's line, at the level it owes. */
+    const char *log = harness_log(&proxy);
+    const char *at = strstr(log, want);
+    const char *line = at;
+    while (line > log && line[-1] != '\n') {
+        line--;
+    }
+    char level[64];
+    snprintf(level, sizeof(level), "[%s] master[%d]: ",
+             _i == 0 ? "error" : "warn", (int)proxy.pid);
+    ck_assert_msg(strstr(line, level) != NULL && strstr(line, level) < at,
+                  "want %s on: %.*s", level, (int)(strcspn(line, "\n")), line);
     double t0 = harness_now();
     int n = 0;
     while (harness_now() - t0 < 5000 * harness_scale()) {
@@ -2190,7 +2209,7 @@ static Suite *proxy_suite(void)
     tcase_add_test(tc, test_idle_crowd_does_not_delay_others);
     tcase_add_test(tc, test_injected_latency);
     tcase_add_test(tc, test_injected_latency_with_jitter);
-    tcase_add_test(tc, test_dead_worker_is_replaced);
+    tcase_add_loop_test(tc, test_dead_worker_is_replaced, 0, 2);
     tcase_add_test(tc, test_worker_dying_at_once_restarted_after_a_pause);
     tcase_add_test(tc, test_websocket_one_way_traffic_keeps_the_tunnel);
     tcase_add_test(tc, test_sigterm_exits_cleanly);
