@@ -174,6 +174,7 @@ int config_load_string(struct config *cfg, const char *text, const char *name,
 
 /* Allocate a struct config with defaults; free with config_free. */
 struct config *config_new(void);
+/* Free cfg (it holds no pointers); NULL is a no-op. */
 void config_free(struct config *cfg);
 
 /*

@@ -1,3 +1,9 @@
+/*
+ * linger: the lingering close for the libevhtp servers (the admin port and
+ * the slow origin), as linger.h describes. Owns the duplicated sockets and
+ * their events; must not touch the proxy's sessions, which linger on their
+ * own (session.c).
+ */
 #include "linger.h"
 
 #include <errno.h>

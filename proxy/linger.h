@@ -22,6 +22,7 @@
 
 struct linger_conn;
 
+/* The lingering connections of one event loop. */
 struct linger_set {
     struct event_base *base;
     int idle_ms; /* close after this long without a byte; 0: never linger */
@@ -29,6 +30,7 @@ struct linger_set {
     LIST_HEAD(, linger_conn) all;
 };
 
+/* Start an empty set on base, with its two limits in milliseconds. */
 void linger_init(struct linger_set *set, struct event_base *base, int idle_ms,
                  int max_ms);
 

@@ -1,7 +1,10 @@
 /*
  * master: the process that binds the listening sockets, forks the workers
- * onto them, restarts a worker that dies and stops them all on SIGTERM or
- * SIGINT. It runs no event loop and never touches client traffic.
+ * onto them and the admin process onto the admin socket, and restarts any
+ * of them that dies. Signals: SIGTERM and SIGINT stop them all, SIGQUIT
+ * drains them, SIGHUP reloads the conf into a new generation, SIGUSR1
+ * reopens the logs (its own, passed on to them). It runs no event loop and
+ * never touches client traffic.
  */
 #ifndef SWITCHBOARD_MASTER_H
 #define SWITCHBOARD_MASTER_H

@@ -24,8 +24,8 @@
 #include "stats.h"
 #include "util.h"
 
-static void check_start(evutil_socket_t fd, short what, void *arg);
-static void resolve_all(evutil_socket_t fd, short what, void *arg);
+static void on_check_timer(evutil_socket_t fd, short what, void *arg);
+static void on_resolve_timer(evutil_socket_t fd, short what, void *arg);
 
 /* Take c out of the idle lists. */
 static void idle_remove(struct upconn *c)
@@ -119,7 +119,7 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
                 s->resolved = 1;
             } else if (dns != NULL) {
                 /* It resolved a moment ago in the master: out of service
-                 * until evdns answers (resolve_all, below). */
+                 * until evdns answers (on_resolve_timer, below). */
                 log_warn("upstream %s: cannot resolve %s (%s); out of "
                          "service until it resolves",
                          cfg->name, cs->addr.host, gai_strerror(rc));
@@ -157,7 +157,7 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
             return NULL;
         }
         if (strcmp(cfg->health_check, "off") != 0) {
-            s->check_timer = evtimer_new(base, check_start, s);
+            s->check_timer = evtimer_new(base, on_check_timer, s);
             if (s->check_timer == NULL) {
                 snprintf(err, errlen, "out of memory");
                 pool_free(p);
@@ -175,7 +175,7 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
         (cfg->resolve_interval_ms > 0 || unresolved > 0)) {
         /* Without re-resolution, an unanswered first lookup is still
          * retried every second until it succeeds. */
-        p->resolve_timer = event_new(base, -1, EV_PERSIST, resolve_all, p);
+        p->resolve_timer = event_new(base, -1, EV_PERSIST, on_resolve_timer, p);
         struct timeval tv = util_ms_to_tv(
             cfg->resolve_interval_ms > 0 ? cfg->resolve_interval_ms : 1000);
         if (p->resolve_timer == NULL || event_add(p->resolve_timer, &tv) < 0) {
@@ -184,7 +184,7 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
             return NULL;
         }
         if (unresolved > 0) {
-            resolve_all(-1, 0, p); /* the first answers, now */
+            on_resolve_timer(-1, 0, p); /* the first answers, now */
         }
     }
     return p;
@@ -195,7 +195,7 @@ void pool_close_idle(struct pool *p)
     struct upconn *c;
     while ((c = TAILQ_FIRST(&p->idle)) != NULL) {
         idle_remove(c);
-        upconn_free(c);
+        pool_conn_free(c);
     }
 }
 
@@ -398,7 +398,7 @@ static void on_check_event(struct bufferevent *bev, short what, void *arg)
 }
 
 /* Time for a check: GET the path on a connection of its own. */
-static void check_start(evutil_socket_t fd, short what, void *arg)
+static void on_check_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct pool_server *s = arg;
     const struct config_upstream *cfg = s->pool->cfg;
@@ -499,14 +499,14 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
         struct upconn *c;
         while ((c = TAILQ_FIRST(&s->idle)) != NULL) {
             idle_remove(c);
-            upconn_free(c);
+            pool_conn_free(c);
         }
     }
     evutil_freeaddrinfo(res);
 }
 
 /* Every resolve_interval: look each named server up again (evdns). */
-static void resolve_all(evutil_socket_t fd, short what, void *arg)
+static void on_resolve_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct pool *p = arg;
     if (!p->names_by_dns && p->dns != NULL && what != 0) {
@@ -580,14 +580,14 @@ static void on_idle_read(struct bufferevent *bev, void *arg)
 {
     struct upconn *c = arg;
     idle_remove(c);
-    upconn_free(c);
+    pool_conn_free(c);
 }
 
 static void on_idle_event(struct bufferevent *bev, short what, void *arg)
 {
     struct upconn *c = arg;
     idle_remove(c);
-    upconn_free(c);
+    pool_conn_free(c);
 }
 
 /* Is idle c's socket still open with nothing to read? One MSG_PEEK. */
@@ -616,7 +616,7 @@ struct upconn *pool_acquire(struct pool *p, struct pool_server *server,
             bufferevent_disable(c->bev, EV_READ | EV_WRITE);
             break;
         }
-        upconn_free(c); /* closed or spoke: as on_idle_read would */
+        pool_conn_free(c); /* closed or spoke: as on_idle_read would */
     }
     if (c == NULL) {
         c = calloc(1, sizeof(*c));
@@ -662,13 +662,13 @@ void pool_release(struct upconn *c)
     give_back(c);
     c->exchanges++;
     if (!pool_keeps_idle(p) || c->addr_gen != c->server->addr_gen) {
-        upconn_free(c); /* or its server's name moved meanwhile */
+        pool_conn_free(c); /* or its server's name moved meanwhile */
         return;
     }
     if (p->n_idle >= p->cfg->keepalive) {
         struct upconn *oldest = TAILQ_LAST(&p->idle, upconn_list);
         idle_remove(oldest);
-        upconn_free(oldest);
+        pool_conn_free(oldest);
     }
     bufferevent_setcb(c->bev, on_idle_read, NULL, on_idle_event, c);
     bufferevent_set_timeouts(c->bev, p->keepalive_tv, NULL);
@@ -681,7 +681,7 @@ void pool_release(struct upconn *c)
     p->st->idle = p->n_idle;
 }
 
-void upconn_free(struct upconn *c)
+void pool_conn_free(struct upconn *c)
 {
     if (c == NULL) {
         return;

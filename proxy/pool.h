@@ -7,7 +7,7 @@
  * connection is watched: bytes or EOF from the server, or keepalive_timeout,
  * close it. A session borrows a connection (pool_acquire), installs its own
  * callbacks, and gives it back clean (pool_release) or frees it
- * (upconn_free).
+ * (pool_conn_free).
  *
  * Health, per worker like nginx's: passive (max_fails failures within
  * fail_timeout take a server out for fail_timeout, reported by sessions
@@ -149,8 +149,8 @@ void pool_server_succeeded(struct pool_server *s);
  * finds it still open and silent: a server may close a connection right
  * after its last response, and the loop may not have seen that yet. For
  * requests that cannot be replayed on a fresh connection. The
- * caller sets its callbacks and timeouts. Returns NULL with errno set when
- * a socket cannot even be created.
+ * caller sets its callbacks and timeouts, and connects a new one (its
+ * socket is made then). Returns NULL when memory runs out.
  */
 struct upconn *pool_acquire(struct pool *p, struct pool_server *server,
                             int fresh, int peek);
@@ -163,12 +163,14 @@ int pool_keeps_idle(const struct pool *p);
 
 /*
  * Give a clean connection (response complete, nothing unread) back to the
- * pool, or free it when the pool keeps none or already holds `keepalive`
- * idle ones.
+ * pool, or free it when the pool keeps none or its server's address
+ * changed since it connected (a name resolved anew). A pool that already holds
+ * `keepalive` idle ones closes its oldest idle one to make room (nginx
+ * does the same).
  */
 void pool_release(struct upconn *c);
 
 /* Close and free a connection that is not idle; NULL is a no-op. */
-void upconn_free(struct upconn *c);
+void pool_conn_free(struct upconn *c);
 
 #endif

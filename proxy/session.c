@@ -99,7 +99,7 @@ enum session_timer {
 /* What a parser callback saw, for the code after http_parser_execute(). */
 enum parsed {
     PARSED_NOTHING,
-    PARSED_HEAD,    /* request head complete (parser paused) */
+    PARSED_HEAD,    /* a head complete, either side's (parser paused) */
     PARSED_MESSAGE, /* message complete (parser paused) */
 };
 
@@ -257,8 +257,11 @@ static void timer_cancel(struct session *s)
  * Stop reading a side whose peer cannot take more (its output holds
  * buffer_size), and start again once it drained below half. Turning reads
  * off also stops that side's read timer, so a slow reader on one side never
- * trips an idle timeout on the other. This pair is the only code that turns
- * reads on and off for backpressure.
+ * trips an idle timeout on the other. Reads are switched in this section
+ * only: this pair for backpressure, side_bound_input for unread input, and
+ * side_reads_on where libevent turned them off (a read timeout). Elsewhere
+ * they are only turned on as a side starts (a new client, a connection
+ * lent or connected), and off for good as the client's side closes.
  */
 static void relay_pause(struct side *side)
 {
@@ -277,6 +280,14 @@ static void relay_resume(struct side *side)
         if (!side->held) {
             bufferevent_enable(side->bev, EV_READ);
         }
+    }
+}
+
+/* Reads back on after libevent turned them off, unless paused or held. */
+static void side_reads_on(struct side *side)
+{
+    if (!side->paused && !side->held) {
+        bufferevent_enable(side->bev, EV_READ);
     }
 }
 
@@ -626,7 +637,7 @@ static void upstream_detach(struct session *s, int reusable)
     if (reusable) {
         pool_release(s->conn);
     } else {
-        upconn_free(s->conn);
+        pool_conn_free(s->conn);
     }
     s->conn = NULL;
     s->upstream.bev = NULL;
@@ -1481,16 +1492,16 @@ static int exchange_begin(struct session *s)
 }
 
 /*
- * Has the client sent its request head and seen no response yet? An EOF
- * then is taken, like nginx's (proxy_ignore_client_abort off), for a
- * client that gave up waiting rather than one that only half-closed: the
- * exchange and its upstream connection end (on_client_event) rather than
- * keep an upstream busy for nobody. A client that gives up and retries
- * would otherwise pile its requests up on an upstream already slow.
- * ignore_client_abort = on waits for the answer instead, and so does a
- * client that pipelined: with more requests behind this one, or with this
- * one sent behind another (read before the other's answer was), it sent
- * them all and half-closed.
+ * Has the client sent its request head and seen no response yet? Its
+ * callers (on_client_event, request_done) then take an EOF, like nginx
+ * (proxy_ignore_client_abort off), for a client that gave up waiting
+ * rather than one that only half-closed: the exchange and its upstream
+ * connection end rather than keep an upstream busy for nobody. A client
+ * that gives up and retries would otherwise pile its requests up on an
+ * upstream already slow. They wait for the answer instead with
+ * ignore_client_abort = on, and for a client that pipelined: with more
+ * requests behind this one, or with this one sent behind another (read
+ * before the other's answer was), it sent them all and half-closed.
  */
 static int waiting_for_answer(const struct session *s)
 {
@@ -1809,8 +1820,6 @@ static int client_process(struct session *s)
     }
 }
 
-/* ---- the response direction -------------------------------------------- */
-
 /* ---- the WebSocket tunnel ---------------------------------------------- */
 
 /*
@@ -1922,6 +1931,8 @@ static int tunnel_start(struct session *s)
     }
     return tunnel_relay(s, &s->client, &s->upstream);
 }
+
+/* ---- the response direction -------------------------------------------- */
 
 /* The response is complete: settle the upstream connection, end exchange. */
 static int response_done(struct session *s)
@@ -2395,9 +2406,7 @@ static void on_upstream_event(struct bufferevent *bev, short what, void *arg)
         bufferevent_set_timeouts(
             bev, s->cstate == CLIENT_REQUEST_DONE ? upstream_read_tv(s) : NULL,
             s->w->tv.up_send[up]);
-        if (!s->upstream.paused && !s->upstream.held) {
-            bufferevent_enable(bev, EV_READ);
-        }
+        side_reads_on(&s->upstream);
         client_body_start(s);
         rc = client_process(s);
     } else if ((what & BEV_EVENT_EOF) && s->upstream.read_err == 0) {
@@ -2721,9 +2730,7 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
          * upstream that waits for the rest (on_upstream_event); reads go
          * on too (libevent turned them off), relaying what still comes. */
         timers_await_upstream(s);
-        if (!s->client.paused && !s->client.held) {
-            bufferevent_enable(s->client.bev, EV_READ);
-        }
+        side_reads_on(&s->client);
         rc = 0;
     } else if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
         s->w->stats->counter[STAT_TO_CLIENT_BODY]++;
@@ -2808,7 +2815,7 @@ static void on_session_timer(evutil_socket_t fd, short what, void *arg)
         session_close(s, "tunnel_timeout");
         return;
     }
-    case TIMER_LATENCY:
+    case TIMER_LATENCY: {
         double early_ms = s->latency_due - util_now_ms();
         if (early_ms > 0) {
             /* libevent keeps time with CLOCK_MONOTONIC_COARSE, whose tick
@@ -2833,6 +2840,7 @@ static void on_session_timer(evutil_socket_t fd, short what, void *arg)
             rc = client_process(s);
         }
         break;
+    }
     case TIMER_NONE:
         return;
     }

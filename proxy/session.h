@@ -47,6 +47,8 @@ int session_close_idle(struct worker *w);
 /* The session after s in its worker's list (oldest first), or NULL. */
 struct session *session_next(struct session *s);
 
+/* Fill info with what /status shows of s (pointers into s: valid until
+ * its next callback). */
 void session_describe(const struct session *s, struct session_info *info);
 
 /*

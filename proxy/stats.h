@@ -15,7 +15,8 @@
  * reloads.
  *
  * Every metric is declared once, in the lists below, with its Prometheus
- * name, labels and help; render.c walks the same lists.
+ * name, labels and help; admin.c renders them (Prometheus text and
+ * JSON) by walking the same lists.
  */
 #ifndef SWITCHBOARD_STATS_H
 #define SWITCHBOARD_STATS_H
@@ -39,7 +40,8 @@
     X(REQUESTS, "switchboard_requests_total", "",                              \
       "Requests whose head was read whole")                                    \
     X(RESP_1XX, "switchboard_responses_total", "class=\"1xx\"",                \
-      "Final responses sent to clients, by status class")                      \
+      "Final responses sent to clients, by status class (1xx: a 101 that "     \
+      "starts a tunnel)")                                                      \
     X(RESP_2XX, "switchboard_responses_total", "class=\"2xx\"", "")            \
     X(RESP_3XX, "switchboard_responses_total", "class=\"3xx\"", "")            \
     X(RESP_4XX, "switchboard_responses_total", "class=\"4xx\"", "")            \
