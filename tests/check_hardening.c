@@ -1409,12 +1409,17 @@ END_TEST
  * 2,500), and the proxy in front of the scripted upstream answering as rp
  * says. A head that fits is no "too large" one: the answer is a 500 of
  * the proxy's own, "out of memory", logged as internal_error (it was a
- * 431, or a 502 blaming the upstream). The exchange in t.
+ * 431, or a 502 blaming the upstream). The exchange in t. Returns 0 under
+ * valgrind, where the proxy's reallocs never reach the shim (memcheck
+ * stands in for the allocator) and nothing is run; else 1.
  */
-static void get_with_failing_head_growth(const char *ask,
-                                         const struct reply *rp,
-                                         struct talk *t)
+static int get_with_failing_head_growth(const char *ask,
+                                        const struct reply *rp,
+                                        struct talk *t)
 {
+    if (getenv("SB_VALGRIND") != NULL) {
+        return 0;
+    }
     harness_preload("tests/fail_realloc.so", "SB_FAIL_REALLOC_SIZE=3001",
                     NULL);
     start_script(h_reply, (void *)rp, "max_header_size = 3001", "");
@@ -1425,6 +1430,7 @@ static void get_with_failing_head_growth(const char *ask,
     ck_assert(t->closed);
     harness_assert_logged(&proxy, t->port, "\" 500 ", " term=internal_error",
                           NULL);
+    return 1;
 }
 
 /* A header field of n bytes' value, "X-Pad: aaa...\r\n" (static buffer). */
@@ -1444,7 +1450,9 @@ START_TEST(test_request_head_growth_out_of_memory_is_500)
     snprintf(ask, sizeof(ask), "GET / HTTP/1.1\r\nHost: a\r\n%s\r\n",
              pad_field(2400));
     struct talk t;
-    get_with_failing_head_growth(ask, &keep_ok, &t);
+    if (!get_with_failing_head_growth(ask, &keep_ok, &t)) {
+        return;
+    }
     ck_assert_msg(strstr(recorded(), "GET /") == NULL, "the upstream got: %s",
                   show(recorded(), strlen(recorded())));
 }
@@ -1461,7 +1469,9 @@ START_TEST(test_response_head_growth_out_of_memory_is_500)
     static const struct reply padded = {.first = head, .end = END_KEEP};
     static const char ask[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
     struct talk t;
-    get_with_failing_head_growth(ask, &padded, &t);
+    if (!get_with_failing_head_growth(ask, &padded, &t)) {
+        return;
+    }
     talk(ask, sizeof(ask) - 1, &t);
     assert_bytes(t.got, t.len, error_bytes(500, "out of memory"),
                  "the next exchange");
