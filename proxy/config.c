@@ -604,6 +604,14 @@ struct config *config_new(void)
     return cfg;
 }
 
+void config_server_name(const struct config_server *cs, char *buf,
+                        size_t len)
+{
+    int v6 = strchr(cs->addr.host, ':') != NULL;
+    snprintf(buf, len, v6 ? "[%s]:%u" : "%s:%u", cs->addr.host,
+             cs->addr.port);
+}
+
 void config_free(struct config *cfg)
 {
     free(cfg);

@@ -189,6 +189,11 @@ int config_route_match(const struct config *cfg, const char *host,
 /* Does a Host value (port ignored, any case) match a route's host? */
 int config_host_matches(const char *pattern, const char *host, size_t len);
 
+/* A server's name as logs and /metrics show it: "host:port", or
+ * "[v6]:port". */
+void config_server_name(const struct config_server *cs, char *buf,
+                        size_t len);
+
 /* The names of enum config_balance values, for status pages. */
 extern const char *const config_balance_names[];
 

@@ -351,9 +351,34 @@ static void child_close(struct master *m, int keep_slot)
     }
 }
 
+/*
+ * Which servers of m's conf health checks hold out in the running workers
+ * (old ones in a reload, the others in a restart): the new worker starts
+ * them out too, until health_rise checks pass. A server whose checks are
+ * off in this conf, or that no worker checks, starts in service.
+ */
+static void health_at_fork(const struct master *m, struct worker_health *h)
+{
+    memset(h, 0, sizeof(*h));
+    for (int u = 0; u < m->cfg->n_upstreams; u++) {
+        const struct config_upstream *cu = &m->cfg->upstreams[u];
+        if (strcmp(cu->health_check, "off") == 0) {
+            continue;
+        }
+        for (int i = 0; i < cu->n_servers; i++) {
+            char name[CONFIG_HOST_MAX + 8];
+            config_server_name(&cu->servers[i], name, sizeof(name));
+            h->down[u][i] =
+                (unsigned char)stats_checked_down(m->shm, cu->name, name);
+        }
+    }
+}
+
 /* Fork the worker of slot s. */
 static int spawn(struct master *m, int s)
 {
+    static struct worker_health health; /* the child's copy is its own */
+    health_at_fork(m, &health);
     struct stats_slot *st = stats_claim(m->shm, 0, s, m->generation);
     if (st == NULL) {
         log_warn("worker %d: no free stats slot; its figures are not shown",
@@ -380,7 +405,8 @@ static int spawn(struct master *m, int s)
         if (st != NULL) {
             st->pid = getpid();
         }
-        int rc = worker_run(m->cfg, s, m->fds[s], m->cfg->n_listen, st);
+        int rc =
+            worker_run(m->cfg, s, m->fds[s], m->cfg->n_listen, st, &health);
         libevent_global_shutdown();
         exit(rc);
     }

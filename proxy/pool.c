@@ -69,7 +69,8 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
                       int names_by_dns, const struct config_upstream *cfg,
                       const struct timeval *keepalive_tv,
                       const struct timeval *connect_tv, struct stats_pool *st,
-                      char *err, size_t errlen)
+                      const unsigned char *start_down, char *err,
+                      size_t errlen)
 {
     struct pool *p = calloc(1, sizeof(*p));
     if (p == NULL) {
@@ -133,9 +134,7 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
         } else {
             unresolved++;
         }
-        int v6 = strchr(cs->addr.host, ':') != NULL;
-        snprintf(s->name, sizeof(s->name), v6 ? "[%s]:%u" : "%s:%u",
-                 cs->addr.host, cs->addr.port);
+        config_server_name(cs, s->name, sizeof(s->name));
         snprintf(s->host_header, sizeof(s->host_header), "%s", s->name);
         weights[i] = cs->weight;
         if (i < STATS_MAX_SERVERS) {
@@ -167,6 +166,14 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
             struct timeval tv = util_ms_to_tv(
                 (int)((long)cfg->health_interval_ms * i / (cfg->n_servers + 1)));
             evtimer_add(s->check_timer, &tv);
+            if (start_down != NULL && start_down[i]) {
+                /* Out until health_rise checks pass, as it was. */
+                s->check_up = 0;
+                log_info("upstream %s: server %s starts out of service: "
+                         "health checks held it out when this worker "
+                         "started",
+                         cfg->name, s->name);
+            }
         }
     }
     balancer_init(&p->balancer, weights, p->n_servers);
@@ -236,6 +243,8 @@ void pool_publish_health(struct pool *p)
     for (int i = 0; i < p->n_servers; i++) {
         int u = pool_server_usable(&p->servers[i]);
         p->servers[i].st->up = u;
+        p->servers[i].st->checked = p->servers[i].check_timer != NULL;
+        p->servers[i].st->check_down = !p->servers[i].check_up;
         up += u;
     }
     p->st->servers_up = up;

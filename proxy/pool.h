@@ -107,13 +107,16 @@ struct pool {
  * out of service until its first answer. Returns NULL and fills err on
  * failure.
  * Timeouts are common-timeout timevals from the worker. st receives the
- * pool's figures (never NULL).
+ * pool's figures (never NULL). start_down (NULL: none) has one flag per
+ * server: with health checks on, a server flagged starts out of service,
+ * as if health_fall checks had just failed.
  */
 struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
                       int names_by_dns, const struct config_upstream *cfg,
                       const struct timeval *keepalive_tv,
                       const struct timeval *connect_tv, struct stats_pool *st,
-                      char *err, size_t errlen);
+                      const unsigned char *start_down, char *err,
+                      size_t errlen);
 
 /* Close every idle connection, stop checks and free the pool; NULL: no-op. */
 void pool_free(struct pool *p);

@@ -124,6 +124,9 @@ struct stats_server {
     char address[CONFIG_HOST_MAX + 8];
     int weight;
     int up;          /* gauge: 1 in service, 0 out (passive or active) */
+    int checked;     /* health checks run on it */
+    int check_down;  /* and hold it out (health_fall failed, not yet
+                      * health_rise passed) */
     int active;      /* gauge: exchanges in progress */
     uint64_t requests;
     uint64_t failures;
@@ -201,6 +204,15 @@ void stats_release(struct stats_shm *shm, pid_t pid);
  */
 void stats_fold(struct stats_slot *dst, const struct stats_slot *src,
                 int with_gauges, int known_only);
+
+/*
+ * Do health checks hold server address of pool out in every running
+ * worker that checks it, and is there one? What a new worker starts from
+ * (master.c), so that a reload or a restart does not send requests to a
+ * server known down until its own checks fail again.
+ */
+int stats_checked_down(const struct stats_shm *shm, const char *pool,
+                       const char *address);
 
 /* Ask every worker for fresh gauges; the number to wait for. */
 unsigned stats_ask_gauges(struct stats_shm *shm);

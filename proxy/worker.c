@@ -453,6 +453,7 @@ static int worker_setup(struct worker *w, const int *fds, int n_fds)
         w->pools[i] = pool_new(w->base, w->dns, by_dns, u,
                                w->tv.up_keepalive[i],
                                w->tv.up_connect[i], worker_pool_stats(w, i),
+                               w->health != NULL ? w->health->down[i] : NULL,
                                err, sizeof(err));
         if (w->pools[i] == NULL) {
             log_error("%s", err);
@@ -583,7 +584,7 @@ static void worker_teardown(struct worker *w)
 }
 
 int worker_run(const struct config *cfg, int index, const int *fds, int n_fds,
-               struct stats_slot *slot)
+               struct stats_slot *slot, const struct worker_health *health)
 {
     char role[32];
     snprintf(role, sizeof(role), "worker %d", index);
@@ -597,6 +598,7 @@ int worker_run(const struct config *cfg, int index, const int *fds, int n_fds,
     memset(&w, 0, sizeof(w));
     w.index = index;
     w.cfg = cfg;
+    w.health = health;
     w.reserve_fd = -1;
     w.rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
     TAILQ_INIT(&w.sessions);

@@ -38,10 +38,21 @@ struct worker_timeouts {
     const struct timeval *route_read[CONFIG_MAX_ROUTES]; /* NULL: inherit */
 };
 
+/*
+ * The servers a new worker starts out of service, by upstream and server
+ * index of its conf: those health checks held out in the running workers
+ * when the master forked it (stats_checked_down), so that a reload or a
+ * restart does not send requests to a server known down.
+ */
+struct worker_health {
+    unsigned char down[CONFIG_MAX_UPSTREAMS][CONFIG_MAX_SERVERS];
+};
+
 /* A worker process's whole state. */
 struct worker {
     int index;
     const struct config *cfg;
+    const struct worker_health *health; /* NULL: every server starts up */
     struct event_base *base;
     struct evconnlistener *listeners[CONFIG_MAX_LISTEN];
     int n_listeners;
@@ -81,13 +92,13 @@ struct worker {
 /*
  * Run worker index on the listening sockets fds (one per listen address,
  * already bound and listening), writing its figures into slot (NULL: kept
- * private). SIGTERM and SIGQUIT drain: stop accepting, let exchanges in
+ * private), its servers' health starting from health (NULL: all up). SIGTERM and SIGQUIT drain: stop accepting, let exchanges in
  * flight finish (up to shutdown_timeout), close idle clients, return.
  * SIGINT stops at once; SIGUSR1 reopens the access log. Returns the
  * process exit status.
  */
 int worker_run(const struct config *cfg, int index, const int *fds, int n_fds,
-               struct stats_slot *slot);
+               struct stats_slot *slot, const struct worker_health *health);
 
 /* The stats of pool i of this worker. */
 struct stats_pool *worker_pool_stats(struct worker *w, int i);

@@ -753,6 +753,82 @@ START_TEST(test_active_health_check_takes_a_server_out)
 }
 END_TEST
 
+/*
+ * What health checks know survives a reload (_i 0) and a worker's restart
+ * (_i 1): a server they hold out starts out of service in the new worker
+ * too, until health_rise checks pass. It used to start in service and take
+ * requests until its own checks failed again (up to health_fall x
+ * health_interval: 15 s with the defaults, a second here): about half of
+ * the requests sent right after got a 502 (retries and passive health off,
+ * so that each shows). A restarted worker learns it from the others.
+ */
+START_TEST(test_health_state_survives_reload_and_restart)
+{
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    int dead = harness_dead_port();
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 2\n"
+                  "access_log = stderr\n"
+                  "[upstream pair]\nserver = 127.0.0.1:%d\n"
+                  "server = 127.0.0.1:%d\nhealth_check = /healthz\n"
+                  "health_interval = 3s\nhealth_fall = 1\nhealth_rise = 1\n"
+                  "max_fails = 0\nretries = 0\n"
+                  "[route /]\nupstream = pair\n",
+                  origin[0].port, dead);
+    pid_t w[8];
+    ck_assert_int_eq(harness_wait_children(proxy.pid, w, 2), 2);
+    /* Each worker checks it a second after its start (the first checks
+     * are spread over the first interval), and takes it out. */
+    char line[160];
+    snprintf(line, sizeof(line),
+             "upstream pair: server 127.0.0.1:%d down: 1 health check failed",
+             dead);
+    for (int n = 0; n < 2; n++) {
+        const char *log = harness_log(&proxy);
+        const char *at = strstr(log, line);
+        double deadline = harness_now() + 5000 * harness_scale();
+        while ((at == NULL || (n == 1 && strstr(at + 1, line) == NULL)) &&
+               harness_now() < deadline) {
+            usleep(20 * 1000);
+            log = harness_log(&proxy);
+            at = strstr(log, line);
+        }
+        ck_assert_msg(at != NULL && (n == 0 || strstr(at + 1, line) != NULL),
+                      "worker %d never took it out:\n%s", n,
+                      harness_log(&proxy));
+    }
+    if (_i == 0) {
+        ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    } else {
+        ck_assert_int_eq(kill(w[0], SIGKILL), 0);
+    }
+    snprintf(line, sizeof(line),
+             "upstream pair: server 127.0.0.1:%d starts out of service", dead);
+    ck_assert_msg(harness_log_wait(&proxy, line, 5000), "no \"%s\" in:\n%s",
+                  line, harness_log(&proxy));
+    if (_i == 0) {
+        /* Both new workers, each from the workers running at its fork. */
+        const char *at = strstr(harness_log(&proxy), line);
+        double deadline = harness_now() + 5000 * harness_scale();
+        while (strstr(at + 1, line) == NULL && harness_now() < deadline) {
+            usleep(20 * 1000);
+            at = strstr(harness_log(&proxy), line);
+        }
+        ck_assert_msg(strstr(at + 1, line) != NULL, "one new worker only:\n%s",
+                      harness_log(&proxy));
+    }
+    /* Within the second before the new worker's own first check. */
+    for (int i = 0; i < 20; i++) {
+        struct response r;
+        int status =
+            exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r);
+        ck_assert_msg(status == 200, "request %d: %d %s\n%s", i, status,
+                      status > 0 ? r.body : "", harness_log(&proxy));
+        response_free(&r);
+    }
+}
+END_TEST
+
 /* A check target that reads the request and sends arg a byte at a time,
  * 200 ms apart (arg starting with '!': all at once). */
 static void reply_slowly(int fd, void *arg)
@@ -4243,6 +4319,8 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_health_check_deadline_and_strict_status_line);
     tcase_add_test(tc, test_health_fall_is_exact);
     tcase_add_test(tc, test_health_rise_brings_a_server_back);
+    tcase_add_loop_test(tc, test_health_state_survives_reload_and_restart, 0,
+                        2);
     tcase_add_test(tc, test_successes_between_failures_do_not_clear_them);
     tcase_add_test(tc, test_a_server_back_from_out_takes_one_probe);
     tcase_add_test(tc, test_pooled_connection_taken_as_its_idle_time_ends);
