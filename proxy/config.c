@@ -841,8 +841,14 @@ static void bad_value(struct parser *p, const struct directive *d,
 {
     char v[256];
 
-    fail(p, p->line, "bad value \"%s\" for %s: expected %s",
-         shown(v, sizeof(v), value), d->name, expected);
+    /* An indented directive under listen or server is read as one more
+     * value of it: say why, or "workers = 2" reads as a bad address. */
+    fail(p, p->line, "bad value \"%s\" for %s: expected %s%s",
+         shown(v, sizeof(v), value), d->name, expected,
+         p->kind == LINE_CONTINUATION
+             ? " (this indented line continues it: do not indent "
+               "directives)"
+             : "");
 }
 
 static void out_of_range(struct parser *p, const struct directive *d,

@@ -1272,7 +1272,18 @@ START_TEST(syntax_continuation_lines)
     ck_assert_int_eq(cfg->workers, 4);
     LOAD_ERROR("[server]\nlisten = 127.0.0.1:1\n   nonsense\n",
                "t.conf:3: bad value \"nonsense\" for listen: expected "
-               "host:port like 127.0.0.1:8080 or [::1]:8080");
+               "host:port like 127.0.0.1:8080 or [::1]:8080 (this indented "
+               "line continues it: do not indent directives)");
+    /* An indented directive under listen or server says why it is one
+     * (it read as a bad address, nothing more). */
+    LOAD_ERROR("[server]\nlisten = 127.0.0.1:1\n  workers = 2\n",
+               "t.conf:3: bad value \"workers = 2\" for listen: expected "
+               "host:port like 127.0.0.1:8080 or [::1]:8080 (this indented "
+               "line continues it: do not indent directives)");
+    LOAD_ERROR("[upstream a]\nserver = h:1\n  weight = 2\n",
+               "t.conf:3: bad value \"weight = 2\" for server: expected "
+               "host:port [weight=N] like 10.0.0.1:8080 weight=2 (this "
+               "indented line continues it: do not indent directives)");
 }
 END_TEST
 
