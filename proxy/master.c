@@ -32,6 +32,7 @@
 
 #include "accesslog.h"
 #include "admin.h"
+#include "balancer.h"
 #include "log.h"
 #include "stats.h"
 #include "util.h"
@@ -352,33 +353,140 @@ static void child_close(struct master *m, int keep_slot)
 }
 
 /*
- * Which servers of m's conf health checks hold out in the running workers
- * (old ones in a reload, the others in a restart): the new worker starts
- * them out too, until health_rise checks pass. A server whose checks are
- * off in this conf, or that no worker checks, starts in service.
+ * What one worker's health checks say of the servers of cfg (its slot st):
+ * per server 0 nothing (not checked there yet, or checked on another
+ * path), 1 in service, 2 + p out with p good checks since. Pools are
+ * matched by name and health_check path, servers by address.
  */
-static void health_at_fork(const struct master *m, struct worker_health *h)
+typedef unsigned char verdicts[CONFIG_MAX_UPSTREAMS][CONFIG_MAX_SERVERS];
+
+static void slot_verdicts(const struct config *cfg,
+                          const struct stats_slot *st, verdicts v)
 {
-    memset(h, 0, sizeof(*h));
-    for (int u = 0; u < m->cfg->n_upstreams; u++) {
-        const struct config_upstream *cu = &m->cfg->upstreams[u];
-        if (strcmp(cu->health_check, "off") == 0) {
+    memset(v, 0, sizeof(verdicts));
+    for (int p = 0; p < st->n_pools && p < STATS_MAX_POOLS; p++) {
+        const struct stats_pool *sp = &st->pools[p];
+        int u = 0;
+        while (u < cfg->n_upstreams &&
+               strcmp(cfg->upstreams[u].name, sp->name) != 0) {
+            u++;
+        }
+        const struct config_upstream *cu = &cfg->upstreams[u];
+        if (u == cfg->n_upstreams || sp->check_id == 0 ||
+            strcmp(cu->health_check, "off") == 0 ||
+            sp->check_id != balancer_key(cu->health_check,
+                                         strlen(cu->health_check))) {
             continue;
         }
-        for (int i = 0; i < cu->n_servers; i++) {
+        for (int k = 0; k < sp->n_servers && k < STATS_MAX_SERVERS; k++) {
+            const struct stats_server *sv = &sp->servers[k];
+            if (!sv->checked) {
+                continue;
+            }
+            /* Most often the server has kept its place in the list. */
             char name[CONFIG_HOST_MAX + 8];
-            config_server_name(&cu->servers[i], name, sizeof(name));
-            h->down[u][i] =
-                (unsigned char)stats_checked_down(m->shm, cu->name, name);
+            int i = k < cu->n_servers ? k : 0;
+            for (int tried = 0; tried < cu->n_servers; tried++) {
+                config_server_name(&cu->servers[i], name, sizeof(name));
+                if (strcmp(name, sv->address) == 0) {
+                    int passes = sv->check_passes < 200 ? sv->check_passes
+                                                        : 200;
+                    v[u][i] = (unsigned char)(sv->check_down ? 2 + passes
+                                                             : 1);
+                    break;
+                }
+                i = (i + 1) % cu->n_servers;
+            }
         }
     }
 }
 
-/* Fork the worker of slot s. */
-static int spawn(struct master *m, int s)
+/* The verdicts of each worker slot's last worker, saved as it died (reap)
+ * for its restart: a lone worker has nobody else to ask. */
+static verdicts last_verdicts[MASTER_MAX_WORKERS];
+static int has_last_verdicts[MASTER_MAX_WORKERS];
+
+/*
+ * How the servers of m's conf start in a new worker of slot s (-1: a new
+ * generation's): out of service where the health checks of every running
+ * worker that has checked them (and the slot's last worker, for a
+ * restart) hold them out, with the fewest good checks any of them counts
+ * since; in service where any says so, or none has checked them. A worker
+ * whose checks use another path, or that has not checked yet, says
+ * nothing.
+ */
+static void health_at_fork(const struct master *m, int s,
+                           struct worker_health *h)
 {
-    static struct worker_health health; /* the child's copy is its own */
-    health_at_fork(m, &health);
+    static verdicts v;
+    static unsigned short seen[CONFIG_MAX_UPSTREAMS][CONFIG_MAX_SERVERS];
+    static unsigned short in[CONFIG_MAX_UPSTREAMS][CONFIG_MAX_SERVERS];
+    static unsigned char fewest[CONFIG_MAX_UPSTREAMS][CONFIG_MAX_SERVERS];
+    memset(h, 0, sizeof(*h));
+    memset(seen, 0, sizeof(seen));
+    memset(in, 0, sizeof(in));
+    memset(fewest, 0xff, sizeof(fewest));
+    const struct config *cfg = m->cfg;
+    for (int k = -1; k < m->shm->n_slots; k++) {
+        if (k < 0) {
+            if (s < 0 || !has_last_verdicts[s]) {
+                continue;
+            }
+            memcpy(v, last_verdicts[s], sizeof(v));
+        } else {
+            const struct stats_slot *st = &m->shm->slots[k];
+            if (!st->in_use || st->pid == 0) {
+                continue; /* free, or claimed for a worker not yet forked */
+            }
+            slot_verdicts(cfg, st, v);
+        }
+        for (int u = 0; u < cfg->n_upstreams; u++) {
+            for (int i = 0; i < cfg->upstreams[u].n_servers; i++) {
+                if (v[u][i] == 0) {
+                    continue;
+                }
+                seen[u][i]++;
+                if (v[u][i] == 1) {
+                    in[u][i]++;
+                } else if (v[u][i] - 2 < fewest[u][i]) {
+                    fewest[u][i] = (unsigned char)(v[u][i] - 2);
+                }
+            }
+        }
+    }
+    for (int u = 0; u < cfg->n_upstreams; u++) {
+        for (int i = 0; i < cfg->upstreams[u].n_servers; i++) {
+            if (seen[u][i] > 0 && in[u][i] == 0) {
+                h->out[u][i] = (unsigned char)(1 + fewest[u][i]);
+            }
+        }
+    }
+}
+
+/* A worker of slot s died: keep what its health checks said, for its
+ * restart (its stats slot is about to be released). */
+static void save_verdicts(struct master *m, int s, pid_t pid)
+{
+    has_last_verdicts[s] = 0;
+    for (int k = 0; k < m->shm->n_slots; k++) {
+        const struct stats_slot *st = &m->shm->slots[k];
+        if (st->in_use && st->pid == pid) {
+            slot_verdicts(m->cfg, st, last_verdicts[s]);
+            has_last_verdicts[s] = 1;
+        }
+    }
+}
+
+/* Fork the worker of slot s, its servers starting as health says (NULL:
+ * asked of the running workers now). */
+static int spawn(struct master *m, int s, const struct worker_health *health)
+{
+    static struct worker_health now; /* the child's copy is its own */
+    if (health == NULL) {
+        health_at_fork(m, s, &now);
+        health = &now;
+    }
+    has_last_verdicts[s] = 0; /* the new worker will say */
     struct stats_slot *st = stats_claim(m->shm, 0, s, m->generation);
     if (st == NULL) {
         log_warn("worker %d: no free stats slot; its figures are not shown",
@@ -406,7 +514,7 @@ static int spawn(struct master *m, int s)
             st->pid = getpid();
         }
         int rc =
-            worker_run(m->cfg, s, m->fds[s], m->cfg->n_listen, st, &health);
+            worker_run(m->cfg, s, m->fds[s], m->cfg->n_listen, st, health);
         libevent_global_shutdown();
         exit(rc);
     }
@@ -453,6 +561,11 @@ static int reap(struct master *m, int stopping)
     pid_t pid;
     int status;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (int s = 0; s < m->n_slots && !stopping; s++) {
+            if (m->slots[s].pid == pid) {
+                save_verdicts(m, s, pid);
+            }
+        }
         stats_release(m->shm, pid);
         if (pid == m->admin_old) {
             m->admin_old = 0;
@@ -674,13 +787,16 @@ void master_warnings(const struct config *cfg, void (*say)(const char *msg))
         if (u >= STATS_MAX_POOLS) {
             snprintf(msg, sizeof(msg),
                      "%s:%d: [upstream %s] is not shown in /metrics and "
-                     "/status, which show the first %d upstreams",
+                     "/status, which show the first %d upstreams (nor "
+                     "are its health checks' verdicts kept across a "
+                     "reload)",
                      cfg->path, up->line, up->name, STATS_MAX_POOLS);
             say(msg);
         } else if (up->n_servers > STATS_MAX_SERVERS) {
             snprintf(msg, sizeof(msg),
                      "%s:%d: [upstream %s]: only its first %d servers are "
-                     "shown in /metrics and /status",
+                     "shown in /metrics and /status (and have their health "
+                     "checks' verdicts kept across a reload)",
                      cfg->path, up->servers[STATS_MAX_SERVERS].addr.line,
                      up->name, STATS_MAX_SERVERS);
             say(msg);
@@ -1034,12 +1150,17 @@ static void reload(struct master *m, int signalled)
     master_warnings(next, warn_line);
     int was_slots = m->n_slots;
     m->n_slots = n;
+    /* Asked once for the whole generation; a dead worker's verdicts were
+     * by the old conf's numbering. */
+    memset(has_last_verdicts, 0, sizeof(has_last_verdicts));
+    static struct worker_health health;
+    health_at_fork(m, -1, &health);
     for (int s = 0; s < was_slots || s < n; s++) {
         pid_t was = m->slots[s].pid;
         int was_shutdown_ms = m->slots[s].shutdown_ms;
         m->slots[s].pid = 0;
         m->slots[s].respawn_at_ms = 0;
-        if (s < n && spawn(m, s) < 0) {
+        if (s < n && spawn(m, s, &health) < 0) {
             /* An old worker keeps serving; a new slot (or one that was
              * waiting for a restart) is tried again in a second. */
             log_error("SIGHUP: cannot start worker %d; %s", s,
@@ -1140,7 +1261,7 @@ int master_run(const struct config *cfg)
 
     log_info("starting %d workers", m.n_slots);
     for (int s = 0; s < m.n_slots; s++) {
-        if (spawn(&m, s) < 0) {
+        if (spawn(&m, s, NULL) < 0) {
             stop_workers(&m, SIGINT);
             close_sockets(&m);
             stats_unmap(m.shm);
@@ -1193,7 +1314,7 @@ int master_run(const struct config *cfg)
         for (int s = 0; s < m.n_slots; s++) {
             if (m.slots[s].pid == 0 && m.slots[s].respawn_at_ms > 0 &&
                 now >= m.slots[s].respawn_at_ms) {
-                if (spawn(&m, s) < 0) {
+                if (spawn(&m, s, NULL) < 0) {
                     m.slots[s].respawn_at_ms = now + 1000;
                 }
             }

@@ -69,7 +69,7 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
                       int names_by_dns, const struct config_upstream *cfg,
                       const struct timeval *keepalive_tv,
                       const struct timeval *connect_tv, struct stats_pool *st,
-                      const unsigned char *start_down, char *err,
+                      const unsigned char *start_out, char *err,
                       size_t errlen)
 {
     struct pool *p = calloc(1, sizeof(*p));
@@ -93,6 +93,10 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
     }
     util_strlcpy(st->name, cfg->name, sizeof(st->name));
     st->balance = cfg->balance;
+    st->check_id = strcmp(cfg->health_check, "off") == 0
+                       ? 0
+                       : balancer_key(cfg->health_check,
+                                      strlen(cfg->health_check));
     int weights[BALANCER_MAX];
     int names = 0, unresolved = 0;
     for (int i = 0; i < cfg->n_servers && i < BALANCER_MAX; i++) {
@@ -162,18 +166,22 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
                 pool_free(p);
                 return NULL;
             }
-            /* Spread the first checks over the first interval. */
+            /* Spread the first checks over the first interval; one that
+             * starts out (start_out) is checked at once, so that a server
+             * back meanwhile is not kept out for an interval more. */
             struct timeval tv = util_ms_to_tv(
                 (int)((long)cfg->health_interval_ms * i / (cfg->n_servers + 1)));
-            evtimer_add(s->check_timer, &tv);
-            if (start_down != NULL && start_down[i]) {
-                /* Out until health_rise checks pass, as it was. */
+            if (start_out != NULL && start_out[i] > 0) {
                 s->check_up = 0;
+                s->check_streak = start_out[i] - 1;
+                tv = util_ms_to_tv(0);
                 log_info("upstream %s: server %s starts out of service: "
                          "health checks held it out when this worker "
-                         "started",
-                         cfg->name, s->name);
+                         "started (%d of health_rise %d good checks since)",
+                         cfg->name, s->name, s->check_streak,
+                         cfg->health_rise);
             }
+            evtimer_add(s->check_timer, &tv);
         }
     }
     balancer_init(&p->balancer, weights, p->n_servers);
@@ -243,8 +251,10 @@ void pool_publish_health(struct pool *p)
     for (int i = 0; i < p->n_servers; i++) {
         int u = pool_server_usable(&p->servers[i]);
         p->servers[i].st->up = u;
-        p->servers[i].st->checked = p->servers[i].check_timer != NULL;
-        p->servers[i].st->check_down = !p->servers[i].check_up;
+        const struct pool_server *s = &p->servers[i];
+        s->st->checked = s->checks_done > 0;
+        s->st->check_down = !s->check_up;
+        s->st->check_passes = s->check_up ? 0 : s->check_streak;
         up += u;
     }
     p->st->servers_up = up;
@@ -332,6 +342,7 @@ static void check_done(struct pool_server *s, int pass, const char *why)
         bufferevent_free(s->check_bev);
         s->check_bev = NULL;
     }
+    s->checks_done++;
     if (s->check_up) {
         s->check_streak = pass ? 0 : s->check_streak + 1;
         if (s->check_streak >= cfg->health_fall) {
@@ -341,7 +352,6 @@ static void check_done(struct pool_server *s, int pass, const char *why)
                      "(last: %s)",
                      cfg->name, s->name, cfg->health_fall,
                      cfg->health_fall == 1 ? "" : "s", why);
-            pool_publish_health(s->pool);
         }
     } else {
         s->check_streak = pass ? s->check_streak + 1 : 0;
@@ -354,9 +364,10 @@ static void check_done(struct pool_server *s, int pass, const char *why)
             log_warn("upstream %s: server %s up: %d health check%s passed",
                      cfg->name, s->name, cfg->health_rise,
                      cfg->health_rise == 1 ? "" : "s");
-            pool_publish_health(s->pool);
         }
     }
+    /* Every check: the master reads the progress too (health_at_fork). */
+    pool_publish_health(s->pool);
     struct timeval tv = util_ms_to_tv(cfg->health_interval_ms);
     evtimer_add(s->check_timer, &tv);
 }

@@ -60,6 +60,7 @@ struct pool_server {
     /* active health */
     int check_up;         /* 1 unless health checks took it out */
     int check_streak;     /* passes (up) or failures (down) in a row */
+    int checks_done;      /* checks finished, pass or fail */
     struct event *check_timer;
     struct bufferevent *check_bev;
     int literal; /* the conf gave an address, not a name */
@@ -107,15 +108,16 @@ struct pool {
  * out of service until its first answer. Returns NULL and fills err on
  * failure.
  * Timeouts are common-timeout timevals from the worker. st receives the
- * pool's figures (never NULL). start_down (NULL: none) has one flag per
- * server: with health checks on, a server flagged starts out of service,
- * as if health_fall checks had just failed.
+ * pool's figures (never NULL). start_out (NULL: none) has one entry per
+ * server (worker_health): with health checks on, a server whose entry is
+ * n > 0 starts out of service with n - 1 of its health_rise good checks
+ * passed, and is checked at once.
  */
 struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
                       int names_by_dns, const struct config_upstream *cfg,
                       const struct timeval *keepalive_tv,
                       const struct timeval *connect_tv, struct stats_pool *st,
-                      const unsigned char *start_down, char *err,
+                      const unsigned char *start_out, char *err,
                       size_t errlen);
 
 /* Close every idle connection, stop checks and free the pool; NULL: no-op. */

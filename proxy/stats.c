@@ -54,33 +54,6 @@ struct stats_slot *stats_claim(struct stats_shm *shm, pid_t pid, int index,
     return NULL;
 }
 
-int stats_checked_down(const struct stats_shm *shm, const char *pool,
-                       const char *address)
-{
-    int seen = 0, down = 0;
-    for (int i = 0; i < shm->n_slots; i++) {
-        const struct stats_slot *s = &shm->slots[i];
-        if (!s->in_use || s->pid == 0) {
-            continue; /* free, or claimed for a worker not yet forked */
-        }
-        for (int p = 0; p < s->n_pools && p < STATS_MAX_POOLS; p++) {
-            const struct stats_pool *sp = &s->pools[p];
-            if (strcmp(sp->name, pool) != 0) {
-                continue;
-            }
-            for (int v = 0; v < sp->n_servers && v < STATS_MAX_SERVERS;
-                 v++) {
-                const struct stats_server *sv = &sp->servers[v];
-                if (sv->checked && strcmp(sv->address, address) == 0) {
-                    seen++;
-                    down += sv->check_down;
-                }
-            }
-        }
-    }
-    return seen > 0 && down == seen;
-}
-
 unsigned stats_ask_gauges(struct stats_shm *shm)
 {
     /* The number only grows (in the region, so an admin restarted by the

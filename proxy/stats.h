@@ -12,7 +12,8 @@
  * slots up; a reading torn against a concurrent increment is off by one at
  * worst. When a worker exits, the master folds its counters and histograms
  * into the `retired` slot so totals never go backwards across restarts and
- * reloads.
+ * reloads. The master also reads the servers' health-check verdicts, for
+ * the workers it forks (master.c: health_at_fork).
  *
  * Every metric is declared once, in the lists below, with its Prometheus
  * name, labels and help; admin.c renders them (Prometheus text and
@@ -124,9 +125,10 @@ struct stats_server {
     char address[CONFIG_HOST_MAX + 8];
     int weight;
     int up;          /* gauge: 1 in service, 0 out (passive or active) */
-    int checked;     /* health checks run on it */
-    int check_down;  /* and hold it out (health_fall failed, not yet
-                      * health_rise passed) */
+    /* Health checks (read by the master for a new worker, master.c): */
+    int checked;      /* this worker has checked it at least once */
+    int check_down;   /* its checks hold it out */
+    int check_passes; /* good checks in a row since, toward health_rise */
     int active;      /* gauge: exchanges in progress */
     uint64_t requests;
     uint64_t failures;
@@ -138,6 +140,7 @@ struct stats_pool {
     int n_servers;
     int idle;        /* gauge: pooled keep-alive connections */
     int servers_up;  /* gauge */
+    uint64_t check_id; /* balancer_key of its health_check path; 0: off */
     uint64_t requests;
     struct stats_histogram hist[STATS_N_HISTOGRAMS];
     struct stats_server servers[STATS_MAX_SERVERS];
@@ -204,15 +207,6 @@ void stats_release(struct stats_shm *shm, pid_t pid);
  */
 void stats_fold(struct stats_slot *dst, const struct stats_slot *src,
                 int with_gauges, int known_only);
-
-/*
- * Do health checks hold server address of pool out in every running
- * worker that checks it, and is there one? What a new worker starts from
- * (master.c), so that a reload or a restart does not send requests to a
- * server known down until its own checks fail again.
- */
-int stats_checked_down(const struct stats_shm *shm, const char *pool,
-                       const char *address);
 
 /* Ask every worker for fresh gauges; the number to wait for. */
 unsigned stats_ask_gauges(struct stats_shm *shm);

@@ -453,7 +453,7 @@ static int worker_setup(struct worker *w, const int *fds, int n_fds)
         w->pools[i] = pool_new(w->base, w->dns, by_dns, u,
                                w->tv.up_keepalive[i],
                                w->tv.up_connect[i], worker_pool_stats(w, i),
-                               w->health != NULL ? w->health->down[i] : NULL,
+                               w->health != NULL ? w->health->out[i] : NULL,
                                err, sizeof(err));
         if (w->pools[i] == NULL) {
             log_error("%s", err);

@@ -39,13 +39,14 @@ struct worker_timeouts {
 };
 
 /*
- * The servers a new worker starts out of service, by upstream and server
- * index of its conf: those health checks held out in the running workers
- * when the master forked it (stats_checked_down), so that a reload or a
+ * How a new worker's servers start, by upstream and server index of its
+ * conf: 0 in service; n > 0 out of service, with n - 1 good checks toward
+ * health_rise. What the health checks of the running workers said when the
+ * master forked it (master.c: health_at_fork), so that a reload or a
  * restart does not send requests to a server known down.
  */
 struct worker_health {
-    unsigned char down[CONFIG_MAX_UPSTREAMS][CONFIG_MAX_SERVERS];
+    unsigned char out[CONFIG_MAX_UPSTREAMS][CONFIG_MAX_SERVERS];
 };
 
 /* A worker process's whole state. */
@@ -92,7 +93,8 @@ struct worker {
 /*
  * Run worker index on the listening sockets fds (one per listen address,
  * already bound and listening), writing its figures into slot (NULL: kept
- * private), its servers' health starting from health (NULL: all up). SIGTERM and SIGQUIT drain: stop accepting, let exchanges in
+ * private), its servers' health starting from health (NULL: all in
+ * service). SIGTERM and SIGQUIT drain: stop accepting, let exchanges in
  * flight finish (up to shutdown_timeout), close idle clients, return.
  * SIGINT stops at once; SIGUSR1 reopens the access log. Returns the
  * process exit status.

@@ -1858,7 +1858,8 @@ START_TEST(test_check_mode)
                  "warning: %s:36: [upstream u16] is used by no [route]: no "
                  "request goes to it\nwarning: %s:36: [upstream u16] is not "
                  "shown in /metrics and /status, which show the first 16 "
-                 "upstreams\n",
+                 "upstreams (nor are its health checks' verdicts kept "
+                 "across a reload)\n",
                  path, path, path);
         ck_assert_msg(strcmp(run.err, warned) == 0, "stderr: %s", run.err);
 
@@ -1909,7 +1910,8 @@ START_TEST(test_check_mode)
                       "exit %d, stdout: %s", run.status, run.out);
         snprintf(warned, sizeof(warned),
                  "warning: %s:36: [upstream big]: only its first 32 servers "
-                 "are shown in /metrics and /status\n",
+                 "are shown in /metrics and /status (and have their health "
+                 "checks' verdicts kept across a reload)\n",
                  path);
         ck_assert_msg(strcmp(run.err, warned) == 0, "stderr: %s", run.err);
     }

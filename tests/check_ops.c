@@ -753,71 +753,87 @@ START_TEST(test_active_health_check_takes_a_server_out)
 }
 END_TEST
 
+/* How many times the proxy's log says text. */
+static int log_count(const char *text)
+{
+    int n = 0;
+    for (const char *at = harness_log(&proxy); (at = strstr(at, text)) != NULL;
+         at++) {
+        n++;
+    }
+    return n;
+}
+
+/* Wait until the proxy's log says text n times (ms, scaled); the count. */
+static int log_count_wait(const char *text, int n, int ms)
+{
+    double deadline = harness_now() + ms * harness_scale();
+    while (log_count(text) < n && harness_now() < deadline) {
+        usleep(20 * 1000);
+    }
+    return log_count(text);
+}
+
 /*
- * What health checks know survives a reload (_i 0) and a worker's restart
- * (_i 1): a server they hold out starts out of service in the new worker
- * too, until health_rise checks pass. It used to start in service and take
- * requests until its own checks failed again (up to health_fall x
- * health_interval: 15 s with the defaults, a second here): about half of
- * the requests sent right after got a 502 (retries and passive health off,
- * so that each shows). A restarted worker learns it from the others.
+ * The proxy with n workers in front of a pool of two: origin[0], and a
+ * port nobody listens on (returned), which health checks take out in
+ * every worker (checked a second after a worker starts: the first checks
+ * are spread over the first interval of 3 s). health_rise is rise;
+ * retries and passive health are off, so that each request sent to the
+ * dead server shows as a 502.
  */
-START_TEST(test_health_state_survives_reload_and_restart)
+static int start_pair_with_one_out(int n, int rise)
 {
     harness_origin(&origin[0], "--delay", "0ms", NULL);
     int dead = harness_dead_port();
     harness_proxy(&proxy,
-                  "[server]\nlisten = 127.0.0.1:0\nworkers = 2\n"
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = %d\n"
                   "access_log = stderr\n"
                   "[upstream pair]\nserver = 127.0.0.1:%d\n"
                   "server = 127.0.0.1:%d\nhealth_check = /healthz\n"
-                  "health_interval = 3s\nhealth_fall = 1\nhealth_rise = 1\n"
+                  "health_interval = 3s\nhealth_fall = 1\nhealth_rise = %d\n"
                   "max_fails = 0\nretries = 0\n"
                   "[route /]\nupstream = pair\n",
-                  origin[0].port, dead);
+                  n, origin[0].port, dead, rise);
     pid_t w[8];
-    ck_assert_int_eq(harness_wait_children(proxy.pid, w, 2), 2);
-    /* Each worker checks it a second after its start (the first checks
-     * are spread over the first interval), and takes it out. */
+    ck_assert_int_eq(harness_wait_children(proxy.pid, w, n), n);
     char line[160];
     snprintf(line, sizeof(line),
              "upstream pair: server 127.0.0.1:%d down: 1 health check failed",
              dead);
-    for (int n = 0; n < 2; n++) {
-        const char *log = harness_log(&proxy);
-        const char *at = strstr(log, line);
-        double deadline = harness_now() + 5000 * harness_scale();
-        while ((at == NULL || (n == 1 && strstr(at + 1, line) == NULL)) &&
-               harness_now() < deadline) {
-            usleep(20 * 1000);
-            log = harness_log(&proxy);
-            at = strstr(log, line);
-        }
-        ck_assert_msg(at != NULL && (n == 0 || strstr(at + 1, line) != NULL),
-                      "worker %d never took it out:\n%s", n,
-                      harness_log(&proxy));
-    }
+    ck_assert_msg(log_count_wait(line, n, 5000) == n,
+                  "not every worker took it out:\n%s", harness_log(&proxy));
+    return dead;
+}
+
+/*
+ * What health checks know survives a reload (_i 0), a worker's restart
+ * (_i 1) and a lone worker's (_i 2): a server they hold out starts out of
+ * service in the new worker too, until health_rise checks pass there. It
+ * used to start in service and take requests until its own checks failed
+ * again (up to health_fall x health_interval: 15 s with the defaults, a
+ * second here): request 2 or 3 sent right after got a 502.
+ */
+START_TEST(test_health_state_survives_reload_and_restart)
+{
+    int workers = _i == 2 ? 1 : 2;
+    int dead = start_pair_with_one_out(workers, 1);
+    pid_t w[8];
+    ck_assert_int_eq(harness_children(proxy.pid, w, 8), workers);
     if (_i == 0) {
         ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
     } else {
         ck_assert_int_eq(kill(w[0], SIGKILL), 0);
     }
+    char line[160];
     snprintf(line, sizeof(line),
              "upstream pair: server 127.0.0.1:%d starts out of service", dead);
-    ck_assert_msg(harness_log_wait(&proxy, line, 5000), "no \"%s\" in:\n%s",
-                  line, harness_log(&proxy));
-    if (_i == 0) {
-        /* Both new workers, each from the workers running at its fork. */
-        const char *at = strstr(harness_log(&proxy), line);
-        double deadline = harness_now() + 5000 * harness_scale();
-        while (strstr(at + 1, line) == NULL && harness_now() < deadline) {
-            usleep(20 * 1000);
-            at = strstr(harness_log(&proxy), line);
-        }
-        ck_assert_msg(strstr(at + 1, line) != NULL, "one new worker only:\n%s",
-                      harness_log(&proxy));
-    }
-    /* Within the second before the new worker's own first check. */
+    /* Each new worker: both after a reload. */
+    int want = _i == 0 ? 2 : 1;
+    ck_assert_msg(log_count_wait(line, want, 5000) == want,
+                  "no \"%s\" (x%d) in:\n%s", line, want, harness_log(&proxy));
+    /* Its own checks find it out again at once, so these would pass by
+     * then: what matters is that none went to it before. */
     for (int i = 0; i < 20; i++) {
         struct response r;
         int status =
@@ -826,6 +842,40 @@ START_TEST(test_health_state_survives_reload_and_restart)
                       status > 0 ? r.body : "", harness_log(&proxy));
         response_free(&r);
     }
+}
+END_TEST
+
+/*
+ * A server that came back while reloads follow each other faster than
+ * its checks (every 400 ms here, against a 3 s interval and health_rise
+ * = 2) is back after two reloads: a worker that starts it out checks it
+ * at once, and counts on from the good checks the workers before it saw.
+ * Without that, it stayed out for as long as the reloads went on (each
+ * new worker began its count afresh, an interval later).
+ */
+START_TEST(test_health_rise_counts_on_across_reloads)
+{
+    int dead = start_pair_with_one_out(1, 2);
+    char port[32];
+    snprintf(port, sizeof(port), "127.0.0.1:%d", dead);
+    harness_origin(&origin[1], "--listen", port, "--delay", "0ms", NULL);
+    ck_assert_int_eq(origin[1].port, dead);
+    char line[160];
+    snprintf(line, sizeof(line),
+             "upstream pair: server 127.0.0.1:%d up: 2 health checks passed",
+             dead);
+    int reloads = 0;
+    while (reloads < 8 && strstr(harness_log(&proxy), line) == NULL) {
+        ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+        reloads++;
+        usleep(400 * 1000);
+    }
+    const char *log = harness_log(&proxy);
+    size_t len = strlen(log);
+    ck_assert_msg(strstr(log, line) != NULL,
+                  "still out after %d reloads; the log's end:\n%s", reloads,
+                  log + (len > 3000 ? len - 3000 : 0));
+    ck_assert_msg(reloads <= 3, "back only after %d reloads", reloads);
 }
 END_TEST
 
@@ -2046,17 +2096,6 @@ static const char *listen_conf(const int *ports, int n, const char *extra)
              "[route /]\nupstream = origin\n",
              harness_server_lines(extra), admin_port, origin[0].port);
     return buf;
-}
-
-/* How many times the proxy's log says text. */
-static int log_count(const char *text)
-{
-    int n = 0;
-    for (const char *at = harness_log(&proxy); (at = strstr(at, text)) != NULL;
-         at++) {
-        n++;
-    }
-    return n;
 }
 
 /* Wait until n old workers have finished draining in all. */
@@ -4320,7 +4359,8 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_health_fall_is_exact);
     tcase_add_test(tc, test_health_rise_brings_a_server_back);
     tcase_add_loop_test(tc, test_health_state_survives_reload_and_restart, 0,
-                        2);
+                        3);
+    tcase_add_test(tc, test_health_rise_counts_on_across_reloads);
     tcase_add_test(tc, test_successes_between_failures_do_not_clear_them);
     tcase_add_test(tc, test_a_server_back_from_out_takes_one_probe);
     tcase_add_test(tc, test_pooled_connection_taken_as_its_idle_time_ends);
