@@ -406,17 +406,48 @@ static void slot_verdicts(const struct config *cfg,
 static verdicts last_verdicts[MASTER_MAX_WORKERS];
 static int has_last_verdicts[MASTER_MAX_WORKERS];
 
+/* Renumber verdicts v by conf from into conf to's numbering: pools by
+ * name and health_check path, servers by address; what to lacks is
+ * dropped. */
+static void verdicts_renumber(const struct config *from,
+                              const struct config *to, verdicts v)
+{
+    static verdicts out;
+    memset(out, 0, sizeof(out));
+    for (int u = 0; u < from->n_upstreams; u++) {
+        const struct config_upstream *a = &from->upstreams[u];
+        for (int t = 0; t < to->n_upstreams; t++) {
+            const struct config_upstream *b = &to->upstreams[t];
+            if (strcmp(a->name, b->name) != 0 ||
+                strcmp(a->health_check, b->health_check) != 0) {
+                continue;
+            }
+            for (int i = 0; i < a->n_servers; i++) {
+                char na[CONFIG_HOST_MAX + 8], nb[CONFIG_HOST_MAX + 8];
+                config_server_name(&a->servers[i], na, sizeof(na));
+                for (int j = 0; j < b->n_servers && v[u][i] != 0; j++) {
+                    config_server_name(&b->servers[j], nb, sizeof(nb));
+                    if (strcmp(na, nb) == 0) {
+                        out[t][j] = v[u][i];
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    memcpy(v, out, sizeof(out));
+}
+
 /*
- * How the servers of m's conf start in a new worker of slot s (-1: a new
- * generation's): out of service where the health checks of every running
- * worker that has checked them (and the slot's last worker, for a
- * restart) hold them out, with the fewest good checks any of them counts
+ * How the servers of m's conf start in a new worker: out of service where
+ * the health checks of every running worker that has checked them (and of
+ * every slot's last worker that died and waits for its restart) hold them
+ * out, with the fewest good checks any of them counts
  * since; in service where any says so, or none has checked them. A worker
  * whose checks use another path, or that has not checked yet, says
  * nothing.
  */
-static void health_at_fork(const struct master *m, int s,
-                           struct worker_health *h)
+static void health_at_fork(const struct master *m, struct worker_health *h)
 {
     static verdicts v;
     static unsigned short seen[CONFIG_MAX_UPSTREAMS][CONFIG_MAX_SERVERS];
@@ -427,12 +458,13 @@ static void health_at_fork(const struct master *m, int s,
     memset(in, 0, sizeof(in));
     memset(fewest, 0xff, sizeof(fewest));
     const struct config *cfg = m->cfg;
-    for (int k = -1; k < m->shm->n_slots; k++) {
+    for (int k = -MASTER_MAX_WORKERS; k < m->shm->n_slots; k++) {
         if (k < 0) {
-            if (s < 0 || !has_last_verdicts[s]) {
+            int dead = k + MASTER_MAX_WORKERS; /* a slot's last worker */
+            if (!has_last_verdicts[dead]) {
                 continue;
             }
-            memcpy(v, last_verdicts[s], sizeof(v));
+            memcpy(v, last_verdicts[dead], sizeof(v));
         } else {
             const struct stats_slot *st = &m->shm->slots[k];
             if (!st->in_use || st->pid == 0) {
@@ -483,7 +515,7 @@ static int spawn(struct master *m, int s, const struct worker_health *health)
 {
     static struct worker_health now; /* the child's copy is its own */
     if (health == NULL) {
-        health_at_fork(m, s, &now);
+        health_at_fork(m, &now);
         health = &now;
     }
     has_last_verdicts[s] = 0; /* the new worker will say */
@@ -1139,6 +1171,13 @@ static void reload(struct master *m, int signalled)
     }
     m->admin_fd = admin_fd;
     struct config *old_owned = m->owned;
+    /* A dead worker's verdicts, kept for its restart, in next's numbering:
+     * the new generation asks them too. */
+    for (int s = 0; s < m->n_slots; s++) {
+        if (has_last_verdicts[s]) {
+            verdicts_renumber(m->cfg, next, last_verdicts[s]);
+        }
+    }
     m->cfg = next;
     m->owned = next;
     m->generation++;
@@ -1150,11 +1189,10 @@ static void reload(struct master *m, int signalled)
     master_warnings(next, warn_line);
     int was_slots = m->n_slots;
     m->n_slots = n;
-    /* Asked once for the whole generation; a dead worker's verdicts were
-     * by the old conf's numbering. */
-    memset(has_last_verdicts, 0, sizeof(has_last_verdicts));
+    /* Asked once for the whole generation. */
     static struct worker_health health;
-    health_at_fork(m, -1, &health);
+    health_at_fork(m, &health);
+    memset(has_last_verdicts, 0, sizeof(has_last_verdicts));
     for (int s = 0; s < was_slots || s < n; s++) {
         pid_t was = m->slots[s].pid;
         int was_shutdown_ms = m->slots[s].shutdown_ms;

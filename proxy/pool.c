@@ -171,9 +171,14 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
              * back meanwhile is not kept out for an interval more. */
             struct timeval tv = util_ms_to_tv(
                 (int)((long)cfg->health_interval_ms * i / (cfg->n_servers + 1)));
-            if (start_out != NULL && start_out[i] > 0) {
+            if (start_out != NULL && start_out[i] > 0 &&
+                start_out[i] - 1 < cfg->health_rise) {
                 s->check_up = 0;
                 s->check_streak = start_out[i] - 1;
+                /* What it was told stands as its own verdict until its
+                 * first check ends (a silent server holds that check for
+                 * health_timeout): a worker forked meanwhile asks it. */
+                s->checks_done = 1;
                 tv = util_ms_to_tv(0);
                 log_info("upstream %s: server %s starts out of service: "
                          "health checks held it out when this worker "
@@ -504,6 +509,12 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
         format_sockaddr((struct sockaddr *)&s->addr, now, sizeof(now));
         log_info("upstream %s: %s resolves to %s", s->pool->cfg->name,
                  s->name, now);
+        if (!s->check_up && s->check_bev == NULL && s->check_timer != NULL) {
+            /* Started out (pool_new): its check at once, now that it can
+             * be made, not an interval on. */
+            struct timeval at_once = util_ms_to_tv(0);
+            evtimer_add(s->check_timer, &at_once);
+        }
         pool_publish_health(s->pool);
     } else if (!answer_holds(res, s)) {
         char was[INET6_ADDRSTRLEN + 8], now[INET6_ADDRSTRLEN + 8];

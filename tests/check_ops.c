@@ -846,6 +846,86 @@ START_TEST(test_health_state_survives_reload_and_restart)
 END_TEST
 
 /*
+ * A reload while a lone worker that died at once waits out its restart
+ * pause (a second): the new generation asks what the dead worker knew.
+ * The verdicts saved for its restart used to be dropped by the reload.
+ */
+START_TEST(test_health_state_survives_a_reload_in_a_restart_pause)
+{
+    int dead = start_pair_with_one_out(1, 1);
+    pid_t w[8];
+    ck_assert_int_eq(harness_children(proxy.pid, w, 8), 1);
+    ck_assert_int_eq(kill(w[0], SIGKILL), 0);
+    char line[160];
+    snprintf(line, sizeof(line),
+             "upstream pair: server 127.0.0.1:%d starts out of service", dead);
+    ck_assert_msg(log_count_wait(line, 1, 5000) == 1, "no \"%s\" in:\n%s",
+                  line, harness_log(&proxy));
+    /* Its replacement, dead within a second of its start: restarted only
+     * a second later. */
+    pid_t second = 0;
+    double deadline = harness_now() + 3000 * harness_scale();
+    while (harness_now() < deadline &&
+           (harness_children(proxy.pid, &second, 1) != 1 || second == w[0])) {
+        usleep(10 * 1000);
+    }
+    ck_assert_int_ne(second, w[0]);
+    ck_assert_int_eq(kill(second, SIGKILL), 0);
+    ck_assert_msg(harness_log_wait(&proxy, "killed by signal 9", 3000) &&
+                      log_count_wait("killed by signal 9", 2, 3000) == 2,
+                  "%s", harness_log(&proxy));
+    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    ck_assert_msg(harness_log_wait(&proxy, "generation 2 takes over", 3000),
+                  "%s", harness_log(&proxy));
+    ck_assert_msg(log_count_wait(line, 2, 3000) == 2,
+                  "the new generation started it in service:\n%s",
+                  harness_log(&proxy));
+}
+END_TEST
+
+/*
+ * Two reloads while the first new worker's check of a silent server is
+ * still waiting out health_timeout (4 s): the second new worker asks the
+ * first, which passes on what it was told; it used to say nothing until
+ * its own check ended, and the old workers were gone by then, so the
+ * server started in service in the third generation.
+ */
+START_TEST(test_health_state_survives_reloads_during_a_slow_check)
+{
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    int silent;
+    harness_own(harness_listen_any(&silent)); /* connects, never answers */
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "access_log = stderr\n"
+                  "[upstream pair]\nserver = 127.0.0.1:%d\n"
+                  "server = 127.0.0.1:%d\nhealth_check = /healthz\n"
+                  "health_interval = 1s\nhealth_timeout = 4s\n"
+                  "health_fall = 1\nhealth_rise = 1\n"
+                  "max_fails = 0\nretries = 0\n"
+                  "[route /]\nupstream = pair\n",
+                  origin[0].port, silent);
+    char line[160];
+    snprintf(line, sizeof(line),
+             "upstream pair: server 127.0.0.1:%d down: 1 health check failed "
+             "(last: timed out)",
+             silent);
+    ck_assert_msg(log_count_wait(line, 1, 8000) == 1, "not out:\n%s",
+                  harness_log(&proxy));
+    snprintf(line, sizeof(line),
+             "upstream pair: server 127.0.0.1:%d starts out of service",
+             silent);
+    for (int n = 1; n <= 2; n++) {
+        ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+        ck_assert_msg(log_count_wait(line, n, 3000) == n,
+                      "reload %d: no \"%s\" (x%d) in:\n%s", n, line, n,
+                      harness_log(&proxy));
+        usleep(500 * 1000);
+    }
+}
+END_TEST
+
+/*
  * A server that came back while reloads follow each other faster than
  * its checks (every 400 ms here, against a 3 s interval and health_rise
  * = 2) is back after two reloads: a worker that starts it out checks it
@@ -4361,6 +4441,8 @@ static Suite *ops_suite(void)
     tcase_add_loop_test(tc, test_health_state_survives_reload_and_restart, 0,
                         3);
     tcase_add_test(tc, test_health_rise_counts_on_across_reloads);
+    tcase_add_test(tc, test_health_state_survives_reloads_during_a_slow_check);
+    tcase_add_test(tc, test_health_state_survives_a_reload_in_a_restart_pause);
     tcase_add_test(tc, test_successes_between_failures_do_not_clear_them);
     tcase_add_test(tc, test_a_server_back_from_out_takes_one_probe);
     tcase_add_test(tc, test_pooled_connection_taken_as_its_idle_time_ends);
