@@ -108,21 +108,6 @@ static void assert_error_response(int fd, const struct response *r,
                   "connection still open after a %d", status);
 }
 
-/* Blocking connect to 127.0.0.1:port with SO_RCVBUF set beforehand. */
-static int connect_rcvbuf(int port, int rcvbuf)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ck_assert_msg(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0,
-                  "connect: %s", strerror(errno));
-    return fd;
-}
-
 /* Connect, send raw, read one response. Returns the client's port. */
 static int exchange_on(int port, const char *raw, size_t len,
                        struct response *r, int *fd_out)
@@ -441,7 +426,7 @@ START_TEST(test_keepalive_timeout_waits_for_response_to_drain)
                   harness_server_lines("keepalive_timeout = 300ms\n"
                                "buffer_size = 16m\n"),
                   origin.port, "");
-    int fd = harness_own(connect_rcvbuf(proxy.port, 4096));
+    int fd = harness_own(harness_connect_rcvbuf(proxy.port, 4096));
     int port = harness_client_port(fd);
     ck_assert_int_eq(
         harness_send(fd, "GET /?size=8m HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
@@ -462,50 +447,6 @@ START_TEST(test_keepalive_timeout_waits_for_response_to_drain)
 END_TEST
 
 /* ---- 4: client_body_timeout --------------------------------------------- */
-
-/* Connect to 127.0.0.1:port without waiting; returns the socket. */
-static int connect_nowait(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-    ck_assert_msg(rc == 0 || errno == EINPROGRESS, "connect: %s",
-                  strerror(errno));
-    return fd;
-}
-
-/*
- * An upstream that never completes a handshake, on loopback: a socket
- * listening with backlog 0 whose accept queue is already full. Linux
- * queues backlog + 1 = 1 connection; the SYN of any further one is
- * dropped in tcp_conn_request() ("if (sk_acceptq_is_full(sk)) goto
- * drop", counted as ListenOverflows) whatever tcp_syncookies says, so
- * the connecting side stays in SYN-SENT, retransmitting after 1 s.
- * Checks that this holds before a test relies on it; returns the port.
- */
-static int black_hole(void)
-{
-    int lfd = harness_own(socket(AF_INET, SOCK_STREAM, 0));
-    ck_assert_int_ge(lfd, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    ck_assert_int_eq(listen(lfd, 0), 0);
-    socklen_t len = sizeof(sa);
-    getsockname(lfd, (struct sockaddr *)&sa, &len);
-    int port = ntohs(sa.sin_port);
-    harness_own(harness_connect(port)); /* fills the accept queue */
-    int probe = harness_own(connect_nowait(port));
-    harness_own(connect_nowait(port));
-    struct pollfd pfd = {.fd = probe, .events = POLLOUT};
-    ck_assert_msg(poll(&pfd, 1, 200) == 0,
-                  "the kernel completed a handshake past a full accept "
-                  "queue: this test needs another black hole");
-    return port;
-}
 
 START_TEST(test_client_body_timeout)
 {
@@ -645,7 +586,7 @@ START_TEST(test_client_body_timeout_waits_while_a_retry_connects)
     char up[128];
     snprintf(up, sizeof(up),
              "server = 127.0.0.1:%d\nretries = 1\nconnect_timeout = %dms",
-             black_hole(), (int)(1000 * harness_scale()));
+             harness_black_hole(), (int)(1000 * harness_scale()));
     harness_proxy(&proxy, CONF,
                   harness_server_lines("client_body_timeout = 300ms\n"),
                   script.port, up);
@@ -687,7 +628,7 @@ START_TEST(test_send_timeout_client_never_reads)
     /* A small receive buffer fixed before the handshake: the kernels on
      * both ends then hold a bounded amount, whatever tcp_rmem allows, and
      * the window scale still fits what is left to drain at the end. */
-    int fd = harness_own(connect_rcvbuf(proxy.port, 4096));
+    int fd = harness_own(harness_connect_rcvbuf(proxy.port, 4096));
     int port = harness_client_port(fd);
     double t0 = harness_now();
     ck_assert_int_eq(
@@ -768,7 +709,7 @@ static long proxy_socket_queue(int proxy_port, int client_port, int rx)
  */
 static long held_in_the_kernel(int upload)
 {
-    int fd = harness_own(connect_rcvbuf(proxy.port, 4096));
+    int fd = harness_own(harness_connect_rcvbuf(proxy.port, 4096));
     int port = harness_client_port(fd);
     ck_assert_int_eq(
         harness_send(fd, upload ? "POST / HTTP/1.1\r\nHost: a\r\n"
@@ -872,7 +813,7 @@ END_TEST
 
 START_TEST(test_upstream_connect_timeout)
 {
-    int port = black_hole();
+    int port = harness_black_hole();
     harness_proxy(&proxy, CONF, harness_server_lines(""), port,
                   "connect_timeout = 300ms");
     int fd = harness_own(harness_connect(proxy.port));
@@ -954,7 +895,7 @@ START_TEST(test_send_timeout_spares_a_slow_steady_reader)
     harness_origin(&origin, "--delay", "0ms", NULL);
     harness_proxy(&proxy, CONF, harness_server_lines("send_timeout = 500ms\n"),
                   origin.port, "");
-    int fd = harness_own(connect_rcvbuf(proxy.port, 16384));
+    int fd = harness_own(harness_connect_rcvbuf(proxy.port, 16384));
     int port = harness_client_port(fd);
     ck_assert_int_eq(harness_send(fd, "GET /?size=6m HTTP/1.1\r\nHost: a\r\n"
                                       "Connection: close\r\n\r\n"),
@@ -975,7 +916,7 @@ START_TEST(test_half_close_after_a_stray_crlf_gets_the_whole_body)
      * to be cut off where the close found it, logged as done. */
     harness_origin(&origin, "--delay", "0ms", NULL);
     harness_proxy(&proxy, CONF, harness_server_lines(""), origin.port, "");
-    int fd = harness_own(connect_rcvbuf(proxy.port, 16384));
+    int fd = harness_own(harness_connect_rcvbuf(proxy.port, 16384));
     ck_assert_int_eq(harness_send(fd, "GET /?size=8m HTTP/1.1\r\nHost: a\r\n"
                                       "\r\n\r\n"),
                      0);

@@ -345,6 +345,55 @@ static int listen_any(int *port)
     return fd;
 }
 
+int harness_connect_rcvbuf(int port, int rcvbuf)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_msg(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0,
+                  "connect: %s", strerror(errno));
+    return fd;
+}
+
+/* Connect to 127.0.0.1:port without waiting; returns the socket. */
+static int connect_nowait(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+    ck_assert_msg(rc == 0 || errno == EINPROGRESS, "connect: %s",
+                  strerror(errno));
+    return fd;
+}
+
+int harness_black_hole(void)
+{
+    int lfd = harness_own(socket(AF_INET, SOCK_STREAM, 0));
+    ck_assert_int_ge(lfd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(listen(lfd, 0), 0);
+    socklen_t len = sizeof(sa);
+    getsockname(lfd, (struct sockaddr *)&sa, &len);
+    int port = ntohs(sa.sin_port);
+    harness_own(harness_connect(port)); /* fills the accept queue */
+    int probe = harness_own(connect_nowait(port));
+    harness_own(connect_nowait(port));
+    struct pollfd pfd = {.fd = probe, .events = POLLOUT};
+    ck_assert_msg(poll(&pfd, 1, 200) == 0,
+                  "the kernel completed a handshake past a full accept "
+                  "queue: this test needs another black hole");
+    return port;
+}
+
 int harness_listen_any(int *port)
 {
     return listen_any(port);

@@ -93,6 +93,22 @@ int harness_listen_any(int *port);
 /* Blocking connect to 127.0.0.1:port; aborts the test on failure. */
 int harness_connect(int port);
 
+/* The same with SO_RCVBUF set to rcvbuf before the handshake (so that the
+ * window stays small whatever tcp_rmem allows). */
+int harness_connect_rcvbuf(int port, int rcvbuf);
+
+/*
+ * An upstream that never completes a handshake, on loopback: a socket
+ * listening with backlog 0 whose accept queue is already full. Linux
+ * queues backlog + 1 = 1 connection; the SYN of any further one is
+ * dropped in tcp_conn_request() ("if (sk_acceptq_is_full(sk)) goto
+ * drop", counted as ListenOverflows) whatever tcp_syncookies says, so
+ * the connecting side stays in SYN-SENT, retransmitting after 1 s.
+ * Checks that this holds before a test relies on it; returns the port
+ * (its sockets are the test's, harness_own).
+ */
+int harness_black_hole(void);
+
 /* Write all of len bytes; 0 or -1. */
 int harness_write(int fd, const void *buf, size_t len);
 int harness_send(int fd, const char *s);
