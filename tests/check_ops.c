@@ -3785,6 +3785,145 @@ static double metric_wait(const char *series, double want, int ms)
     return v;
 }
 
+/* The /metrics sample of one timeout kind. */
+static double timeouts(const char *kind)
+{
+    char series[96];
+    snprintf(series, sizeof(series), "switchboard_timeouts_total{kind=\"%s\"}",
+             kind);
+    return metric_now(series);
+}
+
+/*
+ * Each way an exchange or a connection ends is counted once, under its own
+ * name, as the access log's term names it: the timeouts by kind, a client
+ * that gave up, the upstream's failures, retries and a pool with no server
+ * left, and upstream connects against reuses. Mutation testing found that dropping any of these counts, or
+ * counting a first reuse as a connect, failed no test.
+ */
+START_TEST(test_each_ending_is_counted)
+{
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    int hole = harness_black_hole();
+    int dead1 = harness_dead_port(), dead2;
+    while ((dead2 = harness_dead_port()) == dead1) {
+    }
+    start_admin_proxy("client_header_timeout = 300ms\n"
+                      "client_body_timeout = 300ms\nsend_timeout = 300ms\n"
+                      "keepalive_timeout = 300ms\nbuffer_size = 4k\n",
+                      "[upstream origin]\nserver = 127.0.0.1:%d\n"
+                      "read_timeout = 300ms\nmax_fails = 0\nretries = 0\n"
+                      "[upstream hole]\nserver = 127.0.0.1:%d\n"
+                      "connect_timeout = 300ms\nmax_fails = 0\nretries = 0\n"
+                      "[upstream gone]\nserver = 127.0.0.1:%d\n"
+                      "server = 127.0.0.1:%d\nretries = 1\n"
+                      "[route /]\nupstream = origin\n"
+                      "[route /hole]\nupstream = hole\n"
+                      "[route /gone]\nupstream = gone\n",
+                      origin[0].port, hole, dead1, dead2);
+    static const char get[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    struct response r;
+
+    /* A keep-alive client that goes quiet: its connection times out. */
+    int fd = harness_own(harness_connect(proxy.port));
+    ck_assert_int_eq(harness_send(fd, get), 0);
+    ck_assert_int_eq(harness_read_response(fd, &r, 3000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    response_free(&r);
+    char byte;
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    ck_assert_msg(poll(&pfd, 1, (int)(3000 * harness_scale())) == 1 &&
+                      read(fd, &byte, 1) == 0,
+                  "the idle client was not closed");
+    ck_assert_int_eq(timeouts("keepalive"), 1);
+    /* Its upstream connection, pooled, serves the next request. */
+    ck_assert_int_eq(metric_now("switchboard_upstream_connects_total"), 1);
+    ck_assert_int_eq(exchange(proxy.port, get, NULL), 200);
+    ck_assert_int_eq(metric_now("switchboard_upstream_reuses_total"), 1);
+    ck_assert_int_eq(metric_now("switchboard_upstream_connects_total"), 1);
+
+    /* A head that stops halfway, then a body that does. */
+    fd = harness_own(harness_connect(proxy.port));
+    ck_assert_int_eq(harness_send(fd, "GET / HTTP/1.1\r\n"), 0);
+    ck_assert_int_eq(harness_read_response(fd, &r, 3000, 0), 0);
+    ck_assert_int_eq(r.status, 408);
+    response_free(&r);
+    fd = harness_own(harness_connect(proxy.port));
+    ck_assert_int_eq(harness_send(fd, "POST / HTTP/1.1\r\nHost: a\r\n"
+                                      "Content-Length: 10\r\n\r\nab"),
+                     0);
+    ck_assert_int_eq(harness_read_response(fd, &r, 3000, 0), 0);
+    ck_assert_int_eq(r.status, 408);
+    response_free(&r);
+    ck_assert_int_eq(timeouts("client_header"), 1);
+    ck_assert_int_eq(timeouts("client_body"), 1);
+
+    /* An upstream that answers late, one that never connects. */
+    ck_assert_int_eq(
+        exchange(proxy.port, "GET /?delay=3s HTTP/1.1\r\nHost: a\r\n\r\n",
+                 NULL),
+        504);
+    ck_assert_int_eq(
+        exchange(proxy.port, "GET /hole HTTP/1.1\r\nHost: a\r\n\r\n", NULL),
+        504);
+    ck_assert_int_eq(timeouts("upstream_read"), 1);
+    ck_assert_int_eq(timeouts("upstream_connect"), 1);
+    ck_assert_int_eq(metric_now("switchboard_upstream_failures_total"), 2);
+
+    /* Two servers that refuse: one try, one retry, both out after it
+     * (max_fails = 1), and the next request finds none. */
+    static const char gone[] = "GET /gone HTTP/1.1\r\nHost: a\r\n\r\n";
+    ck_assert_int_eq(exchange(proxy.port, gone, NULL), 502);
+    ck_assert_int_eq(metric_now("switchboard_upstream_retries_total"), 1);
+    ck_assert_int_eq(metric_now("switchboard_upstream_failures_total"), 4);
+    ck_assert_int_eq(exchange(proxy.port, gone, NULL), 503);
+    ck_assert_int_eq(metric_now("switchboard_no_server_total"), 1);
+
+    /* A client that leaves before its answer. */
+    fd = harness_own(harness_connect(proxy.port));
+    int port = harness_client_port(fd);
+    ck_assert_int_eq(
+        harness_send(fd, "GET /?delay=200ms HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    ck_assert_int_eq(metric_wait("switchboard_upstream_waiting", 1, 3000), 1);
+    harness_close_owned(fd);
+    char line[1024];
+    ck_assert(harness_access_line(&proxy, port, line, sizeof(line), 3000));
+    ck_assert_msg(strstr(line, " term=client_closed") != NULL, "%s", line);
+    ck_assert_int_eq(metric_now("switchboard_client_aborts_total"), 1);
+    /* And one that resets instead. */
+    fd = harness_own(harness_connect(proxy.port));
+    port = harness_client_port(fd);
+    ck_assert_int_eq(
+        harness_send(fd, "GET /?delay=200ms HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    ck_assert_int_eq(metric_wait("switchboard_upstream_waiting", 1, 3000), 1);
+    struct linger reset = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+    harness_close_owned(fd);
+    ck_assert(harness_access_line(&proxy, port, line, sizeof(line), 3000));
+    ck_assert_msg(strstr(line, " term=client_closed") != NULL, "%s", line);
+    ck_assert_int_eq(metric_now("switchboard_client_aborts_total"), 2);
+
+    /* A client that never reads a large answer. */
+    fd = harness_own(harness_connect_rcvbuf(proxy.port, 4096));
+    port = harness_client_port(fd);
+    ck_assert_int_eq(
+        harness_send(fd, "GET /?size=64m HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    ck_assert(harness_access_line(&proxy, port, line, sizeof(line), 5000));
+    ck_assert_msg(strstr(line, " term=client_send_timeout") != NULL, "%s",
+                  line);
+    ck_assert_int_eq(timeouts("client_send"), 1);
+
+    /* Nothing else was counted on the way. */
+    ck_assert_int_eq(timeouts("keepalive"), 1);
+    ck_assert_int_eq(timeouts("upstream_send"), 0);
+    ck_assert_int_eq(timeouts("tunnel"), 0);
+    ck_assert_int_eq(metric_now("switchboard_upstream_failures_total"), 4);
+    ck_assert_int_eq(metric_now("switchboard_upstream_retries_total"), 1);
+    ck_assert_int_eq(metric_now("switchboard_no_server_total"), 1);
+    ck_assert_int_eq(metric_now("switchboard_client_aborts_total"), 2);
+}
+END_TEST
+
 /*
  * The session gauges (open, waiting for the upstream, paused, buffered)
  * walk every session, so /metrics and /status have the workers refresh
@@ -4412,6 +4551,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_injected_delays_in_metrics);
     tcase_add_test(tc, test_session_gauges_are_fresh);
     tcase_add_test(tc, test_byte_counters_move_while_streaming);
+    tcase_add_test(tc, test_each_ending_is_counted);
     tcase_add_test(tc, test_backpressure_shows_in_gauges);
     tcase_add_test(tc, test_pipelined_input_is_bounded_then_read_on);
     tcase_add_test(tc, test_master_as_pid_1);
