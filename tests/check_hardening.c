@@ -947,6 +947,11 @@ static const struct forward forwards[] = {
      Z10 Z10 Z10 Z10 Z10 Z10 "ZZZZ /x HTTP/1.1\r\nHost: a\r\n\r\n",
      Z10 Z10 Z10 Z10 Z10 Z10 "ZZZZ /x HTTP/1.1\r\nHost: a\r\n" FWD_1_1
      "\r\n"},
+    /* 100 Continue is for a body to come: a GET without one gets none
+     * (mutation testing found this untested). */
+    {"Expect: 100-continue on a request without a body",
+     "GET /e HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n",
+     "GET /e HTTP/1.1\r\nHost: a\r\n" FWD_1_1 "\r\n"},
     {"M-SEARCH, known to http-parser",
      "M-SEARCH /x HTTP/1.1\r\nHost: a\r\n\r\n",
      "M-SEARCH /x HTTP/1.1\r\nHost: a\r\n" FWD_1_1 "\r\n"},
@@ -2312,19 +2317,24 @@ START_TEST(test_client_half_close_mid_request_answered)
     harness_assert_logged(&proxy, port, "\" 400 ", " term=client_closed", NULL);
     harness_close_owned(fd);
 
-    /* Half-closed in the head: the same. */
-    fd = harness_own(harness_connect(proxy.port));
-    ck_assert_int_eq(harness_send(fd, "GET / HTTP/1.1\r\nHost: a\r\n"), 0);
-    usleep((useconds_t)(100 * 1000 * harness_scale()));
-    shutdown(fd, SHUT_WR);
-    memset(&t, 0, sizeof(t));
-    talk_read(fd, &t, 5000);
-    assert_bytes(t.got, t.len,
-                 error_bytes(400, "request head incomplete: the client "
-                                  "closed its side"),
-                 "half-closed mid-head");
-    ck_assert(t.closed);
-    harness_close_owned(fd);
+    /* Half-closed in the head, after its first line or within it: the
+     * same. */
+    static const char *const heads[] = {"GET / HTTP/1.1\r\nHost: a\r\n",
+                                        "GET /ind"};
+    for (int i = 0; i < 2; i++) {
+        fd = harness_own(harness_connect(proxy.port));
+        ck_assert_int_eq(harness_send(fd, heads[i]), 0);
+        usleep((useconds_t)(100 * 1000 * harness_scale()));
+        shutdown(fd, SHUT_WR);
+        memset(&t, 0, sizeof(t));
+        talk_read(fd, &t, 5000);
+        assert_bytes(t.got, t.len,
+                     error_bytes(400, "request head incomplete: the client "
+                                      "closed its side"),
+                     heads[i]);
+        ck_assert(t.closed);
+        harness_close_owned(fd);
+    }
 
     /* Three requests pipelined, then a half-close: all three answered,
      * then the connection ends. */

@@ -959,6 +959,29 @@ START_TEST(test_health_rise_counts_on_across_reloads)
 }
 END_TEST
 
+/* A health check answered by a redirect passes, as any 2xx or 3xx does
+ * (switchboard.conf(5)); mutation testing found 3xx untested. */
+START_TEST(test_health_check_answered_3xx_passes)
+{
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_proxy("",
+                      "[upstream pool]\nserver = 127.0.0.1:%d\n"
+                      "health_check = /?status=399\nhealth_interval = 50ms\n"
+                      "health_fall = 1\n"
+                      "[route /]\nupstream = pool\n",
+                      origin[0].port);
+    /* Six checks or more. */
+    usleep((useconds_t)(400 * 1000 * harness_scale()));
+    ck_assert_msg(strstr(harness_log(&proxy), " down: ") == NULL, "%s",
+                  harness_log(&proxy));
+    ck_assert(metric_now(server_series("switchboard_server_up", "pool",
+                                       origin[0].port)) == 1);
+    ck_assert_int_eq(exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+                              NULL),
+                     200);
+}
+END_TEST
+
 /* A check target that reads the request and sends arg a byte at a time,
  * 200 ms apart (arg starting with '!': all at once). */
 static void reply_slowly(int fd, void *arg)
@@ -1257,6 +1280,65 @@ START_TEST(test_a_server_back_from_out_takes_one_probe)
              script.port, fail_ms);
     ck_assert_msg(harness_log_wait(&proxy, line, 2000), "no \"%s\" in:\n%s",
                   line, harness_log(&proxy));
+}
+END_TEST
+
+/*
+ * A server that passive health took out, whose probe is then answered, is
+ * back in full: it takes its share of the next requests again (round
+ * robin: half), not one per fail_timeout as a server on probation does.
+ * Mutation testing found that dropping the success that ends the
+ * probation failed no test. And with a lone server (_i 1), a failure
+ * takes nothing out (a 503 for everyone would help no one): the next
+ * request reaches it.
+ */
+START_TEST(test_a_server_whose_probe_is_answered_is_back_in_full)
+{
+    int b = harness_dead_port();
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    if (_i == 0) {
+        start_admin_proxy("",
+                          "[upstream pool]\nserver = 127.0.0.1:%d\n"
+                          "server = 127.0.0.1:%d\nmax_fails = 1\n"
+                          "fail_timeout = 1s\nretries = 0\n"
+                          "[route /]\nupstream = pool\n",
+                          origin[0].port, b);
+    } else {
+        start_admin_proxy("",
+                          "[upstream pool]\nserver = 127.0.0.1:%d\n"
+                          "max_fails = 1\nfail_timeout = 60s\nretries = 0\n"
+                          "[route /]\nupstream = pool\n",
+                          b);
+    }
+    static const char get[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    /* b refuses: 502, and (with another server) out for a second. */
+    int refused = 0;
+    for (int i = 0; i < 2 - _i; i++) {
+        refused += exchange(proxy.port, get, NULL) == 502;
+    }
+    ck_assert_int_eq(refused, 1);
+    char port[32];
+    snprintf(port, sizeof(port), "127.0.0.1:%d", b);
+    harness_origin(&origin[1], "--listen", port, "--delay", "0ms", NULL);
+    if (_i == 1) {
+        ck_assert_int_eq(exchange(proxy.port, get, NULL), 200);
+        return;
+    }
+    usleep(1200 * 1000);
+    const char *served = server_series("switchboard_server_requests_total",
+                                       "pool", b);
+    double before = metric_now(served);
+    /* The probe: it goes to b within a few requests. */
+    for (int i = 0; i < 10 && metric_now(served) == before; i++) {
+        ck_assert_int_eq(exchange(proxy.port, get, NULL), 200);
+    }
+    ck_assert_msg(metric_now(served) == before + 1, "no probe reached it");
+    before = metric_now(served);
+    for (int i = 0; i < 10; i++) {
+        ck_assert_int_eq(exchange(proxy.port, get, NULL), 200);
+    }
+    double share = metric_now(served) - before;
+    ck_assert_msg(share >= 4 && share <= 6, "it served %.0f of 10", share);
 }
 END_TEST
 
@@ -4575,6 +4657,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_hash_on_header_is_sticky_and_spreads);
     tcase_add_test(tc, test_hash_on_an_empty_header_uses_the_address);
     tcase_add_test(tc, test_active_health_check_takes_a_server_out);
+    tcase_add_test(tc, test_health_check_answered_3xx_passes);
     tcase_add_test(tc, test_health_check_deadline_and_strict_status_line);
     tcase_add_test(tc, test_health_fall_is_exact);
     tcase_add_test(tc, test_health_rise_brings_a_server_back);
@@ -4585,6 +4668,8 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_health_state_survives_a_reload_in_a_restart_pause);
     tcase_add_test(tc, test_successes_between_failures_do_not_clear_them);
     tcase_add_test(tc, test_a_server_back_from_out_takes_one_probe);
+    tcase_add_loop_test(tc, test_a_server_whose_probe_is_answered_is_back_in_full,
+                        0, 2);
     tcase_add_test(tc, test_pooled_connection_taken_as_its_idle_time_ends);
     tcase_add_test(tc, test_keepalive_caps_idle_connections);
     tcase_add_test(tc, test_server_by_name);

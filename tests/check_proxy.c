@@ -1885,6 +1885,32 @@ START_TEST(test_injected_latency_with_jitter)
 }
 END_TEST
 
+/* Jitter larger than the latency never makes it negative: what it takes
+ * below zero is no wait (logged as 0), not a negative one in the log and
+ * the histogram. Mutation testing found this untested. */
+START_TEST(test_injected_latency_jitter_below_zero_is_none)
+{
+    start_default("", "latency = 10ms\nlatency_jitter = 200ms");
+    for (int i = 0; i < 20; i++) {
+        struct response r;
+        harness_exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r,
+                         5000);
+        ck_assert_int_eq(r.status, 200);
+        response_free(&r);
+    }
+    ck_assert(harness_log_wait(&proxy, " term=done", 2000));
+    usleep(200 * 1000); /* the access log's flush */
+    const char *log = harness_log(&proxy);
+    int logged = 0;
+    for (const char *at = log; (at = strstr(at, " latency=")) != NULL; at++) {
+        double v = atof(at + 9);
+        ck_assert_msg(at[9] != '-' && v >= 0, "%.40s", at);
+        logged++;
+    }
+    ck_assert_int_eq(logged, 20);
+}
+END_TEST
+
 /* ---- process model ----------------------------------------------------- */
 
 /* A worker killed (_i 0), or stopped by a SIGTERM sent to it rather than
@@ -2209,6 +2235,7 @@ static Suite *proxy_suite(void)
     tcase_add_test(tc, test_idle_crowd_does_not_delay_others);
     tcase_add_test(tc, test_injected_latency);
     tcase_add_test(tc, test_injected_latency_with_jitter);
+    tcase_add_test(tc, test_injected_latency_jitter_below_zero_is_none);
     tcase_add_loop_test(tc, test_dead_worker_is_replaced, 0, 2);
     tcase_add_test(tc, test_worker_dying_at_once_restarted_after_a_pause);
     tcase_add_test(tc, test_websocket_one_way_traffic_keeps_the_tunnel);
