@@ -2916,6 +2916,63 @@ START_TEST(test_put_with_a_body_not_retried_on_reuse_race)
 }
 END_TEST
 
+/* Upstream that reads one request whole, then closes without a word. */
+static void h_read_then_close(int fd, void *arg)
+{
+    (void)arg;
+    record_s("<accept>");
+    if (read_request(fd, NULL, 0) == 0) {
+        record_s("<read>");
+    }
+}
+
+/*
+ * retries = 1 and two servers: a PUT whose body the first one read whole
+ * before closing is not sent to the other, which would get it without
+ * its body (read once, from the client): 502 at once, one server named.
+ * A GET there is retried (the same test, _i 1). Mutation testing found the
+ * body's part untested.
+ */
+START_TEST(test_request_whose_body_went_out_not_retried_elsewhere)
+{
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    record_open();
+    harness_script(&script, h_read_then_close, NULL, 1);
+    char up[128];
+    snprintf(up, sizeof(up), "server = 127.0.0.1:%d\nretries = 1\n"
+             "max_fails = 0\n", origin.port);
+    harness_proxy(&proxy, CONF, harness_server_lines(""), script.port, up);
+    const char *ask = _i == 0 ? "PUT /x HTTP/1.1\r\nHost: a\r\n"
+                                "Content-Length: 5\r\n\r\nhello"
+                              : "GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
+    /* Round robin: the first or the second request goes to the script. */
+    struct talk t;
+    for (int i = 0; i < 2 && strstr(recorded(), "<read>") == NULL; i++) {
+        talk(ask, strlen(ask), &t);
+        usleep((useconds_t)(100 * 1000 * harness_scale()));
+    }
+    ck_assert_msg(strstr(recorded(), "<read>") != NULL, "recorded: %s",
+                  recorded());
+    char first[64], both[96];
+    snprintf(first, sizeof(first), " 127.0.0.1:%d head=", script.port);
+    snprintf(both, sizeof(both), " 127.0.0.1:%d,127.0.0.1:%d head=",
+             script.port, origin.port);
+    if (_i == 0) {
+        static const char reason[] =
+            "upstream closed the connection before responding";
+        assert_bytes(t.got, t.len, error_bytes(502, reason),
+                     "a PUT whose body went out");
+        harness_assert_logged(&proxy, t.port, "\"PUT /x HTTP/1.1\" 502 ",
+                              first, NULL);
+    } else {
+        ck_assert_msg(strncmp(t.got, "HTTP/1.1 200 ", 13) == 0, "%s",
+                      show(t.got, t.len));
+        harness_assert_logged(&proxy, t.port, "\"GET /x HTTP/1.1\" 200 ",
+                              both, NULL);
+    }
+}
+END_TEST
+
 /* Without a body too: what forbids sending it again is the method. */
 START_TEST(test_empty_post_not_retried_on_reuse_race)
 {
@@ -3412,6 +3469,9 @@ static Suite *hardening_suite(void)
                         0, (int)(sizeof(replayed) / sizeof(replayed[0])));
     tcase_add_test(tc, test_post_not_retried_on_reuse_race);
     tcase_add_test(tc, test_put_with_a_body_not_retried_on_reuse_race);
+    tcase_add_loop_test(tc,
+                        test_request_whose_body_went_out_not_retried_elsewhere,
+                        0, 2);
     tcase_add_test(tc, test_empty_post_not_retried_on_reuse_race);
     tcase_add_test(tc, test_post_after_a_closing_answer_gets_a_fresh_connection);
     tcase_add_test(tc, test_read_timeout_on_reuse_not_replayed);
