@@ -959,6 +959,54 @@ START_TEST(test_health_rise_counts_on_across_reloads)
 }
 END_TEST
 
+/*
+ * A server that health checks bring back is back for requests too, even
+ * if a failed request had also taken it out (max_fails) for longer: the
+ * checks proved it healthy. Mutation testing found that keeping the
+ * passive state (out for fail_timeout, a minute here) failed no test.
+ */
+START_TEST(test_health_rise_clears_passive_state)
+{
+    int b = harness_dead_port();
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_proxy("",
+                      "[upstream pool]\nserver = 127.0.0.1:%d\n"
+                      "server = 127.0.0.1:%d\nmax_fails = 1\n"
+                      "fail_timeout = 60s\nretries = 0\n"
+                      "health_check = /healthz\nhealth_interval = 3s\n"
+                      "health_fall = 1\nhealth_rise = 1\n"
+                      "[route /]\nupstream = pool\n",
+                      origin[0].port, b);
+    static const char get[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    /* A request reaches it before its first check (a second after the
+     * worker's start: the first checks are spread over the interval):
+     * refused, out. */
+    int refused = 0;
+    for (int i = 0; i < 2; i++) {
+        refused += exchange(proxy.port, get, NULL) == 502;
+    }
+    ck_assert_int_eq(refused, 1);
+    char line[128];
+    snprintf(line, sizeof(line), "server 127.0.0.1:%d down: 1 health check", b);
+    ck_assert_msg(harness_log_wait(&proxy, line, 3000), "%s",
+                  harness_log(&proxy));
+    char port[32];
+    snprintf(port, sizeof(port), "127.0.0.1:%d", b);
+    harness_origin(&origin[1], "--listen", port, "--delay", "0ms", NULL);
+    snprintf(line, sizeof(line), "server 127.0.0.1:%d up: 1 health check", b);
+    ck_assert_msg(harness_log_wait(&proxy, line, 5000), "%s",
+                  harness_log(&proxy));
+    const char *served = server_series("switchboard_server_requests_total",
+                                       "pool", b);
+    double before = metric_now(served);
+    for (int i = 0; i < 10; i++) {
+        ck_assert_int_eq(exchange(proxy.port, get, NULL), 200);
+    }
+    double share = metric_now(served) - before;
+    ck_assert_msg(share >= 4 && share <= 6, "it served %.0f of 10", share);
+}
+END_TEST
+
 /* A health check answered by a redirect passes, as any 2xx or 3xx does
  * (switchboard.conf(5)); mutation testing found 3xx untested. */
 START_TEST(test_health_check_answered_3xx_passes)
@@ -1229,6 +1277,46 @@ static void silent_after_head(int fd, void *arg)
     while (read(fd, buf, sizeof(buf)) > 0) {
     }
 }
+
+/* Upstream that promises 100 bytes, sends 3, and closes. */
+static void cut_mid_body(int fd, void *arg)
+{
+    (void)arg;
+    harness_read_request_head(fd);
+    harness_send(fd, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc");
+}
+
+/*
+ * An upstream that closes within a Content-Length body has failed: counted
+ * against it, and with max_fails = 1 it is out (the client's answer is cut
+ * short, as it must be). Mutation testing found that not counting it
+ * failed no test.
+ */
+START_TEST(test_upstream_cut_mid_body_counts_as_a_failure)
+{
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    harness_script(&script, cut_mid_body, NULL, 1);
+    start_admin_proxy("",
+                      "[upstream pool]\nserver = 127.0.0.1:%d\n"
+                      "server = 127.0.0.1:%d\nmax_fails = 1\n"
+                      "fail_timeout = 60s\nretries = 0\n"
+                      "[route /]\nupstream = pool\n",
+                      script.port, origin[0].port);
+    static const char get[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    for (int i = 0; i < 2; i++) {
+        exchange(proxy.port, get, NULL); /* one of them is cut short */
+    }
+    char line[128];
+    snprintf(line, sizeof(line), "server 127.0.0.1:%d out for", script.port);
+    ck_assert_msg(harness_log_wait(&proxy, line, 2000), "no \"%s\" in:\n%s",
+                  line, harness_log(&proxy));
+    ck_assert(metric_now(server_series("switchboard_server_failures_total",
+                                       "pool", script.port)) == 1);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(exchange(proxy.port, get, NULL), 200);
+    }
+}
+END_TEST
 
 /*
  * A server back from being out (fail_timeout over) takes one request, its
@@ -4658,6 +4746,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_hash_on_an_empty_header_uses_the_address);
     tcase_add_test(tc, test_active_health_check_takes_a_server_out);
     tcase_add_test(tc, test_health_check_answered_3xx_passes);
+    tcase_add_test(tc, test_health_rise_clears_passive_state);
     tcase_add_test(tc, test_health_check_deadline_and_strict_status_line);
     tcase_add_test(tc, test_health_fall_is_exact);
     tcase_add_test(tc, test_health_rise_brings_a_server_back);
@@ -4668,6 +4757,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_health_state_survives_a_reload_in_a_restart_pause);
     tcase_add_test(tc, test_successes_between_failures_do_not_clear_them);
     tcase_add_test(tc, test_a_server_back_from_out_takes_one_probe);
+    tcase_add_test(tc, test_upstream_cut_mid_body_counts_as_a_failure);
     tcase_add_loop_test(tc, test_a_server_whose_probe_is_answered_is_back_in_full,
                         0, 2);
     tcase_add_test(tc, test_pooled_connection_taken_as_its_idle_time_ends);
