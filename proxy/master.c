@@ -32,8 +32,8 @@
 
 #include "accesslog.h"
 #include "admin.h"
-#include "balancer.h"
 #include "log.h"
+#include "pool.h"
 #include "stats.h"
 #include "util.h"
 #include "worker.h"
@@ -360,6 +360,23 @@ static void child_close(struct master *m, int keep_slot)
  */
 typedef unsigned char verdicts[CONFIG_MAX_UPSTREAMS][CONFIG_MAX_SERVERS];
 
+/* The index of the server of cu named address ("host:port", as
+ * config_server_name writes it), trying hint first; -1 if none. */
+static int server_index(const struct config_upstream *cu, const char *address,
+                        int hint)
+{
+    char name[CONFIG_HOST_MAX + 8];
+    int i = hint >= 0 && hint < cu->n_servers ? hint : 0;
+    for (int tried = 0; tried < cu->n_servers; tried++) {
+        config_server_name(&cu->servers[i], name, sizeof(name));
+        if (strcmp(name, address) == 0) {
+            return i;
+        }
+        i = (i + 1) % cu->n_servers;
+    }
+    return -1;
+}
+
 static void slot_verdicts(const struct config *cfg,
                           const struct stats_slot *st, verdicts v)
 {
@@ -371,31 +388,19 @@ static void slot_verdicts(const struct config *cfg,
                strcmp(cfg->upstreams[u].name, sp->name) != 0) {
             u++;
         }
-        const struct config_upstream *cu = &cfg->upstreams[u];
         if (u == cfg->n_upstreams || sp->check_id == 0 ||
-            strcmp(cu->health_check, "off") == 0 ||
-            sp->check_id != balancer_key(cu->health_check,
-                                         strlen(cu->health_check))) {
+            sp->check_id != pool_check_id(&cfg->upstreams[u])) {
             continue;
         }
         for (int k = 0; k < sp->n_servers && k < STATS_MAX_SERVERS; k++) {
             const struct stats_server *sv = &sp->servers[k];
-            if (!sv->checked) {
-                continue;
-            }
             /* Most often the server has kept its place in the list. */
-            char name[CONFIG_HOST_MAX + 8];
-            int i = k < cu->n_servers ? k : 0;
-            for (int tried = 0; tried < cu->n_servers; tried++) {
-                config_server_name(&cu->servers[i], name, sizeof(name));
-                if (strcmp(name, sv->address) == 0) {
-                    int passes = sv->check_passes < 200 ? sv->check_passes
-                                                        : 200;
-                    v[u][i] = (unsigned char)(sv->check_down ? 2 + passes
-                                                             : 1);
-                    break;
-                }
-                i = (i + 1) % cu->n_servers;
+            int i = sv->checked
+                        ? server_index(&cfg->upstreams[u], sv->address, k)
+                        : -1;
+            if (i >= 0) {
+                int passes = sv->check_passes < 200 ? sv->check_passes : 200;
+                v[u][i] = (unsigned char)(sv->check_down ? 2 + passes : 1);
             }
         }
     }
@@ -423,14 +428,11 @@ static void verdicts_renumber(const struct config *from,
                 continue;
             }
             for (int i = 0; i < a->n_servers; i++) {
-                char na[CONFIG_HOST_MAX + 8], nb[CONFIG_HOST_MAX + 8];
-                config_server_name(&a->servers[i], na, sizeof(na));
-                for (int j = 0; j < b->n_servers && v[u][i] != 0; j++) {
-                    config_server_name(&b->servers[j], nb, sizeof(nb));
-                    if (strcmp(na, nb) == 0) {
-                        out[t][j] = v[u][i];
-                        break;
-                    }
+                char name[CONFIG_HOST_MAX + 8];
+                config_server_name(&a->servers[i], name, sizeof(name));
+                int j = v[u][i] != 0 ? server_index(b, name, i) : -1;
+                if (j >= 0) {
+                    out[t][j] = v[u][i];
                 }
             }
         }
@@ -447,49 +449,56 @@ static void verdicts_renumber(const struct config *from,
  * whose checks use another path, or that has not checked yet, says
  * nothing.
  */
-static void health_at_fork(const struct master *m, struct worker_health *h)
+/* The votes health_at_fork counts, per server of the conf. */
+struct tally {
+    unsigned short seen[CONFIG_MAX_UPSTREAMS][CONFIG_MAX_SERVERS];
+    unsigned short in[CONFIG_MAX_UPSTREAMS][CONFIG_MAX_SERVERS];
+    unsigned char fewest[CONFIG_MAX_UPSTREAMS][CONFIG_MAX_SERVERS];
+};
+
+/* Count one worker's verdicts v into t. */
+static void tally_add(struct tally *t, const struct config *cfg,
+                      const verdicts v)
 {
-    static verdicts v;
-    static unsigned short seen[CONFIG_MAX_UPSTREAMS][CONFIG_MAX_SERVERS];
-    static unsigned short in[CONFIG_MAX_UPSTREAMS][CONFIG_MAX_SERVERS];
-    static unsigned char fewest[CONFIG_MAX_UPSTREAMS][CONFIG_MAX_SERVERS];
-    memset(h, 0, sizeof(*h));
-    memset(seen, 0, sizeof(seen));
-    memset(in, 0, sizeof(in));
-    memset(fewest, 0xff, sizeof(fewest));
-    const struct config *cfg = m->cfg;
-    for (int k = -MASTER_MAX_WORKERS; k < m->shm->n_slots; k++) {
-        if (k < 0) {
-            int dead = k + MASTER_MAX_WORKERS; /* a slot's last worker */
-            if (!has_last_verdicts[dead]) {
+    for (int u = 0; u < cfg->n_upstreams; u++) {
+        for (int i = 0; i < cfg->upstreams[u].n_servers; i++) {
+            if (v[u][i] == 0) {
                 continue;
             }
-            memcpy(v, last_verdicts[dead], sizeof(v));
-        } else {
-            const struct stats_slot *st = &m->shm->slots[k];
-            if (!st->in_use || st->pid == 0) {
-                continue; /* free, or claimed for a worker not yet forked */
-            }
-            slot_verdicts(cfg, st, v);
-        }
-        for (int u = 0; u < cfg->n_upstreams; u++) {
-            for (int i = 0; i < cfg->upstreams[u].n_servers; i++) {
-                if (v[u][i] == 0) {
-                    continue;
-                }
-                seen[u][i]++;
-                if (v[u][i] == 1) {
-                    in[u][i]++;
-                } else if (v[u][i] - 2 < fewest[u][i]) {
-                    fewest[u][i] = (unsigned char)(v[u][i] - 2);
-                }
+            t->seen[u][i]++;
+            if (v[u][i] == 1) {
+                t->in[u][i]++;
+            } else if (v[u][i] - 2 < t->fewest[u][i]) {
+                t->fewest[u][i] = (unsigned char)(v[u][i] - 2);
             }
         }
     }
+}
+
+static void health_at_fork(const struct master *m, struct worker_health *h)
+{
+    static verdicts v;
+    static struct tally t;
+    memset(&t, 0, sizeof(t));
+    memset(t.fewest, 0xff, sizeof(t.fewest));
+    const struct config *cfg = m->cfg;
+    for (int k = 0; k < m->shm->n_slots; k++) {
+        const struct stats_slot *st = &m->shm->slots[k];
+        if (st->in_use && st->pid != 0) { /* else free, or not yet forked */
+            slot_verdicts(cfg, st, v);
+            tally_add(&t, cfg, v);
+        }
+    }
+    for (int s = 0; s < MASTER_MAX_WORKERS; s++) {
+        if (has_last_verdicts[s]) {
+            tally_add(&t, cfg, last_verdicts[s]);
+        }
+    }
+    memset(h, 0, sizeof(*h));
     for (int u = 0; u < cfg->n_upstreams; u++) {
         for (int i = 0; i < cfg->upstreams[u].n_servers; i++) {
-            if (seen[u][i] > 0 && in[u][i] == 0) {
-                h->out[u][i] = (unsigned char)(1 + fewest[u][i]);
+            if (t.seen[u][i] > 0 && t.in[u][i] == 0) {
+                h->out[u][i] = (unsigned char)(1 + t.fewest[u][i]);
             }
         }
     }

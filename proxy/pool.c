@@ -93,10 +93,7 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
     }
     util_strlcpy(st->name, cfg->name, sizeof(st->name));
     st->balance = cfg->balance;
-    st->check_id = strcmp(cfg->health_check, "off") == 0
-                       ? 0
-                       : balancer_key(cfg->health_check,
-                                      strlen(cfg->health_check));
+    st->check_id = pool_check_id(cfg);
     int weights[BALANCER_MAX];
     int names = 0, unresolved = 0;
     for (int i = 0; i < cfg->n_servers && i < BALANCER_MAX; i++) {
@@ -210,6 +207,14 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
     return p;
 }
 
+uint64_t pool_check_id(const struct config_upstream *cfg)
+{
+    if (strcmp(cfg->health_check, "off") == 0) {
+        return 0;
+    }
+    return balancer_key(cfg->health_check, strlen(cfg->health_check));
+}
+
 void pool_close_idle(struct pool *p)
 {
     struct upconn *c;
@@ -254,9 +259,9 @@ void pool_publish_health(struct pool *p)
 {
     int up = 0;
     for (int i = 0; i < p->n_servers; i++) {
-        int u = pool_server_usable(&p->servers[i]);
-        p->servers[i].st->up = u;
         const struct pool_server *s = &p->servers[i];
+        int u = pool_server_usable(s);
+        s->st->up = u;
         s->st->checked = s->checks_done > 0;
         s->st->check_down = !s->check_up;
         s->st->check_passes = s->check_up ? 0 : s->check_streak;

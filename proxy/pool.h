@@ -120,6 +120,10 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
                       const unsigned char *start_out, char *err,
                       size_t errlen);
 
+/* What tells one health_check path from another in the stats (stats_pool's
+ * check_id): a key of cfg's path, 0 when checks are off. */
+uint64_t pool_check_id(const struct config_upstream *cfg);
+
 /* Close every idle connection, stop checks and free the pool; NULL: no-op. */
 void pool_free(struct pool *p);
 
