@@ -43,6 +43,18 @@ static void teardown(void)
     harness_stop(&script);
 }
 
+/* n GETs of / through the proxy, one connection each: every one a 200. */
+static void get_ok(int n)
+{
+    for (int i = 0; i < n; i++) {
+        struct response r;
+        harness_exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r,
+                         5000);
+        ck_assert_int_eq(r.status, 200);
+        response_free(&r);
+    }
+}
+
 /* Scripted upstream: answer each request with the bytes in arg, then close. */
 static void reply_and_close(int fd, void *arg)
 {
@@ -770,13 +782,7 @@ START_TEST(test_idle_upstream_connection_closed_after_keepalive_timeout)
     snprintf(path, sizeof(path), "/tmp/sb-ka-%d", (int)getpid());
     unlink(path);
     start_script(keepalive_upstream, path, "keepalive_timeout = 300ms");
-    for (int i = 0; i < 3; i++) {
-        struct response r;
-        harness_exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r,
-                         5000);
-        ck_assert_int_eq(r.status, 200);
-        response_free(&r);
-    }
+    get_ok(3);
     /* One pooled connection served all three; the proxy closes it after
      * 300 ms idle. */
     usleep(1000 * 1000);
@@ -1891,13 +1897,7 @@ END_TEST
 START_TEST(test_injected_latency_jitter_below_zero_is_none)
 {
     start_default("", "latency = 10ms\nlatency_jitter = 200ms");
-    for (int i = 0; i < 20; i++) {
-        struct response r;
-        harness_exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r,
-                         5000);
-        ck_assert_int_eq(r.status, 200);
-        response_free(&r);
-    }
+    get_ok(20);
     ck_assert(harness_log_wait(&proxy, " term=done", 2000));
     usleep(200 * 1000); /* the access log's flush */
     const char *log = harness_log(&proxy);
@@ -1950,13 +1950,7 @@ START_TEST(test_dead_worker_is_replaced)
         usleep(50 * 1000);
     }
     ck_assert_int_eq(n, 2);
-    for (int i = 0; i < 20; i++) {
-        struct response r;
-        harness_exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r,
-                         5000);
-        ck_assert_int_eq(r.status, 200);
-        response_free(&r);
-    }
+    get_ok(20);
 }
 END_TEST
 
@@ -1995,10 +1989,7 @@ START_TEST(test_worker_dying_at_once_restarted_after_a_pause)
     ck_assert_msg(third != 0, "no worker after the second died:\n%s",
                   harness_log(&proxy));
     ck_assert_msg(took >= 900, "restarted %.0f ms after dying at once", took);
-    struct response r;
-    harness_exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r, 5000);
-    ck_assert_int_eq(r.status, 200);
-    response_free(&r);
+    get_ok(1);
 }
 END_TEST
 
