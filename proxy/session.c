@@ -1491,22 +1491,29 @@ static int exchange_begin(struct session *s)
     return upstream_start(s);
 }
 
-/*
- * Has the client sent its request head and seen no response yet? Its
- * callers (on_client_event, request_done) then take an EOF, like nginx
- * (proxy_ignore_client_abort off), for a client that gave up waiting
- * rather than one that only half-closed: the exchange and its upstream
- * connection end rather than keep an upstream busy for nobody. A client
- * that gives up and retries would otherwise pile its requests up on an
- * upstream already slow. They wait for the answer instead with
- * ignore_client_abort = on, and for a client that pipelined: with more
- * requests behind this one, or with this one sent behind another (read
- * before the other's answer was), it sent them all and half-closed.
- */
+/* Has the client sent its request head and seen no response yet? */
 static int waiting_for_answer(const struct session *s)
 {
     return !s->response_started &&
            (s->cstate == CLIENT_WAITING || s->cstate == CLIENT_REQUEST_DONE);
+}
+
+/*
+ * The client's EOF has come while it waits for its answer, with queued
+ * bytes of it still unread: has it given up? Taken, like nginx
+ * (proxy_ignore_client_abort off), for a client that gave up waiting
+ * rather than one that only half-closed: the exchange and its upstream
+ * connection end rather than keep an upstream busy for nobody. A client
+ * that gives up and retries would otherwise pile its requests up on an
+ * upstream already slow. It waits for the answer instead with
+ * ignore_client_abort = on, and for a client that pipelined: with more
+ * requests behind this one (queued), or with this one sent behind another
+ * (read before the other's answer was), it sent them all and half-closed.
+ */
+static int client_gave_up(const struct session *s, size_t queued)
+{
+    return waiting_for_answer(s) && !s->w->cfg->ignore_client_abort &&
+           !s->pipelined && queued == 0;
 }
 
 /* Nothing more is waited for from the client, the upstream's answer is:
@@ -1534,9 +1541,9 @@ static int request_done(struct session *s)
     }
     int eof_while_waiting = s->eof_while_waiting;
     s->eof_while_waiting = 0;
-    if (eof_while_waiting && waiting_for_answer(s) &&
-        !s->w->cfg->ignore_client_abort && !s->pipelined &&
-        evbuffer_get_length(bufferevent_get_input(s->client.bev)) == 0) {
+    if (eof_while_waiting &&
+        client_gave_up(
+            s, evbuffer_get_length(bufferevent_get_input(s->client.bev)))) {
         /* The client closed while its body waited for the upstream
          * connection (client_body_start), and nothing follows it: it has
          * given up, as on_client_event decides for a close after the
@@ -2714,9 +2721,7 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
         if (first && s->cstate == CLIENT_WAITING &&
             s->req_body != HTTP1_BODY_NONE) {
             s->eof_while_waiting = 1;
-        } else if (first && waiting_for_answer(s) &&
-                   !s->w->cfg->ignore_client_abort && pipelined == 0 &&
-                   !s->pipelined) {
+        } else if (first && client_gave_up(s, pipelined)) {
             s->w->stats->counter[STAT_CLIENT_ABORTS]++;
             session_close(s, "client_closed");
             return;
