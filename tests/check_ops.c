@@ -4013,18 +4013,12 @@ START_TEST(test_each_ending_is_counted)
     ck_assert_int_eq(metric_now("switchboard_upstream_connects_total"), 1);
 
     /* A head that stops halfway, then a body that does. */
-    fd = harness_own(harness_connect(proxy.port));
-    ck_assert_int_eq(harness_send(fd, "GET / HTTP/1.1\r\n"), 0);
-    ck_assert_int_eq(harness_read_response(fd, &r, 3000, 0), 0);
-    ck_assert_int_eq(r.status, 408);
-    response_free(&r);
-    fd = harness_own(harness_connect(proxy.port));
-    ck_assert_int_eq(harness_send(fd, "POST / HTTP/1.1\r\nHost: a\r\n"
-                                      "Content-Length: 10\r\n\r\nab"),
-                     0);
-    ck_assert_int_eq(harness_read_response(fd, &r, 3000, 0), 0);
-    ck_assert_int_eq(r.status, 408);
-    response_free(&r);
+    ck_assert_int_eq(exchange(proxy.port, "GET / HTTP/1.1\r\n", NULL), 408);
+    ck_assert_int_eq(exchange(proxy.port,
+                              "POST / HTTP/1.1\r\nHost: a\r\n"
+                              "Content-Length: 10\r\n\r\nab",
+                              NULL),
+                     408);
     ck_assert_int_eq(timeouts("client_header"), 1);
     ck_assert_int_eq(timeouts("client_body"), 1);
 
