@@ -7,7 +7,9 @@
  * the queued connections) its predecessor had. With port 0 the first bind
  * picks the port and the rest reuse it. A reload keeps the sockets of the
  * addresses both confs name (rebind), so its new workers take over their
- * queues too. Signals are blocked and taken
+ * queues too; a reload to fewer workers keeps the sockets of the slots
+ * that go, served by those that stay, and steers new connections off
+ * them (steer). Signals are blocked and taken
  * synchronously with sigtimedwait(): no handler runs concurrently with the
  * code here, and children unblock them after fork.
  */
@@ -15,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -43,7 +46,8 @@
 /* Older generations of workers that may drain at once after reloads. */
 #define MASTER_DRAINING_GENERATIONS 3
 
-/* One worker slot: the process serving its sockets (master.fds[slot]). */
+/* One worker slot: the process serving its sockets (master.fds[slot], and
+ * every n_slots-th row after it). */
 struct slot {
     pid_t pid;
     double started_ms;
@@ -53,14 +57,17 @@ struct slot {
 
 /* A table of listening sockets: one per worker slot and listen address. */
 typedef int listen_fds[MASTER_MAX_WORKERS][CONFIG_MAX_LISTEN];
+_Static_assert(WORKER_MAX_LISTENERS >= MASTER_MAX_WORKERS * CONFIG_MAX_LISTEN,
+               "a worker can serve every row of the table");
 
 /* The master's state. */
 struct master {
     const struct config *cfg; /* the conf new workers get */
     struct config *owned;     /* cfg, when a reload allocated it */
-    listen_fds fds;           /* [slot][cfg->listen index], -1 if none */
+    listen_fds fds;           /* [row][cfg->listen index], -1 if none */
     struct slot slots[MASTER_MAX_WORKERS];
     int n_slots;
+    int n_rows; /* rows of fds: n_slots, more once a reload drops slots */
     pid_t retiring[MASTER_MAX_RETIRING]; /* old workers draining */
     int retiring_shutdown_ms[MASTER_MAX_RETIRING]; /* what each drains by */
     int n_retiring;
@@ -334,11 +341,12 @@ static void child_start(struct master *m)
     signal(SIGHUP, SIG_IGN);
 }
 
-/* In a child: close what the master holds that the child must not. */
+/* In a child: close what the master holds that the child must not (the
+ * sockets of slots other than keep_slot; -1: all). */
 static void child_close(struct master *m, int keep_slot)
 {
-    for (int o = 0; o < m->n_slots; o++) {
-        if (o == keep_slot) {
+    for (int o = 0; o < m->n_rows; o++) {
+        if (o % m->n_slots == keep_slot) {
             continue;
         }
         for (int i = 0; i < m->cfg->n_listen; i++) {
@@ -554,8 +562,16 @@ static int spawn(struct master *m, int s, const struct worker_health *health)
         if (st != NULL) {
             st->pid = getpid();
         }
-        int rc =
-            worker_run(m->cfg, s, m->fds[s], m->cfg->n_listen, st, health);
+        int mine[WORKER_MAX_LISTENERS];
+        int n_mine = 0;
+        for (int r = s; r < m->n_rows; r += m->n_slots) {
+            for (int i = 0; i < m->cfg->n_listen; i++) {
+                if (m->fds[r][i] >= 0) {
+                    mine[n_mine++] = m->fds[r][i];
+                }
+            }
+        }
+        int rc = worker_run(m->cfg, s, mine, n_mine, st, health);
         libevent_global_shutdown();
         exit(rc);
     }
@@ -945,12 +961,54 @@ static void close_slots(listen_fds fds, int i, int from, int to)
 }
 
 /*
- * The sockets next listens on with n workers, into fds. An address the
- * running conf listens on too keeps its sockets, and the connections
- * queued on them (more workers: more sockets on it); a new one is bound
+ * Keep new clients off the sockets of column i (rows of them) that no
+ * worker has for its own: after a reload to n workers from more, rows n
+ * and up only hand their queued connections to the workers that serve
+ * them, and a reuseport program has the kernel pick each new client's
+ * socket among the first n at random (the group lists its sockets in the
+ * order they started listening: by row). Back to n rows, the kernel's own
+ * hash takes over again.
+ */
+static void steer(listen_fds fds, int i, int rows, int n,
+                  const struct config_addr *a)
+{
+    int fd = fds[0][i];
+    if (rows > n) {
+        struct sock_filter code[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SKF_AD_OFF + SKF_AD_RANDOM),
+            BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, (unsigned)n),
+            BPF_STMT(BPF_RET | BPF_A, 0),
+        };
+        struct sock_fprog prog;
+        memset(&prog, 0, sizeof(prog)); /* its padding too: it is copied in */
+        prog.len = sizeof(code) / sizeof(code[0]);
+        prog.filter = code;
+        if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog,
+                       sizeof(prog)) < 0) {
+            log_warn("listen %s:%u: new clients still reach the sockets of "
+                     "dropped workers (SO_ATTACH_REUSEPORT_CBPF: %s): the "
+                     "workers serving those get more than their share",
+                     a->host, fd_port(fd), strerror(errno));
+        }
+        return;
+    }
+    int unused = 0;
+    if (setsockopt(fd, SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &unused,
+                   sizeof(unused)) < 0 &&
+        errno != ENOENT) {
+        /* A kernel before 5.8: a program over all n does the same. */
+        steer(fds, i, n + 1, n, a);
+    }
+}
+
+/*
+ * The sockets next listens on with n workers, into fds; the rows fds then
+ * has (n, or more: see steer), or -1 on failure. An address the running
+ * conf listens on too keeps all its sockets, and the connections queued on
+ * them (more workers than sockets: more sockets on it); a new one is bound
  * (and announced). Once every address is bound, the sockets of dropped
- * addresses and of dropped slots are closed, and a changed backlog is set
- * on the kept ones: a failure (-1, logged) leaves everything as it was.
+ * addresses are closed and a changed backlog is set on the kept ones: a
+ * failure (-1, logged) leaves everything as it was.
  */
 static int rebind(struct master *m, const struct config *next, int n,
                   listen_fds fds)
@@ -958,7 +1016,8 @@ static int rebind(struct master *m, const struct config *next, int n,
     const struct config *cur = m->cfg;
     int kept_from[CONFIG_MAX_LISTEN]; /* next's i: cur's index, or -1 */
     int kept[CONFIG_MAX_LISTEN] = {0};
-    int both = n < m->n_slots ? n : m->n_slots; /* slots in both */
+    int rows[CONFIG_MAX_LISTEN] = {0}; /* next's i: sockets kept */
+    int n_rows = n > m->n_rows ? n : m->n_rows;
     memset(fds, -1, sizeof(listen_fds));
     /* Addresses with a port first, then those with port 0, so that a
      * port-0 entry never takes the socket an explicit port names. */
@@ -980,15 +1039,19 @@ static int rebind(struct master *m, const struct config *next, int n,
     }
     for (int i = 0; i < next->n_listen; i++) {
         const struct config_addr *a = &next->listen[i];
-        int bound;
+        int bound = 0;
         if (kept_from[i] >= 0) {
             struct sockaddr_storage ss;
             socklen_t len = sizeof(ss);
-            for (int s = 0; s < both; s++) {
-                fds[s][i] = m->fds[s][kept_from[i]];
+            /* Rows run from 0 without a gap: they are only ever added. */
+            while (rows[i] < m->n_rows && m->fds[rows[i]][kept_from[i]] >= 0) {
+                fds[rows[i]][i] = m->fds[rows[i]][kept_from[i]];
+                rows[i]++;
             }
             getsockname(m->fds[0][kept_from[i]], (struct sockaddr *)&ss, &len);
-            bound = bind_slots(a, &ss, len, next, both, n, fds, i);
+            if (rows[i] < n) {
+                bound = bind_slots(a, &ss, len, next, rows[i], n, fds, i);
+            }
         } else {
             /* The stale-instance probe would collide with our own socket
              * on that port (127.0.0.1:P becoming 0.0.0.0:P, say). */
@@ -1000,7 +1063,7 @@ static int rebind(struct master *m, const struct config *next, int n,
                       "configuration: %s:%d: listen %s:%u cannot be bound",
                       next->path, a->line, a->host, a->port);
             while (i-- > 0) {
-                close_slots(fds, i, kept_from[i] >= 0 ? both : 0, n);
+                close_slots(fds, i, rows[i], n);
             }
             return -1;
         }
@@ -1010,28 +1073,35 @@ static int rebind(struct master *m, const struct config *next, int n,
             log_info("SIGHUP: listen %s:%u removed: its old workers stop "
                      "accepting there as they drain",
                      cur->listen[j].host, fd_port(m->fds[0][j]));
+            close_slots(m->fds, j, 0, m->n_rows);
         }
-        close_slots(m->fds, j, kept[j] ? both : 0, m->n_slots);
     }
     for (int i = 0; i < next->n_listen; i++) {
+        const struct config_addr *a = &next->listen[i];
         if (kept_from[i] < 0) {
-            log_info("SIGHUP: listen %s:%u added (line %d)",
-                     next->listen[i].host, fd_port(fds[0][i]),
-                     next->listen[i].line);
-            announce("", next->listen[i].host, fds[0][i]);
+            log_info("SIGHUP: listen %s:%u added (line %d)", a->host,
+                     fd_port(fds[0][i]), a->line);
+            announce("", a->host, fds[0][i]);
         }
-        for (int s = 0; s < both && kept_from[i] >= 0; s++) {
+        for (int r = 0; r < rows[i]; r++) {
             /* Kept sockets take the new conf's buffers and backlog. */
-            listen_buffers(fds[s][i], next, &next->listen[i]);
+            listen_buffers(fds[r][i], next, a);
             if (next->backlog != cur->backlog &&
-                listen(fds[s][i], next->backlog) < 0) {
-                log_warn("listen %s:%u: backlog %d: %s", next->listen[i].host,
-                         next->listen[i].port, next->backlog,
-                         strerror(errno));
+                listen(fds[r][i], next->backlog) < 0) {
+                log_warn("listen %s:%u: backlog %d: %s", a->host, a->port,
+                         next->backlog, strerror(errno));
             }
         }
+        if (rows[i] > n && n < m->n_slots) {
+            log_info("SIGHUP: listen %s:%u keeps %d socket%s of dropped "
+                     "workers open: the workers left accept what queued "
+                     "there, and new clients reach only their own sockets",
+                     a->host, fd_port(fds[0][i]), rows[i] - n,
+                     rows[i] - n == 1 ? "" : "s");
+        }
+        steer(fds, i, rows[i] > n ? rows[i] : n, n, a);
     }
-    return 0;
+    return n_rows;
 }
 
 /*
@@ -1162,7 +1232,8 @@ static void reload(struct master *m, int signalled)
     }
     int n = workers_wanted(next);
     listen_fds fds;
-    if (rebind(m, next, n, fds) < 0) {
+    int n_rows = rebind(m, next, n, fds);
+    if (n_rows < 0) {
         if (moved && admin_fd >= 0) {
             close(admin_fd);
         }
@@ -1174,6 +1245,7 @@ static void reload(struct master *m, int signalled)
         announce("admin ", next->admin_listen[0].host, admin_fd);
     }
     memcpy(m->fds, fds, sizeof(fds));
+    m->n_rows = n_rows;
     /* Before any fork: the new workers close the admin socket they get. */
     if (admin_fd != m->admin_fd && m->admin_fd >= 0) {
         close(m->admin_fd);
@@ -1239,7 +1311,7 @@ static void reload(struct master *m, int signalled)
 static void close_listeners(struct master *m)
 {
     for (int i = 0; i < m->cfg->n_listen; i++) {
-        close_slots(m->fds, i, 0, m->n_slots);
+        close_slots(m->fds, i, 0, m->n_rows);
     }
 }
 
@@ -1263,6 +1335,7 @@ int master_run(const struct config *cfg)
     m.admin_fd = -1;
     m.generation = 1;
     m.n_slots = workers_wanted(cfg);
+    m.n_rows = m.n_slots;
     /* Room for the workers and three generations draining, each as many
      * as a reload may ask for. */
     m.shm = stats_map((MASTER_DRAINING_GENERATIONS + 1) * MASTER_MAX_WORKERS);

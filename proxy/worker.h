@@ -22,6 +22,11 @@ struct stats_slot;
 
 TAILQ_HEAD(session_list, session);
 
+/* Listening sockets a worker may serve: one per address for each of up
+ * to 64 slots (a reload to fewer workers leaves its sockets to those
+ * that stay). */
+#define WORKER_MAX_LISTENERS (CONFIG_MAX_LISTEN * 64)
+
 /* Timeouts as libevent common timeouts (O(1) add/remove for 10k timers). */
 struct worker_timeouts {
     const struct timeval *client_header;
@@ -55,7 +60,7 @@ struct worker {
     const struct config *cfg;
     const struct worker_health *health; /* NULL: every server starts up */
     struct event_base *base;
-    struct evconnlistener *listeners[CONFIG_MAX_LISTEN];
+    struct evconnlistener *listeners[WORKER_MAX_LISTENERS];
     int n_listeners;
     int accepting;           /* listeners enabled */
     struct event *accept_retry; /* re-enables accepting after EMFILE */
@@ -91,8 +96,8 @@ struct worker {
 };
 
 /*
- * Run worker index on the listening sockets fds (one per listen address,
- * already bound and listening), writing its figures into slot (NULL: kept
+ * Run worker index on the listening sockets fds (at least one per listen
+ * address, already bound and listening), writing its figures into slot (NULL: kept
  * private), its servers' health starting from health (NULL: all in
  * service). SIGTERM and SIGQUIT drain: stop accepting, let exchanges in
  * flight finish (up to shutdown_timeout), close idle clients, return.

@@ -15,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <check.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -2743,6 +2744,132 @@ START_TEST(test_reload_changes_workers)
 }
 END_TEST
 
+/* The pids of the workers of the current generation, into pids (at most
+ * max); their number. */
+static int current_workers(pid_t *pids, int max)
+{
+    const char *list = status_eval("[w['pid'] for w in d['workers'] if "
+                                   "w['generation'] == d['generation']]");
+    int n = 0;
+    for (const char *p = list; *p != '\0' && n < max; p++) {
+        if (isdigit((unsigned char)*p)) {
+            char *end;
+            pids[n] = (pid_t)strtol(p, &end, 10);
+            ck_assert_int_gt(pids[n++], 1);
+            p = end - 1;
+        }
+    }
+    return n;
+}
+
+/* Send each worker of pids signal sig. */
+static void signal_all(const pid_t *pids, int n, int sig)
+{
+    for (int i = 0; i < n; i++) {
+        kill(pids[i], sig);
+    }
+}
+
+/*
+ * Reload to n workers (generation gen; once drained, old workers have
+ * finished in all), send 600 connections and check that each of the n
+ * accepted at least least of them (fair: 600 / n).
+ */
+static void spread_after_reload(int n, int gen, int drained_all, int least)
+{
+    int port = proxy.port;
+    char extra[32], want[64];
+    snprintf(extra, sizeof(extra), "workers = %d\n", n);
+    write_conf(&proxy, listen_conf(&port, 1, extra));
+    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    snprintf(want, sizeof(want), "generation %d takes over", gen);
+    ck_assert_msg(harness_log_wait(&proxy, want, 3000), "no \"%s\" in:\n%s",
+                  want, harness_log(&proxy));
+    drained(drained_all);
+    enum { NEW = 600 };
+    for (int i = 0; i < NEW; i++) {
+        close(harness_connect(port));
+    }
+    const char *expr = "sorted(w['accepted'] for w in d['workers'] if "
+                       "w['generation'] == d['generation'])";
+    double deadline = harness_now() + 3000 * harness_scale();
+    int got[3] = {0}, sum = 0;
+    while (sum < NEW && harness_now() < deadline) {
+        usleep(20 * 1000);
+        const char *v = status_eval(expr);
+        ck_assert_int_eq(n == 2 ? sscanf(v, "[%d, %d]", &got[0], &got[1])
+                                : sscanf(v, "[%d, %d, %d]", &got[0], &got[1],
+                                         &got[2]),
+                         n);
+        sum = got[0] + got[1] + got[2];
+    }
+    ck_assert_msg(sum == NEW && got[0] >= least,
+                  "%d workers accepted %d, %d and %d of %d connections", n,
+                  got[0], got[1], got[2], NEW);
+}
+
+/*
+ * A reload to fewer workers: the sockets of the workers that go stay open
+ * and the workers that stay accept what queued on them (they were closed,
+ * resetting it, as nginx with reuseport does); and new connections spread
+ * evenly over the workers that stay, none left to the kept sockets.
+ */
+START_TEST(test_reload_to_fewer_workers_keeps_queued_connections)
+{
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_on_origin("workers = 3\n");
+    int port = proxy.port;
+    pid_t old[3];
+    ck_assert_int_eq(current_workers(old, 3), 3);
+    /* Stopped, the three accept nothing: clients queue on all three
+     * sockets (the kernel hashes each to one). */
+    signal_all(old, 3, SIGSTOP);
+    enum { QUEUED = 30 };
+    int fds[QUEUED];
+    for (int i = 0; i < QUEUED; i++) {
+        fds[i] = harness_connect(port);
+        ck_assert_int_eq(harness_send(fds[i], "GET / HTTP/1.1\r\nHost: a\r\n"
+                                              "Connection: close\r\n\r\n"),
+                         0);
+    }
+    write_conf(&proxy, listen_conf(&port, 1, "workers = 1\n"));
+    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    int reloaded = harness_log_wait(&proxy, "generation 2 takes over", 3000);
+    /* The old workers still stopped: the new one answers them all. */
+    int answered = 0;
+    if (reloaded) {
+        static char got[QUEUED][256];
+        char *bufs[QUEUED];
+        size_t lens[QUEUED] = {0};
+        int done[QUEUED] = {0};
+        for (int i = 0; i < QUEUED; i++) {
+            bufs[i] = got[i];
+        }
+        harness_collect(fds, bufs, lens, done, QUEUED, sizeof(got[0]),
+                        3000 * harness_scale());
+        for (int i = 0; i < QUEUED; i++) {
+            answered += strncmp(got[i], "HTTP/1.1 200 ", 13) == 0;
+        }
+    }
+    signal_all(old, 3, SIGCONT);
+    ck_assert_msg(reloaded, "no reload in:\n%s", harness_log(&proxy));
+    ck_assert_msg(answered == QUEUED,
+                  "%d of %d queued clients answered after the reload to "
+                  "one worker",
+                  answered, QUEUED);
+    drained(3);
+
+    /* Two workers now, on three sockets: the first serves the third as
+     * well, but the kernel is told to leave it out (with it, the first
+     * would get two thirds of the new clients; 300 each, with a
+     * standard deviation of 12). */
+    spread_after_reload(2, 3, 4, 600 * 2 / 5);
+    /* Three again: the third socket is the third worker's, and takes its
+     * share. */
+    spread_after_reload(3, 4, 6, 600 / 5);
+}
+END_TEST
+
 /* Upstream for heads of any size: reads one to its blank line, answers
  * 200 "ok", then reads until the proxy closes. */
 static void ok_to_any_head(int fd, void *arg)
@@ -4698,6 +4825,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_reload_changes_listen_and_backlog);
     tcase_add_test(tc, test_metrics_show_the_running_conf_during_a_drain);
     tcase_add_test(tc, test_reload_changes_workers);
+    tcase_add_test(tc, test_reload_to_fewer_workers_keeps_queued_connections);
     tcase_add_test(tc, test_reload_raises_max_header_size);
     tcase_add_test(tc, test_reload_moves_the_admin_listener);
     tcase_add_test(tc, test_renamed_upstreams_keep_their_counters);
