@@ -961,18 +961,19 @@ static void close_slots(listen_fds fds, int i, int from, int to)
 }
 
 /*
- * Keep new clients off the sockets of column i (rows of them) that no
- * worker has for its own: after a reload to n workers from more, rows n
- * and up only hand their queued connections to the workers that serve
- * them, and a reuseport program has the kernel pick each new client's
- * socket among the first n at random (the group lists its sockets in the
- * order they started listening: by row). Back to n rows, the kernel's own
- * hash takes over again.
+ * Keep new clients off the sockets of an address (rows of them, fd the
+ * first) that no worker has for its own: after a reload to n workers
+ * from more, rows n and up only hand their queued connections to the
+ * workers that serve them, and a reuseport program has the kernel pick
+ * each new client's socket among the first n at random (the group lists
+ * its sockets in the order they started listening: by row, as none is
+ * closed before the address is dropped). With rows == n and a program
+ * set (steered), the kernel's own hash takes over again. -1 (logged)
+ * when the kernel refuses the program.
  */
-static void steer(listen_fds fds, int i, int rows, int n,
-                  const struct config_addr *a)
+static int steer(int fd, int rows, int n, int steered,
+                 const struct config_addr *a)
 {
-    int fd = fds[0][i];
     if (rows > n) {
         struct sock_filter code[] = {
             BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SKF_AD_OFF + SKF_AD_RANDOM),
@@ -985,20 +986,30 @@ static void steer(listen_fds fds, int i, int rows, int n,
         prog.filter = code;
         if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog,
                        sizeof(prog)) < 0) {
-            log_warn("listen %s:%u: new clients still reach the sockets of "
-                     "dropped workers (SO_ATTACH_REUSEPORT_CBPF: %s): the "
-                     "workers serving those get more than their share",
-                     a->host, fd_port(fd), strerror(errno));
+            log_warn("listen %s:%u: new clients still reach the %d "
+                     "socket%s of dropped workers (SO_ATTACH_REUSEPORT_CBPF: "
+                     "%s): the workers serving those get more than their "
+                     "share",
+                     a->host, fd_port(fd), rows - n, rows - n == 1 ? "" : "s",
+                     strerror(errno));
+            return -1;
         }
-        return;
+        return 0;
     }
+    if (!steered) {
+        return 0;
+    }
+#ifdef SO_DETACH_REUSEPORT_BPF
     int unused = 0;
     if (setsockopt(fd, SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &unused,
-                   sizeof(unused)) < 0 &&
-        errno != ENOENT) {
-        /* A kernel before 5.8: a program over all n does the same. */
-        steer(fds, i, n + 1, n, a);
+                   sizeof(unused)) == 0 ||
+        errno == ENOENT) {
+        return 0;
     }
+#endif
+    /* A kernel (or headers) before 5.8: a program over all n rows, which
+     * picks at random rather than by the connection's hash. */
+    return steer(fd, n + 1, n, 1, a);
 }
 
 /*
@@ -1092,14 +1103,16 @@ static int rebind(struct master *m, const struct config *next, int n,
                          next->backlog, strerror(errno));
             }
         }
-        if (rows[i] > n && n < m->n_slots) {
+        /* The running workers' sockets were steered if it had more. */
+        int steered = kept_from[i] >= 0 && rows[i] > m->n_slots;
+        if (steer(fds[0][i], rows[i] > n ? rows[i] : n, n, steered, a) == 0 &&
+            rows[i] > n && n < m->n_slots) {
             log_info("SIGHUP: listen %s:%u keeps %d socket%s of dropped "
                      "workers open: the workers left accept what queued "
                      "there, and new clients reach only their own sockets",
                      a->host, fd_port(fds[0][i]), rows[i] - n,
                      rows[i] - n == 1 ? "" : "s");
         }
-        steer(fds, i, rows[i] > n ? rows[i] : n, n, a);
     }
     return n_rows;
 }
@@ -1280,16 +1293,19 @@ static void reload(struct master *m, int signalled)
         m->slots[s].pid = 0;
         m->slots[s].respawn_at_ms = 0;
         if (s < n && spawn(m, s, &health) < 0) {
-            /* An old worker keeps serving; a new slot (or one that was
-             * waiting for a restart) is tried again in a second. */
+            /* An old worker keeps serving, if its sockets are still the
+             * slot's (the count of workers is the same); a new slot, one
+             * that was waiting for a restart, or one whose sockets
+             * changed is tried again in a second (its sockets queue). */
+            int keeps = was > 0 && n == was_slots;
             log_error("SIGHUP: cannot start worker %d; %s", s,
-                      was > 0 ? "the old one keeps serving"
-                              : "trying again in 1 s");
-            m->slots[s].pid = was;
-            if (was <= 0) {
-                m->slots[s].respawn_at_ms = util_now_ms() + 1000;
+                      keeps ? "the old one keeps serving"
+                            : "trying again in 1 s");
+            if (keeps) {
+                m->slots[s].pid = was;
+                continue;
             }
-            continue;
+            m->slots[s].respawn_at_ms = util_now_ms() + 1000;
         }
         if (was > 0) {
             if (m->n_retiring < MASTER_MAX_RETIRING) {

@@ -2770,12 +2770,47 @@ static void signal_all(const pid_t *pids, int n, int sig)
     }
 }
 
+/* n new connections to port into fds, each sending a GET that asks for
+ * "Connection: close". */
+static void send_gets(int *fds, int n, int port)
+{
+    for (int i = 0; i < n; i++) {
+        fds[i] = harness_connect(port);
+        ck_assert_int_eq(harness_send(fds[i], "GET / HTTP/1.1\r\nHost: a\r\n"
+                                              "Connection: close\r\n\r\n"),
+                         0);
+    }
+}
+
+/* How many of the n sockets fds (from send_gets) got a 200 within ms
+ * (scaled); the ones that ended are closed. */
+static int answered_200(const int *fds, int n, int ms)
+{
+    static char got[64][256];
+    char *bufs[64];
+    size_t lens[64] = {0};
+    int done[64] = {0};
+    ck_assert_int_le(n, 64);
+    for (int i = 0; i < n; i++) {
+        got[i][0] = '\0';
+        bufs[i] = got[i];
+    }
+    harness_collect(fds, bufs, lens, done, n, sizeof(got[0]),
+                    ms * harness_scale());
+    int answered = 0;
+    for (int i = 0; i < n; i++) {
+        answered += strncmp(got[i], "HTTP/1.1 200 ", 13) == 0;
+    }
+    return answered;
+}
+
 /*
  * Reload to n workers (generation gen; once drained, old workers have
  * finished in all), send 600 connections and check that each of the n
- * accepted at least least of them (fair: 600 / n).
+ * accepted min_each or more of them (fair: 600 / n).
  */
-static void spread_after_reload(int n, int gen, int drained_all, int least)
+static void spread_after_reload(int n, int gen, int drained_all,
+                                int min_each)
 {
     int port = proxy.port;
     char extra[32], want[64];
@@ -2803,7 +2838,7 @@ static void spread_after_reload(int n, int gen, int drained_all, int least)
                          n);
         sum = got[0] + got[1] + got[2];
     }
-    ck_assert_msg(sum == NEW && got[0] >= least,
+    ck_assert_msg(sum == NEW && got[0] >= min_each,
                   "%d workers accepted %d, %d and %d of %d connections", n,
                   got[0], got[1], got[2], NEW);
 }
@@ -2826,31 +2861,12 @@ START_TEST(test_reload_to_fewer_workers_keeps_queued_connections)
     signal_all(old, 3, SIGSTOP);
     enum { QUEUED = 30 };
     int fds[QUEUED];
-    for (int i = 0; i < QUEUED; i++) {
-        fds[i] = harness_connect(port);
-        ck_assert_int_eq(harness_send(fds[i], "GET / HTTP/1.1\r\nHost: a\r\n"
-                                              "Connection: close\r\n\r\n"),
-                         0);
-    }
+    send_gets(fds, QUEUED, port);
     write_conf(&proxy, listen_conf(&port, 1, "workers = 1\n"));
     ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
     int reloaded = harness_log_wait(&proxy, "generation 2 takes over", 3000);
     /* The old workers still stopped: the new one answers them all. */
-    int answered = 0;
-    if (reloaded) {
-        static char got[QUEUED][256];
-        char *bufs[QUEUED];
-        size_t lens[QUEUED] = {0};
-        int done[QUEUED] = {0};
-        for (int i = 0; i < QUEUED; i++) {
-            bufs[i] = got[i];
-        }
-        harness_collect(fds, bufs, lens, done, QUEUED, sizeof(got[0]),
-                        3000 * harness_scale());
-        for (int i = 0; i < QUEUED; i++) {
-            answered += strncmp(got[i], "HTTP/1.1 200 ", 13) == 0;
-        }
-    }
+    int answered = reloaded ? answered_200(fds, QUEUED, 3000) : 0;
     signal_all(old, 3, SIGCONT);
     ck_assert_msg(reloaded, "no reload in:\n%s", harness_log(&proxy));
     ck_assert_msg(answered == QUEUED,
@@ -2867,6 +2883,60 @@ START_TEST(test_reload_to_fewer_workers_keeps_queued_connections)
     /* Three again: the third socket is the third worker's, and takes its
      * share. */
     spread_after_reload(3, 4, 6, 600 / 5);
+}
+END_TEST
+
+/*
+ * A reload to fewer workers whose new worker cannot be started: the old
+ * one of that slot served only its own socket, not the one its slot now
+ * also serves, so it is retired and the slot restarted a second later.
+ * It kept serving, and the clients queued on the dropped worker's socket
+ * waited for nobody.
+ */
+START_TEST(test_reload_to_fewer_workers_when_fork_fails)
+{
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    char flag[64], setting[96];
+    snprintf(flag, sizeof(flag), "/tmp/sb-fail-fork-%d", (int)getpid());
+    snprintf(setting, sizeof(setting), "SB_FAIL_FORK_FILE=%s", flag);
+    harness_preload("tests/fail_fork.so", setting, NULL);
+    start_admin_on_origin("workers = 2\n");
+    harness_wrap = NULL;
+    int port = proxy.port;
+    /* Both workers up before forks start failing. */
+    double deadline = harness_now() + 3000 * harness_scale();
+    while (strcmp(workers_now(), "[2, 2]") != 0 && harness_now() < deadline) {
+        usleep(20 * 1000);
+    }
+    ck_assert_str_eq(workers_now(), "[2, 2]");
+    /* Worker 1 stopped: clients queue on its socket (and worker 0
+     * answers those on its own). */
+    pid_t stopped = (pid_t)atoi(status_eval(
+        "[w['pid'] for w in d['workers'] if w['slot'] == 1][0]"));
+    ck_assert_int_gt(stopped, 1);
+    ck_assert_int_eq(kill(stopped, SIGSTOP), 0);
+    enum { N = 20 };
+    int fds[N];
+    send_gets(fds, N, port);
+    int fd = open(flag, O_CREAT | O_WRONLY, 0600);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    write_conf(&proxy, listen_conf(&port, 1, "workers = 1\n"));
+    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    int failed = harness_log_wait(&proxy, "cannot start worker 0;", 3000);
+    unlink(flag);
+    if (!failed) {
+        kill(stopped, SIGCONT);
+    }
+    ck_assert_msg(failed, "no failed start in:\n%s", harness_log(&proxy));
+    /* Both sockets are the new worker's once it starts, a second later
+     * (the old one of its slot had only the first). */
+    int answered = answered_200(fds, N, 5000);
+    kill(stopped, SIGCONT);
+    ck_assert_msg(answered == N, "%d of %d clients answered; log:\n%s",
+                  answered, N, harness_log(&proxy));
+    drained(2);
+    ck_assert_str_eq(workers_now(), "[1, 1]");
 }
 END_TEST
 
@@ -4826,6 +4896,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_metrics_show_the_running_conf_during_a_drain);
     tcase_add_test(tc, test_reload_changes_workers);
     tcase_add_test(tc, test_reload_to_fewer_workers_keeps_queued_connections);
+    tcase_add_test(tc, test_reload_to_fewer_workers_when_fork_fails);
     tcase_add_test(tc, test_reload_raises_max_header_size);
     tcase_add_test(tc, test_reload_moves_the_admin_listener);
     tcase_add_test(tc, test_renamed_upstreams_keep_their_counters);
