@@ -55,7 +55,8 @@ struct slot {
     int shutdown_ms;      /* the shutdown_timeout of the conf it runs */
 };
 
-/* A table of listening sockets: one per worker slot and listen address. */
+/* A table of listening sockets: one per row and listen address (a row is
+ * a worker slot's, or one a reload to fewer workers kept). */
 typedef int listen_fds[MASTER_MAX_WORKERS][CONFIG_MAX_LISTEN];
 _Static_assert(WORKER_MAX_LISTENERS >= MASTER_MAX_WORKERS * CONFIG_MAX_LISTEN,
                "a worker can serve every row of the table");
