@@ -1968,6 +1968,30 @@ START_TEST(test_admin_endpoints)
     ck_assert_int_eq(admin_get("GET", "/healthz", &text), 200);
     ck_assert_str_eq(text, "ok\n");
     free(text);
+    /* Each says what it is, and that no cache may keep it. */
+    const char *typed[][2] = {{"/", "text/html; charset=utf-8"},
+                              {"/metrics", "text/plain; version=0.0.4"},
+                              {"/status", "application/json"},
+                              {"/healthz", "text/plain"}};
+    for (size_t i = 0; i < sizeof(typed) / sizeof(typed[0]); i++) {
+        char req[128];
+        snprintf(req, sizeof(req),
+                 "GET %s HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+                 typed[i][0]);
+        ck_assert_int_eq(harness_exchange(admin_port, req, &r, 10000), 0);
+        char type[128], cache[128]; /* response_header's is static */
+        const char *h = response_header(&r, "Content-Type");
+        snprintf(type, sizeof(type), "%s", h != NULL ? h : "(none)");
+        h = response_header(&r, "Cache-Control");
+        snprintf(cache, sizeof(cache), "%s", h != NULL ? h : "(none)");
+        ck_assert_msg(r.status == 200 &&
+                          strncmp(type, typed[i][1], strlen(typed[i][1])) ==
+                              0 &&
+                          strcmp(cache, "no-store") == 0,
+                      "%s: %d, Content-Type %s, Cache-Control %s", typed[i][0],
+                      r.status, type, cache);
+        response_free(&r);
+    }
     ck_assert_int_eq(admin_get("GET", "/nope", NULL), 404);
     ck_assert_int_eq(admin_get("POST", "/metrics", NULL), 405);
     ck_assert_int_eq(admin_get("DELETE", "/status", NULL), 405);
@@ -3581,6 +3605,17 @@ static void drains_in_flight_exchanges(int sig)
     ck_assert_int_eq(admin_get("GET", "/healthz", NULL), 200);
     int fd = harness_connect(proxy.port);
     harness_send(fd, "GET /?delay=1s HTTP/1.1\r\nHost: a\r\n\r\n");
+    /* A client idle between two requests, and so an idle upstream
+     * connection in the pool (the one in flight has the other). */
+    const char *idle_series = "switchboard_pool_idle_connections{pool=\"origin\"}";
+    int idle = harness_own(harness_connect(proxy.port));
+    struct response r;
+    ck_assert_int_eq(harness_send(idle, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+                     0);
+    ck_assert_int_eq(harness_read_response(idle, &r, 5000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    response_free(&r);
+    ck_assert(metric_wait(idle_series, 1, 2000) == 1);
     usleep(200 * 1000);
     double t0 = harness_now();
     ck_assert_int_eq(kill(proxy.pid, sig), 0);
@@ -3589,6 +3624,13 @@ static void drains_in_flight_exchanges(int sig)
     ck_assert(harness_log_wait(&proxy, draining, 2000));
     ck_assert_int_eq(admin_get("GET", "/healthz", NULL), 503);
     ck_assert_str_eq(status_eval("d['draining']"), "true");
+    /* Both idle ones are closed at once, not when the worker exits. */
+    ck_assert_msg(harness_wait_closed(idle, 300),
+                  "the idle client is still open %.0f ms after %s",
+                  harness_now() - t0, name);
+    ck_assert_msg(metric_wait(idle_series, 0, 300) == 0,
+                  "%.0f idle upstream connections %.0f ms after %s",
+                  metric_now(idle_series), harness_now() - t0, name);
 
     /* A new client is refused at once, as by nginx and HAProxy: no
      * listening socket is left open to queue it. */
@@ -3602,7 +3644,6 @@ static void drains_in_flight_exchanges(int sig)
                             : strerror(errno));
 
     /* The exchange in flight completes. */
-    struct response r;
     ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
     ck_assert_int_eq(r.status, 200);
     ck_assert(r.complete);
@@ -3800,6 +3841,28 @@ START_TEST(test_max_connections_reached_is_counted)
     response_free(&r);
     ck_assert_int_eq((int)metric_wait(closed, 1, 2000), 1);
     ck_assert(harness_wait_closed(fd[2], 2000));
+
+    /* Stopping again and again is counted each time, and logged once a
+     * second at most: two busy clients, and each time one leaves a
+     * queued one takes its place. */
+    ck_assert_int_eq(harness_send(fd[3], "GET / HTTP/1.1\r\n"), 0);
+    double t0 = harness_now();
+    int base = (int)metric_now(series);
+    int busy[2] = {fd[1], fd[3]};
+    enum { TIMES = 12 };
+    for (int i = 0; i < TIMES; i++) {
+        int next = harness_own(harness_connect(proxy.port));
+        ck_assert_int_eq(harness_send(next, "GET / HTTP/1.1\r\n"), 0);
+        harness_close_owned(busy[i % 2]);
+        busy[i % 2] = next;
+        ck_assert_int_ge((int)metric_wait(series, base + i + 1, 2000),
+                         base + i + 1);
+    }
+    double took_s = (harness_now() - t0) / 1000;
+    int said = harness_count(harness_log(&proxy), "reached: not accepting");
+    ck_assert_msg(said <= (int)took_s + 2,
+                  "%d warnings for %d stops in %.1f s", said, base + TIMES,
+                  took_s);
 }
 END_TEST
 
@@ -3873,6 +3936,33 @@ static void start_logging(const char *server, const char *access_log)
                   server, access_log, origin[0].port);
 }
 
+/* How many descriptors the children of the proxy's master hold on file
+ * (by the name it has now). */
+static int children_fds_on(const char *file)
+{
+    pid_t kids[8];
+    int n = harness_children(proxy.pid, kids, 8), count = 0;
+    for (int k = 0; k < n; k++) {
+        char dir[64];
+        snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)kids[k]);
+        DIR *d = opendir(dir);
+        struct dirent *e;
+        while (d != NULL && (e = readdir(d)) != NULL) {
+            char link[600], target[512];
+            snprintf(link, sizeof(link), "%s/%s", dir, e->d_name);
+            ssize_t len = readlink(link, target, sizeof(target) - 1);
+            if (len > 0) {
+                target[len] = '\0';
+                count += strcmp(target, file) == 0;
+            }
+        }
+        if (d != NULL) {
+            closedir(d);
+        }
+    }
+    return count;
+}
+
 START_TEST(test_sigusr1_reopens_the_access_log)
 {
     struct log_dir d;
@@ -3900,6 +3990,9 @@ START_TEST(test_sigusr1_reopens_the_access_log)
         ck_assert(!file_wait(moved, after, 0));
     }
     ck_assert(file_wait(moved, before, 0));
+    /* Each worker holds the new file, and let the old one go. */
+    ck_assert_int_eq(children_fds_on(path), 2);
+    ck_assert_int_eq(children_fds_on(moved), 0);
     harness_stop(&proxy);
     log_dir_remove(&d);
 }

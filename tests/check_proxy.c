@@ -17,7 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -2104,6 +2106,65 @@ START_TEST(test_sigterm_exits_cleanly)
 }
 END_TEST
 
+/* The wall clock now, in ms since the epoch. */
+static double wall_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return tv.tv_sec * 1000.0 + tv.tv_usec / 1000.0;
+}
+
+/* The time stamp (ms since the epoch) that starts the access log line of
+ * the GET of target, or -1. */
+static double logged_at(const char *target)
+{
+    char want[128];
+    snprintf(want, sizeof(want), "\"GET %s HTTP/1.1\" 200 ", target);
+    ck_assert(harness_log_wait(&proxy, want, 2000));
+    const char *log = harness_log(&proxy);
+    const char *at = strstr(log, want);
+    while (at > log && at[-1] != '\n') {
+        at--;
+    }
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    const char *rest = strptime(at, "%Y-%m-%dT%H:%M:%S", &tm);
+    int ms;
+    if (rest == NULL || sscanf(rest, ".%3dZ ", &ms) != 1) {
+        return -1;
+    }
+    return (double)timegm(&tm) * 1000.0 + ms;
+}
+
+/* Each access log line is stamped with the time its exchange ended, to the
+ * millisecond (the second's text is cached between lines). */
+START_TEST(test_access_log_time_stamps)
+{
+    start_default("", "");
+    const char *targets[] = {"/?t=1", "/?t=2", "/?t=3"};
+    for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
+        char req[128];
+        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: a\r\n\r\n",
+                 targets[i]);
+        if (i > 0) {
+            /* Into the next second, then to another millisecond. */
+            usleep(i == 1 ? 1100 * 1000 : 370 * 1000);
+        }
+        struct response r;
+        double before = wall_ms();
+        ck_assert_int_eq(harness_exchange(proxy.port, req, &r, 5000), 0);
+        double after = wall_ms();
+        response_free(&r);
+        double at = logged_at(targets[i]);
+        /* The stamp is taken as the answer's last byte is handed to the
+         * kernel: after the request left, before (or just as) it arrived. */
+        ck_assert_msg(at >= before - 1 && at <= after + 50 * harness_scale(),
+                      "%s logged at %.0f, sent at %.0f, answered at %.0f",
+                      targets[i], at, before, after);
+    }
+}
+END_TEST
+
 START_TEST(test_access_log_line)
 {
     start_default("", "");
@@ -2232,6 +2293,7 @@ static Suite *proxy_suite(void)
     tcase_add_test(tc, test_websocket_one_way_traffic_keeps_the_tunnel);
     tcase_add_test(tc, test_sigterm_exits_cleanly);
     tcase_add_test(tc, test_access_log_line);
+    tcase_add_test(tc, test_access_log_time_stamps);
     tcase_add_test(tc, test_pipelined_mixed_load_never_stalls);
     tcase_add_test(tc, test_access_log_lines_whole_on_a_pipe);
     tcase_add_test(tc, test_injected_latency_is_never_short);
