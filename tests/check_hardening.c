@@ -3192,8 +3192,9 @@ START_TEST(test_descriptor_exhaustion)
         }
         usleep(20 * 1000);
     }
-    ck_assert_msg(n_gone > 0 && n_gone < N, "%d of %d clients closed", n_gone,
-                  N);
+    /* About ten pauses in that second: at least five shed. */
+    ck_assert_msg(n_gone >= 5 && n_gone < N, "%d of %d clients closed",
+                  n_gone, N);
     crowd_leaves(fds, N, before[0]);
 }
 END_TEST

@@ -3249,6 +3249,9 @@ START_TEST(test_admin_sheds_when_out_of_descriptors)
                   "the admin used %ld ticks of CPU in a second", used);
     ck_assert_int_eq(harness_count(harness_log(&proxy), "Error from accept"),
                      0);
+    /* Shedding goes on: the spare descriptor is taken again each time. */
+    int shed = harness_count(harness_log(&proxy), "closed a new connection");
+    ck_assert_msg(shed >= 3, "%d clients shed in a second", shed);
     for (int i = 0; i < N; i++) {
         harness_close_owned(fds[i]);
     }
@@ -3274,36 +3277,55 @@ END_TEST
 /*
  * client_header_timeout on the admin port is a deadline for the whole
  * head, as on the proxy's: a head trickled a byte at a time gets 408 and
- * is closed. (It was an idle timer, which every byte restarted.)
+ * is closed at once, without lingering (it was an idle timer, which every
+ * byte restarted). The same for the second head on a kept connection
+ * (which had no deadline but evhtp's idle timer).
  */
 START_TEST(test_admin_head_deadline_not_extended_by_trickle)
 {
     harness_origin(&origin[0], "--delay", "0ms", NULL);
     start_admin_on_origin("client_header_timeout = 500ms\n");
-    int fd = harness_own(harness_connect(admin_port));
-    harness_send(fd, "GET /healthz HTTP/1.1\r\nHost: a\r\nX-Pad: ");
-    double t0 = harness_now();
-    char got[512] = "";
-    size_t len = 0;
-    int closed = 0;
-    while (!closed && harness_now() - t0 < 3000 * harness_scale()) {
-        harness_write(fd, "a", 1); /* fails once the admin has closed */
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (poll(&pfd, 1, 50) == 1) {
-            ssize_t n = read(fd, got + len, sizeof(got) - 1 - len);
-            if (n <= 0) {
-                closed = 1;
-            } else {
-                len += (size_t)n;
-                got[len] = '\0';
+    for (int kept = 0; kept < 2; kept++) {
+        int fd = harness_own(harness_connect(admin_port));
+        if (kept) {
+            struct response r;
+            harness_send(fd, "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
+            ck_assert_int_eq(harness_read_response(fd, &r, 2000, 0), 0);
+            ck_assert_int_eq(r.status, 200);
+            response_free(&r);
+        }
+        harness_send(fd, "GET /healthz HTTP/1.1\r\nHost: a\r\nX-Pad: ");
+        double t0 = harness_now();
+        char got[512] = "";
+        size_t len = 0;
+        int closed = 0;
+        while (!closed && harness_now() - t0 < 3000 * harness_scale()) {
+            harness_write(fd, "a", 1); /* fails once the admin has closed */
+            struct pollfd pfd = {.fd = fd, .events = POLLIN};
+            if (poll(&pfd, 1, 50) == 1) {
+                ssize_t n = read(fd, got + len, sizeof(got) - 1 - len);
+                if (n <= 0) {
+                    closed = 1;
+                } else {
+                    len += (size_t)n;
+                    got[len] = '\0';
+                }
             }
         }
+        double took = harness_now() - t0;
+        const char *which = kept ? "a second head" : "a head";
+        ck_assert_msg(closed, "%s trickled still open after %.0f ms", which,
+                      took);
+        ck_assert_msg(strncmp(got, "HTTP/1.1 408 ", 13) == 0, "%s got: %s",
+                      which, got);
+        ck_assert_msg(took < 500 + 1000 * harness_scale(),
+                      "%s closed %.0f ms after it began", which, took);
+        /* Closed, not lingering: what follows is refused (a reset). */
+        harness_write(fd, "a", 1);
+        usleep(50 * 1000);
+        ck_assert_msg(harness_write(fd, "a", 1) < 0,
+                      "after %s's 408 the admin still reads", which);
     }
-    double took = harness_now() - t0;
-    ck_assert_msg(closed, "a trickled head still open after %.0f ms", took);
-    ck_assert_msg(strncmp(got, "HTTP/1.1 408 ", 13) == 0, "got: %s", got);
-    ck_assert_msg(took < 500 + 1000 * harness_scale(),
-                  "closed %.0f ms after the head began", took);
     ck_assert_int_eq(admin_get("GET", "/healthz", NULL), 200);
 }
 END_TEST
@@ -3998,6 +4020,31 @@ START_TEST(test_sigusr1_reopens_the_access_log)
 }
 END_TEST
 
+/*
+ * Lines a worker still buffers (up to 100 ms) when SIGUSR1 comes go to the
+ * file they were logged for, the rotated one, not to the new file.
+ */
+START_TEST(test_sigusr1_flushes_to_the_rotated_file)
+{
+    struct log_dir d;
+    log_dir_make(&d);
+    start_logging("workers = 1\n", d.path);
+    char first[64], last[64];
+    get_logged_as(first, sizeof(first));
+    ck_assert(file_wait(d.path, first, 2000)); /* the file exists */
+    get_logged_as(last, sizeof(last));
+    ck_assert_int_eq(rename(d.path, d.moved), 0);
+    ck_assert_int_eq(kill(proxy.pid, SIGUSR1), 0);
+    ck_assert(harness_log_wait(&proxy, "access log reopened", 2000));
+    ck_assert_msg(file_wait(d.moved, last, 2000),
+                  "the line buffered at the reopen is not in the rotated "
+                  "file");
+    ck_assert(!file_wait(d.path, last, 0));
+    harness_stop(&proxy);
+    log_dir_remove(&d);
+}
+END_TEST
+
 /* A worker that does not stop when the drain's bound has passed is killed,
  * and the master's exit status says so (it said 0, a clean stop). */
 START_TEST(test_exit_status_after_killing_a_worker)
@@ -4375,6 +4422,37 @@ START_TEST(test_each_ending_is_counted)
     ck_assert_int_eq(metric_now("switchboard_upstream_retries_total"), 1);
     ck_assert_int_eq(metric_now("switchboard_no_server_total"), 1);
     ck_assert_int_eq(metric_now("switchboard_client_aborts_total"), 2);
+}
+END_TEST
+
+/*
+ * /status lists the ten oldest sessions of all workers, oldest first: a
+ * client that has waited longest is the first thing an operator sees.
+ */
+START_TEST(test_status_lists_the_oldest_sessions_first)
+{
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_on_origin("workers = 2\nclient_header_timeout = 30s\n");
+    enum { N = 12 };
+    int first_port = 0;
+    for (int i = 0; i < N; i++) {
+        /* Halfway through a head: open, and busy. */
+        int fd = harness_own(harness_connect(proxy.port));
+        ck_assert_int_eq(harness_send(fd, "GET / HTTP/1.1\r\n"), 0);
+        if (i == 0) {
+            first_port = harness_client_port(fd);
+        }
+        usleep(30 * 1000);
+    }
+    ck_assert_int_eq(metric_wait("switchboard_open_sessions", N, 3000), N);
+    const char *v = status_eval(
+        "[len(d['oldest_sessions']) >= 8, "
+        "all(a['age_ms'] >= b['age_ms'] for a, b in "
+        "zip(d['oldest_sessions'], d['oldest_sessions'][1:])), "
+        "d['oldest_sessions'][0]['peer']]");
+    char want[96];
+    snprintf(want, sizeof(want), "[true, true, \"127.0.0.1:%d\"]", first_port);
+    ck_assert_str_eq(v, want);
 }
 END_TEST
 
@@ -4997,6 +5075,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_upstreams_past_the_metrics_room_are_named);
     tcase_add_test(tc, test_admin_endpoints);
     tcase_add_test(tc, test_sigusr1_reopens_the_access_log);
+    tcase_add_test(tc, test_sigusr1_flushes_to_the_rotated_file);
     tcase_add_test(tc, test_sigusr1_without_a_log_file_reopens_nothing);
     tcase_add_test(tc, test_exit_status_after_killing_a_worker);
     tcase_add_test(tc, test_access_log_to_stdout);
@@ -5006,6 +5085,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_restarted_worker_serves_without_its_access_log);
     tcase_add_test(tc, test_injected_delays_in_metrics);
     tcase_add_test(tc, test_session_gauges_are_fresh);
+    tcase_add_test(tc, test_status_lists_the_oldest_sessions_first);
     tcase_add_test(tc, test_byte_counters_move_while_streaming);
     tcase_add_test(tc, test_each_ending_is_counted);
     tcase_add_test(tc, test_backpressure_shows_in_gauges);
