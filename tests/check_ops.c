@@ -574,6 +574,12 @@ START_TEST(test_passive_health_takes_a_dead_server_out_and_back)
                                             dead)) == 0);
     ck_assert(metric(metrics, server_series("switchboard_server_up", "pool",
                                             origin[0].port)) == 1);
+    /* The pool counts only the one in service, in both. */
+    ck_assert(metric(metrics, "switchboard_pool_servers_up{pool=\"pool\"}") ==
+              1);
+    v = json_eval(status, "d['pools'][0]['servers_up']");
+    ck_assert_str_eq(v, "1");
+    free(v);
     ck_assert(metric(metrics, "switchboard_upstream_retries_total") >= 1);
     free(status);
     free(metrics);
@@ -1920,6 +1926,7 @@ static void admin_pieces_answered(int fd, const char *const *pieces)
 START_TEST(test_admin_endpoints)
 {
     harness_origin(&origin[0], "--delay", "0ms", NULL);
+    double started = harness_now();
     start_admin_on_origin("workers = 2\n");
     enum { N = 25 };
     for (int i = 0; i < N; i++) {
@@ -1955,6 +1962,11 @@ START_TEST(test_admin_endpoints)
     v = json_eval(text, "[d['generation'], d['reloads'], d['draining'], "
                         "len(d['workers']), d['pools'][0]['requests']]");
     ck_assert_str_eq(v, "[1, 0, false, 2, 25]");
+    free(v);
+    /* In seconds, rounded: up for no longer than this test has run. */
+    v = json_eval(text, "d['uptime_s']");
+    ck_assert_msg(atof(v) <= (harness_now() - started) / 1000 + 0.5,
+                  "up %s s after %.0f ms", v, harness_now() - started);
     free(v);
     /* Per worker: the same figures, adding up to the totals. */
     v = json_eval(text, "[sum(w['requests'] for w in d['workers']), "
