@@ -3494,14 +3494,9 @@ START_TEST(test_admin_refusals_close_gracefully)
 }
 END_TEST
 
-/*
- * Refuse a connection to the admin port (405 to a POST with a body it
- * never reads), read the answer and its end, then every every_ms send a
- * byte, and another 50 ms later (the first one after the admin's close
- * draws its reset, the second fails): how long after the answer that
- * close showed, or -1 if it had not after limit_ms.
- */
-static double admin_linger_ms(int every_ms, int limit_ms)
+/* A connection to the admin port refused (405 to a POST with a body it
+ * never reads), its answer read to the end at *answered. */
+static int admin_refused(double *answered)
 {
     int fd = harness_own(harness_connect(admin_port));
     ck_assert_int_eq(harness_send(fd, "POST /metrics HTTP/1.1\r\nHost: a\r\n"
@@ -3511,7 +3506,21 @@ static double admin_linger_ms(int every_ms, int limit_ms)
     char *got = harness_read_all(fd, &len, 5000);
     ck_assert_msg(strncmp(got, "HTTP/1.1 405 ", 13) == 0, "got: %.100s", got);
     free(got);
-    double answered = harness_now();
+    *answered = harness_now();
+    return fd;
+}
+
+/*
+ * Refuse a connection to the admin port (405 to a POST with a body it
+ * never reads), read the answer and its end, then every every_ms send a
+ * byte, and another 50 ms later (the first one after the admin's close
+ * draws its reset, the second fails): how long after the answer that
+ * close showed, or -1 if it had not after limit_ms.
+ */
+static double admin_linger_ms(int every_ms, int limit_ms)
+{
+    double answered;
+    int fd = admin_refused(&answered);
     while (harness_now() - answered < limit_ms * harness_scale()) {
         usleep((useconds_t)every_ms * 1000);
         for (int i = 0; i < 2; i++) {
@@ -3543,6 +3552,22 @@ START_TEST(test_admin_linger_is_bounded_by_its_two_timeouts)
                   "a client sending every 50 ms: the close showed %.0f ms "
                   "after the answer (lingering_time = 3s)",
                   steady);
+    /* Steady until 2.7 s, then silent: still cut at 3 s, not a
+     * lingering_timeout after its last byte (3.7 s). */
+    double answered;
+    int fd = admin_refused(&answered);
+    while (harness_now() - answered < 2700) {
+        ck_assert_int_eq(send(fd, "x", 1, MSG_NOSIGNAL), 1);
+        usleep(50 * 1000);
+    }
+    double wait_ms = answered + 3400 - harness_now();
+    usleep(wait_ms > 0 ? (useconds_t)(wait_ms * 1000) : 0);
+    send(fd, "x", 1, MSG_NOSIGNAL); /* draws the reset */
+    usleep(50 * 1000);
+    ck_assert_msg(send(fd, "x", 1, MSG_NOSIGNAL) < 0,
+                  "lingering still %.0f ms after the answer "
+                  "(lingering_time = 3s)",
+                  harness_now() - answered);
 }
 END_TEST
 
