@@ -2976,6 +2976,37 @@ START_TEST(test_reload_to_fewer_workers_when_fork_fails)
 }
 END_TEST
 
+/*
+ * A reload restarts the admin process: the old one finishes the replies
+ * under way first, such as a /metrics still waiting (up to 500 ms) for a
+ * busy worker's gauges, instead of cutting them.
+ */
+START_TEST(test_reload_lets_the_old_admin_finish_its_replies)
+{
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_on_origin("workers = 1\n");
+    int port = proxy.port;
+    pid_t worker[1];
+    ck_assert_int_eq(current_workers(worker, 1), 1);
+    ck_assert_int_eq(kill(worker[0], SIGSTOP), 0);
+    int fd = harness_own(harness_connect(admin_port));
+    ck_assert_int_eq(harness_send(fd, "GET /metrics HTTP/1.1\r\nHost: a\r\n"
+                                      "Connection: close\r\n\r\n"),
+                     0);
+    usleep(100 * 1000);
+    write_conf(&proxy, listen_conf(&port, 1, "workers = 1\n"));
+    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    struct response r;
+    int rc = harness_read_response(fd, &r, 3000, 0);
+    kill(worker[0], SIGCONT);
+    ck_assert_msg(rc == 0 && r.status == 200 && r.complete,
+                  "a /metrics under way at the reload: %s",
+                  rc == 0 ? r.head : "no answer");
+    ck_assert_ptr_nonnull(strstr(r.body, "switchboard_requests_total"));
+    response_free(&r);
+}
+END_TEST
+
 /* Upstream for heads of any size: reads one to its blank line, answers
  * 200 "ok", then reads until the proxy closes. */
 static void ok_to_any_head(int fd, void *arg)
@@ -5107,6 +5138,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_reload_to_fewer_workers_when_fork_fails);
     tcase_add_test(tc, test_reload_raises_max_header_size);
     tcase_add_test(tc, test_reload_moves_the_admin_listener);
+    tcase_add_test(tc, test_reload_lets_the_old_admin_finish_its_replies);
     tcase_add_test(tc, test_renamed_upstreams_keep_their_counters);
     tcase_add_test(tc, test_reloads_faster_than_drains_wait_for_a_stats_slot);
     tcase_add_test(tc, test_upstreams_past_the_metrics_room_are_named);

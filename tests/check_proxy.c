@@ -1762,13 +1762,23 @@ static void *get_many(void *arg)
 
 START_TEST(test_access_log_lines_whole_on_a_pipe)
 {
-    /* access_log = stderr, and stderr a pipe whose reader lags (journald,
-     * `| logger`): two workers' lines must never be spliced into each
-     * other. Writes over PIPE_BUF to a pipe are not atomic. */
+    /* access_log = stderr, and stderr a pipe (_i 0) or a stream socket
+     * (_i 1: systemd's journal) whose reader lags (journald, `| logger`):
+     * two workers' lines must never be spliced into each other. Writes
+     * over PIPE_BUF to a pipe are not atomic; to a socket, those over
+     * half its send buffer. */
     int pfd[2];
     /* Close-on-exec: only the proxy, which gets it as its stderr, may
      * hold the write end, or the reader never sees EOF. */
-    ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
+    if (_i == 0) {
+        ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
+    } else {
+        ck_assert_int_eq(
+            socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pfd), 0);
+        int size = 16384; /* writes of 16 KB or more go in pieces */
+        ck_assert_int_eq(
+            setsockopt(pfd[1], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)), 0);
+    }
     harness_origin(&origin, "--delay", "0ms", NULL);
     harness_stderr = pfd[1];
     harness_proxy(&proxy, CONF,
@@ -2295,7 +2305,7 @@ static Suite *proxy_suite(void)
     tcase_add_test(tc, test_access_log_line);
     tcase_add_test(tc, test_access_log_time_stamps);
     tcase_add_test(tc, test_pipelined_mixed_load_never_stalls);
-    tcase_add_test(tc, test_access_log_lines_whole_on_a_pipe);
+    tcase_add_loop_test(tc, test_access_log_lines_whole_on_a_pipe, 0, 2);
     tcase_add_test(tc, test_injected_latency_is_never_short);
     suite_add_tcase(s, tc);
     return s;
