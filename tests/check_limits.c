@@ -76,6 +76,22 @@ static void teardown(void)
     }
 }
 
+/*
+ * Wait for the worker to serve: harness_proxy returns once the master
+ * listens, and a worker forked under load (make -j8) may take hundreds of
+ * ms to start, which a timer started at the first connect would count.
+ * A request without Host gets the proxy's own 400, whatever the upstream.
+ */
+static void worker_ready(void)
+{
+    struct response r;
+    ck_assert_int_eq(harness_exchange(proxy.port, "GET / HTTP/1.1\r\n\r\n", &r,
+                                      10000),
+                     0);
+    ck_assert_int_eq(r.status, 400);
+    response_free(&r);
+}
+
 /* Assert a timer fired not before timeout_ms and within the margin. */
 static void assert_timely(double took, int timeout_ms, const char *what)
 {
@@ -335,6 +351,7 @@ START_TEST(test_header_deadline_silent_client)
     harness_proxy(&proxy, CONF,
                   harness_server_lines("client_header_timeout = 300ms\n"),
                   harness_dead_port(), "");
+    worker_ready();
     double t0 = harness_now();
     int fd = harness_own(harness_connect(proxy.port));
     int port = harness_client_port(fd);
@@ -453,6 +470,7 @@ START_TEST(test_client_body_timeout)
     harness_origin(&origin, "--delay", "0ms", NULL);
     harness_proxy(&proxy, CONF, harness_server_lines("client_body_timeout = 300ms\n"),
                   origin.port, "");
+    worker_ready();
     int fd = harness_own(harness_connect(proxy.port));
     int port = harness_client_port(fd);
     double t0 = harness_now();
@@ -517,6 +535,7 @@ START_TEST(test_read_timeout_bounds_an_early_answer_waiting_for_the_body)
     harness_proxy(&proxy, CONF,
                   harness_server_lines("client_body_timeout = 300ms\n"),
                   script.port, up);
+    worker_ready();
     int fd = harness_own(harness_connect(proxy.port));
     int port = harness_client_port(fd);
     double t0 = harness_now();
@@ -816,6 +835,7 @@ START_TEST(test_upstream_connect_timeout)
     int port = harness_black_hole();
     harness_proxy(&proxy, CONF, harness_server_lines(""), port,
                   "connect_timeout = 300ms");
+    worker_ready();
     int fd = harness_own(harness_connect(proxy.port));
     int cport = harness_client_port(fd);
     double t0 = harness_now();
