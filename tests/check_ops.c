@@ -2591,6 +2591,60 @@ static double admin_silent_close_ms(void)
     return n <= 0 && took < 2900 ? took : -1;
 }
 
+/*
+ * The descriptors of each of the master's children, by what /proc/PID/fd
+ * says they point at: how many match accepts, per child into counts (room
+ * for 16). Returns the number of children.
+ */
+static int children_fds(int (*match)(const char *target, const void *arg),
+                        const void *arg, int *counts)
+{
+    pid_t kids[16];
+    int n_kids = harness_children(proxy.pid, kids, 16);
+    for (int k = 0; k < n_kids; k++) {
+        char dir[64];
+        snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)kids[k]);
+        counts[k] = 0;
+        DIR *d = opendir(dir);
+        if (d == NULL) {
+            continue;
+        }
+        for (struct dirent *e; (e = readdir(d)) != NULL;) {
+            char path[320], target[512];
+            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+            ssize_t len = readlink(path, target, sizeof(target) - 1);
+            if (len > 0) {
+                target[len] = '\0';
+                counts[k] += match(target, arg);
+            }
+        }
+        closedir(d);
+    }
+    return n_kids;
+}
+
+/* Socket inodes, for is_listener. */
+struct listener_inodes {
+    const unsigned long *inodes;
+    int n;
+};
+
+/* Whether target is a socket among arg's (struct listener_inodes). */
+static int is_listener(const char *target, const void *arg)
+{
+    const struct listener_inodes *l = arg;
+    unsigned long inode;
+    if (sscanf(target, "socket:[%lu]", &inode) != 1) {
+        return 0;
+    }
+    for (int i = 0; i < l->n; i++) {
+        if (inode == l->inodes[i]) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* How many of the master's children hold the socket listening on
  * 127.0.0.1:port (from /proc/net/tcp and their /proc/PID/fd). */
 static int children_holding_listener(int port)
@@ -2611,34 +2665,11 @@ static int children_holding_listener(int port)
         }
     }
     fclose(f);
-    pid_t kids[16];
-    int n_kids = harness_children(proxy.pid, kids, 16), holding = 0;
+    int counts[16];
+    struct listener_inodes held = {inodes, n_inodes};
+    int n_kids = children_fds(is_listener, &held, counts), holding = 0;
     for (int k = 0; k < n_kids; k++) {
-        char dir[64];
-        snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)kids[k]);
-        DIR *d = opendir(dir);
-        if (d == NULL) {
-            continue;
-        }
-        int holds = 0;
-        for (struct dirent *e; (e = readdir(d)) != NULL;) {
-            char path[320], target[64];
-            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-            ssize_t len = readlink(path, target, sizeof(target) - 1);
-            unsigned long inode;
-            if (len <= 0) {
-                continue;
-            }
-            target[len] = '\0';
-            if (sscanf(target, "socket:[%lu]", &inode) != 1) {
-                continue;
-            }
-            for (int i = 0; i < n_inodes; i++) {
-                holds |= inode == inodes[i];
-            }
-        }
-        closedir(d);
-        holding += holds;
+        holding += counts[k] > 0;
     }
     return holding;
 }
@@ -4031,29 +4062,20 @@ static void start_logging(const char *server, const char *access_log)
                   server, access_log, origin[0].port);
 }
 
+/* Whether target is the file arg names. */
+static int is_file(const char *target, const void *arg)
+{
+    return strcmp(target, (const char *)arg) == 0;
+}
+
 /* How many descriptors the children of the proxy's master hold on file
  * (by the name it has now). */
 static int children_fds_on(const char *file)
 {
-    pid_t kids[8];
-    int n = harness_children(proxy.pid, kids, 8), count = 0;
-    for (int k = 0; k < n; k++) {
-        char dir[64];
-        snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)kids[k]);
-        DIR *d = opendir(dir);
-        struct dirent *e;
-        while (d != NULL && (e = readdir(d)) != NULL) {
-            char link[600], target[512];
-            snprintf(link, sizeof(link), "%s/%s", dir, e->d_name);
-            ssize_t len = readlink(link, target, sizeof(target) - 1);
-            if (len > 0) {
-                target[len] = '\0';
-                count += strcmp(target, file) == 0;
-            }
-        }
-        if (d != NULL) {
-            closedir(d);
-        }
+    int counts[16];
+    int n_kids = children_fds(is_file, file, counts), count = 0;
+    for (int k = 0; k < n_kids; k++) {
+        count += counts[k];
     }
     return count;
 }

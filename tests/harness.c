@@ -328,8 +328,8 @@ int harness_log_wait(const struct proc *p, const char *text, int ms)
     return 0;
 }
 
-/* A listening socket on 127.0.0.1, kernel-picked port. */
-static int listen_any(int *port)
+/* A socket listening on 127.0.0.1 with backlog, kernel-picked port. */
+static int listen_backlog(int *port, int backlog)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     ck_assert_int_ge(fd, 0);
@@ -338,11 +338,17 @@ static int listen_any(int *port)
     struct sockaddr_in sa = {.sin_family = AF_INET,
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    ck_assert_int_eq(listen(fd, 1024), 0);
+    ck_assert_int_eq(listen(fd, backlog), 0);
     socklen_t len = sizeof(sa);
     getsockname(fd, (struct sockaddr *)&sa, &len);
     *port = ntohs(sa.sin_port);
     return fd;
+}
+
+/* A listening socket on 127.0.0.1, kernel-picked port. */
+static int listen_any(int *port)
+{
+    return listen_backlog(port, 1024);
 }
 
 int harness_connect_rcvbuf(int port, int rcvbuf)
@@ -375,15 +381,8 @@ static int connect_nowait(int port)
 
 int harness_black_hole(void)
 {
-    int lfd = harness_own(socket(AF_INET, SOCK_STREAM, 0));
-    ck_assert_int_ge(lfd, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    ck_assert_int_eq(listen(lfd, 0), 0);
-    socklen_t len = sizeof(sa);
-    getsockname(lfd, (struct sockaddr *)&sa, &len);
-    int port = ntohs(sa.sin_port);
+    int port;
+    harness_own(listen_backlog(&port, 0));
     harness_own(harness_connect(port)); /* fills the accept queue */
     int probe = harness_own(connect_nowait(port));
     harness_own(connect_nowait(port));
