@@ -7,11 +7,12 @@
  * check_ops drive session.c's synchronous connect failures in the real
  * binary.
  */
-#include <dlfcn.h> /* RTLD_NEXT: _GNU_SOURCE comes from configure */
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+
+#include "shim.h"
 
 typedef int (*connect_fn)(int, const struct sockaddr *, socklen_t);
 
@@ -19,10 +20,7 @@ int connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
     static connect_fn real;
     if (real == NULL) {
-        real = (connect_fn)dlsym(RTLD_NEXT, "connect");
-        if (real == NULL) {
-            abort();
-        }
+        real = (connect_fn)shim_next("connect");
     }
     const char *port = getenv("SB_FAIL_CONNECT_PORT");
     if (port != NULL && sa != NULL && sa->sa_family == AF_INET &&

@@ -4,11 +4,12 @@
  * exists; every other call goes to libc. Lets check_ops drive the master's
  * handling of a worker that cannot be started in the real binary.
  */
-#include <dlfcn.h> /* RTLD_NEXT: _GNU_SOURCE comes from configure */
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/types.h>
 #include <unistd.h>
+
+#include "shim.h"
 
 typedef pid_t (*fork_fn)(void);
 
@@ -16,10 +17,7 @@ pid_t fork(void)
 {
     static fork_fn real;
     if (real == NULL) {
-        real = (fork_fn)dlsym(RTLD_NEXT, "fork");
-        if (real == NULL) {
-            abort();
-        }
+        real = (fork_fn)shim_next("fork");
     }
     const char *path = getenv("SB_FAIL_FORK_FILE");
     if (path != NULL && access(path, F_OK) == 0) {

@@ -6,9 +6,10 @@
  * head asks for exactly that many bytes, and nothing else in the proxy
  * does: lets check_hardening drive http1.c's out-of-memory return.
  */
-#include <dlfcn.h> /* RTLD_NEXT: _GNU_SOURCE comes from configure */
 #include <errno.h>
 #include <stdlib.h>
+
+#include "shim.h"
 
 typedef void *(*realloc_fn)(void *, size_t);
 
@@ -16,10 +17,7 @@ void *realloc(void *ptr, size_t size)
 {
     static realloc_fn real;
     if (real == NULL) {
-        real = (realloc_fn)dlsym(RTLD_NEXT, "realloc");
-        if (real == NULL) {
-            abort();
-        }
+        real = (realloc_fn)shim_next("realloc");
     }
     const char *fail = getenv("SB_FAIL_REALLOC_SIZE");
     if (fail != NULL && size == (size_t)atol(fail)) {

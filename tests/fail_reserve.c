@@ -5,10 +5,11 @@
  * out of memory; every other call goes to libevent. Lets check_hardening
  * drive session.c's out-of-memory paths in the real binary.
  */
-#include <dlfcn.h> /* RTLD_NEXT: _GNU_SOURCE comes from configure */
 #include <stdlib.h>
 
 #include <event2/buffer.h>
+
+#include "shim.h"
 
 typedef int (*reserve_fn)(struct evbuffer *, ev_ssize_t,
                           struct evbuffer_iovec *, int);
@@ -19,10 +20,7 @@ int evbuffer_reserve_space(struct evbuffer *buf, ev_ssize_t size,
     static reserve_fn real;
     static long calls;
     if (real == NULL) {
-        real = (reserve_fn)dlsym(RTLD_NEXT, "evbuffer_reserve_space");
-        if (real == NULL) {
-            abort();
-        }
+        real = (reserve_fn)shim_next("evbuffer_reserve_space");
     }
     const char *at = getenv("SB_FAIL_RESERVE_AT");
     if (n_vec == 1 && at != NULL && ++calls == atol(at)) {
