@@ -1497,7 +1497,7 @@ int http1_write_request(struct evbuffer *out, const struct http1_head *h,
 {
     size_t method_len = strlen(info->method);
     size_t host_len = info->host != NULL ? strlen(info->host) : 0;
-    size_t ip_len = strlen(info->client_ip);
+    size_t ip_len = info->client_ip_len;
     size_t proto_len = strlen(info->proto);
     size_t max = method_len + info->target_len + (size_t)h->len +
                  4 * (size_t)h->n_hdrs + info->authority_len + host_len +

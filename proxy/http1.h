@@ -321,6 +321,7 @@ struct http1_request_info {
     const char *authority;   /* Host from an absolute-form target, or NULL */
     size_t authority_len;
     const char *client_ip;   /* appended to X-Forwarded-For */
+    size_t client_ip_len;
     const char *proto;       /* X-Forwarded-Proto: "http" */
     const char *host;        /* Host to send when the client sent none */
     int client_major;        /* for Via */

@@ -42,6 +42,7 @@
 #include <errno.h>
 #include <linux/sockios.h>
 #include <math.h>
+#include <stdbool.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -111,12 +112,12 @@ struct side {
     enum parsed parsed;
     struct http1_scan scan; /* raw checks on the head being read */
     struct http1_chunks chunks; /* and on a chunked body */
-    int head_lf_pending; /* the head's last LF is still unparsed */
-    int paused;         /* reads off: the peer's output is above high water */
-    int held;           /* reads off: the input holds buffer_size untaken */
-    int writing;        /* a remainder is queued: libevent's write event on */
     int read_err;       /* errno of a failed side_fill, for the event cb */
     int write_err;      /* errno of a failed write whose answer is read on */
+    bool head_lf_pending; /* the head's last LF is still unparsed */
+    bool paused;        /* reads off: the peer's output is above high water */
+    bool held;          /* reads off: the input holds buffer_size untaken */
+    bool writing;       /* a remainder is queued: libevent's write event on */
     uint64_t acked;     /* the peer's bytes_acked when sending last stalled */
     uint64_t bytes_in;  /* this exchange */
     uint64_t bytes_out; /* this exchange */
@@ -132,12 +133,10 @@ struct session {
     struct upconn *conn;
     struct pool *pool;
     int route;           /* index of the route the exchange took, or -1 */
-    struct event *timer;
     enum session_timer timer_kind;
+    struct event *timer;
 
     /* The exchange in progress. */
-    int in_exchange;   /* bytes of a request arrived */
-    int logged;        /* its access log line is written */
     int method;
     int http_major, http_minor;
     const char *target; /* origin-form, inside client.head */
@@ -147,42 +146,21 @@ struct session {
     enum http1_body req_body;
     enum http1_body req_framing; /* sent upstream: req_body, or a length 0 */
     enum http1_body framing;     /* of the response to the client */
-    /* The response body is chunked (by its head; the parser's F_CHUNKED
-     * goes when a trailer names Transfer-Encoding): its framing is
-     * checked with http1_chunks_scan to the end. */
-    int resp_chunked;
-    int resp_until_close; /* the response body ends when the upstream closes */
-    int keep_alive;          /* the client connection outlives it */
-    int expect_continue;
-    int upgrade;          /* the request asks for a WebSocket tunnel */
-    int tunnel;           /* the upstream agreed: 101 */
+    int status;
     double t_activity;    /* last byte relayed through the tunnel */
     /* Bytes the client and the upstream had acknowledged at the last look
      * (tunnel_kernel_progress), and when that was. */
     uint64_t tunnel_acked[2];
     double acked_at;
-    int acked_probing; /* idle by t_activity, bytes queued: looked once */
-    int interim;          /* the response being parsed is a 1xx */
-    int response_started; /* a final response head went to the client */
-    int status;
-    int retried;          /* sent again on a fresh connection once */
     int attempts;         /* retries to other servers (retries =) */
+    int fault_abort;    /* status answered when it ends (fault_delay first) */
     uint64_t tried;       /* servers tried by this exchange, bit per index */
     /* The servers the request went to before the current one, in order,
      * as "a,b" for the access log; NULL until a retry (rare: heap). */
     char *sent_before;
     uint64_t hash_key;    /* balance = hash */
-    int upstream_eof;
-    int client_eof;
-    /* The client closed while its request's body waited with it: whether
-     * it gave up is known once that body is read (request_done). */
-    int eof_while_waiting;
-    /* This request was pipelined: it was already read when the one before
-     * it on the connection ended. */
-    int pipelined;
     /* A Content-Length response body relayed without the parser: the
      * bytes still to come (bufferevent chains move, nothing is copied). */
-    int body_direct;
     uint64_t body_left;
     uint64_t body_received;
     struct http1_error error; /* set by a failing parser callback */
@@ -190,20 +168,48 @@ struct session {
     double t_accept;
     double latency_ms;
     double latency_due; /* util_now_ms() when the injected latency ends */
-    int fault_abort;    /* status answered when it ends (fault_delay first) */
-    int latency_waited; /* it ended (the access log shows it) */
     const char *close_reason;
-    int linger;    /* mid-request or requests queued at close_after_flush,
-                    * or bytes came while its last answer was written */
-    int discarding; /* closing: what the client sends is read and dropped */
-    int too_slow;  /* answered 408: a client that slow is not waited for */
 
+    /* Independent facts about the exchange and the connection. */
+    bool in_exchange;   /* bytes of a request arrived */
+    bool logged;        /* its access log line is written */
+    /* The response body is chunked (by its head; the parser's F_CHUNKED
+     * goes when a trailer names Transfer-Encoding): its framing is
+     * checked with http1_chunks_scan to the end. */
+    bool resp_chunked;
+    bool resp_until_close; /* the response body ends when the upstream closes */
+    bool keep_alive;       /* the client connection outlives it */
+    bool expect_continue;
+    bool upgrade;          /* the request asks for a WebSocket tunnel */
+    bool tunnel;           /* the upstream agreed: 101 */
+    bool acked_probing; /* idle by t_activity, bytes queued: looked once */
+    bool interim;          /* the response being parsed is a 1xx */
+    bool response_started; /* a final response head went to the client */
+    bool retried;          /* sent again on a fresh connection once */
+    bool upstream_eof;
+    bool client_eof;
+    /* The client closed while its request's body waited with it: whether
+     * it gave up is known once that body is read (request_done). */
+    bool eof_while_waiting;
+    /* This request was pipelined: it was already read when the one before
+     * it on the connection ended. */
+    bool pipelined;
+    bool body_direct;   /* the response body moves without the parser */
+    bool latency_waited; /* it ended (the access log shows it) */
+    bool linger;    /* mid-request or requests queued at close_after_flush,
+                     * or bytes came while its last answer was written */
+    bool discarding; /* closing: what the client sends is read and dropped */
+    bool too_slow;  /* answered 408: a client that slow is not waited for */
+    bool idle;      /* in w->idle */
+
+    /* "ip:port" or "[ip]:port"; the address alone is client_addr +
+     * client_ip_at, client_ip_len bytes. */
+    uint8_t client_ip_at;
+    uint8_t client_ip_len;
     char client_addr[INET6_ADDRSTRLEN + 8];
-    char client_ip[INET6_ADDRSTRLEN];
     TAILQ_ENTRY(session) link;
     TAILQ_ENTRY(session) idle_link; /* in w->idle while its keep-alive
                                      * timer runs (not while draining) */
-    int idle;
 };
 
 static int client_process(struct session *s);
@@ -2479,7 +2485,8 @@ static int upstream_start(struct session *s)
             s->hash_key = balancer_key(
                 http1_str(&s->client.head, hd->value), hd->value_len);
         } else {
-            s->hash_key = balancer_key(s->client_ip, strlen(s->client_ip));
+            s->hash_key = balancer_key(s->client_addr + s->client_ip_at,
+                                      s->client_ip_len);
         }
     }
     struct pool_server *server = pool_pick(s->pool, s->hash_key, 0);
@@ -2553,7 +2560,8 @@ static int upstream_connect(struct session *s, struct pool_server *server,
         .target_len = s->target_len,
         .authority = s->authority,
         .authority_len = s->authority_len,
-        .client_ip = s->client_ip,
+        .client_ip = s->client_addr + s->client_ip_at,
+        .client_ip_len = s->client_ip_len,
         .proto = "http",
         .host = server->host_header,
         .client_major = s->http_major,
@@ -2941,22 +2949,25 @@ int session_start(struct worker *w, evutil_socket_t fd,
         free(s);
         return -1;
     }
+    char ip[INET6_ADDRSTRLEN];
     if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        evutil_inet_ntop(AF_INET, &in->sin_addr, s->client_ip,
-                         sizeof(s->client_ip));
-        snprintf(s->client_addr, sizeof(s->client_addr), "%s:%u",
-                 s->client_ip, ntohs(in->sin_port));
+        evutil_inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+        snprintf(s->client_addr, sizeof(s->client_addr), "%s:%u", ip,
+                 ntohs(in->sin_port));
+        s->client_ip_at = 0;
     } else if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        evutil_inet_ntop(AF_INET6, &in6->sin6_addr, s->client_ip,
-                         sizeof(s->client_ip));
-        snprintf(s->client_addr, sizeof(s->client_addr), "[%s]:%u",
-                 s->client_ip, ntohs(in6->sin6_port));
+        evutil_inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+        snprintf(s->client_addr, sizeof(s->client_addr), "[%s]:%u", ip,
+                 ntohs(in6->sin6_port));
+        s->client_ip_at = 1;
     } else {
-        util_strlcpy(s->client_ip, "unknown", sizeof(s->client_ip));
+        util_strlcpy(ip, "unknown", sizeof(ip));
         util_strlcpy(s->client_addr, "unknown", sizeof(s->client_addr));
+        s->client_ip_at = 0;
     }
+    s->client_ip_len = (uint8_t)strlen(ip);
     (void)socklen;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

@@ -1738,6 +1738,7 @@ static struct http1_request_info request_info(const char *method,
         .authority = NULL,
         .authority_len = 0,
         .client_ip = "10.0.0.9",
+        .client_ip_len = 8,
         .proto = "http",
         .host = "backend.internal:8080",
         .client_major = 1,
@@ -2003,6 +2004,7 @@ START_TEST(test_write_request_several_xff_merged_in_order)
                       "\r\n");
     struct http1_request_info info = request_info("GET", "/");
     info.client_ip = "192.0.2.7";
+    info.client_ip_len = 9;
     info.proto = "https";
     assert_request_written(&m.head, &info,
                            "GET / HTTP/1.1\r\n"
