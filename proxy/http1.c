@@ -565,6 +565,11 @@ static int fail(struct http1_error *err, int status, const char *reason)
     return -1;
 }
 
+uint32_t http1_scan_start_len(const struct http1_scan *sc)
+{
+    return sc->lines == 0 ? sc->line_len : sc->start_len;
+}
+
 void http1_scan_reset(struct http1_scan *sc)
 {
     memset(sc, 0, sizeof(*sc));
@@ -674,6 +679,9 @@ int http1_scan_head(struct http1_scan *sc, const char *data, size_t len,
         }
         if (c == '\n') {
             if (sc->line_len > 0) {
+                if (sc->lines == 0) {
+                    sc->start_len = sc->line_len;
+                }
                 sc->lines++;
             } else if (sc->lines > 0) {
                 sc->done = 1; /* the blank line: the head ends here */

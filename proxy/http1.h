@@ -203,7 +203,11 @@ struct http1_scan {
     uint8_t code_len;   /* digits of that code so far */
     uint32_t bytes;     /* of the head so far, leading empty lines aside */
     uint32_t lead;      /* CR and LF of empty lines before the start line */
+    uint32_t start_len; /* of the start line, CR and LF aside, once it ended */
 };
+
+/* The start line's length so far (CR and LF aside): whole once it ended. */
+uint32_t http1_scan_start_len(const struct http1_scan *sc);
 
 /* Ready the scanner for a new request (http1_scan_reset) or response. */
 void http1_scan_reset(struct http1_scan *sc);

@@ -862,11 +862,15 @@ static int head_piece(struct session *s, struct side *side,
     return 0;
 }
 
+/* The reason of a request head that outgrew its buffer: answered by
+ * head_too_large, which tells 414 from 431 by the request line. */
+static const char head_over_limit[] = "request head over max_header_size";
+
 static int on_req_url(http_parser *p, const char *at, size_t len)
 {
     struct session *s = p->data;
     return head_piece(s, &s->client, HTTP1_PIECE_URL, at, len, 414,
-                      "request target too long");
+                      head_over_limit);
 }
 
 static int on_req_header_field(http_parser *p, const char *at, size_t len)
@@ -876,7 +880,7 @@ static int on_req_header_field(http_parser *p, const char *at, size_t len)
         return 0; /* trailers of a chunked upload are dropped */
     }
     return head_piece(s, &s->client, HTTP1_PIECE_FIELD, at, len, 431,
-                      "request header section too large");
+                      head_over_limit);
 }
 
 static int on_req_header_value(http_parser *p, const char *at, size_t len)
@@ -886,7 +890,7 @@ static int on_req_header_value(http_parser *p, const char *at, size_t len)
         return 0;
     }
     return head_piece(s, &s->client, HTTP1_PIECE_VALUE, at, len, 431,
-                      "request header section too large");
+                      head_over_limit);
 }
 
 static int on_req_headers_complete(http_parser *p)
@@ -1560,11 +1564,11 @@ static int request_done(struct session *s)
     return 0;
 }
 
-/* A head over max_header_size: 414 while no field has begun (the request
- * line alone is too long, which is its target), 431 after. */
+/* A head over max_header_size: 414 when its request line alone is over it
+ * (however the bytes came and whatever follows), 431 otherwise. */
 static int head_too_large(struct session *s)
 {
-    if (s->client.head.n_hdrs == 0) {
+    if (http1_scan_start_len(&s->client.scan) > s->w->cfg->max_header_size) {
         return reply_error(s, 414, "bad_request", "request target too long");
     }
     return reply_error(s, 431, "bad_request",
@@ -1576,6 +1580,9 @@ static int client_parse_error(struct session *s, enum http_errno e)
 {
     if (s->error.reason == out_of_memory) {
         return reply_error(s, 500, "internal_error", out_of_memory);
+    }
+    if (s->error.reason == head_over_limit) {
+        return head_too_large(s);
     }
     if (s->error.status != 0) {
         return reply_error(s, s->error.status, "bad_request", s->error.reason);

@@ -1238,6 +1238,64 @@ START_TEST(test_max_header_size_target)
 }
 END_TEST
 
+START_TEST(test_max_header_size_414_by_the_request_line_alone)
+{
+    /*
+     * switchboard.conf(5): a larger head "gets 431, or 414 when the request
+     * line alone is over it". Near the limit, what follows the line and how
+     * the bytes are split must not change the answer: a 1,025-byte line
+     * followed by a field got 431 (the parser had begun the field), and a
+     * 1,023-byte line followed by only its blank line got 414.
+     */
+    start_recorder("max_header_size = 1k\n");
+    const struct {
+        int line;         /* request line length, CRLF aside */
+        const char *rest; /* after the line's CRLF */
+        int split;        /* write the line in two pieces */
+        int status;
+    } cases[] = {
+        {1025, "Host: a\r\n\r\n", 0, 414},
+        {1030, "Host: a\r\nAccept: */*\r\n\r\n", 0, 414},
+        {1025, "Host: a\r\n\r\n", 1, 414},
+        {1024, "Host: a\r\n\r\n", 0, 431},
+        {1023, "\r\n", 0, 431},
+        {1000, "Host: a\r\nX-Pad: 0123456789012345678901234567890\r\n\r\n",
+         1, 431},
+    };
+    static char req[4096];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        /* "GET /" + target + " HTTP/1.1": 14 bytes around the target. */
+        int n = snprintf(req, sizeof(req), "GET /");
+        memset(req + n, 't', (size_t)(cases[i].line - 14));
+        n += cases[i].line - 14;
+        n += snprintf(req + n, sizeof(req) - (size_t)n, " HTTP/1.1\r\n%s",
+                      cases[i].rest);
+        int fd = harness_own(harness_connect(proxy.port));
+        int port = harness_client_port(fd);
+        if (cases[i].split) {
+            size_t first = (size_t)cases[i].line / 2;
+            ck_assert_int_eq(harness_write(fd, req, first), 0);
+            usleep(50 * 1000);
+            ck_assert_int_eq(harness_write(fd, req + first, (size_t)n - first),
+                             0);
+        } else {
+            ck_assert_int_eq(harness_write(fd, req, (size_t)n), 0);
+        }
+        struct response r;
+        ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+        ck_assert_msg(r.status == cases[i].status,
+                      "case %zu (%d-byte line): status %d, wanted %d", i,
+                      cases[i].line, r.status, cases[i].status);
+        assert_error_response(fd, &r, cases[i].status);
+        response_free(&r);
+        harness_assert_logged(&proxy, port,
+                              cases[i].status == 414 ? "\" 414 " : "\" 431 ",
+                              " term=bad_request", NULL);
+    }
+    assert_upstream_untouched();
+}
+END_TEST
+
 START_TEST(test_max_header_size_counts_the_whole_head)
 {
     /*
@@ -2053,6 +2111,7 @@ static Suite *limits_suite(void)
     tcase_add_test(tc, test_max_body_size_after_response_started);
     tcase_add_test(tc, test_max_header_size_header);
     tcase_add_test(tc, test_max_header_size_target);
+    tcase_add_test(tc, test_max_header_size_414_by_the_request_line_alone);
     tcase_add_test(tc, test_max_header_size_counts_the_whole_head);
     tcase_add_test(tc, test_max_header_size_is_exact);
     tcase_add_test(tc, test_max_header_size_skips_empty_lines_before_the_request);
