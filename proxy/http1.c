@@ -986,6 +986,19 @@ static int framing_mismatch(const struct fields *f, const http_parser *p)
     return 0;
 }
 
+const char *http1_length_conflict(const struct http1_head *h)
+{
+    struct fields f;
+    fields_scan(h, &f);
+    if (f.te_alike) {
+        return "a header name that mimics Transfer-Encoding or Content-Length";
+    }
+    if (f.te >= 0) {
+        return "both Content-Length and Transfer-Encoding";
+    }
+    return "more than one Content-Length";
+}
+
 int http1_path_is_normal(const char *path, size_t len)
 {
     for (size_t i = 0; i < len; i++) {

@@ -154,6 +154,11 @@ const char *http1_method_name(const struct http1_head *h, int method);
 /* True when a Connection header of h lists token (case-insensitive). */
 int http1_connection_has(const struct http1_head *h, const char *token);
 
+/* Why http-parser refused a Content-Length as unexpected
+ * (HPE_UNEXPECTED_CONTENT_LENGTH), read from the fields it passed on: next
+ * to Transfer-Encoding (or a name that mimics it), or a second one. */
+const char *http1_length_conflict(const struct http1_head *h);
+
 /*
  * The checks on a parsed request head that http-parser does not make: an
  * HTTP/1.x version (else 505), no CONNECT or TRACE (405), Host present

@@ -1611,6 +1611,8 @@ static int client_parse_error(struct session *s, enum http_errno e)
         return reply_error(s, 501, "bad_request",
                            "unsupported transfer coding");
     case HPE_UNEXPECTED_CONTENT_LENGTH:
+        return reply_error(s, 400, "bad_request",
+                           http1_length_conflict(&s->client.head));
     case HPE_INVALID_CONTENT_LENGTH:
         return reply_error(s, 400, "bad_request", "invalid Content-Length");
     default:

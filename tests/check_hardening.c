@@ -531,16 +531,28 @@ static const struct refusal refusals[] = {
          "Expect: 100-continue\r\nExpect: foo\r\n\r\nhi"),
      417, "unsupported expectation"},
     /* Content-Length smuggling. http-parser refuses a Content-Length next
-     * to Transfer-Encoding before the proxy's own check (which would say
-     * "both Content-Length and Transfer-Encoding") gets to run. */
+     * to Transfer-Encoding, or a second one, before the proxy's own checks
+     * run: the reason says which (http1_length_conflict). */
     {"Transfer-Encoding, then Content-Length",
      RAW("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
          "Content-Length: 5\r\n\r\n0\r\n\r\n"),
-     400, "invalid Content-Length"},
+     400, "both Content-Length and Transfer-Encoding"},
+    {"Content-Length, then Transfer-Encoding",
+     RAW("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+     400, "both Content-Length and Transfer-Encoding"},
+    {"Content-Length, then Transfer-Encoding: identity",
+     RAW("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
+         "Transfer-Encoding: identity\r\n\r\nabc"),
+     400, "both Content-Length and Transfer-Encoding"},
+    {"Transfer-Encoding-Foo: chunked and Content-Length",
+     RAW("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding-Foo: chunked\r\n"
+         "Content-Length: 3\r\n\r\nabc"),
+     400, "a header name that mimics Transfer-Encoding or Content-Length"},
     {"two equal Content-Length headers",
      RAW("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
          "Content-Length: 5\r\n\r\nhello"),
-     400, "invalid Content-Length"},
+     400, "more than one Content-Length"},
     {"Content-Length list 5, 5",
      RAW("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\nhello"),
      400, "invalid Content-Length"},
