@@ -48,6 +48,10 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     int opt;
+    int version = 0;
+    int help = 0;
+    /* The whole command line is checked before -v or -h is acted on: a
+     * mistake anywhere in it is a usage error. */
     while ((opt = getopt_long(argc, argv, "c:tvh", longs, NULL)) != -1) {
         switch (opt) {
         case 'c':
@@ -57,21 +61,31 @@ int main(int argc, char **argv)
             test_only = 1;
             break;
         case 'v':
-            printf("switchboard %s (libevent %s, http-parser %d.%d.%d)\n",
-                   PACKAGE_VERSION, event_get_version(), HTTP_PARSER_VERSION_MAJOR,
-                   HTTP_PARSER_VERSION_MINOR, HTTP_PARSER_VERSION_PATCH);
-            return 0;
+            version = 1;
+            break;
         case 'h':
-            usage(stdout);
-            return 0;
+            help = 1;
+            break;
         default:
             usage(stderr);
             return 2;
         }
     }
     if (optind != argc) {
+        fprintf(stderr, "switchboard: unexpected argument '%s'\n",
+                argv[optind]);
         usage(stderr);
         return 2;
+    }
+    if (help) {
+        usage(stdout);
+        return 0;
+    }
+    if (version) {
+        printf("switchboard %s (libevent %s, http-parser %d.%d.%d)\n",
+               PACKAGE_VERSION, event_get_version(), HTTP_PARSER_VERSION_MAJOR,
+               HTTP_PARSER_VERSION_MINOR, HTTP_PARSER_VERSION_PATCH);
+        return 0;
     }
     signal(SIGPIPE, SIG_IGN);
     if (!test_only) {

@@ -83,6 +83,15 @@ if [ -x "$bin" ]; then
         sh -c '[ "$("$1" --help)" = "$("$1" -h)" ] &&
                [ "$("$1" --version)" = "$("$1" -v)" ] &&
                "$1" --version | grep -q "^switchboard "' sh "$bin"
+    # A mistake anywhere on the command line is a usage error (exit 2),
+    # -v or -h before it or not; a stray argument is named.
+    for args in "--version extra" "-v -x" "-h --bogus" "-h -c" "extra"; do
+        check "switchboard $args exits 2" \
+            sh -c '"$1" $2 >/dev/null 2>&1; [ $? -eq 2 ]' sh "$bin" "$args"
+    done
+    check "switchboard extra names the stray argument" \
+        sh -c '"$1" extra 2>&1 | grep -qF "unexpected argument '"'"'extra'"'"'"' \
+        sh "$bin"
     if [ -f "$conf" ]; then
         check "switchboard -t accepts the installed conf" \
             sh -c '[ "$("$1" -t -c "$2" 2>&1)" = ok ]' sh "$bin" "$conf"
