@@ -790,7 +790,8 @@ static void fd_limit_warning(const struct config *cfg, char *msg, size_t len)
         return;
     }
     unsigned long long limit = rl.rlim_max;
-    if (cfg->event_backend == BACKEND_SELECT && limit > FD_SETSIZE) {
+    int by_select = cfg->event_backend == BACKEND_SELECT && limit > FD_SETSIZE;
+    if (by_select) {
         limit = FD_SETSIZE;
     }
     unsigned long long need = 2ULL * (unsigned long long)cfg->max_connections +
@@ -807,6 +808,19 @@ static void fd_limit_warning(const struct config *cfg, char *msg, size_t len)
                  cfg->max_connections_line);
     } else {
         snprintf(where, sizeof(where), "%s", cfg->path);
+    }
+    if (by_select) {
+        /* No open-files limit lifts it: select() cannot watch a descriptor
+         * past FD_SETSIZE, so the workers hold themselves below it. */
+        snprintf(msg, len,
+                 "%s: max_connections = %d may take %llu descriptors per "
+                 "worker (a client and an upstream connection a session, the "
+                 "pools' idle ones), above the %llu that event_backend = "
+                 "select can watch (FD_SETSIZE): past it clients get 502 or "
+                 "are closed (use event_backend = epoll or poll, or lower "
+                 "max_connections)",
+                 where, cfg->max_connections, need, limit);
+        return;
     }
     snprintf(msg, len,
              "%s: max_connections = %d may take %llu descriptors per worker "

@@ -1911,6 +1911,39 @@ START_TEST(test_check_mode)
                           "stderr: %s",
                           max, run.status, run.out, run.err);
         }
+
+        /* With select no open-files limit lifts FD_SETSIZE: the warning
+         * names select's cap and the way out, not the open-files limit
+         * (it said "above the open-files limit of 1024 ... raise the
+         * limit" with a hard limit of 4096). */
+        child_nofile = 4096;
+        for (int max = 600; max >= 400; max -= 200) {
+            snprintf(t.s, sizeof(t.s),
+                     "[server]\nlisten = 127.0.0.1:0\nmax_connections = %d\n"
+                     "event_backend = select\n"
+                     "[upstream u]\nserver = 127.0.0.1:9200\n",
+                     max);
+            write_conf(path, sizeof(path), t.s);
+            run_check(path, &run);
+            if (max == 600) {
+                snprintf(warned, sizeof(warned),
+                         "warning: %s:3: max_connections = 600 may take 1296 "
+                         "descriptors per worker (a client and an upstream "
+                         "connection a session, the pools' idle ones), above "
+                         "the %d that event_backend = select can watch "
+                         "(FD_SETSIZE): past it clients get 502 or are "
+                         "closed (use event_backend = epoll or poll, or "
+                         "lower max_connections)\n",
+                         path, FD_SETSIZE);
+            } else {
+                warned[0] = '\0';
+            }
+            ck_assert_msg(run.status == 0 && strcmp(run.out, "ok\n") == 0 &&
+                              strcmp(run.err, warned) == 0,
+                          "select, max_connections = %d: exit %d, stdout: %s, "
+                          "stderr: %s",
+                          max, run.status, run.out, run.err);
+        }
         child_nofile = 0;
         unlink(path);
 
