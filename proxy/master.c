@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/filter.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -831,17 +832,46 @@ static void fd_limit_warning(const struct config *cfg, char *msg, size_t len)
              where, cfg->max_connections, need, limit);
 }
 
+/* One warning master_warnings will say, and the conf line it is about. */
+struct pending_warning {
+    int line; /* INT_MAX: about the whole file */
+    int seq;  /* the order found, among warnings of one line */
+    enum { W_CONF, W_FD, W_UNUSED, W_HIDDEN_POOL, W_HIDDEN_SERVERS } kind;
+    int index; /* into cfg->warnings, or the upstream */
+};
+
+static int pending_cmp(const void *a, const void *b)
+{
+    const struct pending_warning *x = a, *y = b;
+    if (x->line != y->line) {
+        return x->line < y->line ? -1 : 1;
+    }
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
 void master_warnings(const struct config *cfg, void (*say)(const char *msg))
 {
-    char msg[CONFIG_PATH_MAX + 512];
-    for (int i = 0; i < cfg->n_warnings; i++) {
-        snprintf(msg, sizeof(msg), "%s:%d: %s", cfg->path,
-                 cfg->warnings[i].line, cfg->warnings[i].msg);
-        say(msg);
+    /* Found by different passes (the conf's own, the descriptor budget,
+     * the upstreams'), said in the order of the lines they are about. */
+    size_t cap = (size_t)cfg->n_warnings + 1 + 2 * (size_t)cfg->n_upstreams;
+    struct pending_warning *w = calloc(cap, sizeof(*w));
+    if (w == NULL) {
+        say("out of memory: the conf's warnings are not shown");
+        return;
     }
-    fd_limit_warning(cfg, msg, sizeof(msg));
-    if (msg[0] != '\0') {
-        say(msg);
+    int n = 0;
+    for (int i = 0; i < cfg->n_warnings; i++) {
+        w[n] = (struct pending_warning){cfg->warnings[i].line, n, W_CONF, i};
+        n++;
+    }
+    char msg[CONFIG_PATH_MAX + 512];
+    char fd_msg[CONFIG_PATH_MAX + 512];
+    fd_limit_warning(cfg, fd_msg, sizeof(fd_msg));
+    if (fd_msg[0] != '\0') {
+        int line = cfg->max_connections_line > 0 ? cfg->max_connections_line
+                                                  : INT_MAX;
+        w[n] = (struct pending_warning){line, n, W_FD, 0};
+        n++;
     }
     for (int u = 0; u < cfg->n_upstreams; u++) {
         const struct config_upstream *up = &cfg->upstreams[u];
@@ -850,30 +880,58 @@ void master_warnings(const struct config *cfg, void (*say)(const char *msg))
             used = cfg->routes[r].upstream == u;
         }
         if (!used) {
+            w[n] = (struct pending_warning){up->line, n, W_UNUSED, u};
+            n++;
+        }
+        if (u >= STATS_MAX_POOLS) {
+            w[n] = (struct pending_warning){up->line, n, W_HIDDEN_POOL, u};
+            n++;
+        } else if (up->n_servers > STATS_MAX_SERVERS) {
+            w[n] = (struct pending_warning){
+                up->servers[STATS_MAX_SERVERS].addr.line, n, W_HIDDEN_SERVERS,
+                u};
+            n++;
+        }
+    }
+    qsort(w, (size_t)n, sizeof(*w), pending_cmp);
+    for (int i = 0; i < n; i++) {
+        const struct config_upstream *up =
+            w[i].kind == W_CONF || w[i].kind == W_FD
+                ? NULL
+                : &cfg->upstreams[w[i].index];
+        switch (w[i].kind) {
+        case W_CONF:
+            snprintf(msg, sizeof(msg), "%s:%d: %s", cfg->path, w[i].line,
+                     cfg->warnings[w[i].index].msg);
+            break;
+        case W_FD:
+            snprintf(msg, sizeof(msg), "%s", fd_msg);
+            break;
+        case W_UNUSED:
             snprintf(msg, sizeof(msg),
                      "%s:%d: [upstream %s] is used by no [route]: no request "
                      "goes to it",
                      cfg->path, up->line, up->name);
-            say(msg);
-        }
-        if (u >= STATS_MAX_POOLS) {
+            break;
+        case W_HIDDEN_POOL:
             snprintf(msg, sizeof(msg),
                      "%s:%d: [upstream %s] is not shown in /metrics and "
                      "/status, which show the first %d upstreams (nor "
                      "are its health checks' verdicts kept across a "
                      "reload)",
                      cfg->path, up->line, up->name, STATS_MAX_POOLS);
-            say(msg);
-        } else if (up->n_servers > STATS_MAX_SERVERS) {
+            break;
+        case W_HIDDEN_SERVERS:
             snprintf(msg, sizeof(msg),
                      "%s:%d: [upstream %s]: only its first %d servers are "
                      "shown in /metrics and /status (and have their health "
                      "checks' verdicts kept across a reload)",
-                     cfg->path, up->servers[STATS_MAX_SERVERS].addr.line,
-                     up->name, STATS_MAX_SERVERS);
-            say(msg);
+                     cfg->path, w[i].line, up->name, STATS_MAX_SERVERS);
+            break;
         }
+        say(msg);
     }
+    free(w);
 }
 
 static void warn_line(const char *msg)

@@ -1882,6 +1882,28 @@ START_TEST(test_check_mode)
                  path, path, path);
         ck_assert_msg(strcmp(run.err, warned) == 0, "stderr: %s", run.err);
 
+        /* Warnings found by different passes come in the order of the
+         * lines they name: the unused [upstream p] (line 5) before p's
+         * hash_key (line 7), which came first. */
+        snprintf(t.s, sizeof(t.s),
+                 "[server]\nlisten = 127.0.0.1:0\n"
+                 "[upstream o]\nserver = 127.0.0.1:9\n"
+                 "[upstream p]\nserver = 127.0.0.1:10\nhash_key = header X\n"
+                 "[route /]\nupstream = o\n");
+        write_conf(path, sizeof(path), t.s);
+        run_check(path, &run);
+        snprintf(warned, sizeof(warned),
+                 "warning: %s:5: [upstream p] is used by no [route]: no "
+                 "request goes to it\n"
+                 "warning: %s:7: hash_key has no effect: the pool does not "
+                 "balance by hash (balance = hash)\n",
+                 path, path);
+        ck_assert_msg(run.status == 0 && strcmp(run.out, "ok\n") == 0 &&
+                          strcmp(run.err, warned) == 0,
+                      "exit %d, stdout: %s, stderr: %s", run.status, run.out,
+                      run.err);
+        unlink(path);
+
         /* max_connections beyond the open-files limit: warned of, naming
          * what it takes (2 x 100 + the pool's 32 idle + 64); one that
          * fits is not. */
