@@ -717,13 +717,17 @@ class Bench:
                 # Segments of the whole chain (client, row, origin): the
                 # TCP work a request costs, whoever pays for it.
                 r["segs"] = (s1 - s0) / r["requests"]
-            if roots and r["requests"]:
-                r["cpu_us"] = (c1 - c0) * 1e6 / TICK / r["requests"]
-                r["kernel_us"] = (k1 - k0) * 1e6 / TICK / r["requests"]
+            # Per answer that is not an error (wrk counts non-2xx answers
+            # in its requests; the errors column shows them).
+            n_good = r["requests"] - r["non2xx"] - (
+                r["read_err"] if r.get("tool") == "ab" else 0)
+            if roots and n_good > 0:
+                r["cpu_us"] = (c1 - c0) * 1e6 / TICK / n_good
+                r["kernel_us"] = (k1 - k0) * 1e6 / TICK / n_good
             # The counts behind them, to check by hand (clock ticks of TICK
-            # per second; requests are the load tool's).
+            # per second; requests are the load tool's, less its errors).
             r["cpu_ticks"], r["kernel_ticks"] = c1 - c0, k1 - k0
-            r["requests_cpu"] = r["requests"]
+            r["requests_cpu"] = n_good
             # How much of the machine the round kept busy, and how much the
             # host took for its other guests, in %.
             r["busy_pct"] = (m1[0] - m0[0]) * 100.0 / max(m1[2] - m0[2], 1)
@@ -859,15 +863,19 @@ class Bench:
                 qs.stop()
                 n1 = tcp_ext()
                 res.update(r)
-                if roots and r["requests"]:
-                    res["cpu_us"] = (c1 - c0) * 1e6 / TICK / r["requests"]
-                    res["kernel_us"] = (k1 - k0) * 1e6 / TICK / r["requests"]
-                res["cpu_ticks"], res["kernel_ticks"] = c1 - c0, k1 - k0
                 # wrk's req/s counts non-2xx answers too (ab's also its
                 # failed requests): only the others are the throughput
-                # Little's law is about.
+                # Little's law is about, and the work CPU per request is
+                # charged to (a row that sheds most clients with a 503
+                # would otherwise look cheap).
                 bad = r["non2xx"] + (r["read_err"] if r.get("tool") == "ab" else 0)
-                good = (r["requests"] - bad) / r["requests"] if r["requests"] else 0
+                n_good = r["requests"] - bad
+                if roots and n_good > 0:
+                    res["cpu_us"] = (c1 - c0) * 1e6 / TICK / n_good
+                    res["kernel_us"] = (k1 - k0) * 1e6 / TICK / n_good
+                res["cpu_ticks"], res["kernel_ticks"] = c1 - c0, k1 - k0
+                res["requests_cpu"] = n_good
+                good = n_good / r["requests"] if r["requests"] else 0
                 res["ratio"] = r["rps"] * good / ideal
                 res["overflows"] = n1.get("ListenOverflows", 0) - n0.get("ListenOverflows", 0)
                 res["drops"] = n1.get("ListenDrops", 0) - n0.get("ListenDrops", 0)
@@ -1070,64 +1078,81 @@ class Bench:
         for row in rows:
             line = []
             for n in counts:
-                res = dict(row=row, held_target=n)
                 if row in ("thread-pool", "blocking"):
-                    res["skipped"] = ("holds %s request(s) at once" %
-                                      ("150" if row == "thread-pool" else "1"))
-                    out.append(res)
+                    out.append(dict(row=row, held_target=n, skipped=(
+                        "holds %s request(s) at once" %
+                        ("150" if row == "thread-pool" else "1"))))
                     continue
-                try:
-                    origin, peer = self.with_row(row, "0ms")
-                except Exception as e:
-                    res["error"] = str(e)
-                    out.append(res)
+                # The goal's point (the largest) in 3 rounds, each with the
+                # row started afresh: one reading moves by a few hundred
+                # bytes per connection with where the heap lands. The
+                # median round is the figure; every round is kept.
+                n_rounds = 3 if n == counts[-1] and not self.q else 1
+                tries = [self.memory_point(row, n) for _ in range(n_rounds)]
+                good = sorted((r for r in tries if "per_conn" in r),
+                              key=lambda r: r["per_conn"])
+                if not good:
+                    res = tries[0]
                     line.append("%d:failed" % n)
-                    continue
-                holder = None
-                try:
-                    roots = peer.roots()
-                    # Warm: a few exchanges so that lazy allocations are in
-                    # the baseline, then the idle baseline.
-                    for _ in range(20):
-                        http_get(peer.port, "/")
-                    time.sleep(0.5)
-                    res["rss_idle"] = base = rss_bytes(roots)
-                    holder = self.lab.spawn(
-                        "hold", [sys.executable, os.path.join(HERE, "hold.py"),
-                                 "--port", str(peer.port), "--count", str(n),
-                                 "--mode", "inflight", "--path", "/?delay=600s",
-                                 "--max-seconds", "120"])
-                    held = wait_line(self.lab, holder, r"held (\d+) failed (\d+)", 90)
-                    res["hold_failed"] = int(held[1])
-                    # Wait until the origin holds them all (the proxy has
-                    # forwarded every request), then let it settle.
-                    end = time.monotonic() + 30
-                    upstream = 0
-                    while time.monotonic() < end:
-                        upstream = count_established(origin.port)
-                        if upstream >= n:
-                            break
-                        time.sleep(0.5)
-                    time.sleep(1.0)
-                    res["upstream_conns"] = count_established(origin.port)
-                    res["rss_held"] = rss_bytes(roots)
-                    res["per_conn"] = (res["rss_held"] - base) / n
+                else:
+                    res = good[len(good) // 2]
+                    if n_rounds > 1:
+                        res["rounds_per_conn"] = [r.get("per_conn") for r in tries]
+                        res["worst_per_conn"] = good[-1]["per_conn"]
                     line.append("%d:%.1fKiB" % (n, res["per_conn"] / 1024))
-                except Exception as e:
-                    res["error"] = str(e)
-                    line.append("%d:failed" % n)
-                finally:
-                    if holder:
-                        self.lab.stop(holder)
-                    peer.stop()
-                    origin.stop()
                 out.append(res)
-                time.sleep(self.pause)
             if line:
                 log("  %-19s %s" % (row, "  ".join(line)))
             else:
                 log("  %-19s skipped (%s)" % (row, out[-1].get("skipped")))
         self.results["scenarios"]["memory"] = out
+
+    def memory_point(self, row, n):
+        """One reading: row started afresh, n requests held in flight."""
+        res = dict(row=row, held_target=n)
+        try:
+            origin, peer = self.with_row(row, "0ms")
+        except Exception as e:
+            res["error"] = str(e)
+            return res
+        holder = None
+        try:
+            roots = peer.roots()
+            # Warm: a few exchanges so that lazy allocations are in
+            # the baseline, then the idle baseline.
+            for _ in range(20):
+                http_get(peer.port, "/")
+            time.sleep(0.5)
+            res["rss_idle"] = base = rss_bytes(roots)
+            holder = self.lab.spawn(
+                "hold", [sys.executable, os.path.join(HERE, "hold.py"),
+                         "--port", str(peer.port), "--count", str(n),
+                         "--mode", "inflight", "--path", "/?delay=600s",
+                         "--max-seconds", "120"])
+            held = wait_line(self.lab, holder, r"held (\d+) failed (\d+)", 90)
+            res["hold_failed"] = int(held[1])
+            # Wait until the origin holds them all (the proxy has
+            # forwarded every request), then let it settle.
+            end = time.monotonic() + 30
+            upstream = 0
+            while time.monotonic() < end:
+                upstream = count_established(origin.port)
+                if upstream >= n:
+                    break
+                time.sleep(0.5)
+            time.sleep(1.0)
+            res["upstream_conns"] = count_established(origin.port)
+            res["rss_held"] = rss_bytes(roots)
+            res["per_conn"] = (res["rss_held"] - base) / n
+        except Exception as e:
+            res["error"] = str(e)
+        finally:
+            if holder:
+                self.lab.stop(holder)
+            peer.stop()
+            origin.stop()
+            time.sleep(self.pause)
+        return res
 
 
 def wait_line(lab, p, pattern, timeout):
@@ -1297,13 +1322,24 @@ class Report:
                         top["held_target"] - top.get("hold_failed", 0),
                         top["held_target"], top.get("hold_failed", 0),
                         top.get("upstream_conns", 0))
+                rounds = top.get("rounds_per_conn")
+                if rounds:
+                    # Bytes: the bar is 4,096 and the rounds differ by less
+                    # than the 0.1 KiB a figure in KiB shows.
+                    figure = "%s B, the median of %d rounds (%s B)" % (
+                        fmt_num(round(top["per_conn"])), len(rounds),
+                        ", ".join(fmt_num(round(x)) if x is not None else "failed"
+                                  for x in rounds))
+                else:
+                    figure = "%.1f KiB" % (top["per_conn"] / 1024)
                 self.goal("memory: RSS per held connection at %s" %
                           fmt_num(top["held_target"]),
                           "<= 4 KiB" + ("" if top["held_target"] == 10000
                                         else " (the bar is at 10,000)"),
-                          "%.1f KiB%s%s" % (top["per_conn"] / 1024,
-                                            " (%s)" % others if others else "",
-                                            short),
+                          "%s%s%s" % (figure,
+                                      "; %s" % others if others and rounds
+                                      else " (%s)" % others if others else "",
+                                      short),
                           top["per_conn"] <= 4096 and not short)
 
     # -- tables
@@ -1471,6 +1507,10 @@ class Report:
                     continue
                 idle = r["rss_idle"]
                 c = "%.1f KiB" % (r["per_conn"] / 1024)
+                if r.get("rounds_per_conn"):
+                    c += " (median of %s B)" % ", ".join(
+                        fmt_num(round(x)) if x is not None else "failed"
+                        for x in r["rounds_per_conn"])
                 if r.get("upstream_conns", c) < r["held_target"] or r.get("hold_failed"):
                     c += " (%s upstream, %s not held)" % (
                         fmt_num(r.get("upstream_conns")), fmt_num(r.get("hold_failed")))
@@ -1656,7 +1696,9 @@ class Report:
              "(by req/s; the req/s of every round in brackets). Proxy CPU per "
              "request from /proc/<pid>/stat (utime+stime of the proxy's "
              "processes) before and after, divided by the requests wrk "
-             "completed (median of the rounds), and the part of it spent in "
+             "completed that were not errors (non-2xx), median of the rounds "
+             "(until 2026-11-28 by every request, non-2xx ones too), and the "
+             "part of it spent in "
              "the kernel (stime). TCP segments/req: segments sent by every "
              "socket of the machine (/proc/net/snmp OutSegs) during the round, "
              "per request; the same count for two rows means the same "
@@ -1704,7 +1746,10 @@ class Report:
              "bench/hold.py opens N connections, each sends GET /?delay=600s "
              "and waits; once the origin holds N upstream connections, RSS is "
              "summed over the proxy's processes, minus the idle baseline "
-             "(after 20 warm-up requests), divided by N.",
+             "(after 20 warm-up requests), divided by N. Each point starts the "
+             "row afresh; the largest is read in 3 rounds (results before "
+             "2026-11-28: 1), whose median is the figure, every round in "
+             "brackets.",
              self.t_memory, "memory"),
             ("bulk", "bulk: one large response (origin 0 ms)",
              "curl reads one GET /?size=1g (256m with --quick) into /dev/null "
