@@ -572,10 +572,22 @@ def run_load(lab, tag, port, path, conns, duration, timeout_s, tool):
         res["rps"] = float(m.group(1)) if m else 0.0
         m = re.search(r"Complete requests:\s+(\d+)", text)
         res["requests"] = int(m.group(1)) if m else 0
-        m = re.search(r"Failed requests:\s+(\d+)", text)
-        res["read_err"] = int(m.group(1)) if m else 0
         m = re.search(r"Non-2xx responses:\s+(\d+)", text)
         res["non2xx"] = int(m.group(1)) if m else 0
+        # ab's failed requests: the ones that are errors of their own. Its
+        # "Length" failures are answers whose length differs from the
+        # first one's, which a non-2xx answer (counted above) always is
+        # here: only those beyond the non-2xx ones are counted.
+        m = re.search(r"Failed requests:\s+(\d+)", text)
+        failed = int(m.group(1)) if m else 0
+        m = re.search(r"\(Connect: (\d+), Receive: (\d+), Length: (\d+), "
+                      r"Exceptions: (\d+)\)", text)
+        if m:
+            connect, receive, length, exceptions = map(int, m.groups())
+            res["read_err"] = (connect + receive + exceptions +
+                               max(0, length - res["non2xx"]))
+        else:
+            res["read_err"] = failed
         for q in ("50", "99"):
             m = re.search(r"^\s+%s%%\s+(\d+)" % q, text, re.M)
             res["p" + q] = float(m.group(1)) if m else None
@@ -1089,7 +1101,12 @@ class Bench:
                 # median round is the figure; every round is kept.
                 n_rounds = 3 if n == counts[-1] and not self.q else 1
                 tries = [self.memory_point(row, n) for _ in range(n_rounds)]
-                good = sorted((r for r in tries if "per_conn" in r),
+                # A round that did not hold all n divides by too many:
+                # it is the figure only if no round held them all.
+                whole = [r for r in tries if "per_conn" in r and
+                         not r.get("hold_failed") and
+                         r.get("upstream_conns", 0) >= n]
+                good = sorted(whole or [r for r in tries if "per_conn" in r],
                               key=lambda r: r["per_conn"])
                 if not good:
                     res = tries[0]

@@ -988,13 +988,26 @@ static int framing_mismatch(const struct fields *f, const http_parser *p)
 
 const char *http1_length_conflict(const struct http1_head *h)
 {
-    struct fields f;
-    fields_scan(h, &f);
-    if (f.te_alike) {
-        return "a header name that mimics Transfer-Encoding or Content-Length";
+    /* By name over every field: fields_scan stops at the first malformed
+     * one, which http-parser may have let through before these. */
+    int te = 0, te_alike = 0;
+    for (uint32_t i = 0; i < h->n_hdrs; i++) {
+        const struct http1_header *hd = &h->hdrs[i];
+        const char *name = h->buf + hd->name;
+        if (hd->name_len >= 17 &&
+            strncasecmp(name, "transfer-encoding", 17) == 0) {
+            if (hd->name_len == 17) {
+                te = 1;
+            } else {
+                te_alike = 1;
+            }
+        }
     }
-    if (f.te >= 0) {
+    if (te) {
         return "both Content-Length and Transfer-Encoding";
+    }
+    if (te_alike) {
+        return "a header name that mimics Transfer-Encoding or Content-Length";
     }
     return "more than one Content-Length";
 }

@@ -545,6 +545,10 @@ static const struct refusal refusals[] = {
      RAW("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
          "Transfer-Encoding: identity\r\n\r\nabc"),
      400, "both Content-Length and Transfer-Encoding"},
+    {"a malformed field name, then Transfer-Encoding and Content-Length",
+     RAW("POST / HTTP/1.1\r\nHost: a\r\nX Y: z\r\n"
+         "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n"),
+     400, "both Content-Length and Transfer-Encoding"},
     {"Transfer-Encoding-Foo: chunked and Content-Length",
      RAW("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding-Foo: chunked\r\n"
          "Content-Length: 3\r\n\r\nabc"),

@@ -340,6 +340,7 @@ static int request_head(struct fuzz_req *r)
         .authority = t.authority,
         .authority_len = t.authority_len,
         .client_ip = "192.0.2.7",
+        .client_ip_len = 9,
         .proto = "http",
         .host = "backend.test:8080",
         .client_major = p->http_major,
