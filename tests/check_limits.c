@@ -1779,6 +1779,33 @@ static void write_conf(char *path, size_t cap, const char *text)
     fclose(f);
 }
 
+/*
+ * -t on a conf whose [server] has max_connections = max and the lines in
+ * extra: it passes, and says on stderr "warning: FILE:3: " and tail, or
+ * nothing when tail is NULL.
+ */
+static void assert_fd_warning(int max, const char *extra, const char *tail)
+{
+    char path[128];
+    char text[256];
+    snprintf(text, sizeof(text),
+             "[server]\nlisten = 127.0.0.1:0\nmax_connections = %d\n%s"
+             "[upstream u]\nserver = 127.0.0.1:9200\n",
+             max, extra);
+    write_conf(path, sizeof(path), text);
+    struct check_run run;
+    run_check(path, &run);
+    unlink(path);
+    char want[1024] = "";
+    if (tail != NULL) {
+        snprintf(want, sizeof(want), "warning: %s:3: %s\n", path, tail);
+    }
+    ck_assert_msg(run.status == 0 && strcmp(run.out, "ok\n") == 0 &&
+                      strcmp(run.err, want) == 0,
+                  "max_connections = %d %s: exit %d, stdout: %s, stderr: %s",
+                  max, extra, run.status, run.out, run.err);
+}
+
 START_TEST(test_check_mode)
 {
     char path[128];
@@ -1908,64 +1935,31 @@ START_TEST(test_check_mode)
          * what it takes (2 x 100 + the pool's 32 idle + 64); one that
          * fits is not. */
         child_nofile = 256;
-        for (int max = 100; max >= 80; max -= 20) {
-            snprintf(t.s, sizeof(t.s),
-                     "[server]\nlisten = 127.0.0.1:0\nmax_connections = %d\n"
-                     "[upstream u]\nserver = 127.0.0.1:9200\n",
-                     max);
-            write_conf(path, sizeof(path), t.s);
-            run_check(path, &run);
-            if (max == 100) {
-                snprintf(warned, sizeof(warned),
-                         "warning: %s:3: max_connections = 100 may take 296 "
-                         "descriptors per worker (a client and an upstream "
-                         "connection a session, the pools' idle ones), above "
-                         "the open-files limit of 256: past it clients get "
-                         "502 or are closed (raise the limit, or lower "
-                         "max_connections)\n",
-                         path);
-            } else {
-                warned[0] = '\0';
-            }
-            ck_assert_msg(run.status == 0 && strcmp(run.out, "ok\n") == 0 &&
-                              strcmp(run.err, warned) == 0,
-                          "max_connections = %d: exit %d, stdout: %s, "
-                          "stderr: %s",
-                          max, run.status, run.out, run.err);
-        }
+        assert_fd_warning(100, "",
+                          "max_connections = 100 may take 296 descriptors "
+                          "per worker (a client and an upstream connection a "
+                          "session, the pools' idle ones), above the "
+                          "open-files limit of 256: past it clients get 502 "
+                          "or are closed (raise the limit, or lower "
+                          "max_connections)");
+        assert_fd_warning(80, "", NULL);
 
         /* With select no open-files limit lifts FD_SETSIZE: the warning
          * names select's cap and the way out, not the open-files limit
          * (it said "above the open-files limit of 1024 ... raise the
          * limit" with a hard limit of 4096). */
         child_nofile = 4096;
-        for (int max = 600; max >= 400; max -= 200) {
-            snprintf(t.s, sizeof(t.s),
-                     "[server]\nlisten = 127.0.0.1:0\nmax_connections = %d\n"
-                     "event_backend = select\n"
-                     "[upstream u]\nserver = 127.0.0.1:9200\n",
-                     max);
-            write_conf(path, sizeof(path), t.s);
-            run_check(path, &run);
-            if (max == 600) {
-                snprintf(warned, sizeof(warned),
-                         "warning: %s:3: max_connections = 600 may take 1296 "
-                         "descriptors per worker (a client and an upstream "
-                         "connection a session, the pools' idle ones), above "
-                         "the %d that event_backend = select can watch "
-                         "(FD_SETSIZE): past it clients get 502 or are "
-                         "closed (use event_backend = epoll or poll, or "
-                         "lower max_connections)\n",
-                         path, FD_SETSIZE);
-            } else {
-                warned[0] = '\0';
-            }
-            ck_assert_msg(run.status == 0 && strcmp(run.out, "ok\n") == 0 &&
-                              strcmp(run.err, warned) == 0,
-                          "select, max_connections = %d: exit %d, stdout: %s, "
-                          "stderr: %s",
-                          max, run.status, run.out, run.err);
-        }
+        char tail[512];
+        snprintf(tail, sizeof(tail),
+                 "max_connections = 600 may take 1296 descriptors per worker "
+                 "(a client and an upstream connection a session, the pools' "
+                 "idle ones), above the %d that event_backend = select can "
+                 "watch (FD_SETSIZE): past it clients get 502 or are closed "
+                 "(use event_backend = epoll or poll, or lower "
+                 "max_connections)",
+                 FD_SETSIZE);
+        assert_fd_warning(600, "event_backend = select\n", tail);
+        assert_fd_warning(400, "event_backend = select\n", NULL);
         child_nofile = 0;
         unlink(path);
 
