@@ -921,6 +921,14 @@ struct fields {
 
 enum { FIELD_BAD_NAME = 1, FIELD_BAD_VALUE = 2 };
 
+/* A name longer than "Transfer-Encoding" that starts with it
+ * (framing_mismatch says why that matters). */
+static int te_alike(const char *name, size_t len)
+{
+    return len > 17 && (name[0] | 0x20) == 't' &&
+           strncasecmp(name, "transfer-encoding", 17) == 0;
+}
+
 /* Fill f from h; stops at the first field that is not well formed. */
 static void fields_scan(const struct http1_head *h, struct fields *f)
 {
@@ -930,8 +938,7 @@ static void fields_scan(const struct http1_head *h, struct fields *f)
     for (uint32_t i = 0; i < h->n_hdrs; i++) {
         const struct http1_header *hd = &h->hdrs[i];
         const char *name = h->buf + hd->name;
-        if (hd->name_len > 17 && (name[0] | 0x20) == 't' &&
-            strncasecmp(name, "transfer-encoding", 17) == 0) {
+        if (te_alike(name, hd->name_len)) {
             f->te_alike = 1;
         }
         if (!name_valid(name, hd->name_len)) {
@@ -990,23 +997,17 @@ const char *http1_length_conflict(const struct http1_head *h)
 {
     /* By name over every field: fields_scan stops at the first malformed
      * one, which http-parser may have let through before these. */
-    int te = 0, te_alike = 0;
+    int te = 0, alike = 0;
     for (uint32_t i = 0; i < h->n_hdrs; i++) {
         const struct http1_header *hd = &h->hdrs[i];
         const char *name = h->buf + hd->name;
-        if (hd->name_len >= 17 &&
-            strncasecmp(name, "transfer-encoding", 17) == 0) {
-            if (hd->name_len == 17) {
-                te = 1;
-            } else {
-                te_alike = 1;
-            }
-        }
+        te |= header_kind(name, hd->name_len) == HDR_TRANSFER_ENCODING;
+        alike |= te_alike(name, hd->name_len);
     }
     if (te) {
         return "both Content-Length and Transfer-Encoding";
     }
-    if (te_alike) {
+    if (alike) {
         return "a header name that mimics Transfer-Encoding or Content-Length";
     }
     return "more than one Content-Length";
