@@ -2385,6 +2385,13 @@ static const char *listen_conf(const int *ports, int n, const char *extra)
     return buf;
 }
 
+/* Reload the proxy onto listen_conf(ports, n, extra). */
+static void reload_listening(const int *ports, int n, const char *extra)
+{
+    write_conf(&proxy, listen_conf(ports, n, extra));
+    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+}
+
 /* Wait until n old workers have finished draining in all. */
 static void drained(int n)
 {
@@ -2483,8 +2490,7 @@ START_TEST(test_reload_changes_listen_and_backlog)
      * worker and drops the others' handshakes. */
     ck_assert_int_le(queued_while_stopped(ports[0]), 3);
 
-    write_conf(&proxy, listen_conf(ports, 2, "workers = 1\nbacklog = 16\n"));
-    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    reload_listening(ports, 2, "workers = 1\nbacklog = 16\n");
     ck_assert_msg(harness_log_wait(&proxy, "generation 2 takes over", 3000),
                   "no reload in:\n%s", harness_log(&proxy));
     char added[128];
@@ -2505,8 +2511,7 @@ START_TEST(test_reload_changes_listen_and_backlog)
                      "[2, 1, 0]");
 
     /* The first address dropped: refused once its old worker is gone. */
-    write_conf(&proxy, listen_conf(ports + 1, 1, "workers = 1\nbacklog = 16\n"));
-    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    reload_listening(ports + 1, 1, "workers = 1\nbacklog = 16\n");
     ck_assert_msg(harness_log_wait(&proxy, "generation 3 takes over", 3000),
                   "no reload in:\n%s", harness_log(&proxy));
     drained(2);
@@ -2526,8 +2531,7 @@ START_TEST(test_reload_changes_listen_and_backlog)
         bad[1] = harness_dead_port();
     } while (bad[1] == ports[0] || bad[1] == ports[1] || bad[1] == held ||
              bad[1] == admin_port);
-    write_conf(&proxy, listen_conf(bad, 3, "workers = 1\nbacklog = 16\n"));
-    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    reload_listening(bad, 3, "workers = 1\nbacklog = 16\n");
     char want[400];
     snprintf(want, sizeof(want),
              "%s:4: listen 127.0.0.1:%d cannot be bound", proxy.conf_path,
@@ -2544,8 +2548,7 @@ START_TEST(test_reload_changes_listen_and_backlog)
     /* A later reload that succeeds announces its new address; nothing
      * printed before it names the one the failed reload closed. */
     bad[2] = ports[0];
-    write_conf(&proxy, listen_conf(bad + 1, 2, "workers = 1\nbacklog = 16\n"));
-    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    reload_listening(bad + 1, 2, "workers = 1\nbacklog = 16\n");
     snprintf(added, sizeof(added), "listening on 127.0.0.1:%d\n", ports[0]);
     ck_assert_msg(harness_read_until(proxy.out, out, sizeof(out), &out_len,
                                      added, 3000),
@@ -2687,9 +2690,8 @@ START_TEST(test_reload_moves_the_admin_listener)
     do {
         admin_port = harness_dead_port();
     } while (admin_port == old_admin || admin_port == port);
-    write_conf(&proxy, listen_conf(&port, 1, "workers = 1\n"
-                                             "client_header_timeout = 60s\n"));
-    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    reload_listening(&port, 1,
+                     "workers = 1\nclient_header_timeout = 60s\n");
     ck_assert_msg(harness_log_wait(&proxy, "generation 2 takes over", 3000),
                   "no reload in:\n%s", harness_log(&proxy));
     wait_admin();
@@ -2703,9 +2705,8 @@ START_TEST(test_reload_moves_the_admin_listener)
 
     /* Same address, new timeout: the admin process follows the conf. */
     ck_assert_double_lt(admin_silent_close_ms(), 0);
-    write_conf(&proxy, listen_conf(&port, 1, "workers = 1\n"
-                                             "client_header_timeout = 300ms\n"));
-    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    reload_listening(&port, 1,
+                     "workers = 1\nclient_header_timeout = 300ms\n");
     ck_assert_msg(harness_log_wait(&proxy, "generation 3 takes over", 3000),
                   "no reload in:\n%s", harness_log(&proxy));
     ck_assert_str_eq(status_eval("d['generation']"), "3");
@@ -2790,8 +2791,7 @@ START_TEST(test_reload_changes_workers)
     for (int k = 0; k < 2; k++) {
         char extra[32], want[64];
         snprintf(extra, sizeof(extra), "workers = %d\n", counts[k]);
-        write_conf(&proxy, listen_conf(&port, 1, extra));
-        ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+        reload_listening(&port, 1, extra);
         snprintf(want, sizeof(want), "generation %d takes over with %d workers",
                  k + 2, counts[k]);
         ck_assert_msg(harness_log_wait(&proxy, want, 3000), "no \"%s\" in:\n%s",
@@ -2882,8 +2882,7 @@ static void spread_after_reload(int n, int gen, int drained_all,
     int port = proxy.port;
     char extra[32], want[64];
     snprintf(extra, sizeof(extra), "workers = %d\n", n);
-    write_conf(&proxy, listen_conf(&port, 1, extra));
-    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    reload_listening(&port, 1, extra);
     snprintf(want, sizeof(want), "generation %d takes over", gen);
     ck_assert_msg(harness_log_wait(&proxy, want, 3000), "no \"%s\" in:\n%s",
                   want, harness_log(&proxy));
@@ -2929,8 +2928,7 @@ START_TEST(test_reload_to_fewer_workers_keeps_queued_connections)
     enum { QUEUED = 30 };
     int fds[QUEUED];
     send_gets(fds, QUEUED, port);
-    write_conf(&proxy, listen_conf(&port, 1, "workers = 1\n"));
-    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    reload_listening(&port, 1, "workers = 1\n");
     int reloaded = harness_log_wait(&proxy, "generation 2 takes over", 3000);
     /* The old workers still stopped: the new one answers them all. */
     int answered = reloaded ? answered_200(fds, QUEUED, 3000) : 0;
@@ -2988,8 +2986,7 @@ START_TEST(test_reload_to_fewer_workers_when_fork_fails)
     int fd = open(flag, O_CREAT | O_WRONLY, 0600);
     ck_assert_int_ge(fd, 0);
     close(fd);
-    write_conf(&proxy, listen_conf(&port, 1, "workers = 1\n"));
-    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    reload_listening(&port, 1, "workers = 1\n");
     int failed = harness_log_wait(&proxy, "cannot start worker 0;", 3000);
     unlink(flag);
     if (!failed) {
@@ -3025,8 +3022,7 @@ START_TEST(test_reload_lets_the_old_admin_finish_its_replies)
                                       "Connection: close\r\n\r\n"),
                      0);
     usleep(100 * 1000);
-    write_conf(&proxy, listen_conf(&port, 1, "workers = 1\n"));
-    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    reload_listening(&port, 1, "workers = 1\n");
     struct response r;
     int rc = harness_read_response(fd, &r, 3000, 0);
     kill(worker[0], SIGCONT);
@@ -3071,9 +3067,7 @@ START_TEST(test_reload_raises_max_header_size)
     memset(raw + n, 'b', PAD);
     memcpy(raw + n + PAD, "\r\n\r\n", 5);
     ck_assert_int_eq(exchange(port, raw, NULL), 431);
-    write_conf(&proxy,
-               listen_conf(&port, 1, "workers = 1\nmax_header_size = 128k\n"));
-    ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
+    reload_listening(&port, 1, "workers = 1\nmax_header_size = 128k\n");
     ck_assert_msg(harness_log_wait(&proxy, "generation 2 takes over", 3000),
                   "%s", harness_log(&proxy));
     drained(1);
