@@ -1101,7 +1101,6 @@ static int rebind(struct master *m, const struct config *next, int n,
     int kept_from[CONFIG_MAX_LISTEN]; /* next's i: cur's index, or -1 */
     int kept[CONFIG_MAX_LISTEN] = {0};
     int rows[CONFIG_MAX_LISTEN] = {0}; /* next's i: sockets kept */
-    int n_rows = n > m->n_rows ? n : m->n_rows;
     memset(fds, -1, sizeof(listen_fds));
     /* Addresses with a port first, then those with port 0, so that a
      * port-0 entry never takes the socket an explicit port names. */
@@ -1185,6 +1184,14 @@ static int rebind(struct master *m, const struct config *next, int n,
                      "there, and new clients reach only their own sockets",
                      a->host, fd_port(fds[0][i]), rows[i] - n,
                      rows[i] - n == 1 ? "" : "s");
+        }
+    }
+    /* The table's rows: n, or the most sockets an address kept (the rows
+     * of dropped addresses go with them). */
+    int n_rows = n;
+    for (int i = 0; i < next->n_listen; i++) {
+        if (rows[i] > n_rows) {
+            n_rows = rows[i];
         }
     }
     return n_rows;
