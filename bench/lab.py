@@ -614,6 +614,25 @@ def run_load(lab, tag, port, path, conns, duration, timeout_s, tool):
 ERROR_KEYS = ("connect_err", "read_err", "write_err", "timeouts", "non2xx")
 
 
+def good_answers(r):
+    """The answers of a load run that are not errors: wrk counts non-2xx
+    answers in its requests, ab also its failed requests."""
+    return r["requests"] - r["non2xx"] - (
+        r["read_err"] if r.get("tool") == "ab" else 0)
+
+
+def charge_cpu(dst, roots, n_good, ticks, kernel_ticks):
+    """The row's CPU over a run (clock ticks of TICK per second, and of
+    them in the kernel) per answer that is not an error, into dst, with
+    the counts behind it to check by hand: a row that sheds most clients
+    with a 503 would otherwise look cheap."""
+    if roots and n_good > 0:
+        dst["cpu_us"] = ticks * 1e6 / TICK / n_good
+        dst["kernel_us"] = kernel_ticks * 1e6 / TICK / n_good
+    dst["cpu_ticks"], dst["kernel_ticks"] = ticks, kernel_ticks
+    dst["requests_cpu"] = n_good
+
+
 def errors_count(r):
     """Every error wrk or ab reported: socket errors, timeouts and non-2xx
     or 3xx answers (which wrk counts in its req/s)."""
@@ -729,17 +748,8 @@ class Bench:
                 # Segments of the whole chain (client, row, origin): the
                 # TCP work a request costs, whoever pays for it.
                 r["segs"] = (s1 - s0) / r["requests"]
-            # Per answer that is not an error (wrk counts non-2xx answers
-            # in its requests; the errors column shows them).
-            n_good = r["requests"] - r["non2xx"] - (
-                r["read_err"] if r.get("tool") == "ab" else 0)
-            if roots and n_good > 0:
-                r["cpu_us"] = (c1 - c0) * 1e6 / TICK / n_good
-                r["kernel_us"] = (k1 - k0) * 1e6 / TICK / n_good
-            # The counts behind them, to check by hand (clock ticks of TICK
-            # per second; requests are the load tool's, less its errors).
-            r["cpu_ticks"], r["kernel_ticks"] = c1 - c0, k1 - k0
-            r["requests_cpu"] = n_good
+            # The errors column shows the answers left out.
+            charge_cpu(r, roots, good_answers(r), c1 - c0, k1 - k0)
             # How much of the machine the round kept busy, and how much the
             # host took for its other guests, in %.
             r["busy_pct"] = (m1[0] - m0[0]) * 100.0 / max(m1[2] - m0[2], 1)
@@ -877,16 +887,9 @@ class Bench:
                 res.update(r)
                 # wrk's req/s counts non-2xx answers too (ab's also its
                 # failed requests): only the others are the throughput
-                # Little's law is about, and the work CPU per request is
-                # charged to (a row that sheds most clients with a 503
-                # would otherwise look cheap).
-                bad = r["non2xx"] + (r["read_err"] if r.get("tool") == "ab" else 0)
-                n_good = r["requests"] - bad
-                if roots and n_good > 0:
-                    res["cpu_us"] = (c1 - c0) * 1e6 / TICK / n_good
-                    res["kernel_us"] = (k1 - k0) * 1e6 / TICK / n_good
-                res["cpu_ticks"], res["kernel_ticks"] = c1 - c0, k1 - k0
-                res["requests_cpu"] = n_good
+                # Little's law is about, and the work CPU is charged to.
+                n_good = good_answers(r)
+                charge_cpu(res, roots, n_good, c1 - c0, k1 - k0)
                 good = n_good / r["requests"] if r["requests"] else 0
                 res["ratio"] = r["rps"] * good / ideal
                 res["overflows"] = n1.get("ListenOverflows", 0) - n0.get("ListenOverflows", 0)
