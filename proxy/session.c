@@ -1020,7 +1020,11 @@ static int on_resp_headers_complete(http_parser *p)
     }
     if (switching) {
         /* The upstream agreed to the WebSocket upgrade: relay the 101 and
-         * become a tunnel once the parser stops (response_done). */
+         * become a tunnel once the parser stops (response_done). A final
+         * answer as any other: a server on probation is back (a pool whose
+         * traffic is all upgrades would otherwise keep a recovered server
+         * out for fail_timeout after every probe). */
+        pool_server_succeeded(s->conn->server);
         struct http1_response_info info = {
             .status = 101,
             .upstream_major = p->http_major,

@@ -1241,6 +1241,78 @@ START_TEST(test_websocket_reset_is_no_server_failure)
 }
 END_TEST
 
+/* Scripted upstream: closes its first connection unanswered (a failure),
+ * then serves WebSocket upgrades (websocket_echo; a 400 to anything
+ * else). One connection at a time: the count is the script's own. */
+static void fails_once_then_websocket(int fd, void *arg)
+{
+    static int accepted;
+    if (accepted++ > 0) {
+        websocket_echo(fd, arg);
+    }
+}
+
+START_TEST(test_websocket_101_answers_a_probe)
+{
+    /* A server out after a failure gets one request as its probe once
+     * fail_timeout is over; a 101 to it is an answer like any other, and
+     * the server is back in full. Taken for no answer, it stayed out for
+     * another fail_timeout after every probe (a second reviewer's find):
+     * in a pool carrying upgrades, a recovered server then took one
+     * request per fail_timeout. */
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    harness_script(&script, fails_once_then_websocket, NULL, 0);
+    int fail_ms = (int)(1500 * harness_scale());
+    char up[160];
+    snprintf(up, sizeof(up),
+             "server = 127.0.0.1:%d\nmax_fails = 1\nfail_timeout = %dms\n"
+             "retries = 0",
+             origin.port, fail_ms);
+    harness_proxy(&proxy, CONF, harness_server_lines("workers = 1"),
+                  script.port, up);
+    static const char get[] =
+        "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    /* Round robin: one of two reaches the script, which fails it. */
+    int failed = 0;
+    for (int i = 0; i < 2; i++) {
+        struct response r;
+        ck_assert_int_eq(harness_exchange(proxy.port, get, &r, 5000), 0);
+        failed += r.status == 502;
+        response_free(&r);
+    }
+    ck_assert_int_eq(failed, 1);
+    usleep((useconds_t)(fail_ms + 200) * 1000);
+    /* Upgrades until the probe reaches the script: its 101. */
+    int upgraded = 0;
+    for (int i = 0; i < 3 && !upgraded; i++) {
+        int fd = harness_own(harness_connect(proxy.port));
+        harness_send(fd, ws_request);
+        struct response r;
+        ck_assert_int_eq(harness_read_response(fd, &r, 3000, 1), 0);
+        upgraded = r.status == 101;
+        response_free(&r);
+        harness_close_owned(fd); /* the tunnel ends: the script is free */
+    }
+    ck_assert(upgraded);
+    /* Within fail_timeout of that probe, the script takes its share of
+     * plain requests again (websocket_echo answers them 400). */
+    double t0 = harness_now();
+    int to_script = 0;
+    for (int i = 0; i < 10; i++) {
+        struct response r;
+        ck_assert_int_eq(harness_exchange(proxy.port, get, &r, 5000), 0);
+        ck_assert_msg(r.status == 200 || r.status == 400, "status %d",
+                      r.status);
+        to_script += r.status == 400;
+        response_free(&r);
+    }
+    ck_assert_msg(harness_now() - t0 < fail_ms,
+                  "the requests took longer than fail_timeout");
+    ck_assert_msg(to_script >= 3, "%d of 10 reached the server; log:\n%s",
+                  to_script, harness_log(&proxy));
+}
+END_TEST
+
 static char upgrade_refused[] =
     "HTTP/1.1 426 Upgrade Required\r\nContent-Length: 4\r\n\r\nnope";
 
@@ -2284,6 +2356,7 @@ static Suite *proxy_suite(void)
     tcase_add_test(tc, test_websocket_upstream_end_reaches_a_client_still_sending);
     tcase_add_test(tc, test_websocket_reset_is_no_server_failure);
     tcase_add_test(tc, test_websocket_refused_stays_http);
+    tcase_add_test(tc, test_websocket_101_answers_a_probe);
     tcase_add_test(tc, test_h2c_upgrade_not_forwarded);
     tcase_add_test(tc, test_crlf_after_a_body_leaves_the_connection_idle);
     tcase_add_test(tc, test_idle_upstream_connection_closed_after_keepalive_timeout);
