@@ -671,15 +671,29 @@ static evhtp_res refuse(struct admin_conn *ac, evhtp_request_t *req,
     return EVHTP_RES_ERROR;
 }
 
-/* Any Transfer-Encoding, or a Content-Length other than 0 (evhtp's parser
- * keeps the last of several, so look at each). */
+/* Does a Content-Length value say zero ("0", "00": digits, all zeros)? */
+static int zero_length(const char *v)
+{
+    if (*v == '\0') {
+        return 0;
+    }
+    for (; *v != '\0'; v++) {
+        if (*v != '0') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Any Transfer-Encoding, or a Content-Length other than zero (evhtp's
+ * parser keeps the last of several, so look at each). */
 static int announces_body(evhtp_request_t *req)
 {
     evhtp_header_t *h;
     TAILQ_FOREACH(h, req->headers_in, next) {
         if (strcasecmp(h->key, "Transfer-Encoding") == 0 ||
             (strcasecmp(h->key, "Content-Length") == 0 &&
-             strcmp(h->val, "0") != 0)) {
+             !zero_length(h->val))) {
             return 1;
         }
     }
