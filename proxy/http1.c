@@ -1692,8 +1692,9 @@ int http1_write_response(struct evbuffer *out, const struct http1_head *h,
 }
 
 int http1_write_error(struct evbuffer *out, int status, const char *reason,
-                      int head_only)
+                      int flags)
 {
+    int head_only = (flags & HTTP1_ERROR_HEAD_ONLY) != 0;
     const char *text = http1_status_text(status);
     size_t text_len = strlen(text);
     size_t reason_len = strlen(reason);
@@ -1728,7 +1729,12 @@ int http1_write_error(struct evbuffer *out, int status, const char *reason,
         p = PUT_LIT(p, "\r\nContent-Type: text/plain\r\nContent-Length: ");
         p = put_uint(p, (uint64_t)reason_len + 1);
     }
-    p = PUT_LIT(p, "\r\nConnection: close\r\n\r\n");
+    if (!(flags & HTTP1_ERROR_KEEP_ALIVE)) {
+        p = PUT_LIT(p, "\r\nConnection: close");
+    } else if (flags & HTTP1_ERROR_HTTP10) {
+        p = PUT_LIT(p, "\r\nConnection: keep-alive");
+    }
+    p = PUT_LIT(p, "\r\n\r\n");
     if (!no_content && !head_only && status != 205) {
         p = put(p, reason, reason_len);
         *p++ = '\n';

@@ -386,11 +386,19 @@ int http1_is_websocket_switch(const struct http1_head *h);
 int http1_write_response(struct evbuffer *out, const struct http1_head *h,
                          const struct http1_response_info *info);
 
-/* Write a complete error response (Connection: close, the reason as a
- * text body): without the body for head_only (a reply to HEAD), and
- * without body or Content-Length for 1xx, 204 and 304. */
+/* How http1_write_error answers (flags, or'ed). */
+enum {
+    HTTP1_ERROR_HEAD_ONLY = 1,  /* a reply to HEAD: the head alone */
+    HTTP1_ERROR_KEEP_ALIVE = 2, /* the connection stays open: no close */
+    HTTP1_ERROR_HTTP10 = 4,     /* to HTTP/1.0: say keep-alive explicitly */
+};
+
+/* Write a complete error response (the reason as a text body), with
+ * Connection: close unless HTTP1_ERROR_KEEP_ALIVE: without the body for
+ * HTTP1_ERROR_HEAD_ONLY, and without body or Content-Length for 1xx, 204
+ * and 304. Returns the bytes written, -1 out of memory (nothing written). */
 int http1_write_error(struct evbuffer *out, int status, const char *reason,
-                      int head_only);
+                      int flags);
 
 /* The standard reason phrase for a status ("Bad Gateway"), or "Unknown". */
 const char *http1_status_text(int status);

@@ -225,6 +225,9 @@ static int upstream_error(struct session *s, int err);
 static int tunnel_start(struct session *s);
 static int tunnel_relay(struct session *s, struct side *from, struct side *to);
 
+static int exchange_end(struct session *s);
+static const http_parser_settings request_settings;
+
 static const char *const TERM_DONE = "done";
 
 /* ---- timers ------------------------------------------------------------ */
@@ -780,9 +783,65 @@ static int client_done(struct session *s)
 }
 
 /*
+ * May the client connection outlive an answer of our own (reply_error)?
+ * As with nginx, after a request that went wrong elsewhere (no route, no
+ * server, an upstream that failed or timed out, an injected fault), not
+ * after one refused for what it was (term "bad_request", a client's
+ * timeout or close, our out of memory): what follows such a request on
+ * the connection cannot be trusted to start a request. And only with the
+ * request read whole, or nothing of it left but its head's last LF (no
+ * body): a body not yet read would have to be read to its end first, and
+ * is not (the connection closes, discarding it, as before).
+ */
+static int answer_keeps_alive(const struct session *s, const char *term)
+{
+    if (!s->keep_alive || s->t_head < 0 || s->client_eof ||
+        strcmp(term, "bad_request") == 0 ||
+        strcmp(term, "internal_error") == 0 ||
+        strncmp(term, "client_", 7) == 0) {
+        return 0;
+    }
+    return s->cstate == CLIENT_REQUEST_DONE ||
+           (s->cstate == CLIENT_WAITING && s->req_body == HTTP1_BODY_NONE &&
+            s->client.head_lf_pending);
+}
+
+/*
+ * A bodyless request answered by the proxy while its head's last LF waited
+ * unparsed (the parser pauses on it: on_req_headers_complete): parse it,
+ * which completes the message, so that the parser starts the next request
+ * at its first byte. The access log counted the LF already (exchange_log):
+ * it is not counted again. Returns -1 if the parser did not end the
+ * message there.
+ */
+static int request_end_at_head(struct session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->client.bev);
+    char lf;
+    if (evbuffer_copyout(in, &lf, 1) != 1) {
+        return -1;
+    }
+    http_parser *p = &s->client.parser;
+    size_t n = http_parser_execute(p, &request_settings, &lf, 1);
+    if (n != 1 || HTTP_PARSER_ERRNO(p) != HPE_PAUSED ||
+        s->client.parsed != PARSED_MESSAGE) {
+        return -1;
+    }
+    http_parser_pause(p, 0);
+    s->client.parsed = PARSED_NOTHING;
+    s->client.head_lf_pending = 0;
+    evbuffer_drain(in, 1);
+    count_in(s, 1);
+    s->cstate = CLIENT_REQUEST_DONE;
+    return 0;
+}
+
+/*
  * Answer the exchange with an error of our own (status and a one-line
- * reason) and close. If a response has already started, the client
- * connection is closed instead: it must never see a complete-looking one.
+ * reason): the connection then goes on to the next request where
+ * answer_keeps_alive allows, and closes otherwise. If a response has
+ * already started, the client connection is closed instead: it must never
+ * see a complete-looking one.
  */
 static int reply_error(struct session *s, int status, const char *term,
                        const char *reason)
@@ -809,7 +868,16 @@ static int reply_error(struct session *s, int status, const char *term,
          * were 3 for "BAD REQUEST\r\n\r\n"). */
         count_in(s, evbuffer_get_length(bufferevent_get_input(s->client.bev)));
     }
-    http1_write_error(out, status, reason, method == HTTP_HEAD);
+    int keep = answer_keeps_alive(s, term);
+    if (keep && s->cstate == CLIENT_WAITING) {
+        keep = request_end_at_head(s) == 0;
+    }
+    int flags = (method == HTTP_HEAD ? HTTP1_ERROR_HEAD_ONLY : 0) |
+                (keep ? HTTP1_ERROR_KEEP_ALIVE : 0) |
+                (keep && s->http_minor == 0 ? HTTP1_ERROR_HTTP10 : 0);
+    if (http1_write_error(out, status, reason, flags) < 0) {
+        keep = 0; /* out of memory: nothing was queued */
+    }
     count_out(s, evbuffer_get_length(out) - before);
     s->status = status;
     s->response_started = 1;
@@ -818,6 +886,9 @@ static int reply_error(struct session *s, int status, const char *term,
     upstream_detach(s, 0);
     s->ustate = UPSTREAM_NONE;
     log_info("%s: answered %d: %s", s->client_addr, status, reason);
+    if (keep) {
+        return exchange_end(s);
+    }
     return close_after_flush(s, term);
 }
 

@@ -89,6 +89,55 @@ START_TEST(test_fault_delay_then_abort)
 }
 END_TEST
 
+/* An injected abort is an answer like the upstream's would have been: the
+ * client connection goes on (as Envoy's fault filter), so that wrk or ab
+ * measuring through a fault do not reconnect after every abort. To an
+ * HTTP/1.0 client that asked for keep-alive, it says so. */
+static char *answer_of(int port, const char *raw);
+
+START_TEST(test_fault_abort_keeps_the_connection)
+{
+    start("", "fault_abort = 503\nfault_abort_percent = 50");
+    int fd = harness_own(harness_connect(proxy.port));
+    int aborted = 0, passed = 0;
+    for (int i = 0; i < 100; i++) {
+        ck_assert_int_eq(harness_send(fd, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+                         0);
+        struct response r;
+        ck_assert_msg(harness_read_response(fd, &r, 5000, 0) == 0,
+                      "no answer to request %d on the connection", i + 1);
+        ck_assert(r.status == 200 || r.status == 503);
+        ck_assert_msg(r.complete && !r.closed, "answer %d: %s", i + 1,
+                      r.head);
+        ck_assert_ptr_null(response_header(&r, "connection"));
+        aborted += r.status == 503;
+        passed += r.status == 200;
+        response_free(&r);
+    }
+    /* Binomial(100, 0.5): both outcomes, on the one connection. */
+    ck_assert_msg(aborted > 10 && passed > 10, "%d aborted, %d passed",
+                  aborted, passed);
+
+    static const char http10[] =
+        "GET / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n";
+    harness_stop(&proxy);
+    harness_stop(&origin);
+    start("", "fault_abort = 503");
+    struct response r, again;
+    harness_exchange_kept(proxy.port, http10, &r, &again, 5000);
+    ck_assert_int_eq(r.status, 503);
+    ck_assert_str_eq(response_header(&r, "connection"), "keep-alive");
+    ck_assert_int_eq(again.status, 503);
+    response_free(&r);
+    response_free(&again);
+    /* Without keep-alive, HTTP/1.0 closes as before. */
+    char *got = answer_of(proxy.port, "GET / HTTP/1.0\r\nHost: a\r\n\r\n");
+    ck_assert_msg(strstr(got, "\r\nConnection: close\r\n") != NULL, "%s",
+                  got);
+    free(got);
+}
+END_TEST
+
 START_TEST(test_fault_abort_percent_zero_never_aborts)
 {
     start("", "fault_abort = 503\nfault_abort_percent = 0");
@@ -139,7 +188,8 @@ START_TEST(test_fault_delay_uniform_spreads)
 END_TEST
 
 /* Send raw on a new connection; everything the proxy sends until it
- * closes (malloc'd). */
+ * closes (malloc'd): raw says Connection: close where the answer would
+ * keep the connection open. */
 static char *answer_of(int port, const char *raw)
 {
     int fd = harness_connect(port);
@@ -162,7 +212,8 @@ START_TEST(test_own_answers_have_no_content_where_none_is_allowed)
         snprintf(route, sizeof(route), "fault_abort = %d", status);
         snprintf(line, sizeof(line), "HTTP/1.1 %d ", status);
         start("", route);
-        got = answer_of(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        got = answer_of(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n"
+                                    "Connection: close\r\n\r\n");
         ck_assert_msg(strncmp(got, line, 13) == 0, "%s", got);
         ck_assert_msg(strstr(got, "Content-Length") == NULL, "%s", got);
         ck_assert_str_eq(strstr(got, "\r\n\r\n") + 4, "");
@@ -172,14 +223,16 @@ START_TEST(test_own_answers_have_no_content_where_none_is_allowed)
     }
 
     start("", "fault_abort = 503");
-    got = answer_of(proxy.port, "HEAD / HTTP/1.1\r\nHost: a\r\n\r\n");
+    got = answer_of(proxy.port, "HEAD / HTTP/1.1\r\nHost: a\r\n"
+                                "Connection: close\r\n\r\n");
     ck_assert_msg(strncmp(got, "HTTP/1.1 503 ", 13) == 0, "%s", got);
     ck_assert_msg(strstr(got, "\r\nContent-Length: 15\r\n") != NULL, "%s",
                   got);
     ck_assert_str_eq(strstr(got, "\r\n\r\n") + 4, "");
     free(got);
     /* GET still gets the text. */
-    got = answer_of(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    got = answer_of(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n"
+                                "Connection: close\r\n\r\n");
     ck_assert_str_eq(strstr(got, "\r\n\r\n") + 4, "fault injected\n");
     free(got);
 
@@ -1092,6 +1145,7 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, test_fault_abort_percentage);
     tcase_add_test(tc, test_fault_delay_then_abort);
     tcase_add_test(tc, test_fault_abort_percent_zero_never_aborts);
+    tcase_add_test(tc, test_fault_abort_keeps_the_connection);
     tcase_add_test(tc, test_fault_delay_uniform_spreads);
     tcase_add_test(tc, test_own_answers_have_no_content_where_none_is_allowed);
     tcase_add_test(tc, test_fault_delay_fixed_and_percentage);

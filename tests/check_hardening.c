@@ -1178,7 +1178,11 @@ START_TEST(test_response_field_count_limit)
 {
     static char reply[16384];
     static struct reply many = {.first = reply, .end = END_CLOSE};
-    static const char ask[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    /* Connection: close: the answer ends the connection, so that
+     * everything the proxy sends is read to its close (a 502 of this
+     * kind leaves a kept-alive connection open: check_proxy). */
+    static const char ask[] =
+        "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
     for (int n = 257; n >= 256; n--) {
         size_t len = (size_t)snprintf(reply, sizeof(reply),
                                       "HTTP/1.1 200 OK\r\nDate: " FIXED_DATE
@@ -1296,7 +1300,11 @@ START_TEST(test_bad_upstream_response)
     const struct bad_response *c = &bad_responses[_i];
     bad_reply.first = c->reply;
     start_script(h_reply, &bad_reply, "", "");
-    static const char ask[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    /* Connection: close: the answer ends the connection, so that
+     * everything the proxy sends is read to its close (a 502 of this
+     * kind leaves a kept-alive connection open: check_proxy). */
+    static const char ask[] =
+        "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
     struct talk t;
     talk(ask, sizeof(ask) - 1, &t);
     char what[160];
@@ -1360,7 +1368,8 @@ START_TEST(test_bad_switching_protocols)
     start_script(h_reply, &bad_reply, "", "");
     static const char ask[] =
         "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
-        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Connection: Upgrade, close\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
         "Sec-WebSocket-Version: 13\r\n\r\n";
     struct talk t;
     talk(ask, sizeof(ask) - 1, &t);
@@ -2887,7 +2896,8 @@ END_TEST
 
 /* A POST (with the body given, which may be empty), or a request with a
  * body, on a connection the upstream closes as it arrives: 502, sent once,
- * on no other connection. */
+ * on no other connection. The request says Connection: close, so that the
+ * answer is read to the proxy's close (talk). */
 static void post_not_retried_on_reuse_race(const char *post)
 {
     pool_one_connection(h_race);
@@ -2918,6 +2928,7 @@ static void post_not_retried_on_reuse_race(const char *post)
 START_TEST(test_post_not_retried_on_reuse_race)
 {
     post_not_retried_on_reuse_race("POST /second HTTP/1.1\r\nHost: a\r\n"
+                                   "Connection: close\r\n"
                                    "Content-Length: 1\r\n\r\nx");
 }
 END_TEST
@@ -2928,6 +2939,7 @@ END_TEST
 START_TEST(test_put_with_a_body_not_retried_on_reuse_race)
 {
     post_not_retried_on_reuse_race("PUT /second HTTP/1.1\r\nHost: a\r\n"
+                                   "Connection: close\r\n"
                                    "Content-Length: 5\r\n\r\nhello");
 }
 END_TEST
@@ -2958,9 +2970,13 @@ START_TEST(test_request_whose_body_went_out_not_retried_elsewhere)
     snprintf(up, sizeof(up), "server = 127.0.0.1:%d\nretries = 1\n"
              "max_fails = 0\n", origin.port);
     harness_proxy(&proxy, CONF, harness_server_lines(""), script.port, up);
+    /* Connection: close, so that what the proxy sends is read to its
+     * close at once (talk). */
     const char *ask = _i == 0 ? "PUT /x HTTP/1.1\r\nHost: a\r\n"
+                                "Connection: close\r\n"
                                 "Content-Length: 5\r\n\r\nhello"
-                              : "GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
+                              : "GET /x HTTP/1.1\r\nHost: a\r\n"
+                                "Connection: close\r\n\r\n";
     /* Round robin: the first or the second request goes to the script. */
     struct talk t;
     for (int i = 0; i < 2 && strstr(recorded(), "<read>") == NULL; i++) {
@@ -2993,6 +3009,7 @@ END_TEST
 START_TEST(test_empty_post_not_retried_on_reuse_race)
 {
     post_not_retried_on_reuse_race("POST /second HTTP/1.1\r\nHost: a\r\n"
+                                   "Connection: close\r\n"
                                    "Content-Length: 0\r\n\r\n");
 }
 END_TEST

@@ -2657,10 +2657,10 @@ END_TEST
 
 /* http1_write_error's text (the caller frees), its return checked: the
  * number of bytes it wrote. */
-static char *error_written(int status, const char *reason, int head_only)
+static char *error_written(int status, const char *reason, int flags)
 {
     struct evbuffer *out = evbuffer_new();
-    int written = http1_write_error(out, status, reason, head_only);
+    int written = http1_write_error(out, status, reason, flags);
     ck_assert_int_eq(written, (int)evbuffer_get_length(out));
     char *got = drain(out);
     evbuffer_free(out);
@@ -2705,8 +2705,26 @@ START_TEST(test_write_error_is_complete_and_closes)
     ck_assert_uint_eq(strlen(strstr(got, "\r\n\r\n") + 4), 5000);
     free(got);
 
+    /* Kept alive: no Connection: close; to HTTP/1.0, keep-alive said */
+    got = error_written(503, "fault injected", HTTP1_ERROR_KEEP_ALIVE);
+    ck_assert_ptr_null(strstr(got, "Connection"));
+    ck_assert_ptr_nonnull(strstr(got, "\r\nContent-Length: 15\r\n\r\n"));
+    ck_assert_str_eq(strstr(got, "\r\n\r\n") + 4, "fault injected\n");
+    free(got);
+    got = error_written(404, "no route",
+                        HTTP1_ERROR_KEEP_ALIVE | HTTP1_ERROR_HTTP10 |
+                            HTTP1_ERROR_HEAD_ONLY);
+    ck_assert_ptr_nonnull(strstr(got, "\r\nConnection: keep-alive\r\n\r\n"));
+    ck_assert_ptr_null(strstr(got, "close"));
+    ck_assert_str_eq(strstr(got, "\r\n\r\n") + 4, "");
+    free(got);
+    /* HTTP1_ERROR_HTTP10 alone changes nothing: the answer closes */
+    got = error_written(502, "x", HTTP1_ERROR_HTTP10);
+    ck_assert_ptr_nonnull(strstr(got, "\r\nConnection: close\r\n\r\n"));
+    free(got);
+
     /* HEAD: the length of the text, and no text */
-    got = error_written(502, "bad gateway", 1);
+    got = error_written(502, "bad gateway", HTTP1_ERROR_HEAD_ONLY);
     ck_assert_ptr_nonnull(strstr(got, "\r\nContent-Length: 12\r\n"));
     ck_assert_str_eq(strstr(got, "\r\n\r\n") + 4, "");
     ck_assert_ptr_null(strstr(got, "Allow"));

@@ -124,6 +124,24 @@ static void assert_error_response(int fd, const struct response *r,
                   "connection still open after a %d", status);
 }
 
+/* Assert an error response of the proxy's own that the connection
+ * outlives (an upstream's failure, no route): status, no Connection:
+ * close, a short text body, and no close read after it. */
+static void assert_error_kept(int fd, const struct response *r, int status)
+{
+    ck_assert_msg(r->status == status, "got %d, want %d; head:\n%s",
+                  r->status, status, r->head);
+    const char *conn = response_header(r, "connection");
+    ck_assert_msg(conn == NULL, "Connection: %s", conn);
+    const char *type = response_header(r, "content-type");
+    ck_assert_msg(type != NULL && strncmp(type, "text/plain", 10) == 0,
+                  "Content-Type: %s", type ? type : "(none)");
+    ck_assert(r->complete);
+    ck_assert_uint_gt(r->body_len, 1);
+    ck_assert_msg(!r->closed, "connection closed after a %d", status);
+    (void)fd; /* each caller's next exchange on it shows it still serves */
+}
+
 /* Connect, send raw, read one response. Returns the client's port. */
 static int exchange_on(int port, const char *raw, size_t len,
                        struct response *r, int *fd_out)
@@ -843,9 +861,16 @@ START_TEST(test_upstream_connect_timeout)
     struct response r;
     ck_assert_int_eq(harness_read_response(fd, &r, 3000, 0), 0);
     assert_timely(harness_now() - t0, 300, "504");
-    assert_error_response(fd, &r, 504);
+    assert_error_kept(fd, &r, 504);
     response_free(&r);
     harness_assert_logged(&proxy, cport, "\" 504 ", " term=upstream_connect_timeout", NULL);
+    /* The next request on the connection is timed afresh. */
+    t0 = harness_now();
+    ck_assert_int_eq(harness_send(fd, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    ck_assert_int_eq(harness_read_response(fd, &r, 3000, 0), 0);
+    assert_timely(harness_now() - t0, 300, "the second 504");
+    ck_assert_int_eq(r.status, 504);
+    response_free(&r);
 }
 END_TEST
 
@@ -2096,15 +2121,41 @@ START_TEST(test_no_route_404)
     int fd;
     static const char miss[] = "GET /other HTTP/1.1\r\nHost: a\r\n\r\n";
     int port = exchange_on(proxy.port, miss, strlen(miss), &r, &fd);
-    assert_error_response(fd, &r, 404);
+    assert_error_kept(fd, &r, 404);
     response_free(&r);
     harness_assert_logged(&proxy, port, "\"GET /other HTTP/1.1\" 404 ", " term=no_route",
                   NULL);
-    /* The route itself works. */
+    /* The route itself works, on the same connection. */
     static const char hit[] = "GET /api/x?size=3 HTTP/1.1\r\nHost: a\r\n\r\n";
-    exchange_on(proxy.port, hit, strlen(hit), &r, &fd);
+    ck_assert_int_eq(harness_write(fd, hit, strlen(hit)), 0);
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
     ck_assert_int_eq(r.status, 200);
     ck_assert_uint_eq(r.body_len, 3);
+    response_free(&r);
+    /* A request with a body that no route takes is answered before the
+     * body is read: the connection then closes (the body discarded). */
+    static const char post[] = "POST /other HTTP/1.1\r\nHost: a\r\n"
+                               "Content-Length: 5\r\n\r\nhello";
+    exchange_on(proxy.port, post, strlen(post), &r, &fd);
+    assert_error_response(fd, &r, 404);
+    response_free(&r);
+    /* Pipelined behind 404s: each answered in order on the one
+     * connection, the last one (Connection: close) closing it. */
+    static const char three[] =
+        "GET /other HTTP/1.1\r\nHost: a\r\n\r\n"
+        "HEAD /other HTTP/1.1\r\nHost: a\r\n\r\n"
+        "GET /api/y?size=2 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    exchange_on(proxy.port, three, strlen(three), &r, &fd);
+    assert_error_kept(fd, &r, 404);
+    response_free(&r);
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 1), 0);
+    ck_assert_int_eq(r.status, 404);
+    ck_assert_ptr_nonnull(response_header(&r, "content-length"));
+    response_free(&r);
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(r.body_len, 2);
+    ck_assert(r.closed || harness_wait_closed(fd, 2000));
     response_free(&r);
 }
 END_TEST

@@ -818,6 +818,26 @@ int harness_exchange(int port, const char *raw, struct response *r,
     return rc;
 }
 
+void harness_exchange_kept(int port, const char *raw, struct response *r,
+                           struct response *again, int timeout_ms)
+{
+    int fd = harness_own(harness_connect(port));
+    ck_assert_int_eq(harness_send(fd, raw), 0);
+    ck_assert_msg(harness_read_response(fd, r, timeout_ms, 0) == 0,
+                  "no response to %.60s", raw);
+    const char *conn = response_header(r, "connection");
+    ck_assert_msg(conn == NULL || strcasecmp(conn, "close") != 0,
+                  "a %d said Connection: close", r->status);
+    ck_assert_msg(r->complete && !r->closed, "a %d: complete %d, closed %d",
+                  r->status, r->complete, r->closed);
+    ck_assert_int_eq(harness_send(fd, raw), 0);
+    ck_assert_msg(harness_read_response(fd, again, timeout_ms, 0) == 0,
+                  "no second response on the connection after a %d",
+                  r->status);
+    ck_assert_msg(again->complete, "the second response is cut short");
+    harness_close_owned(fd);
+}
+
 char *harness_read_all(int fd, size_t *len, int timeout_ms)
 {
     size_t cap = 65536;

@@ -143,6 +143,16 @@ int response_header_count(const struct response *r, const char *name);
 int harness_exchange(int port, const char *raw, struct response *r,
                      int timeout_ms);
 
+/*
+ * An answer the connection outlives: connect, send raw and read the
+ * response into r, then send raw again on the same connection and read the
+ * second response into again. Asserts that the first response says nothing
+ * of closing, that the proxy did not close after it, and that the second
+ * came whole: the connection was kept alive and still serves.
+ */
+void harness_exchange_kept(int port, const char *raw, struct response *r,
+                           struct response *again, int timeout_ms);
+
 /* Bytes readable until EOF or timeout_ms of silence; malloc'd. */
 char *harness_read_all(int fd, size_t *len, int timeout_ms);
 
