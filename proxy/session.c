@@ -206,6 +206,7 @@ struct session {
      * client_ip_at, client_ip_len bytes. */
     uint8_t client_ip_at;
     uint8_t client_ip_len;
+    uint8_t interims; /* 1xx responses before this exchange's final one */
     char client_addr[INET6_ADDRSTRLEN + 8];
     TAILQ_ENTRY(session) link;
     TAILQ_ENTRY(session) idle_link; /* in w->idle while its keep-alive
@@ -603,6 +604,7 @@ static void exchange_reset(struct session *s)
     s->in_exchange = s->logged = 0;
     s->status = 0;
     s->response_started = s->expect_continue = s->interim = 0;
+    s->interims = 0;
     s->upgrade = s->tunnel = 0;
     s->retried = s->upstream_eof = 0;
     s->attempts = 0;
@@ -909,6 +911,11 @@ static const char out_of_memory[] = "out of memory";
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 
+/* The most 1xx responses an exchange takes before its final one (nginx
+ * reads none, HAProxy relays any number: one a server might send per
+ * stage of a long job, with room to spare). */
+#define SESSION_MAX_INTERIM 32
+
 static int head_piece(struct session *s, struct side *side,
                       enum http1_piece kind, const char *at, size_t len,
                       int status, const char *reason)
@@ -1118,7 +1125,16 @@ static int on_resp_headers_complete(http_parser *p)
     int no_body = !http1_status_has_content(p->status_code) ||
                   s->method == HTTP_HEAD;
     if (p->status_code / 100 == 1) {
-        /* Interim: relay 102/103 to HTTP/1.1 clients; 100 was ours to send. */
+        /* Interim: relay 102/103 to HTTP/1.1 clients; 100 was ours to send.
+         * A bounded number of them: an upstream that sends 1xx after 1xx
+         * would otherwise hold the client (and feed it) for good, each one
+         * resetting read_timeout. */
+        if (++s->interims > SESSION_MAX_INTERIM) {
+            s->error.status = 502;
+            s->error.reason = "upstream sent more than " STRINGIFY(
+                SESSION_MAX_INTERIM) " interim (1xx) responses";
+            return -1;
+        }
         s->interim = 1;
         if (http11 && p->status_code != 100) {
             struct http1_response_info info = {

@@ -1553,6 +1553,53 @@ START_TEST(test_103_early_hints_relayed)
 END_TEST
 
 /*
+ * 1xx responses are relayed up to 32 per exchange; an upstream sending more
+ * (it could go on for good, each resetting read_timeout) gets its exchange
+ * a 502 after the 32nd: _i 0 sends 32 then its 200, _i 1 sends 33.
+ */
+START_TEST(test_interim_responses_are_bounded)
+{
+    static char many[64 * 48];
+    static struct reply rp = {.first = many, .then = OK_REPLY,
+                              .end = END_KEEP};
+    int n = _i == 0 ? 32 : 33;
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        at += (size_t)snprintf(many + at, sizeof(many) - at,
+                               "HTTP/1.1 103 Early Hints\r\nLink: </%d>\r\n"
+                               "\r\n",
+                               i);
+    }
+    start_script(h_reply, &rp, "", "");
+    static const char ask[] =
+        "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    struct talk t;
+    talk(ask, sizeof(ask) - 1, &t);
+    ck_assert_msg(t.closed, "connection left open: %s", show(t.got, t.len));
+    ck_assert_int_eq(harness_count(t.got, "HTTP/1.1 103 Early Hints\r\n"),
+                     32);
+    const char *final = strstr(t.got, "\r\n\r\nHTTP/1.1 ") ;
+    for (const char *f = final; f != NULL;
+         f = strstr(f + 4, "\r\n\r\nHTTP/1.1 ")) {
+        final = f;
+    }
+    ck_assert_ptr_nonnull(final);
+    final += 4;
+    if (_i == 0) {
+        ck_assert_msg(strncmp(final, "HTTP/1.1 200 OK\r\n", 17) == 0, "%s",
+                      show(final, strlen(final)));
+    } else {
+        static const char reason[] =
+            "upstream sent more than 32 interim (1xx) responses";
+        assert_bytes(final, strlen(final), error_bytes(502, reason),
+                     "after the 33rd 1xx");
+        harness_assert_logged(&proxy, t.port, "\" 502 ", " term=bad_response",
+                              NULL);
+    }
+}
+END_TEST
+
+/*
  * Two GETs on one client connection to an upstream answering each with a
  * chunked "ok" as rp says: each relayed as "2\r\nok\r\n0\r\n\r\n", over
  * `accepts` upstream connections in all.
@@ -3466,6 +3513,7 @@ static Suite *hardening_suite(void)
                         (int)(sizeof(bad_responses) /
                               sizeof(bad_responses[0])));
     tcase_add_test(tc, test_103_early_hints_relayed);
+    tcase_add_loop_test(tc, test_interim_responses_are_bounded, 0, 2);
     tcase_add_loop_test(tc, test_chunked_replies_relayed_whole, 0,
                         (int)(sizeof(chunked_cases) / sizeof(chunked_cases[0])));
     tcase_add_test(tc, test_bytes_after_response_not_reused_and_logged);
