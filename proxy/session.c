@@ -226,7 +226,7 @@ static int upstream_error(struct session *s, int err);
 static int tunnel_start(struct session *s);
 static int tunnel_relay(struct session *s, struct side *from, struct side *to);
 
-static int exchange_end(struct session *s);
+static void exchange_ready(struct session *s);
 static const http_parser_settings request_settings;
 
 static const char *const TERM_DONE = "done";
@@ -793,11 +793,13 @@ static int client_done(struct session *s)
  * the connection cannot be trusted to start a request. And only with the
  * request read whole, or nothing of it left but its head's last LF (no
  * body): a body not yet read would have to be read to its end first, and
- * is not (the connection closes, discarding it, as before).
+ * is not (the connection closes, discarding it, as before). A client that
+ * half-closed keeps keep_alive only with requests queued behind this one
+ * (on_client_event): they are answered, as after a relayed response.
  */
 static int answer_keeps_alive(const struct session *s, const char *term)
 {
-    if (!s->keep_alive || s->t_head < 0 || s->client_eof ||
+    if (!s->keep_alive || s->t_head < 0 ||
         strcmp(term, "bad_request") == 0 ||
         strcmp(term, "internal_error") == 0 ||
         strncmp(term, "client_", 7) == 0) {
@@ -889,7 +891,19 @@ static int reply_error(struct session *s, int status, const char *term,
     s->ustate = UPSTREAM_NONE;
     log_info("%s: answered %d: %s", s->client_addr, status, reason);
     if (keep) {
-        return exchange_end(s);
+        /* The next request is read from the client's read callback, not
+         * from here: reply_error runs inside client_process too (routing,
+         * a 503), and requests pipelined behind answers of our own would
+         * each go one call deeper (a stack overflow, thousands of them
+         * queued). Inside client_process, its loop takes the next one. */
+        http1_head_deinit(&s->upstream.head); /* as response_done */
+        exchange_ready(s);
+        if (evbuffer_get_length(bufferevent_get_input(s->client.bev)) > 0) {
+            bufferevent_trigger(s->client.bev, EV_READ,
+                                BEV_TRIG_IGNORE_WATERMARKS |
+                                    BEV_TRIG_DEFER_CALLBACKS);
+        }
+        return 0;
     }
     return close_after_flush(s, term);
 }
@@ -1295,8 +1309,8 @@ static void drop_empty_lines(struct evbuffer *in)
     }
 }
 
-/* Wait for the next request on a persistent connection. */
-static int exchange_next(struct session *s)
+/* Ready the connection for its next request: idle, kept alive. */
+static void exchange_ready(struct session *s)
 {
     exchange_reset(s);
     /* A CRLF sent after a request (some clients end a body with one) is
@@ -1308,6 +1322,12 @@ static int exchange_next(struct session *s)
     s->cstate = CLIENT_IDLE;
     bufferevent_set_timeouts(s->client.bev, NULL, s->w->tv.send);
     keepalive_arm(s);
+}
+
+/* Wait for the next request on a persistent connection. */
+static int exchange_next(struct session *s)
+{
+    exchange_ready(s);
     return client_process(s);
 }
 
@@ -1833,6 +1853,17 @@ static int client_process(struct session *s)
             evbuffer_get_length(bufferevent_get_output(s->upstream.bev)) >=
                 high) {
             relay_pause(&s->client); /* upstream's on_write resumes us */
+            return 0;
+        }
+        if (s->cstate == CLIENT_IDLE &&
+            evbuffer_get_length(bufferevent_get_output(s->client.bev)) >=
+                high) {
+            /* A client that sends requests without reading the answers:
+             * the next one waits until it has read (on_client_write), so
+             * that answers of our own, which no upstream paces (relayed
+             * ones pause at this level: upstream_process), cannot pile
+             * up. */
+            relay_pause(&s->client);
             return 0;
         }
         relay_resume(&s->client);
@@ -2792,6 +2823,10 @@ static void on_client_write(struct bufferevent *bev, void *arg)
     if (s->conn != NULL && s->cstate != CLIENT_CLOSING &&
         upstream_process(s) < 0) {
         return;
+    }
+    if (s->cstate == CLIENT_IDLE && s->client.paused &&
+        client_process(s) < 0) {
+        return; /* the next request waited for the answers to drain */
     }
     session_flush(s);
 }

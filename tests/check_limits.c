@@ -2157,6 +2157,21 @@ START_TEST(test_no_route_404)
     ck_assert_uint_eq(r.body_len, 2);
     ck_assert(r.closed || harness_wait_closed(fd, 2000));
     response_free(&r);
+    /* A client that pipelines behind a 404 and half-closes has the rest
+     * answered too, as after a relayed response. */
+    static const char two[] = "GET /other HTTP/1.1\r\nHost: a\r\n\r\n"
+                              "GET /api/z?size=4 HTTP/1.1\r\nHost: a\r\n\r\n";
+    fd = harness_own(harness_connect(proxy.port));
+    ck_assert_int_eq(harness_write(fd, two, strlen(two)), 0);
+    shutdown(fd, SHUT_WR);
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+    ck_assert_int_eq(r.status, 404);
+    response_free(&r);
+    ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(r.body_len, 4);
+    ck_assert(r.closed || harness_wait_closed(fd, 2000));
+    response_free(&r);
 }
 END_TEST
 

@@ -4716,6 +4716,147 @@ START_TEST(test_pipelined_input_is_bounded_then_read_on)
 END_TEST
 
 /*
+ * n pipelined copies of req, the last one asking to close (malloc'd, its
+ * length in *len).
+ */
+static char *pipelined(const char *req, const char *last, int n, size_t *len)
+{
+    size_t one = strlen(req);
+    *len = one * (size_t)(n - 1) + strlen(last);
+    char *all = malloc(*len + 1);
+    ck_assert_ptr_nonnull(all);
+    for (int i = 0; i < n - 1; i++) {
+        memcpy(all + one * (size_t)i, req, one);
+    }
+    strcpy(all + one * (size_t)(n - 1), last);
+    return all;
+}
+
+/*
+ * Send all len bytes on fd (made non-blocking) while reading what comes
+ * back, until the peer closes or 30 s (scaled) pass; reading starts after
+ * read_after_ms. What was read (malloc'd, NUL-terminated) is returned,
+ * *got its length. With check, called once the reading is due to start,
+ * before anything is read.
+ */
+static char *send_and_collect(int fd, const char *all, size_t len,
+                              int read_after_ms, size_t *got,
+                              void (*check)(void))
+{
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    size_t cap = 1 << 20, have = 0, sent = 0;
+    char *buf = malloc(cap);
+    ck_assert_ptr_nonnull(buf);
+    double start = harness_now();
+    double deadline = start + 30000 * harness_scale();
+    int reading = 0;
+    while (harness_now() < deadline) {
+        if (!reading && harness_now() - start >= read_after_ms) {
+            reading = 1;
+            if (check != NULL) {
+                check();
+            }
+        }
+        struct pollfd pfd = {.fd = fd,
+                             .events = (short)((reading ? POLLIN : 0) |
+                                               (sent < len ? POLLOUT : 0))};
+        if (poll(&pfd, 1, 50) <= 0) {
+            continue;
+        }
+        if ((pfd.revents & POLLOUT) && sent < len) {
+            ssize_t n = send(fd, all + sent, len - sent, MSG_NOSIGNAL);
+            if (n > 0) {
+                sent += (size_t)n;
+            }
+        }
+        if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) {
+            if (have + 65536 + 1 > cap) {
+                cap *= 2;
+                buf = realloc(buf, cap);
+                ck_assert_ptr_nonnull(buf);
+            }
+            ssize_t n = read(fd, buf + have, 65536);
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+                break;
+            }
+            if (n > 0) {
+                have += (size_t)n;
+            }
+        }
+    }
+    buf[have] = '\0';
+    *got = have;
+    return buf;
+}
+
+static void assert_buffered_within_two_buffers(void)
+{
+    double held = metric_now("switchboard_buffered_bytes");
+    ck_assert_msg(held <= 2 * 16384 + 8192,
+                  "the proxy holds %.0f bytes for a client that does not "
+                  "read (buffer_size = 16k)",
+                  held);
+}
+
+/*
+ * Answers of the proxy's own keep the connection (fault_abort here), and
+ * no upstream paces them: a client that pipelines requests and reads no
+ * answers gets the next one taken only once it has read (the proxy held
+ * every answer: hundreds of megabytes in seconds). And taking them one
+ * after another never nests (a worker crashed on the stack, thousands
+ * queued behind a delayed one): _i 1, with buffer_size large enough to
+ * hold them all while the first waits.
+ */
+START_TEST(test_pipelined_own_answers_wait_for_the_reader)
+{
+    int n = 20000;
+    if (getenv("SB_VALGRIND") != NULL) {
+        n = 2000;
+    }
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    start_admin_proxy(_i == 0 ? "buffer_size = 16k" : "buffer_size = 4m",
+                      "[upstream origin]\nserver = 127.0.0.1:%d\n"
+                      "[route /]\nupstream = origin\nfault_abort = 503\n"
+                      "fault_headers = on\n",
+                      origin[0].port);
+    size_t len;
+    char *all = pipelined("GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+                          "GET / HTTP/1.1\r\nHost: a\r\nConnection: close"
+                          "\r\n\r\n",
+                          n, &len);
+    if (_i == 1) {
+        /* The first waits: the rest are read in meanwhile. */
+        static const char first[] = "GET / HTTP/1.1\r\nHost: a\r\n"
+                                    "X-Switchboard-Delay: 300ms\r\n\r\n";
+        size_t one = strlen("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        char *more = malloc(len - one + sizeof(first));
+        ck_assert_ptr_nonnull(more);
+        memcpy(more, first, sizeof(first) - 1);
+        memcpy(more + sizeof(first) - 1, all + one, len - one + 1);
+        free(all);
+        all = more;
+        len = len - one + sizeof(first) - 1;
+    }
+    int fd = harness_own(_i == 0 ? harness_connect_rcvbuf(proxy.port, 4096)
+                                  : harness_connect(proxy.port));
+    size_t got_len;
+    char *got = send_and_collect(fd, all, len, _i == 0 ? 1000 : 0, &got_len,
+                                 _i == 0 && getenv("SB_VALGRIND") == NULL
+                                     ? assert_buffered_within_two_buffers
+                                     : NULL);
+    free(all);
+    ck_assert_msg(harness_count(got, "HTTP/1.1 503 ") == n,
+                  "%d answers of %d; log:\n%.2000s",
+                  harness_count(got, "HTTP/1.1 503 "), n, harness_log(&proxy));
+    ck_assert_int_eq(harness_count(got, "Connection: close"), 1);
+    free(got);
+    harness_close_owned(fd);
+    ck_assert_msg(strstr(harness_log(&proxy), "killed by signal") == NULL,
+                  "%s", harness_log(&proxy));
+}
+END_TEST
+
+/*
  * A name server for the test, on 127.0.0.1 (UDP): every A question is
  * answered with the IPv4 addresses written in the file at path (up to 4,
  * separated by blanks; TTL 1 s), each answer starting one address further
@@ -5188,6 +5329,8 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_each_ending_is_counted);
     tcase_add_test(tc, test_backpressure_shows_in_gauges);
     tcase_add_test(tc, test_pipelined_input_is_bounded_then_read_on);
+    tcase_add_loop_test(tc, test_pipelined_own_answers_wait_for_the_reader, 0,
+                        2);
     tcase_add_test(tc, test_master_as_pid_1);
     suite_add_tcase(s, tc);
 
