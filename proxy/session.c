@@ -2789,7 +2789,11 @@ static int session_flush(struct session *s)
             return -1;
         }
     }
-    if (side_flush(&s->client, s->conn != NULL && s->upstream.paused) < 0) {
+    /* The peer waiting for the client's output: the upstream (paused), or
+     * the client's own next request (paused idle: client_process). */
+    if (side_flush(&s->client, (s->conn != NULL && s->upstream.paused) ||
+                                   (s->cstate == CLIENT_IDLE &&
+                                    s->client.paused)) < 0) {
         return session_close(s, "client_closed");
     }
     if (!s->client.writing &&

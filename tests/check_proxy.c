@@ -1532,6 +1532,76 @@ START_TEST(test_large_body_is_read_in_large_reads)
 }
 END_TEST
 
+/* Scripted upstream: answers each request for /?n=N, kept alive, with a
+ * chunked body of N bytes in one chunk, the whole response in one write. */
+static void chunked_in_one_write(int fd, void *arg)
+{
+    (void)arg;
+    static char buf[1 << 17];
+    for (;;) {
+        char head[4096];
+        size_t len = 0;
+        head[0] = '\0';
+        while (strstr(head, "\r\n\r\n") == NULL) {
+            ssize_t n = read(fd, head + len, sizeof(head) - 1 - len);
+            if (n <= 0) {
+                return;
+            }
+            len += (size_t)n;
+            head[len] = '\0';
+        }
+        const char *q = strstr(head, "?n=");
+        size_t body = q != NULL ? strtoul(q + 3, NULL, 10) : 1;
+        int at = snprintf(buf, sizeof(buf),
+                          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                          "\r\n%zx\r\n",
+                          body);
+        memset(buf + at, 'c', body);
+        memcpy(buf + at + body, "\r\n0\r\n\r\n", 7);
+        harness_write(fd, buf, (size_t)at + body + 7);
+    }
+}
+
+/*
+ * A response that fills the client's output to buffer_size in the same
+ * read that completes it, with the next request waiting: that request
+ * waits only until the output is written (the kernel took it all at once
+ * here, and nothing resumed reading: the pipelined request hung for good,
+ * and a later one was never read). Over a range of sizes around
+ * buffer_size (16k), pipelined and one after another.
+ */
+START_TEST(test_next_request_after_a_response_that_fills_the_buffer)
+{
+    harness_script(&script, chunked_in_one_write, NULL, 1);
+    harness_proxy(&proxy, CONF, harness_server_lines("buffer_size = 16k"),
+                  script.port, "");
+    for (int n = 16200; n <= 16440; n += 16) {
+        char two[256];
+        int len = snprintf(two, sizeof(two),
+                           "GET /?n=%d HTTP/1.1\r\nHost: a\r\n\r\n"
+                           "GET /?n=%d HTTP/1.1\r\nHost: a\r\n\r\n",
+                           n, n);
+        int fd = harness_own(harness_connect(proxy.port));
+        ck_assert_int_eq(harness_write(fd, two, (size_t)len), 0);
+        for (int i = 0; i < 3; i++) {
+            if (i == 2) {
+                /* And one sent after both were read. */
+                ck_assert_int_eq(harness_write(fd, two, (size_t)len / 2), 0);
+            }
+            struct response r;
+            ck_assert_msg(harness_read_response(fd, &r, 3000, 0) == 0,
+                          "size %d: no answer %d of 3", n, i + 1);
+            ck_assert_int_eq(r.status, 200);
+            ck_assert_msg(r.complete && r.body_len == (size_t)n,
+                          "size %d: answer %d has %zu bytes", n, i + 1,
+                          r.body_len);
+            response_free(&r);
+        }
+        harness_close_owned(fd);
+    }
+}
+END_TEST
+
 START_TEST(test_slow_reader_bounded_memory_and_others_unaffected)
 {
     harness_origin(&origin, "--delay", "0ms", NULL);
@@ -2392,6 +2462,7 @@ static Suite *proxy_suite(void)
     tcase_add_test(tc, test_first_chunk_arrives_before_origin_finishes);
     tcase_add_test(tc, test_partial_length_body_arrives_before_the_rest);
     tcase_add_test(tc, test_slow_reader_bounded_memory_and_others_unaffected);
+    tcase_add_test(tc, test_next_request_after_a_response_that_fills_the_buffer);
     tcase_add_test(tc, test_large_body_is_read_in_large_reads);
     tcase_add_test(tc, test_idle_crowd_does_not_delay_others);
     tcase_add_test(tc, test_injected_latency);
