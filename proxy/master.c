@@ -697,6 +697,54 @@ static int reap(struct master *m, int stopping)
     return alive + m->n_retiring;
 }
 
+/* Has the current worker pid begun to drain (its stats slot says so)? */
+static int worker_draining(const struct master *m, pid_t pid)
+{
+    for (int i = 0; i < m->shm->n_slots; i++) {
+        const struct stats_slot *st = &m->shm->slots[i];
+        if (st->in_use && st->pid == pid) {
+            return __atomic_load_n(&st->draining, __ATOMIC_ACQUIRE);
+        }
+    }
+    return 0;
+}
+
+/*
+ * A current worker drains only on a signal sent to it alone (kill -TERM
+ * <worker pid>): the master's own stops and reloads take it out of the
+ * slot first. It has closed its copies of the slot's listening sockets,
+ * but the master's keep them open, so the kernel would go on queueing the
+ * slot's share of new clients for nobody until it exited (shutdown_timeout
+ * at most). It is replaced at once instead, as a reload replaces workers:
+ * it finishes draining as a retiring one. Not while a stop of the master's
+ * is pending (a signal sent to the whole process group reaches both).
+ */
+static void replace_draining_workers(struct master *m)
+{
+    sigset_t pending;
+    if (sigpending(&pending) == 0 &&
+        (sigismember(&pending, SIGTERM) || sigismember(&pending, SIGQUIT) ||
+         sigismember(&pending, SIGINT))) {
+        return;
+    }
+    for (int s = 0; s < m->n_slots; s++) {
+        pid_t pid = m->slots[s].pid;
+        if (pid == 0 || m->n_retiring >= MASTER_MAX_RETIRING ||
+            !worker_draining(m, pid)) {
+            continue;
+        }
+        log_warn("worker %d (pid %d) drains on a signal of its own; a new "
+                 "worker %d takes its sockets",
+                 s, (int)pid, s);
+        m->retiring_shutdown_ms[m->n_retiring] = m->slots[s].shutdown_ms;
+        m->retiring[m->n_retiring++] = pid;
+        m->slots[s].pid = 0;
+        if (spawn(m, s, NULL) < 0) {
+            m->slots[s].respawn_at_ms = util_now_ms() + 1000;
+        }
+    }
+}
+
 /* Send sig to every worker, current and retiring. */
 static void signal_workers(struct master *m, int sig)
 {
@@ -1522,6 +1570,7 @@ int master_run(const struct config *cfg)
             break;
         }
         reap(&m, 0);
+        replace_draining_workers(&m);
         if (m.reload_pending &&
             generations_alive(&m) <= MASTER_DRAINING_GENERATIONS) {
             reload(&m, 0); /* read and checked again: the file may have moved on */

@@ -161,6 +161,9 @@ struct stats_slot {
     int generation;  /* conf generation it runs */
     pid_t pid;
     double started_ms;
+    /* Set by the worker as it starts draining: on a signal sent to it
+     * alone, the master replaces it at once (master.c). */
+    int draining;
     uint64_t counter[STATS_N_COUNTERS];
     int64_t gauge[STATS_N_GAUGES];
     /* The admin stores a new number in gauges_asked; the worker refreshes

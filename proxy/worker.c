@@ -258,6 +258,7 @@ static void worker_drain(struct worker *w, const char *why)
         return;
     }
     w->draining = 1;
+    __atomic_store_n(&w->stats->draining, 1, __ATOMIC_RELEASE);
     log_info("draining (%s): %d open sessions, up to %d ms",
              why, w->n_sessions, w->cfg->shutdown_timeout_ms);
     listeners_close(w);

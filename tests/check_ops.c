@@ -4716,6 +4716,58 @@ START_TEST(test_pipelined_input_is_bounded_then_read_on)
 END_TEST
 
 /*
+ * A worker sent SIGTERM alone (not through the master) drains, and its
+ * slot's listening sockets stay open in the master: new clients queued
+ * there for nobody until it exited (a second reviewer saw 11.5 s). The
+ * master now starts its replacement at once, and the old one finishes its
+ * exchange as a retiring worker does after a reload.
+ */
+START_TEST(test_a_worker_stopped_alone_is_replaced_at_once)
+{
+    int hold_ms = (int)(4000 * harness_scale());
+    harness_origin(&origin[0], "--delay", "0ms", NULL);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "access_log = stderr\nlog_level = info\n"
+                  "shutdown_timeout = 60s\n"
+                  "[upstream origin]\nserver = 127.0.0.1:%d\n"
+                  "read_timeout = 60s\n[route /]\nupstream = origin\n",
+                  origin[0].port);
+    pid_t w[4];
+    ck_assert_int_eq(harness_wait_children(proxy.pid, w, 1), 1);
+    int slow = harness_own(harness_connect(proxy.port));
+    char ask[96];
+    snprintf(ask, sizeof(ask), "GET /?delay=%dms HTTP/1.1\r\nHost: a\r\n\r\n",
+             hold_ms);
+    ck_assert_int_eq(harness_send(slow, ask), 0);
+    usleep(200 * 1000); /* the worker has it in flight */
+    ck_assert_int_eq(kill(w[0], SIGTERM), 0);
+    ck_assert_msg(harness_log_wait(&proxy, "drains on a signal of its own",
+                                   3000),
+                  "%s", harness_log(&proxy));
+    double t0 = harness_now();
+    for (int i = 0; i < 6; i++) {
+        ck_assert_int_eq(
+            exchange(proxy.port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", NULL),
+            200);
+    }
+    double took = harness_now() - t0;
+    ck_assert_msg(took < hold_ms / 2,
+                  "6 requests took %.0f ms while the old worker drained",
+                  took);
+    struct response r;
+    ck_assert_int_eq(harness_read_response(slow, &r, hold_ms + 5000, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    response_free(&r);
+    ck_assert_msg(harness_log_wait(&proxy, "finished draining", 5000), "%s",
+                  harness_log(&proxy));
+    pid_t now[4];
+    ck_assert_int_eq(harness_children(proxy.pid, now, 4), 1);
+    ck_assert_int_ne(now[0], w[0]);
+}
+END_TEST
+
+/*
  * n pipelined copies of req, the last one asking to close (malloc'd, its
  * length in *len).
  */
@@ -5362,6 +5414,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_health_rise_counts_on_across_reloads);
     tcase_add_test(tc, test_health_state_survives_reloads_during_a_slow_check);
     tcase_add_test(tc, test_health_state_survives_a_reload_in_a_restart_pause);
+    tcase_add_test(tc, test_a_worker_stopped_alone_is_replaced_at_once);
     tcase_add_test(tc, test_successes_between_failures_do_not_clear_them);
     tcase_add_test(tc, test_a_server_back_from_out_takes_one_probe);
     tcase_add_test(tc, test_upstream_cut_mid_body_counts_as_a_failure);
