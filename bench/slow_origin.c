@@ -158,6 +158,11 @@ struct exchange {
     bool head_only;       /* HEAD: headers of the reply, no body */
     bool chunked;         /* HTTP/1.1 chunk framing on the body */
     struct event *timer;  /* delay, then /stream intervals */
+    /* The client's close (EV_CLOSED) while the connection is paused: evhtp
+     * reads nothing then, so it would not see the client go until the
+     * delay ended (a socket held per client that gave up: enough of them
+     * took every descriptor). */
+    struct event *gone;
     struct timespec due;  /* when the timer is meant to go off */
     struct evbuffer_cb_entry *drain_cb; /* on the output while SENDING */
     bool line_waits; /* a /stream text line waits for the output to drain */
@@ -494,6 +499,9 @@ static void exchange_stop(struct exchange *x)
     if (x->timer != NULL) {
         event_del(x->timer);
     }
+    if (x->gone != NULL) {
+        event_del(x->gone);
+    }
     if (x->drain_cb != NULL) {
         struct bufferevent *bev = evhtp_request_get_bev(x->req);
 
@@ -511,6 +519,9 @@ static void exchange_free(struct exchange *x)
     exchange_stop(x);
     if (x->timer != NULL) {
         event_free(x->timer);
+    }
+    if (x->gone != NULL) {
+        event_free(x->gone);
     }
     EVP_MD_CTX_free(x->md);
     free(x);
@@ -632,6 +643,9 @@ static void exchange_finish(struct exchange *x)
     /* A pipelined request may follow, read by evhtp once this reply is
      * flushed: not through on_session_input, so empty lines go now. */
     conn_drop_empty_lines(conn);
+    if (x->gone != NULL) {
+        event_del(x->gone); /* evhtp reads the connection again */
+    }
     if (x->paused) {
         x->paused = false;
         evhtp_request_resume(x->req);
@@ -1094,6 +1108,33 @@ static void on_request_error(evhtp_request_t *req, evhtp_error_flags flags,
     }
 }
 
+/*
+ * The client closed its side while the request was paused (delayed, or
+ * its body being sent): it has left, as evhtp takes any EOF. Handled as
+ * on_request_error: evhtp, resumed, reads the EOF and frees the
+ * connection, and with it the exchange.
+ */
+static void on_client_gone(evutil_socket_t fd, short what, void *arg)
+{
+    on_request_error(((struct exchange *)arg)->req, 0, arg);
+}
+
+/* Watch for the client's close while the request is paused. A loop whose
+ * backend cannot tell a close (poll, select: no EV_CLOSED) sees it when
+ * the request resumes, as before. */
+static void exchange_watch_close(struct exchange *x)
+{
+    evhtp_connection_t *conn = evhtp_request_get_connection(x->req);
+    if (x->gone == NULL) {
+        x->gone = event_new(conn->evbase,
+                            bufferevent_getfd(evhtp_connection_get_bev(conn)),
+                            EV_CLOSED | EV_PERSIST, on_client_gone, x);
+    }
+    if (x->gone != NULL) {
+        event_add(x->gone, NULL);
+    }
+}
+
 /* evhtp is freeing the request: free the exchange with it. */
 static evhtp_res on_request_fini(evhtp_request_t *req, void *arg)
 {
@@ -1204,6 +1245,7 @@ static void on_request(evhtp_request_t *req, void *arg)
     x->paused = true;
     exchange_arm(x, delay);
     evhtp_request_pause(req);
+    exchange_watch_close(x);
 }
 
 /* ---- sessions and loops ---- */

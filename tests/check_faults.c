@@ -95,6 +95,51 @@ END_TEST
  * HTTP/1.0 client that asked for keep-alive, it says so. */
 static char *answer_of(int port, const char *raw);
 
+static int open_fds(pid_t pid);
+
+/*
+ * The slow origin lets go of a client that leaves while its request is
+ * delayed: it held each such socket until the delay ended (an hour here),
+ * and enough clients that gave up took every descriptor it had.
+ */
+START_TEST(test_origin_lets_go_of_clients_that_left)
+{
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    int before = open_fds(origin.pid);
+    enum { N = 20 };
+    int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = harness_connect(origin.port);
+        ck_assert_int_eq(
+            harness_send(fds[i], "GET /?delay=1h HTTP/1.1\r\nHost: a\r\n\r\n"),
+            0);
+    }
+    double deadline = harness_now() + 2000 * harness_scale();
+    while (open_fds(origin.pid) < before + N && harness_now() < deadline) {
+        usleep(10 * 1000);
+    }
+    ck_assert_int_eq(open_fds(origin.pid), before + N); /* all delayed */
+    for (int i = 0; i < N; i++) {
+        close(fds[i]);
+    }
+    deadline = harness_now() + 2000 * harness_scale();
+    while (open_fds(origin.pid) > before && harness_now() < deadline) {
+        usleep(10 * 1000);
+    }
+    ck_assert_msg(open_fds(origin.pid) == before,
+                  "%d descriptors still held for clients that left",
+                  open_fds(origin.pid) - before);
+    /* And it serves on. */
+    struct response r;
+    ck_assert_int_eq(harness_exchange(origin.port,
+                                      "GET /?delay=10ms HTTP/1.1\r\nHost: a\r\n\r\n",
+                                      &r, 5000),
+                     0);
+    ck_assert_int_eq(r.status, 200);
+    response_free(&r);
+}
+END_TEST
+
 START_TEST(test_fault_abort_keeps_the_connection)
 {
     start("", "fault_abort = 503\nfault_abort_percent = 50");
@@ -1146,6 +1191,7 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, test_fault_delay_then_abort);
     tcase_add_test(tc, test_fault_abort_percent_zero_never_aborts);
     tcase_add_test(tc, test_fault_abort_keeps_the_connection);
+    tcase_add_test(tc, test_origin_lets_go_of_clients_that_left);
     tcase_add_test(tc, test_fault_delay_uniform_spreads);
     tcase_add_test(tc, test_own_answers_have_no_content_where_none_is_allowed);
     tcase_add_test(tc, test_fault_delay_fixed_and_percentage);
