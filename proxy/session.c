@@ -1974,6 +1974,11 @@ static int client_process(struct session *s)
  */
 static int tunnel_relay(struct session *s, struct side *from, struct side *to)
 {
+    if (from == &s->client && s->upstream_eof) {
+        /* The upstream has ended its side: the tunnel ends once what it
+         * took already is delivered (below); nothing more is taken. */
+        return tunnel_relay(s, &s->upstream, &s->client);
+    }
     struct evbuffer *in = bufferevent_get_input(from->bev);
     struct evbuffer *out = bufferevent_get_output(to->bev);
     size_t high = s->w->cfg->buffer_size;
@@ -2008,13 +2013,25 @@ static int tunnel_relay(struct session *s, struct side *from, struct side *to)
         return close_after_flush(s, "client_closed");
     }
     if (from == &s->upstream && s->upstream_eof) {
-        /* The upstream is done with it: logged now (naming the server),
-         * and let go, so that it is not held through the client's
-         * lingering close, nor its late errors taken for the tunnel's. */
-        exchange_log(s, TERM_DONE);
+        /* The upstream is done sending. What the client said last, read
+         * and queued for the upstream already, reaches it first: it may
+         * only have half-closed, and read on (its write callback comes
+         * back here until that has drained; they were dropped). A write
+         * that fails (it closed whole) drops them, and the log says so.
+         * Then logged now (naming the server), and let go, so that it is
+         * not held through the client's lingering close, nor its late
+         * errors taken for the tunnel's. */
+        int failed = side_flush(&s->upstream, 0) < 0;
+        if (!failed &&
+            evbuffer_get_length(bufferevent_get_output(s->upstream.bev)) > 0) {
+            relay_pause(&s->client);
+            return 0;
+        }
+        const char *term = failed ? "upstream_closed" : TERM_DONE;
+        exchange_log(s, term);
         upstream_detach(s, 0);
         s->ustate = UPSTREAM_NONE;
-        return close_after_flush(s, TERM_DONE);
+        return close_after_flush(s, term);
     }
     return 0;
 }

@@ -1168,6 +1168,84 @@ START_TEST(test_websocket_client_close_delivers_its_last_bytes)
 }
 END_TEST
 
+/* WebSocket upstream that answers 101, reads nothing for 500 ms, sends
+ * "X" and ends its side (FIN), then reads until EOF and writes how many
+ * bytes came to the file named by arg. */
+static void websocket_late_close(int fd, void *arg)
+{
+    harness_read_request_head(fd);
+    harness_send(fd, "HTTP/1.1 101 Switching Protocols\r\n"
+                     "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    usleep(500 * 1000);
+    harness_send(fd, "X");
+    shutdown(fd, SHUT_WR);
+    static char buf[65536];
+    long total = 0;
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof(buf))) > 0) {
+        total += n;
+    }
+    FILE *f = fopen(arg, "w");
+    if (f != NULL) {
+        fprintf(f, "%ld\n", total);
+        fclose(f);
+    }
+}
+
+START_TEST(test_websocket_upstream_close_still_takes_the_clients_bytes)
+{
+    /* An upstream that ends its side while the proxy holds the client's
+     * bytes for it (it read nothing for a while) may only have half-
+     * closed: what the proxy read and counted for it still reaches it
+     * (up to buffer_size of them was dropped, with term=done). */
+    static char path[] = "/tmp/sb-ws-late-XXXXXX";
+    int tmp = mkstemp(path);
+    ck_assert_int_ge(tmp, 0);
+    close(tmp);
+    unlink(path);
+    int fd = ws_tunnel(websocket_late_close, path, "", "");
+    int cport = harness_client_port(fd);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    static char data[65536];
+    memset(data, 'x', sizeof(data));
+    double t0 = harness_now();
+    long sent = 0;
+    while (harness_now() - t0 < 400) {
+        ssize_t n = send(fd, data, sizeof(data), MSG_NOSIGNAL);
+        if (n > 0) {
+            sent += n;
+        } else {
+            usleep(5 * 1000);
+        }
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    ck_assert(harness_wait_closed(fd, 10000));
+    long got = -1;
+    double deadline = harness_now() + 10000 * harness_scale();
+    while (got < 0 && harness_now() < deadline) {
+        FILE *f = fopen(path, "r");
+        if (f == NULL || fscanf(f, "%ld", &got) != 1) {
+            got = -1;
+            usleep(20 * 1000);
+        }
+        if (f != NULL) {
+            fclose(f);
+        }
+    }
+    unlink(path);
+    char line[1024];
+    ck_assert(harness_access_line(&proxy, cport, line, sizeof(line), 3000));
+    const char *at = strstr(line, "\" 101 ");
+    ck_assert_ptr_nonnull(at);
+    long in = strtol(at + 6, NULL, 10) - (long)strlen(ws_request);
+    /* The proxy stopped taking bytes before the client stopped sending. */
+    ck_assert_msg(in > 0 && in < sent, "took %ld of %ld", in, sent);
+    ck_assert_msg(got == in, "the upstream got %ld of the %ld bytes taken "
+                             "for it; %s", got, in, line);
+    ck_assert_ptr_nonnull(strstr(line, " term=done"));
+}
+END_TEST
+
 /* WebSocket upstream that answers 101 with TAIL_BYTES and "BYE" behind it,
  * then ends its side (FIN), reads until the proxy closes the connection,
  * and then creates the file named by arg. */
@@ -2449,6 +2527,7 @@ static Suite *proxy_suite(void)
     tcase_add_test(tc, test_websocket_tunnel_timeout);
     tcase_add_test(tc, test_websocket_slow_reader_keeps_the_tunnel);
     tcase_add_test(tc, test_websocket_client_close_delivers_its_last_bytes);
+    tcase_add_test(tc, test_websocket_upstream_close_still_takes_the_clients_bytes);
     tcase_add_test(tc, test_websocket_upstream_end_reaches_a_client_still_sending);
     tcase_add_test(tc, test_websocket_reset_is_no_server_failure);
     tcase_add_test(tc, test_websocket_refused_stays_http);
