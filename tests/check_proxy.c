@@ -1108,48 +1108,48 @@ START_TEST(test_websocket_tunnel_timeout)
 }
 END_TEST
 
-/*
- * Scripted WebSocket upstream that reads slowly: answers 101, waits, then
- * reads with a pause between reads until EOF, and writes how many bytes
- * came to the file named by arg.
- */
-static void websocket_slow_sink(int fd, void *arg)
+/* A scripted WebSocket upstream's start: the request head read, a bare
+ * 101 sent. */
+static void ws_switch(int fd)
 {
     harness_read_request_head(fd);
     harness_send(fd, "HTTP/1.1 101 Switching Protocols\r\n"
                      "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
-    usleep(300 * 1000);
+}
+
+/* Make path (a mkstemp template) a fresh name, no file there yet. */
+static void fresh_path(char *path)
+{
+    int tmp = mkstemp(path);
+    ck_assert_int_ge(tmp, 0);
+    close(tmp);
+    unlink(path);
+}
+
+/* Read fd until EOF, pause_us between reads, and write how many bytes
+ * came to the file at path (a scripted upstream's report). */
+static void sink_report(int fd, const char *path, int pause_us)
+{
     static char buf[65536];
     long total = 0;
     ssize_t n;
     while ((n = read(fd, buf, sizeof(buf))) > 0) {
         total += n;
-        usleep(1000);
+        if (pause_us > 0) {
+            usleep((useconds_t)pause_us);
+        }
     }
-    FILE *f = fopen(arg, "w");
+    FILE *f = fopen(path, "w");
     if (f != NULL) {
         fprintf(f, "%ld\n", total);
         fclose(f);
     }
 }
 
-START_TEST(test_websocket_client_close_delivers_its_last_bytes)
+/* The count sink_report wrote to path (then removed), waiting up to 10 s
+ * (scaled) for it; -1 if none came. */
+static long sink_count(const char *path)
 {
-    /* A client that sends its last bytes and closes while the upstream
-     * reads slower than it writes: what is queued for the upstream still
-     * reaches it before the proxy closes (it was dropped). */
-    static char path[] = "/tmp/sb-ws-sink-XXXXXX";
-    int tmp = mkstemp(path);
-    ck_assert_int_ge(tmp, 0);
-    close(tmp);
-    unlink(path);
-    int fd = ws_tunnel(websocket_slow_sink, path, "", "");
-    enum { SENT = 4 << 20 };
-    static char data[SENT];
-    memset(data, 'x', sizeof(data));
-    ck_assert_int_eq(harness_write(fd, data, sizeof(data)), 0);
-    shutdown(fd, SHUT_WR);
-    ck_assert(harness_wait_closed(fd, 10000));
     long got = -1;
     double deadline = harness_now() + 10000 * harness_scale();
     while (got < 0 && harness_now() < deadline) {
@@ -1163,7 +1163,36 @@ START_TEST(test_websocket_client_close_delivers_its_last_bytes)
         }
     }
     unlink(path);
-    ck_assert_int_eq(got, SENT);
+    return got;
+}
+
+/*
+ * Scripted WebSocket upstream that reads slowly: answers 101, waits, then
+ * reads with a pause between reads until EOF, and writes how many bytes
+ * came to the file named by arg.
+ */
+static void websocket_slow_sink(int fd, void *arg)
+{
+    ws_switch(fd);
+    usleep(300 * 1000);
+    sink_report(fd, arg, 1000);
+}
+
+START_TEST(test_websocket_client_close_delivers_its_last_bytes)
+{
+    /* A client that sends its last bytes and closes while the upstream
+     * reads slower than it writes: what is queued for the upstream still
+     * reaches it before the proxy closes (it was dropped). */
+    static char path[] = "/tmp/sb-ws-sink-XXXXXX";
+    fresh_path(path);
+    int fd = ws_tunnel(websocket_slow_sink, path, "", "");
+    enum { SENT = 4 << 20 };
+    static char data[SENT];
+    memset(data, 'x', sizeof(data));
+    ck_assert_int_eq(harness_write(fd, data, sizeof(data)), 0);
+    shutdown(fd, SHUT_WR);
+    ck_assert(harness_wait_closed(fd, 10000));
+    ck_assert_int_eq(sink_count(path), SENT);
     ck_assert(harness_log_wait(&proxy, " term=client_closed", 3000));
 }
 END_TEST
@@ -1173,23 +1202,11 @@ END_TEST
  * bytes came to the file named by arg. */
 static void websocket_late_close(int fd, void *arg)
 {
-    harness_read_request_head(fd);
-    harness_send(fd, "HTTP/1.1 101 Switching Protocols\r\n"
-                     "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    ws_switch(fd);
     usleep(500 * 1000);
     harness_send(fd, "X");
     shutdown(fd, SHUT_WR);
-    static char buf[65536];
-    long total = 0;
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof(buf))) > 0) {
-        total += n;
-    }
-    FILE *f = fopen(arg, "w");
-    if (f != NULL) {
-        fprintf(f, "%ld\n", total);
-        fclose(f);
-    }
+    sink_report(fd, arg, 0);
 }
 
 START_TEST(test_websocket_upstream_close_still_takes_the_clients_bytes)
@@ -1199,10 +1216,7 @@ START_TEST(test_websocket_upstream_close_still_takes_the_clients_bytes)
      * closed: what the proxy read and counted for it still reaches it
      * (up to buffer_size of them was dropped, with term=done). */
     static char path[] = "/tmp/sb-ws-late-XXXXXX";
-    int tmp = mkstemp(path);
-    ck_assert_int_ge(tmp, 0);
-    close(tmp);
-    unlink(path);
+    fresh_path(path);
     int fd = ws_tunnel(websocket_late_close, path, "", "");
     int cport = harness_client_port(fd);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
@@ -1220,19 +1234,7 @@ START_TEST(test_websocket_upstream_close_still_takes_the_clients_bytes)
     }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     ck_assert(harness_wait_closed(fd, 10000));
-    long got = -1;
-    double deadline = harness_now() + 10000 * harness_scale();
-    while (got < 0 && harness_now() < deadline) {
-        FILE *f = fopen(path, "r");
-        if (f == NULL || fscanf(f, "%ld", &got) != 1) {
-            got = -1;
-            usleep(20 * 1000);
-        }
-        if (f != NULL) {
-            fclose(f);
-        }
-    }
-    unlink(path);
+    long got = sink_count(path);
     char line[1024];
     ck_assert(harness_access_line(&proxy, cport, line, sizeof(line), 3000));
     const char *at = strstr(line, "\" 101 ");
@@ -2256,9 +2258,7 @@ END_TEST
 static void websocket_sink(int fd, void *arg)
 {
     (void)arg;
-    harness_read_request_head(fd);
-    harness_send(fd, "HTTP/1.1 101 Switching Protocols\r\n"
-                     "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    ws_switch(fd);
     char buf[4096];
     while (read(fd, buf, sizeof(buf)) > 0) {
     }
@@ -2290,9 +2290,7 @@ END_TEST
 static void websocket_firehose(int fd, void *arg)
 {
     (void)arg;
-    harness_read_request_head(fd);
-    harness_send(fd, "HTTP/1.1 101 Switching Protocols\r\n"
-                     "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    ws_switch(fd);
     static char block[65536];
     memset(block, 'f', sizeof(block));
     while (send(fd, block, sizeof(block), MSG_NOSIGNAL) > 0) {
