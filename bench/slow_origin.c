@@ -1116,19 +1116,38 @@ static void on_request_error(evhtp_request_t *req, evhtp_error_flags flags,
  */
 static void on_client_gone(evutil_socket_t fd, short what, void *arg)
 {
-    on_request_error(((struct exchange *)arg)->req, 0, arg);
+    struct exchange *x = arg;
+    if (!(what & EV_CLOSED)) {
+        /* Readable: a reset (epoll reports it as readable, not as
+         * closed), an EOF, or the next request pipelined. */
+        char c;
+        ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n > 0) {
+            /* Bytes wait: a close behind them is seen when the request
+             * resumes, as evhtp reads on (watching on would spin). */
+            event_del(x->gone);
+            return;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            return; /* nothing there after all */
+        }
+    }
+    on_request_error(x->req, 0, x);
 }
 
-/* Watch for the client's close while the request is paused. A loop whose
- * backend cannot tell a close (poll, select: no EV_CLOSED) sees it when
- * the request resumes, as before. */
+/* Watch for the client's close (or reset) while the request is paused:
+ * EV_CLOSED for a FIN where the backend tells one (epoll), and readable
+ * for a reset (epoll reports no close for it, and would report it again
+ * and again) or an EOF elsewhere, told apart from pipelined bytes by a
+ * peek. */
 static void exchange_watch_close(struct exchange *x)
 {
     evhtp_connection_t *conn = evhtp_request_get_connection(x->req);
     if (x->gone == NULL) {
         x->gone = event_new(conn->evbase,
                             bufferevent_getfd(evhtp_connection_get_bev(conn)),
-                            EV_CLOSED | EV_PERSIST, on_client_gone, x);
+                            EV_READ | EV_CLOSED | EV_PERSIST, on_client_gone,
+                            x);
     }
     if (x->gone != NULL) {
         event_add(x->gone, NULL);

@@ -98,9 +98,10 @@ static char *answer_of(int port, const char *raw);
 static int open_fds(pid_t pid);
 
 /*
- * The slow origin lets go of a client that leaves while its request is
- * delayed: it held each such socket until the delay ended (an hour here),
- * and enough clients that gave up took every descriptor it had.
+ * The slow origin lets go of a client that leaves (closes or resets) while
+ * its request is delayed: it held each such socket until the delay ended
+ * (an hour here), and enough clients that gave up took every descriptor
+ * it had.
  */
 START_TEST(test_origin_lets_go_of_clients_that_left)
 {
@@ -120,6 +121,12 @@ START_TEST(test_origin_lets_go_of_clients_that_left)
     }
     ck_assert_int_eq(open_fds(origin.pid), before + N); /* all delayed */
     for (int i = 0; i < N; i++) {
+        if (i % 2 == 1) {
+            /* Half of them reset: epoll says readable, never closed (a
+             * watch for the close alone missed it, and spun). */
+            struct linger hard = {1, 0};
+            setsockopt(fds[i], SOL_SOCKET, SO_LINGER, &hard, sizeof(hard));
+        }
         close(fds[i]);
     }
     deadline = harness_now() + 2000 * harness_scale();
