@@ -733,6 +733,18 @@ static void replace_draining_workers(struct master *m)
             !worker_draining(m, pid)) {
             continue;
         }
+        /* A replacement takes a stats slot while the old worker keeps its
+         * own: only with a whole generation's worth left over beside it,
+         * for the next reload's workers (the region is sized for
+         * generations, not for replacements). Else, as before, the slot
+         * is filled when the old worker exits. */
+        int free_slots = 0;
+        for (int i = 0; i < m->shm->n_slots; i++) {
+            free_slots += !m->shm->slots[i].in_use;
+        }
+        if (free_slots < m->n_slots + 1) {
+            continue;
+        }
         log_warn("worker %d (pid %d) drains on a signal of its own; a new "
                  "worker %d takes its sockets",
                  s, (int)pid, s);
