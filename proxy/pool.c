@@ -95,6 +95,7 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
     st->balance = cfg->balance;
     st->check_id = pool_check_id(cfg);
     int weights[BALANCER_MAX];
+    uint64_t held_out[(BALANCER_MAX + 63) / 64] = {0}; /* starts out */
     int names = 0, unresolved = 0;
     for (int i = 0; i < cfg->n_servers && i < BALANCER_MAX; i++) {
         const struct config_server *cs = &cfg->servers[i];
@@ -177,17 +178,25 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
                  * health_timeout): a worker forked meanwhile asks it. */
                 s->checks_done = 1;
                 tv = util_ms_to_tv(0);
-                log_info("upstream %s: server %s starts out of service: "
-                         "health checks held it out when this worker "
-                         "started (%d of health_rise %d good checks since)",
-                         cfg->name, s->name, s->check_streak,
-                         cfg->health_rise);
+                held_out[i / 64] |= (uint64_t)1 << (i % 64);
             }
             evtimer_add(s->check_timer, &tv);
         }
     }
     balancer_init(&p->balancer, weights, p->n_servers);
     pool_publish_health(p);
+    /* Said once it is published: the master hands it on from there (to a
+     * worker forked after this one dies), and a reader of the log may take
+     * the line for that. */
+    for (int i = 0; i < p->n_servers; i++) {
+        if (held_out[i / 64] & ((uint64_t)1 << (i % 64))) {
+            const struct pool_server *s = &p->servers[i];
+            log_info("upstream %s: server %s starts out of service: "
+                     "health checks held it out when this worker "
+                     "started (%d of health_rise %d good checks since)",
+                     cfg->name, s->name, s->check_streak, cfg->health_rise);
+        }
+    }
     if (names > 0 && dns != NULL &&
         (cfg->resolve_interval_ms > 0 || unresolved > 0)) {
         /* Without re-resolution, an unanswered first lookup is still
