@@ -814,9 +814,9 @@ static int answer_keeps_alive(const struct session *s, const char *term)
  * A bodyless request answered by the proxy while its head's last LF waited
  * unparsed (the parser pauses on it: on_req_headers_complete): parse it,
  * which completes the message, so that the parser starts the next request
- * at its first byte. The access log counted the LF already (exchange_log):
- * it is not counted again. Returns -1 if the parser did not end the
- * message there.
+ * at its first byte; the LF is counted, before the exchange is logged.
+ * Returns -1 if the parser did not end the message there (the connection
+ * then closes).
  */
 static int request_end_at_head(struct session *s)
 {
@@ -895,10 +895,13 @@ static int reply_error(struct session *s, int status, const char *term,
          * from here: reply_error runs inside client_process too (routing,
          * a 503), and requests pipelined behind answers of our own would
          * each go one call deeper (a stack overflow, thousands of them
-         * queued). Inside client_process, its loop takes the next one. */
+         * queued). Inside client_process, its loop takes the next one.
+         * A client that half-closed is seen to there too (client_ended),
+         * as exchange_end sees it after a relayed response. */
         http1_head_deinit(&s->upstream.head); /* as response_done */
         exchange_ready(s);
-        if (evbuffer_get_length(bufferevent_get_input(s->client.bev)) > 0) {
+        if (evbuffer_get_length(bufferevent_get_input(s->client.bev)) > 0 ||
+            s->client_eof) {
             bufferevent_trigger(s->client.bev, EV_READ,
                                 BEV_TRIG_IGNORE_WATERMARKS |
                                     BEV_TRIG_DEFER_CALLBACKS);

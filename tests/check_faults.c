@@ -190,6 +190,33 @@ START_TEST(test_fault_abort_keeps_the_connection)
 }
 END_TEST
 
+/*
+ * Delayed aborts pipelined behind each other, and the client half-closes:
+ * each is answered, then the connection ends at once, as after relayed
+ * responses. The last answer came from the delay's timer with nothing
+ * left to read, and nothing looked at the client's EOF: the connection
+ * idled until keepalive_timeout.
+ */
+START_TEST(test_fault_aborts_then_half_close_end_the_connection)
+{
+    start("", "fault_abort = 503\nfault_headers = on");
+    static const char two[] =
+        "GET /a HTTP/1.1\r\nHost: a\r\nX-Switchboard-Delay: 100ms\r\n\r\n"
+        "GET /b HTTP/1.1\r\nHost: a\r\nX-Switchboard-Delay: 100ms\r\n\r\n";
+    int fd = harness_own(harness_connect(proxy.port));
+    ck_assert_int_eq(harness_send(fd, two), 0);
+    shutdown(fd, SHUT_WR);
+    for (int i = 0; i < 2; i++) {
+        struct response r;
+        ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+        ck_assert_int_eq(r.status, 503);
+        response_free(&r);
+    }
+    ck_assert_msg(harness_wait_closed(fd, 2000),
+                  "the connection outlived the client's half-close");
+}
+END_TEST
+
 START_TEST(test_fault_abort_percent_zero_never_aborts)
 {
     start("", "fault_abort = 503\nfault_abort_percent = 0");
@@ -1198,6 +1225,7 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, test_fault_delay_then_abort);
     tcase_add_test(tc, test_fault_abort_percent_zero_never_aborts);
     tcase_add_test(tc, test_fault_abort_keeps_the_connection);
+    tcase_add_test(tc, test_fault_aborts_then_half_close_end_the_connection);
     tcase_add_test(tc, test_origin_lets_go_of_clients_that_left);
     tcase_add_test(tc, test_fault_delay_uniform_spreads);
     tcase_add_test(tc, test_own_answers_have_no_content_where_none_is_allowed);
