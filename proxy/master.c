@@ -518,13 +518,10 @@ static void health_at_fork(const struct master *m, struct worker_health *h)
  * restart (its stats slot is about to be released). */
 static void save_verdicts(struct master *m, int s, pid_t pid)
 {
-    has_last_verdicts[s] = 0;
-    for (int k = 0; k < m->shm->n_slots; k++) {
-        const struct stats_slot *st = &m->shm->slots[k];
-        if (st->in_use && st->pid == pid) {
-            slot_verdicts(m->cfg, st, last_verdicts[s]);
-            has_last_verdicts[s] = 1;
-        }
+    const struct stats_slot *st = stats_slot_of(m->shm, pid);
+    has_last_verdicts[s] = st != NULL;
+    if (st != NULL) {
+        slot_verdicts(m->cfg, st, last_verdicts[s]);
     }
 }
 
@@ -700,13 +697,8 @@ static int reap(struct master *m, int stopping)
 /* Has the current worker pid begun to drain (its stats slot says so)? */
 static int worker_draining(const struct master *m, pid_t pid)
 {
-    for (int i = 0; i < m->shm->n_slots; i++) {
-        const struct stats_slot *st = &m->shm->slots[i];
-        if (st->in_use && st->pid == pid) {
-            return __atomic_load_n(&st->draining, __ATOMIC_ACQUIRE);
-        }
-    }
-    return 0;
+    const struct stats_slot *st = stats_slot_of(m->shm, pid);
+    return st != NULL && __atomic_load_n(&st->draining, __ATOMIC_ACQUIRE);
 }
 
 /*

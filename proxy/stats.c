@@ -144,17 +144,25 @@ static void prune_retired(struct stats_shm *shm)
     r->n_pools = kept;
 }
 
-void stats_release(struct stats_shm *shm, pid_t pid)
+struct stats_slot *stats_slot_of(struct stats_shm *shm, pid_t pid)
 {
     for (int i = 0; i < shm->n_slots; i++) {
-        struct stats_slot *s = &shm->slots[i];
-        if (s->in_use && s->pid == pid) {
-            __atomic_add_fetch(&shm->fold_seq, 1, __ATOMIC_SEQ_CST);
-            prune_retired(shm);
-            stats_fold(&shm->retired, s, 0, 0);
-            s->in_use = 0;
-            __atomic_add_fetch(&shm->fold_seq, 1, __ATOMIC_SEQ_CST);
+        if (shm->slots[i].in_use && shm->slots[i].pid == pid) {
+            return &shm->slots[i];
         }
+    }
+    return NULL;
+}
+
+void stats_release(struct stats_shm *shm, pid_t pid)
+{
+    struct stats_slot *s = stats_slot_of(shm, pid);
+    if (s != NULL) {
+        __atomic_add_fetch(&shm->fold_seq, 1, __ATOMIC_SEQ_CST);
+        prune_retired(shm);
+        stats_fold(&shm->retired, s, 0, 0);
+        s->in_use = 0;
+        __atomic_add_fetch(&shm->fold_seq, 1, __ATOMIC_SEQ_CST);
     }
 }
 

@@ -200,6 +200,9 @@ void stats_unmap(struct stats_shm *shm);
 struct stats_slot *stats_claim(struct stats_shm *shm, pid_t pid, int index,
                                int generation);
 
+/* The slot in use for pid; NULL if none. */
+struct stats_slot *stats_slot_of(struct stats_shm *shm, pid_t pid);
+
 /* A worker is gone: fold its slot into retired and free it. */
 void stats_release(struct stats_shm *shm, pid_t pid);
 
