@@ -95,7 +95,6 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
     st->balance = cfg->balance;
     st->check_id = pool_check_id(cfg);
     int weights[BALANCER_MAX];
-    uint64_t held_out[(BALANCER_MAX + 63) / 64] = {0}; /* starts out */
     int names = 0, unresolved = 0;
     for (int i = 0; i < cfg->n_servers && i < BALANCER_MAX; i++) {
         const struct config_server *cs = &cfg->servers[i];
@@ -178,7 +177,6 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
                  * health_timeout): a worker forked meanwhile asks it. */
                 s->checks_done = 1;
                 tv = util_ms_to_tv(0);
-                held_out[i / 64] |= (uint64_t)1 << (i % 64);
             }
             evtimer_add(s->check_timer, &tv);
         }
@@ -189,8 +187,8 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
      * worker forked after this one dies), and a reader of the log may take
      * the line for that. */
     for (int i = 0; i < p->n_servers; i++) {
-        if (held_out[i / 64] & ((uint64_t)1 << (i % 64))) {
-            const struct pool_server *s = &p->servers[i];
+        const struct pool_server *s = &p->servers[i];
+        if (!s->check_up) { /* only start_out holds one out here */
             log_info("upstream %s: server %s starts out of service: "
                      "health checks held it out when this worker "
                      "started (%d of health_rise %d good checks since)",
