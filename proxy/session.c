@@ -23,7 +23,10 @@
  *
  * Every callback ends in session_flush(): what it queued for either side is
  * written at once (side_flush), and only a remainder turns on libevent's
- * write event, so a fast exchange costs no epoll_ctl for writing.
+ * write event, so a fast exchange costs no epoll_ctl for writing. Both
+ * bufferevents read with one recv each (sockread), and a pooled upstream
+ * connection keeps its read event from one exchange to the next: a fast
+ * exchange is two recv and two writev.
  *
  * Backpressure lives in client_process() and upstream_process(): neither
  * consumes its input while the peer's output is above high water; they turn
@@ -61,6 +64,7 @@
 #include "http1.h"
 #include "log.h"
 #include "pool.h"
+#include "sockread.h"
 #include "stats.h"
 #include "util.h"
 #include "worker.h"
@@ -388,29 +392,13 @@ static int side_flush(struct side *side, int peer_paused)
     return 0;
 }
 
-/* What libevent 2.1's evbuffer_read reads at most per call. */
-#define LIBEVENT_MAX_READ 4096
-
-/* Shorten v[0..n) to total bytes in all; how many of them hold some. */
-static int vecs_trim(struct evbuffer_iovec *v, int n, size_t total)
-{
-    int used = 0;
-    for (; used < n && total > 0; used++) {
-        if (v[used].iov_len > total) {
-            v[used].iov_len = total;
-        }
-        total -= v[used].iov_len;
-    }
-    return used;
-}
-
 /*
- * libevent 2.1's bufferevents read at most 4 KiB per readv, each after an
- * ioctl(FIONREAD): a body streaming in faster than that costs four system
- * calls per 4 KiB (ioctl, readv, writev, epoll_wait). When the input holds
- * a full read, read what else is ready here, in one readv, up to one byte
- * under buffer_size (at it, side_bound_input would stop reading and start
- * again, two epoll_ctl per turn). The room is reserved
+ * A bufferevent's read (sockread) takes at most 4 KiB: a body streaming in
+ * faster than that would cost three system calls per 4 KiB (recv, writev,
+ * epoll_wait). When the input holds a full read, read what else is ready
+ * here, in one readv, up to one byte under buffer_size (at it,
+ * side_bound_input would stop reading and start again, two epoll_ctl per
+ * turn). The room is reserved
  * for what FIONREAD says is there, so that the input's chains are sized to
  * what came: reserving buffer_size blindly would leave mostly empty 64 KiB
  * chains, which a relay moves whole into the peer's output. An error is
@@ -423,7 +411,7 @@ static void side_fill(struct side *side, size_t high)
     size_t have = evbuffer_get_length(in);
     int fd = bufferevent_getfd(side->bev);
     int ready = 0;
-    if (have < LIBEVENT_MAX_READ || have + 1 >= high || side->read_err != 0 ||
+    if (have < SOCKREAD_MAX || have + 1 >= high || side->read_err != 0 ||
         ioctl(fd, FIONREAD, &ready) < 0 || ready <= 0) {
         return;
     }
@@ -436,8 +424,8 @@ static void side_fill(struct side *side, size_t high)
     /* The input's end is frozen but while the bufferevent reads (as the
      * output's start is, side_flush). */
     evbuffer_unfreeze(in, 0);
-    int used = vecs_trim(v, evbuffer_reserve_space(in, (ev_ssize_t)room, v, 2),
-                         room);
+    int used = sockread_trim(
+        v, evbuffer_reserve_space(in, (ev_ssize_t)room, v, 2), room);
     for (int i = 0; i < used; i++) {
         iov[i].iov_base = v[i].iov_base;
         iov[i].iov_len = v[i].iov_len;
@@ -446,7 +434,7 @@ static void side_fill(struct side *side, size_t high)
     if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
         side->read_err = errno;
     }
-    int full = vecs_trim(v, used, got > 0 ? (size_t)got : 0);
+    int full = sockread_trim(v, used, got > 0 ? (size_t)got : 0);
     if (full > 0) {
         evbuffer_commit_space(in, v, full);
     }
@@ -2567,6 +2555,9 @@ static void on_upstream_event(struct bufferevent *bev, short what, void *arg)
         int one = 1;
         setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one,
                    sizeof(one));
+        /* Connected: the socket is the bufferevent's for good (the connect
+         * assigned libevent's read callback), and ours reads it. */
+        sockread_attach(bev);
         bufferevent_set_timeouts(
             bev, s->cstate == CLIENT_REQUEST_DONE ? upstream_read_tv(s) : NULL,
             s->w->tv.up_send[up]);
@@ -3141,6 +3132,7 @@ int session_start(struct worker *w, evutil_socket_t fd,
     TAILQ_INSERT_TAIL(&w->sessions, s, link);
     w->n_sessions++;
 
+    sockread_attach(s->client.bev);
     bufferevent_setcb(s->client.bev, on_client_read, on_client_write,
                       on_client_event, s);
     bufferevent_setwatermark(s->client.bev, EV_WRITE, cfg->buffer_size / 2,
