@@ -16,6 +16,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_struct.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
@@ -633,6 +634,17 @@ static void on_idle_event(struct bufferevent *bev, short what, void *arg)
     pool_conn_free(c);
 }
 
+/*
+ * Whether ev came due (ready, or its timeout passed) in this loop pass and
+ * its callback has not run yet. libevent has no call for it; the flags are
+ * public in event2/event_struct.h (in 2.1 and 2.2 alike).
+ */
+static int event_is_due(const struct event *ev)
+{
+    return (ev->ev_evcallback.evcb_flags &
+            (EVLIST_ACTIVE | EVLIST_ACTIVE_LATER)) != 0;
+}
+
 /* Is idle c's socket still open with nothing to read? One MSG_PEEK. */
 static int idle_is_silent(const struct upconn *c)
 {
@@ -649,14 +661,18 @@ struct upconn *pool_acquire(struct pool *p, struct pool_server *server,
     while (!fresh && (c = TAILQ_FIRST(&server->idle)) != NULL) {
         idle_remove(c);
         if (!peek || idle_is_silent(c)) {
-            /* Its events off: one may have come due in this loop pass
-             * (its keepalive_timeout passed, bytes came) with its callback
-             * still to run, which the borrower would then get as its own
-             * news (a 504 "did not respond in time" at once), or whose
-             * re-arming would not watch the socket (the answer left unread
-             * until read_timeout). Disabling drops the pending callback;
-             * the borrower enables them afresh. */
-            bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+            /* Its events off if one came due in this loop pass (its
+             * keepalive_timeout passed, bytes came) with its callback still
+             * to run, which the borrower would then get as its own news (a
+             * 504 "did not respond in time" at once), or whose re-arming
+             * would not watch the socket (the answer left unread until
+             * read_timeout). Disabling drops the pending callback; the
+             * borrower enables them afresh. Otherwise its read event stays
+             * on, and the borrower only sets its timeouts: turning it off
+             * and on again is two epoll_ctl calls per exchange. */
+            bufferevent_disable(c->bev, event_is_due(&c->bev->ev_read)
+                                            ? EV_READ | EV_WRITE
+                                            : EV_WRITE);
             break;
         }
         pool_conn_free(c); /* closed or spoke: as on_idle_read would */

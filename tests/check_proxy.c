@@ -291,6 +291,84 @@ START_TEST(test_hop_by_hop_removed_from_response)
 }
 END_TEST
 
+/* ---- system calls per exchange ---------------------------------------- */
+
+/* The counts tests/count_calls.so kept for pid under base, or -1s. */
+static void calls_of(const char *base, pid_t pid, long *epoll_ctls,
+                     long *fionreads)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s.%ld", base, (long)pid);
+    *epoll_ctls = *fionreads = -1;
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+        if (fscanf(f, "epoll_ctl %ld fionread %ld", epoll_ctls, fionreads) !=
+            2) {
+            *epoll_ctls = *fionreads = -1;
+        }
+        fclose(f);
+    }
+}
+
+/*
+ * Exchanges on a kept client connection over a pooled upstream one need
+ * no epoll_ctl and no ioctl(FIONREAD) (tests/count_calls.so counts them
+ * in the worker): reads are one recv each, and an idle upstream
+ * connection lent again keeps its read event. Before, each exchange made
+ * two of each: libevent asks FIONREAD before every read, and the pool
+ * turned the read event off and on at each loan.
+ */
+START_TEST(test_exchanges_make_no_epoll_ctl_nor_fionread)
+{
+    enum { N = 200 };
+    char base[] = "/tmp/sb-calls.XXXXXX";
+    int tmp = mkstemp(base);
+    ck_assert_int_ge(tmp, 0);
+    close(tmp);
+    char setting[64];
+    snprintf(setting, sizeof(setting), "SB_COUNT_CALLS=%s", base);
+    harness_origin(&origin, "--delay", "0ms", NULL);
+    harness_preload("tests/count_calls.so", setting, NULL);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "access_log = off\n"
+                  "[upstream origin]\nserver = 127.0.0.1:%d\n"
+                  "[route /]\nupstream = origin\n",
+                  origin.port);
+    harness_wrap = NULL;
+    pid_t worker;
+    ck_assert_int_eq(harness_wait_children(proxy.pid, &worker, 1), 1);
+    int fd = harness_own(harness_connect(proxy.port));
+    ck_assert_int_ge(fd, 0);
+    long epoll_before = 0, fionread_before = 0, epoll_after, fionread_after;
+    for (int i = 0; i < N; i++) {
+        if (i == 2) { /* the client and the upstream connection are set */
+            calls_of(base, worker, &epoll_before, &fionread_before);
+            ck_assert_int_ge(epoll_before, 1);
+        }
+        ck_assert_int_eq(
+            harness_send(fd, "GET /?size=100 HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+        struct response r;
+        ck_assert_int_eq(harness_read_response(fd, &r, 5000, 0), 0);
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_int_eq((int)r.body_len, 100);
+        ck_assert(!r.closed);
+        response_free(&r);
+    }
+    calls_of(base, worker, &epoll_after, &fionread_after);
+    char path[512];
+    snprintf(path, sizeof(path), "%s.%ld", base, (long)worker);
+    unlink(path);
+    unlink(base);
+    ck_assert_msg(epoll_after - epoll_before <= 2 &&
+                      fionread_after - fionread_before <= 2,
+                  "%d exchanges made %ld epoll_ctl and %ld ioctl(FIONREAD)",
+                  N - 2, epoll_after - epoll_before,
+                  fionread_after - fionread_before);
+    harness_close_owned(fd);
+}
+END_TEST
+
 /* ---- persistence ------------------------------------------------------- */
 
 START_TEST(test_keepalive_and_pipelining_in_order)
@@ -2502,6 +2580,7 @@ static Suite *proxy_suite(void)
     tcase_add_test(tc, test_underscored_names_dropped_unless_asked);
     tcase_add_test(tc, test_hop_by_hop_removed_from_response);
     tcase_add_test(tc, test_response_head_larger_than_the_buffers_is_relayed);
+    tcase_add_test(tc, test_exchanges_make_no_epoll_ctl_nor_fionread);
     tcase_add_test(tc, test_keepalive_and_pipelining_in_order);
     tcase_add_test(tc, test_http10_gets_close_delimited_body);
     tcase_add_test(tc, test_http10_keepalive_with_length);
