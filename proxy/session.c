@@ -392,6 +392,19 @@ static int side_flush(struct side *side, int peer_paused)
     return 0;
 }
 
+/* Shorten v[0..n) to total bytes in all; how many of them hold some. */
+static int vecs_trim(struct evbuffer_iovec *v, int n, size_t total)
+{
+    int used = 0;
+    for (; used < n && total > 0; used++) {
+        if (v[used].iov_len > total) {
+            v[used].iov_len = total;
+        }
+        total -= v[used].iov_len;
+    }
+    return used;
+}
+
 /*
  * A bufferevent's read (sockread) takes at most 4 KiB: a body streaming in
  * faster than that would cost three system calls per 4 KiB (recv, writev,
@@ -403,7 +416,7 @@ static int side_flush(struct side *side, int peer_paused)
  * what came: reserving buffer_size blindly would leave mostly empty 64 KiB
  * chains, which a relay moves whole into the peer's output. An error is
  * noted for the event callback and for reuse (an EOF cannot come here:
- * FIONREAD said there were bytes, and libevent's next read sees it).
+ * FIONREAD said there were bytes, and sockread's next read sees it).
  */
 static void side_fill(struct side *side, size_t high)
 {
@@ -424,7 +437,7 @@ static void side_fill(struct side *side, size_t high)
     /* The input's end is frozen but while the bufferevent reads (as the
      * output's start is, side_flush). */
     evbuffer_unfreeze(in, 0);
-    int used = sockread_trim(
+    int used = vecs_trim(
         v, evbuffer_reserve_space(in, (ev_ssize_t)room, v, 2), room);
     for (int i = 0; i < used; i++) {
         iov[i].iov_base = v[i].iov_base;
@@ -434,7 +447,7 @@ static void side_fill(struct side *side, size_t high)
     if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
         side->read_err = errno;
     }
-    int full = sockread_trim(v, used, got > 0 ? (size_t)got : 0);
+    int full = vecs_trim(v, used, got > 0 ? (size_t)got : 0);
     if (full > 0) {
         evbuffer_commit_space(in, v, full);
     }

@@ -5,23 +5,19 @@
  * the kernel how much is readable (ioctl FIONREAD) before every readv():
  * two system calls per read, and the readv() goes through the kernel's
  * vector path. sockread_attach() gives a bufferevent a read callback of
- * its own that does one recv() into the input buffer and then behaves as
- * libevent's would: the read callback (watermarks honoured), or the event
- * callback with BEV_EVENT_READING and EOF, ERROR or TIMEOUT, reads then
- * off. Everything else stays libevent's: the output, write callbacks,
- * enabling and disabling, timeouts, freeing.
+ * its own that does one recv() and adds what came to the input buffer,
+ * then behaves as libevent's would: the read callback (watermarks
+ * honoured), or the event callback with BEV_EVENT_READING and EOF, ERROR
+ * or TIMEOUT, reads then off. Everything else stays libevent's: the
+ * output, write callbacks, enabling and disabling, timeouts, freeing.
  */
 #ifndef SWITCHBOARD_SOCKREAD_H
 #define SWITCHBOARD_SOCKREAD_H
 
-#include <stddef.h>
-
-#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
 /* What one read takes at most: libevent 2.1's own cap per read (its
- * EVBUFFER_MAX_READ), so that input chains, and what a relay moves on in
- * one piece, stay the size they were. */
+ * EVBUFFER_MAX_READ). */
 #define SOCKREAD_MAX 4096
 
 /*
@@ -32,12 +28,5 @@
  * no socket) with bev unchanged.
  */
 int sockread_attach(struct bufferevent *bev);
-
-/*
- * Shorten v[0..n) (as evbuffer_reserve_space filled it) to total bytes in
- * all; returns how many of them hold some (0 if n < 1), for
- * evbuffer_commit_space.
- */
-int sockread_trim(struct evbuffer_iovec *v, int n, size_t total);
 
 #endif
