@@ -491,6 +491,42 @@ static void side_drained(struct side *side)
     }
 }
 
+/* Pieces of an input smaller than this are copied to the peer's output
+ * rather than moved (relay_move). */
+#define RELAY_MOVE_MIN 2048
+
+/*
+ * Move n bytes (no more than in holds) from in to out, a relay's step.
+ * The input's chains hold what each read brought, in a block sized to it
+ * (1 KiB at least): moved whole, a peer trickling small segments to a
+ * reader that does not keep up would leave out holding a 1 KiB block per
+ * segment, up to buffer_size of bytes (a second reviewer measured 3 MB per
+ * stalled client behind 22-byte segments with buffer_size 64k). So a chain
+ * is moved only when it holds RELAY_MOVE_MIN bytes or more; smaller pieces
+ * are copied into out's last block. Returns 0, or -1 out of memory (what
+ * was not moved stays in in).
+ */
+static int relay_move(struct evbuffer *in, struct evbuffer *out, size_t n)
+{
+    while (n > 0) {
+        struct evbuffer_iovec first;
+        if (evbuffer_peek(in, -1, NULL, &first, 1) < 1) {
+            return -1;
+        }
+        size_t k = first.iov_len < n ? first.iov_len : n;
+        if (k >= RELAY_MOVE_MIN) {
+            if (evbuffer_remove_buffer(in, out, k) != (int)k) {
+                return -1;
+            }
+        } else if (evbuffer_add(out, first.iov_base, k) < 0 ||
+                   evbuffer_drain(in, k) < 0) {
+            return -1;
+        }
+        n -= k;
+    }
+    return 0;
+}
+
 /*
  * The hard cap on what a session may hold queued for one peer. The relay
  * keeps each output near buffer_size by construction, plus a regenerated
@@ -1991,7 +2027,9 @@ static int tunnel_relay(struct session *s, struct side *from, struct side *to)
     size_t avail = evbuffer_get_length(in);
     size_t n = avail < room ? avail : room;
     if (n > 0) {
-        evbuffer_remove_buffer(in, out, n);
+        if (relay_move(in, out, n) < 0) {
+            return session_close(s, "internal_error");
+        }
         s->t_activity = util_now_ms();
         if (from == &s->client) {
             count_in(s, n);
@@ -2320,8 +2358,10 @@ static int upstream_process(struct session *s)
                 return 0;
             }
             size_t move = avail < s->body_left ? avail : (size_t)s->body_left;
-            evbuffer_remove_buffer(in, bufferevent_get_output(s->client.bev),
-                                   move);
+            if (relay_move(in, bufferevent_get_output(s->client.bev), move) <
+                0) {
+                return session_close(s, "internal_error");
+            }
             s->body_left -= move;
             s->upstream.bytes_in += move;
             count_out(s, move);

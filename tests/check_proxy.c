@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -1690,6 +1691,90 @@ START_TEST(test_large_body_is_read_in_large_reads)
 }
 END_TEST
 
+/* Scripted upstream: a long body trickled in 20-byte segments, 10,000 a
+ * second, until the proxy stops taking them for 2 s; then it waits for
+ * the proxy to close the connection (the client left). */
+static void trickle_body(int fd, void *arg)
+{
+    (void)arg;
+    harness_read_request_head(fd);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    harness_send(fd, "HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n");
+    static const char piece[] = "0123456789abcdefghij";
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        if (poll(&p, 1, 2000) != 1 ||
+            send(fd, piece, sizeof(piece) - 1, MSG_NOSIGNAL) < 0) {
+            break;
+        }
+        usleep(100);
+    }
+    char sink[4096];
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    while (poll(&p, 1, 30000) == 1 && recv(fd, sink, sizeof(sink), 0) > 0) {
+    }
+}
+
+/*
+ * A body that comes in small segments, relayed to a client that does not
+ * read, holds about buffer_size of memory, not a block per segment. Each
+ * read's bytes sit in a block of 1 KiB at least, and the relay moved the
+ * blocks whole into the client's output: 64 KiB of 20-byte segments held
+ * about 3 MB (a second reviewer's find), 8 times that between e2dd387 and
+ * c9e82ba. Small pieces are now copied into the output's last block.
+ */
+START_TEST(test_trickled_body_to_a_stalled_reader_is_held_in_buffer_size)
+{
+    harness_script(&script, trickle_body, NULL, 1);
+    /* The proxy's kernel buffer for the client kept small
+     * (tests/small_sndbuf.so), so that the output fills in a moment. */
+    harness_preload("tests/small_sndbuf.so", "SB_SNDBUF=4096", NULL);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "buffer_size = 64k\naccess_log = off\n"
+                  "[upstream trickle]\nserver = 127.0.0.1:%d\n"
+                  "[route /]\nupstream = trickle\n",
+                  script.port);
+    harness_wrap = NULL;
+    pid_t worker;
+    ck_assert_int_eq(harness_wait_children(proxy.pid, &worker, 1), 1);
+    long before = harness_rss_kb(worker);
+    ck_assert_int_gt(before, 0);
+    /* Clients with a small receive buffer, which never read. */
+    enum { CLIENTS = 4 };
+    int fds[CLIENTS];
+    for (int c = 0; c < CLIENTS; c++) {
+        fds[c] = harness_own(socket(AF_INET, SOCK_STREAM, 0));
+        ck_assert_int_ge(fds[c], 0);
+        int small = 4096;
+        setsockopt(fds[c], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_port = htons((uint16_t)proxy.port),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        ck_assert_int_eq(
+            connect(fds[c], (struct sockaddr *)&sa, sizeof(sa)), 0);
+        ck_assert_int_eq(
+            harness_send(fds[c], "GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    }
+    /* The kernel's buffers fill at once, then the proxy's outputs (in
+     * about 0.3 s); then the proxy stops reading the upstreams. */
+    long peak = 0;
+    for (int i = 0; i < 10; i++) {
+        usleep(500 * 1000);
+        long grown = harness_rss_kb(worker) - before;
+        peak = grown > peak ? grown : peak;
+    }
+    ck_assert_msg(peak / CLIENTS < 1024,
+                  "the worker grew by %ld KiB for %d stalled clients "
+                  "(buffer_size = 64k)",
+                  peak, CLIENTS);
+    for (int c = 0; c < CLIENTS; c++) {
+        harness_close_owned(fds[c]);
+    }
+}
+END_TEST
+
 /* Scripted upstream: answers each request for /?n=N, kept alive, with a
  * chunked body of N bytes in one chunk, the whole response in one write. */
 static void chunked_in_one_write(int fd, void *arg)
@@ -2620,6 +2705,7 @@ static Suite *proxy_suite(void)
     tcase_add_test(tc, test_slow_reader_bounded_memory_and_others_unaffected);
     tcase_add_test(tc, test_next_request_after_a_response_that_fills_the_buffer);
     tcase_add_test(tc, test_large_body_is_read_in_large_reads);
+    tcase_add_test(tc, test_trickled_body_to_a_stalled_reader_is_held_in_buffer_size);
     tcase_add_test(tc, test_idle_crowd_does_not_delay_others);
     tcase_add_test(tc, test_injected_latency);
     tcase_add_test(tc, test_injected_latency_with_jitter);
