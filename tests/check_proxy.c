@@ -294,6 +294,27 @@ END_TEST
 
 /* ---- system calls per exchange ---------------------------------------- */
 
+/*
+ * The proxy (one worker, access log off, server_extra in [server]) in
+ * front of 127.0.0.1:port, run with the LD_PRELOAD shim (a path under the
+ * build tree) and its setting ("NAME=value"); the worker's pid.
+ */
+static pid_t proxy_with_shim(const char *shim, const char *setting,
+                             const char *server_extra, int port)
+{
+    harness_preload(shim, setting, NULL);
+    harness_proxy(&proxy,
+                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                  "access_log = off\n%s"
+                  "[upstream up]\nserver = 127.0.0.1:%d\n"
+                  "[route /]\nupstream = up\n",
+                  server_extra, port);
+    harness_wrap = NULL;
+    pid_t worker;
+    ck_assert_int_eq(harness_wait_children(proxy.pid, &worker, 1), 1);
+    return worker;
+}
+
 /* The counts tests/count_calls.so kept for pid under base, or -1s. */
 static void calls_of(const char *base, pid_t pid, long *epoll_ctls,
                      long *fionreads)
@@ -329,16 +350,8 @@ START_TEST(test_exchanges_make_no_epoll_ctl_nor_fionread)
     char setting[64];
     snprintf(setting, sizeof(setting), "SB_COUNT_CALLS=%s", base);
     harness_origin(&origin, "--delay", "0ms", NULL);
-    harness_preload("tests/count_calls.so", setting, NULL);
-    harness_proxy(&proxy,
-                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
-                  "access_log = off\n"
-                  "[upstream origin]\nserver = 127.0.0.1:%d\n"
-                  "[route /]\nupstream = origin\n",
-                  origin.port);
-    harness_wrap = NULL;
-    pid_t worker;
-    ck_assert_int_eq(harness_wait_children(proxy.pid, &worker, 1), 1);
+    pid_t worker = proxy_with_shim("tests/count_calls.so", setting, "",
+                                   origin.port);
     int fd = harness_own(harness_connect(proxy.port));
     ck_assert_int_ge(fd, 0);
     long epoll_before = 0, fionread_before = 0, epoll_after, fionread_after;
@@ -1729,16 +1742,8 @@ START_TEST(test_trickled_body_to_a_stalled_reader_is_held_in_buffer_size)
     harness_script(&script, trickle_body, NULL, 1);
     /* The proxy's kernel buffer for the client kept small
      * (tests/small_sndbuf.so), so that the output fills in a moment. */
-    harness_preload("tests/small_sndbuf.so", "SB_SNDBUF=4096", NULL);
-    harness_proxy(&proxy,
-                  "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
-                  "buffer_size = 64k\naccess_log = off\n"
-                  "[upstream trickle]\nserver = 127.0.0.1:%d\n"
-                  "[route /]\nupstream = trickle\n",
-                  script.port);
-    harness_wrap = NULL;
-    pid_t worker;
-    ck_assert_int_eq(harness_wait_children(proxy.pid, &worker, 1), 1);
+    pid_t worker = proxy_with_shim("tests/small_sndbuf.so", "SB_SNDBUF=4096",
+                                   "buffer_size = 64k\n", script.port);
     long before = harness_rss_kb(worker);
     ck_assert_int_gt(before, 0);
     /* Clients with a small receive buffer, which never read. */
