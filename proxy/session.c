@@ -496,35 +496,48 @@ static void side_drained(struct side *side)
 #define RELAY_MOVE_MIN 2048
 
 /*
- * Move n bytes (no more than in holds) from in to out, a relay's step.
- * The input's chains hold what each read brought, in a block sized to it
- * (1 KiB at least): moved whole, a peer trickling small segments to a
- * reader that does not keep up would leave out holding a 1 KiB block per
- * segment, up to buffer_size of bytes (a second reviewer measured 3 MB per
- * stalled client behind 22-byte segments with buffer_size 64k). So a chain
- * is moved only when it holds RELAY_MOVE_MIN bytes or more; smaller pieces
- * are copied into out's last block. Returns 0, or -1 out of memory (what
- * was not moved stays in in).
+ * Move up to n bytes (no more than in holds) from in to out, a relay's
+ * step; how many moved. The input's chains hold what each read brought,
+ * in a block sized to it (1 KiB at least): moved whole, a peer trickling
+ * small segments to a reader that does not keep up would leave out
+ * holding a 1 KiB block per segment, up to buffer_size of bytes (a second
+ * reviewer measured 3 MB per stalled client behind 20-byte segments with
+ * buffer_size 64k; 150 KiB now). So a chain is moved only when it holds
+ * RELAY_MOVE_MIN bytes or more; smaller pieces are copied into out's last
+ * block. What is moved can still sit in a block up to twice its size
+ * (libevent rounds blocks up to a power of two), and a small piece copied
+ * after a full block gets a new block as large: out holds at most about
+ * twice its bytes. Stops short only out of memory, or if in holds less
+ * than n (*failed set either way).
  */
-static int relay_move(struct evbuffer *in, struct evbuffer *out, size_t n)
+static size_t relay_move(struct evbuffer *in, struct evbuffer *out, size_t n,
+                         int *failed)
 {
-    while (n > 0) {
+    size_t moved = 0;
+    *failed = 0;
+    while (moved < n) {
         struct evbuffer_iovec first;
-        if (evbuffer_peek(in, -1, NULL, &first, 1) < 1) {
-            return -1;
+        if (evbuffer_peek(in, -1, NULL, &first, 1) < 1 ||
+            first.iov_len == 0) {
+            *failed = 1; /* in held less than n, or an empty first block:
+                            neither can happen; never loop on it */
+            break;
         }
-        size_t k = first.iov_len < n ? first.iov_len : n;
+        size_t k = first.iov_len < n - moved ? first.iov_len : n - moved;
         if (k >= RELAY_MOVE_MIN) {
             if (evbuffer_remove_buffer(in, out, k) != (int)k) {
-                return -1;
+                *failed = 1;
+                break;
             }
-        } else if (evbuffer_add(out, first.iov_base, k) < 0 ||
-                   evbuffer_drain(in, k) < 0) {
-            return -1;
+        } else if (evbuffer_add(out, first.iov_base, k) < 0) {
+            *failed = 1;
+            break;
+        } else {
+            evbuffer_drain(in, k);
         }
-        n -= k;
+        moved += k;
     }
-    return 0;
+    return moved;
 }
 
 /*
@@ -2027,14 +2040,16 @@ static int tunnel_relay(struct session *s, struct side *from, struct side *to)
     size_t avail = evbuffer_get_length(in);
     size_t n = avail < room ? avail : room;
     if (n > 0) {
-        if (relay_move(in, out, n) < 0) {
-            return session_close(s, "internal_error");
-        }
+        int failed;
+        n = relay_move(in, out, n, &failed);
         s->t_activity = util_now_ms();
         if (from == &s->client) {
             count_in(s, n);
         } else {
             count_out(s, n);
+        }
+        if (failed) {
+            return session_close(s, "internal_error");
         }
     }
     if (evbuffer_get_length(in) > 0) {
@@ -2358,13 +2373,15 @@ static int upstream_process(struct session *s)
                 return 0;
             }
             size_t move = avail < s->body_left ? avail : (size_t)s->body_left;
-            if (relay_move(in, bufferevent_get_output(s->client.bev), move) <
-                0) {
-                return session_close(s, "internal_error");
-            }
+            int failed;
+            move = relay_move(in, bufferevent_get_output(s->client.bev), move,
+                              &failed);
             s->body_left -= move;
             s->upstream.bytes_in += move;
             count_out(s, move);
+            if (failed) {
+                return session_close(s, "internal_error");
+            }
             if (over_buffer_cap(s, s->client.bev)) {
                 return session_close(s, "buffer_limit");
             }
