@@ -1770,10 +1770,17 @@ START_TEST(test_trickled_body_to_a_stalled_reader_is_bounded)
         long grown = harness_rss_kb(worker) - before;
         peak = grown > peak ? grown : peak;
     }
-    ck_assert_msg(peak / CLIENTS < 1024,
-                  "the worker grew by %ld KiB for %d stalled clients "
-                  "(buffer_size = 64k)",
-                  peak, CLIENTS);
+    /* The sanitizers' and valgrind's allocators hold freed blocks back
+     * (quarantine), so RSS follows what was allocated, not what is held:
+     * the plain build asserts the bound. */
+#ifndef __SANITIZE_ADDRESS__
+    if (getenv("SB_VALGRIND") == NULL) {
+        ck_assert_msg(peak / CLIENTS < 1024,
+                      "the worker grew by %ld KiB for %d stalled clients "
+                      "(buffer_size = 64k)",
+                      peak, CLIENTS);
+    }
+#endif
     for (int c = 0; c < CLIENTS; c++) {
         harness_close_owned(fds[c]);
     }
@@ -2351,11 +2358,26 @@ START_TEST(test_dead_worker_is_replaced)
     pid_t w[8];
     ck_assert_int_eq(harness_wait_children(proxy.pid, w, 2), 2);
     kill(w[0], _i == 0 ? SIGKILL : SIGTERM);
-    char want[128];
+    char want[128], drains[128];
     snprintf(want, sizeof(want), "(pid %d) %s; restarting", (int)w[0],
              _i == 0 ? "killed by signal 9" : "stopped on its own signal");
-    ck_assert_msg(harness_log_wait(&proxy, want, 3000), "no \"%s\" in:\n%s",
-                  want, harness_log(&proxy));
+    /* A worker told to stop alone drains; the master replaces it when it
+     * sees the drain (its 200 ms pass) or when it exits, whichever comes
+     * first (an idle worker exits at once, unless valgrind slows it). */
+    snprintf(drains, sizeof(drains),
+             "(pid %d) drains on a signal of its own; a new worker 0 takes "
+             "its sockets",
+             (int)w[0]);
+    int seen = 0;
+    for (int i = 0; i < 300 && !seen; i++) {
+        if (harness_log_wait(&proxy, want, 10)) {
+            seen = 1;
+        } else if (_i == 1 && harness_log_wait(&proxy, drains, 0)) {
+            seen = 1;
+            snprintf(want, sizeof(want), "%s", drains);
+        }
+    }
+    ck_assert_msg(seen, "no \"%s\" in:\n%s", want, harness_log(&proxy));
     /* The master's line, at the level it owes. */
     const char *log = harness_log(&proxy);
     const char *at = strstr(log, want);
