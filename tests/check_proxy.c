@@ -294,6 +294,15 @@ END_TEST
 
 /* ---- system calls per exchange ---------------------------------------- */
 
+/* Make path (a mkstemp template) a fresh name, no file there yet. */
+static void fresh_path(char *path)
+{
+    int tmp = mkstemp(path);
+    ck_assert_int_ge(tmp, 0);
+    close(tmp);
+    unlink(path);
+}
+
 /*
  * The proxy (one worker, access log off, server_extra in [server]) in
  * front of 127.0.0.1:port, run with the LD_PRELOAD shim (a path under the
@@ -344,9 +353,7 @@ START_TEST(test_exchanges_make_no_epoll_ctl_nor_fionread)
 {
     enum { N = 200 };
     char base[] = "/tmp/sb-calls.XXXXXX";
-    int tmp = mkstemp(base);
-    ck_assert_int_ge(tmp, 0);
-    close(tmp);
+    fresh_path(base); /* the shim writes BASE.PID */
     char setting[64];
     snprintf(setting, sizeof(setting), "SB_COUNT_CALLS=%s", base);
     harness_origin(&origin, "--delay", "0ms", NULL);
@@ -373,7 +380,6 @@ START_TEST(test_exchanges_make_no_epoll_ctl_nor_fionread)
     char path[512];
     snprintf(path, sizeof(path), "%s.%ld", base, (long)worker);
     unlink(path);
-    unlink(base);
     ck_assert_msg(epoll_after - epoll_before <= 2 &&
                       fionread_after - fionread_before <= 2,
                   "%d exchanges made %ld epoll_ctl and %ld ioctl(FIONREAD)",
@@ -1207,15 +1213,6 @@ static void ws_switch(int fd)
     harness_read_request_head(fd);
     harness_send(fd, "HTTP/1.1 101 Switching Protocols\r\n"
                      "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
-}
-
-/* Make path (a mkstemp template) a fresh name, no file there yet. */
-static void fresh_path(char *path)
-{
-    int tmp = mkstemp(path);
-    ck_assert_int_ge(tmp, 0);
-    close(tmp);
-    unlink(path);
 }
 
 /* Read fd until EOF, pause_us between reads, and write how many bytes
