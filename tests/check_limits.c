@@ -808,9 +808,13 @@ START_TEST(test_sndbuf_and_rcvbuf_bound_the_kernels_queues)
                   "client, without %ld",
                   fixed, grown);
     harness_script(&script, never_reads, NULL, 0);
+    /* The receive side grows only while the proxy reads (the kernel's
+     * autotuning follows how fast it takes), so how far it grows before
+     * the proxy stops depends on the machine's load: 30 KB to 730 KB has
+     * been seen. The control need only show the bound would be passed. */
     fixed = held_with("rcvbuf = 4k\n", script.port, 1);
     grown = held_with("", script.port, 1);
-    ck_assert_msg(fixed > 0 && fixed <= 4 * 4096 && grown > 16 * 4096,
+    ck_assert_msg(fixed > 0 && fixed <= 4 * 4096 && grown > 4 * 4096,
                   "with rcvbuf = 4k the kernel held %ld bytes from the "
                   "client, without %ld",
                   fixed, grown);
