@@ -3571,9 +3571,5 @@ static Suite *hardening_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(hardening_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    return harness_run_suite(hardening_suite());
 }

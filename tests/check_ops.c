@@ -3633,21 +3633,56 @@ START_TEST(test_admin_linger_is_bounded_by_its_two_timeouts)
 }
 END_TEST
 
+/* How many descriptors origin[0] has open: one more per request it holds. */
+static int origin_fds(void)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)origin[0].pid);
+    DIR *d = opendir(path);
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        n += e->d_name[0] != '.';
+    }
+    closedir(d);
+    return n;
+}
+
 START_TEST(test_reloads_faster_than_drains_wait_for_a_stats_slot)
 {
-    /* Each reload leaves a generation draining a 3 s request; the fourth
-     * finds three draining already, waits (a fifth joins it), and happens
-     * when the first generation is gone, with a worker whose figures
-     * /metrics shows. */
+    /* Each reload leaves a generation draining a request of 3 s (6 s
+     * under valgrind); the fourth finds three draining already, waits (a
+     * fifth joins it), and happens when the first generation is gone,
+     * with a worker whose figures /metrics shows. */
     harness_origin(&origin[0], "--delay", "0ms", NULL);
     start_admin_on_origin("workers = 1\n");
+    int base = origin_fds();
+    /* The requests outlast the four reloads, each of which now waits for
+     * a new worker (over half a second apiece under valgrind). */
+    char ask[64];
+    snprintf(ask, sizeof(ask), "GET /?delay=%dms HTTP/1.1\r\nHost: a\r\n\r\n",
+             (int)(3000 * (harness_scale() < 2 ? harness_scale() : 2)));
     int held[4];
     for (int i = 0; i < 4; i++) {
+        /* Each request goes to the newest generation's worker: once the
+         * worker before it drains, no other accepts. (Under valgrind a new
+         * worker took longer than the 150 ms once slept here to start, the
+         * old one took the next client too, the second generation drained
+         * with none and left at once, and whether a reload waited came
+         * down to how long valgrind took to let that worker exit.) */
+        ck_assert_msg(log_count_wait("draining (SIGQUIT)", i, 3000) == i,
+                      "reload %d: the generation before did not drain:\n%.3000s",
+                      i, harness_log(&proxy));
         held[i] = harness_connect(proxy.port);
-        harness_send(held[i], "GET /?delay=3s HTTP/1.1\r\nHost: a\r\n\r\n");
-        usleep(150 * 1000);
+        harness_send(held[i], ask);
+        /* ...and has it in flight at the origin before the reload. */
+        double deadline = harness_now() + 2000 * harness_scale();
+        while (origin_fds() < base + i + 1 && harness_now() < deadline) {
+            usleep(10 * 1000);
+        }
+        ck_assert_int_eq(origin_fds(), base + i + 1);
         ck_assert_int_eq(kill(proxy.pid, SIGHUP), 0);
-        usleep(150 * 1000);
     }
     ck_assert_msg(harness_log_wait(&proxy, "the reload waits", 2000),
                   "no waiting reload in:\n%s", harness_log(&proxy));
@@ -5432,9 +5467,5 @@ static Suite *ops_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(ops_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    return harness_run_suite(ops_suite());
 }

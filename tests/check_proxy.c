@@ -910,10 +910,15 @@ START_TEST(test_idle_upstream_connection_closed_after_keepalive_timeout)
     start_script(keepalive_upstream, path, "keepalive_timeout = 300ms");
     get_ok(3);
     /* One pooled connection served all three; the proxy closes it after
-     * 300 ms idle. */
-    usleep(1000 * 1000);
+     * 300 ms idle. Wait as long as the bound below allows (it scales; a
+     * fixed 1 s did not), then a little for the upstream to write. */
+    double deadline = harness_now() + 300 + 500 * harness_scale() + 500;
+    while (access(path, F_OK) != 0 && harness_now() < deadline) {
+        usleep(20 * 1000);
+    }
+    usleep(100 * 1000); /* a second close, if there were one */
     FILE *f = fopen(path, "r");
-    ck_assert_ptr_nonnull(f);
+    ck_assert_msg(f != NULL, "the idle upstream connection was not closed");
     int idle_ms = -1, count = 0, v;
     while (fscanf(f, "%d", &v) == 1) {
         idle_ms = v;
@@ -2330,8 +2335,13 @@ START_TEST(test_injected_latency_jitter_below_zero_is_none)
 {
     start_default("", "latency = 10ms\nlatency_jitter = 200ms");
     get_ok(20);
-    ck_assert(harness_log_wait(&proxy, " term=done", 2000));
-    usleep(200 * 1000); /* the access log's flush */
+    /* Each line is written up to 100 ms after its exchange (the access
+     * log's flush): wait for all 20, however slow the worker. */
+    double deadline = harness_now() + 2000 * harness_scale();
+    while (harness_count(harness_log(&proxy), " term=done") < 20 &&
+           harness_now() < deadline) {
+        usleep(20 * 1000);
+    }
     const char *log = harness_log(&proxy);
     int logged = 0;
     for (const char *at = log; (at = strstr(at, " latency=")) != NULL; at++) {
@@ -2749,9 +2759,5 @@ static Suite *proxy_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(proxy_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    return harness_run_suite(proxy_suite());
 }
