@@ -62,8 +62,9 @@ void harness_preload(const char *rel, ...)
 static struct proc *started[MAX_PROCS];
 static int n_started;
 static int atexit_set;
-/* The log files this process made, removed at its exit (a test's
- * failure message quotes what it needs) unless SB_KEEP_LOGS is set. */
+/* The log and conf files this process made, removed at its exit (a
+ * test's failure message quotes what it needs) unless SB_KEEP_LOGS is
+ * set. */
 #define MAX_LOGS 1024
 static char made_logs[MAX_LOGS][256];
 static int n_made_logs;
@@ -244,6 +245,12 @@ void harness_proxy(struct proc *p, const char *conf_fmt, ...)
              (int)getpid(), counter++);
     FILE *f = fopen(p->conf_path, "w");
     ck_assert_ptr_nonnull(f);
+    /* harness_stop removes it; a test that reaps the proxy itself (a
+     * drain, a crash) leaves it to the exit, as its log. */
+    if (n_made_logs < MAX_LOGS) {
+        snprintf(made_logs[n_made_logs++], sizeof(made_logs[0]), "%s",
+                 p->conf_path);
+    }
     va_list ap;
     va_start(ap, conf_fmt);
     vfprintf(f, conf_fmt, ap);
