@@ -95,8 +95,6 @@ END_TEST
  * HTTP/1.0 client that asked for keep-alive, it says so. */
 static char *answer_of(int port, const char *raw);
 
-static int open_fds(pid_t pid);
-
 /*
  * The slow origin lets go of a client that leaves (closes or resets) while
  * its request is delayed: it held each such socket until the delay ended
@@ -106,7 +104,7 @@ static int open_fds(pid_t pid);
 START_TEST(test_origin_lets_go_of_clients_that_left)
 {
     harness_origin(&origin, "--delay", "0ms", NULL);
-    int before = open_fds(origin.pid);
+    int before = harness_open_fds(origin.pid);
     enum { N = 20 };
     int fds[N];
     for (int i = 0; i < N; i++) {
@@ -116,10 +114,12 @@ START_TEST(test_origin_lets_go_of_clients_that_left)
             0);
     }
     double deadline = harness_now() + 2000 * harness_scale();
-    while (open_fds(origin.pid) < before + N && harness_now() < deadline) {
+    while (harness_open_fds(origin.pid) < before + N &&
+           harness_now() < deadline) {
         usleep(10 * 1000);
     }
-    ck_assert_int_eq(open_fds(origin.pid), before + N); /* all delayed */
+    /* All delayed. */
+    ck_assert_int_eq(harness_open_fds(origin.pid), before + N);
     for (int i = 0; i < N; i++) {
         if (i % 2 == 1) {
             /* Half of them reset: epoll says readable, never closed (a
@@ -130,18 +130,19 @@ START_TEST(test_origin_lets_go_of_clients_that_left)
         close(fds[i]);
     }
     deadline = harness_now() + 2000 * harness_scale();
-    while (open_fds(origin.pid) > before && harness_now() < deadline) {
+    while (harness_open_fds(origin.pid) > before && harness_now() < deadline) {
         usleep(10 * 1000);
     }
-    ck_assert_msg(open_fds(origin.pid) == before,
+    ck_assert_msg(harness_open_fds(origin.pid) == before,
                   "%d descriptors still held for clients that left",
-                  open_fds(origin.pid) - before);
+                  harness_open_fds(origin.pid) - before);
     /* And it serves on. */
     struct response r;
-    ck_assert_int_eq(harness_exchange(origin.port,
-                                      "GET /?delay=10ms HTTP/1.1\r\nHost: a\r\n\r\n",
-                                      &r, 5000),
-                     0);
+    ck_assert_int_eq(
+        harness_exchange(origin.port,
+                         "GET /?delay=10ms HTTP/1.1\r\nHost: a\r\n\r\n", &r,
+                         5000),
+        0);
     ck_assert_int_eq(r.status, 200);
     response_free(&r);
 }
@@ -1114,28 +1115,10 @@ static int flood_answer_whole(const struct flood *f)
  * without a version) and from the input callback (the same, ended by a
  * bare LF).
  */
-/* How many descriptors process pid has open, or -1. */
-static int open_fds(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(path);
-    if (d == NULL) {
-        return -1;
-    }
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        n += e->d_name[0] != '.';
-    }
-    closedir(d);
-    return n;
-}
-
 START_TEST(test_origin_refusals_close_gracefully)
 {
     harness_origin(&origin, "--delay", "0ms", NULL);
-    int fds_before = open_fds(origin.pid);
+    int fds_before = harness_open_fds(origin.pid);
     static const struct {
         const char *what, *head, *want;
         int target; /* the head goes on with target, not with fields */
@@ -1149,8 +1132,8 @@ START_TEST(test_origin_refusals_close_gracefully)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         size_t len = (size_t)snprintf(out, sizeof(out), "%s", cases[i].head);
         while (len < sizeof(out)) {
-            size_t n = sizeof(out) - len < 20 * 1024 ? sizeof(out) - len
-                                                     : 20 * 1024;
+            size_t n =
+                sizeof(out) - len < 20 * 1024 ? sizeof(out) - len : 20 * 1024;
             memset(out + len, cases[i].target ? 't' : 'v', n);
             if (!cases[i].target && n > 10) {
                 memcpy(out + len, "X-Fill: ", 8);
@@ -1177,14 +1160,14 @@ START_TEST(test_origin_refusals_close_gracefully)
     /* The clients have closed: so has the origin, at their end, not at
      * the end of its 2 s. */
     double deadline = harness_now() + 500 * harness_scale();
-    int fds = open_fds(origin.pid);
+    int fds = harness_open_fds(origin.pid);
     while (fds != fds_before && harness_now() < deadline) {
         usleep(10 * 1000);
-        fds = open_fds(origin.pid);
+        fds = harness_open_fds(origin.pid);
     }
     ck_assert_msg(fds == fds_before,
-                  "the origin holds %d descriptors, %d before the clients",
-                  fds, fds_before);
+                  "the origin holds %d descriptors, %d before the clients", fds,
+                  fds_before);
 }
 END_TEST
 

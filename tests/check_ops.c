@@ -3636,16 +3636,8 @@ END_TEST
 /* How many descriptors origin[0] has open: one more per request it holds. */
 static int origin_fds(void)
 {
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)origin[0].pid);
-    DIR *d = opendir(path);
-    ck_assert_ptr_nonnull(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        n += e->d_name[0] != '.';
-    }
-    closedir(d);
+    int n = harness_open_fds(origin[0].pid);
+    ck_assert_int_ge(n, 0);
     return n;
 }
 
@@ -3671,9 +3663,10 @@ START_TEST(test_reloads_faster_than_drains_wait_for_a_stats_slot)
          * old one took the next client too, the second generation drained
          * with none and left at once, and whether a reload waited came
          * down to how long valgrind took to let that worker exit.) */
-        ck_assert_msg(log_count_wait("draining (SIGQUIT)", i, 3000) == i,
-                      "reload %d: the generation before did not drain:\n%.3000s",
-                      i, harness_log(&proxy));
+        ck_assert_msg(
+            log_count_wait("draining (SIGQUIT)", i, 3000) == i,
+            "reload %d: the generation before did not drain:\n%.3000s", i,
+            harness_log(&proxy));
         held[i] = harness_connect(proxy.port);
         harness_send(held[i], ask);
         /* ...and has it in flight at the origin before the reload. */

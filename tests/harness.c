@@ -95,6 +95,23 @@ static void track(struct proc *p)
     }
 }
 
+int harness_open_fds(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    if (d == NULL) {
+        return -1;
+    }
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        n += e->d_name[0] != '.';
+    }
+    closedir(d);
+    return n;
+}
+
 int harness_run_suite(struct Suite *s)
 {
     check_set_max_msg_size(1 << 20);

@@ -159,6 +159,9 @@ char *harness_read_all(int fd, size_t *len, int timeout_ms);
 /* 1 if the peer closed fd within timeout_ms (reads and drops data). */
 int harness_wait_closed(int fd, int timeout_ms);
 
+/* How many descriptors process pid has open, or -1. */
+int harness_open_fds(pid_t pid);
+
 /* Milliseconds, monotonic. */
 double harness_now(void);
 
