@@ -24,6 +24,7 @@
 #include <event2/event.h>
 
 #include "log.h"
+#include "util.h"
 
 #define ACCESSLOG_FLUSH_BYTES 32768
 
@@ -207,7 +208,7 @@ static void log_target(struct evbuffer *b, const struct accesslog_entry *e)
     }
     for (int i = 0; i < e->target_len; i++) {
         unsigned char c = (unsigned char)e->target[i];
-        if (c < 0x20 || c == '"' || c == '\\' || c >= 0x7f) {
+        if (util_log_unsafe(c)) {
             evbuffer_add_printf(b, "\\x%02x", c);
         } else {
             evbuffer_add(b, &e->target[i], 1);

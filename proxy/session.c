@@ -2322,10 +2322,13 @@ static int upstream_fail(struct session *s, int status, const char *term,
         if (next != NULL) {
             s->attempts++;
             s->w->stats->counter[STAT_RETRIES]++;
-            log_warn("%s: retry %d of %d: %s %.*s to %s after %s from %s",
+            char target[256];
+            log_warn("%s: retry %d of %d: %s %s to %s after %s from %s",
                      s->client_addr, s->attempts, s->pool->cfg->retries,
-                     method_name(s), (int)s->target_len,
-                     s->target, next->name, term, failed->name);
+                     method_name(s),
+                     util_log_escape(target, sizeof(target), s->target,
+                                     s->target_len),
+                     next->name, term, failed->name);
             return upstream_retry(s, next, 0);
         }
     }

@@ -260,6 +260,49 @@ size_t util_strlcpy(char *dst, const char *src, size_t dstlen)
     return n;
 }
 
+int util_log_unsafe(unsigned char c)
+{
+    return c < 0x20 || c == '"' || c == '\\' || c >= 0x7f;
+}
+
+const char *util_log_escape(char *dst, size_t cap, const char *src,
+                            size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (cap == 0) {
+        return dst;
+    }
+    size_t total = 0;
+    for (size_t i = 0; i < len; i++) {
+        total += util_log_unsafe((unsigned char)src[i]) ? 4 : 1;
+    }
+    /* What does not fit ends in "...", never inside an escape. */
+    int cut = total >= cap;
+    size_t room = !cut ? total : cap > 3 ? cap - 4 : 0;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)src[i];
+        int unsafe = util_log_unsafe(c);
+        if (o + (unsafe ? 4 : 1) > room) {
+            break;
+        }
+        if (unsafe) {
+            dst[o++] = '\\';
+            dst[o++] = 'x';
+            dst[o++] = hex[c >> 4];
+            dst[o++] = hex[c & 15];
+        } else {
+            dst[o++] = (char)c;
+        }
+    }
+    if (cut && cap > 3) {
+        memcpy(dst + o, "...", 3);
+        o += 3;
+    }
+    dst[o] = '\0';
+    return dst;
+}
+
 int util_strnieq(const char *a, const char *b, size_t n)
 {
     for (size_t i = 0; i < n; i++) {

@@ -62,6 +62,16 @@ int util_list_has(const char *v, size_t len, const char *tok, size_t toklen);
 /* Copy at most dstlen-1 bytes and NUL-terminate; returns strlen(src). */
 size_t util_strlcpy(char *dst, const char *src, size_t dstlen);
 
+/* Whether the logs print byte c as \xHH: control bytes, the quote, the
+ * backslash, and every byte from DEL up (8-bit terminal escapes, and the
+ * pieces of bidirectional overrides). */
+int util_log_unsafe(unsigned char c);
+
+/* src[0, len) into dst (cap bytes, NUL-terminated), util_log_unsafe bytes
+ * as \xHH, ending in "..." when it does not fit. Returns dst. */
+const char *util_log_escape(char *dst, size_t cap, const char *src,
+                            size_t len);
+
 /* ASCII case-insensitive compare of a (alen bytes) with NUL-terminated b. */
 int util_strieq(const char *a, size_t alen, const char *b);
 

@@ -1681,6 +1681,23 @@ START_TEST(test_post_not_retried_get_retried)
     ck_assert(metric_now(server_series("switchboard_server_failures_total",
                                        "pool", script.port)) ==
               bad + retried);
+
+    /* The retry's warning writes the target as the access log does: an
+     * 8-bit CSI or a right-to-left override reaches no terminal raw. Two
+     * in a row: one of them goes to the closing server first. */
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(exchange(proxy.port,
+                                  "GET /p\xe2\x80\xae\x9b" "1m HTTP/1.1\r\n"
+                                  "Host: a\r\n\r\n",
+                                  NULL),
+                         200);
+    }
+    ck_assert_msg(harness_log_wait(&proxy,
+                                   "retry 1 of 1: GET /p\\xe2\\x80\\xae"
+                                   "\\x9b1m to",
+                                   2000),
+                  "no escaped target in:\n%.3000s", harness_log(&proxy));
+    ck_assert_ptr_null(strstr(harness_log(&proxy), "\xe2\x80\xae"));
 }
 END_TEST
 

@@ -219,6 +219,32 @@ START_TEST(hostport_host_length)
 }
 END_TEST
 
+START_TEST(log_escape_hides_what_a_terminal_would_act_on)
+{
+    /* An 8-bit CSI, a right-to-left override (UTF-8), a quote, a
+     * backslash and a tab, as the access log writes them. */
+    const char raw[] = "/\x9b" "31m\xe2\x80\xae\"q\\\tz";
+    char d[64];
+    ck_assert_str_eq(util_log_escape(d, sizeof(d), raw, sizeof(raw) - 1),
+                     "/\\x9b31m\\xe2\\x80\\xae\\x22q\\x5c\\x09z");
+    /* What fits is whole; the rest is cut with "...", never inside an
+     * escape. */
+    char small[12];
+    ck_assert_str_eq(util_log_escape(small, 12, "/ab\x9b" "cdef", 8),
+                     "/ab\\x9b" "cdef");
+    ck_assert_str_eq(util_log_escape(small, 10, "/ab\x9b" "cdef", 8),
+                     "/ab...");
+    ck_assert_str_eq(util_log_escape(small, 12, "/abcdefghij", 11),
+                     "/abcdefghij");
+    ck_assert_str_eq(util_log_escape(small, 12, "/abcdefghijk", 12),
+                     "/abcdefg...");
+    ck_assert_str_eq(util_log_escape(small, 3, "/abc", 4), "");
+    ck_assert_int_eq(util_log_unsafe('a'), 0);
+    ck_assert_int_eq(util_log_unsafe(0x7f), 1);
+    ck_assert_int_eq(util_log_unsafe(0x1f), 1);
+}
+END_TEST
+
 START_TEST(strlcpy_truncates)
 {
     char d[6];
@@ -370,6 +396,7 @@ static Suite *util_suite(void)
     tcase_add_test(t, ms_to_tv_splits);
     tcase_add_test(t, ip_literal_or_name);
     tcase_add_test(t, list_members_and_tokens);
+    tcase_add_test(t, log_escape_hides_what_a_terminal_would_act_on);
     suite_add_tcase(s, t);
     return s;
 }
