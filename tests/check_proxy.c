@@ -1752,15 +1752,7 @@ START_TEST(test_trickled_body_to_a_stalled_reader_is_bounded)
     enum { CLIENTS = 4 };
     int fds[CLIENTS];
     for (int c = 0; c < CLIENTS; c++) {
-        fds[c] = harness_own(socket(AF_INET, SOCK_STREAM, 0));
-        ck_assert_int_ge(fds[c], 0);
-        int small = 4096;
-        setsockopt(fds[c], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-        struct sockaddr_in sa = {.sin_family = AF_INET,
-                                 .sin_port = htons((uint16_t)proxy.port),
-                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        ck_assert_int_eq(
-            connect(fds[c], (struct sockaddr *)&sa, sizeof(sa)), 0);
+        fds[c] = harness_own(harness_connect_rcvbuf(proxy.port, 4096));
         ck_assert_int_eq(
             harness_send(fds[c], "GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
     }
