@@ -206,14 +206,17 @@ static void log_target(struct evbuffer *b, const struct accesslog_entry *e)
         evbuffer_add(b, "-", 1);
         return;
     }
-    for (int i = 0; i < e->target_len; i++) {
-        unsigned char c = (unsigned char)e->target[i];
-        if (util_log_unsafe(c)) {
-            evbuffer_add_printf(b, "\\x%02x", c);
-        } else {
-            evbuffer_add(b, &e->target[i], 1);
-        }
+    /* Room for every byte escaped (4 each) and util_log_escape's NUL, so
+     * that it never cuts. */
+    size_t room = (size_t)e->target_len * 4 + 1;
+    struct evbuffer_iovec v;
+    if (evbuffer_reserve_space(b, (ev_ssize_t)room, &v, 1) < 1) {
+        evbuffer_add(b, "-", 1);
+        return;
     }
+    v.iov_len = strlen(util_log_escape(v.iov_base, room, e->target,
+                                       (size_t)e->target_len));
+    evbuffer_commit_space(b, &v, 1);
 }
 
 void accesslog_write(struct accesslog *log, const struct accesslog_entry *e)

@@ -2642,13 +2642,16 @@ START_TEST(test_access_log_line)
     ck_assert_uint_gt(out, 5);
 
     /* A quote or a backslash in the target cannot end the quoted field
-     * or fake an escape: both are written as \xHH. */
+     * or fake an escape, nor an 8-bit CSI reach a terminal: all are
+     * written as \xHH. */
     harness_exchange(proxy.port,
-                     "GET /a\\b\"c HTTP/1.1\r\nHost: a\r\n\r\n", &r, 5000);
+                     "GET /a\\b\"c\x9b" "1m HTTP/1.1\r\nHost: a\r\n\r\n", &r,
+                     5000);
     ck_assert_int_eq(r.status, 200);
     response_free(&r);
     ck_assert_msg(harness_log_wait(&proxy,
-                                   "\"GET /a\\x5cb\\x22c HTTP/1.1\" 200 ", 2000),
+                                   "\"GET /a\\x5cb\\x22c\\x9b1m HTTP/1.1\" 200 ",
+                                   2000),
                   "log:\n%s", harness_log(&proxy));
 
     /* A connection's first exchange is timed from its first byte, as every
