@@ -65,9 +65,9 @@ static int atexit_set;
 /* The log and conf files this process made, removed at its exit (a
  * test's failure message quotes what it needs) unless SB_KEEP_LOGS is
  * set. */
-#define MAX_LOGS 1024
-static char made_logs[MAX_LOGS][256];
-static int n_made_logs;
+#define MAX_MADE_FILES 1024
+static char made_files[MAX_MADE_FILES][256];
+static int n_made_files;
 
 static void stop_all(void)
 {
@@ -77,8 +77,8 @@ static void stop_all(void)
         }
     }
     if (getenv("SB_KEEP_LOGS") == NULL) {
-        for (int i = 0; i < n_made_logs; i++) {
-            unlink(made_logs[i]);
+        for (int i = 0; i < n_made_files; i++) {
+            unlink(made_files[i]);
         }
     }
 }
@@ -158,8 +158,8 @@ static void spawn(struct proc *p, char *const argv[])
     ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
     int logfd = open(p->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ck_assert_int_ge(logfd, 0);
-    if (n_made_logs < MAX_LOGS) {
-        snprintf(made_logs[n_made_logs++], sizeof(made_logs[0]), "%s",
+    if (n_made_files < MAX_MADE_FILES) {
+        snprintf(made_files[n_made_files++], sizeof(made_files[0]), "%s",
                  p->log_path);
     }
     pid_t parent = getpid();
@@ -264,8 +264,8 @@ void harness_proxy(struct proc *p, const char *conf_fmt, ...)
     ck_assert_ptr_nonnull(f);
     /* harness_stop removes it; a test that reaps the proxy itself (a
      * drain, a crash) leaves it to the exit, as its log. */
-    if (n_made_logs < MAX_LOGS) {
-        snprintf(made_logs[n_made_logs++], sizeof(made_logs[0]), "%s",
+    if (n_made_files < MAX_MADE_FILES) {
+        snprintf(made_files[n_made_files++], sizeof(made_files[0]), "%s",
                  p->conf_path);
     }
     va_list ap;
